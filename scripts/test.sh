@@ -1,0 +1,11 @@
+#!/usr/bin/env bash
+# The test command (make test): lint, types, then the whole suite against a real PostgreSQL server.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+VENV=${VENV:-.venv}
+MOFA_TEST_DATABASE_URL=$(bash scripts/ensure_postgres.sh)
+export MOFA_TEST_DATABASE_URL
+echo "PostgreSQL for tests: $MOFA_TEST_DATABASE_URL"
+"$VENV/bin/ruff" check src tests examples bench
+"$VENV/bin/mypy"
+exec "$VENV/bin/pytest" -q "$@"

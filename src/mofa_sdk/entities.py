@@ -1,0 +1,294 @@
+"""The rows mofa-sdk stores, as validated pydantic models.
+
+Constructing an entity with bad values raises :class:`mofa_sdk.errors.ValidationError` (a
+``MofaError``), never pydantic's own error, so callers need one ``except`` clause.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from datetime import datetime
+from typing import Any, Literal
+
+import pydantic
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
+
+from .errors import ValidationError
+from .ids import utc_now, uuid7
+
+__all__ = [
+    "Agent",
+    "AgentConfig",
+    "ApiCallStatus",
+    "LLMApiCall",
+    "Message",
+    "MessageRole",
+    "MessageStatus",
+    "Provider",
+    "QueryFilter",
+    "Session",
+    "UsageStatistics",
+    "check_json",
+    "check_text",
+]
+
+MessageRole = Literal["system", "user", "assistant", "tool"]
+MessageStatus = Literal["complete", "streaming", "cancelled", "error", "interrupted"]
+ApiCallStatus = Literal["success", "failed", "timeout", "rate_limited", "cancelled"]
+PROVIDER_TYPES = ("openai", "compatible", "azure", "ollama", "local")
+
+
+def check_text(value: str, field: str) -> str:
+    """Refuse a ``str`` that UTF-8 cannot encode (a lone surrogate) before anything is written."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise ValidationError(
+            f"{field} contains a character UTF-8 cannot encode ({value[exc.start]!r} at index {exc.start})"
+        ) from None
+    return value
+
+
+def check_json(value: Any, field: str) -> Any:
+    """Refuse values that are not JSON (sets, bytes, NaN, non-string keys, lone surrogates)."""
+    try:
+        text = json.dumps(value, allow_nan=False, ensure_ascii=False)
+        text.encode("utf-8")
+    except (TypeError, ValueError) as exc:
+        raise ValidationError(f"{field} must be JSON-serialisable: {exc}") from None
+    # json.dumps turns non-str keys (int, None …) into strings silently; a round trip would not be exact.
+    if json.loads(text) != value:
+        raise ValidationError(f"{field} does not survive a JSON round trip (non-string keys or tuples?)")
+    return value
+
+
+def _no_nul_json(value: Any, field: str) -> Any:
+    """JSON columns other than message metadata refuse U+0000 on every store (PostgreSQL jsonb cannot hold it)."""
+    if "\\u0000" in json.dumps(value):
+        raise ValidationError(f"{field} must not contain NUL characters")
+    return value
+
+
+def _no_nul(value: str | None, field: str) -> str | None:
+    if value is not None and "\x00" in value:
+        raise ValidationError(f"{field} must not contain NUL characters")
+    return value
+
+
+class Entity(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, str_strip_whitespace=False)
+
+    def __init__(self, **data: Any) -> None:
+        try:
+            super().__init__(**data)
+        except pydantic.ValidationError as exc:
+            raise ValidationError(_describe(type(self).__name__, exc)) from None
+        except ValidationError:
+            raise
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        try:
+            super().__setattr__(name, value)
+        except pydantic.ValidationError as exc:
+            raise ValidationError(_describe(type(self).__name__, exc)) from None
+
+
+def _describe(model: str, exc: pydantic.ValidationError) -> str:
+    parts = []
+    for err in exc.errors(include_url=False, include_input=False):
+        loc = ".".join(str(p) for p in err["loc"]) or model
+        msg = str(err["msg"]).removeprefix("Value error, ")
+        parts.append(f"{loc}: {msg}")
+    return f"invalid {model}: " + "; ".join(parts)
+
+
+class Message(Entity):
+    id: uuid.UUID = Field(default_factory=uuid7)
+    session_id: uuid.UUID
+    tenant_id: uuid.UUID
+    user_id: uuid.UUID
+    agent_id: uuid.UUID | None = None
+    #: per-session sequence number, assigned by the database when saved (0 = not saved yet)
+    seq: int = 0
+    role: MessageRole
+    content: str
+    status: MessageStatus = "complete"
+    metadata: dict[str, Any] = Field(default_factory=dict)
+    parent_message_id: uuid.UUID | None = None
+    create_time: datetime = Field(default_factory=utc_now)
+    update_time: datetime = Field(default_factory=utc_now)
+
+    @field_validator("content")
+    @classmethod
+    def _content(cls, v: str) -> str:
+        return check_text(v, "content")
+
+    @field_validator("metadata")
+    @classmethod
+    def _metadata(cls, v: dict[str, Any]) -> dict[str, Any]:
+        return check_json(v, "metadata")  # type: ignore[no-any-return]
+
+
+class Session(Entity):
+    id: uuid.UUID = Field(default_factory=uuid7)
+    tenant_id: uuid.UUID
+    user_id: uuid.UUID
+    agent_id: uuid.UUID | None = None
+    title: str | None = None
+    metadata: dict[str, Any] = Field(default_factory=dict)
+    create_time: datetime = Field(default_factory=utc_now)
+    update_time: datetime = Field(default_factory=utc_now)
+
+    @field_validator("title")
+    @classmethod
+    def _title(cls, v: str | None) -> str | None:
+        return _no_nul(check_text(v, "title") if v is not None else None, "title")
+
+    @field_validator("metadata")
+    @classmethod
+    def _metadata(cls, v: dict[str, Any]) -> dict[str, Any]:
+        return _no_nul_json(check_json(v, "metadata"), "metadata")  # type: ignore[no-any-return]
+
+
+class Provider(Entity):
+    id: uuid.UUID = Field(default_factory=uuid7)
+    tenant_id: uuid.UUID
+    provider_name: str = Field(min_length=1, max_length=200)
+    #: openai, compatible, azure, ollama (OpenAI-compatible at ``api_base``) or local (a GGUF path in ``api_base``)
+    provider_type: str
+    api_base: str | None = None
+    api_key: SecretStr | None = None
+    enabled: bool = True
+    create_time: datetime = Field(default_factory=utc_now)
+    update_time: datetime = Field(default_factory=utc_now)
+
+    @field_validator("provider_type")
+    @classmethod
+    def _type(cls, v: str) -> str:
+        if v not in PROVIDER_TYPES:
+            raise ValueError(f"unknown provider_type {v!r}; expected one of {', '.join(PROVIDER_TYPES)}")
+        return v
+
+    @field_validator("provider_name", "api_base")
+    @classmethod
+    def _names(cls, v: str | None) -> str | None:
+        return _no_nul(check_text(v, "text") if v is not None else None, "text")
+
+
+class Agent(Entity):
+    id: uuid.UUID = Field(default_factory=uuid7)
+    tenant_id: uuid.UUID
+    agent_code: str = Field(min_length=1, max_length=200)
+    agent_name: str = Field(min_length=1, max_length=500)
+    agent_order: int = 0
+    agent_status: bool = True
+    context_limit: int | None = Field(default=None, ge=0)
+    custom_params: dict[str, Any] | None = None
+    max_completion_tokens: int | None = Field(default=None, gt=0)
+    model_name: str = Field(min_length=1)
+    provider_id: uuid.UUID
+    response_format: str | dict[str, Any] | None = None
+    system_prompt: str = ""
+    temperature: float | None = Field(default=None, ge=0, le=2)
+    stream: bool = True
+    thinking: dict[str, Any] | None = None
+    create_time: datetime = Field(default_factory=utc_now)
+    update_time: datetime = Field(default_factory=utc_now)
+
+    @field_validator("agent_code", "agent_name", "model_name", "system_prompt")
+    @classmethod
+    def _text(cls, v: str) -> str:
+        return _no_nul(check_text(v, "text"), "text") or ""
+
+    @field_validator("custom_params", "thinking", "response_format")
+    @classmethod
+    def _json(cls, v: Any) -> Any:
+        return _no_nul_json(check_json(v, "json field"), "json field") if v is not None else None
+
+
+class AgentConfig(BaseModel):
+    """An agent row joined with its provider row (the seed's ``config.agent`` / ``config.provider``)."""
+
+    model_config = ConfigDict(frozen=True)
+    agent: Agent
+    provider: Provider
+
+
+class LLMApiCall(Entity):
+    id: uuid.UUID = Field(default_factory=uuid7)
+    tenant_id: uuid.UUID
+    session_id: uuid.UUID
+    user_id: uuid.UUID
+    agent_id: uuid.UUID | None = None
+    request_message_id: uuid.UUID | None = None
+    response_message_id: uuid.UUID | None = None
+    model_name: str
+    status: ApiCallStatus
+    error_message: str | None = None
+    error_code: str | None = None
+    prompt_tokens: int = Field(default=0, ge=0)
+    completion_tokens: int = Field(default=0, ge=0)
+    total_tokens: int = Field(default=0, ge=0)
+    prompt_tokens_details: dict[str, Any] | None = None
+    completion_tokens_details: dict[str, Any] | None = None
+    #: True when the counts were estimated locally because the provider reported none
+    tokens_estimated: bool = False
+    price: float | None = Field(default=None, ge=0)
+    price_details: dict[str, Any] | None = None
+    latency_ms: int | None = Field(default=None, ge=0)
+    time_to_first_token_ms: int | None = Field(default=None, ge=0)
+    tokens_per_second: float | None = Field(default=None, ge=0)
+    provider_response_id: str | None = None
+    create_time: datetime = Field(default_factory=utc_now)
+
+    @field_validator("error_message", "error_code", "model_name", "provider_response_id")
+    @classmethod
+    def _text(cls, v: str | None) -> str | None:
+        # error texts come from remote servers: keep them storable rather than refusing the row
+        if v is None:
+            return None
+        return v.replace("\x00", "\ufffd").encode("utf-8", "replace").decode("utf-8")
+
+    @field_validator("prompt_tokens_details", "completion_tokens_details", "price_details")
+    @classmethod
+    def _json(cls, v: Any) -> Any:
+        return _no_nul_json(check_json(v, "details"), "details") if v is not None else None
+
+
+class QueryFilter(Entity):
+    """Which api-call records to read; every field is honoured by every store."""
+
+    tenant_id: uuid.UUID
+    user_id: uuid.UUID | None = None
+    session_id: uuid.UUID | None = None
+    agent_id: uuid.UUID | None = None
+    status: ApiCallStatus | None = None
+    model_name: str | None = None
+    start_time: datetime | None = None
+    end_time: datetime | None = None
+    offset: int = Field(default=0, ge=0, le=10_000_000)
+    limit: int = Field(default=100, ge=1, le=10_000)
+
+
+class UsageStatistics(BaseModel):
+    total_calls: int = 0
+    calls_by_status: dict[str, int] = Field(default_factory=dict)
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    total_tokens: int = 0
+    total_price: float = 0.0
+    avg_latency_ms: float | None = None
+    p50_latency_ms: float | None = None
+    p95_latency_ms: float | None = None
+    p50_time_to_first_token_ms: float | None = None
+    p95_time_to_first_token_ms: float | None = None
+    avg_tokens_per_second: float | None = None
+
+    @property
+    def success_calls(self) -> int:
+        return self.calls_by_status.get("success", 0)
+
+    @property
+    def failed_calls(self) -> int:
+        return self.total_calls - self.success_calls

@@ -1,0 +1,56 @@
+"""What an agent tells its plugins and event handlers, and what a persistence plugin provides.
+
+The agent never sees SQL and stores never see deltas: a :class:`SessionBackend` (the persistence plugin)
+is the only bridge. Hook failures are not swallowed: an exception from ``before_call`` aborts the turn
+before the provider is called; one from a finishing hook is raised to the consumer after the stream.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any, Protocol, runtime_checkable
+
+from ._types import ChatMessage, Turn, TurnResult
+
+__all__ = ["EventHandler", "SessionBackend", "SessionInfo"]
+
+
+class EventHandler:
+    """Override what you need; every hook is a no-op by default."""
+
+    async def before_call(self, turn: Turn) -> None:
+        """Before the provider is called. Raise (e.g. ``VetoedError``) to refuse the call."""
+
+    async def on_delta(self, turn: Turn, delta: str) -> None:
+        """After each text delta; ``turn.text`` is the reply so far. Keep it cheap: it is on the token path."""
+
+    async def after_reply(self, turn: Turn, result: TurnResult) -> None:
+        """The reply finished cleanly (``result.status == "complete"``)."""
+
+    async def on_error(self, turn: Turn, result: TurnResult) -> None:
+        """The provider failed; ``result.error`` says why and ``result.text`` is the partial reply."""
+
+    async def on_cancel(self, turn: Turn, result: TurnResult) -> None:
+        """The consumer stopped early or the task was cancelled; ``result.text`` is the partial reply."""
+
+
+class SessionInfo(Protocol):
+    id: uuid.UUID
+    title: str | None
+
+
+@runtime_checkable
+class SessionBackend(Protocol):
+    """What the persistence plugin adds to an agent beyond the event hooks."""
+
+    async def open_session(
+        self, session_id: uuid.UUID | None, *, window: int | None, user_id: uuid.UUID, tenant_id: uuid.UUID,
+        agent_id: uuid.UUID,
+    ) -> tuple[uuid.UUID, list[ChatMessage]]:
+        """Load (or create) a session; return its id and the history the window needs, oldest first.
+        Raises TenantMismatchError for a session of another tenant or user, with nothing written."""
+        ...
+
+    async def list_sessions(self, *, user_id: uuid.UUID, tenant_id: uuid.UUID, limit: int = 50) -> list[Any]: ...
+
+    async def close(self) -> None: ...

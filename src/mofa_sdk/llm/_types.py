@@ -1,0 +1,84 @@
+"""Plain data shared by providers, the window, the agent and plugins. No I/O here."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+__all__ = ["ChatMessage", "Turn", "TurnResult", "Usage"]
+
+Role = Literal["system", "user", "assistant", "tool"]
+#: how a reply ended: complete, the consumer stopped (cancelled), or the provider failed (error);
+#: "interrupted" only appears on rows read back after a crash
+ReplyStatus = Literal["complete", "streaming", "cancelled", "error", "interrupted"]
+
+
+@dataclass(frozen=True, slots=True)
+class ChatMessage:
+    """One message of a conversation as the model sees it."""
+
+    role: Role
+    content: str
+    #: a partial reply (cancelled, error, interrupted) is still part of what the user saw
+    status: ReplyStatus = "complete"
+    #: the stored message's id, when it came from or went to a database
+    id: uuid.UUID | None = None
+
+
+@dataclass(slots=True)
+class Usage:
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    total_tokens: int = 0
+    #: True when counted locally because the provider reported nothing
+    estimated: bool = False
+    prompt_tokens_details: dict[str, Any] | None = None
+    completion_tokens_details: dict[str, Any] | None = None
+
+
+@dataclass(slots=True)
+class Turn:
+    """One user message and the call that answers it, as plugins and event handlers see it."""
+
+    session_id: uuid.UUID
+    user_id: uuid.UUID
+    tenant_id: uuid.UUID
+    agent_id: uuid.UUID
+    user_text: str
+    model: str
+    #: exactly what is sent to the provider: system prompt, the window, the new user message
+    request: list[ChatMessage]
+    id: uuid.UUID = field(default_factory=uuid.uuid4)
+    started: float = field(default_factory=time.monotonic)
+    #: per-turn scratch space for plugins (message ids, checkpoint clock …)
+    state: dict[str, Any] = field(default_factory=dict)
+    _parts: list[str] = field(default_factory=list)
+
+    @property
+    def text(self) -> str:
+        """The reply so far."""
+        if len(self._parts) > 1:
+            self._parts[:] = ["".join(self._parts)]
+        return self._parts[0] if self._parts else ""
+
+    def append(self, delta: str) -> None:
+        self._parts.append(delta)
+
+
+@dataclass(slots=True)
+class TurnResult:
+    """How a turn ended. Given to ``after_reply``, ``on_error`` and ``on_cancel`` alike."""
+
+    text: str
+    status: ReplyStatus
+    usage: Usage
+    model: str
+    latency_ms: int
+    time_to_first_token_ms: int | None = None
+    tokens_per_second: float | None = None
+    finish_reason: str | None = None
+    response_id: str | None = None
+    #: the provider error (on_error) or None
+    error: BaseException | None = None

@@ -1,0 +1,276 @@
+"""The store contract: one async API, implemented by PostgresStore, SqliteStore and InMemoryStore.
+
+Every read and write of sessions, messages and api calls is scoped by ``tenant_id``: asking with the
+wrong tenant finds nothing and changes nothing. Writes take ``tx=`` (what ``store.transaction()`` yields,
+or the driver's own connection inside the caller's transaction) so several writes commit or roll back
+together; without it each write is its own transaction.
+"""
+
+from __future__ import annotations
+
+import abc
+import uuid
+from collections.abc import Sequence
+from contextlib import AbstractAsyncContextManager
+from datetime import datetime
+from types import TracebackType
+from typing import Any, Self
+
+from ..errors import ConfigError
+from ..entities import (
+    Agent,
+    AgentConfig,
+    LLMApiCall,
+    Message,
+    MessageStatus,
+    Provider,
+    QueryFilter,
+    Session,
+    UsageStatistics,
+)
+
+__all__ = ["MAX_PAGE", "UNSET", "Store", "Unset", "check_page", "settle_status"]
+
+#: the largest page any paginated read returns; larger requests are a clear error, not a memory spike
+MAX_PAGE = 10_000
+
+
+class Unset:
+    """Marks an argument that was not given (None is a value: "clear this field")."""
+
+    _instance: Unset | None = None
+
+    def __new__(cls) -> Unset:
+        if cls._instance is None:
+            cls._instance = super().__new__(cls)
+        return cls._instance
+
+    def __repr__(self) -> str:
+        return "UNSET"
+
+
+UNSET = Unset()
+
+
+def check_page(offset: int, limit: int) -> None:
+    if not isinstance(offset, int) or isinstance(offset, bool) or offset < 0:
+        raise ConfigError(f"offset must be an integer >= 0, got {offset!r}")
+    if not isinstance(limit, int) or isinstance(limit, bool) or not 1 <= limit <= MAX_PAGE:
+        raise ConfigError(f"limit must be an integer from 1 to {MAX_PAGE}, got {limit!r}")
+
+
+def settle_status(message: Message, lease_seconds: float) -> Message:
+    """A reply still ``streaming`` with no checkpoint for longer than the lease was left by a dead
+    process: it reads as ``interrupted``. Every store applies this to every message it returns."""
+    if message.status == "streaming":
+        from ..ids import utc_now
+
+        if (utc_now() - message.update_time).total_seconds() > lease_seconds:
+            return message.model_copy(update={"status": "interrupted"})
+    return message
+
+
+class Store(abc.ABC):
+    """Base of every store. Subclasses implement the abstract methods; the rest is shared."""
+
+    #: "postgres", "sqlite" or "memory"
+    dialect: str
+    #: a reply left ``streaming`` this long without a checkpoint reads as ``interrupted``
+    streaming_lease_seconds: float = 5.0
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.close()
+
+    @abc.abstractmethod
+    async def close(self) -> None: ...
+
+    # -- schema ------------------------------------------------------------------------------------
+    @abc.abstractmethod
+    async def migrate(self) -> list[str]:
+        """Apply pending migrations in order; return the names applied now. Safe to run concurrently."""
+
+    @abc.abstractmethod
+    async def migration_status(self) -> list[tuple[str, datetime | None]]:
+        """Every known migration with the time it was applied (None = pending)."""
+
+    @abc.abstractmethod
+    def transaction(self) -> AbstractAsyncContextManager[Any]:
+        """``async with store.transaction() as tx:`` — pass ``tx=tx`` to writes to group them."""
+
+    # -- messages ----------------------------------------------------------------------------------
+    @abc.abstractmethod
+    async def save_message(self, message: Message, *, tx: Any = None) -> Message:
+        """Insert ``message``; the database assigns the next ``seq`` of its session atomically and
+        touches the session's update time. Returns the message with ``seq`` set.
+        Raises NotFoundError when the session does not exist for ``message.tenant_id``."""
+
+    @abc.abstractmethod
+    async def save_messages(self, messages: Sequence[Message], *, tx: Any = None) -> list[Message]:
+        """Insert several messages in one transaction, in order."""
+
+    @abc.abstractmethod
+    async def update_message(
+        self,
+        tenant_id: uuid.UUID,
+        message_id: uuid.UUID,
+        *,
+        content: str | Unset = UNSET,
+        status: MessageStatus | Unset = UNSET,
+        metadata: dict[str, Any] | Unset = UNSET,
+        tx: Any = None,
+    ) -> None:
+        """Change a message in place (streaming checkpoints, final status). NotFoundError if absent."""
+
+    @abc.abstractmethod
+    async def get_message(self, tenant_id: uuid.UUID, message_id: uuid.UUID) -> Message | None: ...
+
+    @abc.abstractmethod
+    async def get_session_messages(self, tenant_id: uuid.UUID, session_id: uuid.UUID) -> list[Message]:
+        """All messages of a session by ``seq``."""
+
+    @abc.abstractmethod
+    async def get_session_messages_paginated(
+        self, tenant_id: uuid.UUID, session_id: uuid.UUID, offset: int, limit: int
+    ) -> list[Message]: ...
+
+    @abc.abstractmethod
+    async def get_last_messages(self, tenant_id: uuid.UUID, session_id: uuid.UUID, k: int) -> list[Message]:
+        """The last ``k`` messages by ``seq``, oldest first, read through the (session_id, seq) index."""
+
+    @abc.abstractmethod
+    async def delete_message(self, tenant_id: uuid.UUID, message_id: uuid.UUID, *, tx: Any = None) -> bool: ...
+
+    @abc.abstractmethod
+    async def delete_session_messages(
+        self, tenant_id: uuid.UUID, session_id: uuid.UUID, *, tx: Any = None
+    ) -> int: ...
+
+    @abc.abstractmethod
+    async def count_session_messages(self, tenant_id: uuid.UUID, session_id: uuid.UUID) -> int: ...
+
+    @abc.abstractmethod
+    async def mark_interrupted(self, tenant_id: uuid.UUID, session_id: uuid.UUID) -> int:
+        """Persist ``interrupted`` on the session's replies still ``streaming`` past the lease."""
+
+    # -- sessions ----------------------------------------------------------------------------------
+    @abc.abstractmethod
+    async def create_session(self, session: Session, *, tx: Any = None) -> Session:
+        """Insert, or return the existing row with this id. A row with this id owned by another tenant
+        or user raises TenantMismatchError and changes nothing."""
+
+    @abc.abstractmethod
+    async def get_session(self, tenant_id: uuid.UUID, session_id: uuid.UUID) -> Session | None: ...
+
+    @abc.abstractmethod
+    async def get_user_sessions(
+        self, tenant_id: uuid.UUID, user_id: uuid.UUID, *, offset: int = 0, limit: int = 50
+    ) -> list[Session]:
+        """Most recently active first."""
+
+    @abc.abstractmethod
+    async def update_session(
+        self,
+        tenant_id: uuid.UUID,
+        session_id: uuid.UUID,
+        *,
+        title: str | None | Unset = UNSET,
+        metadata: dict[str, Any] | Unset = UNSET,
+        tx: Any = None,
+    ) -> Session:
+        """NotFoundError when absent for this tenant."""
+
+    @abc.abstractmethod
+    async def delete_session(self, tenant_id: uuid.UUID, session_id: uuid.UUID, *, tx: Any = None) -> bool:
+        """Delete the session, its messages and its api calls."""
+
+    # -- api calls ---------------------------------------------------------------------------------
+    @abc.abstractmethod
+    async def save_api_call(self, call: LLMApiCall, *, tx: Any = None) -> LLMApiCall: ...
+
+    @abc.abstractmethod
+    async def save_api_calls(self, calls: Sequence[LLMApiCall], *, tx: Any = None) -> list[LLMApiCall]: ...
+
+    @abc.abstractmethod
+    async def get_api_call(self, tenant_id: uuid.UUID, call_id: uuid.UUID) -> LLMApiCall | None: ...
+
+    @abc.abstractmethod
+    async def query_api_calls(self, query: QueryFilter) -> list[LLMApiCall]:
+        """Newest first, paginated by the filter's offset and limit."""
+
+    @abc.abstractmethod
+    async def get_statistics(self, query: QueryFilter) -> UsageStatistics:
+        """Aggregates over every matching record (offset and limit are ignored)."""
+
+    @abc.abstractmethod
+    async def cleanup_old_records(self, before: datetime, *, tenant_id: uuid.UUID | None = None) -> int:
+        """Delete api-call records created before ``before``; return how many."""
+
+    # -- providers ---------------------------------------------------------------------------------
+    @abc.abstractmethod
+    async def create_provider(self, provider: Provider) -> Provider:
+        """ConflictError when the tenant already has a provider of that name."""
+
+    @abc.abstractmethod
+    async def update_provider(self, provider: Provider) -> Provider: ...
+
+    @abc.abstractmethod
+    async def delete_provider(self, tenant_id: uuid.UUID, provider_id: uuid.UUID) -> bool:
+        """ConflictError while an agent still uses it."""
+
+    @abc.abstractmethod
+    async def get_provider(self, tenant_id: uuid.UUID, provider_id: uuid.UUID) -> Provider | None: ...
+
+    @abc.abstractmethod
+    async def get_provider_by_name(self, tenant_id: uuid.UUID, name: str) -> Provider | None: ...
+
+    @abc.abstractmethod
+    async def list_providers(self, tenant_id: uuid.UUID) -> list[Provider]: ...
+
+    @abc.abstractmethod
+    async def get_enabled_providers(self, tenant_id: uuid.UUID) -> list[Provider]: ...
+
+    # -- agents ------------------------------------------------------------------------------------
+    @abc.abstractmethod
+    async def create_agent(self, agent: Agent) -> Agent:
+        """ConflictError when the tenant already has that agent_code; NotFoundError for an unknown provider."""
+
+    @abc.abstractmethod
+    async def update_agent(self, agent: Agent) -> Agent: ...
+
+    @abc.abstractmethod
+    async def delete_agent(self, tenant_id: uuid.UUID, agent_id: uuid.UUID) -> bool: ...
+
+    @abc.abstractmethod
+    async def get_agent(self, tenant_id: uuid.UUID, agent_id: uuid.UUID) -> Agent | None: ...
+
+    @abc.abstractmethod
+    async def get_agent_by_code_and_tenant(self, tenant_id: uuid.UUID, code: str) -> Agent | None: ...
+
+    @abc.abstractmethod
+    async def list_agents(self, tenant_id: uuid.UUID) -> list[Agent]:
+        """By agent_order, then code."""
+
+    @abc.abstractmethod
+    async def get_active_agents(self, tenant_id: uuid.UUID) -> list[Agent]: ...
+
+    async def get_agent_by_code_and_tenant_with_provider(
+        self, tenant_id: uuid.UUID | str, code: str
+    ) -> AgentConfig | None:
+        """The agent with ``code`` in ``tenant_id`` and its provider, or None when either is missing."""
+        from ..ids import parse_uuid
+
+        tid = parse_uuid(tenant_id, "tenant_id")
+        agent = await self.get_agent_by_code_and_tenant(tid, code)
+        if agent is None:
+            return None
+        provider = await self.get_provider(tid, agent.provider_id)
+        if provider is None:
+            return None
+        return AgentConfig(agent=agent, provider=provider)
+
+
