@@ -118,3 +118,16 @@ def tenant() -> uuid.UUID:
 @pytest.fixture
 def user() -> uuid.UUID:
     return uuid.uuid4()
+
+
+@pytest.fixture(scope="session")
+def llama_server() -> Iterator[object]:
+    """The real OpenAI-compatible server (``python -m llama_cpp.server``, SmolLM2) behind a recording proxy:
+    ``.base_url`` (the proxy's ``/v1``), ``.requests`` (chat request bodies, in order), ``.clear()``."""
+    from tests._llama_server import start_llama_server
+
+    server = start_llama_server()
+    try:
+        yield server
+    finally:
+        server.stop()

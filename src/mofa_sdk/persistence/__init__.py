@@ -10,9 +10,12 @@ from ..entities import (
     Session,
     UsageStatistics,
 )
-from ._connect import connect_store
+from ._connect import connect_store, default_database_url
+from ._context import PersistenceContext
 from ._memory import InMemoryStore
+from ._plugin import PendingReply, PersistencePlugin
 from ._postgres import PostgresStore
+from ._quick import quick_agent, quick_agent_with_memory, quick_agent_with_postgres, quick_agent_with_sqlite
 from ._sqlite import SqliteStore
 from ._store import UNSET, Store
 
@@ -23,6 +26,9 @@ __all__ = [
     "InMemoryStore",
     "LLMApiCall",
     "Message",
+    "PendingReply",
+    "PersistenceContext",
+    "PersistencePlugin",
     "PostgresStore",
     "Provider",
     "QueryFilter",
@@ -31,4 +37,9 @@ __all__ = [
     "Store",
     "UsageStatistics",
     "connect_store",
+    "default_database_url",
+    "quick_agent",
+    "quick_agent_with_memory",
+    "quick_agent_with_postgres",
+    "quick_agent_with_sqlite",
 ]

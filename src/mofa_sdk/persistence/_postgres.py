@@ -1,5 +1,893 @@
-from ._store import Store
+"""PostgreSQL store: psycopg 3 on an ``AsyncConnectionPool``, every query parameterised and tenant-scoped."""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import os
+import uuid
+import weakref
+from collections.abc import AsyncIterator, Sequence
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from datetime import datetime, timedelta
+from typing import Any
+from urllib.parse import urlsplit
+
+import psycopg
+from psycopg import errors as pgerr
+from psycopg import sql
+from psycopg.conninfo import conninfo_to_dict
+from psycopg.pq import TransactionStatus
+from psycopg.rows import dict_row
+from psycopg.types.json import Jsonb
+from psycopg_pool import AsyncConnectionPool, PoolClosed, PoolTimeout
+
+from ..entities import (
+    Agent,
+    LLMApiCall,
+    Message,
+    MessageStatus,
+    Provider,
+    QueryFilter,
+    Session,
+    UsageStatistics,
+    check_json,
+    check_text,
+)
+from ..errors import (
+    ConfigError,
+    ConflictError,
+    DatabaseUnavailableError,
+    MofaError,
+    NotFoundError,
+    PersistenceError,
+    TenantMismatchError,
+    ValidationError,
+)
+from ..ids import parse_uuid, utc_now
+from . import _postgres_sql as q
+from ._codec import _escape, _map_strings, decode_row, encode_row, has_nul
+from ._migrations import POSTGRES_MIGRATIONS_DDL, load_migrations
+from ._postgres_sql import Row
+from ._store import UNSET, Store, Unset, check_page, settle_status
+
+__all__ = ["PostgresStore"]
+
+Conn = psycopg.AsyncConnection[Any]
 
 
-class PostgresStore(Store):  # placeholder until the real module lands
-    pass
+def _uid(value: object, what: str) -> uuid.UUID:
+    return parse_uuid(value, what)
+
+
+def _check_tx(tx: Any) -> Conn:
+    if isinstance(tx, psycopg.AsyncConnection):
+        return tx
+    raise ConfigError(
+        "tx must be what PostgresStore.transaction() yields or a psycopg AsyncConnection, "
+        f"got {type(tx).__name__}"
+    )
+
+
+@asynccontextmanager
+async def _atomic(conn: Conn) -> AsyncIterator[None]:
+    """Group statements: a savepoint inside a transaction, BEGIN/COMMIT on an autocommit connection.
+    A caller's non-autocommit connection with no transaction yet is left alone: its first statement opens
+    the caller's own transaction, which the caller commits or rolls back (``transaction()`` would commit)."""
+    if conn.autocommit or conn.info.transaction_status == TransactionStatus.INTRANS:
+        async with conn.transaction():
+            yield
+    else:
+        yield
+
+
+class _Target:
+    """Where a URL points, for messages that must never show the password."""
+
+    def __init__(self, url: str) -> None:
+        if not isinstance(url, str) or not url.strip():
+            raise ConfigError("the PostgreSQL URL is empty")
+        url = url.strip()
+        scheme = url.split("://", 1)[0].lower() if "://" in url else ""
+        try:
+            self.password = urlsplit(url).password or ""
+        except ValueError:
+            self.password = ""
+        if scheme not in ("postgres", "postgresql"):
+            raise ConfigError(f"not a PostgreSQL URL (expected postgresql://…): {self.redact(url)!r}")
+        try:
+            params = conninfo_to_dict(url)
+        except psycopg.Error as exc:
+            raise ConfigError(
+                f"malformed PostgreSQL URL {self.redact(url)!r}: {self.clean(str(exc))}"
+            ) from None
+        self.password = str(params.get("password") or self.password)
+        self.url = url
+        self.host = str(params.get("host") or "localhost")
+        self.port = str(params.get("port") or "5432")
+        # libpq only notices a bad port when it tries to connect, and then blames the host
+        if not all(p.strip().isdigit() and 0 < int(p) < 65536 for p in self.port.split(",")):
+            raise ConfigError(f"malformed PostgreSQL URL {self.redact(url)!r}: bad port {self.port!r}")
+        self.dbname = str(params.get("dbname") or params.get("user") or "postgres")
+
+    def __str__(self) -> str:
+        return f"host={self.host} port={self.port} database={self.dbname}"
+
+    def clean(self, text: str) -> str:
+        return text.replace(self.password, "***") if self.password else text
+
+    def redact(self, url: str) -> str:
+        return self.clean(url)
+
+
+# -- the store ---------------------------------------------------------------------------------------
+_shared: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[str, PostgresStore]] = (
+    weakref.WeakKeyDictionary()
+)
+_shared_locks: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Lock] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+class PostgresStore(Store):
+    """The PostgreSQL store. Make one with :meth:`connect`, :meth:`shared` or :meth:`from_env`."""
+
+    dialect = "postgres"
+
+    def __init__(
+        self,
+        pool: AsyncConnectionPool[Conn],
+        target: _Target,
+        *,
+        connect_timeout: float,
+        streaming_lease_seconds: float,
+    ) -> None:
+        self._pool = pool
+        self._target = target
+        self._connect_timeout = connect_timeout
+        self.streaming_lease_seconds = streaming_lease_seconds
+        self._closed = False
+
+    def __repr__(self) -> str:
+        state = "closed" if self._closed else "open"
+        return f"<PostgresStore {self._target} {state}>"
+
+    # -- lifecycle ---------------------------------------------------------------------------------
+    @classmethod
+    async def connect(cls, url: str, *, migrate: bool = True) -> PostgresStore:
+        """Open a pool on ``url`` (``postgresql://`` or ``postgres://``), migrating the schema if asked."""
+        return await cls.connect_with_options(url, migrate=migrate)
+
+    @classmethod
+    async def connect_with_options(
+        cls,
+        url: str,
+        *,
+        max_connections: int = 10,
+        min_connections: int = 1,
+        connect_timeout: float = 10.0,
+        prepare_threshold: int | None = 5,
+        streaming_lease_seconds: float = 5.0,
+        migrate: bool = True,
+    ) -> PostgresStore:
+        target = _Target(url)
+        if not isinstance(max_connections, int) or max_connections < 1:
+            raise ConfigError(f"max_connections must be an integer >= 1, got {max_connections!r}")
+        if not isinstance(min_connections, int) or not 0 <= min_connections <= max_connections:
+            raise ConfigError(f"min_connections must be from 0 to max_connections, got {min_connections!r}")
+        if not isinstance(connect_timeout, int | float) or not connect_timeout > 0:
+            raise ConfigError(f"connect_timeout must be a number of seconds > 0, got {connect_timeout!r}")
+        if prepare_threshold is not None and (
+            not isinstance(prepare_threshold, int) or prepare_threshold < 0
+        ):
+            raise ConfigError(f"prepare_threshold must be None or an integer >= 0, got {prepare_threshold!r}")
+        if not isinstance(streaming_lease_seconds, int | float) or streaming_lease_seconds <= 0:
+            raise ConfigError(f"streaming_lease_seconds must be > 0, got {streaming_lease_seconds!r}")
+        kwargs: dict[str, Any] = {
+            "autocommit": True,
+            "prepare_threshold": prepare_threshold,
+            # libpq counts whole seconds (and at least 2); the asyncio timeout below is the exact bound
+            "connect_timeout": max(2, math.ceil(connect_timeout)),
+        }
+        # One direct connection first: the pool would only report "timed out", the server says why.
+        try:
+            probe = await asyncio.wait_for(psycopg.AsyncConnection.connect(url, **kwargs), connect_timeout)
+        except TimeoutError:
+            raise DatabaseUnavailableError(
+                f"cannot connect to PostgreSQL at {target}: no answer within {connect_timeout:g}s"
+            ) from None
+        except psycopg.ProgrammingError as exc:
+            raise ConfigError(
+                f"bad PostgreSQL connection settings for {target}: {target.clean(str(exc))}"
+            ) from None
+        except psycopg.Error as exc:
+            raise DatabaseUnavailableError(
+                f"cannot connect to PostgreSQL at {target}: {target.clean(str(exc)).strip()}"
+            ) from exc
+        await probe.close()
+        pool: AsyncConnectionPool[Conn] = AsyncConnectionPool(
+            url,
+            min_size=min_connections,
+            max_size=max_connections,
+            kwargs=kwargs,
+            timeout=connect_timeout,
+            open=False,
+            name=f"mofa {target.host}:{target.port}/{target.dbname}",
+        )
+        try:
+            await pool.open(wait=min_connections > 0, timeout=connect_timeout)
+        except PoolTimeout:
+            await pool.close()
+            raise DatabaseUnavailableError(
+                f"cannot open a connection pool to PostgreSQL at {target} within {connect_timeout:g}s"
+            ) from None
+        store = cls(
+            pool, target, connect_timeout=connect_timeout, streaming_lease_seconds=streaming_lease_seconds
+        )
+        if migrate:
+            try:
+                await store._migrate_if_needed()
+            except BaseException:
+                await store.close()
+                raise
+        return store
+
+    @classmethod
+    async def shared(cls, url: str) -> PostgresStore:
+        """One store (one pool) per URL per process and event loop; a closed one is replaced."""
+        loop = asyncio.get_running_loop()
+        lock = _shared_locks.setdefault(loop, asyncio.Lock())
+        async with lock:
+            stores = _shared.setdefault(loop, {})
+            store = stores.get(url)
+            if store is None or store.closed:
+                store = await cls.connect(url)
+                stores[url] = store
+            return store
+
+    @classmethod
+    async def from_env(cls, *, migrate: bool = True) -> PostgresStore:
+        """Connect to ``DATABASE_URL``."""
+        url = os.environ.get("DATABASE_URL", "").strip()
+        if not url:
+            raise ConfigError("DATABASE_URL is not set; set it to a postgresql://user:password@host/db URL")
+        return await cls.connect(url, migrate=migrate)
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    async def close(self) -> None:
+        if not self._closed:
+            self._closed = True
+            await self._pool.close()
+
+    def pool_stats(self) -> dict[str, int]:
+        """The pool's counters (``pool_size``, ``pool_available``, ``requests_waiting`` …)."""
+        return self._pool.get_stats()
+
+    # -- errors and connections ----------------------------------------------------------------------
+    def _wrap(self, exc: psycopg.Error, doing: str) -> MofaError:
+        detail = self._target.clean(str(exc).strip()) or type(exc).__name__
+        if isinstance(exc, PoolClosed):
+            return PersistenceError(f"{doing}: the store is closed")
+        if isinstance(exc, PoolTimeout):
+            return DatabaseUnavailableError(
+                f"{doing}: no connection to PostgreSQL at {self._target} within {self._connect_timeout:g}s"
+            )
+        if isinstance(exc, pgerr.UndefinedTable | pgerr.UndefinedColumn):
+            return PersistenceError(
+                f"{doing}: the mofa schema is missing or out of date in {self._target} ({detail}); "
+                "run `mofa db migrate` or `await store.migrate()`"
+            )
+        if isinstance(exc, pgerr.UniqueViolation | pgerr.ForeignKeyViolation | pgerr.ExclusionViolation):
+            return ConflictError(f"{doing}: {detail}")
+        if isinstance(exc, pgerr.SerializationFailure | pgerr.DeadlockDetected | pgerr.LockNotAvailable):
+            return ConflictError(f"{doing}: a concurrent change got in the way ({detail})")
+        if isinstance(exc, pgerr.IntegrityError | psycopg.DataError):
+            return ValidationError(f"{doing}: the database refused the value ({detail})")
+        if isinstance(exc, psycopg.OperationalError | psycopg.InterfaceError):
+            return DatabaseUnavailableError(
+                f"{doing}: PostgreSQL at {self._target} is unavailable ({detail})"
+            )
+        return PersistenceError(f"{doing}: {detail}")
+
+    @asynccontextmanager
+    async def _conn(self, tx: Any, doing: str, *, atomic: bool = False) -> AsyncIterator[Conn]:
+        """A connection for one operation: ``tx`` when given, else one from the pool (autocommit).
+        Every driver error raised inside becomes a mofa error saying what was being done."""
+        try:
+            if tx is not None:
+                conn = _check_tx(tx)
+                if atomic:
+                    async with _atomic(conn):
+                        yield conn
+                else:
+                    yield conn
+            else:
+                async with self._pool.connection() as conn:
+                    if atomic:
+                        async with conn.transaction():
+                            yield conn
+                    else:
+                        yield conn
+        except psycopg.Error as exc:
+            raise self._wrap(exc, doing) from exc
+
+    async def _rows(self, query: str, params: Any, doing: str, tx: Any = None) -> list[Row]:
+        async with self._conn(tx, doing) as conn, conn.cursor(row_factory=dict_row) as cur:
+            await cur.execute(query, params)
+            return await cur.fetchall()
+
+    async def _row(self, query: str, params: Any, doing: str, tx: Any = None) -> Row | None:
+        rows = await self._rows(query, params, doing, tx)
+        return rows[0] if rows else None
+
+    async def _count(self, query: str, params: Any, doing: str, tx: Any = None) -> int:
+        async with self._conn(tx, doing) as conn, conn.cursor() as cur:
+            await cur.execute(query, params)
+            return max(cur.rowcount, 0)
+
+    # -- schema --------------------------------------------------------------------------------------
+    async def _applied(self) -> dict[str, datetime]:
+        try:
+            rows = await self._rows(
+                "SELECT name, applied_at FROM mofa_migrations", None, "reading migrations"
+            )
+        except PersistenceError as exc:
+            if isinstance(exc.__cause__, pgerr.UndefinedTable):
+                return {}
+            raise
+        return {r["name"]: q.utc(r["applied_at"]) for r in rows}
+
+    async def _migrate_if_needed(self) -> list[str]:
+        applied = await self._applied()
+        if all(m.name in applied for m in load_migrations("postgres")):
+            return []
+        return await self.migrate()
+
+    async def migrate(self) -> list[str]:
+        """Apply pending migrations under an advisory lock, each in its own transaction."""
+        done: list[str] = []
+        doing = f"migrating the schema of {self._target}"
+        try:
+            # A connection of its own, closed at the end: the session-level lock can never stay behind
+            # on a pooled connection, whatever happens (cancellation included).
+            conn = await asyncio.wait_for(
+                psycopg.AsyncConnection.connect(
+                    self._target.url,
+                    autocommit=True,
+                    prepare_threshold=None,
+                    connect_timeout=max(2, math.ceil(self._connect_timeout)),
+                ),
+                self._connect_timeout,
+            )
+        except TimeoutError:
+            raise DatabaseUnavailableError(
+                f"{doing}: no connection within {self._connect_timeout:g}s"
+            ) from None
+        except psycopg.Error as exc:
+            raise self._wrap(exc, doing) from None
+        try:
+            async with conn:
+                await conn.execute(q.LOCK_SQL)
+                await conn.execute(POSTGRES_MIGRATIONS_DDL)
+                cur = await conn.execute("SELECT name FROM mofa_migrations")
+                applied = {r[0] for r in await cur.fetchall()}
+                for m in load_migrations("postgres"):
+                    if m.name in applied:
+                        continue
+                    doing = f"applying migration {m.name} to {self._target}"
+                    async with conn.transaction():
+                        await conn.execute(m.sql.encode())  # several statements: simple query protocol
+                        await conn.execute("INSERT INTO mofa_migrations (name) VALUES (%s)", (m.name,))
+                    done.append(m.name)
+                await conn.execute(q.UNLOCK_SQL)
+        except psycopg.Error as exc:
+            raise self._wrap(exc, doing) from exc
+        return done
+
+    async def migration_status(self) -> list[tuple[str, datetime | None]]:
+        applied = await self._applied()
+        return [(m.name, applied.get(m.name)) for m in load_migrations("postgres")]
+
+    def transaction(self) -> AbstractAsyncContextManager[Conn]:
+        """``async with store.transaction() as tx:`` yields a psycopg AsyncConnection in a transaction."""
+        return self._conn(None, "running a transaction", atomic=True)
+
+    # -- messages ------------------------------------------------------------------------------------
+    def _message(self, r: Row) -> Message:
+        return settle_status(q.message_from_row(r), self.streaming_lease_seconds)
+
+    async def save_message(self, message: Message, *, tx: Any = None) -> Message:
+        params = q.message_params(message) | {"now": utc_now()}
+        doing = f"saving message {message.id} in session {message.session_id}"
+        async with self._conn(tx, doing) as conn, conn.cursor() as cur:
+            await cur.execute(q.SAVE_MESSAGE_SQL, params)
+            row = await cur.fetchone()
+        if row is None:
+            raise NotFoundError(
+                f"{doing}: session {message.session_id} not found for tenant {message.tenant_id}"
+            )
+        return settle_status(
+            message.model_copy(update={"seq": row[0]}, deep=True), self.streaming_lease_seconds
+        )
+
+    async def save_messages(self, messages: Sequence[Message], *, tx: Any = None) -> list[Message]:
+        if not messages:
+            return []
+        groups: dict[tuple[uuid.UUID, uuid.UUID], list[int]] = {}
+        for i, m in enumerate(messages):
+            groups.setdefault((m.tenant_id, m.session_id), []).append(i)
+        seqs: list[int] = [0] * len(messages)
+        now = utc_now()
+        doing = f"saving {len(messages)} messages"
+        async with self._conn(tx, doing, atomic=True) as conn, conn.cursor() as cur:
+            for (tenant_id, session_id), idx in groups.items():
+                # one UPDATE reserves the whole block of seqs for this session
+                await cur.execute(
+                    q.RESERVE_SEQS_SQL,
+                    {"n": len(idx), "now": now, "session_id": session_id, "tenant_id": tenant_id},
+                )
+                row = await cur.fetchone()
+                if row is None:
+                    raise NotFoundError(f"{doing}: session {session_id} not found for tenant {tenant_id}")
+                first = row[0] - len(idx) + 1
+                for k, i in enumerate(idx):
+                    seqs[i] = first + k
+            saved = [m.model_copy(update={"seq": s}, deep=True) for m, s in zip(messages, seqs, strict=True)]
+            await cur.executemany(q.INSERT_MESSAGE_SQL, [q.message_params(m) for m in saved])
+        return [settle_status(m, self.streaming_lease_seconds) for m in saved]
+
+    async def update_message(
+        self,
+        tenant_id: uuid.UUID,
+        message_id: uuid.UUID,
+        *,
+        content: str | Unset = UNSET,
+        status: MessageStatus | Unset = UNSET,
+        metadata: dict[str, Any] | Unset = UNSET,
+        tx: Any = None,
+    ) -> None:
+        tid, mid = _uid(tenant_id, "tenant_id"), _uid(message_id, "message_id")
+        if not isinstance(content, Unset):
+            if not isinstance(content, str):
+                raise ValidationError(f"content must be a str, got {type(content).__name__}")
+            check_text(content, "content")
+        if not isinstance(status, Unset) and status not in q.MESSAGE_STATUSES:
+            raise ValidationError(
+                f"unknown message status {status!r}; expected one of {', '.join(q.MESSAGE_STATUSES)}"
+            )
+        if not isinstance(metadata, Unset):
+            if not isinstance(metadata, dict):
+                raise ValidationError(f"metadata must be a dict, got {type(metadata).__name__}")
+            check_json(metadata, "metadata")
+        doing = f"updating message {mid}"
+        now = utc_now()
+        if (isinstance(content, str) and "\x00" in content) or (
+            isinstance(metadata, dict) and has_nul(metadata)
+        ):
+            await self._rewrite_message(tid, mid, content, status, metadata, now, doing, tx)
+            return
+        # Fast path (streaming checkpoints): one statement. A row already stored escaped stays escaped,
+        # so the new value is written in whichever form matches the row's nul_escaped flag.
+        sets: list[sql.Composable] = [sql.SQL("update_time = %(now)s")]
+        params: dict[str, Any] = {"now": now, "id": mid, "tenant_id": tid}
+        if isinstance(content, str):
+            params["content"] = content
+            if "\\" in content:
+                params["content_esc"] = _escape(content)
+                sets.append(
+                    sql.SQL("content = CASE WHEN nul_escaped THEN %(content_esc)s ELSE %(content)s END")
+                )
+            else:
+                sets.append(sql.SQL("content = %(content)s"))
+        if isinstance(metadata, dict):
+            params["metadata"] = Jsonb(metadata)
+            params["metadata_esc"] = Jsonb(_map_strings(metadata, _escape))
+            sets.append(
+                sql.SQL("metadata = CASE WHEN nul_escaped THEN %(metadata_esc)s ELSE %(metadata)s END")
+            )
+        if isinstance(status, str):
+            params["status"] = status
+            sets.append(sql.SQL("status = %(status)s"))
+        query = sql.SQL(
+            "UPDATE entity_message SET {} WHERE id = %(id)s AND tenant_id = %(tenant_id)s"
+        ).format(sql.SQL(", ").join(sets))
+        async with self._conn(tx, doing) as conn, conn.cursor() as cur:
+            await cur.execute(query, params)
+            if cur.rowcount == 0:
+                raise NotFoundError(f"{doing}: message {mid} not found for tenant {tid}")
+
+    async def _rewrite_message(
+        self,
+        tid: uuid.UUID,
+        mid: uuid.UUID,
+        content: str | Unset,
+        status: MessageStatus | Unset,
+        metadata: dict[str, Any] | Unset,
+        now: datetime,
+        doing: str,
+        tx: Any,
+    ) -> None:
+        """A new NUL may change how the whole row is stored: read it, merge, re-encode, write."""
+        async with self._conn(tx, doing, atomic=True) as conn, conn.cursor(row_factory=dict_row) as cur:
+            await cur.execute(q.LOCK_MESSAGE_SQL, (mid, tid))
+            row = await cur.fetchone()
+            if row is None:
+                raise NotFoundError(f"{doing}: message {mid} not found for tenant {tid}")
+            old_content, old_meta = decode_row(row["content"], row["metadata"], row["nul_escaped"])
+            new_content = old_content if isinstance(content, Unset) else content
+            new_meta = old_meta if isinstance(metadata, Unset) else metadata
+            enc_content, enc_meta, escaped = encode_row(new_content, new_meta)
+            await cur.execute(
+                q.REWRITE_MESSAGE_SQL,
+                (
+                    enc_content,
+                    Jsonb(enc_meta),
+                    escaped,
+                    None if isinstance(status, Unset) else status,
+                    now,
+                    mid,
+                    tid,
+                ),
+            )
+
+    async def get_message(self, tenant_id: uuid.UUID, message_id: uuid.UUID) -> Message | None:
+        tid, mid = _uid(tenant_id, "tenant_id"), _uid(message_id, "message_id")
+        row = await self._row(q.GET_MESSAGE_SQL, (mid, tid), f"reading message {mid}")
+        return None if row is None else self._message(row)
+
+    async def get_session_messages(self, tenant_id: uuid.UUID, session_id: uuid.UUID) -> list[Message]:
+        tid, sid = _uid(tenant_id, "tenant_id"), _uid(session_id, "session_id")
+        rows = await self._rows(q.SESSION_MESSAGES_SQL, (sid, tid), f"reading the messages of session {sid}")
+        return [self._message(r) for r in rows]
+
+    async def get_session_messages_paginated(
+        self, tenant_id: uuid.UUID, session_id: uuid.UUID, offset: int, limit: int
+    ) -> list[Message]:
+        check_page(offset, limit)
+        tid, sid = _uid(tenant_id, "tenant_id"), _uid(session_id, "session_id")
+        rows = await self._rows(
+            q.SESSION_MESSAGES_PAGE_SQL, (sid, tid, offset, limit), f"reading the messages of session {sid}"
+        )
+        return [self._message(r) for r in rows]
+
+    async def get_last_messages(self, tenant_id: uuid.UUID, session_id: uuid.UUID, k: int) -> list[Message]:
+        if not isinstance(k, int) or isinstance(k, bool) or k < 0:
+            raise ConfigError(f"k must be an integer >= 0, got {k!r}")
+        if k == 0:
+            return []
+        check_page(0, k)
+        tid, sid = _uid(tenant_id, "tenant_id"), _uid(session_id, "session_id")
+        rows = await self._rows(
+            q.LAST_MESSAGES_SQL, (sid, tid, k), f"reading the last messages of session {sid}"
+        )
+        return [self._message(r) for r in reversed(rows)]
+
+    async def delete_message(self, tenant_id: uuid.UUID, message_id: uuid.UUID, *, tx: Any = None) -> bool:
+        tid, mid = _uid(tenant_id, "tenant_id"), _uid(message_id, "message_id")
+        n = await self._count(
+            "DELETE FROM entity_message WHERE id = %s AND tenant_id = %s",
+            (mid, tid),
+            f"deleting message {mid}",
+            tx,
+        )
+        return n > 0
+
+    async def delete_session_messages(
+        self, tenant_id: uuid.UUID, session_id: uuid.UUID, *, tx: Any = None
+    ) -> int:
+        tid, sid = _uid(tenant_id, "tenant_id"), _uid(session_id, "session_id")
+        return await self._count(
+            "DELETE FROM entity_message WHERE session_id = %s AND tenant_id = %s",
+            (sid, tid),
+            f"deleting the messages of session {sid}",
+            tx,
+        )
+
+    async def count_session_messages(self, tenant_id: uuid.UUID, session_id: uuid.UUID) -> int:
+        tid, sid = _uid(tenant_id, "tenant_id"), _uid(session_id, "session_id")
+        row = await self._row(
+            "SELECT count(*) AS n FROM entity_message WHERE session_id = %s AND tenant_id = %s",
+            (sid, tid),
+            f"counting the messages of session {sid}",
+        )
+        return int(row["n"]) if row else 0
+
+    async def mark_interrupted(self, tenant_id: uuid.UUID, session_id: uuid.UUID) -> int:
+        tid, sid = _uid(tenant_id, "tenant_id"), _uid(session_id, "session_id")
+        now = utc_now()
+        return await self._count(
+            "UPDATE entity_message SET status = 'interrupted', update_time = %s"
+            " WHERE session_id = %s AND tenant_id = %s AND status = 'streaming' AND update_time < %s",
+            (now, sid, tid, now - timedelta(seconds=self.streaming_lease_seconds)),
+            f"marking interrupted replies of session {sid}",
+        )
+
+    # -- sessions ------------------------------------------------------------------------------------
+    async def create_session(self, session: Session, *, tx: Any = None) -> Session:
+        params = {
+            "id": session.id,
+            "tenant_id": session.tenant_id,
+            "user_id": session.user_id,
+            "agent_id": session.agent_id,
+            "title": session.title,
+            "metadata": Jsonb(session.metadata),
+            "create_time": q.ts(session.create_time),
+            "update_time": q.ts(session.update_time),
+        }
+        doing = f"creating session {session.id}"
+        # Insert-or-read; a concurrent delete between the two can only happen a bounded number of times.
+        for _ in range(3):
+            row = await self._row(q.INSERT_SESSION_SQL, params, doing, tx)
+            if row is not None:
+                return q.session_from_row(row)
+            row = await self._row(q.SESSION_BY_ID_SQL, (session.id,), doing, tx)
+            if row is None:
+                continue
+            if row["tenant_id"] != session.tenant_id or row["user_id"] != session.user_id:
+                raise TenantMismatchError(
+                    f"session {session.id} already exists and belongs to another tenant or user"
+                )
+            return q.session_from_row(row)
+        raise ConflictError(f"{doing}: the row kept changing under concurrent writers; try again")
+
+    async def get_session(self, tenant_id: uuid.UUID, session_id: uuid.UUID) -> Session | None:
+        tid, sid = _uid(tenant_id, "tenant_id"), _uid(session_id, "session_id")
+        row = await self._row(q.GET_SESSION_SQL, (sid, tid), f"reading session {sid}")
+        return None if row is None else q.session_from_row(row)
+
+    async def get_user_sessions(
+        self, tenant_id: uuid.UUID, user_id: uuid.UUID, *, offset: int = 0, limit: int = 50
+    ) -> list[Session]:
+        check_page(offset, limit)
+        tid, uid = _uid(tenant_id, "tenant_id"), _uid(user_id, "user_id")
+        rows = await self._rows(
+            q.USER_SESSIONS_SQL, (tid, uid, offset, limit), f"listing the sessions of user {uid}"
+        )
+        return [q.session_from_row(r) for r in rows]
+
+    async def update_session(
+        self,
+        tenant_id: uuid.UUID,
+        session_id: uuid.UUID,
+        *,
+        title: str | Unset | None = UNSET,
+        metadata: dict[str, Any] | Unset = UNSET,
+        tx: Any = None,
+    ) -> Session:
+        tid, sid = _uid(tenant_id, "tenant_id"), _uid(session_id, "session_id")
+        doing = f"updating session {sid}"
+        sets: list[sql.Composable] = [sql.SQL("update_time = %(now)s")]
+        params: dict[str, Any] = {"now": utc_now(), "id": sid, "tenant_id": tid}
+        if not isinstance(title, Unset):
+            if title is not None:
+                if not isinstance(title, str):
+                    raise ValidationError(f"title must be a str or None, got {type(title).__name__}")
+                check_text(title, "title")
+                if "\x00" in title:
+                    raise ValidationError("title must not contain NUL characters")
+            params["title"] = title
+            sets.append(sql.SQL("title = %(title)s::text"))
+        if not isinstance(metadata, Unset):
+            if not isinstance(metadata, dict):
+                raise ValidationError(f"metadata must be a dict, got {type(metadata).__name__}")
+            check_json(metadata, "metadata")
+            if has_nul(metadata):
+                raise ValidationError("session metadata must not contain NUL characters")
+            params["metadata"] = Jsonb(metadata)
+            sets.append(sql.SQL("metadata = %(metadata)s"))
+        query = sql.SQL(
+            "UPDATE entity_session SET {} WHERE id = %(id)s AND tenant_id = %(tenant_id)s RETURNING {}"
+        ).format(sql.SQL(", ").join(sets), q.SESSION)
+        async with self._conn(tx, doing) as conn, conn.cursor(row_factory=dict_row) as cur:
+            await cur.execute(query, params)
+            row = await cur.fetchone()
+        if row is None:
+            raise NotFoundError(f"{doing}: session {sid} not found for tenant {tid}")
+        return q.session_from_row(row)
+
+    async def delete_session(self, tenant_id: uuid.UUID, session_id: uuid.UUID, *, tx: Any = None) -> bool:
+        tid, sid = _uid(tenant_id, "tenant_id"), _uid(session_id, "session_id")
+        # messages and api calls go with it (ON DELETE CASCADE)
+        n = await self._count(
+            "DELETE FROM entity_session WHERE id = %s AND tenant_id = %s",
+            (sid, tid),
+            f"deleting session {sid}",
+            tx,
+        )
+        return n > 0
+
+    # -- api calls -----------------------------------------------------------------------------------
+    async def save_api_call(self, call: LLMApiCall, *, tx: Any = None) -> LLMApiCall:
+        doing = f"saving api call {call.id}"
+        n = await self._count(q.INSERT_CALL_SQL, q.call_params(call), doing, tx)
+        if n == 0:
+            raise NotFoundError(f"{doing}: session {call.session_id} not found for tenant {call.tenant_id}")
+        return call.model_copy(deep=True)
+
+    async def save_api_calls(self, calls: Sequence[LLMApiCall], *, tx: Any = None) -> list[LLMApiCall]:
+        if not calls:
+            return []
+        doing = f"saving {len(calls)} api calls"
+        async with self._conn(tx, doing, atomic=True) as conn, conn.cursor() as cur:
+            for call in calls:
+                await cur.execute(q.INSERT_CALL_SQL, q.call_params(call))
+                if cur.rowcount == 0:
+                    raise NotFoundError(
+                        f"{doing}: session {call.session_id} not found for tenant {call.tenant_id}"
+                    )
+        return [c.model_copy(deep=True) for c in calls]
+
+    async def get_api_call(self, tenant_id: uuid.UUID, call_id: uuid.UUID) -> LLMApiCall | None:
+        tid, cid = _uid(tenant_id, "tenant_id"), _uid(call_id, "call_id")
+        row = await self._row(q.GET_CALL_SQL, (cid, tid), f"reading api call {cid}")
+        return None if row is None else q.call_from_row(row)
+
+    async def query_api_calls(self, query: QueryFilter) -> list[LLMApiCall]:
+        where, params = q.where_of(query)
+        params |= {"offset": query.offset, "limit": query.limit}
+        stmt = sql.Composed(
+            [
+                sql.SQL(q.QUERY_CALLS_SELECT),
+                where,
+                sql.SQL(" ORDER BY create_time DESC, id DESC OFFSET %(offset)s LIMIT %(limit)s"),
+            ]
+        )
+        rows = await self._rows(stmt.as_string(None), params, "querying api calls")
+        return [q.call_from_row(r) for r in rows]
+
+    async def get_statistics(self, query: QueryFilter) -> UsageStatistics:
+        where, params = q.where_of(query)
+        stmt = sql.Composed([sql.SQL(q.STATISTICS_SELECT), where])
+        row = await self._row(stmt.as_string(None), params, "computing usage statistics")
+        assert row is not None  # an aggregate always returns one row
+        return UsageStatistics(
+            total_calls=row["total_calls"],
+            calls_by_status={s: row[f"n_{s}"] for s in q.CALL_STATUSES if row[f"n_{s}"]},
+            prompt_tokens=row["prompt_tokens"],
+            completion_tokens=row["completion_tokens"],
+            total_tokens=row["total_tokens"],
+            total_price=row["total_price"],
+            avg_latency_ms=row["avg_latency_ms"],
+            p50_latency_ms=row["p50_latency_ms"],
+            p95_latency_ms=row["p95_latency_ms"],
+            p50_time_to_first_token_ms=row["p50_time_to_first_token_ms"],
+            p95_time_to_first_token_ms=row["p95_time_to_first_token_ms"],
+            avg_tokens_per_second=row["avg_tokens_per_second"],
+        )
+
+    async def cleanup_old_records(self, before: datetime, *, tenant_id: uuid.UUID | None = None) -> int:
+        if not isinstance(before, datetime):
+            raise ConfigError(f"before must be a datetime, got {type(before).__name__}")
+        if tenant_id is None:
+            return await self._count(
+                "DELETE FROM entity_api_call WHERE create_time < %s",
+                (q.ts(before),),
+                "deleting old api calls",
+            )
+        tid = _uid(tenant_id, "tenant_id")
+        return await self._count(
+            "DELETE FROM entity_api_call WHERE create_time < %s AND tenant_id = %s",
+            (q.ts(before), tid),
+            f"deleting old api calls of tenant {tid}",
+        )
+
+    # -- providers -----------------------------------------------------------------------------------
+    async def create_provider(self, provider: Provider) -> Provider:
+        doing = f"creating provider {provider.provider_name!r} in tenant {provider.tenant_id}"
+        try:
+            await self._count(q.INSERT_PROVIDER_SQL, q.provider_params(provider), doing)
+        except ConflictError as exc:
+            raise ConflictError(
+                f"{doing}: the tenant already has a provider of that name (or the id {provider.id} is taken)"
+            ) from exc.__cause__
+        return provider.model_copy(deep=True)
+
+    async def update_provider(self, provider: Provider) -> Provider:
+        updated = provider.model_copy(update={"update_time": utc_now()}, deep=True)
+        doing = f"updating provider {provider.id}"
+        try:
+            row = await self._row(q.UPDATE_PROVIDER_SQL, q.provider_params(updated), doing)
+        except ConflictError as exc:
+            raise ConflictError(
+                f"{doing}: the tenant already has a provider named {provider.provider_name!r}"
+            ) from exc.__cause__
+        if row is None:
+            raise NotFoundError(f"{doing}: provider {provider.id} not found for tenant {provider.tenant_id}")
+        return updated.model_copy(update={"create_time": q.utc(row["create_time"])})
+
+    async def delete_provider(self, tenant_id: uuid.UUID, provider_id: uuid.UUID) -> bool:
+        tid, pid = _uid(tenant_id, "tenant_id"), _uid(provider_id, "provider_id")
+        doing = f"deleting provider {pid}"
+        try:
+            n = await self._count(
+                "DELETE FROM entity_provider WHERE id = %s AND tenant_id = %s", (pid, tid), doing
+            )
+        except ConflictError as exc:
+            raise ConflictError(
+                f"{doing}: agents still use it; delete or repoint them first"
+            ) from exc.__cause__
+        return n > 0
+
+    async def get_provider(self, tenant_id: uuid.UUID, provider_id: uuid.UUID) -> Provider | None:
+        tid, pid = _uid(tenant_id, "tenant_id"), _uid(provider_id, "provider_id")
+        row = await self._row(q.GET_PROVIDER_SQL, (pid, tid), f"reading provider {pid}")
+        return None if row is None else q.provider_from_row(row)
+
+    async def get_provider_by_name(self, tenant_id: uuid.UUID, name: str) -> Provider | None:
+        tid = _uid(tenant_id, "tenant_id")
+        row = await self._row(q.PROVIDER_BY_NAME_SQL, (tid, name), f"reading provider {name!r}")
+        return None if row is None else q.provider_from_row(row)
+
+    async def list_providers(self, tenant_id: uuid.UUID) -> list[Provider]:
+        tid = _uid(tenant_id, "tenant_id")
+        rows = await self._rows(q.LIST_PROVIDERS_SQL, (tid,), f"listing the providers of tenant {tid}")
+        return [q.provider_from_row(r) for r in rows]
+
+    async def get_enabled_providers(self, tenant_id: uuid.UUID) -> list[Provider]:
+        tid = _uid(tenant_id, "tenant_id")
+        rows = await self._rows(
+            q.ENABLED_PROVIDERS_SQL, (tid,), f"listing the enabled providers of tenant {tid}"
+        )
+        return [q.provider_from_row(r) for r in rows]
+
+    # -- agents --------------------------------------------------------------------------------------
+    async def create_agent(self, agent: Agent) -> Agent:
+        doing = f"creating agent {agent.agent_code!r} in tenant {agent.tenant_id}"
+        try:
+            n = await self._count(q.INSERT_AGENT_SQL, q.agent_params(agent), doing)
+        except ConflictError as exc:
+            raise ConflictError(
+                f"{doing}: the tenant already has an agent with that code (or the id {agent.id} is taken)"
+            ) from exc.__cause__
+        if n == 0:
+            raise NotFoundError(
+                f"{doing}: provider {agent.provider_id} not found for tenant {agent.tenant_id}"
+            )
+        return agent.model_copy(deep=True)
+
+    async def update_agent(self, agent: Agent) -> Agent:
+        updated = agent.model_copy(update={"update_time": utc_now()}, deep=True)
+        doing = f"updating agent {agent.id}"
+        try:
+            row = await self._row(q.UPDATE_AGENT_SQL, q.agent_params(updated), doing)
+        except ConflictError as exc:
+            raise ConflictError(
+                f"{doing}: the tenant already has an agent with code {agent.agent_code!r}"
+            ) from exc.__cause__
+        if row is None:
+            if await self.get_agent(agent.tenant_id, agent.id) is None:
+                raise NotFoundError(f"{doing}: agent {agent.id} not found for tenant {agent.tenant_id}")
+            raise NotFoundError(
+                f"{doing}: provider {agent.provider_id} not found for tenant {agent.tenant_id}"
+            )
+        return updated.model_copy(update={"create_time": q.utc(row["create_time"])})
+
+    async def delete_agent(self, tenant_id: uuid.UUID, agent_id: uuid.UUID) -> bool:
+        tid, aid = _uid(tenant_id, "tenant_id"), _uid(agent_id, "agent_id")
+        n = await self._count(
+            "DELETE FROM entity_agent WHERE id = %s AND tenant_id = %s", (aid, tid), f"deleting agent {aid}"
+        )
+        return n > 0
+
+    async def get_agent(self, tenant_id: uuid.UUID, agent_id: uuid.UUID) -> Agent | None:
+        tid, aid = _uid(tenant_id, "tenant_id"), _uid(agent_id, "agent_id")
+        row = await self._row(q.GET_AGENT_SQL, (aid, tid), f"reading agent {aid}")
+        return None if row is None else q.agent_from_row(row)
+
+    async def get_agent_by_code_and_tenant(self, tenant_id: uuid.UUID, code: str) -> Agent | None:
+        tid = _uid(tenant_id, "tenant_id")
+        row = await self._row(q.AGENT_BY_CODE_SQL, (tid, code), f"reading agent {code!r}")
+        return None if row is None else q.agent_from_row(row)
+
+    async def list_agents(self, tenant_id: uuid.UUID) -> list[Agent]:
+        tid = _uid(tenant_id, "tenant_id")
+        rows = await self._rows(q.LIST_AGENTS_SQL, (tid,), f"listing the agents of tenant {tid}")
+        return [q.agent_from_row(r) for r in rows]
+
+    async def get_active_agents(self, tenant_id: uuid.UUID) -> list[Agent]:
+        tid = _uid(tenant_id, "tenant_id")
+        rows = await self._rows(q.ACTIVE_AGENTS_SQL, (tid,), f"listing the active agents of tenant {tid}")
+        return [q.agent_from_row(r) for r in rows]

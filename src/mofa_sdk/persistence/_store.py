@@ -182,7 +182,8 @@ class Store(abc.ABC):
         metadata: dict[str, Any] | Unset = UNSET,
         tx: Any = None,
     ) -> Session:
-        """NotFoundError when absent for this tenant."""
+        """Set the given fields and touch ``update_time`` (also when no field is given).
+        NotFoundError when absent for this tenant."""
 
     @abc.abstractmethod
     async def delete_session(self, tenant_id: uuid.UUID, session_id: uuid.UUID, *, tx: Any = None) -> bool:

@@ -1,0 +1,386 @@
+"""``mofa providers``, ``mofa agents`` and ``mofa db``: the rows a database-driven agent is built from."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from typing import Annotated
+
+import typer
+from pydantic import SecretStr
+from rich.table import Table
+from rich.text import Text
+
+from ..entities import Agent, Provider
+from ..errors import ConfigError, NotFoundError
+from ..ids import utc_now
+from ..persistence import Store
+from ._common import (
+    DbOpt,
+    TenantOpt,
+    console,
+    mask_key,
+    open_store,
+    resolve_tenant,
+    run,
+    safe_url,
+    short_time,
+)
+
+__all__ = ["agents_app", "db_app", "providers_app"]
+
+providers_app = typer.Typer(
+    help="Manage LLM providers (endpoints and keys) in the database.", no_args_is_help=True
+)
+agents_app = typer.Typer(help="Manage database-driven agents.", no_args_is_help=True)
+db_app = typer.Typer(help="Create and migrate the database.", no_args_is_help=True)
+
+_OPENAI_LIKE = ("openai", "compatible", "azure", "ollama")
+
+
+def _yes_no(flag: bool) -> Text:
+    return Text("yes", style="green") if flag else Text("no", style="red")
+
+
+def _secret(provider: Provider) -> str | None:
+    return provider.api_key.get_secret_value() if provider.api_key is not None else None
+
+
+async def _provider(store: Store, tenant: uuid.UUID, name: str) -> Provider:
+    found = await store.get_provider_by_name(tenant, name)
+    if found is None:
+        raise NotFoundError(f"no provider named {name!r} in tenant {tenant}; see `mofa providers list`")
+    return found
+
+
+async def _agent(store: Store, tenant: uuid.UUID, code: str) -> Agent:
+    found = await store.get_agent_by_code_and_tenant(tenant, code)
+    if found is None:
+        raise NotFoundError(f"no agent with code {code!r} in tenant {tenant}; see `mofa agents list`")
+    return found
+
+
+def _read_key(env_var: str | None, prompt: bool) -> str | None:
+    """The API key from a named environment variable or a hidden prompt; never from the command line,
+    where it would land in shell history and process listings."""
+    if env_var and prompt:
+        raise ConfigError("give either --api-key-env or --prompt-key, not both")
+    if env_var:
+        value = os.environ.get(env_var)
+        if not value:
+            raise ConfigError(f"environment variable {env_var} (from --api-key-env) is not set or empty")
+        return value.strip()
+    if prompt:
+        value = typer.prompt("API key", hide_input=True, default="", show_default=False)
+        return value.strip() or None
+    return None
+
+
+# -- providers --------------------------------------------------------------------------------------
+@providers_app.command("add")
+def providers_add(
+    name: Annotated[
+        str, typer.Argument(help="A name unique in the tenant, e.g. local-llm.", show_default=False)
+    ],
+    ptype: Annotated[
+        str,
+        typer.Option(
+            "--type", help="openai, compatible, azure, ollama or local (a GGUF path in --api-base)."
+        ),
+    ] = "compatible",
+    api_base: Annotated[
+        str | None,
+        typer.Option("--api-base", help="Base URL, e.g. http://127.0.0.1:8080/v1.", show_default=False),
+    ] = None,
+    api_key_env: Annotated[
+        str | None,
+        typer.Option(
+            "--api-key-env", help="Read the API key from this environment variable.", show_default=False
+        ),
+    ] = None,
+    prompt_key: Annotated[bool, typer.Option("--prompt-key", help="Ask for the API key (hidden).")] = False,
+    disabled: Annotated[bool, typer.Option("--disabled", help="Add it disabled.")] = False,
+    db: DbOpt = None,
+    tenant: TenantOpt = None,
+) -> None:
+    """Add a provider. The key is stored encrypted when MOFA_SECRET_KEY is set."""
+
+    async def go() -> None:
+        tid = resolve_tenant(tenant)
+        if (
+            ptype in _OPENAI_LIKE
+            and api_base is not None
+            and not api_base.startswith(("http://", "https://"))
+        ):
+            raise ConfigError(f"--api-base must be an http:// or https:// URL, got {api_base!r}")
+        key = _read_key(api_key_env, prompt_key)
+        row = Provider(
+            tenant_id=tid,
+            provider_name=name,
+            provider_type=ptype,
+            api_base=api_base,
+            api_key=SecretStr(key) if key else None,
+            enabled=not disabled,
+        )
+        async with open_store(db) as store:
+            await store.create_provider(row)
+        where = f" at {api_base}" if api_base else ""
+        console.print(f"added provider {name} ({ptype}{where}, key {mask_key(key)}) in tenant {tid}")
+
+    run(go())
+
+
+@providers_app.command("list")
+def providers_list(db: DbOpt = None, tenant: TenantOpt = None) -> None:
+    """The tenant's providers; keys are masked."""
+
+    async def go() -> None:
+        tid = resolve_tenant(tenant)
+        async with open_store(db) as store:
+            rows = await store.list_providers(tid)
+        if not rows:
+            console.print(f"no providers in tenant {tid}: add one with `mofa providers add`", style="dim")
+            return
+        table = Table(show_edge=False, pad_edge=False)
+        for col in ("name", "type", "api base", "key", "enabled", "id"):
+            table.add_column(col, no_wrap=col in ("name", "id", "key"))
+        for p in rows:
+            table.add_row(
+                p.provider_name,
+                p.provider_type,
+                p.api_base or "-",
+                mask_key(_secret(p)),
+                _yes_no(p.enabled),
+                str(p.id),
+            )
+        console.print(table)
+
+    run(go())
+
+
+def _set_provider(name: str, enabled: bool, db: str | None, tenant: str | None) -> None:
+    async def go() -> None:
+        tid = resolve_tenant(tenant)
+        async with open_store(db) as store:
+            row = await _provider(store, tid, name)
+            await store.update_provider(row.model_copy(update={"enabled": enabled, "update_time": utc_now()}))
+        console.print(f"provider {name} {'enabled' if enabled else 'disabled'}")
+
+    run(go())
+
+
+@providers_app.command("enable")
+def providers_enable(name: str, db: DbOpt = None, tenant: TenantOpt = None) -> None:
+    """Enable a provider."""
+    _set_provider(name, True, db, tenant)
+
+
+@providers_app.command("disable")
+def providers_disable(name: str, db: DbOpt = None, tenant: TenantOpt = None) -> None:
+    """Disable a provider: agents using it refuse to build."""
+    _set_provider(name, False, db, tenant)
+
+
+# -- agents -----------------------------------------------------------------------------------------
+@agents_app.command("add")
+def agents_add(
+    code: Annotated[
+        str, typer.Argument(help="A code unique in the tenant, e.g. chat-assistant.", show_default=False)
+    ],
+    provider: Annotated[str, typer.Option("--provider", help="The provider's name.", show_default=False)],
+    model: Annotated[
+        str, typer.Option("--model", help="Model name sent to the provider.", show_default=False)
+    ],
+    name: Annotated[str | None, typer.Option("--name", help="Display name (default: the code).")] = None,
+    window: Annotated[
+        int | None, typer.Option("--window", min=0, help="Past rounds the model sees (default: all).")
+    ] = None,
+    system: Annotated[str, typer.Option("--system", help="System prompt.")] = "",
+    temperature: Annotated[float | None, typer.Option("--temperature", min=0, max=2)] = None,
+    max_tokens: Annotated[
+        int | None, typer.Option("--max-tokens", min=1, help="Max completion tokens.")
+    ] = None,
+    order: Annotated[int, typer.Option("--order", help="Sort order in lists.")] = 0,
+    disabled: Annotated[bool, typer.Option("--disabled", help="Add it disabled.")] = False,
+    db: DbOpt = None,
+    tenant: TenantOpt = None,
+) -> None:
+    """Add an agent bound to a provider of the same tenant."""
+
+    async def go() -> None:
+        tid = resolve_tenant(tenant)
+        async with open_store(db) as store:
+            prov = await _provider(store, tid, provider)
+            row = Agent(
+                tenant_id=tid,
+                agent_code=code,
+                agent_name=name or code,
+                agent_order=order,
+                agent_status=not disabled,
+                context_limit=window,
+                max_completion_tokens=max_tokens,
+                model_name=model,
+                provider_id=prov.id,
+                system_prompt=system,
+                temperature=temperature,
+            )
+            await store.create_agent(row)
+        console.print(f"added agent {code} ({model} via {provider}) in tenant {tid}")
+
+    run(go())
+
+
+@agents_app.command("list")
+def agents_list(db: DbOpt = None, tenant: TenantOpt = None) -> None:
+    """The tenant's agents."""
+
+    async def go() -> None:
+        tid = resolve_tenant(tenant)
+        async with open_store(db) as store:
+            agents = await store.list_agents(tid)
+            providers = {p.id: p.provider_name for p in await store.list_providers(tid)}
+        if not agents:
+            console.print(f"no agents in tenant {tid}: add one with `mofa agents add`", style="dim")
+            return
+        table = Table(show_edge=False, pad_edge=False)
+        for col in ("code", "name", "provider", "model", "window", "enabled"):
+            table.add_column(col, no_wrap=col in ("code", "provider", "model"))
+        for a in agents:
+            table.add_row(
+                a.agent_code,
+                a.agent_name,
+                providers.get(a.provider_id, "?"),
+                a.model_name,
+                "all" if a.context_limit is None else str(a.context_limit),
+                _yes_no(a.agent_status),
+            )
+        console.print(table)
+
+    run(go())
+
+
+@agents_app.command("show")
+def agents_show(code: str, db: DbOpt = None, tenant: TenantOpt = None) -> None:
+    """One agent with its provider."""
+
+    async def go() -> None:
+        tid = resolve_tenant(tenant)
+        async with open_store(db) as store:
+            a = await _agent(store, tid, code)
+            p = await store.get_provider(tid, a.provider_id)
+        table = Table(show_header=False, show_edge=False, pad_edge=False)
+        table.add_column(style="bold", no_wrap=True)
+        table.add_column()
+        rows: list[tuple[str, str | Text]] = [
+            ("code", a.agent_code),
+            ("name", a.agent_name),
+            ("id", str(a.id)),
+            ("enabled", _yes_no(a.agent_status)),
+            ("model", a.model_name),
+            (
+                "provider",
+                f"{p.provider_name} ({p.provider_type}, {p.api_base or '-'}, key {mask_key(_secret(p))})"
+                + ("" if p.enabled else " [disabled]")
+                if p is not None
+                else f"missing ({a.provider_id})",
+            ),
+            ("window", "all rounds" if a.context_limit is None else f"{a.context_limit} rounds"),
+            ("temperature", "-" if a.temperature is None else str(a.temperature)),
+            ("max tokens", "-" if a.max_completion_tokens is None else str(a.max_completion_tokens)),
+            ("system prompt", Text(a.system_prompt or "-")),
+            ("updated", short_time(a.update_time)),
+        ]
+        for k, v in rows:
+            table.add_row(k, v)
+        console.print(table)
+
+    run(go())
+
+
+def _set_agent(code: str, enabled: bool, db: str | None, tenant: str | None) -> None:
+    async def go() -> None:
+        tid = resolve_tenant(tenant)
+        async with open_store(db) as store:
+            row = await _agent(store, tid, code)
+            await store.update_agent(
+                row.model_copy(update={"agent_status": enabled, "update_time": utc_now()})
+            )
+        console.print(f"agent {code} {'enabled' if enabled else 'disabled'}")
+
+    run(go())
+
+
+@agents_app.command("enable")
+def agents_enable(code: str, db: DbOpt = None, tenant: TenantOpt = None) -> None:
+    """Enable an agent."""
+    _set_agent(code, True, db, tenant)
+
+
+@agents_app.command("disable")
+def agents_disable(code: str, db: DbOpt = None, tenant: TenantOpt = None) -> None:
+    """Disable an agent: `mofa chat --agent` and from_agent_config refuse it."""
+    _set_agent(code, False, db, tenant)
+
+
+# -- db ---------------------------------------------------------------------------------------------
+def _describe(db: str | None, store: Store) -> str:
+    url = db or os.environ.get("DATABASE_URL")
+    if not url:
+        from ..persistence import default_database_url
+
+        url = default_database_url()
+    return f"{safe_url(url)} ({store.dialect})"
+
+
+async def _print_status(store: Store) -> None:
+    table = Table(show_edge=False, pad_edge=False)
+    table.add_column("migration", no_wrap=True)
+    table.add_column("applied", no_wrap=True)
+    for name, applied in await store.migration_status():
+        table.add_row(name, short_time(applied) if applied else Text("pending", style="yellow"))
+    console.print(table)
+
+
+@db_app.command("init")
+def db_init(db: DbOpt = None) -> None:
+    """Create the database schema (SQLite: the file too) and apply every migration."""
+
+    async def go() -> None:
+        async with open_store(db, migrate=False) as store:
+            applied = await store.migrate()
+            console.print(
+                f"database {_describe(db, store)} is ready"
+                + (f"; applied {', '.join(applied)}" if applied else "; it was already up to date")
+            )
+            await _print_status(store)
+
+    run(go())
+
+
+@db_app.command("migrate")
+def db_migrate(db: DbOpt = None) -> None:
+    """Apply pending migrations."""
+
+    async def go() -> None:
+        async with open_store(db, migrate=False) as store:
+            applied = await store.migrate()
+            if applied:
+                console.print(
+                    f"applied {len(applied)} migration(s) to {_describe(db, store)}: {', '.join(applied)}"
+                )
+            else:
+                console.print(f"{_describe(db, store)} is up to date: nothing to apply")
+
+    run(go())
+
+
+@db_app.command("status")
+def db_status(db: DbOpt = None) -> None:
+    """Which migrations are applied, and which are pending."""
+
+    async def go() -> None:
+        async with open_store(db, migrate=False) as store:
+            console.print(f"database {_describe(db, store)}")
+            await _print_status(store)
+
+    run(go())

@@ -1,0 +1,293 @@
+"""``mofa sessions list|show|export|delete|rename``, and the session renderers ``mofa chat`` reuses."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.table import Table
+from rich.text import Text
+
+from ..entities import Message, Session
+from ..errors import ConfigError, NotFoundError
+from ..ids import parse_uuid
+from ..persistence import Store
+from ._common import (
+    DbOpt,
+    TenantOpt,
+    UserOpt,
+    console,
+    open_store,
+    resolve_tenant,
+    resolve_user,
+    run,
+    short_time,
+)
+
+__all__ = ["find_session", "make_title", "render_transcript", "sessions_app", "sessions_table"]
+
+sessions_app = typer.Typer(help="List, show, export, rename and delete chat sessions.", no_args_is_help=True)
+
+#: how a reply that did not finish is marked in transcripts
+_MARKS = {
+    "cancelled": "cancelled",
+    "interrupted": "interrupted",
+    "error": "error",
+    "streaming": "streaming…",
+}
+_TITLE_LEN = 60
+
+
+def make_title(text: str) -> str:
+    """A session title from a user message: its first line, shortened."""
+    line = " ".join(text.split())
+    return line if len(line) <= _TITLE_LEN else line[: _TITLE_LEN - 1].rstrip() + "…"
+
+
+async def find_session(store: Store, tenant: uuid.UUID, user: uuid.UUID, session_id: str) -> Session:
+    """The session ``session_id`` of this tenant and user, or NotFoundError."""
+    sid = parse_uuid(session_id, "session id")
+    session = await store.get_session(tenant, sid)
+    if session is None or session.user_id != user:
+        raise NotFoundError(f"unknown session {sid} (tenant {tenant}, user {user}); see `mofa sessions list`")
+    return session
+
+
+async def _title_of(store: Store, session: Session) -> tuple[str, bool]:
+    """The session's title, or one made from its first user message (second item False then)."""
+    if session.title:
+        return session.title, True
+    first = await store.get_session_messages_paginated(session.tenant_id, session.id, 0, 4)
+    for m in first:
+        if m.role == "user":
+            return make_title(m.content), False
+    return "(empty)", False
+
+
+async def sessions_table(store: Store, sessions: Sequence[Any], *, current: uuid.UUID | None = None) -> Table:
+    """A table of sessions: id, title, agent, messages, last activity."""
+    table = Table(show_edge=False, pad_edge=False)
+    table.add_column("id", no_wrap=True, min_width=36)
+    table.add_column("title", overflow="ellipsis", no_wrap=True, max_width=40)
+    table.add_column("agent", no_wrap=True)
+    table.add_column("messages", justify="right")
+    table.add_column("last activity", no_wrap=True)
+    codes: dict[uuid.UUID, str] = {}
+    if sessions:
+        codes = {a.id: a.agent_code for a in await store.list_agents(sessions[0].tenant_id)}
+    for s in sessions:
+        title, explicit = await _title_of(store, s)
+        count = await store.count_session_messages(s.tenant_id, s.id)
+        agent = codes.get(s.agent_id, "-") if s.agent_id is not None else "-"
+        sid = Text(str(s.id), style="bold" if s.id == current else "")
+        if s.id == current:
+            sid.append(" *")
+        table.add_row(
+            sid, Text(title, style="" if explicit else "italic"), agent, str(count), short_time(s.update_time)
+        )
+    return table
+
+
+def render_transcript(messages: Sequence[Message]) -> None:
+    """Print messages with their role and, for a reply that did not finish, a visible mark."""
+    if not messages:
+        console.print("(no messages)", style="dim")
+    for m in messages:
+        head = Text(f"{m.role}", style={"user": "bold green", "assistant": "bold cyan"}.get(m.role, "bold"))
+        head.append(f"  #{m.seq}  {short_time(m.create_time)}", style="dim")
+        mark = _MARKS.get(m.status)
+        if mark:
+            head.append(f"  [{mark}]", style="bold yellow" if m.status != "error" else "bold red")
+        console.print(head)
+        console.print(Text(m.content), soft_wrap=True)
+        console.print()
+
+
+def _session_json(session: Session, messages: Sequence[Message]) -> dict[str, Any]:
+    return {
+        "session": session.model_dump(mode="json"),
+        "messages": [
+            m.model_dump(
+                mode="json",
+                include={
+                    "id",
+                    "seq",
+                    "role",
+                    "content",
+                    "status",
+                    "metadata",
+                    "parent_message_id",
+                    "create_time",
+                    "update_time",
+                },
+            )
+            for m in messages
+        ],
+    }
+
+
+def _session_markdown(session: Session, title: str, messages: Sequence[Message]) -> str:
+    lines = [
+        f"# {title}",
+        "",
+        f"- session: `{session.id}`",
+        f"- created: {short_time(session.create_time)}",
+        f"- messages: {len(messages)}",
+        "",
+    ]
+    for m in messages:
+        mark = f" _({_MARKS[m.status]})_" if m.status in _MARKS else ""
+        lines += [
+            f"## {m.role.capitalize()}{mark}",
+            "",
+            f"<sub>{short_time(m.create_time)}</sub>",
+            "",
+            m.content,
+            "",
+        ]
+    return "\n".join(lines)
+
+
+# -- commands ---------------------------------------------------------------------------------------
+@sessions_app.command("list")
+def list_(
+    limit: Annotated[int, typer.Option("--limit", "-n", min=1, max=1000, help="How many sessions.")] = 20,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
+    db: DbOpt = None,
+    tenant: TenantOpt = None,
+    user: UserOpt = None,
+) -> None:
+    """The user's sessions, most recently active first."""
+
+    async def go() -> None:
+        tid, uid = resolve_tenant(tenant), resolve_user(user)
+        async with open_store(db) as store:
+            sessions = await store.get_user_sessions(tid, uid, limit=limit)
+            if as_json:
+                rows = []
+                for s in sessions:
+                    title, _ = await _title_of(store, s)
+                    rows.append(
+                        {
+                            **s.model_dump(mode="json"),
+                            "display_title": title,
+                            "messages": await store.count_session_messages(tid, s.id),
+                        }
+                    )
+                typer.echo(json.dumps(rows, ensure_ascii=False, indent=2))
+                return
+            if not sessions:
+                console.print("no sessions yet: start one with `mofa chat`", style="dim")
+                return
+            console.print(await sessions_table(store, sessions))
+
+    run(go())
+
+
+@sessions_app.command("show")
+def show(
+    session_id: Annotated[str, typer.Argument(help="Session UUID.", show_default=False)],
+    db: DbOpt = None,
+    tenant: TenantOpt = None,
+    user: UserOpt = None,
+) -> None:
+    """The transcript of a session; replies that did not finish are marked."""
+
+    async def go() -> None:
+        async with open_store(db) as store:
+            session = await find_session(store, resolve_tenant(tenant), resolve_user(user), session_id)
+            title, _ = await _title_of(store, session)
+            messages = await store.get_session_messages(session.tenant_id, session.id)
+            console.print(Text(title, style="bold"))
+            console.print(
+                f"session {session.id} · {len(messages)} messages · "
+                f"last activity {short_time(session.update_time)}",
+                style="dim",
+            )
+            console.print()
+            render_transcript(messages)
+
+    run(go())
+
+
+@sessions_app.command("export")
+def export(
+    session_id: Annotated[str, typer.Argument(help="Session UUID.", show_default=False)],
+    fmt: Annotated[str, typer.Option("--format", "-f", help="json or markdown (md).")] = "json",
+    output: Annotated[
+        Path | None, typer.Option("--output", "-o", help="Write to this file instead of stdout.")
+    ] = None,
+    db: DbOpt = None,
+    tenant: TenantOpt = None,
+    user: UserOpt = None,
+) -> None:
+    """Export a session as JSON or Markdown."""
+
+    async def go() -> None:
+        kind = fmt.lower()
+        if kind not in ("json", "markdown", "md"):
+            raise ConfigError(f"--format must be json or markdown, got {fmt!r}")
+        async with open_store(db) as store:
+            session = await find_session(store, resolve_tenant(tenant), resolve_user(user), session_id)
+            messages = await store.get_session_messages(session.tenant_id, session.id)
+            if kind == "json":
+                text = json.dumps(_session_json(session, messages), ensure_ascii=False, indent=2)
+            else:
+                title, _ = await _title_of(store, session)
+                text = _session_markdown(session, title, messages)
+        if output is None:
+            typer.echo(text)
+        else:
+            output.write_text(text + "\n", encoding="utf-8")
+            console.print(f"wrote {len(messages)} messages to {output}")
+
+    run(go())
+
+
+@sessions_app.command("delete")
+def delete(
+    session_id: Annotated[str, typer.Argument(help="Session UUID.", show_default=False)],
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
+    db: DbOpt = None,
+    tenant: TenantOpt = None,
+    user: UserOpt = None,
+) -> None:
+    """Delete a session with its messages and LLM call records."""
+
+    async def go() -> None:
+        async with open_store(db) as store:
+            session = await find_session(store, resolve_tenant(tenant), resolve_user(user), session_id)
+            count = await store.count_session_messages(session.tenant_id, session.id)
+            if not yes and not typer.confirm(f"delete session {session.id} and its {count} messages?"):
+                console.print("nothing deleted")
+                return
+            await store.delete_session(session.tenant_id, session.id)
+            console.print(f"deleted session {session.id} ({count} messages)")
+
+    run(go())
+
+
+@sessions_app.command("rename")
+def rename(
+    session_id: Annotated[str, typer.Argument(help="Session UUID.", show_default=False)],
+    title: Annotated[str, typer.Argument(help="The new title (empty: clear it).", show_default=False)],
+    db: DbOpt = None,
+    tenant: TenantOpt = None,
+    user: UserOpt = None,
+) -> None:
+    """Set a session's title."""
+
+    async def go() -> None:
+        async with open_store(db) as store:
+            session = await find_session(store, resolve_tenant(tenant), resolve_user(user), session_id)
+            new = title.strip() or None
+            await store.update_session(session.tenant_id, session.id, title=new)
+            console.print(
+                f"session {session.id} is now titled {new!r}" if new else f"cleared the title of {session.id}"
+            )
+
+    run(go())

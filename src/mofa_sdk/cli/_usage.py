@@ -1,0 +1,239 @@
+"""``mofa usage``: LLM call statistics from the api-call records, with a small chart."""
+
+from __future__ import annotations
+
+import re
+import uuid
+from collections import Counter, defaultdict
+from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
+from typing import Annotated
+
+import typer
+from rich.table import Table
+from rich.text import Text
+
+from ..entities import LLMApiCall, QueryFilter, UsageStatistics
+from ..errors import ConfigError
+from ..ids import parse_uuid, utc_now
+from ..persistence import Store
+from ._common import DbOpt, TenantOpt, console, open_store, resolve_tenant, run
+
+__all__ = ["parse_since", "percentile", "usage"]
+
+_PAGE = 10_000
+#: records read for the breakdown and the chart; totals come from the store's own aggregate
+_MAX_RECORDS = 200_000
+_DURATION = re.compile(r"^(\d+)\s*([mhdw])$")
+_UNITS = {"m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
+_BAR = 40
+
+
+def parse_since(value: str, now: datetime) -> datetime | None:
+    """``7d``, ``24h``, ``30m``, ``2w``, ``all`` (None) or an ISO date/time (UTC unless it says otherwise)."""
+    text = value.strip().lower()
+    if text == "all":
+        return None
+    m = _DURATION.match(text)
+    if m:
+        return now - timedelta(**{_UNITS[m.group(2)]: int(m.group(1))})
+    try:
+        when = datetime.fromisoformat(value.strip())
+    except ValueError:
+        raise ConfigError(
+            f"--since must be a duration (30m, 24h, 7d, 2w), 'all' or an ISO date, got {value!r}"
+        ) from None
+    return when if when.tzinfo is not None else when.replace(tzinfo=UTC)
+
+
+def percentile(values: Sequence[float], q: float) -> float | None:
+    """Linear interpolation between closest ranks, as PostgreSQL's percentile_cont."""
+    if not values:
+        return None
+    ordered = sorted(values)
+    pos = (len(ordered) - 1) * q
+    lo = int(pos)
+    hi = min(lo + 1, len(ordered) - 1)
+    return ordered[lo] + (ordered[hi] - ordered[lo]) * (pos - lo)
+
+
+def _ms(value: float | None) -> str:
+    if value is None:
+        return "-"
+    return f"{value:,.0f} ms" if value < 10_000 else f"{value / 1000:,.1f} s"
+
+
+async def _records(store: Store, query: QueryFilter) -> tuple[list[LLMApiCall], bool]:
+    out: list[LLMApiCall] = []
+    offset = 0
+    while len(out) < _MAX_RECORDS:
+        page = await store.query_api_calls(query.model_copy(update={"offset": offset, "limit": _PAGE}))
+        out.extend(page)
+        if len(page) < _PAGE:
+            return out, False
+        offset += _PAGE
+    return out, True
+
+
+def _summary(stats: UsageStatistics) -> Table:
+    table = Table(show_header=False, show_edge=False, pad_edge=False)
+    table.add_column(style="bold", no_wrap=True)
+    table.add_column()
+    errors = {k: v for k, v in sorted(stats.calls_by_status.items()) if k != "success"}
+    table.add_row("calls", f"{stats.total_calls:,} ({stats.success_calls:,} ok, {stats.failed_calls:,} not)")
+    table.add_row("errors by status", ", ".join(f"{k} {v:,}" for k, v in errors.items()) or "none")
+    table.add_row(
+        "tokens",
+        f"{stats.total_tokens:,} ({stats.prompt_tokens:,} prompt + {stats.completion_tokens:,} completion)",
+    )
+    table.add_row("latency", f"p50 {_ms(stats.p50_latency_ms)} · p95 {_ms(stats.p95_latency_ms)}")
+    table.add_row(
+        "time to first token",
+        f"p50 {_ms(stats.p50_time_to_first_token_ms)} · p95 {_ms(stats.p95_time_to_first_token_ms)}",
+    )
+    if stats.avg_tokens_per_second is not None:
+        table.add_row("speed", f"{stats.avg_tokens_per_second:,.1f} tokens/s on average")
+    if stats.total_price:
+        table.add_row("price", f"{stats.total_price:,.4f}")
+    return table
+
+
+def _breakdown(records: Sequence[LLMApiCall], by: str, names: dict[uuid.UUID, str]) -> Table:
+    groups: dict[str, list[LLMApiCall]] = defaultdict(list)
+    for r in records:
+        if by == "model":
+            key = r.model_name
+        else:
+            key = "-" if r.agent_id is None else names.get(r.agent_id, str(r.agent_id)[:8])
+        groups[key].append(r)
+    table = Table(show_edge=False, pad_edge=False)
+    for col in (by, "calls", "errors", "tokens", "latency p50/p95", "ttft p50/p95"):
+        table.add_column(col, justify="left" if col == by else "right", no_wrap=True)
+    for key, rows in sorted(groups.items(), key=lambda kv: -len(kv[1])):
+        lat = [float(r.latency_ms) for r in rows if r.latency_ms is not None]
+        ttft = [float(r.time_to_first_token_ms) for r in rows if r.time_to_first_token_ms is not None]
+        errors = sum(1 for r in rows if r.status != "success")
+        table.add_row(
+            key,
+            f"{len(rows):,}",
+            Text(f"{errors:,}", style="red" if errors else ""),
+            f"{sum(r.total_tokens for r in rows):,}",
+            f"{_ms(percentile(lat, 0.5))} / {_ms(percentile(lat, 0.95))}",
+            f"{_ms(percentile(ttft, 0.5))} / {_ms(percentile(ttft, 0.95))}",
+        )
+    return table
+
+
+def _bucket(span: timedelta) -> tuple[str, timedelta]:
+    if span <= timedelta(days=2):
+        return "hour", timedelta(hours=1)
+    if span <= timedelta(days=45):
+        return "day", timedelta(days=1)
+    return "week", timedelta(weeks=1)
+
+
+def _floor(when: datetime, unit: str) -> datetime:
+    when = when.astimezone(UTC)
+    if unit == "hour":
+        return when.replace(minute=0, second=0, microsecond=0)
+    day = when.replace(hour=0, minute=0, second=0, microsecond=0)
+    return day - timedelta(days=day.weekday()) if unit == "week" else day
+
+
+def _chart(records: Sequence[LLMApiCall], start: datetime | None, end: datetime) -> Table:
+    """Calls per hour, day or week as horizontal bars; the red part is calls that did not succeed."""
+    first = start or min(r.create_time for r in records)
+    unit, step = _bucket(end - first)
+    calls: Counter[datetime] = Counter()
+    bad: Counter[datetime] = Counter()
+    for r in records:
+        b = _floor(r.create_time, unit)
+        calls[b] += 1
+        if r.status != "success":
+            bad[b] += 1
+    slots: list[datetime] = []
+    t = _floor(first, unit)
+    while t <= end and len(slots) < 400:
+        slots.append(t)
+        t += step
+    slots = slots[-40:]  # the most recent buckets fit a terminal
+    peak = max((calls[s] for s in slots), default=0) or 1
+    fmt = {"hour": "%m-%d %H:00", "day": "%Y-%m-%d", "week": "%Y-%m-%d"}[unit]
+    table = Table(show_header=False, show_edge=False, pad_edge=False, box=None)
+    table.add_column(no_wrap=True, style="dim")
+    table.add_column(no_wrap=True)
+    table.add_column(justify="right", no_wrap=True)
+    for s in slots:
+        total, errors = calls[s], bad[s]
+        width = round(_BAR * total / peak)
+        red = min(width, round(_BAR * errors / peak)) if errors else 0
+        bar = Text("█" * (width - red), style="green")
+        bar.append("█" * red, style="red")
+        if total and width == 0:
+            bar.append("▏", style="green")
+        table.add_row(s.strftime(fmt), bar, str(total))
+    table.title = f"calls per {unit}"
+    return table
+
+
+def usage(
+    since: Annotated[
+        str, typer.Option("--since", help="Period: 30m, 24h, 7d, 2w, all or an ISO date.")
+    ] = "7d",
+    by: Annotated[str, typer.Option("--by", help="Break down by agent or model.")] = "agent",
+    agent: Annotated[
+        str | None, typer.Option("--agent", help="Only this agent code.", show_default=False)
+    ] = None,
+    model: Annotated[str | None, typer.Option("--model", help="Only this model.", show_default=False)] = None,
+    session: Annotated[
+        str | None, typer.Option("--session", help="Only this session.", show_default=False)
+    ] = None,
+    user: Annotated[
+        str | None, typer.Option("--user", help="Only this user (default: every user).", show_default=False)
+    ] = None,
+    chart: Annotated[bool, typer.Option("--chart/--no-chart", help="Show calls over time.")] = True,
+    db: DbOpt = None,
+    tenant: TenantOpt = None,
+) -> None:
+    """LLM call statistics of the tenant: calls, errors, tokens, latency and time to first token."""
+
+    async def go() -> None:
+        if by not in ("agent", "model"):
+            raise ConfigError(f"--by must be agent or model, got {by!r}")
+        tid = resolve_tenant(tenant)
+        now = utc_now()
+        start = parse_since(since, now)
+        async with open_store(db) as store:
+            names = {a.id: a.agent_code for a in await store.list_agents(tid)}
+            agent_id = None
+            if agent is not None:
+                found = await store.get_agent_by_code_and_tenant(tid, agent)
+                if found is None:
+                    raise ConfigError(f"no agent with code {agent!r} in tenant {tid}; see `mofa agents list`")
+                agent_id = found.id
+            query = QueryFilter(
+                tenant_id=tid,
+                start_time=start,
+                end_time=None,
+                agent_id=agent_id,
+                model_name=model,
+                session_id=parse_uuid(session, "--session") if session else None,
+                user_id=parse_uuid(user, "--user") if user else None,
+            )
+            stats = await store.get_statistics(query)
+            records, truncated = await _records(store, query) if stats.total_calls else ([], False)
+        period = "all time" if start is None else f"since {start.strftime('%Y-%m-%d %H:%M UTC')}"
+        console.print(Text(f"LLM usage · tenant {tid} · {period}", style="bold"))
+        if not stats.total_calls:
+            console.print("no LLM calls recorded in this period", style="dim")
+            return
+        console.print(_summary(stats))
+        console.print()
+        console.print(_breakdown(records, by, names))
+        if truncated:
+            console.print(f"(breakdown and chart use the newest {len(records):,} calls)", style="dim")
+        if chart and records:
+            console.print()
+            console.print(_chart(records, start, now))
+
+    run(go())

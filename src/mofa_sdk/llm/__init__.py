@@ -1,0 +1,69 @@
+"""Agents, providers and streams.
+
+``OpenAICompatibleProvider``, ``LocalProvider`` and ``find_default_model`` are imported on first use, so
+that ``import mofa_sdk.llm`` does not pay for the ``openai`` SDK or ``llama_cpp`` until they are needed.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from ._agent import LLMAgent
+from ._builder import LLMAgentBuilder, default_provider
+from ._hooks import EventHandler, SessionBackend
+from ._provider import ChatParams, Finish, LLMProvider, ProviderEvent, StreamStarted, TextDelta, UsageReport
+from ._scripted import ScriptedProvider
+from ._stream import ChatStream
+from ._types import ChatMessage, Turn, TurnResult, Usage
+from ._window import select_window, trim_history
+
+if TYPE_CHECKING:
+    from ._local import LocalProvider, find_default_model
+    from ._openai import OpenAICompatibleProvider
+
+__all__ = [
+    "ChatMessage",
+    "ChatParams",
+    "ChatStream",
+    "EventHandler",
+    "Finish",
+    "LLMAgent",
+    "LLMAgentBuilder",
+    "LLMProvider",
+    "LocalProvider",
+    "OpenAICompatibleProvider",
+    "ProviderEvent",
+    "ScriptedProvider",
+    "SessionBackend",
+    "StreamStarted",
+    "TextDelta",
+    "Turn",
+    "TurnResult",
+    "Usage",
+    "UsageReport",
+    "default_provider",
+    "find_default_model",
+    "select_window",
+    "trim_history",
+]
+
+_LAZY = {
+    "OpenAICompatibleProvider": "._openai",
+    "LocalProvider": "._local",
+    "find_default_model": "._local",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(module, __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)

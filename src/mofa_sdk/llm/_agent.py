@@ -1,0 +1,217 @@
+"""``LLMAgent``: streams conversations through a provider, one windowed history per session."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from types import TracebackType
+from typing import Any
+
+from ..entities import Session
+from ..errors import AgentError, ConfigError
+from ..ids import parse_uuid, uuid7
+from ._hooks import EventHandler, SessionBackend
+from ._provider import ChatParams, LLMProvider
+from ._stream import ChatStream, SessionState, TurnContext
+from ._types import ChatMessage
+from ._window import select_window, trim_history
+
+__all__ = ["LLMAgent"]
+
+
+class LLMAgent:
+    """An agent. Build it with :class:`LLMAgentBuilder`.
+
+    One agent serves many sessions at once: each session has its own history and lock, so turns on one
+    session run one after the other while different sessions stream concurrently. With a persistence
+    plugin (a :class:`SessionBackend`) sessions are opened through it and every turn is saved; without one
+    they live in memory. Either way the agent keeps only what its window can use.
+    """
+
+    def __init__(
+        self,
+        *,
+        agent_id: uuid.UUID,
+        name: str,
+        provider: LLMProvider,
+        params: ChatParams,
+        system_prompt: str,
+        window: int | None,
+        token_budget: int | None,
+        user_id: uuid.UUID,
+        tenant_id: uuid.UUID,
+        handlers: Sequence[EventHandler],
+        backend: SessionBackend | None,
+        session_id: uuid.UUID,
+        history: Sequence[ChatMessage] = (),
+    ) -> None:
+        self._id = agent_id
+        self._name = name
+        self._provider = provider
+        self._params = params
+        self._system_prompt = system_prompt
+        self._window = window
+        self._token_budget = token_budget
+        self._user_id = user_id
+        self._tenant_id = tenant_id
+        self._backend = backend
+        self._handlers = tuple(handlers)
+        self._ctx = TurnContext(
+            provider=provider, params=params, handlers=self._handlers, system_prompt=system_prompt,
+            window=window, token_budget=token_budget, user_id=user_id, tenant_id=tenant_id, agent_id=agent_id,
+            load_session=self._load if backend is not None else None,
+        )
+        first = SessionState(session_id, trim_history(history, window))
+        self._sessions: dict[uuid.UUID, SessionState] = {session_id: first}
+        self._current = first
+        self._closed = False
+
+    def __repr__(self) -> str:
+        return (
+            f"LLMAgent(name={self._name!r}, model={self.model!r}, provider={self._provider.name!r}, "
+            f"session_id={self.session_id})"
+        )
+
+    # -- identity and configuration ----------------------------------------------------------------
+    @property
+    def id(self) -> uuid.UUID:
+        return self._id
+
+    @property
+    def name(self) -> str:
+        return self._name
+
+    @property
+    def session_id(self) -> uuid.UUID:
+        """The current session: where ``chat``/``chat_stream`` go when not told otherwise."""
+        return self._current.id
+
+    @property
+    def user_id(self) -> uuid.UUID:
+        return self._user_id
+
+    @property
+    def tenant_id(self) -> uuid.UUID:
+        return self._tenant_id
+
+    @property
+    def model(self) -> str:
+        return self._params.model
+
+    @property
+    def params(self) -> ChatParams:
+        return self._params
+
+    @property
+    def provider(self) -> LLMProvider:
+        return self._provider
+
+    @property
+    def system_prompt(self) -> str:
+        return self._system_prompt
+
+    @property
+    def window(self) -> int | None:
+        """How many past rounds the model sees (None: all)."""
+        return self._window
+
+    @property
+    def token_budget(self) -> int | None:
+        return self._token_budget
+
+    @property
+    def history(self) -> list[ChatMessage]:
+        """Exactly what the next request of the current session carries before the new user message:
+        the system prompt and the windowed rounds."""
+        return select_window(
+            self._current.history, None, system_prompt=self._system_prompt, rounds=self._window,
+            token_budget=self._token_budget, count_tokens=self._provider.count_tokens,
+        )
+
+    # -- conversation ------------------------------------------------------------------------------
+    def chat_stream(self, text: str, *, session_id: uuid.UUID | str | None = None) -> ChatStream:
+        """Start a turn; iterate the result for text deltas (no ``await`` here). Nothing happens until the
+        stream is iterated. A turn on a session that is busy waits until the running one has ended."""
+        if self._closed:
+            raise AgentError("this agent is closed")
+        if not isinstance(text, str) or not text.strip():
+            raise ConfigError(f"the user message must be non-empty text, got {text!r}")
+        session = self._current if session_id is None else self._session(parse_uuid(session_id, "session_id"))
+        return ChatStream(self._ctx, session, text)
+
+    async def chat(self, text: str, *, session_id: uuid.UUID | str | None = None) -> str:
+        """The whole reply at once (the same turn as ``chat_stream``, consumed here)."""
+        return await self.chat_stream(text, session_id=session_id).text_async()
+
+    # -- sessions ----------------------------------------------------------------------------------
+    def _session(self, sid: uuid.UUID) -> SessionState:
+        state = self._sessions.get(sid)
+        if state is None:
+            state = SessionState(sid, loaded=self._backend is None)
+            self._sessions[sid] = state
+        return state
+
+    async def _load(self, state: SessionState) -> None:
+        """Open ``state``'s session through the plugin (tenant-checked) and keep its window."""
+        assert self._backend is not None
+        sid, history = await self._backend.open_session(
+            state.id, window=self._window, user_id=self._user_id, tenant_id=self._tenant_id, agent_id=self._id
+        )
+        if sid != state.id:  # a backend must not swap ids; refuse rather than write to another session
+            raise AgentError(f"the session backend opened {sid} when asked for {state.id}")
+        state.history = trim_history(history, self._window)
+        state.loaded = True
+
+    async def new_session(self) -> uuid.UUID:
+        """Start a new session and make it current."""
+        if self._backend is not None:
+            sid, history = await self._backend.open_session(
+                None, window=self._window, user_id=self._user_id, tenant_id=self._tenant_id, agent_id=self._id
+            )
+            state = SessionState(sid, trim_history(history, self._window))
+        else:
+            state = SessionState(uuid7())
+        self._sessions[state.id] = state
+        self._current = state
+        return state.id
+
+    async def switch_session(self, session_id: uuid.UUID | str) -> None:
+        """Make ``session_id`` current: loaded through the plugin (created if new), or an empty in-memory
+        session when there is no plugin. Not a UUID: ConfigError."""
+        state = self._session(parse_uuid(session_id, "session_id"))
+        if not state.loaded:
+            async with state.lock:
+                if not state.loaded:
+                    await self._load(state)
+        self._current = state
+
+    async def list_sessions(self, *, limit: int = 50) -> list[Any]:
+        """This user's sessions (newest first): from the store with a plugin, else those held in memory."""
+        if self._backend is not None:
+            return await self._backend.list_sessions(
+                user_id=self._user_id, tenant_id=self._tenant_id, limit=limit
+            )
+        held = list(reversed(self._sessions))[:limit]  # dicts keep insertion (= creation) order
+        return [
+            Session(id=s, tenant_id=self._tenant_id, user_id=self._user_id, agent_id=self._id) for s in held
+        ]
+
+    # -- lifetime ----------------------------------------------------------------------------------
+    async def aclose(self) -> None:
+        """Close the provider and the persistence plugin. Idempotent."""
+        if self._closed:
+            return
+        self._closed = True
+        try:
+            await self._provider.aclose()
+        finally:
+            if self._backend is not None:
+                await self._backend.close()
+
+    async def __aenter__(self) -> LLMAgent:
+        return self
+
+    async def __aexit__(
+        self, et: type[BaseException] | None, ev: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.aclose()

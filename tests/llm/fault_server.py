@@ -1,0 +1,249 @@
+"""A scripted, fault-injecting server speaking just enough of ``POST /v1/chat/completions`` (SSE streaming).
+
+Each request takes the next :class:`Reply` from the script (or the default one). Every request is recorded
+(:class:`Recorded`) with its parsed body, how many chunks were written, and whether the client hung up before
+the server finished writing. One request per connection (``Connection: close``), chunked transfer encoding, so
+a socket closed mid-body is a visible protocol error to the client, as with a real server.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any
+
+__all__ = ["FaultServer", "Recorded", "Reply"]
+
+
+@dataclass
+class Reply:
+    """One scripted response. The defaults give a normal stream of 3 text chunks, a finish and usage."""
+
+    status: int = 200
+    #: text pieces, or N for "tok0 ", "tok1 ", …
+    chunks: int | list[str] = 3
+    #: send a usage chunk when the request asks for it (``stream_options.include_usage``)
+    usage: bool = True
+    headers: dict[str, str] = field(default_factory=dict)
+    #: JSON body for a non-200 status
+    error_body: dict[str, Any] | None = None
+    #: close the socket after this many text chunks (no terminating chunk)
+    cut_after: int | None = None
+    #: replace the text chunk at this index with ``malformed_data``
+    malformed_at: int | None = None
+    malformed_data: str = "{this is not json"
+    #: seconds to wait before the status line
+    first_byte_delay: float = 0.0
+    #: after this many text chunks, wait ``stall_seconds`` before going on
+    stall_after: int | None = None
+    stall_seconds: float = 30.0
+    #: seconds between text chunks
+    chunk_delay: float = 0.0
+    finish_reason: str | None = "stop"
+    #: answer 400 ("stream_options" unsupported) when the body has stream_options
+    reject_stream_options: bool = False
+    response_id: str = "chatcmpl-fault"
+
+    def pieces(self) -> list[str]:
+        return [f"tok{i} " for i in range(self.chunks)] if isinstance(self.chunks, int) else list(self.chunks)
+
+
+@dataclass
+class Recorded:
+    """What the server saw of one request and how its response went."""
+
+    body: dict[str, Any]
+    headers: dict[str, str]
+    path: str
+    received_at: float
+    chunks_written: int = 0
+    finished_writing: bool = False
+    client_disconnected: bool = False
+    disconnected: asyncio.Event = field(default_factory=asyncio.Event)
+
+
+class FaultServer:
+    """``async with FaultServer() as srv: srv.push(Reply(status=429, ...)); ... srv.base_url``."""
+
+    def __init__(self, default: Reply | None = None) -> None:
+        self.default = default or Reply()
+        self.script: deque[Reply] = deque()
+        self.requests: list[Recorded] = []
+        self._server: asyncio.Server | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
+        self.port = 0
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/v1"
+
+    def push(self, *replies: Reply) -> None:
+        self.script.extend(replies)
+
+    async def start(self) -> FaultServer:
+        self._server = await asyncio.start_server(self._handle, "127.0.0.1", 0)
+        self.port = self._server.sockets[0].getsockname()[1]
+        return self
+
+    async def close(self) -> None:
+        if self._server is not None:
+            self._server.close()
+            for task in list(self._tasks):
+                task.cancel()
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+            await self._server.wait_closed()
+
+    async def __aenter__(self) -> FaultServer:
+        return await self.start()
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    # -- one connection -------------------------------------------------------------------------------
+
+    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        self._tasks.add(task)
+        try:
+            await self._serve(reader, writer)
+        except (ConnectionError, asyncio.IncompleteReadError):
+            pass
+        finally:
+            self._tasks.discard(task)
+            writer.close()
+            with contextlib.suppress(Exception):
+                await writer.wait_closed()
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        head = await reader.readuntil(b"\r\n\r\n")
+        request_line, *header_lines = head.decode("latin-1").split("\r\n")
+        _method, path, _version = request_line.split(" ", 2)
+        headers = {k.strip().lower(): v.strip() for k, _, v in (h.partition(":") for h in header_lines if h)}
+        raw = await reader.readexactly(int(headers.get("content-length", "0")))
+        body = json.loads(raw) if raw else {}
+        rec = Recorded(body=body, headers=headers, path=path, received_at=time.monotonic())
+        self.requests.append(rec)
+        reply = self.script.popleft() if self.script else self.default
+
+        # The client sends nothing after its request, so EOF on the read side means it hung up.
+        async def watch() -> None:
+            with contextlib.suppress(ConnectionError):
+                await reader.read(1)
+            rec.client_disconnected = True
+            rec.disconnected.set()
+
+        watcher = asyncio.create_task(watch())
+        try:
+            await self._respond(writer, rec, reply)
+        finally:
+            watcher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await watcher
+
+    async def _pause(self, rec: Recorded, seconds: float) -> None:
+        """Sleep, but wake up when the client hangs up."""
+        if seconds > 0:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(rec.disconnected.wait(), seconds)
+
+    async def _respond(self, writer: asyncio.StreamWriter, rec: Recorded, reply: Reply) -> None:
+        await self._pause(rec, reply.first_byte_delay)
+        if rec.client_disconnected:
+            return
+        body = rec.body
+        if reply.reject_stream_options and "stream_options" in body:
+            error = {"error": {"message": "Unrecognized request argument supplied: stream_options",
+                               "type": "invalid_request_error", "param": "stream_options"}}
+            await self._send_json(writer, 400, error, {})
+            return
+        if reply.status != 200:
+            error = reply.error_body or {"error": {"message": f"scripted status {reply.status}",
+                                                   "type": "scripted"}}
+            await self._send_json(writer, reply.status, error, reply.headers)
+            return
+        model = str(body.get("model", "fault-model"))
+        pieces = reply.pieces()
+        if not body.get("stream"):
+            text = "".join(pieces)
+            usage = {"prompt_tokens": 11, "completion_tokens": len(pieces), "total_tokens": 11 + len(pieces)}
+            completion = {
+                "id": reply.response_id, "object": "chat.completion", "created": 1, "model": model,
+                "choices": [{"index": 0, "message": {"role": "assistant", "content": text},
+                             "finish_reason": reply.finish_reason}],
+                "usage": usage if reply.usage else None,
+            }
+            await self._send_json(writer, 200, completion, reply.headers)
+            return
+        await self._stream(writer, rec, reply, model, pieces)
+
+    async def _stream(
+        self, writer: asyncio.StreamWriter, rec: Recorded, reply: Reply, model: str, pieces: list[str]
+    ) -> None:
+        head = ["HTTP/1.1 200 OK", "Content-Type: text/event-stream", "Cache-Control: no-cache",
+                "Transfer-Encoding: chunked", "Connection: close"]
+        head += [f"{k}: {v}" for k, v in reply.headers.items()]
+        writer.write(("\r\n".join(head) + "\r\n\r\n").encode())
+        await writer.drain()
+
+        def chunk(delta: dict[str, Any], finish: str | None, **extra: Any) -> str:
+            obj = {"id": reply.response_id, "object": "chat.completion.chunk", "created": 1, "model": model,
+                   "choices": [{"index": 0, "delta": delta, "finish_reason": finish}], **extra}
+            return json.dumps(obj)
+
+        for i, piece in enumerate(pieces):
+            if rec.client_disconnected:
+                return
+            if reply.cut_after is not None and i == reply.cut_after:
+                return  # the connection closes with the chunked body unterminated
+            if reply.stall_after is not None and i == reply.stall_after:
+                await self._pause(rec, reply.stall_seconds)
+                if rec.client_disconnected:
+                    return
+            if reply.malformed_at == i:
+                data = reply.malformed_data
+            else:
+                delta = {"role": "assistant", "content": piece} if i == 0 else {"content": piece}
+                data = chunk(delta, None)
+            await self._event(writer, data)
+            rec.chunks_written += 1
+            await self._pause(rec, reply.chunk_delay)
+        if rec.client_disconnected:
+            return
+        if reply.cut_after is not None and reply.cut_after >= len(pieces):
+            return
+        if reply.finish_reason is not None:
+            await self._event(writer, chunk({}, reply.finish_reason))
+        wants_usage = bool((rec.body.get("stream_options") or {}).get("include_usage"))
+        if reply.usage and wants_usage:
+            usage = {"prompt_tokens": 11, "completion_tokens": len(pieces), "total_tokens": 11 + len(pieces)}
+            obj = {"id": reply.response_id, "object": "chat.completion.chunk", "created": 1, "model": model,
+                   "choices": [], "usage": usage}
+            await self._event(writer, json.dumps(obj))
+        await self._event(writer, "[DONE]")
+        writer.write(b"0\r\n\r\n")
+        await writer.drain()
+        rec.finished_writing = True
+
+    @staticmethod
+    async def _event(writer: asyncio.StreamWriter, data: str) -> None:
+        payload = f"data: {data}\n\n".encode()
+        writer.write(f"{len(payload):x}\r\n".encode() + payload + b"\r\n")
+        await writer.drain()
+
+    @staticmethod
+    async def _send_json(
+        writer: asyncio.StreamWriter, status: int, obj: dict[str, Any], headers: dict[str, str]
+    ) -> None:
+        payload = json.dumps(obj).encode()
+        reason = {400: "Bad Request", 401: "Unauthorized", 403: "Forbidden", 429: "Too Many Requests",
+                  500: "Internal Server Error", 503: "Service Unavailable"}.get(status, "OK")
+        head = [f"HTTP/1.1 {status} {reason}", "Content-Type: application/json",
+                f"Content-Length: {len(payload)}", "Connection: close"]
+        head += [f"{k}: {v}" for k, v in headers.items()]
+        writer.write(("\r\n".join(head) + "\r\n\r\n").encode() + payload)
+        await writer.drain()
