@@ -47,7 +47,8 @@ class RecordingProxy:
     def __init__(self, upstream_port: int) -> None:
         self.upstream_port = upstream_port
         self.requests: list[dict[str, Any]] = []
-        self.responses: list[bytes] = []
+        #: grows as bytes pass, recorded before they are forwarded: whatever a client saw is here
+        self.responses: list[bytearray] = []
         self.port = 0
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, name="llama-proxy", daemon=True)
@@ -101,13 +102,13 @@ class RecordingProxy:
             writer.write(_set_header(resp_head, "Connection", "close") + _HEAD_END)
             await writer.drain()
             recorded = bytearray()
+            if is_chat:
+                self.responses.append(recorded)
             while chunk := await up_reader.read(65536):
-                writer.write(chunk)  # passed on at once: no buffering of SSE
-                await writer.drain()
                 if is_chat and len(recorded) < 1_000_000:
                     recorded += chunk
-            if is_chat:
-                self.responses.append(bytes(recorded))
+                writer.write(chunk)  # passed on at once: no buffering of SSE
+                await writer.drain()
         except (ConnectionError, asyncio.IncompleteReadError, asyncio.LimitOverrunError):
             pass  # a client that hangs up mid-stream closes the upstream socket below
         finally:
@@ -138,7 +139,7 @@ class LlamaServer:
         return self.proxy.requests
 
     @property
-    def responses(self) -> list[bytes]:
+    def responses(self) -> list[bytearray]:
         """The raw response bodies of those requests (SSE text when streamed)."""
         return self.proxy.responses
 

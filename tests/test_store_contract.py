@@ -820,3 +820,61 @@ async def test_sqlite_in_memory_store_works() -> None:
         session = await new_session(s, t, u)
         assert (await s.save_message(msg(session))).seq == 1
         assert await s.count_session_messages(t, session.id) == 1
+
+
+# -- the embedded stores' own transaction rules -----------------------------------------------------
+@pytest.fixture(params=["memory", "sqlite"])
+async def local_store(request: pytest.FixtureRequest, tmp_path: Path) -> Any:
+    s: Any = (
+        InMemoryStore()
+        if request.param == "memory"
+        else await SqliteStore.connect(f"sqlite:///{tmp_path}/l.db")
+    )
+    yield s
+    await s.close()
+
+
+async def test_nested_transaction_is_a_savepoint(
+    local_store: Any, tenant: uuid.UUID, user: uuid.UUID
+) -> None:
+    s = await new_session(local_store, tenant, user)
+    async with local_store.transaction() as tx:
+        await local_store.save_message(msg(s, "outer"), tx=tx)
+        with pytest.raises(RuntimeError):
+            async with local_store.transaction() as inner:
+                await local_store.save_message(msg(s, "inner"), tx=inner)
+                raise RuntimeError
+        # the same task reads its own uncommitted writes, and plain writes join the open transaction
+        assert [m.content for m in await local_store.get_session_messages(tenant, s.id)] == ["outer"]
+        await local_store.save_message(msg(s, "joined"))
+    assert [m.content for m in await local_store.get_session_messages(tenant, s.id)] == ["outer", "joined"]
+
+
+async def test_bad_tx_arguments(local_store: Any, tenant: uuid.UUID, user: uuid.UUID) -> None:
+    s = await new_session(local_store, tenant, user)
+    with pytest.raises(ConfigError, match="tx"):
+        await local_store.save_message(msg(s), tx=object())
+    async with local_store.transaction() as tx:
+        pass
+    with pytest.raises(ConfigError, match="finished"):
+        await local_store.save_message(msg(s), tx=tx)
+    assert await local_store.count_session_messages(tenant, s.id) == 0
+
+
+async def test_sqlite_accepts_its_own_connection_as_tx(
+    tmp_path: Path, tenant: uuid.UUID, user: uuid.UUID
+) -> None:
+    store = await SqliteStore.connect(f"sqlite:///{tmp_path}/own.db")
+    try:
+        conn = store.connection
+        s = Session(tenant_id=tenant, user_id=user)
+        await conn.execute("BEGIN IMMEDIATE")  # the caller's own transaction on the store's connection
+        await store.create_session(s, tx=conn)
+        await store.save_message(msg(s, "x"), tx=conn)
+        await conn.execute("ROLLBACK")
+        assert await store.get_session(tenant, s.id) is None
+        await store.create_session(s, tx=conn)  # no transaction open on it: an ordinary write
+        assert (await store.save_message(msg(s, "y"), tx=conn)).seq == 1
+        assert await store.count_session_messages(tenant, s.id) == 1
+    finally:
+        await store.close()

@@ -95,7 +95,7 @@ async def test_slash_commands_in_piped_mode(cli: Cli, fault: FaultServer) -> Non
     )
     assert result.exit_code == 0, result.output
     first = session_id_in(result.stderr)
-    second = session_id_in(result.stderr.split("new session", 1)[1])
+    second = session_id_in(result.stderr.split("new ", 1)[1])
     assert first != second
     assert len(fault.requests) == 2  # "never" came after /exit
     assert [m.content for m in await messages_of(cli, second)] == ["again", "tok0 tok1 tok2 "]

@@ -29,7 +29,7 @@ async def provider(llama_server: LlamaServer) -> AsyncIterator[OpenAICompatibleP
         await p.aclose()
 
 
-def sse_payloads(raw: bytes) -> list[dict[str, object]]:
+def sse_payloads(raw: bytes | bytearray) -> list[dict[str, object]]:
     """The JSON objects of an SSE body as the server sent it."""
     out = []
     for line in raw.decode().splitlines():

@@ -161,10 +161,8 @@ class ChatApp:
         window = "all rounds" if self.window is None else f"{self.window} rounds"
         self.info(f"session {a.session_id}", style="bold")
         if self.interactive:
-            self.info(
-                f"model {a.model} · window {window} · /help for commands · resume with "
-                f"`mofa chat --session {a.session_id}`"
-            )
+            self.info(f"model {a.model} · window {window} · /help for commands")
+            self.info(f"resume later with: mofa chat --session {a.session_id}")
 
     # -- turns -------------------------------------------------------------------------------------
     async def turn(self, text: str) -> None:
@@ -247,7 +245,8 @@ class ChatApp:
             await self.agent.switch_session(sid)
             self.info(f"switched to session {sid}", style="bold")
         elif name == "/history":
-            render_transcript(await self.store.get_session_messages(self.tenant, self.agent.session_id))
+            messages = await self.store.get_session_messages(self.tenant, self.agent.session_id)
+            render_transcript(messages, console if self.interactive else err_console)
         elif name == "/window":
             await self._set_window(arg)
         else:

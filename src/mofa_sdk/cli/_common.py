@@ -113,10 +113,10 @@ def mask_key(key: str | None) -> str:
     return f"{prefix}…{key[-4:]}"
 
 
-def short_time(value: datetime | None) -> str:
+def short_time(value: datetime | None, *, seconds: bool = True) -> str:
     if value is None:
         return "-"
-    return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+    return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC" if seconds else "%Y-%m-%d %H:%M")
 
 
 @asynccontextmanager

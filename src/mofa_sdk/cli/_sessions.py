@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
@@ -70,11 +71,12 @@ async def _title_of(store: Store, session: Session) -> tuple[str, bool]:
 
 async def sessions_table(store: Store, sessions: Sequence[Any], *, current: uuid.UUID | None = None) -> Table:
     """A table of sessions: id, title, agent, messages, last activity."""
-    table = Table(show_edge=False, pad_edge=False)
+    table = Table(box=None, pad_edge=False, header_style="bold underline")
     table.add_column("id", no_wrap=True, min_width=36)
-    table.add_column("title", overflow="ellipsis", no_wrap=True, max_width=40)
-    table.add_column("agent", no_wrap=True)
-    table.add_column("messages", justify="right")
+    # the title is the one column that wraps, so narrow terminals keep the id whole and the counts visible
+    table.add_column("title", overflow="fold", max_width=40)
+    table.add_column("agent", overflow="ellipsis", no_wrap=True, max_width=20)
+    table.add_column("msgs", justify="right", no_wrap=True)
     table.add_column("last activity", no_wrap=True)
     codes: dict[uuid.UUID, str] = {}
     if sessions:
@@ -86,25 +88,24 @@ async def sessions_table(store: Store, sessions: Sequence[Any], *, current: uuid
         sid = Text(str(s.id), style="bold" if s.id == current else "")
         if s.id == current:
             sid.append(" *")
-        table.add_row(
-            sid, Text(title, style="" if explicit else "italic"), agent, str(count), short_time(s.update_time)
-        )
+        title_cell = Text(title, style="" if explicit else "italic")
+        table.add_row(sid, title_cell, agent, str(count), short_time(s.update_time, seconds=False))
     return table
 
 
-def render_transcript(messages: Sequence[Message]) -> None:
+def render_transcript(messages: Sequence[Message], out: Console = console) -> None:
     """Print messages with their role and, for a reply that did not finish, a visible mark."""
     if not messages:
-        console.print("(no messages)", style="dim")
+        out.print("(no messages)", style="dim")
     for m in messages:
         head = Text(f"{m.role}", style={"user": "bold green", "assistant": "bold cyan"}.get(m.role, "bold"))
         head.append(f"  #{m.seq}  {short_time(m.create_time)}", style="dim")
         mark = _MARKS.get(m.status)
         if mark:
             head.append(f"  [{mark}]", style="bold yellow" if m.status != "error" else "bold red")
-        console.print(head)
-        console.print(Text(m.content), soft_wrap=True)
-        console.print()
+        out.print(head)
+        out.print(Text(m.content), soft_wrap=True)
+        out.print()
 
 
 def _session_json(session: Session, messages: Sequence[Message]) -> dict[str, Any]:

@@ -104,7 +104,9 @@ def _breakdown(records: Sequence[LLMApiCall], by: str, names: dict[uuid.UUID, st
         if by == "model":
             key = r.model_name
         else:
-            key = "-" if r.agent_id is None else names.get(r.agent_id, str(r.agent_id)[:8])
+            key = (
+                "-" if r.agent_id is None else names.get(r.agent_id, f"{str(r.agent_id)[:8]} (no agent row)")
+            )
         groups[key].append(r)
     table = Table(show_edge=False, pad_edge=False)
     for col in (by, "calls", "errors", "tokens", "latency p50/p95", "ttft p50/p95"):

@@ -12,7 +12,7 @@ import copy
 import math
 import uuid
 from collections.abc import AsyncIterator, Callable, Sequence
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -219,7 +219,7 @@ class InMemoryStore(Store):
         async with self._lock:
             yield self._state
 
-    def transaction(self) -> Any:
+    def transaction(self) -> AbstractAsyncContextManager[MemoryTransaction]:
         return self._transaction()
 
     @asynccontextmanager

@@ -16,7 +16,7 @@ import json
 import sqlite3
 import uuid
 from collections.abc import AsyncIterator, Iterator, Sequence
-from contextlib import asynccontextmanager, contextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager, contextmanager, suppress
 from contextvars import ContextVar
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -234,10 +234,8 @@ async def _cleanup(conn: aiosqlite.Connection, statement: str) -> None:
     """Undo after a failure or cancellation. The statement is queued even when this task is cancelled
     again, and aiosqlite runs statements in order, so it also undoes a BEGIN/SAVEPOINT still in flight;
     "no transaction is active" just means there was nothing left to undo."""
-    try:
+    with suppress(sqlite3.Error):
         await conn.execute(statement)
-    except sqlite3.Error:
-        pass
 
 
 class SqliteTransaction:
@@ -273,6 +271,7 @@ class SqliteStore(Store):
         self.streaming_lease_seconds = streaming_lease_seconds
         self._lock = asyncio.Lock()
         self._closed = False
+        self._savepoints = 0
 
     def __repr__(self) -> str:
         return f"<SqliteStore {'closed' if self._closed else 'open'}>"
@@ -373,32 +372,34 @@ class SqliteStore(Store):
 
     @asynccontextmanager
     async def _savepoint(self, conn: aiosqlite.Connection, what: str) -> AsyncIterator[None]:
-        with _errors(what):
-            await conn.execute("SAVEPOINT mofa_op")
+        # a name of its own: undoing one that was never made then fails harmlessly, never hits an outer one
+        self._savepoints += 1
+        name = f"mofa_sp_{self._savepoints}"
         try:
             with _errors(what):
+                await conn.execute(f"SAVEPOINT {name}")
                 yield
         except BaseException:
-            await _cleanup(conn, "ROLLBACK TO mofa_op")
-            await _cleanup(conn, "RELEASE mofa_op")
+            await _cleanup(conn, f"ROLLBACK TO {name}")
+            await _cleanup(conn, f"RELEASE {name}")
             raise
         with _errors(what):
-            await conn.execute("RELEASE mofa_op")
+            await conn.execute(f"RELEASE {name}")
 
     @asynccontextmanager
     async def _immediate(self, conn: aiosqlite.Connection, what: str) -> AsyncIterator[None]:
-        # IMMEDIATE takes the write lock up front: two writers never both hold read locks and deadlock
-        with _errors(what):
-            await conn.execute("BEGIN IMMEDIATE")
+        # IMMEDIATE takes the write lock up front: two writers never both hold read locks and deadlock.
+        # BEGIN is inside the try: if this task is cancelled while BEGIN is queued, the ROLLBACK follows it.
         try:
             with _errors(what):
+                await conn.execute("BEGIN IMMEDIATE")
                 yield
                 await conn.execute("COMMIT")
         except BaseException:
             await _cleanup(conn, "ROLLBACK")
             raise
 
-    def transaction(self) -> Any:
+    def transaction(self) -> AbstractAsyncContextManager[SqliteTransaction]:
         return self._transaction()
 
     @asynccontextmanager
@@ -418,13 +419,14 @@ class SqliteStore(Store):
                 tx.active = False
                 _ACTIVE.reset(token)
 
+    # execute_fetchall runs the statement and reads every row in one call on aiosqlite's thread, so a
+    # cancelled task never leaves a half-read statement that would block the next COMMIT
     async def _all(self, conn: aiosqlite.Connection, sql: str, params: Sequence[Any] = ()) -> list[Any]:
-        async with conn.execute(sql, params) as cur:
-            return list(await cur.fetchall())
+        return list(await conn.execute_fetchall(sql, params))
 
     async def _one(self, conn: aiosqlite.Connection, sql: str, params: Sequence[Any] = ()) -> Any:
-        async with conn.execute(sql, params) as cur:
-            return await cur.fetchone()
+        rows = await self._all(conn, sql, params)
+        return rows[0] if rows else None
 
     async def _change(self, conn: aiosqlite.Connection, sql: str, params: Sequence[Any] = ()) -> int:
         async with conn.execute(sql, params) as cur:

@@ -1,0 +1,149 @@
+"""``mofa sessions list|show|export|delete|rename`` on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from datetime import timedelta
+from pathlib import Path
+
+from mofa_sdk.entities import Message, Session
+from mofa_sdk.ids import utc_now
+from tests.cli.helpers import Cli, one_error_line
+
+
+async def _session_with_messages(cli: Cli, title: str | None = None) -> uuid.UUID:
+    """A session: a complete round, a cancelled reply, and a reply left streaming by a dead process."""
+    store = await cli.store()
+    try:
+        s = await store.create_session(Session(tenant_id=cli.tenant, user_id=cli.user, title=title))
+        old = utc_now() - timedelta(minutes=5)
+
+        def msg(role: str, content: str, status: str = "complete") -> Message:
+            return Message(
+                session_id=s.id,
+                tenant_id=cli.tenant,
+                user_id=cli.user,
+                role=role,  # type: ignore[arg-type]
+                content=content,
+                status=status,
+                update_time=old,
+            )  # type: ignore[arg-type]
+
+        await store.save_messages(
+            [
+                msg("user", "What is [bold]markup[/bold]?\nSecond line"),
+                msg("assistant", "A way to style text."),
+                msg("user", "Tell me more"),
+                msg("assistant", "Well, it", "cancelled"),
+                msg("user", "And then?"),
+                msg("assistant", "It was half", "streaming"),
+            ]
+        )
+        return s.id
+    finally:
+        await store.close()
+
+
+async def test_list_shows_derived_title_and_counts(cli: Cli) -> None:
+    sid = await _session_with_messages(cli)
+    named = await _session_with_messages(cli, title="Named one")
+    result = await cli("sessions", "list")
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.splitlines()
+    row = next(line for line in lines if str(sid) in line)
+    assert (
+        "What is [bold]markup[/bold]? Second line" in row
+    )  # from the first user message, markup kept as text
+    assert " 6 " in row
+    assert "Named one" in next(line for line in lines if str(named) in line)
+    # most recently active first
+    assert result.stdout.index(str(named)) < result.stdout.index(str(sid))
+    as_json = json.loads((await cli("sessions", "list", "--json")).stdout)
+    assert [r["id"] for r in as_json] == [str(named), str(sid)]
+    assert as_json[1]["messages"] == 6 and as_json[1]["title"] is None
+
+
+async def test_list_is_per_user_and_tenant(cli: Cli) -> None:
+    await _session_with_messages(cli)
+    other = await cli("sessions", "list", "--user", str(uuid.uuid4()))
+    assert other.exit_code == 0 and "no sessions yet" in other.stdout
+    other = await cli("sessions", "list", "--tenant", str(uuid.uuid4()))
+    assert other.exit_code == 0 and "no sessions yet" in other.stdout
+
+
+async def test_show_marks_unfinished_replies(cli: Cli) -> None:
+    sid = await _session_with_messages(cli)
+    result = await cli("sessions", "show", str(sid))
+    assert result.exit_code == 0, result.output
+    out = result.stdout
+    assert "A way to style text." in out and "[bold]markup[/bold]" in out
+    assert "[cancelled]" in out
+    assert "[interrupted]" in out  # left streaming past the lease: a crashed process
+    assert out.index("[cancelled]") < out.index("Well, it") < out.index("[interrupted]")
+
+
+async def test_export_json_and_markdown(cli: Cli, tmp_path: Path) -> None:
+    sid = await _session_with_messages(cli, title="Export me")
+    result = await cli("sessions", "export", str(sid))
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)
+    assert data["session"]["id"] == str(sid) and data["session"]["title"] == "Export me"
+    assert [m["status"] for m in data["messages"]] == [
+        "complete",
+        "complete",
+        "complete",
+        "cancelled",
+        "complete",
+        "interrupted",
+    ]
+    assert [m["seq"] for m in data["messages"]] == [1, 2, 3, 4, 5, 6]
+    out = tmp_path / "s.md"
+    result = await cli("sessions", "export", str(sid), "--format", "markdown", "-o", str(out))
+    assert result.exit_code == 0, result.output
+    md = out.read_text(encoding="utf-8")
+    assert md.startswith("# Export me\n")
+    assert "## Assistant _(cancelled)_" in md and "## Assistant _(interrupted)_" in md
+    assert "Well, it" in md
+    line = one_error_line(await cli("sessions", "export", str(sid), "--format", "yaml"))
+    assert "--format" in line
+
+
+async def test_rename_and_delete(cli: Cli) -> None:
+    sid = await _session_with_messages(cli)
+    result = await cli("sessions", "rename", str(sid), "A better title")
+    assert result.exit_code == 0, result.output
+    store = await cli.store()
+    try:
+        s = await store.get_session(cli.tenant, sid)
+        assert s is not None and s.title == "A better title"
+        refused = await cli("sessions", "delete", str(sid), input="n\n")
+        assert refused.exit_code == 0 and "nothing deleted" in refused.stdout
+        assert await store.count_session_messages(cli.tenant, sid) == 6
+        result = await cli("sessions", "delete", str(sid), "--yes")
+        assert result.exit_code == 0, result.output
+        assert "6 messages" in result.stdout
+        assert await store.get_session(cli.tenant, sid) is None
+        assert await store.count_session_messages(cli.tenant, sid) == 0
+    finally:
+        await store.close()
+    line = one_error_line(await cli("sessions", "show", str(sid)))
+    assert f"unknown session {sid}" in line
+
+
+async def test_another_users_session_is_unknown(cli: Cli) -> None:
+    sid = await _session_with_messages(cli)
+    for cmd in (
+        ["show", str(sid)],
+        ["export", str(sid)],
+        ["rename", str(sid), "x"],
+        ["delete", str(sid), "-y"],
+    ):
+        line = one_error_line(await cli("sessions", *cmd, "--user", str(uuid.uuid4())))
+        assert "unknown session" in line
+    store = await cli.store()
+    try:
+        s = await store.get_session(cli.tenant, sid)
+        assert s is not None and s.title is None  # nothing changed
+    finally:
+        await store.close()
