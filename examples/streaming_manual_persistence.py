@@ -39,7 +39,9 @@ async def main() -> None:
 
     # Create persistence context (new or existing session)
     if os.environ.get("SESSION_ID"):
-        ctx = await PersistenceContext.from_session(store, user_id, tenant_id, agent_id, os.environ["SESSION_ID"])
+        ctx = await PersistenceContext.from_session(
+            store, user_id, tenant_id, agent_id, os.environ["SESSION_ID"]
+        )
     else:
         ctx = await PersistenceContext.new(store, user_id, tenant_id, agent_id)
     print(f"session {ctx.session_id}", file=sys.stderr)

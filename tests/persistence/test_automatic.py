@@ -52,7 +52,9 @@ async def calls(store: Store, tenant: uuid.UUID, session: uuid.UUID) -> list[Any
     return list(reversed(await store.query_api_calls(QueryFilter(tenant_id=tenant, session_id=session))))
 
 
-async def test_a_clean_turn_saves_user_reply_and_call(store: Store, tenant: uuid.UUID, user: uuid.UUID) -> None:
+async def test_a_clean_turn_saves_user_reply_and_call(
+    store: Store, tenant: uuid.UUID, user: uuid.UUID
+) -> None:
     provider = ScriptedProvider(["Hello there friend"], usage=Usage(7, 3, 10))
     agent = await build(store, tenant, user, provider)
     before = (await store.get_session(tenant, agent.session_id)).update_time  # type: ignore[union-attr]
@@ -160,14 +162,16 @@ async def test_stopping_early_saves_a_cancelled_partial(
         await stream.aclose()
     else:
         got: list[str] = []
+        three = asyncio.Event()
 
         async def consume() -> None:
             async for t in agent.chat_stream("go"):
                 got.append(t)
+                if len(got) == 3:
+                    three.set()
 
         task = asyncio.create_task(consume())
-        while len(got) < 3:
-            await asyncio.sleep(0.01)
+        await three.wait()
         task.cancel()
         with pytest.raises(asyncio.CancelledError):
             await task
@@ -194,12 +198,19 @@ async def test_checkpoints_store_the_partial_reply_while_streaming(
     (snapshot,) = mid
     assert snapshot[0] == ("user", "long", "complete")
     assert snapshot[1][0] == "assistant" and snapshot[1][2] == "streaming"
-    assert snapshot[1][1].startswith("w0 w1 ") and len(snapshot[1][1]) < len("".join(f"w{i} " for i in range(30)))
+    assert snapshot[1][1].startswith("w0 w1 ") and len(snapshot[1][1]) < len(
+        "".join(f"w{i} " for i in range(30))
+    )
     final = await rows(store, tenant, agent.session_id)
-    assert final == [("user", "long", "complete"), ("assistant", "".join(f"w{i} " for i in range(30)), "complete")]
+    assert final == [
+        ("user", "long", "complete"),
+        ("assistant", "".join(f"w{i} " for i in range(30)), "complete"),
+    ]
 
 
-async def test_resume_loads_what_the_user_saw_in_order(store: Store, tenant: uuid.UUID, user: uuid.UUID) -> None:
+async def test_resume_loads_what_the_user_saw_in_order(
+    store: Store, tenant: uuid.UUID, user: uuid.UUID
+) -> None:
     agent = await build(store, tenant, user, ScriptedProvider(["r1", "r2 partial reply", "r3"]), window=2)
     await agent.chat("q1")
     async for t in agent.chat_stream("q2"):
@@ -208,7 +219,10 @@ async def test_resume_loads_what_the_user_saw_in_order(store: Store, tenant: uui
     await asyncio.sleep(0.05)
     await agent.chat("q3")
     expected = [
-        ("user", "q2"), ("assistant", "r2 partial"), ("user", "q3"), ("assistant", "r3"),
+        ("user", "q2"),
+        ("assistant", "r2 partial"),
+        ("user", "q3"),
+        ("assistant", "r3"),
     ]
     assert [(m.role, m.content) for m in agent.history if m.role != "system"] == expected
     sid = agent.session_id
@@ -218,8 +232,10 @@ async def test_resume_loads_what_the_user_saw_in_order(store: Store, tenant: uui
     again = await build(store, tenant, user, provider, session_id=sid, window=2)
     assert again.session_id == sid
     assert [(m.role, m.content, m.status) for m in again.history if m.role != "system"] == [
-        ("user", "q2", "complete"), ("assistant", "r2 partial", "cancelled"),
-        ("user", "q3", "complete"), ("assistant", "r3", "complete"),
+        ("user", "q2", "complete"),
+        ("assistant", "r2 partial", "cancelled"),
+        ("user", "q3", "complete"),
+        ("assistant", "r3", "complete"),
     ]
     await again.chat("q4")
     sent = [(m.role, m.content) for m in provider.requests[0][0]]
@@ -227,19 +243,27 @@ async def test_resume_loads_what_the_user_saw_in_order(store: Store, tenant: uui
     assert [m.seq for m in await store.get_session_messages(tenant, sid)] == list(range(1, 9))
 
 
-async def test_history_after_five_turns_with_window_two(store: Store, tenant: uuid.UUID, user: uuid.UUID) -> None:
+async def test_history_after_five_turns_with_window_two(
+    store: Store, tenant: uuid.UUID, user: uuid.UUID
+) -> None:
     agent = await build(store, tenant, user, ScriptedProvider([f"a{i}" for i in range(5)]), window=2)
     for i in range(5):
         await agent.chat(f"q{i}")
     assert [(m.role, m.content) for m in agent.history] == [
-        ("system", "You are terse."), ("user", "q3"), ("assistant", "a3"), ("user", "q4"), ("assistant", "a4"),
+        ("system", "You are terse."),
+        ("user", "q3"),
+        ("assistant", "a3"),
+        ("user", "q4"),
+        ("assistant", "a4"),
     ]
     resumed = await build(store, tenant, user, ScriptedProvider(["x"]), session_id=agent.session_id, window=2)
     assert resumed.history == [m for m in agent.history]
     assert await store.count_session_messages(tenant, agent.session_id) == 10
 
 
-async def test_unknown_session_id_is_created_with_that_id(store: Store, tenant: uuid.UUID, user: uuid.UUID) -> None:
+async def test_unknown_session_id_is_created_with_that_id(
+    store: Store, tenant: uuid.UUID, user: uuid.UUID
+) -> None:
     sid = uuid.uuid4()
     agent = await build(store, tenant, user, ScriptedProvider(["ok"]), session_id=sid)
     assert agent.session_id == sid
@@ -258,13 +282,18 @@ async def test_a_session_of_another_tenant_or_user_is_refused(
     with pytest.raises(TenantMismatchError):
         await build(store, t2, u2, ScriptedProvider(["x"]), session_id=sid)
     assert await store.get_session(t2, sid) is None or other == "user"
-    assert await rows(store, tenant, sid) == [("user", "secret question", "complete"), ("assistant", "mine", "complete")]
+    assert await rows(store, tenant, sid) == [
+        ("user", "secret question", "complete"),
+        ("assistant", "mine", "complete"),
+    ]
     session = await store.get_session(tenant, sid)
     assert session is not None and session.user_id == user
     assert await store.get_user_sessions(t2, u2) == []
 
 
-async def test_plugin_rows_appear_through_quick_helper(tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_plugin_rows_appear_through_quick_helper(
+    tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """The original's quick helper never attached the plugin; here a quick agent leaves rows."""
     from mofa_sdk.persistence import SqliteStore, quick_agent_with_sqlite
 
@@ -283,7 +312,10 @@ async def test_plugin_rows_appear_through_quick_helper(tmp_path: Any, monkeypatc
     await agent.aclose()
     store = await SqliteStore.connect(f"sqlite:///{path}")
     try:
-        assert await rows(store, tid, sid) == [("user", "hello", "complete"), ("assistant", "saved", "complete")]
+        assert await rows(store, tid, sid) == [
+            ("user", "hello", "complete"),
+            ("assistant", "saved", "complete"),
+        ]
     finally:
         await store.close()
 

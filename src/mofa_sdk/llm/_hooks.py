@@ -44,13 +44,20 @@ class SessionBackend(Protocol):
     """What the persistence plugin adds to an agent beyond the event hooks."""
 
     async def open_session(
-        self, session_id: uuid.UUID | None, *, window: int | None, user_id: uuid.UUID, tenant_id: uuid.UUID,
+        self,
+        session_id: uuid.UUID | None,
+        *,
+        window: int | None,
+        user_id: uuid.UUID,
+        tenant_id: uuid.UUID,
         agent_id: uuid.UUID,
     ) -> tuple[uuid.UUID, list[ChatMessage]]:
         """Load (or create) a session; return its id and the history the window needs, oldest first.
         Raises TenantMismatchError for a session of another tenant or user, with nothing written."""
         ...
 
-    async def list_sessions(self, *, user_id: uuid.UUID, tenant_id: uuid.UUID, limit: int = 50) -> list[Any]: ...
+    async def list_sessions(
+        self, *, user_id: uuid.UUID, tenant_id: uuid.UUID, limit: int = 50
+    ) -> list[Any]: ...
 
     async def close(self) -> None: ...

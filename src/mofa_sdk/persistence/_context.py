@@ -21,7 +21,12 @@ class PersistenceContext:
     """
 
     def __init__(
-        self, store: Store, user_id: uuid.UUID, tenant_id: uuid.UUID, agent_id: uuid.UUID, session_id: uuid.UUID
+        self,
+        store: Store,
+        user_id: uuid.UUID,
+        tenant_id: uuid.UUID,
+        agent_id: uuid.UUID,
+        session_id: uuid.UUID,
     ) -> None:
         self.store = store
         self.user_id = user_id
@@ -123,7 +128,9 @@ class PersistenceContext:
         )
         return (await self.store.save_message(message, tx=tx)).id
 
-    async def save_api_call(self, *, model_name: str, stream: Any = None, tx: Any = None, **fields: Any) -> uuid.UUID:
+    async def save_api_call(
+        self, *, model_name: str, stream: Any = None, tx: Any = None, **fields: Any
+    ) -> uuid.UUID:
         """Record an LLM call. Pass a finished ``ChatStream`` as ``stream=`` to take its usage and timings;
         any :class:`LLMApiCall` field can be given (or overridden) by keyword."""
         values: dict[str, Any] = {"status": "success", "request_message_id": self.last_user_message_id}
@@ -158,10 +165,16 @@ class PersistenceContext:
         return await self.store.get_last_messages(self.tenant_id, self.session_id, limit)
 
     async def get_usage_stats(self) -> UsageStatistics:
-        return await self.store.get_statistics(QueryFilter(tenant_id=self.tenant_id, session_id=self.session_id))
+        return await self.store.get_statistics(
+            QueryFilter(tenant_id=self.tenant_id, session_id=self.session_id)
+        )
 
 
 def _ids(
     user_id: uuid.UUID | str, tenant_id: uuid.UUID | str, agent_id: uuid.UUID | str
 ) -> tuple[uuid.UUID, uuid.UUID, uuid.UUID]:
-    return parse_uuid(user_id, "user_id"), parse_uuid(tenant_id, "tenant_id"), parse_uuid(agent_id, "agent_id")
+    return (
+        parse_uuid(user_id, "user_id"),
+        parse_uuid(tenant_id, "tenant_id"),
+        parse_uuid(agent_id, "agent_id"),
+    )

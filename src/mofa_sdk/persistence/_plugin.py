@@ -93,7 +93,13 @@ class PersistencePlugin(EventHandler):
     ) -> PersistencePlugin:
         """The seed's constructor. ``session_id=None`` starts a new session when the agent is built."""
         return cls(
-            plugin_id, store, user_id, tenant_id, agent_id, session_id, checkpoint_interval=checkpoint_interval
+            plugin_id,
+            store,
+            user_id,
+            tenant_id,
+            agent_id,
+            session_id,
+            checkpoint_interval=checkpoint_interval,
         )
 
     def __repr__(self) -> str:
@@ -128,7 +134,9 @@ class PersistencePlugin(EventHandler):
     ) -> tuple[uuid.UUID, list[ChatMessage]]:
         store = await self.connect()
         if session_id is None:
-            created = await store.create_session(Session(tenant_id=tenant_id, user_id=user_id, agent_id=agent_id))
+            created = await store.create_session(
+                Session(tenant_id=tenant_id, user_id=user_id, agent_id=agent_id)
+            )
             return created.id, []
         existing = await store.get_session(tenant_id, session_id)
         if existing is None:
@@ -159,7 +167,9 @@ class PersistencePlugin(EventHandler):
                     break
                 k *= 2
         history = [
-            ChatMessage(role=r.role, content=r.content, status=r.status, id=r.id) for r in rows if r.role != "system"
+            ChatMessage(role=r.role, content=r.content, status=r.status, id=r.id)
+            for r in rows
+            if r.role != "system"
         ]
         while history and history[0].role != "user":  # a round cut by the limit is not whole: drop it
             history.pop(0)
@@ -196,7 +206,9 @@ class PersistencePlugin(EventHandler):
 
     async def _checkpoint(self, turn: Turn) -> None:
         if turn.state["checkpointed"]:
-            await self.store.update_message(turn.tenant_id, turn.state["assistant_message_id"], content=turn.text)
+            await self.store.update_message(
+                turn.tenant_id, turn.state["assistant_message_id"], content=turn.text
+            )
             return
         await self.store.save_message(self._reply_message(turn, turn.text, "streaming"))
         turn.state["checkpointed"] = True
@@ -246,7 +258,9 @@ class PersistencePlugin(EventHandler):
                 if status == "cancelled"
                 else getattr(err, "call_status", "failed")
             ),
-            error_message=str(err) if err is not None else ("cancelled by the consumer" if status == "cancelled" else None),
+            error_message=str(err)
+            if err is not None
+            else ("cancelled by the consumer" if status == "cancelled" else None),
             error_code=getattr(err, "code", type(err).__name__) if err is not None else None,
             prompt_tokens=usage.prompt_tokens,
             completion_tokens=usage.completion_tokens,

@@ -45,7 +45,9 @@ def quick_agent_with_postgres(system_prompt: str, *, database_url: str | None = 
     return _builder(system_prompt, url)
 
 
-def quick_agent_with_sqlite(system_prompt: str, path: str | os.PathLike[str] | None = None) -> LLMAgentBuilder:
+def quick_agent_with_sqlite(
+    system_prompt: str, path: str | os.PathLike[str] | None = None
+) -> LLMAgentBuilder:
     """An SQLite file at ``path`` (default: ``mofa.db`` in the user data folder)."""
     url = f"sqlite:///{Path(path).expanduser().resolve()}" if path is not None else default_database_url()
     return _builder(system_prompt, url)

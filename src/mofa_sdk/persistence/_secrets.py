@@ -33,7 +33,7 @@ def encrypt_key(plain: str | None, secret: str | None = None) -> str | None:
     secret = secret if secret is not None else os.environ.get("MOFA_SECRET_KEY")
     if not secret:
         return plain
-    return _PREFIX + _fernet(secret).encrypt(plain.encode()).decode()  # type: ignore[attr-defined]
+    return _PREFIX + str(_fernet(secret).encrypt(plain.encode()).decode())  # type: ignore[attr-defined]
 
 
 def decrypt_key(stored: str | None, secret: str | None = None, *, provider: str = "?") -> str | None:
@@ -44,9 +44,11 @@ def decrypt_key(stored: str | None, secret: str | None = None, *, provider: str 
 
     secret = secret if secret is not None else os.environ.get("MOFA_SECRET_KEY")
     if not secret:
-        raise ConfigError(f"the API key of provider {provider!r} is encrypted; set MOFA_SECRET_KEY to read it")
+        raise ConfigError(
+            f"the API key of provider {provider!r} is encrypted; set MOFA_SECRET_KEY to read it"
+        )
     try:
-        return _fernet(secret).decrypt(stored[len(_PREFIX) :].encode()).decode()  # type: ignore[attr-defined,no-any-return]
+        return str(_fernet(secret).decrypt(stored[len(_PREFIX) :].encode()).decode())  # type: ignore[attr-defined]
     except InvalidToken:
         raise ConfigError(
             f"MOFA_SECRET_KEY cannot decrypt the API key of provider {provider!r} (wrong key?)"

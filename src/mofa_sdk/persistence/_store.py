@@ -16,7 +16,6 @@ from datetime import datetime
 from types import TracebackType
 from typing import Any, Self
 
-from ..errors import ConfigError
 from ..entities import (
     Agent,
     AgentConfig,
@@ -28,6 +27,7 @@ from ..entities import (
     Session,
     UsageStatistics,
 )
+from ..errors import ConfigError
 
 __all__ = ["MAX_PAGE", "UNSET", "Store", "Unset", "check_page", "settle_status"]
 
@@ -143,7 +143,9 @@ class Store(abc.ABC):
         """The last ``k`` messages by ``seq``, oldest first, read through the (session_id, seq) index."""
 
     @abc.abstractmethod
-    async def delete_message(self, tenant_id: uuid.UUID, message_id: uuid.UUID, *, tx: Any = None) -> bool: ...
+    async def delete_message(
+        self, tenant_id: uuid.UUID, message_id: uuid.UUID, *, tx: Any = None
+    ) -> bool: ...
 
     @abc.abstractmethod
     async def delete_session_messages(
@@ -178,7 +180,7 @@ class Store(abc.ABC):
         tenant_id: uuid.UUID,
         session_id: uuid.UUID,
         *,
-        title: str | None | Unset = UNSET,
+        title: str | Unset | None = UNSET,
         metadata: dict[str, Any] | Unset = UNSET,
         tx: Any = None,
     ) -> Session:
@@ -273,5 +275,3 @@ class Store(abc.ABC):
         if provider is None:
             return None
         return AgentConfig(agent=agent, provider=provider)
-
-
