@@ -52,9 +52,7 @@ async def calls(store: Store, tenant: uuid.UUID, session: uuid.UUID) -> list[Any
     return list(reversed(await store.query_api_calls(QueryFilter(tenant_id=tenant, session_id=session))))
 
 
-async def test_a_clean_turn_saves_user_reply_and_call(
-    store: Store, tenant: uuid.UUID, user: uuid.UUID
-) -> None:
+async def test_a_clean_turn_saves_user_reply_and_call(store: Store, tenant: uuid.UUID, user: uuid.UUID) -> None:
     provider = ScriptedProvider(["Hello there friend"], usage=Usage(7, 3, 10))
     agent = await build(store, tenant, user, provider)
     before = (await store.get_session(tenant, agent.session_id)).update_time  # type: ignore[union-attr]
@@ -198,9 +196,7 @@ async def test_checkpoints_store_the_partial_reply_while_streaming(
     (snapshot,) = mid
     assert snapshot[0] == ("user", "long", "complete")
     assert snapshot[1][0] == "assistant" and snapshot[1][2] == "streaming"
-    assert snapshot[1][1].startswith("w0 w1 ") and len(snapshot[1][1]) < len(
-        "".join(f"w{i} " for i in range(30))
-    )
+    assert snapshot[1][1].startswith("w0 w1 ") and len(snapshot[1][1]) < len("".join(f"w{i} " for i in range(30)))
     final = await rows(store, tenant, agent.session_id)
     assert final == [
         ("user", "long", "complete"),
@@ -208,9 +204,7 @@ async def test_checkpoints_store_the_partial_reply_while_streaming(
     ]
 
 
-async def test_resume_loads_what_the_user_saw_in_order(
-    store: Store, tenant: uuid.UUID, user: uuid.UUID
-) -> None:
+async def test_resume_loads_what_the_user_saw_in_order(store: Store, tenant: uuid.UUID, user: uuid.UUID) -> None:
     agent = await build(store, tenant, user, ScriptedProvider(["r1", "r2 partial reply", "r3"]), window=2)
     await agent.chat("q1")
     async for t in agent.chat_stream("q2"):
@@ -243,9 +237,7 @@ async def test_resume_loads_what_the_user_saw_in_order(
     assert [m.seq for m in await store.get_session_messages(tenant, sid)] == list(range(1, 9))
 
 
-async def test_history_after_five_turns_with_window_two(
-    store: Store, tenant: uuid.UUID, user: uuid.UUID
-) -> None:
+async def test_history_after_five_turns_with_window_two(store: Store, tenant: uuid.UUID, user: uuid.UUID) -> None:
     agent = await build(store, tenant, user, ScriptedProvider([f"a{i}" for i in range(5)]), window=2)
     for i in range(5):
         await agent.chat(f"q{i}")
@@ -261,9 +253,7 @@ async def test_history_after_five_turns_with_window_two(
     assert await store.count_session_messages(tenant, agent.session_id) == 10
 
 
-async def test_unknown_session_id_is_created_with_that_id(
-    store: Store, tenant: uuid.UUID, user: uuid.UUID
-) -> None:
+async def test_unknown_session_id_is_created_with_that_id(store: Store, tenant: uuid.UUID, user: uuid.UUID) -> None:
     sid = uuid.uuid4()
     agent = await build(store, tenant, user, ScriptedProvider(["ok"]), session_id=sid)
     assert agent.session_id == sid
@@ -291,9 +281,7 @@ async def test_a_session_of_another_tenant_or_user_is_refused(
     assert await store.get_user_sessions(t2, u2) == []
 
 
-async def test_plugin_rows_appear_through_quick_helper(
-    tmp_path: Any, monkeypatch: pytest.MonkeyPatch
-) -> None:
+async def test_plugin_rows_appear_through_quick_helper(tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> None:
     """The original's quick helper never attached the plugin; here a quick agent leaves rows."""
     from mofa_sdk.persistence import SqliteStore, quick_agent_with_sqlite
 

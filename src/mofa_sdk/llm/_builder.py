@@ -110,8 +110,15 @@ class LLMAgentBuilder:
     # -- constructors ------------------------------------------------------------------------------
     @classmethod
     def from_env(cls) -> LLMAgentBuilder:
-        """A builder with the provider :func:`default_provider` picks from the environment."""
-        return cls().with_provider(default_provider())
+        """A builder with the provider :func:`default_provider` picks from the environment, and
+        ``MOFA_MAX_TOKENS`` (a cap on each reply's tokens) when set."""
+        builder = cls().with_provider(default_provider())
+        cap = _env("MOFA_MAX_TOKENS")
+        if cap:
+            if not cap.isdigit() or int(cap) <= 0:
+                raise ConfigError(f"MOFA_MAX_TOKENS must be a positive integer, got {cap!r}")
+            builder = builder.with_max_tokens(int(cap))
+        return builder
 
     @classmethod
     def from_agent_config(cls, config: AgentConfig) -> LLMAgentBuilder:
