@@ -41,7 +41,7 @@ async def connect_store(url: str | None = None, **options: Any) -> Store:
     if scheme in ("postgres", "postgresql"):
         from ._postgres import PostgresStore  # lazily: psycopg is only loaded when PostgreSQL is used
 
-        return await PostgresStore.connect(url, **options)
+        return await PostgresStore.connect_with_options(url, **options)
     if scheme == "sqlite":
         from ._sqlite import SqliteStore
 

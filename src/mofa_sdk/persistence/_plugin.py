@@ -14,6 +14,7 @@ an :class:`UnsavedReplyError` carrying it is raised to the consumer after the st
 
 from __future__ import annotations
 
+import logging
 import time
 import uuid
 from collections.abc import Awaitable, Callable
@@ -27,6 +28,8 @@ from ..llm import ChatMessage, EventHandler, Turn, TurnResult
 from ._store import Store
 
 __all__ = ["PendingReply", "PersistencePlugin"]
+
+log = logging.getLogger("mofa_sdk.persistence")
 
 _STATUS = {"complete": "complete", "cancelled": "cancelled", "error": "error"}
 
@@ -42,6 +45,8 @@ class PendingReply:
     update_existing: bool
     call: LLMApiCall
     errors: list[str] = field(default_factory=list)
+    #: True when a failed write may still have reached the database (so the row may exist already)
+    uncertain: bool = False
 
 
 def _optional_uuid(value: uuid.UUID | str | None, what: str) -> uuid.UUID | None:
@@ -202,7 +207,16 @@ class PersistencePlugin(EventHandler):
         if now - turn.state["last_checkpoint"] < self.checkpoint_interval:
             return
         turn.state["last_checkpoint"] = now
-        await self._checkpoint(turn)
+        if turn.state.get("checkpoint_failed"):
+            return
+        try:
+            await self._checkpoint(turn)
+        except PersistenceError as exc:
+            # A checkpoint is insurance against a crash; losing the database must not cut the reply the
+            # user is reading. Stop checkpointing this turn; the final write (or `pending`) carries it.
+            turn.state["checkpoint_failed"] = True
+            log.warning("checkpoint of reply %s failed; the reply keeps streaming: %s",
+                        turn.state["assistant_message_id"], exc)
 
     async def _checkpoint(self, turn: Turn) -> None:
         if turn.state["checkpointed"]:
@@ -273,11 +287,13 @@ class PersistencePlugin(EventHandler):
             tokens_per_second=result.tokens_per_second,
             provider_response_id=result.response_id,
         )
-        pending = PendingReply(turn.tenant_id, turn.session_id, message, checkpointed, call)
+        pending = PendingReply(turn.tenant_id, turn.session_id, message, checkpointed, call,
+                               uncertain=bool(turn.state.get("checkpoint_failed")))
         try:
             await self._write(pending)
         except PersistenceError as exc:
             pending.errors.append(str(exc))
+            pending.uncertain = True
             self.pending.append(pending)
             raise UnsavedReplyError(
                 f"the reply was streamed but could not be saved ({exc}); it is kept in memory and will be "
@@ -287,6 +303,9 @@ class PersistencePlugin(EventHandler):
 
     async def _write(self, p: PendingReply) -> None:
         store = self.store
+        if p.uncertain and p.message is not None and not p.update_existing:
+            # a write that failed on the way back may have committed: update the row rather than collide
+            p.update_existing = await store.get_message(p.tenant_id, p.message.id) is not None
         async with store.transaction() as tx:
             if p.message is not None:
                 if p.update_existing:

@@ -213,6 +213,9 @@ class PostgresStore(Store):
             timeout=connect_timeout,
             open=False,
             name=f"mofa {target.host}:{target.port}/{target.dbname}",
+            # a connection killed by a server restart is noticed (and replaced) when it is handed out,
+            # not by the next statement: one round trip per checkout buys a pool that heals itself
+            check=AsyncConnectionPool.check_connection,
         )
         try:
             await pool.open(wait=min_connections > 0, timeout=connect_timeout)
