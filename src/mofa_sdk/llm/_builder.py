@@ -307,10 +307,21 @@ class LLMAgentBuilder:
         )
         return LLMAgent(
             agent_id=agent_id, name=self._name, provider=provider, params=params,
-            system_prompt=self._system_prompt, window=self._window, token_budget=self._token_budget,
+            system_prompt=self._system_prompt, window=self._window,
+            token_budget=self._token_budget or _context_budget(provider, self._max_tokens),
             user_id=user, tenant_id=tenant, handlers=self._handlers, backend=self._plugin,
             session_id=session_id, history=history,
         )
+
+
+def _context_budget(provider: LLMProvider, max_tokens: int | None) -> int | None:
+    """A provider with a known, small context (the local model) gets a default token budget that leaves
+    room for the reply, so a long chat drops its oldest rounds instead of overflowing the context."""
+    window = getattr(provider, "context_window", None)
+    if not isinstance(window, int):
+        return None
+    reserve = max_tokens or window // 4
+    return max(window - reserve, window // 4)
 
 
 def _positive(value: int | None, what: str) -> int | None:
