@@ -175,6 +175,17 @@ async def test_last_messages_use_the_session_seq_index(
     assert "Index Scan Backward" in plan, plan
     assert "Seq Scan" not in plan and "Sort" not in plan, plan
 
+    # resuming also looks for stale streaming replies: a partial index keeps that independent of history
+    async with await psycopg.AsyncConnection.connect(pg_url, autocommit=True) as conn:
+        cur = await conn.execute(
+            "EXPLAIN UPDATE entity_message SET status = 'interrupted' WHERE session_id = %s AND tenant_id = %s"
+            " AND status = 'streaming' AND update_time < now()",
+            (ids[1], tenant),
+        )
+        plan = "\n".join(r[0] for r in await cur.fetchall())
+    assert "entity_message_streaming_idx" in plan, plan
+    assert "Seq Scan" not in plan, plan
+
     last = await pg.get_last_messages(tenant, ids[1], 10)
     assert [m.seq for m in last] == list(range(4991, 5001))
     assert last[-1].content == "message 5000"

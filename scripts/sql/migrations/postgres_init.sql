@@ -135,4 +135,11 @@ CREATE INDEX IF NOT EXISTS entity_api_call_model_idx ON entity_api_call (tenant_
 
 INSERT INTO mofa_migrations (name) VALUES ('0001_init') ON CONFLICT DO NOTHING;
 
+-- ---- migration 0002_streaming_index -------------------------------------------------------------
+-- Replies still streaming are few; resuming a session looks for them (to mark the stale ones interrupted).
+-- Without this partial index that lookup read every row of the session.
+CREATE INDEX IF NOT EXISTS entity_message_streaming_idx ON entity_message (session_id) WHERE status = 'streaming';
+
+INSERT INTO mofa_migrations (name) VALUES ('0002_streaming_index') ON CONFLICT DO NOTHING;
+
 COMMIT;

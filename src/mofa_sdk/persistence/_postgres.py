@@ -92,7 +92,10 @@ class _Target:
         try:
             self.password = urlsplit(url).password or ""
         except ValueError:
-            self.password = ""
+            # a URL too broken to parse (e.g. "[::1" with no "]") may still carry a password in its
+            # userinfo; it must not reach the error message
+            userinfo = url.partition("://")[2].rpartition("@")[0]
+            self.password = userinfo.partition(":")[2] if "@" in url.partition("://")[2] else ""
         if scheme not in ("postgres", "postgresql"):
             raise ConfigError(f"not a PostgreSQL URL (expected postgresql://…): {self.redact(url)!r}")
         try:
@@ -141,8 +144,10 @@ class PostgresStore(Store):
         *,
         connect_timeout: float,
         streaming_lease_seconds: float,
+        row_level_security: bool = False,
     ) -> None:
         self._pool = pool
+        self._row_level_security = row_level_security
         self._target = target
         self._connect_timeout = connect_timeout
         self.streaming_lease_seconds = streaming_lease_seconds
@@ -154,9 +159,10 @@ class PostgresStore(Store):
 
     # -- lifecycle ---------------------------------------------------------------------------------
     @classmethod
-    async def connect(cls, url: str, *, migrate: bool = True) -> PostgresStore:
-        """Open a pool on ``url`` (``postgresql://`` or ``postgres://``), migrating the schema if asked."""
-        return await cls.connect_with_options(url, migrate=migrate)
+    async def connect(cls, url: str, *, migrate: bool = True, **options: Any) -> PostgresStore:
+        """Open a pool on ``url`` (``postgresql://`` or ``postgres://``), migrating the schema if asked.
+        ``options`` are those of :meth:`connect_with_options` (what ``connect_store(url, **options)`` passes)."""
+        return await cls.connect_with_options(url, migrate=migrate, **options)
 
     @classmethod
     async def connect_with_options(
@@ -169,7 +175,19 @@ class PostgresStore(Store):
         prepare_threshold: int | None = 5,
         streaming_lease_seconds: float = 5.0,
         migrate: bool = True,
+        row_level_security: bool = False,
     ) -> PostgresStore:
+        """Open a pool of ``min_connections`` to ``max_connections`` on ``url``.
+
+        ``prepare_threshold=None`` turns server-side prepared statements off: needed behind a
+        transaction pooler such as PgBouncer (``pool_mode = transaction``), where the next transaction
+        may run on a server connection that never saw the statement.
+        ``row_level_security=True`` runs every operation in a transaction that sets ``mofa.tenant_id``
+        (``set_config(..., true)``), for a database where :meth:`enable_row_level_security` was run and
+        the application connects as a role that does not own the tables.
+        ``connect_timeout`` bounds connecting (a clear DatabaseUnavailableError, never a hang) and
+        waiting for a pooled connection.
+        """
         target = _Target(url)
         if not isinstance(max_connections, int) or max_connections < 1:
             raise ConfigError(f"max_connections must be an integer >= 1, got {max_connections!r}")
@@ -201,9 +219,15 @@ class PostgresStore(Store):
                 f"bad PostgreSQL connection settings for {target}: {target.clean(str(exc))}"
             ) from None
         except psycopg.Error as exc:
-            raise DatabaseUnavailableError(
-                f"cannot connect to PostgreSQL at {target}: {target.clean(str(exc)).strip()}"
-            ) from exc
+            detail = target.clean(str(exc)).strip()
+            if exc.sqlstate in ("28P01", "28000") or "password authentication failed" in detail or (
+                "no password supplied" in detail
+            ):
+                # retrying will not help: this is the URL's user or password, not the server's health
+                raise ConfigError(
+                    f"PostgreSQL at {target} refused the login (check the user and password): {detail}"
+                ) from None
+            raise DatabaseUnavailableError(f"cannot connect to PostgreSQL at {target}: {detail}") from exc
         await probe.close()
         pool: AsyncConnectionPool[Conn] = AsyncConnectionPool(
             url,
@@ -225,7 +249,11 @@ class PostgresStore(Store):
                 f"cannot open a connection pool to PostgreSQL at {target} within {connect_timeout:g}s"
             ) from None
         store = cls(
-            pool, target, connect_timeout=connect_timeout, streaming_lease_seconds=streaming_lease_seconds
+            pool,
+            target,
+            connect_timeout=connect_timeout,
+            streaming_lease_seconds=streaming_lease_seconds,
+            row_level_security=bool(row_level_security),
         )
         if migrate:
             try:
@@ -296,38 +324,53 @@ class PostgresStore(Store):
         return PersistenceError(f"{doing}: {detail}")
 
     @asynccontextmanager
-    async def _conn(self, tx: Any, doing: str, *, atomic: bool = False) -> AsyncIterator[Conn]:
+    async def _conn(
+        self, tx: Any, doing: str, *, atomic: bool = False, tenant: uuid.UUID | None = None
+    ) -> AsyncIterator[Conn]:
         """A connection for one operation: ``tx`` when given, else one from the pool (autocommit).
-        Every driver error raised inside becomes a mofa error saying what was being done."""
+        Every driver error raised inside becomes a mofa error saying what was being done.
+        With row-level security on, the operation runs in a transaction that first sets
+        ``mofa.tenant_id`` to ``tenant`` (transaction-local, so it never leaks to the next borrower)."""
+        scoped = self._row_level_security and tenant is not None
         try:
             if tx is not None:
                 conn = _check_tx(tx)
-                if atomic:
+                if atomic or scoped:
                     async with _atomic(conn):
+                        if scoped:
+                            await conn.execute(q.SET_TENANT_SQL, (str(tenant),))
                         yield conn
                 else:
                     yield conn
             else:
                 async with self._pool.connection() as conn:
-                    if atomic:
+                    if atomic or scoped:
                         async with conn.transaction():
+                            if scoped:
+                                await conn.execute(q.SET_TENANT_SQL, (str(tenant),))
                             yield conn
                     else:
                         yield conn
         except psycopg.Error as exc:
             raise self._wrap(exc, doing) from exc
 
-    async def _rows(self, query: str, params: Any, doing: str, tx: Any = None) -> list[Row]:
-        async with self._conn(tx, doing) as conn, conn.cursor(row_factory=dict_row) as cur:
+    async def _rows(
+        self, query: str, params: Any, doing: str, tx: Any = None, *, tenant: uuid.UUID | None = None
+    ) -> list[Row]:
+        async with self._conn(tx, doing, tenant=tenant) as conn, conn.cursor(row_factory=dict_row) as cur:
             await cur.execute(query, params)
             return await cur.fetchall()
 
-    async def _row(self, query: str, params: Any, doing: str, tx: Any = None) -> Row | None:
-        rows = await self._rows(query, params, doing, tx)
+    async def _row(
+        self, query: str, params: Any, doing: str, tx: Any = None, *, tenant: uuid.UUID | None = None
+    ) -> Row | None:
+        rows = await self._rows(query, params, doing, tx, tenant=tenant)
         return rows[0] if rows else None
 
-    async def _count(self, query: str, params: Any, doing: str, tx: Any = None) -> int:
-        async with self._conn(tx, doing) as conn, conn.cursor() as cur:
+    async def _count(
+        self, query: str, params: Any, doing: str, tx: Any = None, *, tenant: uuid.UUID | None = None
+    ) -> int:
+        async with self._conn(tx, doing, tenant=tenant) as conn, conn.cursor() as cur:
             await cur.execute(query, params)
             return max(cur.rowcount, 0)
 
@@ -350,7 +393,7 @@ class PostgresStore(Store):
         return await self.migrate()
 
     async def migrate(self) -> list[str]:
-        """Apply pending migrations under an advisory lock, each in its own transaction."""
+        """Apply pending migrations, each in its own transaction under an advisory lock."""
         done: list[str] = []
         doing = f"migrating the schema of {self._target}"
         try:
@@ -373,22 +416,37 @@ class PostgresStore(Store):
             raise self._wrap(exc, doing) from None
         try:
             async with conn:
-                await conn.execute(q.LOCK_SQL)
-                await conn.execute(POSTGRES_MIGRATIONS_DDL)
-                cur = await conn.execute("SELECT name FROM mofa_migrations")
-                applied = {r[0] for r in await cur.fetchall()}
                 for m in load_migrations("postgres"):
-                    if m.name in applied:
-                        continue
                     doing = f"applying migration {m.name} to {self._target}"
+                    # A transaction-level lock, taken again for each migration: COMMIT or ROLLBACK always
+                    # releases it, also behind a transaction pooler (PgBouncer), where a session-level
+                    # lock and its unlock may run on two different server connections.
                     async with conn.transaction():
+                        await conn.execute(q.XACT_LOCK_SQL)
+                        await conn.execute(POSTGRES_MIGRATIONS_DDL)
+                        cur = await conn.execute("SELECT 1 FROM mofa_migrations WHERE name = %s", (m.name,))
+                        if await cur.fetchone() is not None:
+                            continue
                         await conn.execute(m.sql.encode())  # several statements: simple query protocol
                         await conn.execute("INSERT INTO mofa_migrations (name) VALUES (%s)", (m.name,))
                     done.append(m.name)
-                await conn.execute(q.UNLOCK_SQL)
         except psycopg.Error as exc:
             raise self._wrap(exc, doing) from exc
         return done
+
+    async def enable_row_level_security(self) -> list[str]:
+        """Turn on PostgreSQL row-level security on every tenant-scoped table (idempotent; opt-in).
+
+        A policy on each table lets a role that is not the table owner see and write only the rows of the
+        tenant in the transaction-local setting ``mofa.tenant_id`` (none set: nothing). Run it as the
+        owner (the role that migrated); connect the application with another role and
+        ``row_level_security=True``. Returns the tables it secured."""
+        doing = f"enabling row-level security in {self._target}"
+        async with self._conn(None, doing, atomic=True) as conn:
+            for table in q.TENANT_TABLES:
+                for stmt in q.rls_statements(table):
+                    await conn.execute(stmt)
+        return list(q.TENANT_TABLES)
 
     async def migration_status(self) -> list[tuple[str, datetime | None]]:
         applied = await self._applied()
@@ -405,7 +463,7 @@ class PostgresStore(Store):
     async def save_message(self, message: Message, *, tx: Any = None) -> Message:
         params = q.message_params(message) | {"now": utc_now()}
         doing = f"saving message {message.id} in session {message.session_id}"
-        async with self._conn(tx, doing) as conn, conn.cursor() as cur:
+        async with self._conn(tx, doing, tenant=message.tenant_id) as conn, conn.cursor() as cur:
             await cur.execute(q.SAVE_MESSAGE_SQL, params)
             row = await cur.fetchone()
         if row is None:
@@ -413,7 +471,7 @@ class PostgresStore(Store):
                 f"{doing}: session {message.session_id} not found for tenant {message.tenant_id}"
             )
         return settle_status(
-            message.model_copy(update={"seq": row[0]}, deep=True), self.streaming_lease_seconds
+            message.model_copy(update={"seq": row[0]}), self.streaming_lease_seconds
         )
 
     async def save_messages(self, messages: Sequence[Message], *, tx: Any = None) -> list[Message]:
@@ -425,7 +483,7 @@ class PostgresStore(Store):
         seqs: list[int] = [0] * len(messages)
         now = utc_now()
         doing = f"saving {len(messages)} messages"
-        async with self._conn(tx, doing, atomic=True) as conn, conn.cursor() as cur:
+        async with self._conn(tx, doing, atomic=True, tenant=messages[0].tenant_id) as conn, conn.cursor() as cur:
             for (tenant_id, session_id), idx in groups.items():
                 # one UPDATE reserves the whole block of seqs for this session
                 await cur.execute(
@@ -438,7 +496,7 @@ class PostgresStore(Store):
                 first = row[0] - len(idx) + 1
                 for k, i in enumerate(idx):
                     seqs[i] = first + k
-            saved = [m.model_copy(update={"seq": s}, deep=True) for m, s in zip(messages, seqs, strict=True)]
+            saved = [m.model_copy(update={"seq": s}) for m, s in zip(messages, seqs, strict=True)]
             await cur.executemany(q.INSERT_MESSAGE_SQL, [q.message_params(m) for m in saved])
         return [settle_status(m, self.streaming_lease_seconds) for m in saved]
 
@@ -497,7 +555,7 @@ class PostgresStore(Store):
         query = sql.SQL(
             "UPDATE entity_message SET {} WHERE id = %(id)s AND tenant_id = %(tenant_id)s"
         ).format(sql.SQL(", ").join(sets))
-        async with self._conn(tx, doing) as conn, conn.cursor() as cur:
+        async with self._conn(tx, doing, tenant=tid) as conn, conn.cursor() as cur:
             await cur.execute(query, params)
             if cur.rowcount == 0:
                 raise NotFoundError(f"{doing}: message {mid} not found for tenant {tid}")
@@ -514,7 +572,7 @@ class PostgresStore(Store):
         tx: Any,
     ) -> None:
         """A new NUL may change how the whole row is stored: read it, merge, re-encode, write."""
-        async with self._conn(tx, doing, atomic=True) as conn, conn.cursor(row_factory=dict_row) as cur:
+        async with self._conn(tx, doing, atomic=True, tenant=tid) as conn, conn.cursor(row_factory=dict_row) as cur:
             await cur.execute(q.LOCK_MESSAGE_SQL, (mid, tid))
             row = await cur.fetchone()
             if row is None:
@@ -538,12 +596,14 @@ class PostgresStore(Store):
 
     async def get_message(self, tenant_id: uuid.UUID, message_id: uuid.UUID) -> Message | None:
         tid, mid = _uid(tenant_id, "tenant_id"), _uid(message_id, "message_id")
-        row = await self._row(q.GET_MESSAGE_SQL, (mid, tid), f"reading message {mid}")
+        row = await self._row(q.GET_MESSAGE_SQL, (mid, tid), f"reading message {mid}", tenant=tid)
         return None if row is None else self._message(row)
 
     async def get_session_messages(self, tenant_id: uuid.UUID, session_id: uuid.UUID) -> list[Message]:
         tid, sid = _uid(tenant_id, "tenant_id"), _uid(session_id, "session_id")
-        rows = await self._rows(q.SESSION_MESSAGES_SQL, (sid, tid), f"reading the messages of session {sid}")
+        rows = await self._rows(
+            q.SESSION_MESSAGES_SQL, (sid, tid), f"reading the messages of session {sid}", tenant=tid
+        )
         return [self._message(r) for r in rows]
 
     async def get_session_messages_paginated(
@@ -552,7 +612,7 @@ class PostgresStore(Store):
         check_page(offset, limit)
         tid, sid = _uid(tenant_id, "tenant_id"), _uid(session_id, "session_id")
         rows = await self._rows(
-            q.SESSION_MESSAGES_PAGE_SQL, (sid, tid, offset, limit), f"reading the messages of session {sid}"
+            q.SESSION_MESSAGES_PAGE_SQL, (sid, tid, offset, limit), f"reading the messages of session {sid}", tenant=tid
         )
         return [self._message(r) for r in rows]
 
@@ -564,7 +624,7 @@ class PostgresStore(Store):
         check_page(0, k)
         tid, sid = _uid(tenant_id, "tenant_id"), _uid(session_id, "session_id")
         rows = await self._rows(
-            q.LAST_MESSAGES_SQL, (sid, tid, k), f"reading the last messages of session {sid}"
+            q.LAST_MESSAGES_SQL, (sid, tid, k), f"reading the last messages of session {sid}", tenant=tid
         )
         return [self._message(r) for r in reversed(rows)]
 
@@ -574,7 +634,7 @@ class PostgresStore(Store):
             "DELETE FROM entity_message WHERE id = %s AND tenant_id = %s",
             (mid, tid),
             f"deleting message {mid}",
-            tx,
+            tx, tenant=tid,
         )
         return n > 0
 
@@ -586,7 +646,7 @@ class PostgresStore(Store):
             "DELETE FROM entity_message WHERE session_id = %s AND tenant_id = %s",
             (sid, tid),
             f"deleting the messages of session {sid}",
-            tx,
+            tx, tenant=tid,
         )
 
     async def count_session_messages(self, tenant_id: uuid.UUID, session_id: uuid.UUID) -> int:
@@ -594,7 +654,7 @@ class PostgresStore(Store):
         row = await self._row(
             "SELECT count(*) AS n FROM entity_message WHERE session_id = %s AND tenant_id = %s",
             (sid, tid),
-            f"counting the messages of session {sid}",
+            f"counting the messages of session {sid}", tenant=tid,
         )
         return int(row["n"]) if row else 0
 
@@ -605,7 +665,7 @@ class PostgresStore(Store):
             "UPDATE entity_message SET status = 'interrupted', update_time = %s"
             " WHERE session_id = %s AND tenant_id = %s AND status = 'streaming' AND update_time < %s",
             (now, sid, tid, now - timedelta(seconds=self.streaming_lease_seconds)),
-            f"marking interrupted replies of session {sid}",
+            f"marking interrupted replies of session {sid}", tenant=tid,
         )
 
     # -- sessions ------------------------------------------------------------------------------------
@@ -623,10 +683,13 @@ class PostgresStore(Store):
         doing = f"creating session {session.id}"
         # Insert-or-read; a concurrent delete between the two can only happen a bounded number of times.
         for _ in range(3):
-            row = await self._row(q.INSERT_SESSION_SQL, params, doing, tx)
+            row = await self._row(q.INSERT_SESSION_SQL, params, doing, tx, tenant=session.tenant_id)
             if row is not None:
                 return q.session_from_row(row)
-            row = await self._row(q.SESSION_BY_ID_SQL, (session.id,), doing, tx)
+            row = await self._row(q.SESSION_BY_ID_SQL, (session.id,), doing, tx, tenant=session.tenant_id)
+            if row is None and self._row_level_security:
+                # the id is taken (the insert did nothing) by a row this tenant is not allowed to see
+                raise TenantMismatchError(f"session {session.id} already exists and belongs to another tenant")
             if row is None:
                 continue
             if row["tenant_id"] != session.tenant_id or row["user_id"] != session.user_id:
@@ -638,7 +701,7 @@ class PostgresStore(Store):
 
     async def get_session(self, tenant_id: uuid.UUID, session_id: uuid.UUID) -> Session | None:
         tid, sid = _uid(tenant_id, "tenant_id"), _uid(session_id, "session_id")
-        row = await self._row(q.GET_SESSION_SQL, (sid, tid), f"reading session {sid}")
+        row = await self._row(q.GET_SESSION_SQL, (sid, tid), f"reading session {sid}", tenant=tid)
         return None if row is None else q.session_from_row(row)
 
     async def get_user_sessions(
@@ -647,7 +710,7 @@ class PostgresStore(Store):
         check_page(offset, limit)
         tid, uid = _uid(tenant_id, "tenant_id"), _uid(user_id, "user_id")
         rows = await self._rows(
-            q.USER_SESSIONS_SQL, (tid, uid, offset, limit), f"listing the sessions of user {uid}"
+            q.USER_SESSIONS_SQL, (tid, uid, offset, limit), f"listing the sessions of user {uid}", tenant=tid
         )
         return [q.session_from_row(r) for r in rows]
 
@@ -684,7 +747,7 @@ class PostgresStore(Store):
         query = sql.SQL(
             "UPDATE entity_session SET {} WHERE id = %(id)s AND tenant_id = %(tenant_id)s RETURNING {}"
         ).format(sql.SQL(", ").join(sets), q.SESSION)
-        async with self._conn(tx, doing) as conn, conn.cursor(row_factory=dict_row) as cur:
+        async with self._conn(tx, doing, tenant=tid) as conn, conn.cursor(row_factory=dict_row) as cur:
             await cur.execute(query, params)
             row = await cur.fetchone()
         if row is None:
@@ -698,34 +761,34 @@ class PostgresStore(Store):
             "DELETE FROM entity_session WHERE id = %s AND tenant_id = %s",
             (sid, tid),
             f"deleting session {sid}",
-            tx,
+            tx, tenant=tid,
         )
         return n > 0
 
     # -- api calls -----------------------------------------------------------------------------------
     async def save_api_call(self, call: LLMApiCall, *, tx: Any = None) -> LLMApiCall:
         doing = f"saving api call {call.id}"
-        n = await self._count(q.INSERT_CALL_SQL, q.call_params(call), doing, tx)
+        n = await self._count(q.INSERT_CALL_SQL, q.call_params(call), doing, tx, tenant=call.tenant_id)
         if n == 0:
             raise NotFoundError(f"{doing}: session {call.session_id} not found for tenant {call.tenant_id}")
-        return call.model_copy(deep=True)
+        return call
 
     async def save_api_calls(self, calls: Sequence[LLMApiCall], *, tx: Any = None) -> list[LLMApiCall]:
         if not calls:
             return []
         doing = f"saving {len(calls)} api calls"
-        async with self._conn(tx, doing, atomic=True) as conn, conn.cursor() as cur:
+        async with self._conn(tx, doing, atomic=True, tenant=calls[0].tenant_id) as conn, conn.cursor() as cur:
             for call in calls:
                 await cur.execute(q.INSERT_CALL_SQL, q.call_params(call))
                 if cur.rowcount == 0:
                     raise NotFoundError(
                         f"{doing}: session {call.session_id} not found for tenant {call.tenant_id}"
                     )
-        return [c.model_copy(deep=True) for c in calls]
+        return list(calls)
 
     async def get_api_call(self, tenant_id: uuid.UUID, call_id: uuid.UUID) -> LLMApiCall | None:
         tid, cid = _uid(tenant_id, "tenant_id"), _uid(call_id, "call_id")
-        row = await self._row(q.GET_CALL_SQL, (cid, tid), f"reading api call {cid}")
+        row = await self._row(q.GET_CALL_SQL, (cid, tid), f"reading api call {cid}", tenant=tid)
         return None if row is None else q.call_from_row(row)
 
     async def query_api_calls(self, query: QueryFilter) -> list[LLMApiCall]:
@@ -738,13 +801,13 @@ class PostgresStore(Store):
                 sql.SQL(" ORDER BY create_time DESC, id DESC OFFSET %(offset)s LIMIT %(limit)s"),
             ]
         )
-        rows = await self._rows(stmt.as_string(None), params, "querying api calls")
+        rows = await self._rows(stmt.as_string(None), params, "querying api calls", tenant=query.tenant_id)
         return [q.call_from_row(r) for r in rows]
 
     async def get_statistics(self, query: QueryFilter) -> UsageStatistics:
         where, params = q.where_of(query)
         stmt = sql.Composed([sql.SQL(q.STATISTICS_SELECT), where])
-        row = await self._row(stmt.as_string(None), params, "computing usage statistics")
+        row = await self._row(stmt.as_string(None), params, "computing usage statistics", tenant=query.tenant_id)
         assert row is not None  # an aggregate always returns one row
         return UsageStatistics(
             total_calls=row["total_calls"],
@@ -774,14 +837,14 @@ class PostgresStore(Store):
         return await self._count(
             "DELETE FROM entity_api_call WHERE create_time < %s AND tenant_id = %s",
             (q.ts(before), tid),
-            f"deleting old api calls of tenant {tid}",
+            f"deleting old api calls of tenant {tid}", tenant=tid,
         )
 
     # -- providers -----------------------------------------------------------------------------------
     async def create_provider(self, provider: Provider) -> Provider:
         doing = f"creating provider {provider.provider_name!r} in tenant {provider.tenant_id}"
         try:
-            await self._count(q.INSERT_PROVIDER_SQL, q.provider_params(provider), doing)
+            await self._count(q.INSERT_PROVIDER_SQL, q.provider_params(provider), doing, tenant=provider.tenant_id)
         except ConflictError as exc:
             raise ConflictError(
                 f"{doing}: the tenant already has a provider of that name (or the id {provider.id} is taken)"
@@ -792,7 +855,7 @@ class PostgresStore(Store):
         updated = provider.model_copy(update={"update_time": utc_now()}, deep=True)
         doing = f"updating provider {provider.id}"
         try:
-            row = await self._row(q.UPDATE_PROVIDER_SQL, q.provider_params(updated), doing)
+            row = await self._row(q.UPDATE_PROVIDER_SQL, q.provider_params(updated), doing, tenant=provider.tenant_id)
         except ConflictError as exc:
             raise ConflictError(
                 f"{doing}: the tenant already has a provider named {provider.provider_name!r}"
@@ -806,7 +869,7 @@ class PostgresStore(Store):
         doing = f"deleting provider {pid}"
         try:
             n = await self._count(
-                "DELETE FROM entity_provider WHERE id = %s AND tenant_id = %s", (pid, tid), doing
+                "DELETE FROM entity_provider WHERE id = %s AND tenant_id = %s", (pid, tid), doing, tenant=tid
             )
         except ConflictError as exc:
             raise ConflictError(
@@ -816,23 +879,23 @@ class PostgresStore(Store):
 
     async def get_provider(self, tenant_id: uuid.UUID, provider_id: uuid.UUID) -> Provider | None:
         tid, pid = _uid(tenant_id, "tenant_id"), _uid(provider_id, "provider_id")
-        row = await self._row(q.GET_PROVIDER_SQL, (pid, tid), f"reading provider {pid}")
+        row = await self._row(q.GET_PROVIDER_SQL, (pid, tid), f"reading provider {pid}", tenant=tid)
         return None if row is None else q.provider_from_row(row)
 
     async def get_provider_by_name(self, tenant_id: uuid.UUID, name: str) -> Provider | None:
         tid = _uid(tenant_id, "tenant_id")
-        row = await self._row(q.PROVIDER_BY_NAME_SQL, (tid, name), f"reading provider {name!r}")
+        row = await self._row(q.PROVIDER_BY_NAME_SQL, (tid, name), f"reading provider {name!r}", tenant=tid)
         return None if row is None else q.provider_from_row(row)
 
     async def list_providers(self, tenant_id: uuid.UUID) -> list[Provider]:
         tid = _uid(tenant_id, "tenant_id")
-        rows = await self._rows(q.LIST_PROVIDERS_SQL, (tid,), f"listing the providers of tenant {tid}")
+        rows = await self._rows(q.LIST_PROVIDERS_SQL, (tid,), f"listing the providers of tenant {tid}", tenant=tid)
         return [q.provider_from_row(r) for r in rows]
 
     async def get_enabled_providers(self, tenant_id: uuid.UUID) -> list[Provider]:
         tid = _uid(tenant_id, "tenant_id")
         rows = await self._rows(
-            q.ENABLED_PROVIDERS_SQL, (tid,), f"listing the enabled providers of tenant {tid}"
+            q.ENABLED_PROVIDERS_SQL, (tid,), f"listing the enabled providers of tenant {tid}", tenant=tid
         )
         return [q.provider_from_row(r) for r in rows]
 
@@ -840,7 +903,7 @@ class PostgresStore(Store):
     async def create_agent(self, agent: Agent) -> Agent:
         doing = f"creating agent {agent.agent_code!r} in tenant {agent.tenant_id}"
         try:
-            n = await self._count(q.INSERT_AGENT_SQL, q.agent_params(agent), doing)
+            n = await self._count(q.INSERT_AGENT_SQL, q.agent_params(agent), doing, tenant=agent.tenant_id)
         except ConflictError as exc:
             raise ConflictError(
                 f"{doing}: the tenant already has an agent with that code (or the id {agent.id} is taken)"
@@ -855,7 +918,7 @@ class PostgresStore(Store):
         updated = agent.model_copy(update={"update_time": utc_now()}, deep=True)
         doing = f"updating agent {agent.id}"
         try:
-            row = await self._row(q.UPDATE_AGENT_SQL, q.agent_params(updated), doing)
+            row = await self._row(q.UPDATE_AGENT_SQL, q.agent_params(updated), doing, tenant=agent.tenant_id)
         except ConflictError as exc:
             raise ConflictError(
                 f"{doing}: the tenant already has an agent with code {agent.agent_code!r}"
@@ -871,26 +934,26 @@ class PostgresStore(Store):
     async def delete_agent(self, tenant_id: uuid.UUID, agent_id: uuid.UUID) -> bool:
         tid, aid = _uid(tenant_id, "tenant_id"), _uid(agent_id, "agent_id")
         n = await self._count(
-            "DELETE FROM entity_agent WHERE id = %s AND tenant_id = %s", (aid, tid), f"deleting agent {aid}"
+            "DELETE FROM entity_agent WHERE id = %s AND tenant_id = %s", (aid, tid), f"deleting agent {aid}", tenant=tid
         )
         return n > 0
 
     async def get_agent(self, tenant_id: uuid.UUID, agent_id: uuid.UUID) -> Agent | None:
         tid, aid = _uid(tenant_id, "tenant_id"), _uid(agent_id, "agent_id")
-        row = await self._row(q.GET_AGENT_SQL, (aid, tid), f"reading agent {aid}")
+        row = await self._row(q.GET_AGENT_SQL, (aid, tid), f"reading agent {aid}", tenant=tid)
         return None if row is None else q.agent_from_row(row)
 
     async def get_agent_by_code_and_tenant(self, tenant_id: uuid.UUID, code: str) -> Agent | None:
         tid = _uid(tenant_id, "tenant_id")
-        row = await self._row(q.AGENT_BY_CODE_SQL, (tid, code), f"reading agent {code!r}")
+        row = await self._row(q.AGENT_BY_CODE_SQL, (tid, code), f"reading agent {code!r}", tenant=tid)
         return None if row is None else q.agent_from_row(row)
 
     async def list_agents(self, tenant_id: uuid.UUID) -> list[Agent]:
         tid = _uid(tenant_id, "tenant_id")
-        rows = await self._rows(q.LIST_AGENTS_SQL, (tid,), f"listing the agents of tenant {tid}")
+        rows = await self._rows(q.LIST_AGENTS_SQL, (tid,), f"listing the agents of tenant {tid}", tenant=tid)
         return [q.agent_from_row(r) for r in rows]
 
     async def get_active_agents(self, tenant_id: uuid.UUID) -> list[Agent]:
         tid = _uid(tenant_id, "tenant_id")
-        rows = await self._rows(q.ACTIVE_AGENTS_SQL, (tid,), f"listing the active agents of tenant {tid}")
+        rows = await self._rows(q.ACTIVE_AGENTS_SQL, (tid,), f"listing the active agents of tenant {tid}", tenant=tid)
         return [q.agent_from_row(r) for r in rows]

@@ -227,6 +227,27 @@ QUERY_CALLS_SELECT = _q("SELECT {c} FROM entity_api_call WHERE ", c=CALL)
 _LOCK_KEY = "1836017249, hashtext(coalesce(current_schema(), ''))"
 LOCK_SQL = "SELECT pg_advisory_lock(" + _LOCK_KEY + ")"
 UNLOCK_SQL = "SELECT pg_advisory_unlock(" + _LOCK_KEY + ")"
+XACT_LOCK_SQL = "SELECT pg_advisory_xact_lock(" + _LOCK_KEY + ")"
+
+# -- row-level security (opt-in) ----------------------------------------------------------------------
+#: the store sets this in each transaction; transaction-local, so a pooled connection never keeps it
+SET_TENANT_SQL = "SELECT set_config('mofa.tenant_id', %s, true)"
+TENANT_TABLES = ("entity_provider", "entity_agent", "entity_session", "entity_message", "entity_api_call")
+_POLICY = "mofa_tenant_isolation"
+# no setting (or an empty one) matches no row: forgetting to scope a transaction finds nothing
+_TENANT_MATCH = "tenant_id = nullif(current_setting('mofa.tenant_id', true), '')::uuid"
+
+
+def rls_statements(table: str) -> list[sql.Composed]:
+    """Enable RLS on ``table`` with the tenant policy (table names come from TENANT_TABLES only)."""
+    t, policy = sql.Identifier(table), sql.Identifier(_POLICY)
+    return [
+        sql.SQL("ALTER TABLE {} ENABLE ROW LEVEL SECURITY").format(t),
+        sql.SQL("DROP POLICY IF EXISTS {} ON {}").format(policy, t),
+        sql.SQL("CREATE POLICY {} ON {} USING ({}) WITH CHECK ({})").format(
+            policy, t, sql.SQL(_TENANT_MATCH), sql.SQL(_TENANT_MATCH)
+        ),
+    ]
 
 
 def utc(value: datetime) -> datetime:

@@ -705,7 +705,7 @@ class SqliteStore(Store):
             raise NotFoundError(
                 f"cannot save api call: session {c.session_id} does not exist for this tenant"
             )
-        return c.model_copy(deep=True)
+        return c
 
     async def save_api_call(self, call: LLMApiCall, *, tx: Any = None) -> LLMApiCall:
         async with self._writing("saving an api call", tx) as conn:

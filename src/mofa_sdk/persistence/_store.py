@@ -53,8 +53,9 @@ UNSET = Unset()
 
 
 def check_page(offset: int, limit: int) -> None:
-    if not isinstance(offset, int) or isinstance(offset, bool) or offset < 0:
-        raise ConfigError(f"offset must be an integer >= 0, got {offset!r}")
+    # the upper bound is the databases' (a 64-bit integer): beyond it a driver fails with no useful message
+    if not isinstance(offset, int) or isinstance(offset, bool) or not 0 <= offset < 2**63:
+        raise ConfigError(f"offset must be an integer from 0 to 2**63 - 1, got {offset!r}")
     if not isinstance(limit, int) or isinstance(limit, bool) or not 1 <= limit <= MAX_PAGE:
         raise ConfigError(f"limit must be an integer from 1 to {MAX_PAGE}, got {limit!r}")
 
