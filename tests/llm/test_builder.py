@@ -324,3 +324,13 @@ def test_provider_row_of_another_agent_is_refused() -> None:
     a, b = config(), config()
     with pytest.raises(ConfigError, match="not the provider"):
         LLMAgentBuilder.from_agent_config(AgentConfig(agent=a.agent, provider=b.provider))
+
+
+def test_a_provider_with_a_known_context_gets_a_default_token_budget() -> None:
+    from mofa_sdk.llm import LocalProvider
+
+    local = LocalProvider(n_ctx=2048)  # loads nothing until the first request
+    assert LLMAgentBuilder().with_provider(local).build().token_budget == 2048 - 512
+    assert LLMAgentBuilder().with_provider(local).with_max_tokens(100).build().token_budget == 1948
+    assert LLMAgentBuilder().with_provider(local).with_token_budget(300).build().token_budget == 300
+    assert LLMAgentBuilder().with_provider(ScriptedProvider(["x"])).build().token_budget is None

@@ -8,6 +8,8 @@ blocks. ``llama_cpp`` is imported lazily: the package imports without the ``loca
 from __future__ import annotations
 
 import asyncio
+import atexit
+import contextlib
 import importlib.util
 import inspect
 import math
@@ -46,10 +48,28 @@ class _Loaded:
     n_ctx: int
     #: llama.cpp contexts are not thread-safe: one generation at a time per model
     generate_lock: threading.Lock = field(default_factory=threading.Lock)
+    #: set (under ``generate_lock``) once the model is freed at exit
+    closed: bool = False
 
 
 _CACHE: dict[Path, _Loaded] = {}
 _CACHE_LOCK = threading.Lock()
+
+
+def _close_all() -> None:
+    """Frees the models at exit while the interpreter is intact (``Llama.__del__`` during shutdown can
+    fail), waiting briefly for a generation that is still winding down."""
+    with _CACHE_LOCK:
+        loaded = list(_CACHE.values())
+        _CACHE.clear()
+    for item in loaded:
+        if item.generate_lock.acquire(timeout=5):
+            try:
+                item.closed = True
+                with contextlib.suppress(Exception):
+                    item.llama.close()
+            finally:
+                item.generate_lock.release()
 
 
 def _load(path: Path, n_ctx: int, n_threads: int | None) -> _Loaded:
@@ -65,6 +85,8 @@ def _load(path: Path, n_ctx: int, n_threads: int | None) -> _Loaded:
                 llama = llama_cpp.Llama(model_path=str(path), n_ctx=n_ctx, n_threads=n_threads, verbose=False)
             except (ValueError, RuntimeError, OSError) as exc:
                 raise ConfigError(f"cannot load the model {path}: {exc}") from exc
+            if not _CACHE:
+                atexit.register(_close_all)
             loaded = _CACHE[path] = _Loaded(llama, n_ctx)
     if loaded.n_ctx != n_ctx:
         raise ConfigError(f"the model {path} is already loaded in this process with n_ctx={loaded.n_ctx}, "
@@ -133,6 +155,11 @@ class LocalProvider:
         """Loads the model (in a thread) if this process has not yet."""
         if self._loaded is None:
             self._loaded = await asyncio.to_thread(_load, self.model_path, self._n_ctx, self._n_threads)
+
+    @property
+    def context_window(self) -> int:
+        """The model's context size; the agent derives a default token budget from it."""
+        return self._n_ctx
 
     def count_tokens(self, text: str) -> int:
         if self._loaded is None:
@@ -252,7 +279,7 @@ def _generate(loaded: _Loaded, kwargs: dict[str, Any], stop: threading.Event,
     finish: str | None = None
     error: BaseException | None = None
     with loaded.generate_lock:
-        if stop.is_set():
+        if stop.is_set() or loaded.closed:
             return
         try:
             chunks = loaded.llama.create_chat_completion(
