@@ -94,8 +94,8 @@ WITH s AS (
   VALUES (%(sid)s, %(tenant)s, %(user)s, %(agent)s, %(n)s) RETURNING id)
 INSERT INTO entity_message (id, session_id, tenant_id, user_id, agent_id, seq, role, content, status)
 SELECT gen_random_uuid(), s.id, %(tenant)s, %(user)s, %(agent)s, g,
-       CASE WHEN g % 2 = 1 THEN 'user' ELSE 'assistant' END,
-       CASE WHEN g % 2 = 1 THEN 'Question number ' || g ELSE %(reply)s END, 'complete'
+       CASE WHEN g %% 2 = 1 THEN 'user' ELSE 'assistant' END,
+       CASE WHEN g %% 2 = 1 THEN 'Question number ' || g ELSE %(reply)s END, 'complete'
 FROM s, generate_series(1, %(n)s) AS g
 """
 

@@ -76,7 +76,10 @@ class PgFloor:
 class SqliteFloor:
     """The statements of one persisted turn on one aiosqlite connection: two BEGIN IMMEDIATE transactions."""
 
-    BUMP = "UPDATE entity_session SET last_seq = last_seq + 1, update_time = ? WHERE id = ? AND tenant_id = ? RETURNING last_seq"
+    BUMP = (
+        "UPDATE entity_session SET last_seq = last_seq + 1, update_time = ? WHERE id = ? AND tenant_id = ?"
+        " RETURNING last_seq"
+    )
     MSG = f"INSERT INTO entity_message ({sq._MSG}) VALUES ({sq._marks(sq._MSG)})"
     CALL = (
         f"INSERT INTO entity_api_call ({sq._CALL}) SELECT {sq._marks(sq._CALL)} "

@@ -65,10 +65,7 @@ class PgCluster:
         self._run(args)
 
     def _run(self, args: list[str], *, check: bool = True) -> subprocess.CompletedProcess[str]:
-        if self._as_postgres:
-            cmd = ["su", "postgres", "-s", "/bin/sh", "-c", shlex.join(args)]
-        else:
-            cmd = args
+        cmd = ["su", "postgres", "-s", "/bin/sh", "-c", shlex.join(args)] if self._as_postgres else args
         result = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
         if check and result.returncode != 0:
             log = self.log.read_text() if self.log.exists() else ""

@@ -384,3 +384,23 @@ def db_status(db: DbOpt = None) -> None:
             await _print_status(store)
 
     run(go())
+
+
+@db_app.command("enable-rls")
+def db_enable_rls(db: DbOpt = None) -> None:
+    """PostgreSQL only: turn on row-level security (one policy per table, keyed by mofa.tenant_id).
+
+    Run as the role that owns the tables; then connect the application as another role with
+    ``row_level_security=True`` so the database itself keeps tenants apart."""
+
+    async def go() -> None:
+        async with open_store(db) as store:
+            enable = getattr(store, "enable_row_level_security", None)
+            if enable is None:
+                raise ConfigError(
+                    f"row-level security needs PostgreSQL; {_describe(db, store)} is not a PostgreSQL database"
+                )
+            tables = await enable()
+            console.print(f"row-level security is on in {_describe(db, store)} for {', '.join(tables)}")
+
+    run(go())

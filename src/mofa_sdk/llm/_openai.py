@@ -171,7 +171,7 @@ class OpenAICompatibleProvider:
                     started = True
                     response_id = chunk.id if isinstance(chunk.id, str) else None
                     yield StreamStarted(response_id)
-                for text, reason in self._read_chunk(chunk, "".join(parts)):
+                for text, reason in self._read_chunk(chunk, parts):
                     if text:
                         parts.append(text)
                         yield TextDelta(text)
@@ -273,11 +273,12 @@ class OpenAICompatibleProvider:
 
     # -- chunks and usage -----------------------------------------------------------------------------
 
-    def _read_chunk(self, chunk: ChatCompletionChunk, partial: str) -> list[tuple[str, str | None]]:
+    def _read_chunk(self, chunk: ChatCompletionChunk, parts: list[str]) -> list[tuple[str, str | None]]:
+        # ``parts`` is joined only on error: joining it for every chunk made a long reply quadratic
         choices = chunk.choices
         if not isinstance(choices, list):
             raise MalformedResponseError(f"{self._where()}: chunk without a choices list",
-                                         partial_text=partial, status_code=200)
+                                         partial_text="".join(parts), status_code=200)
         out: list[tuple[str, str | None]] = []
         for choice in choices:
             if getattr(choice, "index", 0) not in (0, None):
@@ -287,7 +288,7 @@ class OpenAICompatibleProvider:
             reason = getattr(choice, "finish_reason", None)
             if not isinstance(content, str | None) or not isinstance(reason, str | None):
                 raise MalformedResponseError(f"{self._where()}: chunk content is not text",
-                                             partial_text=partial, status_code=200)
+                                             partial_text="".join(parts), status_code=200)
             out.append((content or "", reason))
         return out
 
