@@ -85,11 +85,6 @@ def targets(m: dict[str, Any]) -> list[tuple[str, str, str, str, str | None]]:
         rows.append((f"2. Resume, {r['largest']:,} vs 10 messages", "t(largest) / t(10) <= 1.5",
                      f"{ratio:.2f}x (p95 {r['ratio_largest_to_smallest_p95']:.2f}x)", _ok(ratio <= 1.5),
                      None if ratio <= 1.5 else "resume"))
-        fixed = r.get("with_partial_index")
-        if fixed:
-            f = fixed["ratio_largest_to_smallest"]
-            rows.append(("2b. Resume, with the proposed partial index", "t(largest) / t(10) <= 1.5",
-                         f"{f:.2f}x (p95 {fixed['ratio_largest_to_smallest_p95']:.2f}x)", _ok(f <= 1.5), None))
     s = m.get("streaming", {})
     for name, label in (("mofa", "default checkpoints"), ("mofa_checkpoint_5ms", "checkpoint every 5 ms")):
         if name in s:
@@ -180,13 +175,10 @@ def _absolute(m: dict[str, Any], plot: Path | None, doc: Path) -> list[str]:
         out.append("")
     r = m.get("resume", {})
     if "points" in r:
-        fixed = {p["messages"]: p for p in r.get("with_partial_index", {}).get("points", [])}
         out += ["### 2. Resume (`build_async()`, window 2)", "",
-                "| messages in the session | resume | with the proposed partial index |", "|---|---|---|"]
+                "| messages in the session | resume |", "|---|---|"]
         for p in r["points"]:
-            f = fixed.get(p["messages"])
-            out.append(f"| {p['messages']:,} | {_ms(p['median_ms'])} (p95 {_ms(p['p95_ms'])}) | "
-                       + (f"{_ms(f['median_ms'])} (p95 {_ms(f['p95_ms'])})" if f else "–") + " |")
+            out.append(f"| {p['messages']:,} | {_ms(p['median_ms'])} (p95 {_ms(p['p95_ms'])}) |")
         if plot is not None:
             out += ["", f"![resume latency against history length]({os.path.relpath(plot, doc.parent)})"]
         out.append("")
@@ -242,8 +234,6 @@ def write_plot(results: dict[str, Any], path: Path) -> Path | None:
         return None
     fig, ax = plt.subplots(figsize=(7, 4.2), dpi=110)
     series = [("as shipped", r["points"], "o-")]
-    if "with_partial_index" in r:
-        series.append(("with the proposed partial index", r["with_partial_index"]["points"], "s--"))
     for label, pts, style in series:
         xs = [p["messages"] for p in pts]
         ax.plot(xs, [p["median_ms"] for p in pts], style, label=f"{label}: median")

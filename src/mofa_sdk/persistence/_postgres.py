@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import math
 import os
+import select
 import uuid
 import weakref
 from collections.abc import AsyncIterator, Sequence
@@ -132,6 +133,18 @@ _shared_locks: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Lock
 )
 
 
+async def _check_connection(conn: Conn) -> None:
+    """Hand out only live connections, without a round trip in the common case: an idle connection's
+    socket has nothing to read unless the server said goodbye (a restart or shutdown sends a FATAL
+    and closes it) or sent a notice; only then is the full check (one round trip) run."""
+    try:
+        readable, _, _ = select.select([conn.fileno()], [], [], 0)
+    except (OSError, ValueError, psycopg.Error):
+        readable = [True]
+    if readable:
+        await AsyncConnectionPool.check_connection(conn)
+
+
 class PostgresStore(Store):
     """The PostgreSQL store. Make one with :meth:`connect`, :meth:`shared` or :meth:`from_env`."""
 
@@ -238,8 +251,8 @@ class PostgresStore(Store):
             open=False,
             name=f"mofa {target.host}:{target.port}/{target.dbname}",
             # a connection killed by a server restart is noticed (and replaced) when it is handed out,
-            # not by the next statement: one round trip per checkout buys a pool that heals itself
-            check=AsyncConnectionPool.check_connection,
+            # not by the next statement
+            check=_check_connection,
         )
         try:
             await pool.open(wait=min_connections > 0, timeout=connect_timeout)
