@@ -12,14 +12,12 @@ GAPS = {
     "turn_pg": (
         "PostgreSQL turn overhead. The floor and the library both pay two WAL flushes per turn (the user "
         "message commits before the provider is called; the reply and its api-call row commit together), "
-        "so the difference is client-side Python. pyinstrument over 1,500 persisted turns puts it in: two "
-        "pool check-outs/returns (`psycopg_pool` plus the `async with conn` commit check), the "
-        "`asynccontextmanager` layers of `_conn`, building `Message`/`LLMApiCall` models, and "
-        "`model_copy(deep=True)` of every saved row (about 40 µs each, `copy.deepcopy` of UUIDs and "
-        "datetimes; 3 per turn). Closing it: return shallow copies (deep-copy only the metadata dicts), "
-        "take one pooled connection per write phase instead of one per statement, and skip re-validating "
-        "rows the store itself built. Note: this 2-core machine was shared with other jobs during the run "
-        "(see the load average), which widens the p95 of every PostgreSQL figure."
+        "so the difference is client-side Python. Already done: shallow copies of saved rows, and a pool "
+        "liveness check that costs a round trip only when the socket shows the server left. What "
+        "pyinstrument still shows: two pool check-outs/returns (`psycopg_pool`), the "
+        "`asynccontextmanager` layers of `_conn`, and building `Message`/`LLMApiCall` models with "
+        "validation. Closing it: one hand-written connection context instead of nested generator context "
+        "managers, and `model_construct` for rows the plugin builds from already-validated parts."
     ),
     "turn_sqlite": (
         "SQLite turn overhead. The floor's statements take tens of µs each; every aiosqlite call is a hop "
