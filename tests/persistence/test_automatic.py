@@ -316,3 +316,24 @@ async def test_quick_helpers_validate_ids_from_the_environment(monkeypatch: pyte
     monkeypatch.setenv("SESSION_ID", "not-a-uuid")
     with pytest.raises(ConfigError, match="session_id must be a UUID"):
         quick_agent_with_memory("x")
+
+
+async def test_a_pending_reply_whose_write_did_land_is_not_written_twice(
+    store: Store, tenant: uuid.UUID, user: uuid.UUID
+) -> None:
+    """The final write may commit and still report a failure (the connection died on the way back):
+    flushing it again must neither collide nor duplicate."""
+    from mofa_sdk.persistence import PendingReply
+
+    agent = await build(store, tenant, user, ScriptedProvider(["landed"]))
+    await agent.chat("q")
+    plugin = agent._backend  # type: ignore[attr-defined]
+    (_, reply) = await store.get_session_messages(tenant, agent.session_id)
+    (call,) = await calls(store, tenant, agent.session_id)
+    plugin.pending.append(PendingReply(tenant, agent.session_id, reply, False, call, uncertain=True))
+    assert await plugin.flush() == 1
+    assert await rows(store, tenant, agent.session_id) == [
+        ("user", "q", "complete"),
+        ("assistant", "landed", "complete"),
+    ]
+    assert len(await calls(store, tenant, agent.session_id)) == 1

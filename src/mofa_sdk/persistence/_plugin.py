@@ -303,9 +303,12 @@ class PersistencePlugin(EventHandler):
 
     async def _write(self, p: PendingReply) -> None:
         store = self.store
-        if p.uncertain and p.message is not None and not p.update_existing:
-            # a write that failed on the way back may have committed: update the row rather than collide
-            p.update_existing = await store.get_message(p.tenant_id, p.message.id) is not None
+        if p.uncertain:
+            # a write that failed on the way back may have committed: update rather than collide
+            if await store.get_api_call(p.tenant_id, p.call.id) is not None:
+                return  # the whole final transaction landed
+            if p.message is not None and not p.update_existing:
+                p.update_existing = await store.get_message(p.tenant_id, p.message.id) is not None
         async with store.transaction() as tx:
             if p.message is not None:
                 if p.update_existing:
