@@ -46,7 +46,11 @@ NIL = uuid.UUID(int=0)
 #: stdout for results, stderr for status lines and errors; no colour codes when not a terminal
 #: markup is off: names, titles and messages come from users and may hold [brackets]; colour goes through
 #: Text and style= instead
-console = Console(highlight=False, markup=False)
+#: piped output is read by scripts and wide terminals: tables are not squeezed into 80 columns there
+#: (COLUMNS still wins when set)
+console = Console(
+    highlight=False, markup=False, width=None if sys.stdout.isatty() or os.environ.get("COLUMNS") else 200
+)
 err_console = Console(stderr=True, highlight=False, markup=False)
 
 
