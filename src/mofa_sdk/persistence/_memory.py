@@ -13,7 +13,6 @@ import math
 import uuid
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
-from contextvars import ContextVar
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar, get_args
@@ -41,6 +40,7 @@ from ..errors import (
     ValidationError,
 )
 from ..ids import utc_now
+from ._local_tx import LocalTransaction, current, entered, joins
 from ._secrets import decrypt_key, encrypt_key
 from ._store import UNSET, Store, Unset, check_page, settle_status
 
@@ -152,19 +152,8 @@ class _State:
         )
 
 
-class MemoryTransaction:
+class MemoryTransaction(LocalTransaction):
     """What ``InMemoryStore.transaction()`` yields; pass it as ``tx=``."""
-
-    def __init__(self, store: InMemoryStore) -> None:
-        self.store = store
-        self.active = True
-
-    def __repr__(self) -> str:
-        return f"<MemoryTransaction {'active' if self.active else 'finished'}>"
-
-
-# The transactions open in this asyncio context; tasks started inside one inherit it.
-_ACTIVE: ContextVar[tuple[MemoryTransaction, ...]] = ContextVar("mofa_memory_tx", default=())
 
 
 def _copy(entity: _E) -> _E:
@@ -191,19 +180,13 @@ class InMemoryStore(Store):
 
     # -- plumbing ----------------------------------------------------------------------------------
     def _current(self) -> MemoryTransaction | None:
-        for tx in _ACTIVE.get():
-            if tx.store is self and tx.active:
-                return tx
-        return None
+        return current(self, MemoryTransaction)
 
     def _joins(self, tx: Any) -> bool:
         """True when the write runs inside an open transaction (so it must not wait for the lock)."""
-        if tx is None:
-            return self._current() is not None
-        if isinstance(tx, MemoryTransaction) and tx.store is self:
-            if not tx.active:
-                raise ConfigError("tx= is a transaction that has already finished")
-            return True
+        joined = joins(self, tx, MemoryTransaction)
+        if joined is not None:
+            return joined
         raise ConfigError(
             f"tx= must be what this InMemoryStore's transaction() yields, got {type(tx).__name__}"
         )
@@ -236,17 +219,13 @@ class InMemoryStore(Store):
                 raise
             return
         async with self._lock:
-            tx = MemoryTransaction(self)
-            token = _ACTIVE.set((*_ACTIVE.get(), tx))
             snapshot = self._state.snapshot()
-            try:
-                yield tx
-            except BaseException:
-                self._state = snapshot
-                raise
-            finally:
-                tx.active = False
-                _ACTIVE.reset(token)
+            with entered(MemoryTransaction(self)) as tx:
+                try:
+                    yield tx
+                except BaseException:
+                    self._state = snapshot
+                    raise
 
     def _settle(self, m: Message) -> Message:
         return settle_status(_copy(m), self.streaming_lease_seconds)

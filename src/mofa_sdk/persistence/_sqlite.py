@@ -17,7 +17,6 @@ import sqlite3
 import uuid
 from collections.abc import AsyncIterator, Iterator, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager, contextmanager, suppress
-from contextvars import ContextVar
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -45,6 +44,7 @@ from ..errors import (
     ValidationError,
 )
 from ..ids import utc_now
+from ._local_tx import LocalTransaction, current, entered, joins
 from ._memory import check_message_update, check_session_update, percentile_cont, utc
 from ._secrets import decrypt_key, encrypt_key
 from ._store import UNSET, Store, Unset, check_page, settle_status
@@ -238,21 +238,12 @@ async def _cleanup(conn: aiosqlite.Connection, statement: str) -> None:
         await conn.execute(statement)
 
 
-class SqliteTransaction:
+class SqliteTransaction(LocalTransaction):
     """What ``SqliteStore.transaction()`` yields; pass it as ``tx=``. ``connection`` is the raw connection."""
 
     def __init__(self, store: SqliteStore, connection: aiosqlite.Connection) -> None:
-        self.store = store
+        super().__init__(store)
         self.connection = connection
-        self.active = True
-
-    def __repr__(self) -> str:
-        return f"<SqliteTransaction {'active' if self.active else 'finished'}>"
-
-
-# The transactions open in this asyncio context; tasks started inside one inherit it, so their reads
-# and writes join it instead of waiting for the lock it holds.
-_ACTIVE: ContextVar[tuple[SqliteTransaction, ...]] = ContextVar("mofa_sqlite_tx", default=())
 
 
 class SqliteStore(Store):
@@ -327,19 +318,13 @@ class SqliteStore(Store):
         return self.connection
 
     def _current(self) -> SqliteTransaction | None:
-        for tx in _ACTIVE.get():
-            if tx.store is self and tx.active:
-                return tx
-        return None
+        return current(self, SqliteTransaction)
 
     def _joins(self, tx: Any) -> bool:
         """True when the write runs inside an already open transaction (and must not take the lock)."""
-        if tx is None:
-            return self._current() is not None
-        if isinstance(tx, SqliteTransaction) and tx.store is self:
-            if not tx.active:
-                raise ConfigError("tx= is a transaction that has already finished")
-            return True
+        joined = joins(self, tx, SqliteTransaction)
+        if joined is not None:
+            return joined
         if tx is self.connection:
             return bool(self.connection.in_transaction) or self._current() is not None
         raise ConfigError(
@@ -411,13 +396,8 @@ class SqliteStore(Store):
             return
         conn = self._open_conn()
         async with self._lock, self._immediate(conn, "transaction"):
-            tx = SqliteTransaction(self, conn)
-            token = _ACTIVE.set((*_ACTIVE.get(), tx))
-            try:
+            with entered(SqliteTransaction(self, conn)) as tx:
                 yield tx
-            finally:
-                tx.active = False
-                _ACTIVE.reset(token)
 
     # execute_fetchall runs the statement and reads every row in one call on aiosqlite's thread, so a
     # cancelled task never leaves a half-read statement that would block the next COMMIT
