@@ -227,6 +227,7 @@ def test_from_env_with_only_a_base_url(monkeypatch: pytest.MonkeyPatch) -> None:
     assert provider.base_url.startswith("http://127.0.0.1:8080/v1")
 
 
+@pytest.mark.local_model
 def test_from_env_falls_back_to_the_local_model(monkeypatch: pytest.MonkeyPatch) -> None:
     clear_openai_env(monkeypatch)
     monkeypatch.setenv("OPENAI_API_KEY", "")  # empty counts as unset
@@ -291,6 +292,7 @@ def test_openai_like_types(provider_type: str) -> None:
     assert agent.provider.default_model == "gpt-row"
 
 
+@pytest.mark.local_model
 def test_local_type_uses_the_path_in_api_base_or_the_default(tmp_path: Path) -> None:
     cfg = config("local")
     default = LLMAgentBuilder.from_agent_config(
@@ -326,6 +328,7 @@ def test_provider_row_of_another_agent_is_refused() -> None:
         LLMAgentBuilder.from_agent_config(AgentConfig(agent=a.agent, provider=b.provider))
 
 
+@pytest.mark.local_model
 def test_a_provider_with_a_known_context_gets_a_default_token_budget() -> None:
     from mofa_sdk.llm import LocalProvider
 
