@@ -1,16 +1,11 @@
 VENV ?= .venv
 PY := $(VENV)/bin/python
-EXTRAS ?= local,server,test
+EXTRAS ?= local,serve,server,test
 
 .PHONY: setup chat test lint bench clean
 
-setup: $(VENV)/.installed
-
-$(VENV)/.installed: pyproject.toml
-	test -x $(PY) || python3 -m venv $(VENV)
-	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[$(EXTRAS)]'
-	touch $@
+setup:
+	VENV=$(VENV) EXTRAS=$(EXTRAS) bash scripts/setup.sh
 
 chat: setup
 	$(VENV)/bin/mofa chat

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ConfigError, ProviderError
+from ._probe import check_llama_build
 from ._provider import ChatParams, Finish, ProviderEvent, StreamStarted, TextDelta, UsageReport
 from ._types import ChatMessage, Usage
 
@@ -81,6 +82,7 @@ def _load(path: Path, n_ctx: int, n_threads: int | None) -> _Loaded:
                 import llama_cpp
             except ImportError as exc:
                 raise ConfigError(f"llama-cpp-python is not installed; {_INSTALL_HINT}") from exc
+            check_llama_build(path)  # a build this CPU cannot run would kill the process with SIGILL
             try:
                 llama = llama_cpp.Llama(model_path=str(path), n_ctx=n_ctx, n_threads=n_threads, verbose=False)
             except (ValueError, RuntimeError, OSError) as exc:

