@@ -52,15 +52,15 @@ def check_text(value: str, field: str) -> str:
     return value
 
 
-def _too_deep(value: Any, depth: int) -> bool:
-    # recursion stops at MAX_JSON_DEPTH + 1 frames, so a value nested 100,000 deep (or one that contains
-    # itself) is refused without reaching the interpreter's recursion limit
-    if depth > MAX_JSON_DEPTH:
-        return True
-    if isinstance(value, dict):
-        return any(_too_deep(v, depth + 1) for v in value.values())
-    if isinstance(value, list | tuple):
-        return any(_too_deep(v, depth + 1) for v in value)
+def _too_deep(value: Any, enclosing: int) -> bool:
+    """Whether ``value``, inside ``enclosing`` dicts and lists, nests more than MAX_JSON_DEPTH of them.
+    The recursion stops there, so a value nested 100,000 deep (or one that contains itself) is refused
+    without reaching the interpreter's recursion limit."""
+    if isinstance(value, dict | list | tuple):
+        if enclosing >= MAX_JSON_DEPTH:
+            return True
+        children = value.values() if isinstance(value, dict) else value
+        return any(_too_deep(v, enclosing + 1) for v in children)
     return False
 
 
