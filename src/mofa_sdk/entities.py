@@ -14,6 +14,7 @@ from typing import Any, Literal
 import pydantic
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 
+from ._validate import INT32_MAX, INT32_MIN, INT64_MAX, check_json, check_key, check_label, check_text
 from .errors import ValidationError
 from .ids import utc_now, uuid7
 
@@ -39,32 +40,9 @@ ApiCallStatus = Literal["success", "failed", "timeout", "rate_limited", "cancell
 PROVIDER_TYPES = ("openai", "compatible", "azure", "ollama", "local")
 
 
-def check_text(value: str, field: str) -> str:
-    """Refuse a ``str`` that UTF-8 cannot encode (a lone surrogate) before anything is written."""
-    try:
-        value.encode("utf-8")
-    except UnicodeEncodeError as exc:
-        raise ValidationError(
-            f"{field} contains a character UTF-8 cannot encode ({value[exc.start]!r} at index {exc.start})"
-        ) from None
-    return value
-
-
-def check_json(value: Any, field: str) -> Any:
-    """Refuse values that are not JSON (sets, bytes, NaN, non-string keys, lone surrogates)."""
-    try:
-        text = json.dumps(value, allow_nan=False, ensure_ascii=False)
-        text.encode("utf-8")
-    except (TypeError, ValueError) as exc:
-        raise ValidationError(f"{field} must be JSON-serialisable: {exc}") from None
-    # json.dumps turns non-str keys (int, None …) into strings silently; a round trip would not be exact.
-    if json.loads(text) != value:
-        raise ValidationError(f"{field} does not survive a JSON round trip (non-string keys or tuples?)")
-    return value
-
-
 def _no_nul_json(value: Any, field: str) -> Any:
-    """JSON columns other than message metadata refuse U+0000 on every store (PostgreSQL jsonb cannot hold it)."""
+    """JSON columns other than message metadata refuse U+0000 on every store (PostgreSQL cannot turn a
+    ``\\u0000`` escape into text, so plain SQL such as ``->>`` would fail on the row)."""
     if "\\u0000" in json.dumps(value):
         raise ValidationError(f"{field} must not contain NUL characters")
     return value
@@ -110,7 +88,7 @@ class Message(Entity):
     user_id: uuid.UUID
     agent_id: uuid.UUID | None = None
     #: per-session sequence number, assigned by the database when saved (0 = not saved yet)
-    seq: int = 0
+    seq: int = Field(default=0, ge=0, le=INT64_MAX)
     role: MessageRole
     content: str
     status: MessageStatus = "complete"
@@ -163,6 +141,27 @@ class Provider(Entity):
     create_time: datetime = Field(default_factory=utc_now)
     update_time: datetime = Field(default_factory=utc_now)
 
+    @field_validator("provider_name")
+    @classmethod
+    def _name(cls, v: str) -> str:
+        return check_key(v, "provider_name")
+
+    @field_validator("api_key")
+    @classmethod
+    def _key(cls, v: SecretStr | None) -> SecretStr | None:
+        # the message never shows the key, not even the character at fault
+        if v is not None:
+            plain = v.get_secret_value()
+            try:
+                plain.encode("utf-8")
+            except UnicodeEncodeError as exc:
+                raise ValidationError(
+                    f"api_key contains a character UTF-8 cannot encode (at index {exc.start})"
+                ) from None
+            if "\x00" in plain:
+                raise ValidationError("api_key must not contain NUL characters")
+        return v
+
     @field_validator("provider_type")
     @classmethod
     def _type(cls, v: str) -> str:
@@ -170,10 +169,10 @@ class Provider(Entity):
             raise ValueError(f"unknown provider_type {v!r}; expected one of {', '.join(PROVIDER_TYPES)}")
         return v
 
-    @field_validator("provider_name", "api_base")
+    @field_validator("api_base")
     @classmethod
-    def _names(cls, v: str | None) -> str | None:
-        return _no_nul(check_text(v, "text") if v is not None else None, "text")
+    def _base(cls, v: str | None) -> str | None:
+        return _no_nul(check_text(v, "api_base") if v is not None else None, "api_base")
 
 
 class Agent(Entity):
@@ -181,11 +180,12 @@ class Agent(Entity):
     tenant_id: uuid.UUID
     agent_code: str = Field(min_length=1, max_length=200)
     agent_name: str = Field(min_length=1, max_length=500)
-    agent_order: int = 0
+    agent_order: int = Field(default=0, ge=INT32_MIN, le=INT32_MAX)
     agent_status: bool = True
-    context_limit: int | None = Field(default=None, ge=0)
+    #: the sliding window in rounds (None: every round)
+    context_limit: int | None = Field(default=None, ge=0, le=INT32_MAX)
     custom_params: dict[str, Any] | None = None
-    max_completion_tokens: int | None = Field(default=None, gt=0)
+    max_completion_tokens: int | None = Field(default=None, gt=0, le=INT32_MAX)
     model_name: str = Field(min_length=1)
     provider_id: uuid.UUID
     response_format: str | dict[str, Any] | None = None
@@ -196,7 +196,17 @@ class Agent(Entity):
     create_time: datetime = Field(default_factory=utc_now)
     update_time: datetime = Field(default_factory=utc_now)
 
-    @field_validator("agent_code", "agent_name", "model_name", "system_prompt")
+    @field_validator("agent_code")
+    @classmethod
+    def _code(cls, v: str) -> str:
+        return check_key(v, "agent_code")
+
+    @field_validator("agent_name")
+    @classmethod
+    def _name(cls, v: str) -> str:
+        return check_label(v, "agent_name")
+
+    @field_validator("model_name", "system_prompt")
     @classmethod
     def _text(cls, v: str) -> str:
         return _no_nul(check_text(v, "text"), "text") or ""
@@ -227,18 +237,19 @@ class LLMApiCall(Entity):
     status: ApiCallStatus
     error_message: str | None = None
     error_code: str | None = None
-    prompt_tokens: int = Field(default=0, ge=0)
-    completion_tokens: int = Field(default=0, ge=0)
-    total_tokens: int = Field(default=0, ge=0)
+    prompt_tokens: int = Field(default=0, ge=0, le=INT32_MAX)
+    completion_tokens: int = Field(default=0, ge=0, le=INT32_MAX)
+    total_tokens: int = Field(default=0, ge=0, le=INT32_MAX)
     prompt_tokens_details: dict[str, Any] | None = None
     completion_tokens_details: dict[str, Any] | None = None
     #: True when the counts were estimated locally because the provider reported none
     tokens_estimated: bool = False
-    price: float | None = Field(default=None, ge=0)
+    #: PostgreSQL keeps it as numeric(20, 10): below 10**10, rounded to 10 decimal places
+    price: float | None = Field(default=None, ge=0, lt=1e10, allow_inf_nan=False)
     price_details: dict[str, Any] | None = None
-    latency_ms: int | None = Field(default=None, ge=0)
-    time_to_first_token_ms: int | None = Field(default=None, ge=0)
-    tokens_per_second: float | None = Field(default=None, ge=0)
+    latency_ms: int | None = Field(default=None, ge=0, le=INT32_MAX)
+    time_to_first_token_ms: int | None = Field(default=None, ge=0, le=INT32_MAX)
+    tokens_per_second: float | None = Field(default=None, ge=0, allow_inf_nan=False)
     provider_response_id: str | None = None
     create_time: datetime = Field(default_factory=utc_now)
 
@@ -269,6 +280,12 @@ class QueryFilter(Entity):
     end_time: datetime | None = None
     offset: int = Field(default=0, ge=0, le=10_000_000)
     limit: int = Field(default=100, ge=1, le=10_000)
+
+    @field_validator("model_name")
+    @classmethod
+    def _model(cls, v: str | None) -> str | None:
+        # the same text rules as the field it is compared with: a name no store can hold matches nothing
+        return _no_nul(None if v is None else check_text(v, "model_name"), "model_name")
 
 
 class UsageStatistics(BaseModel):

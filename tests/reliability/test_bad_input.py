@@ -11,11 +11,12 @@ from hypothesis import strategies as st
 from pydantic import SecretStr
 
 from mofa_sdk.entities import Agent, AgentConfig, Message, Provider, QueryFilter, Session
-from mofa_sdk.errors import ConfigError, MofaError, NotFoundError, ValidationError
+from mofa_sdk.errors import ConfigError, MofaError, NotFoundError, PersistenceError, ValidationError
 from mofa_sdk.llm import LLMAgentBuilder, ScriptedProvider
 from mofa_sdk.persistence import PersistenceContext, PersistencePlugin, Store, connect_store
+from tests.cli.helpers import Cli, one_error_line
 
-from .conftest import build_agent
+from .conftest import AGENT_ID, build_agent
 
 SQLISH = [
     "'; DROP TABLE entity_message; --",
@@ -119,8 +120,8 @@ async def test_non_uuid_ids_are_named(store: Store, what: str) -> None:
     with pytest.raises(ConfigError, match=what):
         await PersistenceContext.from_session(store, ids["user_id"], ids["tenant_id"], ids["agent_id"],
                                               ids["session_id"])
-    if what in ("session_id", "tenant_id") and store.dialect == "postgres":
-        # (the memory and SQLite stores take ids as typed and find nothing; see docs/reliability.md)
+    if what in ("session_id", "tenant_id"):
+        # every store parses ids at its entry (the memory and SQLite stores took them as typed and found nothing)
         with pytest.raises(ConfigError, match=what):
             await store.get_session(ids["tenant_id"], ids["session_id"])
     with pytest.raises(ConfigError):
@@ -241,3 +242,135 @@ async def test_fuzz_the_store_api(db_store: Store, content: str, key: str, value
     with pytest.raises(NotFoundError):
         storable = content.encode("utf-8", "replace").decode("utf-8")  # this part is about the missing row
         await db_store.update_message(s.tenant_id, uuid.uuid4(), content=storable)
+
+
+# -- issue 14: windows, integers, lookups, the schema (items 7, 8 and 10) --------------------------------
+async def three_rounds(store: Store, tenant: uuid.UUID, user: uuid.UUID) -> uuid.UUID:
+    s = await store.create_session(Session(tenant_id=tenant, user_id=user, agent_id=AGENT_ID))
+    for i in range(3):
+        for role, text in (("user", f"q{i}"), ("assistant", f"a{i}")):
+            await store.save_message(Message(session_id=s.id, tenant_id=tenant, user_id=user, role=role,
+                                             content=text))
+    return s.id
+
+
+@pytest.mark.parametrize("window", [5_000, 2**31 - 1])
+async def test_a_large_window_resumes_on_every_store(store: Store, window: int) -> None:
+    """A window of 5,000 rounds asks the store for the last 10,002 messages: PostgreSQL refused (limit
+    must be 1 to 10000) and the session could not be resumed. The largest window resumes too."""
+    tenant, user = uuid.uuid4(), uuid.uuid4()
+    sid = await three_rounds(store, tenant, user)
+    provider = ScriptedProvider(["fourth answer"])
+    agent, _ = await build_agent(store, tenant, user, provider, session_id=sid, window=window)
+    assert [m.content for m in agent.history if m.role != "system"] == ["q0", "a0", "q1", "a1", "q2", "a2"]
+    assert await agent.chat("q3") == "fourth answer"
+    sent = [m.content for m in provider.requests[-1][0]]
+    assert sent[-7:] == ["q0", "a0", "q1", "a1", "q2", "a2", "q3"]
+    await agent.aclose()
+
+
+@pytest.mark.parametrize("window", [2**31, 2**62, 2**63, -1, True, 2.5])
+async def test_a_window_out_of_range_is_refused_by_the_builder(window: Any) -> None:
+    """2**62 was accepted and then overflowed SQLite (a raw OverflowError) when the session resumed."""
+    with pytest.raises(ConfigError, match=r"sliding window must be a number of rounds from 0 to 2147483647"):
+        LLMAgentBuilder().with_sliding_window(window)
+    assert LLMAgentBuilder().with_sliding_window(None) is not None
+
+
+def cli_for(url: str) -> Cli:
+    return Cli(url, uuid.uuid4(), uuid.uuid4())
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def cli_url(request: pytest.FixtureRequest, tmp_path: Any) -> str:
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'cli.db'}"
+    return str(request.getfixturevalue("pg_url"))
+
+
+async def test_cli_lookups_with_undecodable_bytes_print_one_line(cli_url: str) -> None:
+    """What $'\\xff' on the command line becomes ('\\udcff'): one error line, no UnicodeEncodeError traceback."""
+    cli = cli_for(cli_url)
+    for args in (["agents", "show", "\udcff"], ["agents", "disable", "x\udcff"], ["providers", "disable", "\udcff"],
+                 ["usage", "--agent", "\udcff"], ["usage", "--model", "m\udcff"]):
+        line = one_error_line(await cli(*args))
+        assert "contains a character UTF-8 cannot encode" in line, (args, line)
+    line = one_error_line(await cli("agents", "show", "chat\u200b"))
+    assert "agent_code must not contain invisible or control characters (U+200B" in line
+
+
+@pytest.mark.parametrize("since", ["999999999d", "99999999999999999999w", "9" * 5000 + "m"])
+async def test_cli_usage_since_too_far_back_is_one_line(tmp_path: Any, since: str) -> None:
+    cli = cli_for(f"sqlite:///{tmp_path / 'u.db'}")
+    line = one_error_line(await cli("usage", "--since", since))
+    assert "reaches back before the year 1; use 'all'" in line
+
+
+async def altered(kind: str, tmp_path: Any, request: pytest.FixtureRequest) -> tuple[Store, str]:
+    """A migrated store whose schema then lost a column and an index by hand."""
+    if kind == "sqlite":
+        import sqlite3
+
+        url = f"sqlite:///{tmp_path / 'altered.db'}"
+        store = await connect_store(url)
+        await store.close()
+        with sqlite3.connect(tmp_path / "altered.db") as conn:
+            conn.execute("ALTER TABLE entity_session DROP COLUMN title")
+            conn.execute("DROP INDEX entity_api_call_model_idx")
+    else:
+        import psycopg
+
+        url = str(request.getfixturevalue("fresh_pg_url"))
+        await (await connect_store(url)).close()
+        with psycopg.connect(url, autocommit=True) as conn:
+            conn.execute("ALTER TABLE entity_session DROP COLUMN title")
+            conn.execute("DROP INDEX entity_api_call_model_idx")
+    return await connect_store(url), url
+
+
+@pytest.mark.parametrize("kind", ["sqlite", "postgres"])
+async def test_a_schema_altered_by_hand_is_named_not_sent_to_migrate(
+    kind: str, tmp_path: Any, request: pytest.FixtureRequest
+) -> None:
+    """The error said "run `mofa db migrate`", and migrating then said it was up to date. Now the store
+    compares the schema with what the migrations create and says what is missing."""
+    store, url = await altered(kind, tmp_path, request)
+    try:
+        assert await store.migrate() == []
+        with pytest.raises(PersistenceError) as info:
+            await store.get_session(uuid.uuid4(), uuid.uuid4())
+        text = str(info.value)
+        assert "changed by hand" in text and "table entity_session has no column title" in text, text
+        assert "run `mofa db migrate`" not in text
+        assert await store.check_schema() == [
+            "table entity_session has no column title",
+            "index entity_api_call_model_idx is missing",
+        ]
+        # a write inside the caller's transaction gets the same diagnosis, and the store works on
+        with pytest.raises(PersistenceError, match="has no column title"):
+            async with store.transaction() as tx:
+                await store.create_session(Session(tenant_id=uuid.uuid4(), user_id=uuid.uuid4()), tx=tx)
+    finally:
+        await store.close()
+    cli = cli_for(url)
+    line = one_error_line(await cli("db", "migrate"))
+    assert "entity_session has no column title" in line and "index entity_api_call_model_idx" in line
+    status = await cli("db", "status")
+    assert status.exit_code == 1 and "table entity_session has no column title" in status.output
+
+
+@pytest.mark.parametrize("kind", ["sqlite", "postgres"])
+async def test_an_unmigrated_schema_still_says_to_migrate(
+    kind: str, tmp_path: Any, request: pytest.FixtureRequest
+) -> None:
+    url = f"sqlite:///{tmp_path / 'blank.db'}" if kind == "sqlite" else str(request.getfixturevalue("fresh_pg_url"))
+    store = await connect_store(url, migrate=False)
+    try:
+        assert await store.check_schema() != []
+        with pytest.raises(PersistenceError, match=r"pending: run `mofa db migrate`"):
+            await store.get_session(uuid.uuid4(), uuid.uuid4())
+        assert len(await store.migrate()) == len(await store.migration_status())
+        assert await store.check_schema() == []
+        assert await store.get_session(uuid.uuid4(), uuid.uuid4()) is None
+    finally:
+        await store.close()

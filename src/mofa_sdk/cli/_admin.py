@@ -12,7 +12,7 @@ from rich.table import Table
 from rich.text import Text
 
 from ..entities import Agent, Provider
-from ..errors import ConfigError, NotFoundError
+from ..errors import ConfigError, NotFoundError, PersistenceError
 from ..ids import utc_now
 from ..persistence import Store
 from ._common import (
@@ -341,6 +341,17 @@ async def _print_status(store: Store) -> None:
     console.print(table)
 
 
+async def _check_schema(store: Store, db: str | None) -> None:
+    """The migrations table says what was applied, not what is there: a schema changed by hand afterwards
+    is an error here, since migrating again would change nothing."""
+    problems = await store.check_schema()
+    if problems:
+        raise PersistenceError(
+            f"every migration is applied to {_describe(db, store)}, but the schema was changed by hand: "
+            f"{'; '.join(problems)}; restore what is missing (as the migrations define it) or restore a backup"
+        )
+
+
 @db_app.command("init")
 def db_init(db: DbOpt = None) -> None:
     """Create the database schema (SQLite: the file too) and apply every migration."""
@@ -348,6 +359,7 @@ def db_init(db: DbOpt = None) -> None:
     async def go() -> None:
         async with open_store(db, migrate=False) as store:
             applied = await store.migrate()
+            await _check_schema(store, db)
             console.print(
                 f"database {_describe(db, store)} is ready"
                 + (f"; applied {', '.join(applied)}" if applied else "; it was already up to date")
@@ -364,6 +376,7 @@ def db_migrate(db: DbOpt = None) -> None:
     async def go() -> None:
         async with open_store(db, migrate=False) as store:
             applied = await store.migrate()
+            await _check_schema(store, db)
             if applied:
                 console.print(
                     f"applied {len(applied)} migration(s) to {_describe(db, store)}: {', '.join(applied)}"
@@ -382,6 +395,8 @@ def db_status(db: DbOpt = None) -> None:
         async with open_store(db, migrate=False) as store:
             console.print(f"database {_describe(db, store)}")
             await _print_status(store)
+            if all(applied for _, applied in await store.migration_status()):
+                await _check_schema(store, db)
 
     run(go())
 

@@ -36,7 +36,12 @@ def parse_since(value: str, now: datetime) -> datetime | None:
         return None
     m = _DURATION.match(text)
     if m:
-        return now - timedelta(**{_UNITS[m.group(2)]: int(m.group(1))})
+        try:
+            return now - timedelta(**{_UNITS[m.group(2)]: int(m.group(1))})
+        except (OverflowError, ValueError):  # past year 1, or too many digits for an int
+            raise ConfigError(
+                f"--since {value.strip()} reaches back before the year 1; use 'all' for every record"
+            ) from None
     try:
         when = datetime.fromisoformat(value.strip())
     except ValueError:

@@ -8,6 +8,7 @@ import os
 import uuid
 from typing import TYPE_CHECKING, Any, cast
 
+from .._validate import check_window
 from ..errors import ConfigError
 from ..ids import parse_uuid, uuid7
 from ._agent import LLMAgent
@@ -201,10 +202,9 @@ class LLMAgentBuilder:
         return self
 
     def with_sliding_window(self, rounds: int | None) -> LLMAgentBuilder:
-        """Send the model the last ``rounds`` complete rounds (None: all of them; 0: none)."""
-        if rounds is not None and (isinstance(rounds, bool) or not isinstance(rounds, int) or rounds < 0):
-            raise ConfigError(f"the sliding window must be a number of rounds >= 0 or None, got {rounds!r}")
-        self._window = rounds
+        """Send the model the last ``rounds`` complete rounds (None: all of them; 0: none), at most
+        ``MAX_WINDOW_ROUNDS`` (what an agent row's ``context_limit`` holds), resumed from any store."""
+        self._window = check_window(rounds)
         return self
 
     def with_token_budget(self, tokens: int | None) -> LLMAgentBuilder:

@@ -66,8 +66,8 @@ def utc(dt: datetime) -> datetime:
     return dt.replace(tzinfo=UTC) if dt.tzinfo is None else dt.astimezone(UTC)
 
 
-def check_message_update(content: str | Unset, status: str | Unset, metadata: Any) -> None:
-    """The same checks a Message applies, for the fields of ``update_message``."""
+def check_message_update(content: str | Unset, status: str | Unset, metadata: Any) -> Any:
+    """The same checks a Message applies, for the fields of ``update_message``; the metadata to write."""
     if not isinstance(content, Unset):
         if not isinstance(content, str):
             raise ValidationError(f"content must be a str, got {type(content).__name__}")
@@ -77,17 +77,19 @@ def check_message_update(content: str | Unset, status: str | Unset, metadata: An
     if not isinstance(metadata, Unset):
         if not isinstance(metadata, dict):
             raise ValidationError(f"metadata must be a dict, got {type(metadata).__name__}")
-        check_json(metadata, "metadata")
+        return check_json(metadata, "metadata")
+    return metadata
 
 
-def check_session_update(tenant_id: uuid.UUID, title: Any, metadata: Any) -> None:
-    """Run Session's own validators on the new values (a throw-away Session does it)."""
+def check_session_update(tenant_id: uuid.UUID, title: Any, metadata: Any) -> Any:
+    """Run Session's own validators on the new values (a throw-away Session does it); the metadata to write."""
     probe: dict[str, Any] = {}
     if not isinstance(title, Unset):
         probe["title"] = title
     if not isinstance(metadata, Unset):
         probe["metadata"] = metadata
-    Session(tenant_id=tenant_id, user_id=tenant_id, **probe)
+    checked = Session(tenant_id=tenant_id, user_id=tenant_id, **probe)
+    return metadata if isinstance(metadata, Unset) else checked.metadata
 
 
 def matches(call: LLMApiCall, q: QueryFilter) -> bool:
@@ -278,7 +280,7 @@ class InMemoryStore(Store):
         metadata: dict[str, Any] | Unset = UNSET,
         tx: Any = None,
     ) -> None:
-        check_message_update(content, status, metadata)
+        metadata = check_message_update(content, status, metadata)
         async with self._access(tx) as s:
             m = s.messages.get(message_id)
             if m is None or m.tenant_id != tenant_id:
@@ -316,8 +318,6 @@ class InMemoryStore(Store):
             return [self._settle(m) for m in page]
 
     async def get_last_messages(self, tenant_id: uuid.UUID, session_id: uuid.UUID, k: int) -> list[Message]:
-        if not isinstance(k, int) or isinstance(k, bool) or k < 0:
-            raise ConfigError(f"k must be an integer >= 0, got {k!r}")
         if k == 0:
             return []
         async with self._access() as s:
@@ -394,7 +394,7 @@ class InMemoryStore(Store):
         metadata: dict[str, Any] | Unset = UNSET,
         tx: Any = None,
     ) -> Session:
-        check_session_update(tenant_id, title, metadata)
+        metadata = check_session_update(tenant_id, title, metadata)
         async with self._access(tx) as s:
             found = s.sessions.get(session_id)
             if found is None or found.tenant_id != tenant_id:

@@ -20,7 +20,6 @@ from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict
 from psycopg.pq import TransactionStatus
 from psycopg.rows import dict_row
-from psycopg.types.json import Jsonb
 from psycopg_pool import AsyncConnectionPool, PoolClosed, PoolTimeout
 
 from ..entities import (
@@ -48,9 +47,9 @@ from ..errors import (
 from ..ids import parse_uuid, utc_now
 from . import _postgres_sql as q
 from ._codec import _escape, _map_strings, decode_row, encode_row, has_nul
-from ._migrations import POSTGRES_MIGRATIONS_DDL, load_migrations
+from ._migrations import POSTGRES_MIGRATIONS_DDL, load_migrations, schema_problems, shape_of
 from ._postgres_sql import Row
-from ._store import UNSET, Store, Unset, check_page, settle_status
+from ._store import UNSET, Store, Unset, check_page, no_schema_diagnosis, schema_fallback, settle_status
 
 __all__ = ["PostgresStore"]
 
@@ -320,10 +319,7 @@ class PostgresStore(Store):
                 f"{doing}: no connection to PostgreSQL at {self._target} within {self._connect_timeout:g}s"
             )
         if isinstance(exc, pgerr.UndefinedTable | pgerr.UndefinedColumn):
-            return PersistenceError(
-                f"{doing}: the mofa schema is missing or out of date in {self._target} ({detail}); "
-                "run `mofa db migrate` or `await store.migrate()`"
-            )
+            return schema_fallback(f"{doing} in {self._target}", detail)
         if isinstance(exc, pgerr.UniqueViolation | pgerr.ForeignKeyViolation | pgerr.ExclusionViolation):
             return ConflictError(f"{doing}: {detail}")
         if isinstance(exc, pgerr.SerializationFailure | pgerr.DeadlockDetected | pgerr.LockNotAvailable):
@@ -364,6 +360,10 @@ class PostgresStore(Store):
                             yield conn
                     else:
                         yield conn
+        except (pgerr.UndefinedTable, pgerr.UndefinedColumn) as exc:
+            # out of the pool's hands by now: the diagnosis borrows connections of its own
+            detail = self._target.clean(str(exc).strip())
+            raise await self.schema_error(f"{doing} in {self._target}", detail) from exc
         except psycopg.Error as exc:
             raise self._wrap(exc, doing) from exc
 
@@ -390,9 +390,10 @@ class PostgresStore(Store):
     # -- schema --------------------------------------------------------------------------------------
     async def _applied(self) -> dict[str, datetime]:
         try:
-            rows = await self._rows(
-                "SELECT name, applied_at FROM mofa_migrations", None, "reading migrations"
-            )
+            with no_schema_diagnosis():  # no table yet is the normal answer of a blank schema
+                rows = await self._rows(
+                    "SELECT name, applied_at FROM mofa_migrations", None, "reading migrations"
+                )
         except PersistenceError as exc:
             if isinstance(exc.__cause__, pgerr.UndefinedTable):
                 return {}
@@ -465,6 +466,13 @@ class PostgresStore(Store):
         applied = await self._applied()
         return [(m.name, applied.get(m.name)) for m in load_migrations("postgres")]
 
+    async def check_schema(self) -> list[str]:
+        columns = await self._rows(q.SCHEMA_COLUMNS_SQL, None, "checking the schema")
+        indexes = await self._rows(q.SCHEMA_INDEXES_SQL, None, "checking the schema")
+        return schema_problems(
+            shape_of([(r["table_name"], r["column_name"]) for r in columns], [r["indexname"] for r in indexes])
+        )
+
     def transaction(self) -> AbstractAsyncContextManager[Conn]:
         """``async with store.transaction() as tx:`` yields a psycopg AsyncConnection in a transaction."""
         return self._conn(None, "running a transaction", atomic=True)
@@ -535,7 +543,7 @@ class PostgresStore(Store):
         if not isinstance(metadata, Unset):
             if not isinstance(metadata, dict):
                 raise ValidationError(f"metadata must be a dict, got {type(metadata).__name__}")
-            check_json(metadata, "metadata")
+            metadata = check_json(metadata, "metadata")
         doing = f"updating message {mid}"
         now = utc_now()
         if (isinstance(content, str) and "\x00" in content) or (
@@ -557,8 +565,8 @@ class PostgresStore(Store):
             else:
                 sets.append(sql.SQL("content = %(content)s"))
         if isinstance(metadata, dict):
-            params["metadata"] = Jsonb(metadata)
-            params["metadata_esc"] = Jsonb(_map_strings(metadata, _escape))
+            params["metadata"] = q.json_param(metadata)
+            params["metadata_esc"] = q.json_param(_map_strings(metadata, _escape))
             sets.append(
                 sql.SQL("metadata = CASE WHEN nul_escaped THEN %(metadata_esc)s ELSE %(metadata)s END")
             )
@@ -598,7 +606,7 @@ class PostgresStore(Store):
                 q.REWRITE_MESSAGE_SQL,
                 (
                     enc_content,
-                    Jsonb(enc_meta),
+                    q.json_param(enc_meta),
                     escaped,
                     None if isinstance(status, Unset) else status,
                     now,
@@ -630,11 +638,9 @@ class PostgresStore(Store):
         return [self._message(r) for r in rows]
 
     async def get_last_messages(self, tenant_id: uuid.UUID, session_id: uuid.UUID, k: int) -> list[Message]:
-        if not isinstance(k, int) or isinstance(k, bool) or k < 0:
-            raise ConfigError(f"k must be an integer >= 0, got {k!r}")
+        # any k the store gate lets through (up to 2**63 - 1): "the last k" is bounded by the session anyway
         if k == 0:
             return []
-        check_page(0, k)
         tid, sid = _uid(tenant_id, "tenant_id"), _uid(session_id, "session_id")
         rows = await self._rows(
             q.LAST_MESSAGES_SQL, (sid, tid, k), f"reading the last messages of session {sid}", tenant=tid
@@ -689,7 +695,7 @@ class PostgresStore(Store):
             "user_id": session.user_id,
             "agent_id": session.agent_id,
             "title": session.title,
-            "metadata": Jsonb(session.metadata),
+            "metadata": q.json_param(session.metadata),
             "create_time": q.ts(session.create_time),
             "update_time": q.ts(session.update_time),
         }
@@ -752,10 +758,10 @@ class PostgresStore(Store):
         if not isinstance(metadata, Unset):
             if not isinstance(metadata, dict):
                 raise ValidationError(f"metadata must be a dict, got {type(metadata).__name__}")
-            check_json(metadata, "metadata")
+            metadata = check_json(metadata, "metadata")
             if has_nul(metadata):
                 raise ValidationError("session metadata must not contain NUL characters")
-            params["metadata"] = Jsonb(metadata)
+            params["metadata"] = q.json_param(metadata)
             sets.append(sql.SQL("metadata = %(metadata)s"))
         query = sql.SQL(
             "UPDATE entity_session SET {} WHERE id = %(id)s AND tenant_id = %(tenant_id)s RETURNING {}"

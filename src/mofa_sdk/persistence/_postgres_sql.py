@@ -6,11 +6,13 @@ parameters.
 
 from __future__ import annotations
 
+import functools
+import json
 from datetime import UTC, datetime
 from typing import Any, get_args
 
 from psycopg import sql
-from psycopg.types.json import Jsonb
+from psycopg.types.json import Json
 from pydantic import SecretStr
 
 from ..entities import (
@@ -34,20 +36,20 @@ Row = dict[str, Any]
 _MESSAGE_COLS = [
     ("id", "uuid"), ("session_id", "uuid"), ("tenant_id", "uuid"), ("user_id", "uuid"),
     ("agent_id", "uuid"), ("seq", "bigint"), ("role", "text"), ("content", "text"), ("status", "text"),
-    ("metadata", "jsonb"), ("nul_escaped", "boolean"), ("parent_message_id", "uuid"),
+    ("metadata", "json"), ("nul_escaped", "boolean"), ("parent_message_id", "uuid"),
     ("create_time", "timestamptz"), ("update_time", "timestamptz"),
 ]  # fmt: skip
 _SESSION_COLS = [
     ("id", "uuid"), ("tenant_id", "uuid"), ("user_id", "uuid"), ("agent_id", "uuid"), ("title", "text"),
-    ("metadata", "jsonb"), ("create_time", "timestamptz"), ("update_time", "timestamptz"),
+    ("metadata", "json"), ("create_time", "timestamptz"), ("update_time", "timestamptz"),
 ]  # fmt: skip
 _CALL_COLS = [
     ("id", "uuid"), ("tenant_id", "uuid"), ("session_id", "uuid"), ("user_id", "uuid"), ("agent_id", "uuid"),
     ("request_message_id", "uuid"), ("response_message_id", "uuid"), ("model_name", "text"),
     ("status", "text"), ("error_message", "text"), ("error_code", "text"), ("prompt_tokens", "integer"),
-    ("completion_tokens", "integer"), ("total_tokens", "integer"), ("prompt_tokens_details", "jsonb"),
-    ("completion_tokens_details", "jsonb"), ("tokens_estimated", "boolean"), ("price", "numeric"),
-    ("price_details", "jsonb"), ("latency_ms", "integer"), ("time_to_first_token_ms", "integer"),
+    ("completion_tokens", "integer"), ("total_tokens", "integer"), ("prompt_tokens_details", "json"),
+    ("completion_tokens_details", "json"), ("tokens_estimated", "boolean"), ("price", "numeric"),
+    ("price_details", "json"), ("latency_ms", "integer"), ("time_to_first_token_ms", "integer"),
     ("tokens_per_second", "double precision"), ("provider_response_id", "text"),
     ("create_time", "timestamptz"),
 ]  # fmt: skip
@@ -59,9 +61,9 @@ _PROVIDER_COLS = [
 _AGENT_COLS = [
     ("id", "uuid"), ("tenant_id", "uuid"), ("agent_code", "text"), ("agent_name", "text"),
     ("agent_order", "integer"), ("agent_status", "boolean"), ("context_limit", "integer"),
-    ("custom_params", "jsonb"), ("max_completion_tokens", "integer"), ("model_name", "text"),
-    ("provider_id", "uuid"), ("response_format", "jsonb"), ("system_prompt", "text"),
-    ("temperature", "double precision"), ("stream", "boolean"), ("thinking", "jsonb"),
+    ("custom_params", "json"), ("max_completion_tokens", "integer"), ("model_name", "text"),
+    ("provider_id", "uuid"), ("response_format", "json"), ("system_prompt", "text"),
+    ("temperature", "double precision"), ("stream", "boolean"), ("thinking", "json"),
     ("create_time", "timestamptz"), ("update_time", "timestamptz"),
 ]  # fmt: skip
 #: columns an update never changes
@@ -200,6 +202,13 @@ ACTIVE_AGENTS_SQL = _q(
     c=AGENT,
 )
 
+#: the current schema's (table, column) pairs and index names, for the schema check
+SCHEMA_COLUMNS_SQL = (
+    "SELECT table_name::text, column_name::text FROM information_schema.columns"
+    " WHERE table_schema = current_schema()"
+)
+SCHEMA_INDEXES_SQL = "SELECT indexname::text FROM pg_indexes WHERE schemaname = current_schema()"
+
 CALL_STATUSES: tuple[str, ...] = get_args(ApiCallStatus)
 MESSAGE_STATUSES: tuple[str, ...] = get_args(MessageStatus)
 STATISTICS_SELECT = _q(
@@ -260,8 +269,15 @@ def ts(value: datetime) -> datetime:
     return value.replace(tzinfo=UTC) if value.tzinfo is None else value
 
 
-def jsonb(value: Any) -> Jsonb | None:
-    return None if value is None else Jsonb(value)
+#: JSON as Python writes it, UTF-8 left as it is
+_dumps = functools.partial(json.dumps, ensure_ascii=False, allow_nan=False)
+
+
+def json_param(value: Any) -> Json | None:
+    """A JSON parameter. The columns are ``json`` (migration 0006), which keep the text as written, so
+    every number reads back as it went in: jsonb would turn 1e20 into an int, -0.0 into 0.0 and 1.5e300
+    into a different integer, and reorder keys."""
+    return None if value is None else Json(value, dumps=_dumps)
 
 
 # -- rows ------------------------------------------------------------------------------------------
@@ -298,7 +314,7 @@ def message_params(m: Message) -> dict[str, Any]:
         "role": m.role,
         "content": content,
         "status": m.status,
-        "metadata": Jsonb(metadata),
+        "metadata": json_param(metadata),
         "nul_escaped": escaped,
         "parent_message_id": m.parent_message_id,
         "create_time": ts(m.create_time),
@@ -329,7 +345,7 @@ def call_from_row(r: Row) -> LLMApiCall:
 def call_params(c: LLMApiCall) -> dict[str, Any]:
     params = {name: getattr(c, name) for name, _ in _CALL_COLS}
     for name in ("prompt_tokens_details", "completion_tokens_details", "price_details"):
-        params[name] = jsonb(params[name])
+        params[name] = json_param(params[name])
     params["create_time"] = ts(c.create_time)
     return params
 
@@ -390,7 +406,7 @@ def agent_from_row(r: Row) -> Agent:
 def agent_params(a: Agent) -> dict[str, Any]:
     params = {name: getattr(a, name) for name, _ in _AGENT_COLS}
     for name in ("custom_params", "response_format", "thinking"):
-        params[name] = jsonb(params[name])
+        params[name] = json_param(params[name])
     params["create_time"] = ts(a.create_time)
     params["update_time"] = ts(a.update_time)
     return params

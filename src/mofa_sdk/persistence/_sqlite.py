@@ -48,7 +48,7 @@ from ._local_tx import LocalTransaction, current, entered, joins
 from ._memory import check_message_update, check_session_update, percentile_cont, utc
 from ._secrets import decrypt_key, encrypt_key
 from ._sqlite_thread import open_connection
-from ._store import UNSET, Store, Unset, check_page, settle_status
+from ._store import UNSET, Store, Unset, check_page, no_schema_diagnosis, settle_status
 
 __all__ = ["SqliteStore", "SqliteTransaction"]
 
@@ -208,6 +208,10 @@ def path_from_url(url: str) -> str:
     return path
 
 
+class _MissingSchema(PersistenceError):
+    """A statement met a missing table or column; the store replaces it with a diagnosis."""
+
+
 @contextmanager
 def _errors(what: str) -> Iterator[None]:
     """SQLite's exceptions as mofa_sdk errors that say what was being done."""
@@ -222,6 +226,8 @@ def _errors(what: str) -> Iterator[None]:
         raise ValidationError(f"{what}: the database refused a value ({text})") from exc
     except sqlite3.OperationalError as exc:
         text = str(exc)
+        if text.startswith(("no such table", "no such column")) or "has no column named" in text:
+            raise _MissingSchema(text) from exc
         if "locked" in text or "busy" in text:
             raise ConflictError(f"{what}: the database stayed locked by another writer ({text})") from exc
         if "unable to open" in text or "disk" in text or "readonly" in text:
@@ -336,25 +342,31 @@ class SqliteStore(Store):
     @asynccontextmanager
     async def _reading(self, what: str) -> AsyncIterator[aiosqlite.Connection]:
         conn = self._open_conn()
-        if self._current() is not None:
-            with _errors(what):
-                yield conn
-            return
-        async with self._lock:
-            with _errors(what):
-                yield conn
+        try:
+            if self._current() is not None:
+                with _errors(what):
+                    yield conn
+                return
+            async with self._lock:
+                with _errors(what):
+                    yield conn
+        except _MissingSchema as exc:  # asked once the lock is free: the diagnosis reads the database
+            raise await self.schema_error(what, str(exc)) from exc.__cause__
 
     @asynccontextmanager
     async def _writing(self, what: str, tx: Any = None) -> AsyncIterator[aiosqlite.Connection]:
         """One write: its own BEGIN IMMEDIATE transaction, or a savepoint inside the open one, so a
         failed write leaves the database as it was either way."""
         conn = self._open_conn()
-        if self._joins(tx):
-            async with self._savepoint(conn, what):
+        try:
+            if self._joins(tx):
+                async with self._savepoint(conn, what):
+                    yield conn
+                return
+            async with self._lock, self._immediate(conn, what):
                 yield conn
-            return
-        async with self._lock, self._immediate(conn, what):
-            yield conn
+        except _MissingSchema as exc:
+            raise await self.schema_error(what, str(exc)) from exc.__cause__
 
     @asynccontextmanager
     async def _savepoint(self, conn: aiosqlite.Connection, what: str) -> AsyncIterator[None]:
@@ -421,23 +433,32 @@ class SqliteStore(Store):
         from ._migrations import MIGRATIONS_TABLE, load_migrations
 
         applied: list[str] = []
-        for m in load_migrations("sqlite"):
-            # one IMMEDIATE transaction each: a second process migrating at once waits, then skips it
-            async with self._writing(f"applying migration {m.name}") as conn:
-                await conn.execute(
-                    f"CREATE TABLE IF NOT EXISTS {MIGRATIONS_TABLE} "
-                    "(name TEXT PRIMARY KEY, applied_at TEXT NOT NULL)"
-                )
-                if await self._one(conn, f"SELECT 1 FROM {MIGRATIONS_TABLE} WHERE name = ?", (m.name,)):
-                    continue
-                for statement in _statements(m.sql):
-                    await conn.execute(statement)
-                await conn.execute(
-                    f"INSERT INTO {MIGRATIONS_TABLE} (name, applied_at) VALUES (?, ?)",
-                    (m.name, _ts(utc_now())),
-                )
-                applied.append(m.name)
+        with no_schema_diagnosis():  # "run the migrations" is no advice while running them
+            for m in load_migrations("sqlite"):
+                # one IMMEDIATE transaction each: a second process migrating at once waits, then skips it
+                async with self._writing(f"applying migration {m.name}") as conn:
+                    await conn.execute(
+                        f"CREATE TABLE IF NOT EXISTS {MIGRATIONS_TABLE} "
+                        "(name TEXT PRIMARY KEY, applied_at TEXT NOT NULL)"
+                    )
+                    if await self._one(conn, f"SELECT 1 FROM {MIGRATIONS_TABLE} WHERE name = ?", (m.name,)):
+                        continue
+                    for statement in _statements(m.sql):
+                        await conn.execute(statement)
+                    await conn.execute(
+                        f"INSERT INTO {MIGRATIONS_TABLE} (name, applied_at) VALUES (?, ?)",
+                        (m.name, _ts(utc_now())),
+                    )
+                    applied.append(m.name)
         return applied
+
+    async def check_schema(self) -> list[str]:
+        from ._migrations import SQLITE_COLUMNS_SQL, SQLITE_INDEXES_SQL, schema_problems, shape_of
+
+        async with self._reading("checking the schema") as conn:
+            columns = await self._all(conn, SQLITE_COLUMNS_SQL)
+            indexes = await self._all(conn, SQLITE_INDEXES_SQL)
+        return schema_problems(shape_of(columns, [r[0] for r in indexes]))
 
     async def migration_status(self) -> list[tuple[str, datetime | None]]:
         from ._migrations import MIGRATIONS_TABLE, load_migrations
@@ -492,7 +513,7 @@ class SqliteStore(Store):
         metadata: dict[str, Any] | Unset = UNSET,
         tx: Any = None,
     ) -> None:
-        check_message_update(content, status, metadata)
+        metadata = check_message_update(content, status, metadata)
         sets: list[str] = ["update_time = ?"]
         params: list[Any] = [_ts(utc_now())]
         if not isinstance(content, Unset):
@@ -544,8 +565,6 @@ class SqliteStore(Store):
         return [self._settle(_message(r)) for r in rows]
 
     async def get_last_messages(self, tenant_id: uuid.UUID, session_id: uuid.UUID, k: int) -> list[Message]:
-        if not isinstance(k, int) or isinstance(k, bool) or k < 0:
-            raise ConfigError(f"k must be an integer >= 0, got {k!r}")
         async with self._reading("reading the last messages") as conn:
             rows = await self._all(
                 conn,
@@ -643,7 +662,7 @@ class SqliteStore(Store):
         metadata: dict[str, Any] | Unset = UNSET,
         tx: Any = None,
     ) -> Session:
-        check_session_update(tenant_id, title, metadata)
+        metadata = check_session_update(tenant_id, title, metadata)
         sets: list[str] = ["update_time = ?"]
         params: list[Any] = [_ts(utc_now())]
         if not isinstance(title, Unset):

@@ -4,21 +4,30 @@ Every read and write of sessions, messages and api calls is scoped by ``tenant_i
 wrong tenant finds nothing and changes nothing. Writes take ``tx=`` (what ``store.transaction()`` yields,
 or the driver's own connection inside the caller's transaction) so several writes commit or roll back
 together; without it each write is its own transaction.
+
+Every public method of every store takes its arguments through the same gate (:meth:`Store.__init_subclass__`):
+ids may be UUIDs or UUID strings in any case, agent codes and provider names are looked up in the form
+they are stored in, and a value no store could hold is a ValidationError on all of them.
 """
 
 from __future__ import annotations
 
 import abc
+import contextvars
+import functools
+import inspect
 import uuid
-from collections.abc import Sequence
-from contextlib import AbstractAsyncContextManager
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import AbstractAsyncContextManager, contextmanager
 from datetime import datetime
 from types import TracebackType
 from typing import Any, Self
 
+from .._validate import check_count, check_key
 from ..entities import (
     Agent,
     AgentConfig,
+    Entity,
     LLMApiCall,
     Message,
     MessageStatus,
@@ -27,9 +36,19 @@ from ..entities import (
     Session,
     UsageStatistics,
 )
-from ..errors import ConfigError
+from ..errors import ConfigError, MofaError, PersistenceError
+from ..ids import parse_uuid
 
-__all__ = ["MAX_PAGE", "UNSET", "Store", "Unset", "check_page", "settle_status"]
+__all__ = [
+    "MAX_PAGE",
+    "UNSET",
+    "Store",
+    "Unset",
+    "check_page",
+    "no_schema_diagnosis",
+    "schema_fallback",
+    "settle_status",
+]
 
 #: the largest page any paginated read returns; larger requests are a clear error, not a memory spike
 MAX_PAGE = 10_000
@@ -71,6 +90,90 @@ def settle_status(message: Message, lease_seconds: float) -> Message:
     return message
 
 
+def _id(name: str) -> Callable[[Any], Any]:
+    return lambda value: None if value is None else parse_uuid(value, name)
+
+
+def _entity(kind: type[Entity], name: str) -> Callable[[Any], Any]:
+    def take(value: Any) -> Any:
+        if not isinstance(value, kind):
+            raise ConfigError(f"{name} must be a {kind.__name__}, got {type(value).__name__}")
+        # model_copy(update=...) and model_construct skip validation: check what is about to be written
+        return kind(**dict(value))
+
+    return take
+
+
+def _entities(kind: type[Entity], name: str) -> Callable[[Any], Any]:
+    take = _entity(kind, name)
+    return lambda values: [take(v) for v in values]
+
+
+#: how each public method's argument of that name is taken, whichever store runs it
+_ARGUMENTS: dict[str, Callable[[Any], Any]] = {
+    **{
+        name: _id(name)
+        for name in ("tenant_id", "user_id", "session_id", "message_id", "agent_id", "provider_id", "call_id")
+    },
+    "code": lambda value: check_key(value, "agent_code"),
+    "name": lambda value: check_key(value, "provider_name"),
+    "k": lambda value: check_count(value, "k"),
+    "message": _entity(Message, "message"),
+    "messages": _entities(Message, "messages"),
+    "session": _entity(Session, "session"),
+    "call": _entity(LLMApiCall, "call"),
+    "calls": _entities(LLMApiCall, "calls"),
+    "provider": _entity(Provider, "provider"),
+    "agent": _entity(Agent, "agent"),
+}
+
+
+def _gated(method: Callable[..., Any]) -> Callable[..., Any] | None:
+    """``method`` with its arguments taken through ``_ARGUMENTS`` (None: it has none of them)."""
+    plan: list[tuple[int | None, str, Callable[[Any], Any]]] = []
+    params = list(inspect.signature(method).parameters.values())[1:]  # after self
+    for position, p in enumerate(params):
+        if p.name in _ARGUMENTS:
+            positional = p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)
+            plan.append((position if positional else None, p.name, _ARGUMENTS[p.name]))
+    if not plan:
+        return None
+
+    @functools.wraps(method)
+    async def gated(self: Any, *args: Any, **kwargs: Any) -> Any:
+        values = list(args)
+        for position, name, take in plan:
+            if position is not None and position < len(values):
+                values[position] = take(values[position])
+            elif name in kwargs:
+                kwargs[name] = take(kwargs[name])
+        return await method(self, *values, **kwargs)
+
+    return gated
+
+
+#: set while a store works out why a query met a missing table or column (so that doing so cannot recurse),
+#: and while it migrates (where "run the migrations" would be no advice)
+_diagnosing: contextvars.ContextVar[bool] = contextvars.ContextVar("mofa_schema_diagnosis", default=False)
+
+
+@contextmanager
+def no_schema_diagnosis() -> Iterator[None]:
+    """A missing table or column met in here gets the plain message, without asking the database why."""
+    token = _diagnosing.set(True)
+    try:
+        yield
+    finally:
+        _diagnosing.reset(token)
+
+
+def schema_fallback(doing: str, detail: str) -> PersistenceError:
+    return PersistenceError(
+        f"{doing}: the mofa schema is missing or differs from the migrations ({detail}); "
+        "`mofa db status` shows which migrations are applied and what is missing"
+    )
+
+
 class Store(abc.ABC):
     """Base of every store. Subclasses implement the abstract methods; the rest is shared."""
 
@@ -78,6 +181,15 @@ class Store(abc.ABC):
     dialect: str
     #: a reply left ``streaming`` this long without a checkpoint reads as ``interrupted``
     streaming_lease_seconds: float = 5.0
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        # one gate for every store, so that no store can take an argument differently from the others
+        super().__init_subclass__(**kwargs)
+        for name, member in list(vars(cls).items()):
+            if not name.startswith("_") and inspect.iscoroutinefunction(member):
+                gated = _gated(member)
+                if gated is not None:
+                    setattr(cls, name, gated)
 
     async def __aenter__(self) -> Self:
         return self
@@ -98,6 +210,35 @@ class Store(abc.ABC):
     @abc.abstractmethod
     async def migration_status(self) -> list[tuple[str, datetime | None]]:
         """Every known migration with the time it was applied (None = pending)."""
+
+    async def check_schema(self) -> list[str]:
+        """What the database lacks of the schema the migrations create (tables, columns, indexes), one
+        sentence each; empty when nothing is missing. Finds what a migrations table cannot show: a
+        schema altered by hand after it was migrated."""
+        return []
+
+    async def schema_error(self, doing: str, detail: str) -> PersistenceError:
+        """The error for a query that met a missing table or column: pending migrations say to migrate;
+        a schema altered by hand says what is missing, since migrating would change nothing."""
+        if _diagnosing.get():
+            return schema_fallback(doing, detail)
+        try:
+            with no_schema_diagnosis():
+                pending = [name for name, applied in await self.migration_status() if applied is None]
+                problems = [] if pending else await self.check_schema()
+        except MofaError:
+            return schema_fallback(doing, detail)
+        if pending:
+            return PersistenceError(
+                f"{doing}: the mofa schema is missing or out of date ({detail}); migrations "
+                f"{', '.join(pending)} are pending: run `mofa db migrate` or `await store.migrate()`"
+            )
+        found = "; ".join(problems) if problems else detail
+        return PersistenceError(
+            f"{doing}: the schema was changed by hand after it was migrated ({found}); every migration "
+            "is applied, so migrating again changes nothing: restore what is missing (as the migrations "
+            "define it) or restore the database from a backup"
+        )
 
     @abc.abstractmethod
     def transaction(self) -> AbstractAsyncContextManager[Any]:

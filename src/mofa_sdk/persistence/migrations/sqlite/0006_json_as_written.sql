@@ -1,0 +1,2 @@
+-- PostgreSQL's 0006 makes its JSON columns keep the text as written. SQLite has always stored JSON as TEXT
+-- written by the application: nothing to change; the number is kept so both dialects list the same migrations.
