@@ -15,10 +15,11 @@ from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping, Sequen
 from datetime import UTC, datetime
 from typing import Any, cast
 
-import httpx
+import httpx2
 import openai
 from openai.types.chat import ChatCompletion, ChatCompletionChunk
 
+from .._redact import redact_text, redact_url, scrub_chain, url_secrets
 from ..errors import (
     AuthenticationError,
     ConfigError,
@@ -97,7 +98,7 @@ class OpenAICompatibleProvider:
         read_timeout: float = 60.0,
         max_retries: int = 3,
         include_usage: bool | None = None,
-        http_client: httpx.AsyncClient | None = None,
+        http_client: httpx2.AsyncClient | None = None,
         max_retry_delay: float = 30.0,
         sleep: Sleep = asyncio.sleep,
     ) -> None:
@@ -111,6 +112,8 @@ class OpenAICompatibleProvider:
             raise ConfigError("default_model must be a non-empty model name")
         self.default_model = default_model
         self._key = api_key or ""
+        #: what no message may show: the key, and credentials in base_url (http://u:pw@…, ?key=…)
+        self._secrets = (self._key, *url_secrets(base_url))
         self._connect_timeout = connect_timeout
         self._read_timeout = read_timeout
         self._max_retries = max_retries
@@ -120,14 +123,22 @@ class OpenAICompatibleProvider:
         #: None until a server has told us whether it accepts stream_options
         self._stream_options_ok: bool | None = None
         self._owns_http_client = http_client is None
+        problem: str | None = None
+        try:  # checked first: the SDK's own error would carry the URL, credentials and all
+            httpx2.URL(base_url or "")
+        except (httpx2.InvalidURL, ValueError, TypeError) as exc:
+            problem = f"{type(exc).__name__}: {self._scrub(str(exc))}"
+        if problem is not None:  # raised outside the except: the original must not ride along as context
+            raise ConfigError(f"bad base_url {redact_url(base_url or '')!r} ({problem})")
         self._client = openai.AsyncOpenAI(
             api_key=api_key or _PLACEHOLDER_KEY,
             base_url=base_url,
-            timeout=httpx.Timeout(read_timeout, connect=connect_timeout),
+            timeout=httpx2.Timeout(read_timeout, connect=connect_timeout),
             max_retries=0,
             http_client=http_client,
         )
-        self.base_url = str(self._client.base_url)
+        #: where requests go, as messages and reprs show it: credentials redacted
+        self.base_url = redact_url(str(self._client.base_url))
 
     def __repr__(self) -> str:
         return f"OpenAICompatibleProvider(base_url={self.base_url!r}, default_model={self.default_model!r})"
@@ -144,7 +155,24 @@ class OpenAICompatibleProvider:
     async def stream(
         self, messages: Sequence[ChatMessage], params: ChatParams
     ) -> AsyncGenerator[ProviderEvent, None]:
-        """Yields StreamStarted, TextDelta…, UsageReport, Finish; raises only ProviderError subclasses."""
+        """Yields StreamStarted, TextDelta…, UsageReport, Finish; raises only ProviderError subclasses.
+
+        An error's ``__cause__`` names the SDK exceptions behind it (class and redacted message) and its
+        ``__context__`` is empty: the SDK's own exceptions carry the request, whose URL and headers may hold
+        credentials, and their text may echo the key."""
+        events = self._stream(messages, params)
+        try:
+            async for event in events:
+                yield event
+        except Exception as err:
+            scrub_chain(err, self._secrets)
+            raise  # a bare raise keeps the scrubbed chain as it is
+        finally:
+            await events.aclose()
+
+    async def _stream(
+        self, messages: Sequence[ChatMessage], params: ChatParams
+    ) -> AsyncGenerator[ProviderEvent, None]:
         if not params.stream:
             async for event in self._complete(messages, params):
                 yield event
@@ -323,13 +351,13 @@ class OpenAICompatibleProvider:
         return f"provider at {self.base_url}"
 
     def _scrub(self, text: str) -> str:
-        return text.replace(self._key, "***") if self._key else text
+        return redact_text(text, self._secrets)
 
     def _request_error(self, exc: BaseException, *, attempts: int = 1) -> ProviderError:
         """Maps a failure before any chunk arrived."""
         where = self._where()
         if isinstance(exc, openai.APITimeoutError):
-            if isinstance(exc.__cause__, httpx.ConnectTimeout):
+            if isinstance(exc.__cause__, httpx2.ConnectTimeout):
                 return ProviderTimeoutError(f"{where}: connect timed out after {self._connect_timeout:g}s")
             return ProviderTimeoutError(f"{where}: no response within {self._read_timeout:g}s")
         if isinstance(exc, openai.APIConnectionError):
