@@ -7,6 +7,7 @@ parser accepts (a bad port, a stray ``[``, a raw ``?`` in a password) must still
 
 from __future__ import annotations
 
+import logging
 import re
 from collections.abc import Iterable
 from urllib.parse import unquote, unquote_plus
@@ -18,6 +19,7 @@ __all__ = [
     "ScrubbedCause",
     "is_secret_name",
     "mask_key",
+    "redact_logs",
     "redact_text",
     "redact_url",
     "scrub_chain",
@@ -188,3 +190,23 @@ def scrub_chain(err: BaseException, secrets: Iterable[str | None] = ()) -> BaseE
     err.__context__ = None
     err.__suppress_context__ = True
     return err
+
+
+class _RedactingFilter(logging.Filter):
+    """Redacts the URLs in a record's message: httpx logs every request's full URL at INFO."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        redacted = redact_text(message)
+        if redacted != message:
+            record.msg, record.args = redacted, None
+        return True
+
+
+def redact_logs(*names: str) -> None:
+    """Make the loggers ``names`` (a third-party library's own, records are filtered where they are made)
+    redact URLs; idempotent."""
+    for name in names:
+        logger = logging.getLogger(name)
+        if not any(isinstance(f, _RedactingFilter) for f in logger.filters):
+            logger.addFilter(_RedactingFilter())

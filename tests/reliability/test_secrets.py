@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import ast
 import base64
+import contextlib
 import hashlib
 import json
 import logging
@@ -440,6 +441,24 @@ def _fill(body: dict[str, Any] | None, base: str) -> dict[str, Any] | None:
     if body is None:
         return None
     return json.loads(json.dumps(body).replace("{url}", base))
+
+
+async def test_api_base_credentials_never_show_in_logs(fault: FaultServer, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.DEBUG)
+    for name in ("openai", "httpx2", "httpx", "httpcore", "httpcore2", "mofa_sdk"):
+        logging.getLogger(name).setLevel(logging.DEBUG)
+    fault.push(Reply(status=401, error_body={"error": {"message": "no"}}), Reply(chunks=["hello"]))
+    provider = OpenAICompatibleProvider(base_url=creds_base(fault), api_key=KEY, max_retries=0)
+    try:
+        for _ in range(2):
+            with contextlib.suppress(ProviderError):
+                async for _ in provider.stream([ChatMessage("user", "hi")], ChatParams(model="m")):
+                    pass
+    finally:
+        await provider.aclose()
+    logged = "\n".join(f"{r.name} {r.getMessage()} {r.exc_text or ''}" for r in caplog.records)
+    assert "HTTP Request: POST" in logged and f"127.0.0.1:{fault.port}" in logged  # it did log the request
+    assert_clean(logged, PW, QK, KEY, where="logs")
 
 
 async def test_a_bad_base_url_is_a_clean_config_error() -> None:

@@ -19,7 +19,7 @@ import httpx2
 import openai
 from openai.types.chat import ChatCompletion, ChatCompletionChunk
 
-from .._redact import redact_text, redact_url, scrub_chain, url_secrets
+from .._redact import redact_logs, redact_text, redact_url, scrub_chain, url_secrets
 from ..errors import (
     AuthenticationError,
     ConfigError,
@@ -42,6 +42,9 @@ _PLACEHOLDER_KEY = "not-needed"
 _MESSAGE_OVERHEAD = 4
 
 Sleep = Callable[[float], Awaitable[None]]
+
+# the HTTP client logs each request's URL (at INFO), credentials in base_url and all
+redact_logs("httpx2", "httpx", "openai._base_client")
 
 
 def estimate_tokens(text: str) -> int:

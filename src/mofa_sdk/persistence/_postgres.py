@@ -92,7 +92,7 @@ class _Target:
         url = url.strip()
         scheme = url.split("://", 1)[0].lower() if "://" in url else ""
         # taken by shape, so that even a URL no parser accepts cannot echo its password
-        self._secrets = url_secrets(url)
+        self.secrets = url_secrets(url)
         if scheme not in ("postgres", "postgresql"):
             raise ConfigError(f"not a PostgreSQL URL (expected postgresql://…): {redact_url(url)!r}")
         problem: str | None = None
@@ -102,7 +102,7 @@ class _Target:
             problem = self.clean(str(exc))
         if problem is not None:  # raised outside the except: psycopg's text must not ride along as context
             raise ConfigError(f"malformed PostgreSQL URL {redact_url(url)!r}: {problem}")
-        self._secrets += tuple(str(v) for k, v in params.items() if v and is_secret_name(k))
+        self.secrets += tuple(str(v) for k, v in params.items() if v and is_secret_name(k))
         self.url = url
         self.host = str(params.get("host") or "localhost")
         self.port = str(params.get("port") or "5432")
@@ -118,7 +118,7 @@ class _Target:
         return f"host={self.host} port={self.port} database={self.dbname}"
 
     def clean(self, text: str) -> str:
-        return redact_text(text, self._secrets)
+        return redact_text(text, self.secrets)
 
 
 _F = TypeVar("_F", bound=Callable[..., Awaitable[Any]])
@@ -133,11 +133,12 @@ def _scrubbed(fn: _F) -> _F:
         try:
             return await fn(*args, **kwargs)
         except MofaError as err:
-            target = getattr(args[0], "_target", None) if args else None
-            url = kwargs.get("url", args[1] if len(args) > 1 else None)
-            secrets = target._secrets if isinstance(target, _Target) else url_secrets(url) if isinstance(
-                url, str) else ()
-            scrub_chain(err, secrets)
+            target = getattr(args[0], "_target", None) if args else None  # migrate(self)
+            url = kwargs.get("url", args[1] if len(args) > 1 else None)  # connect_with_options(cls, url)
+            if isinstance(target, _Target):
+                scrub_chain(err, target.secrets)
+            else:
+                scrub_chain(err, url_secrets(url) if isinstance(url, str) else ())
             raise  # a bare raise keeps the scrubbed chain as it is
 
     return cast("_F", wrapper)
