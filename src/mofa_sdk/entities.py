@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import json
 import uuid
+from collections.abc import Iterator
 from datetime import datetime
 from typing import Any, Literal
 
 import pydantic
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 
+from ._redact import redact_text, redact_url
 from ._validate import INT32_MAX, INT32_MIN, INT64_MAX, check_json, check_key, check_label, check_text
 from .errors import ValidationError
 from .ids import utc_now, uuid7
@@ -174,6 +176,13 @@ class Provider(Entity):
     def _base(cls, v: str | None) -> str | None:
         return _no_nul(check_text(v, "api_base") if v is not None else None, "api_base")
 
+    def __repr_args__(self) -> Iterator[tuple[str | None, Any]]:
+        # api_base may carry credentials (http://u:pw@…, ?key=…): a repr shows it redacted, as it does api_key
+        for name, value in super().__repr_args__():
+            if name == "api_base" and isinstance(value, str) and self.provider_type != "local":
+                value = redact_url(value)
+            yield name, value
+
 
 class Agent(Entity):
     id: uuid.UUID = Field(default_factory=uuid7)
@@ -260,6 +269,13 @@ class LLMApiCall(Entity):
         if v is None:
             return None
         return v.replace("\x00", "\ufffd").encode("utf-8", "replace").decode("utf-8")
+
+    @field_validator("error_message")
+    @classmethod
+    def _redacted(cls, v: str | None) -> str | None:
+        # the row outlives the process and is read by `mofa usage` and dashboards: no URL in it keeps a
+        # password or a secret parameter, whoever built the message
+        return redact_text(v) if v is not None else None
 
     @field_validator("prompt_tokens_details", "completion_tokens_details", "price_details")
     @classmethod

@@ -11,6 +11,7 @@ from pydantic import SecretStr
 from rich.table import Table
 from rich.text import Text
 
+from .._redact import mask_key, redact_url
 from ..entities import Agent, Provider
 from ..errors import ConfigError, NotFoundError, PersistenceError
 from ..ids import utc_now
@@ -19,11 +20,9 @@ from ._common import (
     DbOpt,
     TenantOpt,
     console,
-    mask_key,
     open_store,
     resolve_tenant,
     run,
-    safe_url,
     short_time,
 )
 
@@ -40,6 +39,14 @@ _OPENAI_LIKE = ("openai", "compatible", "azure", "ollama")
 
 def _yes_no(flag: bool) -> Text:
     return Text("yes", style="green") if flag else Text("no", style="red")
+
+
+def _base(api_base: str | None, ptype: str) -> str:
+    """``api_base`` as shown: a URL may carry credentials (``http://u:pw@…``, ``?key=…``); a local model's
+    path carries none and is shown as given."""
+    if not api_base:
+        return "-"
+    return api_base if ptype == "local" else redact_url(api_base)
 
 
 def _secret(provider: Provider) -> str | None:
@@ -112,7 +119,7 @@ def providers_add(
             and api_base is not None
             and not api_base.startswith(("http://", "https://"))
         ):
-            raise ConfigError(f"--api-base must be an http:// or https:// URL, got {api_base!r}")
+            raise ConfigError(f"--api-base must be an http:// or https:// URL, got {redact_url(api_base)!r}")
         key = _read_key(api_key_env, prompt_key)
         row = Provider(
             tenant_id=tid,
@@ -124,7 +131,7 @@ def providers_add(
         )
         async with open_store(db) as store:
             await store.create_provider(row)
-        where = f" at {api_base}" if api_base else ""
+        where = f" at {_base(api_base, ptype)}" if api_base else ""
         console.print(f"added provider {name} ({ptype}{where}, key {mask_key(key)}) in tenant {tid}")
 
     run(go())
@@ -148,7 +155,7 @@ def providers_list(db: DbOpt = None, tenant: TenantOpt = None) -> None:
             table.add_row(
                 p.provider_name,
                 p.provider_type,
-                p.api_base or "-",
+                _base(p.api_base, p.provider_type),
                 mask_key(_secret(p)),
                 _yes_no(p.enabled),
                 str(p.id),
@@ -279,7 +286,8 @@ def agents_show(code: str, db: DbOpt = None, tenant: TenantOpt = None) -> None:
             ("model", a.model_name),
             (
                 "provider",
-                f"{p.provider_name} ({p.provider_type}, {p.api_base or '-'}, key {mask_key(_secret(p))})"
+                f"{p.provider_name} ({p.provider_type}, {_base(p.api_base, p.provider_type)}, "
+                f"key {mask_key(_secret(p))})"
                 + ("" if p.enabled else " [disabled]")
                 if p is not None
                 else f"missing ({a.provider_id})",
@@ -329,7 +337,7 @@ def _describe(db: str | None, store: Store) -> str:
         from ..persistence import default_database_url
 
         url = default_database_url()
-    return f"{safe_url(url)} ({store.dialect})"
+    return f"{redact_url(url)} ({store.dialect})"
 
 
 async def _print_status(store: Store) -> None:

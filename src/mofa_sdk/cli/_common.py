@@ -1,4 +1,4 @@
-"""What every command shares: options, identity, the store, consoles, masking and error handling."""
+"""What every command shares: options, identity, the store, consoles and error handling."""
 
 from __future__ import annotations
 
@@ -12,11 +12,11 @@ from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Annotated, Any, NoReturn, TypeVar
-from urllib.parse import urlsplit, urlunsplit
 
 import typer
 from rich.console import Console
 
+from .._redact import redact_text
 from ..errors import MofaError
 from ..ids import parse_uuid
 from ..persistence import Store, connect_store
@@ -29,12 +29,10 @@ __all__ = [
     "console",
     "err_console",
     "fail",
-    "mask_key",
     "open_store",
     "resolve_tenant",
     "resolve_user",
     "run",
-    "safe_url",
     "short_time",
     "state",
     "user_errors",
@@ -94,29 +92,6 @@ def resolve_user(value: str | None) -> uuid.UUID:
     return parse_uuid(env, "USER_ID") if env else NIL
 
 
-def safe_url(url: str) -> str:
-    """``url`` with any password replaced, for messages."""
-    try:
-        parts = urlsplit(url)
-    except ValueError:
-        return "<malformed URL>"
-    if parts.password is None:
-        return url
-    netloc = parts.netloc.rsplit("@", 1)[1]
-    user = parts.username or ""
-    return urlunsplit(parts._replace(netloc=f"{user}:***@{netloc}"))
-
-
-def mask_key(key: str | None) -> str:
-    """A key as lists may show it: at most a known prefix and its last 4 characters."""
-    if not key:
-        return "-"
-    if len(key) < 12:  # too short to reveal anything of
-        return "••••"
-    prefix = "sk-" if key.startswith("sk-") else ""
-    return f"{prefix}…{key[-4:]}"
-
-
 def short_time(value: datetime | None, *, seconds: bool = True) -> str:
     if value is None:
         return "-"
@@ -161,7 +136,8 @@ def user_errors() -> Iterator[None]:
 def _report(exc: BaseException) -> NoReturn:
     if state.verbose:
         traceback.print_exception(exc, file=sys.stderr)
-    fail(str(exc) or type(exc).__name__)
+    # the last net: whatever raised it, no URL in an error line shows its password or a secret parameter
+    fail(redact_text(str(exc)) or type(exc).__name__)
 
 
 def run(coro: Coroutine[Any, Any, T]) -> T:

@@ -19,6 +19,7 @@ import httpx2
 import openai
 from openai.types.chat import ChatCompletion, ChatCompletionChunk
 
+from .._redact import redact_logs, redact_text, redact_url, scrub_chain, url_secrets
 from ..errors import (
     AuthenticationError,
     ConfigError,
@@ -41,6 +42,9 @@ _PLACEHOLDER_KEY = "not-needed"
 _MESSAGE_OVERHEAD = 4
 
 Sleep = Callable[[float], Awaitable[None]]
+
+# the HTTP client logs each request's URL (at INFO), credentials in base_url and all
+redact_logs("httpx2", "httpx", "openai._base_client")
 
 
 def estimate_tokens(text: str) -> int:
@@ -111,6 +115,8 @@ class OpenAICompatibleProvider:
             raise ConfigError("default_model must be a non-empty model name")
         self.default_model = default_model
         self._key = api_key or ""
+        #: what no message may show: the key, and credentials in base_url (http://u:pw@…, ?key=…)
+        self._secrets = (self._key, *url_secrets(base_url))
         self._connect_timeout = connect_timeout
         self._read_timeout = read_timeout
         self._max_retries = max_retries
@@ -120,6 +126,13 @@ class OpenAICompatibleProvider:
         #: None until a server has told us whether it accepts stream_options
         self._stream_options_ok: bool | None = None
         self._owns_http_client = http_client is None
+        problem: str | None = None
+        try:  # checked first: the SDK's own error would carry the URL, credentials and all
+            httpx2.URL(base_url or "")
+        except (httpx2.InvalidURL, ValueError, TypeError) as exc:
+            problem = f"{type(exc).__name__}: {self._scrub(str(exc))}"
+        if problem is not None:  # raised outside the except: the original must not ride along as context
+            raise ConfigError(f"bad base_url {redact_url(base_url or '')!r} ({problem})")
         self._client = openai.AsyncOpenAI(
             api_key=api_key or _PLACEHOLDER_KEY,
             base_url=base_url,
@@ -127,7 +140,8 @@ class OpenAICompatibleProvider:
             max_retries=0,
             http_client=http_client,
         )
-        self.base_url = str(self._client.base_url)
+        #: where requests go, as messages and reprs show it: credentials redacted
+        self.base_url = redact_url(str(self._client.base_url))
 
     def __repr__(self) -> str:
         return f"OpenAICompatibleProvider(base_url={self.base_url!r}, default_model={self.default_model!r})"
@@ -144,7 +158,24 @@ class OpenAICompatibleProvider:
     async def stream(
         self, messages: Sequence[ChatMessage], params: ChatParams
     ) -> AsyncGenerator[ProviderEvent, None]:
-        """Yields StreamStarted, TextDelta…, UsageReport, Finish; raises only ProviderError subclasses."""
+        """Yields StreamStarted, TextDelta…, UsageReport, Finish; raises only ProviderError subclasses.
+
+        An error's ``__cause__`` names the SDK exceptions behind it (class and redacted message) and its
+        ``__context__`` is empty: the SDK's own exceptions carry the request, whose URL and headers may hold
+        credentials, and their text may echo the key."""
+        events = self._stream(messages, params)
+        try:
+            async for event in events:
+                yield event
+        except Exception as err:
+            scrub_chain(err, self._secrets)
+            raise  # a bare raise keeps the scrubbed chain as it is
+        finally:
+            await events.aclose()
+
+    async def _stream(
+        self, messages: Sequence[ChatMessage], params: ChatParams
+    ) -> AsyncGenerator[ProviderEvent, None]:
         if not params.stream:
             async for event in self._complete(messages, params):
                 yield event
@@ -323,7 +354,7 @@ class OpenAICompatibleProvider:
         return f"provider at {self.base_url}"
 
     def _scrub(self, text: str) -> str:
-        return text.replace(self._key, "***") if self._key else text
+        return redact_text(text, self._secrets)
 
     def _request_error(self, exc: BaseException, *, attempts: int = 1) -> ProviderError:
         """Maps a failure before any chunk arrived."""

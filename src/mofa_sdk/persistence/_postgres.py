@@ -3,16 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import math
 import os
 import select
 import uuid
 import weakref
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from datetime import datetime, timedelta
-from typing import Any
-from urllib.parse import urlsplit
+from typing import Any, TypeVar, cast
 
 import psycopg
 from psycopg import errors as pgerr
@@ -22,6 +22,7 @@ from psycopg.pq import TransactionStatus
 from psycopg.rows import dict_row
 from psycopg_pool import AsyncConnectionPool, PoolClosed, PoolTimeout
 
+from .._redact import is_secret_name, redact_text, redact_url, scrub_chain, url_secrets
 from ..entities import (
     Agent,
     LLMApiCall,
@@ -82,45 +83,64 @@ async def _atomic(conn: Conn) -> AsyncIterator[None]:
 
 
 class _Target:
-    """Where a URL points, for messages that must never show the password."""
+    """Where a URL points, for messages that must never show a secret of it."""
 
     def __init__(self, url: str) -> None:
         if not isinstance(url, str) or not url.strip():
             raise ConfigError("the PostgreSQL URL is empty")
         url = url.strip()
         scheme = url.split("://", 1)[0].lower() if "://" in url else ""
-        try:
-            self.password = urlsplit(url).password or ""
-        except ValueError:
-            # a URL too broken to parse (e.g. "[::1" with no "]") may still carry a password in its
-            # userinfo; it must not reach the error message
-            userinfo = url.partition("://")[2].rpartition("@")[0]
-            self.password = userinfo.partition(":")[2] if "@" in url.partition("://")[2] else ""
+        # taken by shape, so that even a URL no parser accepts cannot echo its password
+        self.secrets = url_secrets(url)
         if scheme not in ("postgres", "postgresql"):
-            raise ConfigError(f"not a PostgreSQL URL (expected postgresql://…): {self.redact(url)!r}")
+            raise ConfigError(f"not a PostgreSQL URL (expected postgresql://…): {redact_url(url)!r}")
+        problem: str | None = None
         try:
             params = conninfo_to_dict(url)
         except psycopg.Error as exc:
-            raise ConfigError(
-                f"malformed PostgreSQL URL {self.redact(url)!r}: {self.clean(str(exc))}"
-            ) from None
-        self.password = str(params.get("password") or self.password)
+            problem = self.clean(str(exc))
+        if problem is not None:  # raised outside the except: psycopg's text must not ride along as context
+            raise ConfigError(f"malformed PostgreSQL URL {redact_url(url)!r}: {problem}")
+        self.secrets += tuple(str(v) for k, v in params.items() if v and is_secret_name(k))
         self.url = url
         self.host = str(params.get("host") or "localhost")
         self.port = str(params.get("port") or "5432")
-        # libpq only notices a bad port when it tries to connect, and then blames the host
+        # libpq only notices a bad port when it tries to connect, and then blames the host. The port is not
+        # echoed: in "u:pa/ss@h" libpq reads "pa" as the port; the redacted URL shows a real one anyway
         if not all(p.strip().isdigit() and 0 < int(p) < 65536 for p in self.port.split(",")):
-            raise ConfigError(f"malformed PostgreSQL URL {self.redact(url)!r}: bad port {self.port!r}")
+            raise ConfigError(
+                f"malformed PostgreSQL URL {redact_url(url)!r}: the port is not a number from 1 to 65535"
+            )
         self.dbname = str(params.get("dbname") or params.get("user") or "postgres")
 
     def __str__(self) -> str:
         return f"host={self.host} port={self.port} database={self.dbname}"
 
     def clean(self, text: str) -> str:
-        return text.replace(self.password, "***") if self.password else text
+        return redact_text(text, self.secrets)
 
-    def redact(self, url: str) -> str:
-        return self.clean(url)
+
+_F = TypeVar("_F", bound=Callable[..., Awaitable[Any]])
+
+
+def _scrubbed(fn: _F) -> _F:
+    """For methods that open connections: psycopg's connection errors hold the password (``exc.pgconn``
+    keeps the whole conninfo), so what ``fn`` raises keeps only their classes and redacted messages."""
+
+    @functools.wraps(fn)
+    async def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return await fn(*args, **kwargs)
+        except MofaError as err:
+            target = getattr(args[0], "_target", None) if args else None  # migrate(self)
+            url = kwargs.get("url", args[1] if len(args) > 1 else None)  # connect_with_options(cls, url)
+            if isinstance(target, _Target):
+                scrub_chain(err, target.secrets)
+            else:
+                scrub_chain(err, url_secrets(url) if isinstance(url, str) else ())
+            raise  # a bare raise keeps the scrubbed chain as it is
+
+    return cast("_F", wrapper)
 
 
 # -- the store ---------------------------------------------------------------------------------------
@@ -177,6 +197,7 @@ class PostgresStore(Store):
         return await cls.connect_with_options(url, migrate=migrate, **options)
 
     @classmethod
+    @_scrubbed
     async def connect_with_options(
         cls,
         url: str,
@@ -406,6 +427,7 @@ class PostgresStore(Store):
             return []
         return await self.migrate()
 
+    @_scrubbed
     async def migrate(self) -> list[str]:
         """Apply pending migrations, each in its own transaction under an advisory lock."""
         done: list[str] = []
