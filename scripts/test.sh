@@ -8,4 +8,5 @@ export MOFA_TEST_DATABASE_URL
 echo "PostgreSQL for tests: $MOFA_TEST_DATABASE_URL"
 "$VENV/bin/ruff" check src tests examples bench
 "$VENV/bin/mypy"
+"$VENV/bin/python" scripts/gen_postgres_init.py --check
 exec "$VENV/bin/pytest" -q "$@"
