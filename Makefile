@@ -14,7 +14,7 @@ test: setup
 	VENV=$(VENV) bash scripts/test.sh
 
 lint: setup
-	$(VENV)/bin/ruff check src tests examples bench
+	$(VENV)/bin/ruff check src tests examples bench scripts
 	$(VENV)/bin/mypy
 
 bench: setup

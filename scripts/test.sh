@@ -6,7 +6,7 @@ VENV=${VENV:-.venv}
 MOFA_TEST_DATABASE_URL=$(bash scripts/ensure_postgres.sh)
 export MOFA_TEST_DATABASE_URL
 echo "PostgreSQL for tests: $MOFA_TEST_DATABASE_URL"
-"$VENV/bin/ruff" check src tests examples bench
+"$VENV/bin/ruff" check src tests examples bench scripts
 "$VENV/bin/mypy"
 "$VENV/bin/python" scripts/gen_postgres_init.py --check
 exec "$VENV/bin/pytest" -q "$@"
