@@ -15,7 +15,7 @@ from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping, Sequen
 from datetime import UTC, datetime
 from typing import Any, cast
 
-import httpx
+import httpx2
 import openai
 from openai.types.chat import ChatCompletion, ChatCompletionChunk
 
@@ -30,6 +30,7 @@ from ..errors import (
     RateLimitError,
     StreamInterruptedError,
 )
+from ._boundary import check_request
 from ._provider import ChatParams, Finish, ProviderEvent, StreamStarted, TextDelta, UsageReport
 from ._types import ChatMessage, Usage
 
@@ -97,7 +98,7 @@ class OpenAICompatibleProvider:
         read_timeout: float = 60.0,
         max_retries: int = 3,
         include_usage: bool | None = None,
-        http_client: httpx.AsyncClient | None = None,
+        http_client: httpx2.AsyncClient | None = None,
         max_retry_delay: float = 30.0,
         sleep: Sleep = asyncio.sleep,
     ) -> None:
@@ -123,7 +124,7 @@ class OpenAICompatibleProvider:
         self._client = openai.AsyncOpenAI(
             api_key=api_key or _PLACEHOLDER_KEY,
             base_url=base_url,
-            timeout=httpx.Timeout(read_timeout, connect=connect_timeout),
+            timeout=httpx2.Timeout(read_timeout, connect=connect_timeout),
             max_retries=0,
             http_client=http_client,
         )
@@ -144,7 +145,9 @@ class OpenAICompatibleProvider:
     async def stream(
         self, messages: Sequence[ChatMessage], params: ChatParams
     ) -> AsyncGenerator[ProviderEvent, None]:
-        """Yields StreamStarted, TextDelta…, UsageReport, Finish; raises only ProviderError subclasses."""
+        """Yields StreamStarted, TextDelta…, UsageReport, Finish; raises ProviderError subclasses, or
+        ValidationError before sending anything for text UTF-8 cannot encode."""
+        check_request(messages)  # else the HTTP client's encoding error would read as a bad response
         if not params.stream:
             async for event in self._complete(messages, params):
                 yield event
@@ -212,6 +215,16 @@ class OpenAICompatibleProvider:
                 self._stream_options_ok = True
         if not isinstance(result, openai.AsyncStream):
             raise MalformedResponseError(f"{self._where()}: expected an event stream", status_code=200)
+        content_type = result.response.headers.get("content-type", "")
+        if content_type and content_type.partition(";")[0].strip().lower() != "text/event-stream":
+            # an HTML page (a proxy, a login portal, a wrong base URL) holds no events: say so, rather than
+            # read it as a stream that ended early
+            await result.close()
+            raise MalformedResponseError(
+                f"{self._where()}: not an OpenAI-compatible response (got {_shown(content_type)} with status "
+                f"{result.response.status_code}, not an event stream); check the base URL",
+                status_code=result.response.status_code,
+            )
         return cast("openai.AsyncStream[ChatCompletionChunk]", result)
 
     async def _complete(
@@ -221,6 +234,12 @@ class OpenAICompatibleProvider:
             result = await self._create(messages, params, stream=False, include_usage=False)
         except openai.BadRequestError as exc:
             raise self._request_error(exc) from None
+        if isinstance(result, str):  # what the SDK returns for a body that is not JSON
+            kind = "an HTML page" if result.lstrip()[:1] == "<" else "text that is not JSON"
+            raise MalformedResponseError(
+                f"{self._where()}: not an OpenAI-compatible response (got {kind} with status 200); "
+                "check the base URL", status_code=200,
+            )
         choices = result.choices if isinstance(result, ChatCompletion) else None
         if not isinstance(result, ChatCompletion) or not isinstance(choices, list) or not choices:
             raise MalformedResponseError(f"{self._where()}: the response has no choices", status_code=200)
@@ -329,7 +348,7 @@ class OpenAICompatibleProvider:
         """Maps a failure before any chunk arrived."""
         where = self._where()
         if isinstance(exc, openai.APITimeoutError):
-            if isinstance(exc.__cause__, httpx.ConnectTimeout):
+            if isinstance(exc.__cause__, httpx2.ConnectTimeout):
                 return ProviderTimeoutError(f"{where}: connect timed out after {self._connect_timeout:g}s")
             return ProviderTimeoutError(f"{where}: no response within {self._read_timeout:g}s")
         if isinstance(exc, openai.APIConnectionError):
@@ -371,6 +390,12 @@ class OpenAICompatibleProvider:
             return ProviderServerError(f"{where}: error event mid-stream: {self._scrub(exc.message)}",
                                        partial_text=partial, status_code=200)
         return ProviderError(f"{where}: {self._scrub(str(exc))}", partial_text=partial, status_code=200)
+
+
+def _shown(header: str) -> str:
+    """A response header as it may be shown: short and printable."""
+    text = "".join(c if c.isprintable() else "?" for c in header[:80])
+    return text + ("…" if len(header) > 80 else "")
 
 
 def _error_text(exc: openai.APIStatusError) -> str:
