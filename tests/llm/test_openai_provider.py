@@ -383,3 +383,9 @@ async def test_usage_is_passed_on_as_sent_for_the_stream_layer_to_judge(server: 
 
 async def collect_messages(provider: OpenAICompatibleProvider, messages: list[ChatMessage]) -> list[ProviderEvent]:
     return [e async for e in provider.stream(messages, ChatParams(model="fault-model"))]
+
+
+async def test_unencodable_text_elsewhere_in_the_body_is_named_too(server: FaultServer) -> None:
+    with pytest.raises(ValidationError, match=r"the request holds a character UTF-8 cannot encode \('\\udcff'\)"):
+        await collect(make(server), ChatParams(model="m", extra={"stop": ["\udcff"]}))
+    assert server.requests == []

@@ -5,6 +5,9 @@ idle timeout, the turn timeout and the reply size cap. End to end with HTTP and 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from typing import Any
 
 import pytest
 
@@ -16,7 +19,7 @@ from mofa_sdk.errors import (
     TurnTimeoutError,
     ValidationError,
 )
-from mofa_sdk.llm import LLMAgentBuilder, ScriptedProvider, StreamLimits, Usage
+from mofa_sdk.llm import LLMAgentBuilder, ProviderEvent, ScriptedProvider, StreamLimits, TextDelta, Usage
 from tests.llm.test_stream import Recorder, contents
 
 EMOJI = "\U0001f600"
@@ -81,10 +84,51 @@ async def test_idle_timeout_ends_a_silent_stream_as_error_with_the_partial() -> 
         async for d in agent.chat_stream("q"):
             seen.append(d)
     assert isinstance(info.value, ProviderTimeoutError)
+    task = asyncio.current_task()
+    assert task is not None and task.cancelling() == 0  # the timer's cancellation was taken back
     assert seen == ["before", " the"] and info.value.partial_text == "before the"
     assert rec.log[-1] == ("rec", "on_error", "error", "before the", "IdleTimeoutError")
     assert p.open_streams == 0 and p.closed_early == 1  # the provider's stream was closed
     assert contents(agent)[-1] == ("assistant", "before the", "error")
+
+
+class Stubborn(ScriptedProvider):
+    """A provider that swallows cancellation while it waits, then keeps talking."""
+
+    async def _play(self, index: int, messages: Any, params: Any) -> AsyncIterator[ProviderEvent]:
+        yield TextDelta("first")
+        with contextlib.suppress(asyncio.CancelledError):
+            await asyncio.Event().wait()
+        yield TextDelta(" after the cancel")
+
+
+async def test_a_provider_swallowing_the_cancellation_still_times_out() -> None:
+    agent = build(Stubborn(), idle=0.2).build()
+    s = agent.chat_stream("q")
+    seen: list[str] = []
+    with pytest.raises(IdleTimeoutError):
+        async for d in s:
+            seen.append(d)
+    assert seen == ["first"] and s.text == "first"
+    task = asyncio.current_task()
+    assert task is not None and task.cancelling() == 0
+
+
+async def test_an_outside_cancellation_stays_a_cancellation_with_bounds_armed() -> None:
+    p = ScriptedProvider(["a b c"], hang_after=1)
+    agent = build(p, idle=30, turn=60).build()
+    started = asyncio.Event()
+
+    async def consume() -> None:
+        async for _ in agent.chat_stream("q"):
+            started.set()
+
+    task = asyncio.create_task(consume())
+    await started.wait()
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert contents(agent)[-1] == ("assistant", "a", "cancelled")
 
 
 async def test_time_the_consumer_spends_is_not_provider_idleness() -> None:

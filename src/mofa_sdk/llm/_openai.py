@@ -29,6 +29,7 @@ from ..errors import (
     ProviderTimeoutError,
     RateLimitError,
     StreamInterruptedError,
+    ValidationError,
 )
 from ._boundary import check_request
 from ._provider import ChatParams, Finish, ProviderEvent, StreamStarted, TextDelta, UsageReport
@@ -287,6 +288,12 @@ class OpenAICompatibleProvider:
                 attempt += 1
             except openai.BadRequestError:
                 raise  # the caller decides whether it is the stream_options case
+            except UnicodeEncodeError as exc:  # encoding our request body, not reading a response
+                bad = exc.object[exc.start : exc.end] if isinstance(exc.object, str) else "?"
+                raise ValidationError(
+                    f"{self._where()}: the request holds a character UTF-8 cannot encode ({bad!r}); "
+                    "it was not sent"
+                ) from None
             except (openai.OpenAIError, ValueError) as exc:
                 raise self._request_error(exc) from None
 

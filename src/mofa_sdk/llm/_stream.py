@@ -17,8 +17,9 @@ from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, 
 from dataclasses import dataclass, field
 from types import TracebackType
 
-from ..errors import IdleTimeoutError, ProviderError, ReplyTooLargeError, StreamConsumedError, TurnTimeoutError
+from ..errors import ProviderError, ReplyTooLargeError, StreamConsumedError
 from ._boundary import TextRepair, check_request, implausible_usage
+from ._clock import TurnClock
 from ._hooks import EventHandler
 from ._provider import ChatParams, Finish, LLMProvider, StreamStarted, TextDelta, UsageReport
 from ._types import ChatMessage, ReplyStatus, StreamLimits, Turn, TurnResult, Usage
@@ -65,54 +66,6 @@ def _id(turn: Turn, key: str) -> uuid.UUID | None:
 
 def _overrides(handler: object, hook: str) -> bool:
     return getattr(type(handler), hook, None) is not getattr(EventHandler, hook)
-
-
-class _Clock:
-    """The idle timeout and the turn deadline of one turn, on the loop's clock. Idle time is only time spent
-    waiting for the provider since its last text: the consumer's time between deltas is not the provider's."""
-
-    def __init__(self, limits: StreamLimits) -> None:
-        self._loop = asyncio.get_running_loop()
-        self._limits = limits
-        now = self._loop.time()
-        self._deadline = None if limits.turn_timeout is None else now + limits.turn_timeout
-        self._idle_left = limits.idle_timeout
-
-    def saw_text(self) -> None:
-        self._idle_left = self._limits.idle_timeout
-
-    async def next(self, events: AsyncIterator[object], turn: Turn) -> object | None:
-        """The provider's next event, None at its end; IdleTimeoutError or TurnTimeoutError when a bound
-        runs out first (the provider's stream is cancelled and so closed)."""
-        started = self._loop.time()
-        when = self._deadline
-        if self._idle_left is not None:
-            when = started + self._idle_left if when is None else min(when, started + self._idle_left)
-        if self._deadline is not None and started >= self._deadline:
-            raise self._error(turn, idle=False)
-        try:
-            async with asyncio.timeout_at(when) as timeout:
-                return await anext(events)
-        except StopAsyncIteration:
-            return None
-        except TimeoutError:
-            if not timeout.expired():
-                raise  # the provider's own
-            raise self._error(turn, idle=self._deadline is None or self._loop.time() < self._deadline) from None
-        finally:
-            if self._idle_left is not None:
-                self._idle_left -= self._loop.time() - started
-
-    def _error(self, turn: Turn, *, idle: bool) -> IdleTimeoutError | TurnTimeoutError:
-        if idle:
-            return IdleTimeoutError(
-                f"no reply text for {self._limits.idle_timeout:g}s (keep-alives and empty deltas do not "
-                "count); the stream was closed", partial_text=turn.text,
-            )
-        return TurnTimeoutError(
-            f"the turn ran past its {self._limits.turn_timeout:g}s deadline; the stream was closed",
-            partial_text=turn.text,
-        )
 
 
 class ChatStream:
@@ -244,13 +197,13 @@ class ChatStream:
         repair = TextRepair()
         notes: list[str] = []
         limits = ctx.limits
-        clock = _Clock(limits)
+        clock = TurnClock(limits, turn)
         size = 0
         try:
             try:
                 events = ctx.provider.stream(request, ctx.params)
                 while True:
-                    event = await clock.next(events, turn)
+                    event = await clock.next(events)
                     if event is None:  # the provider's stream ended
                         text = repair.finish()
                     elif type(event) is TextDelta:
@@ -300,6 +253,7 @@ class ChatStream:
                 if isinstance(exc, ProviderError) and not exc.partial_text:
                     exc.partial_text = turn.text
             finally:
+                clock.close()
                 # release the HTTP response (or the local generation) now, not when it is collected
                 aclose = getattr(events, "aclose", None)
                 if aclose is not None:
