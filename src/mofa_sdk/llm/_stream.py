@@ -4,6 +4,10 @@ The whole turn runs inside an async generator, so that the consumer's ``break`` 
 collection of an abandoned stream, through asyncio's async-generator finalizer) closes the provider's
 stream at once and still records the partial reply. The stream object keeps only a weak reference to
 that generator: a strong one would make a cycle and delay the finalizer until the next GC pass.
+
+Every provider's events pass through here, so this is the provider boundary: text is repaired into valid
+Unicode and usage checked (``_boundary``), and the turn is bounded by its ``StreamLimits`` (``_clock`` and
+the size cap below).
 """
 
 from __future__ import annotations
