@@ -16,8 +16,11 @@
     │   ├── RateLimitError          429, after retries
     │   ├── ProviderServerError     5xx
     │   ├── ProviderTimeoutError    connect or read timeout
+    │   │   ├── IdleTimeoutError    no reply text for too long (keep-alives and empty deltas do not count)
+    │   │   └── TurnTimeoutError    the whole turn took longer than its deadline
     │   ├── ProviderConnectionError the server cannot be reached
     │   ├── StreamInterruptedError  the connection was cut mid-stream
+    │   ├── ReplyTooLargeError      the reply grew past its size cap
     │   └── MalformedResponseError  a chunk that is not what the protocol says
     └── AgentError                  the agent was used wrongly at run time
         ├── StreamConsumedError     a stream iterated twice
@@ -33,6 +36,7 @@ __all__ = [
     "ConfigError",
     "ConflictError",
     "DatabaseUnavailableError",
+    "IdleTimeoutError",
     "MalformedResponseError",
     "MofaError",
     "NotFoundError",
@@ -42,10 +46,12 @@ __all__ = [
     "ProviderServerError",
     "ProviderTimeoutError",
     "RateLimitError",
+    "ReplyTooLargeError",
     "SessionBusyError",
     "StreamConsumedError",
     "StreamInterruptedError",
     "TenantMismatchError",
+    "TurnTimeoutError",
     "UnsavedReplyError",
     "ValidationError",
     "VetoedError",
@@ -123,12 +129,31 @@ class ProviderTimeoutError(ProviderError):
     call_status = "timeout"
 
 
+class IdleTimeoutError(ProviderTimeoutError):
+    """The provider sent no reply text for the idle timeout: a stream of keep-alive comments or empty
+    deltas counts as silence."""
+
+    code = "idle_timeout"
+
+
+class TurnTimeoutError(ProviderTimeoutError):
+    """The turn ran past its overall deadline, however steadily text was arriving."""
+
+    code = "turn_timeout"
+
+
 class ProviderConnectionError(ProviderError):
     code = "connection"
 
 
 class StreamInterruptedError(ProviderError):
     code = "stream_interrupted"
+
+
+class ReplyTooLargeError(ProviderError):
+    """The reply reached its size cap; ``partial_text`` is the reply up to the cap."""
+
+    code = "reply_too_large"
 
 
 class MalformedResponseError(ProviderError):

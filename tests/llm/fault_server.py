@@ -14,7 +14,7 @@ import json
 import time
 from collections import deque
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 __all__ = ["FaultServer", "Recorded", "Reply"]
 
@@ -47,9 +47,45 @@ class Reply:
     #: answer 400 ("stream_options" unsupported) when the body has stream_options
     reject_stream_options: bool = False
     response_id: str = "chatcmpl-fault"
+    #: "split": every text chunk is followed by an emoji whose surrogate pair is split across two chunks
+    #: (``"\ud83d"`` then ``"\ude00"``, what a JSON escape pair cut in two decodes to); "lone": by a lone low
+    #: surrogate, and the stream's last text chunk is a lone high surrogate
+    surrogates: Literal["split", "lone"] | None = None
+    #: the usage numbers to report instead of the true ones (e.g. negative, or >= 2**31)
+    usage_counts: dict[str, int] | None = None
+    #: after this many text chunks, send only ``: ping`` SSE comments, every ``keepalive_interval`` s, forever
+    keepalive_after: int | None = None
+    keepalive_interval: float = 1.0
+    #: after the text chunks, instead of finishing: endless empty deltas, or endless "more " text chunks,
+    #: one every ``chunk_delay`` s (as fast as the loop goes when 0), until the client hangs up
+    endless: Literal["empty", "content"] | None = None
+    #: answer HTTP 200 with an HTML page (a proxy's or a login portal's), whatever was asked
+    html: bool = False
+
+    def _base(self) -> list[str]:
+        return [f"tok{i} " for i in range(self.chunks)] if isinstance(self.chunks, int) else list(self.chunks)
 
     def pieces(self) -> list[str]:
-        return [f"tok{i} " for i in range(self.chunks)] if isinstance(self.chunks, int) else list(self.chunks)
+        base = self._base()
+        if self.surrogates == "split":
+            return [p for piece in base for p in (piece, "\ud83d", "\ude00")]
+        if self.surrogates == "lone":
+            return [*(p for piece in base for p in (piece, "\ude00")), "\ud83d"]
+        return base
+
+    def expected_text(self) -> str:
+        """The reply as the client must show it, surrogates repaired."""
+        base = self._base()
+        if self.surrogates == "split":
+            return "".join(piece + "\U0001f600" for piece in base)
+        if self.surrogates == "lone":
+            return "".join(piece + "\ufffd" for piece in base) + "\ufffd"
+        return "".join(base)
+
+    def usage_for(self, completion: int) -> dict[str, int]:
+        if self.usage_counts is not None:
+            return dict(self.usage_counts)
+        return {"prompt_tokens": 11, "completion_tokens": completion, "total_tokens": 11 + completion}
 
 
 @dataclass
@@ -140,6 +176,10 @@ class FaultServer:
         watcher = asyncio.create_task(watch())
         try:
             await self._respond(writer, rec, reply)
+        except ConnectionError:  # a write to a client that hung up, noticed before the watcher did
+            rec.client_disconnected = True
+            rec.disconnected.set()
+            raise
         finally:
             watcher.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -161,6 +201,9 @@ class FaultServer:
                                "type": "invalid_request_error", "param": "stream_options"}}
             await self._send_json(writer, 400, error, {})
             return
+        if reply.html:
+            await self._send_html(writer)
+            return
         if reply.status != 200:
             error = reply.error_body or {"error": {"message": f"scripted status {reply.status}",
                                                    "type": "scripted"}}
@@ -170,7 +213,7 @@ class FaultServer:
         pieces = reply.pieces()
         if not body.get("stream"):
             text = "".join(pieces)
-            usage = {"prompt_tokens": 11, "completion_tokens": len(pieces), "total_tokens": 11 + len(pieces)}
+            usage = reply.usage_for(len(pieces))
             completion = {
                 "id": reply.response_id, "object": "chat.completion", "created": 1, "model": model,
                 "choices": [{"index": 0, "message": {"role": "assistant", "content": text},
@@ -200,6 +243,9 @@ class FaultServer:
                 return
             if reply.cut_after is not None and i == reply.cut_after:
                 return  # the connection closes with the chunked body unterminated
+            if reply.keepalive_after is not None and i == reply.keepalive_after:
+                await self._keepalive(writer, rec, reply)
+                return
             if reply.stall_after is not None and i == reply.stall_after:
                 await self._pause(rec, reply.stall_seconds)
                 if rec.client_disconnected:
@@ -216,11 +262,24 @@ class FaultServer:
             return
         if reply.cut_after is not None and reply.cut_after >= len(pieces):
             return
+        if reply.keepalive_after is not None:
+            await self._keepalive(writer, rec, reply)
+            return
+        if reply.endless is not None:
+            delta = {"content": "more "} if reply.endless == "content" else {"content": ""}
+            while not rec.client_disconnected:
+                await self._event(writer, chunk(delta, None))
+                rec.chunks_written += 1
+                if reply.chunk_delay:
+                    await self._pause(rec, reply.chunk_delay)
+                else:
+                    await asyncio.sleep(0)  # let the client (on this loop) read
+            return
         if reply.finish_reason is not None:
             await self._event(writer, chunk({}, reply.finish_reason))
         wants_usage = bool((rec.body.get("stream_options") or {}).get("include_usage"))
         if reply.usage and wants_usage:
-            usage = {"prompt_tokens": 11, "completion_tokens": len(pieces), "total_tokens": 11 + len(pieces)}
+            usage = reply.usage_for(len(pieces))
             obj = {"id": reply.response_id, "object": "chat.completion.chunk", "created": 1, "model": model,
                    "choices": [], "usage": usage}
             await self._event(writer, json.dumps(obj))
@@ -228,6 +287,22 @@ class FaultServer:
         writer.write(b"0\r\n\r\n")
         await writer.drain()
         rec.finished_writing = True
+
+    async def _keepalive(self, writer: asyncio.StreamWriter, rec: Recorded, reply: Reply) -> None:
+        """SSE comments only: the connection is alive, the reply never moves."""
+        while not rec.client_disconnected:
+            payload = b": ping\n\n"
+            writer.write(f"{len(payload):x}\r\n".encode() + payload + b"\r\n")
+            await writer.drain()
+            await self._pause(rec, reply.keepalive_interval)
+
+    @staticmethod
+    async def _send_html(writer: asyncio.StreamWriter) -> None:
+        payload = b"<!DOCTYPE html><html><head><title>Sign in</title></head><body><form>...</form></body></html>"
+        head = ["HTTP/1.1 200 OK", "Content-Type: text/html; charset=utf-8", f"Content-Length: {len(payload)}",
+                "Connection: close"]
+        writer.write(("\r\n".join(head) + "\r\n\r\n").encode() + payload)
+        await writer.drain()
 
     @staticmethod
     async def _event(writer: asyncio.StreamWriter, data: str) -> None:

@@ -22,6 +22,7 @@ from mofa_sdk.errors import (
     ProviderTimeoutError,
     RateLimitError,
     StreamInterruptedError,
+    ValidationError,
 )
 from mofa_sdk.llm._openai import OpenAICompatibleProvider, estimate_tokens, retry_delay
 from mofa_sdk.llm._provider import ChatParams, Finish, ProviderEvent, StreamStarted, TextDelta, UsageReport
@@ -351,3 +352,40 @@ def test_count_tokens_estimate() -> None:
     assert provider.count_tokens("") == 0
     assert provider.count_tokens("abcd") == 1 and provider.count_tokens("abcde") == 2
     assert provider.count_tokens("é" * 4) == 2  # bytes, not characters
+
+
+# -- the provider boundary (issue 14) -----------------------------------------------------------------
+
+
+@pytest.mark.parametrize("stream", [True, False], ids=["stream", "non-stream"])
+async def test_an_html_page_with_status_200_is_named_as_such(server: FaultServer, stream: bool) -> None:
+    server.push(Reply(html=True))
+    err = await fails(make(server), ChatParams(model="m", stream=stream))
+    assert isinstance(err, MalformedResponseError) and err.status_code == 200
+    want = "got text/html; charset=utf-8 with status 200" if stream else "got an HTML page with status 200"
+    assert f"not an OpenAI-compatible response ({want}" in str(err)
+    assert "finish reason" not in str(err)
+
+
+async def test_request_text_utf8_cannot_encode_is_refused_before_sending(server: FaultServer) -> None:
+    messages = [ChatMessage("system", "\udcff"), ChatMessage("user", "hi")]  # what --system $'\xff' gives
+    with pytest.raises(ValidationError, match=r"the system prompt \(request message 0\).*'\\udcff'"):
+        await collect_messages(make(server), messages)
+    assert server.requests == []  # nothing was sent, so nothing can read as a bad response
+
+
+async def test_usage_is_passed_on_as_sent_for_the_stream_layer_to_judge(server: FaultServer) -> None:
+    server.push(Reply(usage_counts={"prompt_tokens": -5, "completion_tokens": 2**31, "total_tokens": 7}))
+    events = await collect(make(server))
+    usage = next(e for e in events if isinstance(e, UsageReport)).usage
+    assert (usage.prompt_tokens, usage.completion_tokens) == (-5, 2**31)
+
+
+async def collect_messages(provider: OpenAICompatibleProvider, messages: list[ChatMessage]) -> list[ProviderEvent]:
+    return [e async for e in provider.stream(messages, ChatParams(model="fault-model"))]
+
+
+async def test_unencodable_text_elsewhere_in_the_body_is_named_too(server: FaultServer) -> None:
+    with pytest.raises(ValidationError, match=r"the request holds a character UTF-8 cannot encode \('\\udcff'\)"):
+        await collect(make(server), ChatParams(model="m", extra={"stop": ["\udcff"]}))
+    assert server.requests == []

@@ -14,7 +14,7 @@ from ._hooks import EventHandler, SessionBackend
 from ._provider import ChatParams, Finish, LLMProvider, ProviderEvent, StreamStarted, TextDelta, UsageReport
 from ._scripted import ScriptedProvider
 from ._stream import ChatStream
-from ._types import ChatMessage, Turn, TurnResult, Usage
+from ._types import ChatMessage, StreamLimits, Turn, TurnResult, Usage
 from ._window import select_window, trim_history
 
 if TYPE_CHECKING:
@@ -35,6 +35,7 @@ __all__ = [
     "ProviderEvent",
     "ScriptedProvider",
     "SessionBackend",
+    "StreamLimits",
     "StreamStarted",
     "TextDelta",
     "Turn",

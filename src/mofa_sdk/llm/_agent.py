@@ -13,7 +13,7 @@ from ..ids import parse_uuid, uuid7
 from ._hooks import EventHandler, SessionBackend
 from ._provider import ChatParams, LLMProvider
 from ._stream import ChatStream, SessionState, TurnContext
-from ._types import ChatMessage
+from ._types import ChatMessage, StreamLimits
 from ._window import select_window, trim_history
 
 __all__ = ["LLMAgent"]
@@ -44,6 +44,7 @@ class LLMAgent:
         backend: SessionBackend | None,
         session_id: uuid.UUID,
         history: Sequence[ChatMessage] = (),
+        limits: StreamLimits | None = None,
     ) -> None:
         self._id = agent_id
         self._name = name
@@ -60,6 +61,7 @@ class LLMAgent:
             provider=provider, params=params, handlers=self._handlers, system_prompt=system_prompt,
             window=window, token_budget=token_budget, user_id=user_id, tenant_id=tenant_id, agent_id=agent_id,
             load_session=self._load if backend is not None else None,
+            limits=limits or StreamLimits(),
         )
         first = SessionState(session_id, trim_history(history, window))
         self._sessions: dict[uuid.UUID, SessionState] = {session_id: first}
@@ -118,6 +120,11 @@ class LLMAgent:
     @property
     def token_budget(self) -> int | None:
         return self._token_budget
+
+    @property
+    def limits(self) -> StreamLimits:
+        """The idle timeout, turn timeout and reply size cap every turn runs under."""
+        return self._ctx.limits
 
     @property
     def history(self) -> list[ChatMessage]:

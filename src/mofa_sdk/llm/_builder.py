@@ -6,14 +6,17 @@ import importlib.util
 import math
 import os
 import uuid
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any, cast
 
 from .._validate import check_window
+from ..entities import check_text
 from ..errors import ConfigError
 from ..ids import parse_uuid, uuid7
 from ._agent import LLMAgent
 from ._hooks import EventHandler, SessionBackend
 from ._provider import ChatParams, LLMProvider
+from ._types import StreamLimits
 
 if TYPE_CHECKING:
     from ..entities import AgentConfig, Provider
@@ -80,7 +83,8 @@ class LLMAgentBuilder:
 
     Defaults: name ``"assistant"``, agent id = ``uuid5`` of the name, tenant and user = the nil UUID
     (single tenant), all past rounds sent (window None), streaming on, the provider from
-    :func:`default_provider` when none is given. Values the builder was not told explicitly fall back
+    :func:`default_provider` when none is given, every turn bounded by a 60 s idle timeout, a 600 s turn
+    timeout and a 1,000,000-character reply cap. Values the builder was not told explicitly fall back
     to the persistence plugin's ``user_id``, ``tenant_id``, ``agent_id`` and ``session_id``.
     Event handlers (the plugin included) run in the order they were added.
     """
@@ -103,6 +107,7 @@ class LLMAgentBuilder:
         self._response_format: Any = None
         self._custom_params: dict[str, Any] = {}
         self._stream = True
+        self._limits = StreamLimits()
 
     def __repr__(self) -> str:
         provider = self._provider.name if self._provider is not None else None
@@ -168,7 +173,7 @@ class LLMAgentBuilder:
     def with_system_prompt(self, prompt: str) -> LLMAgentBuilder:
         if not isinstance(prompt, str):
             raise ConfigError(f"the system prompt must be text, got {type(prompt).__name__}")
-        self._system_prompt = prompt
+        self._system_prompt = check_text(prompt, "the system prompt")  # a lone surrogate cannot be sent
         return self
 
     def with_provider(self, provider: LLMProvider) -> LLMAgentBuilder:
@@ -261,6 +266,23 @@ class LLMAgentBuilder:
         self._stream = bool(stream)
         return self
 
+    def with_idle_timeout(self, seconds: float | None) -> LLMAgentBuilder:
+        """End a turn as ``IdleTimeoutError`` when the provider sends no reply text for ``seconds`` (default
+        60; None: never). Keep-alive comments and empty deltas are not text."""
+        self._limits = replace(self._limits, idle_timeout=_seconds(seconds, "idle timeout"))
+        return self
+
+    def with_turn_timeout(self, seconds: float | None) -> LLMAgentBuilder:
+        """End a turn as ``TurnTimeoutError`` once it has run ``seconds`` in all (default 600; None: never)."""
+        self._limits = replace(self._limits, turn_timeout=_seconds(seconds, "turn timeout"))
+        return self
+
+    def with_max_reply_chars(self, chars: int | None) -> LLMAgentBuilder:
+        """End a turn as ``ReplyTooLargeError`` when the reply reaches ``chars`` characters (default
+        1,000,000; None: no cap). The reply up to the cap is kept."""
+        self._limits = replace(self._limits, max_reply_chars=_positive(chars, "max_reply_chars"))
+        return self
+
     # -- building ----------------------------------------------------------------------------------
     def build(self) -> LLMAgent:
         """The agent, with sessions in memory. No I/O; with a persistence plugin use ``build_async()``."""
@@ -310,7 +332,7 @@ class LLMAgentBuilder:
             system_prompt=self._system_prompt, window=self._window,
             token_budget=self._token_budget or _context_budget(provider, self._max_tokens),
             user_id=user, tenant_id=tenant, handlers=self._handlers, backend=self._plugin,
-            session_id=session_id, history=history,
+            session_id=session_id, history=history, limits=self._limits,
         )
 
 
@@ -322,6 +344,14 @@ def _context_budget(provider: LLMProvider, max_tokens: int | None) -> int | None
         return None
     reserve = max_tokens or window // 4
     return max(window - reserve, window // 4)
+
+
+def _seconds(value: float | None, what: str) -> float | None:
+    if value is not None and (
+        isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value) or value <= 0
+    ):
+        raise ConfigError(f"the {what} must be a positive number of seconds or None, got {value!r}")
+    return None if value is None else float(value)
 
 
 def _positive(value: int | None, what: str) -> int | None:

@@ -30,7 +30,9 @@ from ..errors import (
     ProviderTimeoutError,
     RateLimitError,
     StreamInterruptedError,
+    ValidationError,
 )
+from ._boundary import check_request
 from ._provider import ChatParams, Finish, ProviderEvent, StreamStarted, TextDelta, UsageReport
 from ._types import ChatMessage, Usage
 
@@ -158,11 +160,13 @@ class OpenAICompatibleProvider:
     async def stream(
         self, messages: Sequence[ChatMessage], params: ChatParams
     ) -> AsyncGenerator[ProviderEvent, None]:
-        """Yields StreamStarted, TextDelta…, UsageReport, Finish; raises only ProviderError subclasses.
+        """Yields StreamStarted, TextDelta…, UsageReport, Finish; raises only ProviderError subclasses, or
+        ValidationError before sending anything for text UTF-8 cannot encode.
 
         An error's ``__cause__`` names the SDK exceptions behind it (class and redacted message) and its
         ``__context__`` is empty: the SDK's own exceptions carry the request, whose URL and headers may hold
         credentials, and their text may echo the key."""
+        check_request(messages)  # else the HTTP client's encoding error would read as a bad response
         events = self._stream(messages, params)
         try:
             async for event in events:
@@ -243,6 +247,16 @@ class OpenAICompatibleProvider:
                 self._stream_options_ok = True
         if not isinstance(result, openai.AsyncStream):
             raise MalformedResponseError(f"{self._where()}: expected an event stream", status_code=200)
+        content_type = result.response.headers.get("content-type", "")
+        if content_type and content_type.partition(";")[0].strip().lower() != "text/event-stream":
+            # an HTML page (a proxy, a login portal, a wrong base URL) holds no events: say so, rather than
+            # read it as a stream that ended early
+            await result.close()
+            raise MalformedResponseError(
+                f"{self._where()}: not an OpenAI-compatible response (got {_shown(content_type)} with status "
+                f"{result.response.status_code}, not an event stream); check the base URL",
+                status_code=result.response.status_code,
+            )
         return cast("openai.AsyncStream[ChatCompletionChunk]", result)
 
     async def _complete(
@@ -252,6 +266,12 @@ class OpenAICompatibleProvider:
             result = await self._create(messages, params, stream=False, include_usage=False)
         except openai.BadRequestError as exc:
             raise self._request_error(exc) from None
+        if isinstance(result, str):  # what the SDK returns for a body that is not JSON
+            kind = "an HTML page" if result.lstrip()[:1] == "<" else "text that is not JSON"
+            raise MalformedResponseError(
+                f"{self._where()}: not an OpenAI-compatible response (got {kind} with status 200); "
+                "check the base URL", status_code=200,
+            )
         choices = result.choices if isinstance(result, ChatCompletion) else None
         if not isinstance(result, ChatCompletion) or not isinstance(choices, list) or not choices:
             raise MalformedResponseError(f"{self._where()}: the response has no choices", status_code=200)
@@ -299,6 +319,12 @@ class OpenAICompatibleProvider:
                 attempt += 1
             except openai.BadRequestError:
                 raise  # the caller decides whether it is the stream_options case
+            except UnicodeEncodeError as exc:  # encoding our request body, not reading a response
+                bad = exc.object[exc.start : exc.end] if isinstance(exc.object, str) else "?"
+                raise ValidationError(
+                    f"{self._where()}: the request holds a character UTF-8 cannot encode ({bad!r}); "
+                    "it was not sent"
+                ) from None
             except (openai.OpenAIError, ValueError) as exc:
                 raise self._request_error(exc) from None
 
@@ -402,6 +428,12 @@ class OpenAICompatibleProvider:
             return ProviderServerError(f"{where}: error event mid-stream: {self._scrub(exc.message)}",
                                        partial_text=partial, status_code=200)
         return ProviderError(f"{where}: {self._scrub(str(exc))}", partial_text=partial, status_code=200)
+
+
+def _shown(header: str) -> str:
+    """A response header as it may be shown: short and printable."""
+    text = "".join(c if c.isprintable() else "?" for c in header[:80])
+    return text + ("…" if len(header) > 80 else "")
 
 
 def _error_text(exc: openai.APIStatusError) -> str:

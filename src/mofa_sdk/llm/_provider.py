@@ -62,10 +62,12 @@ ProviderEvent = StreamStarted | TextDelta | UsageReport | Finish
 class LLMProvider(Protocol):
     """Implementations: OpenAICompatibleProvider, LocalProvider, ScriptedProvider.
 
-    ``stream`` is an async generator: it raises only ``ProviderError`` subclasses (with ``partial_text``),
-    and ``aclose()`` on it releases the underlying HTTP response or generation at once. A provider that
-    gets no usage from its backend yields an estimated ``UsageReport`` (``usage.estimated = True``)
-    before ``Finish``; it never reports a silent 0.
+    ``stream`` is an async generator: it raises ``ProviderError`` subclasses (with ``partial_text``), or a
+    ``ValidationError`` before sending anything for request text it cannot encode, and ``aclose()`` on it
+    releases the underlying HTTP response or generation at once. Its text need not be valid Unicode and
+    its usage need not be plausible: the stream layer repairs the one and drops the other (see
+    ``TurnResult.notes``). A provider that gets no usage from its backend yields an estimated
+    ``UsageReport`` (``usage.estimated = True``) before ``Finish``; it never reports a silent 0.
     """
 
     #: a short name for logs and api-call rows ("openai-compatible", "local", "scripted")

@@ -4,6 +4,10 @@ The whole turn runs inside an async generator, so that the consumer's ``break`` 
 collection of an abandoned stream, through asyncio's async-generator finalizer) closes the provider's
 stream at once and still records the partial reply. The stream object keeps only a weak reference to
 that generator: a strong one would make a cycle and delay the finalizer until the next GC pass.
+
+Every provider's events pass through here, so this is the provider boundary: text is repaired into valid
+Unicode and usage checked (``_boundary``), and the turn is bounded by its ``StreamLimits`` (``_clock`` and
+the size cap below).
 """
 
 from __future__ import annotations
@@ -17,10 +21,12 @@ from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, 
 from dataclasses import dataclass, field
 from types import TracebackType
 
-from ..errors import ProviderError, StreamConsumedError
+from ..errors import ProviderError, ReplyTooLargeError, StreamConsumedError
+from ._boundary import TextRepair, check_request, implausible_usage
+from ._clock import TurnClock
 from ._hooks import EventHandler
 from ._provider import ChatParams, Finish, LLMProvider, StreamStarted, TextDelta, UsageReport
-from ._types import ChatMessage, ReplyStatus, Turn, TurnResult, Usage
+from ._types import ChatMessage, ReplyStatus, StreamLimits, Turn, TurnResult, Usage
 from ._window import select_window, trim_history
 
 __all__ = ["ChatStream", "SessionState", "TurnContext"]
@@ -54,6 +60,7 @@ class TurnContext:
     agent_id: uuid.UUID
     #: loads a session's history (through the persistence plugin) the first time a turn uses it
     load_session: Callable[[SessionState], Awaitable[None]] | None = None
+    limits: StreamLimits = field(default_factory=StreamLimits)
 
 
 def _id(turn: Turn, key: str) -> uuid.UUID | None:
@@ -74,7 +81,8 @@ class ChatStream:
     Turns on one session are serialized: a second stream on a session whose turn is still running
     waits for it (so do not start one on the same session from inside the loop of the first).
     After the end, ``text``, ``usage``, ``latency_ms``, ``time_to_first_token_ms``,
-    ``tokens_per_second``, ``finish_reason``, ``response_id``, ``status`` and ``error`` describe the turn.
+    ``tokens_per_second``, ``finish_reason``, ``response_id``, ``status``, ``error`` and ``notes`` describe
+    the turn.
     """
 
     def __init__(self, ctx: TurnContext, session: SessionState, user_text: str) -> None:
@@ -94,6 +102,8 @@ class ChatStream:
         #: "complete", "cancelled" or "error" once the turn ended; None before
         self.status: ReplyStatus | None = None
         self.error: BaseException | None = None
+        #: what was repaired or dropped at the provider boundary (see ``TurnResult.notes``)
+        self.notes: list[str] = []
 
     def __repr__(self) -> str:
         return f"<ChatStream session={self._session.id} status={self.status}>"
@@ -169,6 +179,7 @@ class ChatStream:
                 session.history, user, system_prompt=ctx.system_prompt, rounds=ctx.window,
                 token_budget=ctx.token_budget, count_tokens=ctx.provider.count_tokens,
             )
+            check_request(request)  # before anything is saved or sent
             turn = Turn(
                 session_id=session.id, user_id=ctx.user_id, tenant_id=ctx.tenant_id, agent_id=ctx.agent_id,
                 user_text=self._user_text, model=ctx.params.model, request=request,
@@ -187,26 +198,58 @@ class ChatStream:
         status: ReplyStatus = "complete"
         t0 = time.monotonic()
         events: AsyncIterator[object] | None = None
+        repair = TextRepair()
+        notes: list[str] = []
+        limits = ctx.limits
+        clock = TurnClock(limits, turn)
+        size = 0
         try:
             try:
                 events = ctx.provider.stream(request, ctx.params)
-                async for event in events:
-                    if type(event) is TextDelta:
+                while True:
+                    event = await clock.next(events)
+                    if event is None:  # the provider's stream ended
+                        text = repair.finish()
+                    elif type(event) is TextDelta:
                         if not event.text:
                             continue
-                        if first is None:
-                            first = time.monotonic()
-                        turn.append(event.text)
-                        yield event.text
-                        for handler in on_delta:
-                            await handler.on_delta(turn, event.text)
+                        clock.saw_text()
+                        text = repair.feed(event.text)
                     elif type(event) is StreamStarted:
                         self.response_id = event.response_id or self.response_id
+                        continue
                     elif type(event) is UsageReport:
                         usage = event.usage
+                        why = implausible_usage(usage)
+                        if why is not None:  # dropped: _result counts locally and marks it estimated
+                            usage = None
+                            notes.append(f"dropped the provider's implausible usage ({why}); counted locally")
+                        continue
                     elif type(event) is Finish:
                         self.finish_reason = event.reason
                         self.response_id = event.response_id or self.response_id
+                        continue
+                    else:
+                        continue
+                    cap = limits.max_reply_chars
+                    too_large = False
+                    if cap is not None and size + len(text) > cap:
+                        text, too_large = text[: cap - size], True
+                    if text:
+                        if first is None:
+                            first = time.monotonic()
+                        size += len(text)
+                        turn.append(text)
+                        yield text
+                        for handler in on_delta:
+                            await handler.on_delta(turn, text)
+                    if too_large:
+                        raise ReplyTooLargeError(
+                            f"the reply reached its cap of {cap:,} characters; the rest was not read",
+                            partial_text=turn.text,
+                        )
+                    if event is None:
+                        break
             except (GeneratorExit, asyncio.CancelledError) as exc:
                 status, outcome = "cancelled", exc
             except Exception as exc:
@@ -214,6 +257,7 @@ class ChatStream:
                 if isinstance(exc, ProviderError) and not exc.partial_text:
                     exc.partial_text = turn.text
             finally:
+                clock.close()
                 # release the HTTP response (or the local generation) now, not when it is collected
                 aclose = getattr(events, "aclose", None)
                 if aclose is not None:
@@ -222,7 +266,10 @@ class ChatStream:
                     except Exception as exc:  # the turn is over either way: still record it
                         log.warning("closing the provider stream failed: %r", exc)
             end = time.monotonic()
-            result = self._result(turn, request, status, usage, t0, first, end, outcome)
+            notes = repair.notes() + notes
+            if notes:
+                log.warning("turn %s: at the provider boundary, %s", turn.id, "; ".join(notes))
+            result = self._result(turn, request, status, usage, t0, first, end, outcome, notes)
             # what the user saw is history: the partial reply too, never an empty one
             # (with the stored ids when a persistence plugin left them in turn.state)
             new = [ChatMessage(role="user", content=turn.user_text, id=_id(turn, "user_message_id"))]
@@ -254,7 +301,7 @@ class ChatStream:
 
     def _result(
         self, turn: Turn, request: Sequence[ChatMessage], status: ReplyStatus, usage: Usage | None,
-        t0: float, first: float | None, end: float, error: BaseException | None,
+        t0: float, first: float | None, end: float, error: BaseException | None, notes: list[str],
     ) -> TurnResult:
         text = turn.text
         if usage is None:
@@ -272,10 +319,11 @@ class ChatStream:
         self.status = status
         provider_error = error if status == "error" else None
         self.error = provider_error
+        self.notes = notes
         return TurnResult(
             text=text, status=status, usage=usage, model=self._ctx.params.model, latency_ms=self.latency_ms,
             time_to_first_token_ms=self.time_to_first_token_ms, tokens_per_second=tps,
-            finish_reason=self.finish_reason, response_id=self.response_id, error=provider_error,
+            finish_reason=self.finish_reason, response_id=self.response_id, error=provider_error, notes=notes,
         )
 
     async def _finish(self, hook: str, turn: Turn, result: TurnResult) -> BaseException | None:

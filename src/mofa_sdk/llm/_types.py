@@ -7,7 +7,7 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-__all__ = ["ChatMessage", "Turn", "TurnResult", "Usage"]
+__all__ = ["ChatMessage", "StreamLimits", "Turn", "TurnResult", "Usage"]
 
 Role = Literal["system", "user", "assistant", "tool"]
 #: how a reply ended: complete, the consumer stopped (cancelled), or the provider failed (error);
@@ -82,3 +82,19 @@ class TurnResult:
     response_id: str | None = None
     #: the provider error (on_error) or None
     error: BaseException | None = None
+    #: what the stream layer repaired or dropped at the provider boundary (surrogates, implausible usage)
+    notes: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True, slots=True)
+class StreamLimits:
+    """Bounds on one turn, so that a stream that never ends cannot hang it. None switches a bound off.
+
+    ``idle_timeout``: seconds without reply text (keep-alive comments and empty deltas are not text; time
+    the consumer spends on a delta is not counted). ``turn_timeout``: seconds for the whole turn, from the
+    call to the last delta. ``max_reply_chars``: the reply's length cap, in characters.
+    """
+
+    idle_timeout: float | None = 60.0
+    turn_timeout: float | None = 600.0
+    max_reply_chars: int | None = 1_000_000

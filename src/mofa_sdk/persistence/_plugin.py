@@ -257,6 +257,12 @@ class PersistencePlugin(EventHandler):
         message = self._reply_message(turn, result.text, status) if (result.text or checkpointed) else None
         err = result.error
         usage = result.usage
+        error_message = (
+            str(err) if err is not None else "cancelled by the consumer" if status == "cancelled" else None
+        )
+        if result.notes:  # what was repaired or dropped at the provider boundary
+            repaired = "provider output repaired: " + "; ".join(result.notes)
+            error_message = f"{error_message} ({repaired})" if error_message else repaired
         call = LLMApiCall(
             tenant_id=turn.tenant_id,
             session_id=turn.session_id,
@@ -272,10 +278,10 @@ class PersistencePlugin(EventHandler):
                 if status == "cancelled"
                 else getattr(err, "call_status", "failed")
             ),
-            error_message=str(err)
-            if err is not None
-            else ("cancelled by the consumer" if status == "cancelled" else None),
-            error_code=getattr(err, "code", type(err).__name__) if err is not None else None,
+            error_message=error_message,
+            error_code=getattr(err, "code", type(err).__name__) if err is not None else (
+                "repaired" if result.notes else None  # it succeeded after the stream layer repaired its output
+            ),
             prompt_tokens=usage.prompt_tokens,
             completion_tokens=usage.completion_tokens,
             total_tokens=usage.total_tokens,
