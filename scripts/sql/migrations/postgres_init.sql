@@ -166,7 +166,8 @@ BEGIN
         RAISE EXCEPTION 'migration 0003_tenant_foreign_keys: % message(s) and % api call(s) belong to another '
             'tenant than their session, % agent(s) to another tenant than their provider; nothing was changed. '
             'Delete or correct those rows (docs/reliability.md, "Round 2: tenancy", has the queries), then migrate '
-            'again', n_messages, n_calls, n_agents;
+            'again', n_messages, n_calls, n_agents
+            USING ERRCODE = 'integrity_constraint_violation';
     END IF;
 
     ALTER TABLE entity_session ADD CONSTRAINT entity_session_tenant_id_key UNIQUE (tenant_id, id);

@@ -230,12 +230,89 @@ UNLOCK_SQL = "SELECT pg_advisory_unlock(" + _LOCK_KEY + ")"
 XACT_LOCK_SQL = "SELECT pg_advisory_xact_lock(" + _LOCK_KEY + ")"
 
 # -- row-level security (opt-in) ----------------------------------------------------------------------
-#: the store sets this in each transaction; transaction-local, so a pooled connection never keeps it
-SET_TENANT_SQL = "SELECT set_config('mofa.tenant_id', %s, true)"
+# The tenant of a transaction is a row of mofa_tenant_binding, keyed by backend pid and written only by
+# mofa_bind_tenant() (SECURITY DEFINER): no role but the owner can write the table. The binding is valid for
+# the transaction that made it (its xid) and cannot be changed within it, so SQL run later in that transaction
+# cannot switch tenants. The policies never read a setting a role can give itself (set_config). A login role
+# listed in mofa_tenant_role can only ever bind its own tenant.
 TENANT_TABLES = ("entity_provider", "entity_agent", "entity_session", "entity_message", "entity_api_call")
+BIND_TENANT_SQL = "SELECT mofa_bind_tenant(%s)"
+#: mofa_bind_tenant refuses a second tenant in one transaction, or a tenant a pinned login role may not serve
+TENANT_REFUSED_SQLSTATE = "MOFA1"
 _POLICY = "mofa_tenant_isolation"
-# no setting (or an empty one) matches no row: forgetting to scope a transaction finds nothing
-_TENANT_MATCH = "tenant_id = nullif(current_setting('mofa.tenant_id', true), '')::uuid"
+# a sub-select: evaluated once per statement (an InitPlan), not once per row
+_TENANT_MATCH = "tenant_id = (SELECT mofa_current_tenant())"
+
+_RLS_SETUP = [
+    "CREATE UNLOGGED TABLE IF NOT EXISTS mofa_tenant_binding ("
+    " pid integer PRIMARY KEY, xact xid8 NOT NULL, tenant_id uuid NOT NULL)",
+    "CREATE TABLE IF NOT EXISTS mofa_tenant_role (role_name text PRIMARY KEY, tenant_id uuid NOT NULL)",
+    # RLS on and no policy: even a role granted these tables (GRANT … ON ALL TABLES) reads and writes no row
+    "ALTER TABLE mofa_tenant_binding ENABLE ROW LEVEL SECURITY",
+    "ALTER TABLE mofa_tenant_role ENABLE ROW LEVEL SECURITY",
+    "REVOKE ALL ON mofa_tenant_binding, mofa_tenant_role FROM PUBLIC",
+    """CREATE OR REPLACE FUNCTION mofa_bind_tenant(tenant uuid) RETURNS uuid
+    LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = {schema}, pg_temp AS $bind$
+DECLARE
+    me     integer := pg_backend_pid();
+    tx     xid8 := pg_current_xact_id();
+    bound  uuid;
+    pinned uuid;
+BEGIN
+    IF tenant IS NULL THEN
+        RAISE EXCEPTION 'mofa_bind_tenant: the tenant id is null' USING ERRCODE = 'null_value_not_allowed';
+    END IF;
+    SELECT r.tenant_id INTO pinned FROM mofa_tenant_role r WHERE r.role_name = session_user;
+    IF pinned IS NOT NULL AND pinned <> tenant THEN
+        RAISE EXCEPTION 'mofa_bind_tenant: login role % is pinned to another tenant', session_user
+            USING ERRCODE = 'MOFA1';
+    END IF;
+    SELECT b.tenant_id INTO bound FROM mofa_tenant_binding b WHERE b.pid = me AND b.xact = tx;
+    IF bound IS NULL THEN
+        -- a row left by an earlier transaction of this backend (or of a dead one with the same pid) is replaced
+        INSERT INTO mofa_tenant_binding AS b (pid, xact, tenant_id) VALUES (me, tx, tenant)
+            ON CONFLICT (pid) DO UPDATE SET xact = excluded.xact, tenant_id = excluded.tenant_id;
+    ELSIF bound <> tenant THEN
+        RAISE EXCEPTION 'mofa_bind_tenant: this transaction already serves another tenant (one transaction, one tenant)'
+            USING ERRCODE = 'MOFA1';
+    END IF;
+    RETURN tenant;
+END
+$bind$""",
+    # PARALLEL RESTRICTED: a parallel worker has a pid of its own, so only the leader may look the binding up
+    """CREATE OR REPLACE FUNCTION mofa_current_tenant() RETURNS uuid
+    LANGUAGE sql STABLE SECURITY DEFINER PARALLEL RESTRICTED SET search_path = {schema}, pg_temp AS $current$
+SELECT tenant_id FROM mofa_tenant_binding WHERE pid = pg_backend_pid() AND xact = pg_current_xact_id_if_assigned()
+$current$""",
+]
+
+#: pin a login role to a tenant (replacing an earlier pin)
+PIN_ROLE_SQL = (
+    "INSERT INTO mofa_tenant_role (role_name, tenant_id) VALUES (%s, %s)"
+    " ON CONFLICT (role_name) DO UPDATE SET tenant_id = excluded.tenant_id"
+)
+ROLE_EXISTS_SQL = "SELECT 1 FROM pg_roles WHERE rolname = %s"
+
+#: what connecting with row_level_security=True checks: the role is subject to the policies, and they are ours
+RLS_STATE_SQL = _q(
+    "SELECT r.rolname::text AS role, r.rolsuper AS superuser, r.rolbypassrls AS bypassrls,"
+    " to_regprocedure('mofa_bind_tenant(uuid)') IS NOT NULL AND to_regprocedure('mofa_current_tenant()') IS NOT NULL"
+    " AS functions,"
+    " coalesce(array_agg(c.relname::text ORDER BY c.relname) FILTER (WHERE NOT c.relrowsecurity OR NOT EXISTS ("
+    "   SELECT 1 FROM pg_policy p WHERE p.polrelid = c.oid AND p.polname = {policy}"
+    "   AND pg_get_expr(p.polqual, p.polrelid) LIKE '%mofa_current_tenant()%')), '{{}}') AS unsecured,"
+    " coalesce(array_agg(c.relname::text ORDER BY c.relname)"
+    "   FILTER (WHERE pg_has_role(current_user, c.relowner, 'USAGE') AND NOT c.relforcerowsecurity), '{{}}') AS owned"
+    " FROM pg_roles r LEFT JOIN pg_class c ON c.oid = ANY (ARRAY[{tables}]::regclass[])"
+    " WHERE r.rolname = current_user GROUP BY r.rolname, r.rolsuper, r.rolbypassrls",
+    policy=sql.Literal(_POLICY),
+    tables=sql.SQL(", ").join(sql.SQL("to_regclass({})").format(sql.Literal(t)) for t in TENANT_TABLES),
+)
+
+
+def rls_setup_statements(schema: str) -> list[sql.Composed]:
+    """The binding table, the role pins and the two functions, in ``schema`` (the tables' own)."""
+    return [sql.SQL(stmt).format(schema=sql.Identifier(schema)) for stmt in _RLS_SETUP]
 
 
 def rls_statements(table: str) -> list[sql.Composed]:
