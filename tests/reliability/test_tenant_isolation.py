@@ -497,17 +497,34 @@ async def test_row_level_security_refuses_a_role_it_would_not_apply_to(
     fresh_pg_url: str, make_role: Callable[[], str]
 ) -> None:
     """row_level_security=True where nothing would be enforced is a ConfigError, not a false sense of
-    safety: the owner (policies do not apply to it), or a schema where enable-rls never ran."""
+    safety: a schema where enable-rls never ran, the owner (the policies do not apply to it), a role that
+    can become a BYPASSRLS role, a role holding TRUNCATE (which no policy stops)."""
     owner = await PostgresStore.connect(fresh_pg_url)
     await owner.close()
     app = make_role()
     with pytest.raises(ConfigError, match="run `mofa db enable-rls`"):
         await PostgresStore.connect_with_options(app, row_level_security=True)
     await enable_rls(fresh_pg_url)
-    with pytest.raises(ConfigError, match=r"is not subject to row-level security .*it owns entity_agent"):
+    with pytest.raises(ConfigError, match=r"is not subject to row-level security .*owner of, entity_agent"):
         await PostgresStore.connect_with_options(fresh_pg_url, row_level_security=True)
     store = await PostgresStore.connect_with_options(app, row_level_security=True)
     await store.close()
+
+    role = urlsplit(app).username
+    bypasser = f"mofa_bypass_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(fresh_pg_url, autocommit=True) as conn:
+        conn.execute(f'CREATE ROLE "{bypasser}" NOLOGIN BYPASSRLS')
+        conn.execute(f'GRANT "{bypasser}" TO "{role}"')  # SET ROLE would walk around every policy
+    try:
+        with pytest.raises(ConfigError, match=f"can become the superuser or BYPASSRLS role {bypasser}"):
+            await PostgresStore.connect_with_options(app, row_level_security=True)
+    finally:
+        with psycopg.connect(fresh_pg_url, autocommit=True) as conn:
+            conn.execute(f'DROP ROLE "{bypasser}"')
+    with psycopg.connect(fresh_pg_url, autocommit=True) as conn:
+        conn.execute(f'GRANT TRUNCATE ON entity_message, mofa_tenant_binding TO "{role}"')
+    with pytest.raises(ConfigError, match="TRUNCATE on entity_message, TRUNCATE on mofa_tenant_binding"):
+        await PostgresStore.connect_with_options(app, row_level_security=True)
 
 
 async def test_bindings_do_not_leak_through_a_transaction_pooler(app_role: str) -> None:

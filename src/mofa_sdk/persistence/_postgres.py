@@ -323,7 +323,8 @@ class PostgresStore(Store):
                 f"{doing}: no connection to PostgreSQL at {self._target} within {self._connect_timeout:g}s"
             )
         if exc.sqlstate == q.TENANT_REFUSED_SQLSTATE:
-            return TenantMismatchError(f"{doing}: {detail}")
+            # the primary message only: the rest is the PL/pgSQL context of the refusal
+            return TenantMismatchError(f"{doing}: {exc.diag.message_primary or detail}")
         if isinstance(exc, pgerr.UndefinedFunction) and "mofa_bind_tenant" in detail:
             return PersistenceError(
                 f"{doing}: row-level security is not set up (or was set up by an older mofa-sdk) in "
@@ -466,7 +467,7 @@ class PostgresStore(Store):
         to the one tenant each may ever bind (per-tenant credentials). Run it as the owner (the role that
         migrated); connect the application with another role and ``row_level_security=True``. Returns
         the tables it secured."""
-        pinned = {}
+        pinned: dict[str, uuid.UUID] = {}
         for role, tenant in (pins or {}).items():
             if not isinstance(role, str) or not role:
                 raise ConfigError(f"a pinned role must be a role name, got {role!r}")
@@ -483,32 +484,40 @@ class PostgresStore(Store):
                 for stmt in q.rls_statements(table):
                     await conn.execute(stmt)
             for role, tenant in pinned.items():
-                cur = await conn.execute(q.ROLE_EXISTS_SQL, (role,))
-                if await cur.fetchone() is None:
+                cur = await conn.execute(q.ROLE_CAN_LOGIN_SQL, (role,))
+                found = await cur.fetchone()
+                if found is None:
                     raise ConfigError(f"{doing}: there is no role {role!r} to pin to tenant {tenant}")
+                if not found[0]:
+                    # the pin is matched against session_user, which is always a login role
+                    raise ConfigError(f"{doing}: role {role!r} cannot log in; pin the login role itself")
                 await conn.execute(q.PIN_ROLE_SQL, (role, tenant))
         return list(q.TENANT_TABLES)
 
     async def _check_row_level_security(self) -> None:
-        """Refuse ``row_level_security=True`` where it would enforce nothing: a role the policies do not
-        apply to, or a schema whose policies are missing or are not the ones that read the binding."""
+        """Refuse ``row_level_security=True`` where it would not hold: a role the policies do not apply
+        to, a role holding a privilege that walks around them, or a schema whose policies are missing or
+        are not the ones that read the binding."""
         row = await self._row(q.RLS_STATE_SQL, None, "checking row-level security")
-        if row is None:  # current_user always has a pg_roles row; a dropped one is a broken login
-            raise PersistenceError(f"checking row-level security: the current role is unknown in {self._target}")
-        bypass = [
-            why
-            for why, flag in (
-                ("it is a superuser", row["superuser"]),
-                ("it has BYPASSRLS", row["bypassrls"]),
-                (f"it owns {', '.join(row['owned'])}", row["owned"]),
-            )
-            if flag
-        ]
+        assert row is not None  # a query without FROM returns one row
+        role = row["role"]
+        bypass = []
+        if row["privileged"]:
+            bypass.append(f"it is or can become the superuser or BYPASSRLS role {', '.join(row['privileged'])}")
+        if row["owned"]:
+            bypass.append(f"it owns, or can become the owner of, {', '.join(row['owned'])}")
         if bypass:
             raise ConfigError(
-                f"row_level_security=True, but role {row['role']!r} is not subject to row-level security in "
+                f"row_level_security=True, but role {role!r} is not subject to row-level security in "
                 f"{self._target} ({'; '.join(bypass)}): nothing would be enforced. Connect the application "
-                "as a role that does not own the tables, is no superuser and has no BYPASSRLS"
+                "as a role that owns none of the tables and is no member of a superuser or BYPASSRLS role"
+            )
+        if row["risky"]:
+            raise ConfigError(
+                f"row_level_security=True, but role {role!r} holds privileges that row-level security does "
+                f"not stop ({', '.join(row['risky'])}): TRUNCATE empties every tenant's rows, TRIGGER runs "
+                "its code as whoever writes, REFERENCES lets its own foreign keys probe every tenant's ids. "
+                f"Revoke them (REVOKE {', '.join(q.RLS_RISKY_PRIVILEGES)} ON … FROM {role})"
             )
         if not row["functions"] or row["unsecured"]:
             missing = ", ".join(row["unsecured"]) or "the tenant binding"
