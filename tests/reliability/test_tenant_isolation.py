@@ -1,11 +1,16 @@
 """Tenant isolation: every read and write API called with another tenant's ids finds or changes nothing
-(all three stores), and PostgreSQL row-level security enforces it inside the database."""
+(all three stores); the schema refuses a child row whose parent belongs to another tenant (both databases,
+migration 0003); and PostgreSQL row-level security enforces it inside the database against raw SQL of the
+application role, which cannot pick another tenant for a transaction the store has bound."""
 
 from __future__ import annotations
 
+import asyncio
+import sqlite3
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
@@ -14,9 +19,11 @@ import pytest
 from pydantic import SecretStr
 
 from mofa_sdk.entities import Agent, LLMApiCall, Message, Provider, QueryFilter, Session
-from mofa_sdk.errors import NotFoundError, TenantMismatchError
+from mofa_sdk.errors import ConfigError, NotFoundError, TenantMismatchError, ValidationError
 from mofa_sdk.ids import utc_now
-from mofa_sdk.persistence import PersistenceContext, PostgresStore, Store
+from mofa_sdk.persistence import PersistenceContext, PostgresStore, SqliteStore, Store
+from mofa_sdk.persistence._migrations import POSTGRES_MIGRATIONS_DDL, load_migrations
+from tests._pgbouncer import PgBouncer
 from tests.cli.helpers import Cli
 
 
@@ -117,39 +124,245 @@ async def test_another_tenant_finds_and_changes_nothing(store: Store) -> None:
     await assert_isolated(store)
 
 
+# -- the schema: a child row points at a parent of its own tenant (migration 0003) ----------------------
+def _message_row(session_id: uuid.UUID, tenant: uuid.UUID, seq: int) -> dict[str, Any]:
+    now = utc_now().isoformat()
+    return {"id": str(uuid.uuid4()), "session_id": str(session_id), "tenant_id": str(tenant),
+            "user_id": str(uuid.uuid4()), "seq": seq, "role": "user", "content": "injected",
+            "create_time": now, "update_time": now}
+
+
+def _call_row(session_id: uuid.UUID, tenant: uuid.UUID) -> dict[str, Any]:
+    return {"id": str(uuid.uuid4()), "tenant_id": str(tenant), "session_id": str(session_id),
+            "user_id": str(uuid.uuid4()), "model_name": "m", "status": "success",
+            "create_time": utc_now().isoformat()}
+
+
+def _agent_row(provider_id: uuid.UUID, tenant: uuid.UUID) -> dict[str, Any]:
+    now = utc_now().isoformat()
+    return {"id": str(uuid.uuid4()), "tenant_id": str(tenant), "agent_code": f"c{uuid.uuid4().hex[:6]}",
+            "agent_name": "x", "model_name": "m", "provider_id": str(provider_id), "create_time": now,
+            "update_time": now}
+
+
+def _insert_sql(table: str, row: dict[str, Any], mark: Callable[[str], str]) -> str:
+    return f"INSERT INTO {table} ({', '.join(row)}) VALUES ({', '.join(mark(k) for k in row)})"
+
+
+def raw_insert(conn: Any, table: str, row: dict[str, Any]) -> None:
+    """One row written around the store, as an application role could with SQL of its own."""
+    if isinstance(conn, sqlite3.Connection):
+        conn.execute(_insert_sql(table, row, lambda k: f":{k}"), row)
+    else:
+        conn.execute(_insert_sql(table, row, lambda k: f"%({k})s"), row)
+
+
+def refusal(conn: Any, table: str, row: dict[str, Any], parent_id: uuid.UUID, bind: bool) -> tuple[Any, ...]:
+    """Insert ``row`` expecting the foreign key to refuse it; the error, with the parent id blanked out,
+    so a refusal for an existing parent of another tenant and one for no parent at all compare equal.
+    ``bind``: first bind the transaction to the row's tenant, as the store does with row-level security."""
+    if isinstance(conn, sqlite3.Connection):
+        with pytest.raises(sqlite3.IntegrityError) as info:
+            raw_insert(conn, table, row)
+        return (type(info.value), str(info.value).replace(str(parent_id), "<id>"))
+    with pytest.raises(psycopg.errors.ForeignKeyViolation) as pg_info, conn.transaction():
+        if bind:
+            conn.execute("SELECT mofa_bind_tenant(%s)", (row["tenant_id"],))
+        raw_insert(conn, table, row)
+    diag = pg_info.value.diag
+    return (pg_info.value.sqlstate, diag.message_primary, (diag.message_detail or "").replace(str(parent_id), "<id>"))
+
+
+async def pending(store: Store) -> list[str]:
+    return [name for name, when in await store.migration_status() if when is None]
+
+
+def raw_connect(kind: str, pg_url: str, sqlite_path: Path) -> Any:
+    if kind == "sqlite":
+        conn = sqlite3.connect(sqlite_path, isolation_level=None)
+        conn.execute("PRAGMA foreign_keys = ON")
+        return conn
+    return psycopg.connect(pg_url, autocommit=True)
+
+
+def assert_parents_checked(conn: Any, tenant_b: uuid.UUID, a: dict[str, Any], *, bind: bool = False) -> None:
+    """Tenant B cannot hang rows on tenant A's session or provider, and the refusal is word for word the
+    one for a parent that does not exist."""
+    sid, pid, missing = a["session"].id, a["provider"].id, uuid.uuid4()
+    for table, row_of, parent in (
+        ("entity_message", lambda p: _message_row(p, tenant_b, 3), sid),
+        ("entity_api_call", lambda p: _call_row(p, tenant_b), sid),
+        ("entity_agent", lambda p: _agent_row(p, tenant_b), pid),
+    ):
+        foreign = refusal(conn, table, row_of(parent), parent, bind)
+        assert foreign == refusal(conn, table, row_of(missing), missing, bind), table
+
+
+async def test_a_child_row_needs_a_parent_of_its_own_tenant(
+    db_store: Store, sqlite_path: Path, request: pytest.FixtureRequest
+) -> None:
+    a_tenant, b_tenant = uuid.uuid4(), uuid.uuid4()
+    a = await seed(db_store, a_tenant)
+    before = await snapshot(db_store, a_tenant, a)
+    kind = "sqlite" if isinstance(db_store, SqliteStore) else "postgres"
+    # on PostgreSQL the owner, whom no row-level security gets in the way of: the keys alone refuse
+    conn = raw_connect(kind, request.getfixturevalue("pg_url") if kind == "postgres" else "", sqlite_path)
+    try:
+        assert_parents_checked(conn, b_tenant, a)
+    finally:
+        conn.close()
+    # A's next write works: B left no row behind to collide with A's next seq
+    nxt = await db_store.save_message(Message(session_id=a["session"].id, tenant_id=a_tenant, user_id=a["user"],
+                                              role="user", content="next"))
+    assert nxt.seq == 3
+    after = await snapshot(db_store, a_tenant, a)
+    assert after[0][:2] == before[0] and after[2:] == before[2:]
+    assert await db_store.delete_session(a_tenant, a["session"].id)  # the composite keys still cascade
+    assert await db_store.get_session_messages(a_tenant, a["session"].id) == []
+    assert await db_store.query_api_calls(QueryFilter(tenant_id=a_tenant, session_id=a["session"].id)) == []
+
+
+# -- migrating a database at 0002 that holds rows ---------------------------------------------------------
+async def at_0002(kind: str, pg_url: str, sqlite_path: Path) -> Store:
+    """A database migrated to 0002 only (as a deployment of the previous release), opened unmigrated."""
+    first = [m for m in load_migrations("postgres" if kind == "postgres" else "sqlite") if m.name < "0003"]
+    if kind == "sqlite":
+        with sqlite3.connect(sqlite_path) as conn:
+            conn.execute("CREATE TABLE mofa_migrations (name TEXT PRIMARY KEY, applied_at TEXT NOT NULL)")
+            for m in first:
+                conn.executescript(m.sql)
+                conn.execute("INSERT INTO mofa_migrations VALUES (?, ?)", (m.name, utc_now().isoformat()))
+        return await SqliteStore.connect(f"sqlite:///{sqlite_path}", migrate=False)
+    with psycopg.connect(pg_url, autocommit=True) as conn:
+        conn.execute(POSTGRES_MIGRATIONS_DDL)
+        for m in first:
+            conn.execute(m.sql.encode())
+            conn.execute("INSERT INTO mofa_migrations (name) VALUES (%s)", (m.name,))
+    return await PostgresStore.connect(pg_url, migrate=False)
+
+
+@pytest.mark.parametrize("kind", ["sqlite", "postgres"])
+async def test_migrating_0002_with_rows(kind: str, fresh_pg_url: str, sqlite_path: Path) -> None:
+    store = await at_0002(kind, fresh_pg_url, sqlite_path)
+    try:
+        assert "0003_tenant_foreign_keys" in await pending(store)
+        tenants = [uuid.uuid4(), uuid.uuid4()]
+        seeded = [await seed(store, t) for t in tenants]
+        before = [await snapshot(store, t, ids) for t, ids in zip(tenants, seeded, strict=True)]
+
+        # a row that crosses tenants (the 0002 schema let it in) stops the migration, changing nothing
+        stray = _message_row(seeded[0]["session"].id, tenants[1], 3)
+        conn = raw_connect(kind, fresh_pg_url, sqlite_path)
+        try:
+            raw_insert(conn, "entity_message", stray)
+        finally:
+            conn.close()
+        with pytest.raises(ValidationError, match=r"0003_tenant_foreign_keys: .*another tenant") as info:
+            await store.migrate()
+        assert "nothing was changed" in str(info.value)
+        assert "0003_tenant_foreign_keys" in await pending(store)
+        assert [await snapshot(store, t, ids) for t, ids in zip(tenants, seeded, strict=True)] == before
+        conn = raw_connect(kind, fresh_pg_url, sqlite_path)
+        try:
+            mark = "?" if kind == "sqlite" else "%s"
+            assert conn.execute(f"SELECT count(*) FROM entity_message WHERE id = {mark}",
+                                (stray["id"],)).fetchone()[0] == 1
+            conn.execute(f"DELETE FROM entity_message WHERE id = {mark}", (stray["id"],))
+        finally:
+            conn.close()
+
+        assert "0003_tenant_foreign_keys" in await store.migrate()
+        assert await pending(store) == []
+        assert [await snapshot(store, t, ids) for t, ids in zip(tenants, seeded, strict=True)] == before
+        conn = raw_connect(kind, fresh_pg_url, sqlite_path)
+        try:
+            assert_parents_checked(conn, tenants[1], seeded[0])
+            if kind == "sqlite":
+                assert conn.execute("PRAGMA foreign_key_check").fetchall() == []
+                assert conn.execute("PRAGMA integrity_check").fetchall() == [("ok",)]
+        finally:
+            conn.close()
+        # the store keeps working on the migrated rows
+        for t, ids in zip(tenants, seeded, strict=True):
+            m = await store.save_message(Message(session_id=ids["session"].id, tenant_id=t, user_id=ids["user"],
+                                                 role="user", content="after"))
+            assert m.seq == 3
+    finally:
+        await store.close()
+    if kind == "sqlite":  # and a fresh open (migrating by default) has nothing left to do
+        again = await SqliteStore.connect(f"sqlite:///{sqlite_path}")
+        try:
+            assert await again.migrate() == []
+        finally:
+            await again.close()
+
+
 # -- PostgreSQL row-level security ----------------------------------------------------------------------
-@pytest.fixture
-def app_role(fresh_pg_url: str) -> Iterator[str]:
-    """A login role that does not own the tables (and is no superuser), granted the tables of a schema
-    migrated by the owner. Yields its URL."""
-    role = f"mofa_app_{uuid.uuid4().hex[:8]}"
-    with psycopg.connect(fresh_pg_url, autocommit=True) as conn:
-        conn.execute(f'CREATE ROLE "{role}" LOGIN NOSUPERUSER NOBYPASSRLS')
-    parts = urlsplit(fresh_pg_url)
-    yield urlunsplit(parts._replace(netloc=f"{role}@{parts.hostname}:{parts.port or 5432}"))
-    with psycopg.connect(fresh_pg_url, autocommit=True) as conn:
-        conn.execute(f'DROP OWNED BY "{role}"')
-        conn.execute(f'DROP ROLE "{role}"')
+def _role_url(owner_url: str, role: str) -> str:
+    parts = urlsplit(owner_url)
+    return urlunsplit(parts._replace(netloc=f"{role}@{parts.hostname}:{parts.port or 5432}"))
 
 
 @pytest.fixture
-async def rls_store(fresh_pg_url: str, app_role: str) -> AsyncIterator[PostgresStore]:
-    owner = await PostgresStore.connect(fresh_pg_url)  # migrates, as the owner
-    await owner.close()
-    result = await Cli(fresh_pg_url, uuid.uuid4(), uuid.uuid4())("db", "enable-rls", "--db", fresh_pg_url)
+def make_role(fresh_pg_url: str) -> Iterator[Callable[[], str]]:
+    """Makes login roles that do not own the tables (and are no superuser), granted the tables of the
+    schema (every table, the tenant binding included, as a careless GRANT … ON ALL TABLES would).
+    Returns each one's URL; drops them at the end."""
+    made: list[str] = []
+
+    def make() -> str:
+        role = f"mofa_app_{uuid.uuid4().hex[:8]}"
+        with psycopg.connect(fresh_pg_url, autocommit=True) as conn:
+            conn.execute(f'CREATE ROLE "{role}" LOGIN NOSUPERUSER NOBYPASSRLS')
+            schema = conn.execute("SELECT current_schema()").fetchone()[0]  # type: ignore[index]
+            conn.execute(f'GRANT USAGE ON SCHEMA "{schema}" TO "{role}"')
+            conn.execute(f'GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA "{schema}" TO "{role}"')
+        made.append(role)
+        return _role_url(fresh_pg_url, role)
+
+    yield make
+    with psycopg.connect(fresh_pg_url, autocommit=True) as conn:
+        for role in made:
+            conn.execute(f'DROP OWNED BY "{role}"')
+            conn.execute(f'DROP ROLE "{role}"')
+
+
+async def enable_rls(owner_url: str, *args: str) -> str:
+    result = await Cli(owner_url, uuid.uuid4(), uuid.uuid4())("db", "enable-rls", "--db", owner_url, *args)
     assert result.exit_code == 0, result.output
     assert "row-level security is on" in result.output and "entity_message" in result.output
-    role = urlsplit(app_role).username
-    with psycopg.connect(fresh_pg_url, autocommit=True) as conn:
-        conn.execute("SELECT 1")  # the schema is first in the owner's search_path
-        schema = conn.execute("SELECT current_schema()").fetchone()[0]  # type: ignore[index]
-        conn.execute(f'GRANT USAGE ON SCHEMA "{schema}" TO "{role}"')
-        conn.execute(f'GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA "{schema}" TO "{role}"')
+    return result.output
+
+
+@pytest.fixture
+async def secured(fresh_pg_url: str) -> str:
+    """A schema migrated by its owner, with row-level security enabled through the CLI."""
+    owner = await PostgresStore.connect(fresh_pg_url)  # migrates, as the owner
+    await owner.close()
+    await enable_rls(fresh_pg_url)
+    return fresh_pg_url
+
+
+@pytest.fixture
+def app_role(secured: str, make_role: Callable[[], str]) -> str:
+    return make_role()  # granted after enable-rls: the binding tables are among "ALL TABLES"
+
+
+@pytest.fixture
+async def rls_store(app_role: str) -> AsyncIterator[PostgresStore]:
     store = await PostgresStore.connect_with_options(app_role, row_level_security=True)
     try:
         yield store
     finally:
         await store.close()
+
+
+def _count(conn: psycopg.Connection[Any], table: str, tenant: uuid.UUID | None = None) -> int:
+    """The rows of ``table`` the connection's role can see (of ``tenant``, if given)."""
+    where = "" if tenant is None else " WHERE tenant_id = %s"
+    row = conn.execute(f"SELECT count(*) FROM {table}{where}", () if tenant is None else (tenant,)).fetchone()
+    assert row is not None
+    return int(row[0])
 
 
 async def test_row_level_security_keeps_tenants_apart(rls_store: PostgresStore, app_role: str) -> None:
@@ -160,14 +373,11 @@ async def test_row_level_security_keeps_tenants_apart(rls_store: PostgresStore, 
 
     # the database itself refuses to cross tenants, whatever SQL the application role sends
     with psycopg.connect(app_role) as conn:
-        def count(table: str) -> int:
-            return conn.execute(f"SELECT count(*) FROM {table}").fetchone()[0]  # type: ignore[index, no-any-return]
-
-        assert count("entity_message") == 0  # no tenant set: nothing at all
-        conn.execute("SELECT set_config('mofa.tenant_id', %s, true)", (str(t2),))
-        assert count("entity_message") == 2 and count("entity_session") == 1  # only t2's rows
+        assert _count(conn, "entity_message") == 0  # no tenant bound: nothing at all
+        conn.execute("SELECT mofa_bind_tenant(%s)", (t2,))
+        assert _count(conn, "entity_message") == 2 and _count(conn, "entity_session") == 1  # only t2's rows
         for table in ("entity_provider", "entity_agent", "entity_api_call"):
-            assert count(table) == 1
+            assert _count(conn, table) == 1
         cur = conn.execute("UPDATE entity_message SET content = 'x' WHERE session_id = %s", (ids1["session"].id,))
         assert cur.rowcount == 0
         cur = conn.execute("DELETE FROM entity_session WHERE id = %s", (ids1["session"].id,))
@@ -178,8 +388,11 @@ async def test_row_level_security_keeps_tenants_apart(rls_store: PostgresStore, 
                 (uuid.uuid4(), t1, uuid.uuid4()),
             )
         conn.rollback()
+        conn.execute("SELECT mofa_bind_tenant(%s)", (t1,))  # a new transaction may serve another tenant
+        assert _count(conn, "entity_message") == 2 and _count(conn, "entity_message", t2) == 0
+        conn.rollback()
 
-    # a store of that role that does not set the tenant sees (and writes) nothing
+    # a store of that role that does not bind the tenant sees (and writes) nothing
     blind = await PostgresStore.connect_with_options(app_role, row_level_security=False)
     try:
         assert await blind.get_session_messages(t1, ids1["session"].id) == []
@@ -189,3 +402,162 @@ async def test_row_level_security_keeps_tenants_apart(rls_store: PostgresStore, 
     finally:
         await blind.close()
     assert [m.content for m in await rls_store.get_session_messages(t1, ids1["session"].id)] == ["q", "a"]
+
+
+async def test_set_config_of_another_tenant_reads_nothing(rls_store: PostgresStore, app_role: str) -> None:
+    """The policies read no setting the role can give itself: ``set_config('mofa.tenant_id', …)`` of
+    another tenant shows nothing of it, in a transaction bound to the role's tenant or in none."""
+    a_tenant, b_tenant = uuid.uuid4(), uuid.uuid4()
+    a, b = await seed(rls_store, a_tenant), await seed(rls_store, b_tenant)
+    tables = ("entity_provider", "entity_agent", "entity_session", "entity_message", "entity_api_call")
+    with psycopg.connect(app_role) as conn:
+        for local in (True, False):
+            conn.execute("SELECT set_config('mofa.tenant_id', %s, %s)", (str(a_tenant), local))
+            assert {t: _count(conn, t) for t in tables} == dict.fromkeys(tables, 0)
+            conn.rollback()
+        conn.execute("SELECT mofa_bind_tenant(%s)", (b_tenant,))
+        conn.execute("SELECT set_config('mofa.tenant_id', %s, true)", (str(a_tenant),))
+        assert {t: _count(conn, t, a_tenant) for t in tables} == dict.fromkeys(tables, 0)
+        assert _count(conn, "entity_message", b_tenant) == 2
+        # once bound, the transaction keeps its tenant
+        with pytest.raises(psycopg.Error) as info:
+            conn.execute("SELECT mofa_bind_tenant(%s)", (a_tenant,))
+        assert info.value.sqlstate == "MOFA1"
+        conn.rollback()
+        # and the binding itself cannot be written, although the role was granted the table
+        conn.execute("SELECT mofa_bind_tenant(%s)", (b_tenant,))
+        cur = conn.execute("UPDATE mofa_tenant_binding SET tenant_id = %s", (a_tenant,))
+        assert cur.rowcount == 0 and _count(conn, "entity_message", a_tenant) == 0
+        conn.rollback()
+        with pytest.raises(psycopg.errors.InsufficientPrivilege):
+            conn.execute("INSERT INTO mofa_tenant_binding VALUES (pg_backend_pid(), pg_current_xact_id(), %s)",
+                         (a_tenant,))
+        conn.rollback()
+        assert _count(conn, "mofa_tenant_binding") == 0
+
+    # the same through the tx= API: SQL run after the store bound the caller's transaction to B cannot
+    # switch it to A, and the store refuses an operation of A in it
+    async with await psycopg.AsyncConnection.connect(app_role) as aconn:
+        await rls_store.update_session(b_tenant, b["session"].id, title="b's", tx=aconn)
+        await aconn.execute("SELECT set_config('mofa.tenant_id', %s, true)", (str(a_tenant),))
+        cur2 = await aconn.execute("SELECT count(*) FROM entity_message WHERE session_id = %s", (a["session"].id,))
+        assert (await cur2.fetchone()) == (0,)
+        with pytest.raises(TenantMismatchError, match="another tenant"):
+            await rls_store.update_session(a_tenant, a["session"].id, title="hijacked", tx=aconn)
+        await aconn.rollback()
+    assert (await rls_store.get_session(a_tenant, a["session"].id)).title == "mine"  # type: ignore[union-attr]
+
+
+async def test_another_tenant_cannot_insert_into_a_session(rls_store: PostgresStore, app_role: str) -> None:
+    """Foreign-key checks ignore row-level security: the keys on (tenant_id, …) are what refuses tenant B's
+    rows in tenant A's session, with the same error as for a session that does not exist."""
+    a_tenant, b_tenant = uuid.uuid4(), uuid.uuid4()
+    a = await seed(rls_store, a_tenant)
+    before = await snapshot(rls_store, a_tenant, a)
+    with psycopg.connect(app_role, autocommit=True) as conn:
+        assert_parents_checked(conn, b_tenant, a, bind=True)
+        with conn.transaction():
+            conn.execute("SELECT mofa_bind_tenant(%s)", (b_tenant,))
+            assert _count(conn, "entity_message") == 0  # nothing of B's was left anywhere
+    # A's next write works (before 0003, B's rows took A's next seqs and it failed with ConflictError)
+    nxt = await rls_store.save_message(Message(session_id=a["session"].id, tenant_id=a_tenant, user_id=a["user"],
+                                               role="assistant", content="next"))
+    assert nxt.seq == 3
+    assert (await snapshot(rls_store, a_tenant, a))[0][:2] == before[0]
+
+
+async def test_a_pinned_login_role_serves_its_tenant_only(
+    secured: str, make_role: Callable[[], str]
+) -> None:
+    """Per-tenant credentials: a role pinned with ``enable-rls --pin`` cannot bind any other tenant."""
+    mine, other = uuid.uuid4(), uuid.uuid4()
+    url = make_role()
+    role = urlsplit(url).username
+    output = await enable_rls(secured, "--pin", f"{role}={mine}")
+    assert f"login role {role} may only serve tenant {mine}" in output
+    store = await PostgresStore.connect_with_options(url, row_level_security=True)
+    try:
+        ids = await seed(store, mine)
+        with pytest.raises(TenantMismatchError, match="is pinned to another tenant"):
+            await store.list_providers(other)
+        with pytest.raises(TenantMismatchError):
+            await store.create_session(Session(tenant_id=other, user_id=uuid.uuid4()))
+        assert [p.id for p in await store.list_providers(mine)] == [ids["provider"].id]
+    finally:
+        await store.close()
+    with psycopg.connect(url) as conn:
+        with pytest.raises(psycopg.Error) as info:
+            conn.execute("SELECT mofa_bind_tenant(%s)", (other,))
+        assert info.value.sqlstate == "MOFA1"
+    # a bad --pin is refused before anything is changed
+    bad = await Cli(secured, uuid.uuid4(), uuid.uuid4())("db", "enable-rls", "--db", secured, "--pin", "nobody")
+    assert bad.exit_code != 0 and "ROLE=TENANT" in bad.output
+    bad = await Cli(secured, uuid.uuid4(), uuid.uuid4())(
+        "db", "enable-rls", "--db", secured, "--pin", f"no_such_role_{uuid.uuid4().hex[:6]}={mine}"
+    )
+    assert bad.exit_code != 0 and "there is no role" in bad.output
+
+
+async def test_row_level_security_refuses_a_role_it_would_not_apply_to(
+    fresh_pg_url: str, make_role: Callable[[], str]
+) -> None:
+    """row_level_security=True where nothing would be enforced is a ConfigError, not a false sense of
+    safety: a schema where enable-rls never ran, the owner (the policies do not apply to it), a role that
+    can become a BYPASSRLS role, a role holding TRUNCATE (which no policy stops)."""
+    owner = await PostgresStore.connect(fresh_pg_url)
+    await owner.close()
+    app = make_role()
+    with pytest.raises(ConfigError, match="run `mofa db enable-rls`"):
+        await PostgresStore.connect_with_options(app, row_level_security=True)
+    await enable_rls(fresh_pg_url)
+    with pytest.raises(ConfigError, match=r"is not subject to row-level security .*owner of, entity_agent"):
+        await PostgresStore.connect_with_options(fresh_pg_url, row_level_security=True)
+    store = await PostgresStore.connect_with_options(app, row_level_security=True)
+    await store.close()
+
+    role = urlsplit(app).username
+    bypasser = f"mofa_bypass_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(fresh_pg_url, autocommit=True) as conn:
+        conn.execute(f'CREATE ROLE "{bypasser}" NOLOGIN BYPASSRLS')
+        conn.execute(f'GRANT "{bypasser}" TO "{role}"')  # SET ROLE would walk around every policy
+    try:
+        with pytest.raises(ConfigError, match=f"can become the superuser or BYPASSRLS role {bypasser}"):
+            await PostgresStore.connect_with_options(app, row_level_security=True)
+    finally:
+        with psycopg.connect(fresh_pg_url, autocommit=True) as conn:
+            conn.execute(f'DROP ROLE "{bypasser}"')
+    with psycopg.connect(fresh_pg_url, autocommit=True) as conn:
+        conn.execute(f'GRANT TRUNCATE ON entity_message, mofa_tenant_binding TO "{role}"')
+    with pytest.raises(ConfigError, match="TRUNCATE on entity_message, TRUNCATE on mofa_tenant_binding"):
+        await PostgresStore.connect_with_options(app, row_level_security=True)
+
+
+async def test_bindings_do_not_leak_through_a_transaction_pooler(app_role: str) -> None:
+    """PgBouncer in transaction mode with one server connection: every transaction of two tenants runs on
+    the same backend (same pid), one after another; each sees its own tenant's rows only."""
+    bouncer = PgBouncer(app_role, pool_size=1).start()
+    try:
+        store = await PostgresStore.connect_with_options(
+            bouncer.url, row_level_security=True, prepare_threshold=None, max_connections=4
+        )
+        try:
+            tenants = [uuid.uuid4(), uuid.uuid4()]
+            seeded = {t: await seed(store, t) for t in tenants}
+
+            async def reads(t: uuid.UUID) -> None:
+                for _ in range(15):
+                    msgs = await store.get_session_messages(t, seeded[t]["session"].id)
+                    assert [m.tenant_id for m in msgs] == [t, t]
+                    assert [p.tenant_id for p in await store.list_providers(t)] == [t]
+
+            await asyncio.gather(*(reads(t) for t in tenants * 3))
+            pids = set()
+            for _ in range(3):  # one server connection behind every client connection
+                with psycopg.connect(bouncer.url, prepare_threshold=None, autocommit=True) as conn:
+                    pids.add(conn.execute("SELECT pg_backend_pid()").fetchone())
+                    assert _count(conn, "entity_message") == 0  # no tenant left bound
+            assert len(pids) == 1
+        finally:
+            await store.close()
+    finally:
+        bouncer.stop()

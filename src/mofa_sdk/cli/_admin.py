@@ -14,7 +14,7 @@ from rich.text import Text
 from .._redact import mask_key, redact_url
 from ..entities import Agent, Provider
 from ..errors import ConfigError, NotFoundError, PersistenceError
-from ..ids import utc_now
+from ..ids import parse_uuid, utc_now
 from ..persistence import Store
 from ._common import (
     DbOpt,
@@ -410,20 +410,40 @@ def db_status(db: DbOpt = None) -> None:
 
 
 @db_app.command("enable-rls")
-def db_enable_rls(db: DbOpt = None) -> None:
-    """PostgreSQL only: turn on row-level security (one policy per table, keyed by mofa.tenant_id).
+def db_enable_rls(
+    pin: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--pin",
+            help="ROLE=TENANT: the login role may only ever serve that tenant (repeatable).",
+            show_default=False,
+        ),
+    ] = None,
+    db: DbOpt = None,
+) -> None:
+    """PostgreSQL only: turn on row-level security (one policy per table, reading the tenant each
+    transaction is bound to by mofa_bind_tenant).
 
     Run as the role that owns the tables; then connect the application as another role with
-    ``row_level_security=True`` so the database itself keeps tenants apart."""
+    ``row_level_security=True`` so the database itself keeps tenants apart. A role pinned with --pin
+    (per-tenant credentials) cannot bind any other tenant, whatever SQL it sends."""
 
     async def go() -> None:
+        pins: dict[str, uuid.UUID] = {}
+        for item in pin or []:
+            role, sep, tenant = item.partition("=")
+            if not sep or not role.strip():
+                raise ConfigError(f"--pin takes ROLE=TENANT, got {item!r}")
+            pins[role.strip()] = parse_uuid(tenant.strip(), f"the tenant of --pin {role.strip()}")
         async with open_store(db) as store:
             enable = getattr(store, "enable_row_level_security", None)
             if enable is None:
                 raise ConfigError(
                     f"row-level security needs PostgreSQL; {_describe(db, store)} is not a PostgreSQL database"
                 )
-            tables = await enable()
+            tables = await enable(pins)
             console.print(f"row-level security is on in {_describe(db, store)} for {', '.join(tables)}")
+            for role, pinned in pins.items():
+                console.print(f"login role {role} may only serve tenant {pinned}")
 
     run(go())

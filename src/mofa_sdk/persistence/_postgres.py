@@ -9,7 +9,7 @@ import os
 import select
 import uuid
 import weakref
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from datetime import datetime, timedelta
 from typing import Any, TypeVar, cast
@@ -215,9 +215,10 @@ class PostgresStore(Store):
         ``prepare_threshold=None`` turns server-side prepared statements off: needed behind a
         transaction pooler such as PgBouncer (``pool_mode = transaction``), where the next transaction
         may run on a server connection that never saw the statement.
-        ``row_level_security=True`` runs every operation in a transaction that sets ``mofa.tenant_id``
-        (``set_config(..., true)``), for a database where :meth:`enable_row_level_security` was run and
-        the application connects as a role that does not own the tables.
+        ``row_level_security=True`` runs every operation in a transaction bound to its tenant
+        (``mofa_bind_tenant``), for a database where :meth:`enable_row_level_security` was run and the
+        application connects as a role the policies apply to (not the owner, no superuser, no BYPASSRLS);
+        connecting checks both and raises ConfigError otherwise.
         ``connect_timeout`` bounds connecting (a clear DatabaseUnavailableError, never a hang) and
         waiting for a pooled connection.
         """
@@ -288,12 +289,14 @@ class PostgresStore(Store):
             streaming_lease_seconds=streaming_lease_seconds,
             row_level_security=bool(row_level_security),
         )
-        if migrate:
-            try:
+        try:
+            if migrate:
                 await store._migrate_if_needed()
-            except BaseException:
-                await store.close()
-                raise
+            if store._row_level_security:
+                await store._check_row_level_security()
+        except BaseException:
+            await store.close()
+            raise
         return store
 
     @classmethod
@@ -339,6 +342,14 @@ class PostgresStore(Store):
             return DatabaseUnavailableError(
                 f"{doing}: no connection to PostgreSQL at {self._target} within {self._connect_timeout:g}s"
             )
+        if exc.sqlstate == q.TENANT_REFUSED_SQLSTATE:
+            # the primary message only: the rest is the PL/pgSQL context of the refusal
+            return TenantMismatchError(f"{doing}: {exc.diag.message_primary or detail}")
+        if isinstance(exc, pgerr.UndefinedFunction) and "mofa_bind_tenant" in detail:
+            return PersistenceError(
+                f"{doing}: row-level security is not set up (or was set up by an older mofa-sdk) in "
+                f"{self._target}; run `mofa db enable-rls` as the table owner"
+            )
         if isinstance(exc, pgerr.UndefinedTable | pgerr.UndefinedColumn):
             return schema_fallback(f"{doing} in {self._target}", detail)
         if isinstance(exc, pgerr.UniqueViolation | pgerr.ForeignKeyViolation | pgerr.ExclusionViolation):
@@ -359,8 +370,8 @@ class PostgresStore(Store):
     ) -> AsyncIterator[Conn]:
         """A connection for one operation: ``tx`` when given, else one from the pool (autocommit).
         Every driver error raised inside becomes a mofa error saying what was being done.
-        With row-level security on, the operation runs in a transaction that first sets
-        ``mofa.tenant_id`` to ``tenant`` (transaction-local, so it never leaks to the next borrower)."""
+        With row-level security on, the operation runs in a transaction first bound to ``tenant``; the
+        binding ends with the transaction, so it never leaks to the next borrower of the connection."""
         scoped = self._row_level_security and tenant is not None
         try:
             if tx is not None:
@@ -368,7 +379,7 @@ class PostgresStore(Store):
                 if atomic or scoped:
                     async with _atomic(conn):
                         if scoped:
-                            await conn.execute(q.SET_TENANT_SQL, (str(tenant),))
+                            await conn.execute(q.BIND_TENANT_SQL, (tenant,))
                         yield conn
                 else:
                     yield conn
@@ -377,7 +388,7 @@ class PostgresStore(Store):
                     if atomic or scoped:
                         async with conn.transaction():
                             if scoped:
-                                await conn.execute(q.SET_TENANT_SQL, (str(tenant),))
+                                await conn.execute(q.BIND_TENANT_SQL, (tenant,))
                             yield conn
                     else:
                         yield conn
@@ -470,19 +481,73 @@ class PostgresStore(Store):
             raise self._wrap(exc, doing) from exc
         return done
 
-    async def enable_row_level_security(self) -> list[str]:
+    async def enable_row_level_security(self, pins: Mapping[str, uuid.UUID] | None = None) -> list[str]:
         """Turn on PostgreSQL row-level security on every tenant-scoped table (idempotent; opt-in).
 
         A policy on each table lets a role that is not the table owner see and write only the rows of the
-        tenant in the transaction-local setting ``mofa.tenant_id`` (none set: nothing). Run it as the
-        owner (the role that migrated); connect the application with another role and
-        ``row_level_security=True``. Returns the tables it secured."""
+        tenant its transaction is bound to by ``mofa_bind_tenant(tenant)`` (none bound: nothing). A
+        transaction is bound once; rebinding it to another tenant is refused. ``pins`` maps login roles
+        to the one tenant each may ever bind (per-tenant credentials). Run it as the owner (the role that
+        migrated); connect the application with another role and ``row_level_security=True``. Returns
+        the tables it secured."""
+        pinned: dict[str, uuid.UUID] = {}
+        for role, tenant in (pins or {}).items():
+            if not isinstance(role, str) or not role:
+                raise ConfigError(f"a pinned role must be a role name, got {role!r}")
+            pinned[role] = _uid(tenant, f"the tenant of role {role!r}")
         doing = f"enabling row-level security in {self._target}"
         async with self._conn(None, doing, atomic=True) as conn:
+            cur = await conn.execute("SELECT current_schema()")
+            schema = (await cur.fetchone() or [None])[0]
+            if schema is None:
+                raise ConfigError(f"{doing}: no schema in the search_path; migrate first")
+            for stmt in q.rls_setup_statements(schema):
+                await conn.execute(stmt)
             for table in q.TENANT_TABLES:
                 for stmt in q.rls_statements(table):
                     await conn.execute(stmt)
+            for role, tenant in pinned.items():
+                cur = await conn.execute(q.ROLE_CAN_LOGIN_SQL, (role,))
+                found = await cur.fetchone()
+                if found is None:
+                    raise ConfigError(f"{doing}: there is no role {role!r} to pin to tenant {tenant}")
+                if not found[0]:
+                    # the pin is matched against session_user, which is always a login role
+                    raise ConfigError(f"{doing}: role {role!r} cannot log in; pin the login role itself")
+                await conn.execute(q.PIN_ROLE_SQL, (role, tenant))
         return list(q.TENANT_TABLES)
+
+    async def _check_row_level_security(self) -> None:
+        """Refuse ``row_level_security=True`` where it would not hold: a role the policies do not apply
+        to, a role holding a privilege that walks around them, or a schema whose policies are missing or
+        are not the ones that read the binding."""
+        row = await self._row(q.RLS_STATE_SQL, None, "checking row-level security")
+        assert row is not None  # a query without FROM returns one row
+        role = row["role"]
+        bypass = []
+        if row["privileged"]:
+            bypass.append(f"it is or can become the superuser or BYPASSRLS role {', '.join(row['privileged'])}")
+        if row["owned"]:
+            bypass.append(f"it owns, or can become the owner of, {', '.join(row['owned'])}")
+        if bypass:
+            raise ConfigError(
+                f"row_level_security=True, but role {role!r} is not subject to row-level security in "
+                f"{self._target} ({'; '.join(bypass)}): nothing would be enforced. Connect the application "
+                "as a role that owns none of the tables and is no member of a superuser or BYPASSRLS role"
+            )
+        if row["risky"]:
+            raise ConfigError(
+                f"row_level_security=True, but role {role!r} holds privileges that row-level security does "
+                f"not stop ({', '.join(row['risky'])}): TRUNCATE empties every tenant's rows, TRIGGER runs "
+                "its code as whoever writes, REFERENCES lets its own foreign keys probe every tenant's ids. "
+                f"Revoke them (REVOKE {', '.join(q.RLS_RISKY_PRIVILEGES)} ON … FROM {role})"
+            )
+        if not row["functions"] or row["unsecured"]:
+            missing = ", ".join(row["unsecured"]) or "the tenant binding"
+            raise ConfigError(
+                f"row_level_security=True, but row-level security is not set up in {self._target} "
+                f"(missing or out of date: {missing}); run `mofa db enable-rls` as the table owner"
+            )
 
     async def migration_status(self) -> list[tuple[str, datetime | None]]:
         applied = await self._applied()

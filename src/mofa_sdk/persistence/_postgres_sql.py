@@ -239,12 +239,114 @@ UNLOCK_SQL = "SELECT pg_advisory_unlock(" + _LOCK_KEY + ")"
 XACT_LOCK_SQL = "SELECT pg_advisory_xact_lock(" + _LOCK_KEY + ")"
 
 # -- row-level security (opt-in) ----------------------------------------------------------------------
-#: the store sets this in each transaction; transaction-local, so a pooled connection never keeps it
-SET_TENANT_SQL = "SELECT set_config('mofa.tenant_id', %s, true)"
+# The tenant of a transaction is a row of mofa_tenant_binding, keyed by backend pid and written only by
+# mofa_bind_tenant() (SECURITY DEFINER): no role but the owner can write the table. The binding is valid for
+# the transaction that made it (its xid) and cannot be changed within it, so SQL run later in that transaction
+# cannot switch tenants. The policies never read a setting a role can give itself (set_config). A login role
+# listed in mofa_tenant_role can only ever bind its own tenant.
 TENANT_TABLES = ("entity_provider", "entity_agent", "entity_session", "entity_message", "entity_api_call")
+BIND_TENANT_SQL = "SELECT mofa_bind_tenant(%s)"
+#: mofa_bind_tenant refuses a second tenant in one transaction, or a tenant a pinned login role may not serve
+TENANT_REFUSED_SQLSTATE = "MOFA1"
 _POLICY = "mofa_tenant_isolation"
-# no setting (or an empty one) matches no row: forgetting to scope a transaction finds nothing
-_TENANT_MATCH = "tenant_id = nullif(current_setting('mofa.tenant_id', true), '')::uuid"
+# a sub-select: evaluated once per statement (an InitPlan), not once per row
+_TENANT_MATCH = "tenant_id = (SELECT mofa_current_tenant())"
+
+_RLS_SETUP = [
+    "CREATE UNLOGGED TABLE IF NOT EXISTS mofa_tenant_binding ("
+    " pid integer PRIMARY KEY, xact xid8 NOT NULL, tenant_id uuid NOT NULL)",
+    "CREATE TABLE IF NOT EXISTS mofa_tenant_role (role_name text PRIMARY KEY, tenant_id uuid NOT NULL)",
+    # RLS on and no policy: even a role granted these tables (GRANT … ON ALL TABLES) reads and writes no row
+    "ALTER TABLE mofa_tenant_binding ENABLE ROW LEVEL SECURITY",
+    "ALTER TABLE mofa_tenant_role ENABLE ROW LEVEL SECURITY",
+    "REVOKE ALL ON mofa_tenant_binding, mofa_tenant_role FROM PUBLIC",
+    # The two functions run as the owner with the caller's search_path, which the caller chooses: every
+    # name in them is schema-qualified, operators included. (A SET search_path clause would cost more than
+    # the rest of the lookup, on every statement.)
+    """CREATE OR REPLACE FUNCTION mofa_bind_tenant(tenant uuid) RETURNS uuid
+    LANGUAGE plpgsql VOLATILE SECURITY DEFINER AS $bind$
+DECLARE
+    tx     pg_catalog.xid8 := pg_catalog.pg_current_xact_id();
+    bound  pg_catalog.uuid;
+    pinned pg_catalog.uuid;
+BEGIN
+    IF tenant IS NULL THEN
+        RAISE EXCEPTION 'mofa_bind_tenant: the tenant id is null' USING ERRCODE = 'null_value_not_allowed';
+    END IF;
+    SELECT r.tenant_id INTO pinned FROM {schema}.mofa_tenant_role r
+        WHERE r.role_name OPERATOR(pg_catalog.=) session_user::pg_catalog.text;
+    IF pinned IS NOT NULL AND pinned OPERATOR(pg_catalog.<>) tenant THEN
+        RAISE EXCEPTION 'mofa_bind_tenant: login role % is pinned to another tenant', session_user
+            USING ERRCODE = 'MOFA1';
+    END IF;
+    -- a row left by an earlier transaction of this backend (or of a dead one with the same pid) is replaced;
+    -- one of this transaction is kept, and returns nothing
+    INSERT INTO {schema}.mofa_tenant_binding AS b (pid, xact, tenant_id)
+        VALUES (pg_catalog.pg_backend_pid(), tx, tenant)
+        ON CONFLICT (pid) DO UPDATE SET xact = excluded.xact, tenant_id = excluded.tenant_id
+            WHERE b.xact OPERATOR(pg_catalog.<>) excluded.xact
+        RETURNING b.tenant_id INTO bound;
+    IF bound IS NULL THEN
+        SELECT b.tenant_id INTO bound FROM {schema}.mofa_tenant_binding b
+            WHERE b.pid OPERATOR(pg_catalog.=) pg_catalog.pg_backend_pid();
+        IF bound OPERATOR(pg_catalog.<>) tenant THEN
+            RAISE EXCEPTION 'mofa_bind_tenant: this transaction already serves another tenant '
+                '(one transaction, one tenant)' USING ERRCODE = 'MOFA1';
+        END IF;
+    END IF;
+    RETURN tenant;
+END
+$bind$""",
+    # PARALLEL RESTRICTED: a parallel worker has a pid of its own, so only the leader may look the binding up
+    """CREATE OR REPLACE FUNCTION mofa_current_tenant() RETURNS uuid
+    LANGUAGE sql STABLE SECURITY DEFINER PARALLEL RESTRICTED AS $current$
+SELECT b.tenant_id FROM {schema}.mofa_tenant_binding b
+WHERE b.pid OPERATOR(pg_catalog.=) pg_catalog.pg_backend_pid()
+    AND b.xact OPERATOR(pg_catalog.=) pg_catalog.pg_current_xact_id_if_assigned()
+$current$""",
+]
+
+#: pin a login role to a tenant (replacing an earlier pin)
+PIN_ROLE_SQL = (
+    "INSERT INTO mofa_tenant_role (role_name, tenant_id) VALUES (%s, %s)"
+    " ON CONFLICT (role_name) DO UPDATE SET tenant_id = excluded.tenant_id"
+)
+ROLE_CAN_LOGIN_SQL = "SELECT rolcanlogin FROM pg_roles WHERE rolname = %s"
+
+#: privileges row-level security does not stop: TRUNCATE empties every tenant's rows, TRIGGER runs the
+#: role's code as whoever writes (the owner's binding function included), REFERENCES lets a foreign key of
+#: the role's own probe every tenant's ids
+RLS_RISKY_PRIVILEGES = ("TRUNCATE", "TRIGGER", "REFERENCES")
+_RLS_TABLES = (*TENANT_TABLES, "mofa_tenant_binding", "mofa_tenant_role")
+
+#: what connecting with row_level_security=True checks: the role is subject to the policies (it neither is
+#: nor can become a superuser, a BYPASSRLS role or an owner), holds no privilege that walks around them, and
+#: the policies are the ones that read the binding
+RLS_STATE_SQL = _q(
+    "WITH t AS (SELECT c.oid, c.relname::text AS name, c.relrowsecurity, c.relforcerowsecurity, c.relowner"
+    " FROM pg_class c WHERE c.oid = ANY (ARRAY[{tables}]::regclass[]))"
+    " SELECT current_user::text AS role,"
+    " ARRAY(SELECT r.rolname::text FROM pg_roles r WHERE (r.rolsuper OR r.rolbypassrls)"
+    "   AND pg_has_role(current_user, r.oid, 'MEMBER') ORDER BY 1) AS privileged,"
+    " ARRAY(SELECT name FROM t WHERE pg_has_role(current_user, relowner, 'MEMBER') AND NOT relforcerowsecurity"
+    "   ORDER BY 1) AS owned,"
+    " ARRAY(SELECT p || ' on ' || name FROM t, unnest(ARRAY[{risky}]) p"
+    "   WHERE has_table_privilege(current_user, t.oid, p) ORDER BY name, p) AS risky,"
+    " to_regprocedure('mofa_bind_tenant(uuid)') IS NOT NULL AND to_regprocedure('mofa_current_tenant()') IS NOT NULL"
+    " AS functions,"
+    " ARRAY(SELECT name FROM t WHERE name = ANY (ARRAY[{tenant_tables}]) AND (NOT relrowsecurity OR NOT EXISTS ("
+    "   SELECT 1 FROM pg_policy p WHERE p.polrelid = t.oid AND p.polname = {policy}"
+    "   AND pg_get_expr(p.polqual, p.polrelid) LIKE '%mofa_current_tenant()%')) ORDER BY 1) AS unsecured",
+    tables=sql.SQL(", ").join(sql.SQL("to_regclass({})").format(sql.Literal(t)) for t in _RLS_TABLES),
+    risky=sql.SQL(", ").join(sql.Literal(p) for p in RLS_RISKY_PRIVILEGES),
+    tenant_tables=sql.SQL(", ").join(sql.Literal(t) for t in TENANT_TABLES),
+    policy=sql.Literal(_POLICY),
+)
+
+
+def rls_setup_statements(schema: str) -> list[sql.Composed]:
+    """The binding table, the role pins and the two functions, in ``schema`` (the tables' own)."""
+    return [sql.SQL(stmt).format(schema=sql.Identifier(schema)) for stmt in _RLS_SETUP]
 
 
 def rls_statements(table: str) -> list[sql.Composed]:
