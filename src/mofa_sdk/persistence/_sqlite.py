@@ -207,6 +207,10 @@ def path_from_url(url: str) -> str:
     return path
 
 
+def _try_open(path: str) -> None:
+    sqlite3.connect(path).close()
+
+
 @contextmanager
 def _errors(what: str) -> Iterator[None]:
     """SQLite's exceptions as mofa_sdk errors that say what was being done."""
@@ -280,6 +284,11 @@ class SqliteStore(Store):
                 raise DatabaseUnavailableError(
                     f"cannot create the folder of SQLite database {path}: {exc}"
                 ) from exc
+            # aiosqlite reports a failed open and only then stops its thread; when the error ends the
+            # event loop (asyncio.run), that thread dies with a traceback. So a path that cannot be
+            # opened is found here first, in a plain worker thread.
+            with _errors(f"opening SQLite database {path}"):
+                await asyncio.to_thread(_try_open, path)
         return await cls._open(path, migrate, streaming_lease_seconds)
 
     @classmethod
