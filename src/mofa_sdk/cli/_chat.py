@@ -197,7 +197,7 @@ class ChatApp:
             return
         count = len(plugin.pending)
         try:
-            await plugin.flush(timeout=self.flush_timeout)
+            await plugin.flush(within=self.flush_timeout)
         except (PersistenceError, asyncio.CancelledError) as exc:
             left = len(plugin.pending)
             plugin.pending.clear()  # reported here: the plugin's close must not wait for them again

@@ -46,6 +46,8 @@ __all__ = ["PendingReply", "PersistencePlugin"]
 log = logging.getLogger("mofa_sdk.persistence")
 
 _STATUS = {"complete": "complete", "cancelled": "cancelled", "error": "error"}
+#: seconds between two tries of a bounded flush while the database is unavailable
+_RETRY_PAUSE = 0.25
 
 
 @dataclass
@@ -107,6 +109,8 @@ class PersistencePlugin(EventHandler):
         #: how long ``close()`` (and so ``agent.aclose()``) tries to write pending replies
         self.flush_timeout = flush_timeout
         self.pending: list[PendingReply] = []
+        self._written = 0  # pending replies written so far (what flush() counts)
+        self._flushing = asyncio.Lock()  # turns on two sessions flush at once: one writes, one waits
 
     @classmethod
     def from_store(
@@ -154,7 +158,7 @@ class PersistencePlugin(EventHandler):
         try:
             if self.pending and self._store is not None:
                 try:
-                    await self.flush(timeout=self.flush_timeout)
+                    await self.flush(within=self.flush_timeout)
                 except PersistenceError as exc:
                     log.warning(
                         "%s: %d unsaved %s could not be written before closing (%s): %s",
@@ -390,25 +394,39 @@ class PersistencePlugin(EventHandler):
                     await store.save_message(p.message, tx=tx)
             await store.save_api_call(p.call, tx=tx)
 
-    async def flush(self, *, timeout: float | None = None) -> int:
+    async def flush(self, *, within: float | None = None) -> int:
         """Write replies kept in memory after a failed write, oldest first; returns how many were written.
 
         A reply whose session has been deleted since is dropped with a warning (it was handed back when
         its write first failed). Any other failure is raised and leaves that reply and the later ones in
-        ``pending``; so does running out of ``timeout`` seconds (``DatabaseUnavailableError``)."""
-        if timeout is None:
-            return await self._flush()
-        _check_timeout(timeout, "timeout")
+        ``pending``. With ``within`` (seconds) the flush ends by then, and an unavailable database is retried
+        until the time is up (a pool that is reconnecting gets the chance to), then the last error is raised."""
+        start = self._written
+        if within is None:
+            await self._flush()
+            return self._written - start
+        _check_timeout(within, "within")
+        last: PersistenceError | None = None
         try:
-            async with asyncio.timeout(timeout):
-                return await self._flush()
+            async with asyncio.timeout(within):
+                while True:
+                    try:
+                        await self._flush()
+                        return self._written - start
+                    except DatabaseUnavailableError as exc:
+                        last = exc
+                    await asyncio.sleep(_RETRY_PAUSE)
         except TimeoutError:
+            detail = f": {last}" if last is not None else ""
             raise DatabaseUnavailableError(
-                f"the pending replies could not be written within {timeout:g}s"
+                f"the pending replies could not be written within {within:g}s{detail}"
             ) from None
 
-    async def _flush(self) -> int:
-        written = 0
+    async def _flush(self) -> None:
+        async with self._flushing:
+            await self._flush_locked()
+
+    async def _flush_locked(self) -> None:
         while self.pending:
             p = self.pending[0]
             try:
@@ -420,8 +438,7 @@ class PersistencePlugin(EventHandler):
                 log.warning("%s: dropped unsaved %s: the session was deleted", self.plugin_id, p.describe())
                 continue
             self.pending.pop(0)
-            written += 1
-        return written
+            self._written += 1
 
 
 def _check_timeout(value: object, name: str) -> None:
