@@ -214,3 +214,41 @@ async def test_a_checkpoint_kept_waiting_by_the_database_does_not_hold_up_the_st
         ("user", "question", "complete"), ("assistant", TEXT, "complete"),
     ]
     await agent.aclose()
+
+
+async def test_aclose_gives_up_after_flush_timeout_and_names_what_it_could_not_write(
+    pg_url: str, sqlite_path: Path, tenant: uuid.UUID, user: uuid.UUID, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The pending reply's write waits on a lock that is not released: aclose() stops after the plugin's
+    flush_timeout, logs which reply it could not write, and leaves the database as it was.
+    (PostgreSQL: a cancelled write there ends at once. On SQLite the write waits out busy_timeout.)"""
+    from mofa_sdk.persistence import PostgresStore
+
+    store = await PostgresStore.connect(pg_url)
+    try:
+        agent, plugin = await build_agent(store, tenant, user, ScriptedProvider(["saved"]))
+        plugin.flush_timeout = 0.5
+        await agent.chat("q1")
+        sid = agent.session_id
+        asked = await store.save_message(Message(
+            session_id=sid, tenant_id=tenant, user_id=user, agent_id=AGENT_ID, role="user", content="q2",
+        ))
+        kept = Message(
+            id=uuid7(), session_id=sid, tenant_id=tenant, user_id=user, agent_id=AGENT_ID, role="assistant",
+            content="kept in memory", parent_message_id=asked.id,
+        )
+        call = LLMApiCall(
+            tenant_id=tenant, session_id=sid, user_id=user, agent_id=AGENT_ID, request_message_id=asked.id,
+            response_message_id=kept.id, model_name="m", status="success",
+        )
+        plugin.pending.append(PendingReply(tenant, sid, kept, False, call, uncertain=True))
+        async with write_lock(store, sid, pg_url, sqlite_path):
+            with caplog.at_level(logging.WARNING, "mofa_sdk"):
+                await asyncio.wait_for(agent.aclose(), 60)  # a guard against a hang, not a speed check
+        (warning,) = warnings_of(caplog, "could not be written before closing")
+        assert f"reply {kept.id} of session {sid}" in warning and "within 0.5s" in warning
+        assert [p.message for p in plugin.pending] == [kept]  # still there for the caller to look at
+        assert [r[2] for r in await rows(store, tenant, sid)] == ["q1", "saved", "q2"]
+        assert len(await calls(store, tenant, sid)) == 1
+    finally:
+        await store.close()

@@ -215,7 +215,8 @@ class ChatApp:
     # -- output ------------------------------------------------------------------------------------
     def info(self, text: str, style: str = "dim") -> None:
         """Status lines: on the terminal when interactive, else on stderr so stdout holds only replies."""
-        (console if self.interactive else err_console).print(Text(text, style=style))
+        # soft_wrap: a piped status line stays one line, whatever its length
+        (console if self.interactive else err_console).print(Text(text, style=style), soft_wrap=True)
 
     def banner(self) -> None:
         assert self.agent is not None

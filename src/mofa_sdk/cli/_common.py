@@ -89,7 +89,8 @@ class _CliLogHandler(logging.Handler):
 
     psycopg_pool logs a warning for every failed reconnection attempt while the database is down, which
     would bury the chat under them: those (all of ``psycopg*``) are counted instead, shown with --verbose,
-    and summed up in one line when the command ends. The CLI's own messages already say what failed."""
+    and summed up in one line when the command ends. A failed checkpoint is not shown either (it would
+    cut into the reply on the terminal): the chat says after the reply whether it was saved."""
 
     def __init__(self) -> None:
         super().__init__(logging.WARNING)
@@ -97,9 +98,12 @@ class _CliLogHandler(logging.Handler):
         self.hidden = 0
 
     def emit(self, record: logging.LogRecord) -> None:
-        if not self.verbose and record.name.split(".", 1)[0] in ("psycopg", "psycopg_pool"):
-            self.hidden += 1
-            return
+        if not self.verbose:
+            if record.name.split(".", 1)[0] in ("psycopg", "psycopg_pool"):
+                self.hidden += 1
+                return
+            if record.name == "mofa_sdk.persistence.checkpoint":
+                return
         try:
             text = " ".join(record.getMessage().split())
         except Exception:  # a bad format string in someone's log call must not end the command

@@ -44,6 +44,8 @@ from ._store import Store
 __all__ = ["PendingReply", "PersistencePlugin"]
 
 log = logging.getLogger("mofa_sdk.persistence")
+#: a failed checkpoint: the turn's own outcome (saved, or UnsavedReplyError) follows when it ends
+checkpoint_log = logging.getLogger("mofa_sdk.persistence.checkpoint")
 
 _STATUS = {"complete": "complete", "cancelled": "cancelled", "error": "error"}
 #: seconds between two tries of a bounded flush while the database is unavailable
@@ -270,7 +272,7 @@ class PersistencePlugin(EventHandler):
             # A checkpoint is insurance against a crash; losing the database must not cut the reply the
             # user is reading. Stop checkpointing this turn; the final write (or `pending`) carries it.
             turn.state["checkpoint_failed"] = True
-            log.warning("checkpoint of reply %s failed; the reply keeps streaming: %s",
+            checkpoint_log.warning("checkpoint of reply %s failed; the reply keeps streaming: %s",
                         turn.state["assistant_message_id"], exc)
 
     @staticmethod
