@@ -252,3 +252,26 @@ async def test_aclose_gives_up_after_flush_timeout_and_names_what_it_could_not_w
         assert len(await calls(store, tenant, sid)) == 1
     finally:
         await store.close()
+
+
+def test_an_sqlite_path_that_cannot_be_opened_is_one_error_and_no_thread_traceback(tmp_path: Path) -> None:
+    """A script's ``asyncio.run(SqliteStore.connect(...))`` on a folder: the error, and no traceback from
+    aiosqlite's thread reporting to a loop that has closed."""
+    import subprocess
+    import sys
+
+    folder = tmp_path / "a-folder"
+    folder.mkdir()
+    script = (
+        "import asyncio, sys\n"
+        "from mofa_sdk.errors import DatabaseUnavailableError\n"
+        "from mofa_sdk.persistence import SqliteStore\n"
+        "try:\n"
+        f"    asyncio.run(SqliteStore.connect({f'sqlite:///{folder}'!r}))\n"
+        "except DatabaseUnavailableError as exc:\n"
+        "    print(exc)\n"
+    )
+    for _ in range(5):  # the traceback came from a race between that thread and the loop's end
+        done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
+        assert done.stdout.strip() == f"opening SQLite database {folder}: unable to open database file"
+        assert done.stderr == ""
