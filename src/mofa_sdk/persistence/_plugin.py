@@ -419,7 +419,9 @@ class PersistencePlugin(EventHandler):
                         last = exc
                     await asyncio.sleep(_RETRY_PAUSE)
         except TimeoutError:
-            detail = f": {last}" if last is not None else ""
+            # no try finished in time: the error that put the reply in pending says what is wrong
+            reason = str(last) if last is not None else (self.pending[0].errors[-1:] or [""])[0]
+            detail = f"; last error: {reason}" if reason else ""
             raise DatabaseUnavailableError(
                 f"the pending replies could not be written within {within:g}s{detail}"
             ) from None
