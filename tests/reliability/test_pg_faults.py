@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import socket
 import uuid
 from collections.abc import Iterator
@@ -151,3 +152,99 @@ async def test_wrong_password_is_a_clear_error_without_the_password(pw_cluster: 
     message = str(err.value)
     assert "password authentication failed" in message and "not-the-pw-42" not in message
     assert "not-the-pw-42" not in repr(err.value)
+
+
+async def test_checkpoints_waiting_on_a_dead_server_do_not_hold_up_the_stream(
+    cluster: PgCluster, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The server dies before the first checkpoint: the checkpoint waits for a connection (up to the
+    connect timeout) beside the stream, every delta reaches the user meanwhile, and once the server is
+    back the checkpoint and the final write land."""
+    tenant, user = uuid.uuid4(), uuid.uuid4()
+    store = await PostgresStore.connect_with_options(cluster.url(), max_connections=2, connect_timeout=30)
+    try:
+        provider = ScriptedProvider([REPLY], delta_delay=0.02)
+        agent, plugin = await build_agent(store, tenant, user, provider, checkpoint_interval=0.001)
+        seen: list[str] = []
+        waiting_at_the_end = -1
+        with caplog.at_level(logging.WARNING, "mofa_sdk"):
+            async for text in agent.chat_stream("question"):
+                seen.append(text)
+                if len(seen) == 1:  # saved the user message; no checkpoint has started yet
+                    await asyncio.to_thread(cluster.stop, "immediate")
+                if len(seen) == len(REPLY.split()):
+                    # the last delta is here while a checkpoint still waits for a connection, not given up
+                    waiting_at_the_end = store.pool_stats().get("requests_waiting", 0)
+                    failed = [r for r in caplog.records if "checkpoint" in r.getMessage()]
+                    assert failed == [], "the stream waited for a checkpoint to give up"
+                    await asyncio.to_thread(cluster.start)
+        assert "".join(seen) == REPLY
+        assert waiting_at_the_end >= 1
+        assert plugin.pending == []
+        assert await rows(store, tenant, agent.session_id) == [
+            (1, "user", "question", "complete"),
+            (2, "assistant", REPLY, "complete"),
+        ]
+        assert [c.status for c in await calls(store, tenant, agent.session_id)] == ["success"]
+        await agent.aclose()
+    finally:
+        await store.close()
+
+
+async def test_aclose_writes_a_reply_kept_during_an_outage(cluster: PgCluster) -> None:
+    tenant, user = uuid.uuid4(), uuid.uuid4()
+    store = await PostgresStore.connect_with_options(cluster.url(), max_connections=2, connect_timeout=2)
+    try:
+        provider = ScriptedProvider(["alpha beta gamma delta"], delta_delay=0.05)
+        agent, plugin = await build_agent(store, tenant, user, provider, checkpoint_interval=10)
+        plugin.flush_timeout = 30  # the pool's reconnection back-off may take a few seconds
+        with pytest.raises(UnsavedReplyError):
+            async for text in agent.chat_stream("question"):
+                if text == "alpha":
+                    await asyncio.to_thread(cluster.stop, "fast")
+        assert len(plugin.pending) == 1
+        await asyncio.to_thread(cluster.start)
+        await agent.aclose()  # the script ends here: nothing else would write the reply
+        assert plugin.pending == []
+        assert await rows(store, tenant, agent.session_id) == [
+            (1, "user", "question", "complete"),
+            (2, "assistant", "alpha beta gamma delta", "complete"),
+        ]
+        assert [c.status for c in await calls(store, tenant, agent.session_id)] == ["success"]
+    finally:
+        await store.close()
+
+
+async def test_a_session_deleted_while_its_reply_waits_in_pending(
+    cluster: PgCluster, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The server went away mid-reply (the reply waits in pending); when it is back, the session is
+    deleted elsewhere before the next turn: that reply is dropped with a warning, the agent goes on."""
+    tenant, user = uuid.uuid4(), uuid.uuid4()
+    store = await PostgresStore.connect_with_options(cluster.url(), max_connections=2, connect_timeout=2)
+    try:
+        provider = ScriptedProvider(["alpha beta gamma delta", "fresh start"], delta_delay=0.05)
+        agent, plugin = await build_agent(store, tenant, user, provider, checkpoint_interval=10)
+        doomed = agent.session_id
+        with pytest.raises(UnsavedReplyError):
+            async for text in agent.chat_stream("question"):
+                if text == "alpha":
+                    await asyncio.to_thread(cluster.stop, "fast")
+        await asyncio.to_thread(cluster.start)
+        await wait_until_back(store)
+        other = await PostgresStore.connect(cluster.url())  # `mofa sessions delete`, another process
+        try:
+            assert await other.delete_session(tenant, doomed)
+        finally:
+            await other.close()
+        await agent.new_session()
+        with caplog.at_level(logging.WARNING, "mofa_sdk"):
+            assert await agent.chat("again") == "fresh start"
+        assert plugin.pending == []
+        assert any(f"session {doomed}" in r.getMessage() for r in caplog.records)
+        assert [r[1:] for r in await rows(store, tenant, agent.session_id)] == [
+            ("user", "again", "complete"), ("assistant", "fresh start", "complete"),
+        ]
+        await agent.aclose()
+    finally:
+        await store.close()

@@ -9,7 +9,7 @@ import typer
 from .. import __version__
 from ._admin import agents_app, db_app, providers_app
 from ._chat import chat
-from ._common import state
+from ._common import configure_logging, log_summary, state
 from ._sessions import sessions_app
 from ._usage import usage
 
@@ -34,6 +34,7 @@ def _version(value: bool) -> None:
 
 @app.callback()
 def _root(
+    ctx: typer.Context,
     verbose: Annotated[
         bool, typer.Option("--verbose", "-v", help="Show the full traceback of errors.")
     ] = False,
@@ -43,6 +44,8 @@ def _root(
 ) -> None:
     """mofa: chat with an LLM, every turn saved; manage sessions, agents, providers and the database."""
     state.verbose = verbose
+    configure_logging(verbose)
+    ctx.call_on_close(log_summary)
 
 
 app.command("chat")(chat)

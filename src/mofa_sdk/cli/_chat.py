@@ -4,6 +4,10 @@ The prompt is read synchronously between turns, outside the event loop (an ``asy
 loop, and the store's connections, for the whole chat): so Ctrl-C and Ctrl-D at the prompt are plain
 ``KeyboardInterrupt`` / ``EOFError``. While a reply streams, SIGINT is routed to the reply's task only:
 cancelling it makes the persistence plugin save the partial reply as ``cancelled``, and the chat goes on.
+
+A reply that could not be saved (the database went away) stays in the plugin's ``pending`` and is written
+before the next turn and at exit; at exit the chat waits at most ``MOFA_FLUSH_TIMEOUT`` seconds (default 5)
+for that, and says in one line what is lost if it could not.
 """
 
 from __future__ import annotations
@@ -23,10 +27,17 @@ from rich.status import Status
 from rich.table import Table
 from rich.text import Text
 
-from ..errors import ConfigError, MofaError, NotFoundError, ProviderError, UnsavedReplyError
+from ..errors import (
+    ConfigError,
+    MofaError,
+    NotFoundError,
+    PersistenceError,
+    ProviderError,
+    UnsavedReplyError,
+)
 from ..ids import parse_uuid
 from ..llm import ChatStream, LLMAgent, LLMAgentBuilder
-from ..persistence import AgentConfig, PersistencePlugin, Store, connect_store
+from ..persistence import AgentConfig, PendingReply, PersistencePlugin, Store, connect_store
 from ._common import (
     DbOpt,
     TenantOpt,
@@ -51,6 +62,22 @@ HELP = """\
 /help           this help
 /exit           quit (also Ctrl-D, or Ctrl-C at the prompt)
 Ctrl-C while a reply streams stops that reply only."""
+
+#: seconds the chat waits at exit to write replies that could not be saved earlier
+DEFAULT_FLUSH_TIMEOUT = 5.0
+
+
+def _flush_timeout() -> float:
+    raw = os.environ.get("MOFA_FLUSH_TIMEOUT", "").strip()
+    if not raw:
+        return DEFAULT_FLUSH_TIMEOUT
+    try:
+        value = float(raw)
+    except ValueError:
+        value = -1.0
+    if not 0 < value < float("inf"):
+        raise ConfigError(f"MOFA_FLUSH_TIMEOUT must be a number of seconds > 0, got {raw!r}")
+    return value
 
 
 @dataclass(frozen=True)
@@ -80,9 +107,13 @@ class ChatApp:
         self.store: Store | None = None
         self.config: AgentConfig | None = None
         self.agent: LLMAgent | None = None
+        self.plugin: PersistencePlugin | None = None
+        self.flush_timeout = _flush_timeout()
         #: sessions already checked for a title this run (one lookup each)
         self.titled: set[uuid.UUID] = set()
         self.failed_turns = 0
+        #: replies shown in this chat that are not in the database (dropped or given up at exit)
+        self.lost_replies = 0
 
     # -- set-up ------------------------------------------------------------------------------------
     async def start(self) -> None:
@@ -139,21 +170,53 @@ class ChatApp:
         assert self.store is not None
         builder = self._builder()  # chooses the provider before any session row is written
         agent_id = self.config.agent.id if self.config is not None else None
-        plugin = PersistencePlugin("mofa-cli", self.store, self.user, self.tenant, agent_id, session_id)
-        return await builder.with_persistence_plugin(plugin).build_async()
+        plugin = PersistencePlugin(
+            "mofa-cli", self.store, self.user, self.tenant, agent_id, session_id,
+            flush_timeout=self.flush_timeout,
+        )
+        agent = await builder.with_persistence_plugin(plugin).build_async()
+        if self.plugin is not None:  # a rebuilt agent (/window) takes over what the old one could not save
+            plugin.pending.extend(self.plugin.pending)
+            self.plugin.pending.clear()
+        self.plugin = plugin
+        return agent
 
     async def close(self) -> None:
         try:
+            await self._save_pending()
             if self.agent is not None:
                 await self.agent.aclose()
         finally:
             if self.store is not None:
                 await self.store.close()
 
+    async def _save_pending(self) -> None:
+        """Write the replies that could not be saved during the chat, bounded; say so when it fails."""
+        plugin = self.plugin
+        if plugin is None or not plugin.pending:
+            return
+        count = len(plugin.pending)
+        try:
+            await plugin.flush(within=self.flush_timeout)
+        except (PersistenceError, asyncio.CancelledError) as exc:
+            left = len(plugin.pending)
+            plugin.pending.clear()  # reported here: the plugin's close must not wait for them again
+            self.lost_replies += left
+            reason = "interrupted" if isinstance(exc, asyncio.CancelledError) else " ".join(str(exc).split())
+            err_console.print(Text(
+                f"error: {_replies(left)} shown in this chat could not be saved and {'is' if left == 1 else 'are'}"
+                f" lost ({reason})", style="bold red",
+            ), soft_wrap=True)
+            if isinstance(exc, asyncio.CancelledError):
+                raise
+            return
+        self.info(f"saved {_replies(count)} that could not be saved earlier")
+
     # -- output ------------------------------------------------------------------------------------
     def info(self, text: str, style: str = "dim") -> None:
         """Status lines: on the terminal when interactive, else on stderr so stdout holds only replies."""
-        (console if self.interactive else err_console).print(Text(text, style=style))
+        # soft_wrap: a piped status line stays one line, whatever its length
+        (console if self.interactive else err_console).print(Text(text, style=style), soft_wrap=True)
 
     def banner(self) -> None:
         assert self.agent is not None
@@ -179,14 +242,45 @@ class ChatApp:
                 raise
             self.info("⏹ reply stopped (saved as cancelled)", style="yellow")
         except UnsavedReplyError as exc:
+            self._unsaved(exc)
+        except NotFoundError:
+            if not await self._session_deleted(session_id):
+                raise
             self.failed_turns += 1
-            self.info(f"warning: {exc}", style="bold red")
+            self.info(
+                f"error: session {session_id} no longer exists (deleted elsewhere?); nothing was sent. "
+                "/new starts a new session, /sessions lists yours", style="bold red",
+            )
         except ProviderError as exc:
             self.failed_turns += 1
             self.info(f"error from the model: {' '.join(str(exc).split())}", style="bold red")
         finally:
             restore()
         await self._title(session_id, text)
+
+    def _unsaved(self, exc: UnsavedReplyError) -> None:
+        reply = exc.reply
+        if isinstance(reply, PendingReply) and reply.session_deleted:
+            self.failed_turns += 1
+            self.lost_replies += 1
+            self.info(
+                f"warning: session {reply.session_id} was deleted while this reply streamed; the reply was "
+                "not saved. /new starts a new session", style="bold red",
+            )
+            return
+        # kept by the plugin: written before the next turn, else at exit (a failure there is reported)
+        reason = " ".join(str(exc.__cause__ or exc).split())
+        self.info(
+            f"warning: this reply is not saved yet ({reason}); it is retried before the next turn and at exit",
+            style="bold red",
+        )
+
+    async def _session_deleted(self, session_id: uuid.UUID) -> bool:
+        assert self.store is not None
+        try:
+            return await self.store.get_session(self.tenant, session_id) is None
+        except MofaError:
+            return False
 
     async def _consume(self, stream: ChatStream) -> None:
         status: Status | None = None
@@ -272,6 +366,10 @@ class ChatApp:
         self.agent = await self._build(old.session_id)
         await old.aclose()
         self.info(f"window: {'all rounds' if window is None else f'{window} rounds'}")
+
+
+def _replies(n: int) -> str:
+    return "1 reply" if n == 1 else f"{n} replies"
 
 
 def _route_sigint(cancel: Callable[[], Any]) -> Callable[[], None]:
@@ -363,5 +461,5 @@ def chat(
             _loop(runner, app)
         finally:
             runner.run(app.close())
-    if app.failed_turns and not interactive:
+    if app.lost_replies or (app.failed_turns and not interactive):
         raise typer.Exit(1)

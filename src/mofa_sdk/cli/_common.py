@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import sys
 import traceback
@@ -15,6 +16,7 @@ from typing import Annotated, Any, NoReturn, TypeVar
 
 import typer
 from rich.console import Console
+from rich.text import Text
 
 from .._redact import redact_text
 from ..errors import MofaError
@@ -26,9 +28,11 @@ __all__ = [
     "DbOpt",
     "TenantOpt",
     "UserOpt",
+    "configure_logging",
     "console",
     "err_console",
     "fail",
+    "log_summary",
     "open_store",
     "resolve_tenant",
     "resolve_user",
@@ -76,6 +80,58 @@ UserOpt = Annotated[
     str | None,
     typer.Option("--user", help="User UUID. Default: USER_ID, else the nil UUID.", show_default=False),
 ]
+
+
+class _CliLogHandler(logging.Handler):
+    """Library warnings as one line each on stderr.
+
+    psycopg_pool logs a warning for every failed reconnection attempt while the database is down, which
+    would bury the chat under them: those (all of ``psycopg*``) are counted instead, shown with --verbose,
+    and summed up in one line when the command ends. A failed checkpoint is not shown either (it would
+    cut into the reply on the terminal): the chat says after the reply whether it was saved."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.verbose = False
+        self.hidden = 0
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if not self.verbose:
+            if record.name.split(".", 1)[0] in ("psycopg", "psycopg_pool"):
+                self.hidden += 1
+                return
+            if record.name == "mofa_sdk.persistence.checkpoint":
+                return
+        try:
+            text = " ".join(record.getMessage().split())
+        except Exception:  # a bad format string in someone's log call must not end the command
+            self.handleError(record)
+            return
+        label = "error" if record.levelno >= logging.ERROR else "warning"
+        err_console.print(Text(f"{label}: {text}", style="yellow"), soft_wrap=True)
+
+
+_log_handler = _CliLogHandler()
+
+
+def configure_logging(verbose: bool) -> None:
+    """Route library warnings to stderr the CLI's way (the library itself never configures logging).
+    Idempotent: each command of one process starts with a fresh count."""
+    _log_handler.verbose = verbose
+    _log_handler.hidden = 0
+    root = logging.getLogger()
+    if _log_handler not in root.handlers:
+        root.addHandler(_log_handler)
+
+
+def log_summary() -> None:
+    """One line for the database pool's warnings hidden during the command, if any."""
+    hidden, _log_handler.hidden = _log_handler.hidden, 0
+    if hidden:
+        err_console.print(Text(
+            f"note: {hidden} connection {'warning' if hidden == 1 else 'warnings'} from the database pool "
+            "hidden (--verbose shows them)", style="dim",
+        ), soft_wrap=True)
 
 
 def resolve_tenant(value: str | None) -> uuid.UUID:

@@ -205,7 +205,9 @@ class LLMAgent:
 
     # -- lifetime ----------------------------------------------------------------------------------
     async def aclose(self) -> None:
-        """Close the provider and the persistence plugin. Idempotent."""
+        """Close the provider and the persistence plugin. The plugin first tries to write the replies it
+        still holds (``plugin.pending``), for at most its ``flush_timeout``, and logs a warning naming those
+        it could not write. Idempotent."""
         if self._closed:
             return
         self._closed = True

@@ -4,16 +4,22 @@ What is written when (DESIGN §3):
 
 - ``before_call``: the user message, before the provider is called;
 - while streaming: a checkpoint of the partial reply at most every ``checkpoint_interval`` seconds (the first
-  inserts the assistant row as ``streaming``, later ones update it), so a crash loses at most one interval;
+  inserts the assistant row as ``streaming``, later ones update it), so a crash loses at most one interval.
+  A checkpoint runs beside the stream, at most one at a time, so a slow or dead database never holds up
+  the deltas;
 - when the turn ends (complete, error or cancelled): the assistant reply with its final status and the
   api-call record, in one transaction.
 
-If a finishing write fails, the reply is kept in memory (``pending``), retried before the next write, and
-an :class:`UnsavedReplyError` carrying it is raised to the consumer after the stream.
+If a finishing write fails, the reply is kept in memory (``pending``), retried before the next turn, by
+``flush()`` and when the plugin is closed (within ``flush_timeout``), and an :class:`UnsavedReplyError`
+carrying it is raised to the consumer after the stream. A reply whose session was deleted meanwhile cannot
+be written anywhere: it is handed back once (in that error, ``reply.session_deleted`` set) and dropped
+with a warning, never retried, so later turns are not held up by it.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 import uuid
@@ -22,7 +28,15 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..entities import LLMApiCall, Message, Session
-from ..errors import ConfigError, PersistenceError, TenantMismatchError, UnsavedReplyError
+from ..errors import (
+    ConfigError,
+    ConflictError,
+    DatabaseUnavailableError,
+    NotFoundError,
+    PersistenceError,
+    TenantMismatchError,
+    UnsavedReplyError,
+)
 from ..ids import parse_uuid, uuid7
 from ..llm import ChatMessage, EventHandler, Turn, TurnResult
 from ._store import Store
@@ -30,8 +44,12 @@ from ._store import Store
 __all__ = ["PendingReply", "PersistencePlugin"]
 
 log = logging.getLogger("mofa_sdk.persistence")
+#: a failed checkpoint: the turn's own outcome (saved, or UnsavedReplyError) follows when it ends
+checkpoint_log = logging.getLogger("mofa_sdk.persistence.checkpoint")
 
 _STATUS = {"complete": "complete", "cancelled": "cancelled", "error": "error"}
+#: seconds between two tries of a bounded flush while the database is unavailable
+_RETRY_PAUSE = 0.25
 
 
 @dataclass
@@ -47,6 +65,12 @@ class PendingReply:
     errors: list[str] = field(default_factory=list)
     #: True when a failed write may still have reached the database (so the row may exist already)
     uncertain: bool = False
+    #: True when the session was deleted before the reply could be written: it is dropped, not retried
+    session_deleted: bool = False
+
+    def describe(self) -> str:
+        what = f"reply {self.message.id}" if self.message is not None else f"api call {self.call.id}"
+        return f"{what} of session {self.session_id}"
 
 
 def _optional_uuid(value: uuid.UUID | str | None, what: str) -> uuid.UUID | None:
@@ -66,6 +90,7 @@ class PersistencePlugin(EventHandler):
         session_id: uuid.UUID | str | None = None,
         *,
         checkpoint_interval: float = 1.0,
+        flush_timeout: float = 5.0,
         store_factory: Callable[[], Awaitable[Store]] | None = None,
         owns_store: bool = False,
     ) -> None:
@@ -73,6 +98,7 @@ class PersistencePlugin(EventHandler):
             raise ConfigError("PersistencePlugin needs a store")
         if not checkpoint_interval > 0:
             raise ConfigError(f"checkpoint_interval must be > 0 seconds, got {checkpoint_interval!r}")
+        _check_timeout(flush_timeout, "flush_timeout")
         self.plugin_id = plugin_id
         self._store = store
         self._store_factory = store_factory
@@ -82,7 +108,11 @@ class PersistencePlugin(EventHandler):
         self.agent_id = _optional_uuid(agent_id, "agent_id")
         self.session_id = _optional_uuid(session_id, "session_id")
         self.checkpoint_interval = checkpoint_interval
+        #: how long ``close()`` (and so ``agent.aclose()``) tries to write pending replies
+        self.flush_timeout = flush_timeout
         self.pending: list[PendingReply] = []
+        self._written = 0  # pending replies written so far (what flush() counts)
+        self._flushing = asyncio.Lock()  # turns on two sessions flush at once: one writes, one waits
 
     @classmethod
     def from_store(
@@ -95,6 +125,7 @@ class PersistencePlugin(EventHandler):
         session_id: uuid.UUID | str | None = None,
         *,
         checkpoint_interval: float = 1.0,
+        flush_timeout: float = 5.0,
     ) -> PersistencePlugin:
         """The seed's constructor. ``session_id=None`` starts a new session when the agent is built."""
         return cls(
@@ -105,6 +136,7 @@ class PersistencePlugin(EventHandler):
             agent_id,
             session_id,
             checkpoint_interval=checkpoint_interval,
+            flush_timeout=flush_timeout,
         )
 
     def __repr__(self) -> str:
@@ -123,9 +155,22 @@ class PersistencePlugin(EventHandler):
         return self._store
 
     async def close(self) -> None:
-        if self._owns_store and self._store is not None:
-            await self._store.close()
-            self._store = None
+        """Try to write the pending replies (within ``flush_timeout``; a warning names those that could not
+        be written, which stay in ``pending``), then close the store if the plugin opened it."""
+        try:
+            if self.pending and self._store is not None:
+                try:
+                    await self.flush(within=self.flush_timeout)
+                except PersistenceError as exc:
+                    log.warning(
+                        "%s: %d unsaved %s could not be written before closing (%s): %s",
+                        self.plugin_id, len(self.pending), "reply" if len(self.pending) == 1 else "replies",
+                        exc, "; ".join(p.describe() for p in self.pending),
+                    )
+        finally:
+            if self._owns_store and self._store is not None:
+                await self._store.close()
+                self._store = None
 
     # -- sessions (SessionBackend) ---------------------------------------------------------------------
     async def open_session(
@@ -203,29 +248,39 @@ class PersistencePlugin(EventHandler):
         turn.state["last_checkpoint"] = time.monotonic()
 
     async def on_delta(self, turn: Turn, delta: str) -> None:
+        if turn.state.get("checkpoint_failed"):
+            return
+        running: asyncio.Task[None] | None = turn.state.get("checkpoint_task")
+        if running is not None and not running.done():
+            return  # one checkpoint at a time: a slow database gets fewer, never a queue of them
         now = time.monotonic()
         if now - turn.state["last_checkpoint"] < self.checkpoint_interval:
             return
         turn.state["last_checkpoint"] = now
-        if turn.state.get("checkpoint_failed"):
-            return
+        # Beside the stream, not in it: a checkpoint waiting on a dead database (up to its connect
+        # timeout) must not hold up the deltas the user is reading.
+        turn.state["checkpoint_task"] = asyncio.create_task(self._checkpoint(turn, turn.text))
+
+    async def _checkpoint(self, turn: Turn, text: str) -> None:
         try:
-            await self._checkpoint(turn)
-        except PersistenceError as exc:
+            if turn.state["checkpointed"]:
+                await self.store.update_message(turn.tenant_id, turn.state["assistant_message_id"], content=text)
+            else:
+                await self.store.save_message(self._reply_message(turn, text, "streaming"))
+                turn.state["checkpointed"] = True
+        except Exception as exc:  # a task of its own: nobody else would see the error
             # A checkpoint is insurance against a crash; losing the database must not cut the reply the
             # user is reading. Stop checkpointing this turn; the final write (or `pending`) carries it.
             turn.state["checkpoint_failed"] = True
-            log.warning("checkpoint of reply %s failed; the reply keeps streaming: %s",
+            checkpoint_log.warning("checkpoint of reply %s failed; the reply keeps streaming: %s",
                         turn.state["assistant_message_id"], exc)
 
-    async def _checkpoint(self, turn: Turn) -> None:
-        if turn.state["checkpointed"]:
-            await self.store.update_message(
-                turn.tenant_id, turn.state["assistant_message_id"], content=turn.text
-            )
-            return
-        await self.store.save_message(self._reply_message(turn, turn.text, "streaming"))
-        turn.state["checkpointed"] = True
+    @staticmethod
+    async def _checkpoint_done(turn: Turn) -> None:
+        """Wait for the checkpoint still in flight: the final write must know whether its row exists."""
+        running: asyncio.Task[None] | None = turn.state.get("checkpoint_task")
+        if running is not None:
+            await asyncio.shield(running)  # it never raises (see _checkpoint)
 
     def _reply_message(self, turn: Turn, text: str, status: str) -> Message:
         return Message(
@@ -252,6 +307,7 @@ class PersistencePlugin(EventHandler):
     async def _finish(self, turn: Turn, result: TurnResult) -> None:
         if "user_message_id" not in turn.state:  # before_call never ran for this plugin
             return
+        await self._checkpoint_done(turn)
         status = _STATUS.get(result.status, "error")
         checkpointed = bool(turn.state["checkpointed"])
         message = self._reply_message(turn, result.text, status) if (result.text or checkpointed) else None
@@ -300,12 +356,32 @@ class PersistencePlugin(EventHandler):
         except PersistenceError as exc:
             pending.errors.append(str(exc))
             pending.uncertain = True
+            if await self._session_gone(pending, exc):
+                log.warning("%s: %s was not saved: the session was deleted while it streamed; it is dropped",
+                            self.plugin_id, pending.describe())
+                raise UnsavedReplyError(
+                    f"the reply was streamed but not saved: session {pending.session_id} was deleted while "
+                    "it streamed; the reply is dropped (this error's .reply holds it)",
+                    reply=pending,
+                ) from exc
             self.pending.append(pending)
             raise UnsavedReplyError(
-                f"the reply was streamed but could not be saved ({exc}); it is kept in memory and will be "
-                "written before the next turn, or call plugin.flush()",
+                f"the reply was streamed but could not be saved ({exc}); it is kept in plugin.pending and "
+                "written before the next turn, by plugin.flush(), or when the agent is closed",
                 reply=pending,
             ) from exc
+
+    async def _session_gone(self, p: PendingReply, exc: PersistenceError) -> bool:
+        """Did ``exc`` happen because ``p``'s session no longer exists? Then ``p`` can never be written.
+        Marks ``p``. False when that cannot be told (the database is unreachable, say)."""
+        if not isinstance(exc, NotFoundError | ConflictError):  # missing session, or a missing row it names
+            return False
+        try:
+            gone = await self.store.get_session(p.tenant_id, p.session_id) is None
+        except PersistenceError:
+            return False
+        p.session_deleted = gone
+        return gone
 
     async def _write(self, p: PendingReply) -> None:
         store = self.store
@@ -326,11 +402,55 @@ class PersistencePlugin(EventHandler):
                     await store.save_message(p.message, tx=tx)
             await store.save_api_call(p.call, tx=tx)
 
-    async def flush(self) -> int:
-        """Write replies kept in memory after a failed write; returns how many were written."""
-        written = 0
+    async def flush(self, *, within: float | None = None) -> int:
+        """Write replies kept in memory after a failed write, oldest first; returns how many were written.
+
+        A reply whose session has been deleted since is dropped with a warning (it was handed back when
+        its write first failed). Any other failure is raised and leaves that reply and the later ones in
+        ``pending``. With ``within`` (seconds) the flush ends by then, and an unavailable database is retried
+        until the time is up (a pool that is reconnecting gets the chance to), then the last error is raised."""
+        start = self._written
+        if within is None:
+            await self._flush()
+            return self._written - start
+        _check_timeout(within, "within")
+        last: PersistenceError | None = None
+        try:
+            async with asyncio.timeout(within):
+                while True:
+                    try:
+                        await self._flush()
+                        return self._written - start
+                    except DatabaseUnavailableError as exc:
+                        last = exc
+                    await asyncio.sleep(_RETRY_PAUSE)
+        except TimeoutError:
+            # no try finished in time: the error that put the reply in pending says what is wrong
+            reason = str(last) if last is not None else (self.pending[0].errors[-1:] or [""])[0]
+            detail = f"; last error: {reason}" if reason else ""
+            raise DatabaseUnavailableError(
+                f"the pending replies could not be written within {within:g}s{detail}"
+            ) from None
+
+    async def _flush(self) -> None:
+        async with self._flushing:
+            await self._flush_locked()
+
+    async def _flush_locked(self) -> None:
         while self.pending:
-            await self._write(self.pending[0])
+            p = self.pending[0]
+            try:
+                await self._write(p)
+            except PersistenceError as exc:
+                if not await self._session_gone(p, exc):
+                    raise
+                self.pending.pop(0)
+                log.warning("%s: dropped unsaved %s: the session was deleted", self.plugin_id, p.describe())
+                continue
             self.pending.pop(0)
-            written += 1
-        return written
+            self._written += 1
+
+
+def _check_timeout(value: object, name: str) -> None:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
+        raise ConfigError(f"{name} must be a number of seconds > 0, got {value!r}")

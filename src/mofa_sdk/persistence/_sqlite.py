@@ -212,6 +212,10 @@ class _MissingSchema(PersistenceError):
     """A statement met a missing table or column; the store replaces it with a diagnosis."""
 
 
+def _try_open(path: str) -> None:
+    sqlite3.connect(path).close()
+
+
 @contextmanager
 def _errors(what: str) -> Iterator[None]:
     """SQLite's exceptions as mofa_sdk errors that say what was being done."""
@@ -287,6 +291,11 @@ class SqliteStore(Store):
                 raise DatabaseUnavailableError(
                     f"cannot create the folder of SQLite database {path}: {exc}"
                 ) from exc
+            # aiosqlite reports a failed open and only then stops its thread; when the error ends the
+            # event loop (asyncio.run), that thread dies with a traceback. So a path that cannot be
+            # opened is found here first, in a plain worker thread.
+            with _errors(f"opening SQLite database {path}"):
+                await asyncio.to_thread(_try_open, path)
         return await cls._open(path, migrate, streaming_lease_seconds)
 
     @classmethod
