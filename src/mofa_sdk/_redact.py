@@ -38,7 +38,8 @@ _URL_IN_TEXT = re.compile(r"[A-Za-z][A-Za-z0-9+.\-]*://[^\s'\"<>`]*[^\s'\"<>`.,:
 _SECRET_WORDS = ("pass", "pwd", "secret", "token", "key", "sig", "auth", "credential")
 #: schemes whose user name is a role name worth showing; elsewhere (http…) a lone user name is often a token
 _DB_SCHEMES = ("postgres", "postgresql", "sqlite", "mysql", "mariadb", "redis", "mongodb")
-_PORT = re.compile(r"\d*")
+#: an authority that is a plain host (a name or a bracketed IPv6 address) with an optional numeric port
+_HOST_PORT = re.compile(r"(\[[0-9A-Fa-f:.%]*\]|[^:@\[\]]*)(:\d*)?")
 
 
 def is_secret_name(name: str) -> bool:
@@ -61,9 +62,8 @@ def _split(url: str) -> tuple[str, str | None, str]:
         # "user:pa/ss@host": a raw "/" in the password ends the authority early; a "port" that is no
         # number with an "@" further on means the part before the last "@" is user-info all the same
         # (in a URL this broken, hiding too much is the safe mistake)
-        _, colon, port = authority.rpartition("]")[2].partition(":")
         at = rest.rfind("@")
-        if not colon or _PORT.fullmatch(port) or at < 0:
+        if at < 0 or _HOST_PORT.fullmatch(authority):
             return head, None, rest
     return head, rest[:at], rest[at:]
 
