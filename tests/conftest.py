@@ -110,6 +110,23 @@ async def db_store(request: pytest.FixtureRequest, sqlite_path: Path) -> AsyncIt
         await s.close()  # type: ignore[attr-defined]
 
 
+@pytest.fixture(params=["sqlite", "postgres"])
+def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """The URL of each real database: a fresh SQLite file, the run's PostgreSQL schema."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'mofa.db'}"
+    return str(request.getfixturevalue("pg_url"))
+
+
+@pytest.fixture
+async def fault() -> AsyncIterator[object]:
+    """The loopback fault server (tests/llm/fault_server.py)."""
+    from tests.llm.fault_server import FaultServer
+
+    async with FaultServer() as srv:
+        yield srv
+
+
 @pytest.fixture
 def tenant() -> uuid.UUID:
     return uuid.uuid4()

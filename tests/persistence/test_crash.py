@@ -12,19 +12,10 @@ import time
 import uuid
 from pathlib import Path
 
-import pytest
-
 from mofa_sdk.llm import LLMAgentBuilder, ScriptedProvider
 from mofa_sdk.persistence import PersistencePlugin, connect_store
 
 CHILD = Path(__file__).with_name("_crash_child.py")
-
-
-@pytest.fixture(params=["sqlite", "postgres"])
-def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'crash.db'}"
-    return str(request.getfixturevalue("pg_url"))
 
 
 async def test_kill_minus_nine_mid_reply(db_url: str) -> None:

@@ -20,13 +20,6 @@ SEED_SESSION = "019bda9f-9ffd-7a80-a9e5-88b05e81a7d4"
 pytestmark = pytest.mark.llama_server
 
 
-@pytest.fixture(params=["sqlite", "postgres"])
-def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'examples.db'}"
-    return str(request.getfixturevalue("pg_url"))
-
-
 def run_example(name: str, lines: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:
     full_env = {k: v for k, v in os.environ.items() if not k.startswith(("OPENAI_", "SESSION_ID", "AGENT_"))}
     full_env.update(env)

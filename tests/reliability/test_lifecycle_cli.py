@@ -9,10 +9,7 @@ import os
 import re
 import sys
 import uuid
-from collections.abc import AsyncIterator
 from pathlib import Path
-
-import pytest
 
 from mofa_sdk.entities import QueryFilter
 from tests._pg_cluster import PgCluster
@@ -21,19 +18,6 @@ from tests.llm.fault_server import FaultServer, Reply
 
 #: what the chat itself writes to stderr; a line starting otherwise came from somewhere else
 CHAT_LINES = ("session ", "warning: ", "error: ", "note: ", "saved ")
-
-
-@pytest.fixture(params=["sqlite", "postgres"])
-def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'cli.db'}"
-    return str(request.getfixturevalue("pg_url"))
-
-
-@pytest.fixture
-async def fault() -> AsyncIterator[FaultServer]:
-    async with FaultServer() as srv:
-        yield srv
 
 
 async def until(check: object, what: str) -> None:

@@ -209,13 +209,6 @@ async def test_an_html_page_with_status_200_is_not_a_stream_that_ended_early(
 # -- mofa chat, as a real process ----------------------------------------------------------------------
 
 
-@pytest.fixture(params=["sqlite", "postgres"])
-def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'chat.db'}"
-    return str(request.getfixturevalue("pg_url"))
-
-
 async def mofa_chat(db_url: str, tenant: uuid.UUID, *args: str | bytes, stdin: bytes) -> tuple[int, str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("OPENAI_", "MOFA_"))}
     env.update(DATABASE_URL=db_url, TENANT_ID=str(tenant), PYTHONPATH=f"{ROOT / 'src'}{os.pathsep}{ROOT}")

@@ -15,7 +15,6 @@ import socket
 import sqlite3
 import traceback
 import uuid
-from collections.abc import AsyncIterator
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -41,19 +40,6 @@ from tests.reliability.conftest import build_agent
 
 KEY = "sk-live-9Qx7TOPSECRET42zz"
 SRC = Path(__file__).resolve().parents[2] / "src"
-
-
-@pytest.fixture(params=["sqlite", "postgres"])
-def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'secrets.db'}"
-    return str(request.getfixturevalue("pg_url"))
-
-
-@pytest.fixture
-async def fault() -> AsyncIterator[FaultServer]:
-    async with FaultServer() as srv:
-        yield srv
 
 
 def raw_key(db_url: str, tenant: uuid.UUID) -> str:
