@@ -39,10 +39,9 @@ async def wait_for_row(store: Store, tenant: uuid.UUID, session: uuid.UUID, n: i
     raise AssertionError(f"session {session} never reached {n} rows")
 
 
-@pytest.mark.parametrize("checkpointed", [False, True], ids=["before-a-checkpoint", "after-a-checkpoint"])
 async def leave_pending(
     store: Store, plugin: PersistencePlugin, tenant: uuid.UUID, user: uuid.UUID, sid: uuid.UUID
-) -> None:
+) -> Message:
     """A saved user message "q2" whose reply ("kept in memory") and call sit in ``plugin.pending``."""
     asked = await store.save_message(Message(
         session_id=sid, tenant_id=tenant, user_id=user, agent_id=AGENT_ID, role="user", content="q2",
@@ -56,8 +55,10 @@ async def leave_pending(
         response_message_id=kept.id, model_name="m", status="success",
     )
     plugin.pending.append(PendingReply(tenant, sid, kept, False, call, uncertain=True))
+    return kept
 
 
+@pytest.mark.parametrize("checkpointed", [False, True], ids=["before-a-checkpoint", "after-a-checkpoint"])
 async def test_deleting_the_session_mid_reply_drops_that_reply_and_the_agent_goes_on(
     store: Store, tenant: uuid.UUID, user: uuid.UUID, checkpointed: bool, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -133,7 +134,7 @@ async def test_aclose_writes_the_replies_still_pending(store: Store, tenant: uui
     agent, plugin = await build_agent(store, tenant, user, ScriptedProvider(["saved"]))
     await agent.chat("q1")
     sid = agent.session_id
-    await leave_pending(store, plugin, tenant, user, sid)
+    kept = await leave_pending(store, plugin, tenant, user, sid)
     await agent.aclose()
     assert plugin.pending == []
     assert [r[1:] for r in await rows(store, tenant, sid)] == [
@@ -237,7 +238,7 @@ async def test_aclose_gives_up_after_flush_timeout_and_names_what_it_could_not_w
         plugin.flush_timeout = 0.5
         await agent.chat("q1")
         sid = agent.session_id
-        await leave_pending(store, plugin, tenant, user, sid)
+        kept = await leave_pending(store, plugin, tenant, user, sid)
         async with write_lock(store, sid, pg_url, sqlite_path):
             with caplog.at_level(logging.WARNING, "mofa_sdk"):
                 await asyncio.wait_for(agent.aclose(), 60)  # a guard against a hang, not a speed check
