@@ -15,7 +15,7 @@ from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping, Sequen
 from datetime import UTC, datetime
 from typing import Any, cast
 
-import httpx
+import httpx2
 import openai
 from openai.types.chat import ChatCompletion, ChatCompletionChunk
 
@@ -97,7 +97,7 @@ class OpenAICompatibleProvider:
         read_timeout: float = 60.0,
         max_retries: int = 3,
         include_usage: bool | None = None,
-        http_client: httpx.AsyncClient | None = None,
+        http_client: httpx2.AsyncClient | None = None,
         max_retry_delay: float = 30.0,
         sleep: Sleep = asyncio.sleep,
     ) -> None:
@@ -123,7 +123,7 @@ class OpenAICompatibleProvider:
         self._client = openai.AsyncOpenAI(
             api_key=api_key or _PLACEHOLDER_KEY,
             base_url=base_url,
-            timeout=httpx.Timeout(read_timeout, connect=connect_timeout),
+            timeout=httpx2.Timeout(read_timeout, connect=connect_timeout),
             max_retries=0,
             http_client=http_client,
         )
@@ -329,7 +329,7 @@ class OpenAICompatibleProvider:
         """Maps a failure before any chunk arrived."""
         where = self._where()
         if isinstance(exc, openai.APITimeoutError):
-            if isinstance(exc.__cause__, httpx.ConnectTimeout):
+            if isinstance(exc.__cause__, httpx2.ConnectTimeout):
                 return ProviderTimeoutError(f"{where}: connect timed out after {self._connect_timeout:g}s")
             return ProviderTimeoutError(f"{where}: no response within {self._read_timeout:g}s")
         if isinstance(exc, openai.APIConnectionError):
