@@ -25,7 +25,7 @@ from ..entities import LLMApiCall, Message, Session
 from ..errors import ConfigError, PersistenceError, TenantMismatchError, UnsavedReplyError
 from ..ids import parse_uuid, uuid7
 from ..llm import ChatMessage, EventHandler, Turn, TurnResult
-from ._store import Store
+from ._store import UNSET, Store
 
 __all__ = ["PendingReply", "PersistencePlugin"]
 
@@ -68,6 +68,7 @@ class PersistencePlugin(EventHandler):
         checkpoint_interval: float = 1.0,
         store_factory: Callable[[], Awaitable[Store]] | None = None,
         owns_store: bool = False,
+        record_delta_offsets: bool = False,
     ) -> None:
         if store is None and store_factory is None:
             raise ConfigError("PersistencePlugin needs a store")
@@ -82,6 +83,10 @@ class PersistencePlugin(EventHandler):
         self.agent_id = _optional_uuid(agent_id, "agent_id")
         self.session_id = _optional_uuid(session_id, "session_id")
         self.checkpoint_interval = checkpoint_interval
+        #: also store where each delta ends (``metadata["delta_ends"]``, cumulative character offsets) and
+        #: checkpoint at the first delta, so that a reader of the database can rebuild the stream event by
+        #: event (``mofa serve`` resumes runs from it)
+        self.record_delta_offsets = record_delta_offsets
         self.pending: list[PendingReply] = []
 
     @classmethod
@@ -198,13 +203,21 @@ class PersistencePlugin(EventHandler):
             )
         )
         turn.state["user_message_id"] = saved.id
-        turn.state["assistant_message_id"] = uuid7()
+        # a handler that ran first may have named the reply (``mofa serve`` names a run after it)
+        turn.state.setdefault("assistant_message_id", uuid7())
+        if self.record_delta_offsets:
+            turn.state["delta_ends"] = []
         turn.state["checkpointed"] = False
         turn.state["last_checkpoint"] = time.monotonic()
 
     async def on_delta(self, turn: Turn, delta: str) -> None:
+        first = False
+        if self.record_delta_offsets:
+            ends = turn.state["delta_ends"]
+            ends.append((ends[-1] if ends else 0) + len(delta))
+            first = not turn.state["checkpointed"]
         now = time.monotonic()
-        if now - turn.state["last_checkpoint"] < self.checkpoint_interval:
+        if now - turn.state["last_checkpoint"] < self.checkpoint_interval and not first:
             return
         turn.state["last_checkpoint"] = now
         if turn.state.get("checkpoint_failed"):
@@ -221,7 +234,8 @@ class PersistencePlugin(EventHandler):
     async def _checkpoint(self, turn: Turn) -> None:
         if turn.state["checkpointed"]:
             await self.store.update_message(
-                turn.tenant_id, turn.state["assistant_message_id"], content=turn.text
+                turn.tenant_id, turn.state["assistant_message_id"], content=turn.text,
+                metadata=self._offsets(turn) or UNSET,
             )
             return
         await self.store.save_message(self._reply_message(turn, turn.text, "streaming"))
@@ -238,7 +252,11 @@ class PersistencePlugin(EventHandler):
             content=text,
             status=status,  # type: ignore[arg-type]
             parent_message_id=turn.state["user_message_id"],
+            metadata=self._offsets(turn),
         )
+
+    def _offsets(self, turn: Turn) -> dict[str, Any]:
+        return {"delta_ends": list(turn.state["delta_ends"])} if self.record_delta_offsets else {}
 
     async def after_reply(self, turn: Turn, result: TurnResult) -> None:
         await self._finish(turn, result)
@@ -313,7 +331,8 @@ class PersistencePlugin(EventHandler):
             if p.message is not None:
                 if p.update_existing:
                     await store.update_message(
-                        p.tenant_id, p.message.id, content=p.message.content, status=p.message.status, tx=tx
+                        p.tenant_id, p.message.id, content=p.message.content, status=p.message.status,
+                        metadata=p.message.metadata or UNSET, tx=tx,
                     )
                     await store.update_session(p.tenant_id, p.session_id, tx=tx)  # touch update_time
                 else:
