@@ -1,6 +1,6 @@
 VENV ?= .venv
 PY := $(VENV)/bin/python
-EXTRAS ?= local,server,test
+EXTRAS ?= local,server,serve,test
 
 .PHONY: setup chat test lint bench clean
 
