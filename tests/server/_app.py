@@ -22,12 +22,13 @@ def main() -> None:
     p.add_argument("--delay", type=float, default=0.0)
     p.add_argument("--keepalive", type=float, default=15.0)
     p.add_argument("--checkpoint", type=float, default=0.2)
-    p.add_argument("--lease", type=float, default=None)
+    p.add_argument("--lease", type=float, default=5.0)
     a = p.parse_args()
     reply = " ".join(f"w{i}" for i in range(a.words)) + " ✓ «fin»\n"
     provider = ScriptedProvider([reply], delta_delay=a.delay)
     config = ServeConfig(database_url=a.db, keepalive_seconds=a.keepalive, checkpoint_interval=a.checkpoint,
-                         heartbeat_seconds=0.5, owner_timeout_seconds=2.0, probe_seconds=1.0)
+                         heartbeat_seconds=0.5, owner_timeout_seconds=2.0, probe_seconds=1.0,
+                         streaming_lease_seconds=a.lease)
     uvicorn.run(create_app(config, provider=provider), host="127.0.0.1", port=a.port, log_level="warning")
 
 

@@ -53,7 +53,9 @@ def create_app(
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         url = cfg.database_url or os.environ.get("DATABASE_URL") or None
         own = store is None
-        options: dict[str, Any] = {"row_level_security": True} if cfg.row_level_security else {}
+        options: dict[str, Any] = {"streaming_lease_seconds": cfg.streaming_lease_seconds}
+        if cfg.row_level_security:
+            options["row_level_security"] = True
         the_store = store if store is not None else await connect_store(url, **options)
         bus: LocalBus
         if the_store.dialect == "postgres" and url is not None:

@@ -31,6 +31,8 @@ class ServeConfig:
     probe_seconds: float = 1.5
     #: finished runs stay in memory this long (the database has them anyway; this only saves reads)
     finished_run_seconds: float = 60.0
+    #: a reply left ``streaming`` this long without a checkpoint reads ``interrupted`` (the store's lease)
+    streaming_lease_seconds: float = 5.0
     #: on shutdown, running replies get this long to finish before they are cancelled (and saved as such)
     shutdown_grace_seconds: float = 10.0
 
@@ -39,7 +41,7 @@ class ServeConfig:
             raise ConfigError(f"max_body_bytes must be an integer >= 1024, got {self.max_body_bytes!r}")
         for name in (
             "keepalive_seconds", "checkpoint_interval", "heartbeat_seconds", "owner_timeout_seconds",
-            "probe_seconds", "finished_run_seconds",
+            "probe_seconds", "finished_run_seconds", "streaming_lease_seconds",
         ):
             value = getattr(self, name)
             if not isinstance(value, int | float) or not value > 0:

@@ -1,0 +1,229 @@
+"""Runs over HTTP: streamed text is the saved reply; runs outlive their connection; resume, cancel and owner
+death across two real processes on one PostgreSQL; the same API in one process on SQLite."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from typing import Any
+
+import httpx
+import pytest
+
+from mofa_sdk.persistence import connect_store
+from tests.llm.fault_server import FaultServer, Reply
+from tests.server.conftest import Launcher, auth, make_key, read_events, text_of
+
+pytestmark = pytest.mark.slow
+
+
+async def new_session(client: httpx.AsyncClient, base: str, key: str) -> str:
+    r = await client.post(f"{base}/v1/sessions", json={"title": "t"}, headers=auth(key))
+    assert r.status_code == 201, r.text
+    return str(r.json()["id"])
+
+
+async def saved_reply(db: str, tenant: uuid.UUID, run_id: str) -> Any:
+    store = await connect_store(db)
+    try:
+        return await store.get_message(tenant, uuid.UUID(run_id))
+    finally:
+        await store.close()
+
+
+async def api_call_of(db: str, tenant: uuid.UUID, reply: Any) -> Any:
+    from mofa_sdk.entities import QueryFilter
+
+    store = await connect_store(db)
+    try:
+        calls = await store.query_api_calls(QueryFilter(tenant_id=tenant, session_id=reply.session_id))
+    finally:
+        await store.close()
+    return next(c for c in calls if c.response_message_id == reply.id)
+
+
+async def wait_status(client: httpx.AsyncClient, base: str, key: str, run_id: str, want: str) -> dict[str, Any]:
+    for _ in range(300):
+        r = await client.get(f"{base}/v1/runs/{run_id}", headers=auth(key))
+        if r.status_code == 200 and r.json()["status"] == want:
+            return dict(r.json())
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"run {run_id} never reached {want}: {r.status_code} {r.text}")
+
+
+@pytest.mark.parametrize("kind", ["sqlite", "postgres"])
+async def test_streamed_text_is_the_saved_reply(
+    kind: str, launcher: Launcher, client: httpx.AsyncClient, sqlite_url: str, request: pytest.FixtureRequest
+) -> None:
+    """Through the real `mofa serve`, its provider picked from OPENAI_BASE_URL (the loopback fault server)."""
+    db = sqlite_url if kind == "sqlite" else request.getfixturevalue("pg_url")
+    pieces = ["Hé", "llo", " wör", "ld\n", "", " 🚀 ", "{\"json\": 1}", " \\n", " end."]
+    async with FaultServer(Reply(chunks=pieces, chunk_delay=0.01)) as fault:
+        server = await launcher.mofa_serve(db, env={"OPENAI_BASE_URL": fault.base_url, "OPENAI_API_KEY": "sk-x"})
+        key, row = await make_key(db)
+        sid = await new_session(client, server.url, key)
+        async with client.stream("POST", f"{server.url}/v1/sessions/{sid}/messages", json={"content": "Hi"},
+                                 headers=auth(key)) as r:
+            assert r.status_code == 200 and r.headers["content-type"].startswith("text/event-stream")
+            events, _ = await read_events(r)
+    start, *rest = events
+    assert start.event == "run" and start.id is None
+    run_id = start.data["run_id"]
+    assert [e.id for e in rest] == list(range(1, len(rest) + 1))
+    assert rest[-1].event == "done" and rest[-1].data["status"] == "complete"
+    reply = await saved_reply(db, row.tenant_id, run_id)
+    assert reply is not None and reply.status == "complete"
+    assert text_of(rest) == reply.content == "".join(pieces)
+    call = await api_call_of(db, row.tenant_id, reply)
+    assert call.status == "success" and call.time_to_first_token_ms is not None
+    assert rest[-1].data["message_ids"] == {"user": str(reply.parent_message_id), "assistant": str(reply.id)}
+    assert rest[-1].data["api_call_id"] == str(call.id) and rest[-1].data["usage"]["total_tokens"] > 0
+
+
+async def test_disconnect_then_resume_in_process_on_sqlite(
+    launcher: Launcher, client: httpx.AsyncClient, sqlite_url: str
+) -> None:
+    server = await launcher.scripted(sqlite_url, "--words", "40", "--delay", "0.03")
+    key, row = await make_key(sqlite_url)
+    sid = await new_session(client, server.url, key)
+    async with client.stream("POST", f"{server.url}/v1/sessions/{sid}/messages", json={"content": "go"},
+                             headers=auth(key)) as r:
+        first, _ = await read_events(r, stop_after=3)
+    run_id = first[0].data["run_id"]
+    async with client.stream("GET", f"{server.url}/v1/runs/{run_id}/events",
+                             headers={**auth(key), "Last-Event-ID": "3"}) as r:
+        rest, _ = await read_events(r)
+    assert [e.id for e in rest] == list(range(4, len(rest) + 4)) and rest[-1].event == "done"
+    reply = await saved_reply(sqlite_url, row.tenant_id, run_id)
+    assert reply.status == "complete" and text_of(first) + text_of(rest) == reply.content
+    # a finished run replays from the database, whole, and closes (?after= works like the header)
+    async with client.stream("GET", f"{server.url}/v1/runs/{run_id}/events?after=0", headers=auth(key)) as r:
+        again, _ = await read_events(r)
+    assert text_of(again) == reply.content and again[-1].event == "done"
+
+
+async def test_disconnect_after_3_events_then_resume_on_the_other_process(
+    launcher: Launcher, client: httpx.AsyncClient, pg_url: str
+) -> None:
+    a = await launcher.scripted(pg_url, "--words", "60", "--delay", "0.04")
+    b = await launcher.scripted(pg_url, "--words", "60", "--delay", "0.04")
+    key, row = await make_key(pg_url)
+    sid = await new_session(client, a.url, key)
+    async with client.stream("POST", f"{a.url}/v1/sessions/{sid}/messages", json={"content": "go"},
+                             headers=auth(key)) as r:
+        first, _ = await read_events(r, stop_after=3)
+    run_id = first[0].data["run_id"]
+    assert [e.id for e in first[1:]] == [1, 2, 3]
+    async with client.stream("GET", f"{b.url}/v1/runs/{run_id}/events",
+                             headers={**auth(key), "Last-Event-ID": "3"}) as r:
+        assert r.status_code == 200
+        rest, _ = await read_events(r)
+    assert [e.id for e in rest] == list(range(4, len(rest) + 4)), "no gap, no duplicate"
+    assert rest[-1].event == "done" and rest[-1].data["status"] == "complete"
+    reply = await saved_reply(pg_url, row.tenant_id, run_id)
+    assert reply.status == "complete"
+    assert text_of(first) + text_of(rest) == reply.content
+
+
+async def test_cancel_from_the_other_process(launcher: Launcher, client: httpx.AsyncClient, pg_url: str) -> None:
+    async with FaultServer(Reply(chunks=200, chunk_delay=0.05)) as fault:
+        env = {"OPENAI_BASE_URL": fault.base_url, "OPENAI_API_KEY": "sk-x"}
+        a = await launcher.mofa_serve(pg_url, env=env)
+        b = await launcher.mofa_serve(pg_url, env=env)
+        key, row = await make_key(pg_url)
+        sid = await new_session(client, a.url, key)
+        async with client.stream("POST", f"{a.url}/v1/sessions/{sid}/messages", json={"content": "go"},
+                                 headers=auth(key)) as r:
+            seen, _ = await read_events(r, stop_after=3)
+            run_id = seen[0].data["run_id"]
+            stop = await client.post(f"{b.url}/v1/runs/{run_id}/cancel", headers=auth(key))
+            assert stop.status_code == 200, stop.text
+            assert stop.json() == {"id": run_id, "status": "cancelled", "cancelled": True}
+            more, _ = await read_events(r)
+        assert more[-1].event == "done" and more[-1].data["status"] == "cancelled"
+        await asyncio.wait_for(fault.requests[-1].disconnected.wait(), 10)
+        assert fault.requests[-1].client_disconnected and not fault.requests[-1].finished_writing
+    reply = await saved_reply(pg_url, row.tenant_id, run_id)
+    assert reply.status == "cancelled" and reply.content and reply.content == text_of(seen) + text_of(more)
+    call = await api_call_of(pg_url, row.tenant_id, reply)
+    assert call.status == "cancelled"
+
+
+async def test_sigkill_of_the_owner_ends_the_follower_and_the_reply_reads_interrupted(
+    launcher: Launcher, client: httpx.AsyncClient, pg_url: str
+) -> None:
+    a = await launcher.scripted(pg_url, "--words", "400", "--delay", "0.05", "--lease", "1")
+    b = await launcher.scripted(pg_url, "--words", "400", "--delay", "0.05", "--lease", "1")
+    key, row = await make_key(pg_url)
+    sid = await new_session(client, a.url, key)
+    async with client.stream("POST", f"{a.url}/v1/sessions/{sid}/messages", json={"content": "go"},
+                             headers=auth(key)) as r:
+        first, _ = await read_events(r, stop_after=2)
+    run_id = first[0].data["run_id"]
+    async with client.stream("GET", f"{b.url}/v1/runs/{run_id}/events", headers=auth(key)) as follow:
+        seen, _ = await read_events(follow, stop_after=5)
+        a.kill()
+        rest, _ = await read_events(follow)  # must end: no hang
+    events = seen + rest
+    assert [e.id for e in events] == list(range(1, len(events) + 1))
+    assert events[-1].event == "error" and events[-1].data["status"] == "interrupted"
+    a2 = await launcher.scripted(pg_url, "--lease", "1", port=a.port)
+    for _ in range(100):
+        r = await client.get(f"{a2.url}/v1/sessions/{sid}/messages", headers=auth(key))
+        reply = r.json()["data"][-1]
+        if reply["status"] == "interrupted":
+            break
+        await asyncio.sleep(0.1)
+    assert reply["id"] == run_id and reply["status"] == "interrupted" and reply["content"]
+    assert text_of(events).startswith(reply["content"]) or reply["content"].startswith(text_of(events))
+
+
+async def test_on_disconnect_cancel_stops_the_run_and_default_does_not(
+    launcher: Launcher, client: httpx.AsyncClient, sqlite_url: str
+) -> None:
+    server = await launcher.scripted(sqlite_url, "--words", "80", "--delay", "0.03")
+    key, row = await make_key(sqlite_url)
+    sid = await new_session(client, server.url, key)
+    runs = {}
+    for mode in ("cancel", "continue"):
+        async with client.stream("POST", f"{server.url}/v1/sessions/{sid}/messages",
+                                 json={"content": "go", "on_disconnect": mode}, headers=auth(key)) as r:
+            seen, _ = await read_events(r, stop_after=2)
+        runs[mode] = seen[0].data["run_id"]
+        await wait_status(client, server.url, key, runs[mode], "cancelled" if mode == "cancel" else "complete")
+    cancelled = await saved_reply(sqlite_url, row.tenant_id, runs["cancel"])
+    complete = await saved_reply(sqlite_url, row.tenant_id, runs["continue"])
+    assert cancelled.status == "cancelled" and 0 < len(cancelled.content) < len(complete.content)
+    assert complete.status == "complete"
+
+
+async def test_keepalive_comment_and_a_client_that_does_not_read(
+    launcher: Launcher, client: httpx.AsyncClient, sqlite_url: str
+) -> None:
+    server = await launcher.scripted(sqlite_url, "--words", "6", "--delay", "0.8", "--keepalive", "0.2")
+    key, row = await make_key(sqlite_url)
+    sid = await new_session(client, server.url, key)
+    async with client.stream("POST", f"{server.url}/v1/sessions/{sid}/messages", json={"content": "go"},
+                             headers=auth(key)) as r:
+        run_id = r.headers["mofa-run-id"]
+        # this client reads nothing while the run goes on: the run is not held back by it
+        await wait_status(client, server.url, key, run_id, "complete")
+        events, comments = await read_events(r)
+    assert comments and all(c == ": keepalive" for c in comments)
+    reply = await saved_reply(sqlite_url, row.tenant_id, run_id)
+    assert text_of(events) == reply.content and events[-1].event == "done"
+
+
+async def test_non_streaming_turn_returns_the_finished_reply(
+    launcher: Launcher, client: httpx.AsyncClient, sqlite_url: str
+) -> None:
+    server = await launcher.scripted(sqlite_url, "--words", "5")
+    key, row = await make_key(sqlite_url)
+    sid = await new_session(client, server.url, key)
+    r = await client.post(f"{server.url}/v1/sessions/{sid}/messages", json={"content": "go", "stream": False},
+                          headers=auth(key))
+    assert r.status_code == 200, r.text
+    body = r.json()
+    reply = await saved_reply(sqlite_url, row.tenant_id, body["id"])
+    assert body["status"] == "complete" and body["content"] == reply.content
+    assert body["message_ids"]["assistant"] == body["id"] and body["usage"]["total_tokens"] > 0
