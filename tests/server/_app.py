@@ -1,17 +1,54 @@
 """A served app with a scripted provider, for tests and benchmarks: ``python -m tests.server._app --db URL --port P``.
 
 ``mofa serve`` itself is started by the tests that need the real provider choice (OPENAI_* env, agent rows);
-this one makes runs deterministic: every reply is ``--words`` words, one delta each, ``--delay`` apart.
+this one makes runs deterministic, and lets one server play every test's script: a user message may say
+``words=N`` (the reply has N words, one delta each) and ``delay=S`` (seconds between deltas).
 """
 
 from __future__ import annotations
 
 import argparse
+import re
+from collections.abc import AsyncIterator, Sequence
 
 import uvicorn
 
-from mofa_sdk.llm import ScriptedProvider
+from mofa_sdk.llm import ChatMessage, ChatParams, ProviderEvent, ScriptedProvider
 from mofa_sdk.server import ServeConfig, create_app
+
+_WORDS = re.compile(r"\bwords=(\d+)")
+_DELAY = re.compile(r"\bdelay=([0-9.]+)")
+
+
+def reply_of(words: int) -> str:
+    return " ".join(f"w{i}" for i in range(words)) + " ✓ «fin»\n"
+
+
+class ByContent:
+    """Scripted replies whose length and pace the user message chooses."""
+
+    name = "scripted"
+    default_model = "scripted-model"
+
+    def __init__(self, words: int, delay: float) -> None:
+        self.words, self.delay = words, delay
+        self._counter = ScriptedProvider()
+
+    def count_tokens(self, text: str) -> int:
+        return self._counter.count_tokens(text)
+
+    def stream(self, messages: Sequence[ChatMessage], params: ChatParams) -> AsyncIterator[ProviderEvent]:
+        last = messages[-1].content if messages else ""
+        words = _WORDS.search(last)
+        delay = _DELAY.search(last)
+        provider = ScriptedProvider(
+            [reply_of(int(words.group(1)) if words else self.words)],
+            delta_delay=float(delay.group(1)) if delay else self.delay,
+        )
+        return provider.stream(messages, params)
+
+    async def aclose(self) -> None:
+        return None
 
 
 def main() -> None:
@@ -24,12 +61,11 @@ def main() -> None:
     p.add_argument("--checkpoint", type=float, default=0.2)
     p.add_argument("--lease", type=float, default=5.0)
     a = p.parse_args()
-    reply = " ".join(f"w{i}" for i in range(a.words)) + " ✓ «fin»\n"
-    provider = ScriptedProvider([reply], delta_delay=a.delay)
     config = ServeConfig(database_url=a.db, keepalive_seconds=a.keepalive, checkpoint_interval=a.checkpoint,
                          heartbeat_seconds=0.5, owner_timeout_seconds=2.0, probe_seconds=1.0,
                          streaming_lease_seconds=a.lease)
-    uvicorn.run(create_app(config, provider=provider), host="127.0.0.1", port=a.port, log_level="warning")
+    app = create_app(config, provider=ByContent(a.words, a.delay))
+    uvicorn.run(app, host="127.0.0.1", port=a.port, log_level="warning")
 
 
 if __name__ == "__main__":

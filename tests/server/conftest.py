@@ -102,6 +102,57 @@ def sqlite_url(tmp_path: Path) -> str:
     return f"sqlite:///{tmp_path / 'serve.db'}"
 
 
+# -- servers shared by the tests of a run (each test isolates itself with a fresh tenant) --------------------
+@pytest.fixture(scope="session")
+def shared_launcher(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Launcher]:
+    launch = Launcher(tmp_path_factory.mktemp("servers"))
+    try:
+        yield launch
+    finally:
+        launch.close()
+
+
+@dataclass
+class Served:
+    db: str
+    servers: list[Server]
+
+    @property
+    def url(self) -> str:
+        return self.servers[0].url
+
+
+@pytest.fixture(scope="session")
+async def sqlite_served(shared_launcher: Launcher) -> Served:
+    """One process on one SQLite file, scripted provider, keepalive every 0.3 s."""
+    db = f"sqlite:///{shared_launcher.tmp / 'shared.db'}"
+    return Served(db, [await shared_launcher.scripted(db, "--words", "5", "--keepalive", "0.3")])
+
+
+@dataclass
+class FaultPair(Served):
+    fault: Any = None
+
+
+@pytest.fixture(scope="session")
+async def fault_pair(shared_launcher: Launcher, pg_url: str) -> AsyncIterator[FaultPair]:
+    """Two real `mofa serve` processes on one PostgreSQL, their provider picked from OPENAI_BASE_URL: the
+    loopback fault server (push a Reply before a turn to script it)."""
+    from tests.llm.fault_server import FaultServer
+
+    async with FaultServer() as fault:
+        env = {"OPENAI_BASE_URL": fault.base_url, "OPENAI_API_KEY": "sk-test-not-a-secret"}
+        a, b = [await shared_launcher.mofa_serve(pg_url, env=env) for _ in range(2)]
+        yield FaultPair(pg_url, [a, b], fault)
+
+
+@pytest.fixture(scope="session")
+async def pg_pair(shared_launcher: Launcher, pg_url: str) -> Served:
+    """Two processes on one PostgreSQL schema, scripted provider."""
+    a, b = [await shared_launcher.scripted(pg_url, "--words", "5") for _ in range(2)]
+    return Served(pg_url, [a, b])
+
+
 async def make_key(db: str, tenant: uuid.UUID | None = None, user: uuid.UUID | None = None) -> tuple[str, Any]:
     """A fresh key (and its row) for a fresh tenant, written through the library as `mofa keys create` does."""
     from mofa_sdk.persistence import connect_store, issue_api_key

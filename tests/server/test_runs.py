@@ -11,8 +11,8 @@ import httpx
 import pytest
 
 from mofa_sdk.persistence import connect_store
-from tests.llm.fault_server import FaultServer, Reply
-from tests.server.conftest import Launcher, auth, make_key, read_events, text_of
+from tests.llm.fault_server import Reply
+from tests.server.conftest import FaultPair, Launcher, Served, auth, make_key, read_events, text_of
 
 pytestmark = pytest.mark.slow
 
@@ -51,21 +51,19 @@ async def wait_status(client: httpx.AsyncClient, base: str, key: str, run_id: st
     raise AssertionError(f"run {run_id} never reached {want}: {r.status_code} {r.text}")
 
 
-@pytest.mark.parametrize("kind", ["sqlite", "postgres"])
-async def test_streamed_text_is_the_saved_reply(
-    kind: str, launcher: Launcher, client: httpx.AsyncClient, sqlite_url: str, request: pytest.FixtureRequest
+async def test_streamed_text_is_the_saved_reply_mofa_serve_postgres(
+    fault_pair: FaultPair, client: httpx.AsyncClient
 ) -> None:
     """Through the real `mofa serve`, its provider picked from OPENAI_BASE_URL (the loopback fault server)."""
-    db = sqlite_url if kind == "sqlite" else request.getfixturevalue("pg_url")
+    db, server = fault_pair.db, fault_pair.servers[0]
     pieces = ["Hé", "llo", " wör", "ld\n", "", " 🚀 ", "{\"json\": 1}", " \\n", " end."]
-    async with FaultServer(Reply(chunks=pieces, chunk_delay=0.01)) as fault:
-        server = await launcher.mofa_serve(db, env={"OPENAI_BASE_URL": fault.base_url, "OPENAI_API_KEY": "sk-x"})
-        key, row = await make_key(db)
-        sid = await new_session(client, server.url, key)
-        async with client.stream("POST", f"{server.url}/v1/sessions/{sid}/messages", json={"content": "Hi"},
-                                 headers=auth(key)) as r:
-            assert r.status_code == 200 and r.headers["content-type"].startswith("text/event-stream")
-            events, _ = await read_events(r)
+    fault_pair.fault.push(Reply(chunks=pieces, chunk_delay=0.01))
+    key, row = await make_key(db)
+    sid = await new_session(client, server.url, key)
+    async with client.stream("POST", f"{server.url}/v1/sessions/{sid}/messages", json={"content": "Hi"},
+                             headers=auth(key)) as r:
+        assert r.status_code == 200 and r.headers["content-type"].startswith("text/event-stream")
+        events, _ = await read_events(r)
     start, *rest = events
     assert start.event == "run" and start.id is None
     run_id = start.data["run_id"]
@@ -80,37 +78,48 @@ async def test_streamed_text_is_the_saved_reply(
     assert rest[-1].data["api_call_id"] == str(call.id) and rest[-1].data["usage"]["total_tokens"] > 0
 
 
-async def test_disconnect_then_resume_in_process_on_sqlite(
-    launcher: Launcher, client: httpx.AsyncClient, sqlite_url: str
-) -> None:
-    server = await launcher.scripted(sqlite_url, "--words", "40", "--delay", "0.03")
-    key, row = await make_key(sqlite_url)
-    sid = await new_session(client, server.url, key)
-    async with client.stream("POST", f"{server.url}/v1/sessions/{sid}/messages", json={"content": "go"},
+async def test_streamed_text_is_the_saved_reply_sqlite(sqlite_served: Served, client: httpx.AsyncClient) -> None:
+    db, base = sqlite_served.db, sqlite_served.url
+    key, row = await make_key(db)
+    sid = await new_session(client, base, key)
+    async with client.stream("POST", f"{base}/v1/sessions/{sid}/messages", json={"content": "go words=20"},
                              headers=auth(key)) as r:
+        events, _ = await read_events(r)
+    reply = await saved_reply(db, row.tenant_id, events[0].data["run_id"])
+    assert reply.status == "complete" and text_of(events) == reply.content
+    assert [e.id for e in events[1:]] == list(range(1, 24)) and events[-1].event == "done"  # 22 deltas, done
+    call = await api_call_of(db, row.tenant_id, reply)
+    assert call.status == "success" and call.time_to_first_token_ms is not None
+
+
+async def test_disconnect_then_resume_in_process_on_sqlite(sqlite_served: Served, client: httpx.AsyncClient) -> None:
+    db, base = sqlite_served.db, sqlite_served.url
+    key, row = await make_key(db)
+    sid = await new_session(client, base, key)
+    async with client.stream("POST", f"{base}/v1/sessions/{sid}/messages",
+                             json={"content": "go words=40 delay=0.03"}, headers=auth(key)) as r:
         first, _ = await read_events(r, stop_after=3)
     run_id = first[0].data["run_id"]
-    async with client.stream("GET", f"{server.url}/v1/runs/{run_id}/events",
+    async with client.stream("GET", f"{base}/v1/runs/{run_id}/events",
                              headers={**auth(key), "Last-Event-ID": "3"}) as r:
         rest, _ = await read_events(r)
     assert [e.id for e in rest] == list(range(4, len(rest) + 4)) and rest[-1].event == "done"
-    reply = await saved_reply(sqlite_url, row.tenant_id, run_id)
+    reply = await saved_reply(db, row.tenant_id, run_id)
     assert reply.status == "complete" and text_of(first) + text_of(rest) == reply.content
     # a finished run replays from the database, whole, and closes (?after= works like the header)
-    async with client.stream("GET", f"{server.url}/v1/runs/{run_id}/events?after=0", headers=auth(key)) as r:
+    async with client.stream("GET", f"{base}/v1/runs/{run_id}/events?after=0", headers=auth(key)) as r:
         again, _ = await read_events(r)
     assert text_of(again) == reply.content and again[-1].event == "done"
 
 
 async def test_disconnect_after_3_events_then_resume_on_the_other_process(
-    launcher: Launcher, client: httpx.AsyncClient, pg_url: str
+    pg_pair: Served, client: httpx.AsyncClient
 ) -> None:
-    a = await launcher.scripted(pg_url, "--words", "60", "--delay", "0.04")
-    b = await launcher.scripted(pg_url, "--words", "60", "--delay", "0.04")
-    key, row = await make_key(pg_url)
+    db, (a, b) = pg_pair.db, pg_pair.servers
+    key, row = await make_key(db)
     sid = await new_session(client, a.url, key)
-    async with client.stream("POST", f"{a.url}/v1/sessions/{sid}/messages", json={"content": "go"},
-                             headers=auth(key)) as r:
+    async with client.stream("POST", f"{a.url}/v1/sessions/{sid}/messages",
+                             json={"content": "go words=60 delay=0.04"}, headers=auth(key)) as r:
         first, _ = await read_events(r, stop_after=3)
     run_id = first[0].data["run_id"]
     assert [e.id for e in first[1:]] == [1, 2, 3]
@@ -120,41 +129,39 @@ async def test_disconnect_after_3_events_then_resume_on_the_other_process(
         rest, _ = await read_events(r)
     assert [e.id for e in rest] == list(range(4, len(rest) + 4)), "no gap, no duplicate"
     assert rest[-1].event == "done" and rest[-1].data["status"] == "complete"
-    reply = await saved_reply(pg_url, row.tenant_id, run_id)
+    reply = await saved_reply(db, row.tenant_id, run_id)
     assert reply.status == "complete"
     assert text_of(first) + text_of(rest) == reply.content
 
 
-async def test_cancel_from_the_other_process(launcher: Launcher, client: httpx.AsyncClient, pg_url: str) -> None:
-    async with FaultServer(Reply(chunks=200, chunk_delay=0.05)) as fault:
-        env = {"OPENAI_BASE_URL": fault.base_url, "OPENAI_API_KEY": "sk-x"}
-        a = await launcher.mofa_serve(pg_url, env=env)
-        b = await launcher.mofa_serve(pg_url, env=env)
-        key, row = await make_key(pg_url)
-        sid = await new_session(client, a.url, key)
-        async with client.stream("POST", f"{a.url}/v1/sessions/{sid}/messages", json={"content": "go"},
-                                 headers=auth(key)) as r:
-            seen, _ = await read_events(r, stop_after=3)
-            run_id = seen[0].data["run_id"]
-            stop = await client.post(f"{b.url}/v1/runs/{run_id}/cancel", headers=auth(key))
-            assert stop.status_code == 200, stop.text
-            assert stop.json() == {"id": run_id, "status": "cancelled", "cancelled": True}
-            more, _ = await read_events(r)
-        assert more[-1].event == "done" and more[-1].data["status"] == "cancelled"
-        await asyncio.wait_for(fault.requests[-1].disconnected.wait(), 10)
-        assert fault.requests[-1].client_disconnected and not fault.requests[-1].finished_writing
-    reply = await saved_reply(pg_url, row.tenant_id, run_id)
+async def test_cancel_from_the_other_process(fault_pair: FaultPair, client: httpx.AsyncClient) -> None:
+    db, (a, b), fault = fault_pair.db, fault_pair.servers, fault_pair.fault
+    fault.push(Reply(chunks=200, chunk_delay=0.05))
+    key, row = await make_key(db)
+    sid = await new_session(client, a.url, key)
+    async with client.stream("POST", f"{a.url}/v1/sessions/{sid}/messages", json={"content": "go"},
+                             headers=auth(key)) as r:
+        seen, _ = await read_events(r, stop_after=3)
+        run_id = seen[0].data["run_id"]
+        stop = await client.post(f"{b.url}/v1/runs/{run_id}/cancel", headers=auth(key))
+        assert stop.status_code == 200, stop.text
+        assert stop.json() == {"id": run_id, "status": "cancelled", "cancelled": True}
+        more, _ = await read_events(r)
+    assert more[-1].event == "done" and more[-1].data["status"] == "cancelled"
+    await asyncio.wait_for(fault.requests[-1].disconnected.wait(), 10)
+    assert fault.requests[-1].client_disconnected and not fault.requests[-1].finished_writing
+    reply = await saved_reply(db, row.tenant_id, run_id)
     assert reply.status == "cancelled" and reply.content and reply.content == text_of(seen) + text_of(more)
-    call = await api_call_of(pg_url, row.tenant_id, reply)
+    call = await api_call_of(db, row.tenant_id, reply)
     assert call.status == "cancelled"
 
 
 async def test_sigkill_of_the_owner_ends_the_follower_and_the_reply_reads_interrupted(
-    launcher: Launcher, client: httpx.AsyncClient, pg_url: str
+    launcher: Launcher, client: httpx.AsyncClient, pg_pair: Served
 ) -> None:
+    pg_url, b = pg_pair.db, pg_pair.servers[1]
     a = await launcher.scripted(pg_url, "--words", "400", "--delay", "0.05", "--lease", "1")
-    b = await launcher.scripted(pg_url, "--words", "400", "--delay", "0.05", "--lease", "1")
-    key, row = await make_key(pg_url)
+    key, _ = await make_key(pg_url)
     sid = await new_session(client, a.url, key)
     async with client.stream("POST", f"{a.url}/v1/sessions/{sid}/messages", json={"content": "go"},
                              headers=auth(key)) as r:
@@ -167,7 +174,7 @@ async def test_sigkill_of_the_owner_ends_the_follower_and_the_reply_reads_interr
     events = seen + rest
     assert [e.id for e in events] == list(range(1, len(events) + 1))
     assert events[-1].event == "error" and events[-1].data["status"] == "interrupted"
-    a2 = await launcher.scripted(pg_url, "--lease", "1", port=a.port)
+    a2 = await launcher.scripted(pg_url, "--lease", "1")  # the restart
     for _ in range(100):
         r = await client.get(f"{a2.url}/v1/sessions/{sid}/messages", headers=auth(key))
         reply = r.json()["data"][-1]
@@ -179,15 +186,16 @@ async def test_sigkill_of_the_owner_ends_the_follower_and_the_reply_reads_interr
 
 
 async def test_on_disconnect_cancel_stops_the_run_and_default_does_not(
-    launcher: Launcher, client: httpx.AsyncClient, sqlite_url: str
+    sqlite_served: Served, client: httpx.AsyncClient
 ) -> None:
-    server = await launcher.scripted(sqlite_url, "--words", "80", "--delay", "0.03")
+    sqlite_url, server = sqlite_served.db, sqlite_served.servers[0]
     key, row = await make_key(sqlite_url)
     sid = await new_session(client, server.url, key)
     runs = {}
     for mode in ("cancel", "continue"):
-        async with client.stream("POST", f"{server.url}/v1/sessions/{sid}/messages",
-                                 json={"content": "go", "on_disconnect": mode}, headers=auth(key)) as r:
+        body = {"content": "go words=80 delay=0.03", "on_disconnect": mode}
+        async with client.stream("POST", f"{server.url}/v1/sessions/{sid}/messages", json=body,
+                                 headers=auth(key)) as r:
             seen, _ = await read_events(r, stop_after=2)
         runs[mode] = seen[0].data["run_id"]
         await wait_status(client, server.url, key, runs[mode], "cancelled" if mode == "cancel" else "complete")
@@ -198,12 +206,13 @@ async def test_on_disconnect_cancel_stops_the_run_and_default_does_not(
 
 
 async def test_keepalive_comment_and_a_client_that_does_not_read(
-    launcher: Launcher, client: httpx.AsyncClient, sqlite_url: str
+    sqlite_served: Served, client: httpx.AsyncClient
 ) -> None:
-    server = await launcher.scripted(sqlite_url, "--words", "6", "--delay", "0.8", "--keepalive", "0.2")
+    sqlite_url, server = sqlite_served.db, sqlite_served.servers[0]  # keepalive every 0.3 s
     key, row = await make_key(sqlite_url)
     sid = await new_session(client, server.url, key)
-    async with client.stream("POST", f"{server.url}/v1/sessions/{sid}/messages", json={"content": "go"},
+    async with client.stream("POST", f"{server.url}/v1/sessions/{sid}/messages",
+                             json={"content": "go words=3 delay=0.7"},
                              headers=auth(key)) as r:
         run_id = r.headers["mofa-run-id"]
         # this client reads nothing while the run goes on: the run is not held back by it
@@ -215,9 +224,9 @@ async def test_keepalive_comment_and_a_client_that_does_not_read(
 
 
 async def test_non_streaming_turn_returns_the_finished_reply(
-    launcher: Launcher, client: httpx.AsyncClient, sqlite_url: str
+    sqlite_served: Served, client: httpx.AsyncClient
 ) -> None:
-    server = await launcher.scripted(sqlite_url, "--words", "5")
+    sqlite_url, server = sqlite_served.db, sqlite_served.servers[0]
     key, row = await make_key(sqlite_url)
     sid = await new_session(client, server.url, key)
     r = await client.post(f"{server.url}/v1/sessions/{sid}/messages", json={"content": "go", "stream": False},

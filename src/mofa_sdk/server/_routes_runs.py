@@ -106,7 +106,9 @@ async def run_events(
     request: Request,
     who: Who,
     after: Annotated[int | None, Query(ge=0, le=10**9, description="Replay the events after this number.")] = None,
-    last_event_id: Annotated[str | None, Header(alias="Last-Event-ID")] = None,
+    last_event_id: Annotated[
+        str | None, Header(alias="Last-Event-ID", pattern=r"^\s*\d{0,12}\s*$", description="The last event seen.")
+    ] = None,
 ) -> Any:
     registry = registry_of(request)
     events = await open_follower(registry, who, run_id, _after(last_event_id, after))
