@@ -87,7 +87,7 @@ async def test_streamed_text_is_the_saved_reply_sqlite(sqlite_served: Served, cl
         events, _ = await read_events(r)
     reply = await saved_reply(db, row.tenant_id, events[0].data["run_id"])
     assert reply.status == "complete" and text_of(events) == reply.content
-    assert [e.id for e in events[1:]] == list(range(1, 24)) and events[-1].event == "done"  # 22 deltas, done
+    assert [e.id for e in events[1:]] == list(range(1, 25)) and events[-1].event == "done"  # 23 deltas, done
     call = await api_call_of(db, row.tenant_id, reply)
     assert call.status == "success" and call.time_to_first_token_ms is not None
 
