@@ -2,22 +2,39 @@
 
 ``mofa serve`` itself is started by the tests that need the real provider choice (OPENAI_* env, agent rows);
 this one makes runs deterministic, and lets one server play every test's script: a user message may say
-``words=N`` (the reply has N words, one delta each) and ``delay=S`` (seconds between deltas).
+``words=N`` (the reply has N words, one delta each) and ``delay=S`` (seconds between deltas); ``big=N``
+adds one delta of N characters; ``stamps=N`` makes N deltas that each hold the time they were made (for the
+benchmark's latency per delta).
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import re
+import time
 from collections.abc import AsyncIterator, Sequence
 
 import uvicorn
 
-from mofa_sdk.llm import ChatMessage, ChatParams, ProviderEvent, ScriptedProvider
+from mofa_sdk.llm import ChatMessage, ChatParams, Finish, ProviderEvent, ScriptedProvider, StreamStarted, TextDelta
+from mofa_sdk.llm._scripted import split_words
 from mofa_sdk.server import ServeConfig, create_app
 
 _WORDS = re.compile(r"\bwords=(\d+)")
 _DELAY = re.compile(r"\bdelay=([0-9.]+)")
+_BIG = re.compile(r"\bbig=(\d+)")
+_STAMPS = re.compile(r"\bstamps=(\d+)")
+
+
+async def stamps(n: int, delay: float) -> AsyncIterator[ProviderEvent]:
+    """``n`` deltas, each the wall-clock time it was made (``1700000000.123456;``)."""
+    yield StreamStarted("stamps")
+    for i in range(n):
+        if i:
+            await asyncio.sleep(delay)
+        yield TextDelta(f"{time.time():.6f};")
+    yield Finish("stop", "stamps")
 
 
 def reply_of(words: int) -> str:
@@ -39,13 +56,14 @@ class ByContent:
 
     def stream(self, messages: Sequence[ChatMessage], params: ChatParams) -> AsyncIterator[ProviderEvent]:
         last = messages[-1].content if messages else ""
-        words = _WORDS.search(last)
-        delay = _DELAY.search(last)
-        provider = ScriptedProvider(
-            [reply_of(int(words.group(1)) if words else self.words)],
-            delta_delay=float(delay.group(1)) if delay else self.delay,
-        )
-        return provider.stream(messages, params)
+        words, delay, big, n = (r.search(last) for r in (_WORDS, _DELAY, _BIG, _STAMPS))
+        pace = float(delay.group(1)) if delay else self.delay
+        if n is not None:
+            return stamps(int(n.group(1)), pace or 0.002)
+        pieces = split_words(reply_of(int(words.group(1)) if words else self.words))
+        if big is not None:
+            pieces.insert(len(pieces) // 2, " " + "é" * int(big.group(1)))
+        return ScriptedProvider([pieces], delta_delay=pace).stream(messages, params)
 
     async def aclose(self) -> None:
         return None
@@ -58,7 +76,7 @@ def main() -> None:
     p.add_argument("--words", type=int, default=30)
     p.add_argument("--delay", type=float, default=0.0)
     p.add_argument("--keepalive", type=float, default=15.0)
-    p.add_argument("--checkpoint", type=float, default=0.2)
+    p.add_argument("--checkpoint", type=float, default=1.0)
     p.add_argument("--lease", type=float, default=5.0)
     a = p.parse_args()
     config = ServeConfig(database_url=a.db, keepalive_seconds=a.keepalive, checkpoint_interval=a.checkpoint,

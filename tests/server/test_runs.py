@@ -119,7 +119,7 @@ async def test_disconnect_after_3_events_then_resume_on_the_other_process(
     key, row = await make_key(db)
     sid = await new_session(client, a.url, key)
     async with client.stream("POST", f"{a.url}/v1/sessions/{sid}/messages",
-                             json={"content": "go words=60 delay=0.04"}, headers=auth(key)) as r:
+                             json={"content": "go words=60 delay=0.04 big=20000"}, headers=auth(key)) as r:
         first, _ = await read_events(r, stop_after=3)
     run_id = first[0].data["run_id"]
     assert [e.id for e in first[1:]] == [1, 2, 3]
@@ -132,6 +132,8 @@ async def test_disconnect_after_3_events_then_resume_on_the_other_process(
     reply = await saved_reply(db, row.tenant_id, run_id)
     assert reply.status == "complete"
     assert text_of(first) + text_of(rest) == reply.content
+    # one delta of 40 KB (UTF-8) crossed NOTIFY's 8,000-byte limit in fragments
+    assert any(len(e.data["text"]) > 20_000 for e in rest)
 
 
 async def test_cancel_from_the_other_process(fault_pair: FaultPair, client: httpx.AsyncClient) -> None:

@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import hashlib
 import secrets
+import time
 import uuid
+from collections.abc import MutableMapping
 
 from ..entities import ApiKey
 from ..errors import ConfigError
@@ -45,9 +47,12 @@ async def issue_api_key(
     return await store.create_api_key(row), key
 
 
-async def authenticate_api_key(store: Store, key: str) -> ApiKey | None:
-    """The live (not revoked) key row for ``key``, or None. Records when it was last used (at most once a
-    minute per key)."""
+async def authenticate_api_key(
+    store: Store, key: str, *, touched: MutableMapping[uuid.UUID, float] | None = None
+) -> ApiKey | None:
+    """The live (not revoked) key row for ``key``, or None. Records when it was last used, at most once a
+    minute per key; ``touched`` (a service's own memory of when it last did, by key id) keeps a burst of
+    concurrent requests with one key from all writing that row at once."""
     if not key.startswith(API_KEY_PREFIX) or len(key) > 200:
         return None
     row = await store.get_api_key_by_hash(hash_api_key(key))
@@ -55,5 +60,9 @@ async def authenticate_api_key(store: Store, key: str) -> ApiKey | None:
         return None
     now = utc_now()
     if row.last_used_time is None or (now - row.last_used_time).total_seconds() > TOUCH_INTERVAL_SECONDS:
-        await store.touch_api_key(row.tenant_id, row.id, now)
+        clock = time.monotonic()
+        if touched is None or clock - touched.get(row.id, -TOUCH_INTERVAL_SECONDS) > TOUCH_INTERVAL_SECONDS:
+            if touched is not None:
+                touched[row.id] = clock
+            await store.touch_api_key(row.tenant_id, row.id, now)
     return row

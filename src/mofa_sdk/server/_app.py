@@ -54,6 +54,8 @@ def create_app(
         url = cfg.database_url or os.environ.get("DATABASE_URL") or None
         own = store is None
         options: dict[str, Any] = {"streaming_lease_seconds": cfg.streaming_lease_seconds}
+        if url is not None and url.partition("://")[0].lower() in ("postgres", "postgresql"):
+            options["max_connections"] = cfg.pool_size
         if cfg.row_level_security:
             options["row_level_security"] = True
         the_store = store if store is not None else await connect_store(url, **options)

@@ -6,6 +6,7 @@ whatever else is wrong with it, and nothing is read or written for it (but the k
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Callable
 from typing import Annotated
 
@@ -33,6 +34,7 @@ class AuthMiddleware:
     def __init__(self, app: ASGIApp, store: Callable[[], Store]) -> None:
         self.app = app
         self.store = store  # the app's store, opened by its lifespan
+        self._touched: dict[uuid.UUID, float] = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["path"] in PUBLIC_PATHS:
@@ -46,7 +48,7 @@ class AuthMiddleware:
             )
             return
         try:
-            row = await authenticate_api_key(self.store(), key.strip())
+            row = await authenticate_api_key(self.store(), key.strip(), touched=self._touched)
         except MofaError as exc:
             status = status_of(exc)
             await JSONResponse(error_body("unavailable", f"cannot check the API key: {exc}"),

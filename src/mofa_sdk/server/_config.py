@@ -17,6 +17,8 @@ class ServeConfig:
 
     database_url: str | None = None
     row_level_security: bool = False
+    #: PostgreSQL connections of each process (every run checkpoints through them)
+    pool_size: int = 20
     #: request bodies larger than this are refused with 413 before they are read whole
     max_body_bytes: int = 1_000_000
     #: an SSE comment at least this often, so proxies and clients see the stream is alive
@@ -37,6 +39,8 @@ class ServeConfig:
     shutdown_grace_seconds: float = 10.0
 
     def __post_init__(self) -> None:
+        if not isinstance(self.pool_size, int) or not 1 <= self.pool_size <= 1000:
+            raise ConfigError(f"pool_size must be an integer from 1 to 1000, got {self.pool_size!r}")
         if not isinstance(self.max_body_bytes, int) or self.max_body_bytes < 1024:
             raise ConfigError(f"max_body_bytes must be an integer >= 1024, got {self.max_body_bytes!r}")
         for name in (

@@ -142,6 +142,7 @@ class PgBus(LocalBus):
         self._outbox: asyncio.Queue[tuple[str, str]] = asyncio.Queue()
         self._tasks: list[asyncio.Task[None]] = []
         self._listening = asyncio.Event()
+        self._seq = 0
 
     def __repr__(self) -> str:  # never the URL: it may hold a password
         return "<PgBus>"
@@ -224,7 +225,10 @@ class PgBus(LocalBus):
                     await asyncio.sleep(0.2 * (attempt + 1))
 
     def publish(self, run_id: uuid.UUID, message: Message) -> None:
-        payload = run_id.hex + json.dumps(message, ensure_ascii=False, separators=(",", ":"))
+        # PostgreSQL delivers identical payloads sent in one transaction once: fragments of a long run of one
+        # character would collapse. A sequence number makes every payload unique.
+        self._seq += 1
+        payload = run_id.hex + json.dumps({**message, "s": self._seq}, ensure_ascii=False, separators=(",", ":"))
         if len(payload.encode()) > PAYLOAD_LIMIT:
             # only a terminal or control message can get here (deltas are cut by event_messages): followers
             # learn the run changed and read the rest from the database
@@ -232,4 +236,5 @@ class PgBus(LocalBus):
         self._outbox.put_nowait((EVENTS_CHANNEL, payload))
 
     def control(self, message: Message) -> None:
-        self._outbox.put_nowait((CONTROL_CHANNEL, json.dumps(message, separators=(",", ":"))))
+        self._seq += 1
+        self._outbox.put_nowait((CONTROL_CHANNEL, json.dumps({**message, "s": self._seq}, separators=(",", ":"))))
