@@ -176,6 +176,7 @@ async def test_sigkill_of_the_owner_ends_the_follower_and_the_reply_reads_interr
     events = seen + rest
     assert [e.id for e in events] == list(range(1, len(events) + 1))
     assert events[-1].event == "error" and events[-1].data["status"] == "interrupted"
+    assert events[-1].data["saved_events"] >= 1  # the first delta is always checkpointed
     a2 = await launcher.scripted(pg_url, "--lease", "1")  # the restart
     for _ in range(100):
         r = await client.get(f"{a2.url}/v1/sessions/{sid}/messages", headers=auth(key))

@@ -104,7 +104,7 @@ async def follow_local(run: Run, after: int, config: ServeConfig) -> AsyncIterat
 async def _replay(store: Store, row: Message, after: int) -> AsyncIterator[Event | None]:
     for event in deltas_of_row(row, after):
         yield event
-    terminal = await terminal_of_row(store, row)
+    terminal = await terminal_of_row(store, row, after=after)
     if after < terminal.n:
         yield terminal
 

@@ -97,18 +97,21 @@ async def find_call(store: Store, row: Message) -> LLMApiCall | None:
         offset += 100
 
 
-async def terminal_of_row(store: Store, row: Message, *, interrupted_message: str | None = None) -> Event:
+async def terminal_of_row(store: Store, row: Message, *, after: int = 0) -> Event:
     """The terminal event of a reply whose run is over: its final status, or ``interrupted`` when the process
-    that ran it is gone."""
-    n = delta_count(row) + 1
+    that ran it is gone. A follower may have seen more deltas (``after``) than a dead owner checkpointed: its
+    terminal event still comes after them, and says how many the saved reply holds."""
+    n = max(delta_count(row), after) + 1
     if row.status in FINAL_STATUSES:
         call = await find_call(store, row)
         return terminal_event(
             n, row.status, user_message_id=row.parent_message_id, assistant_message_id=row.id, call=call
         )
-    return terminal_event(
+    event = terminal_event(
         n, "interrupted", user_message_id=row.parent_message_id, assistant_message_id=row.id,
         code="interrupted",
-        message=interrupted_message or "the process running this reply stopped; the reply is saved as far as "
-        "it was checkpointed and reads as interrupted",
+        message="the process running this reply stopped; the reply is saved as far as it was checkpointed "
+        "and reads as interrupted",
     )
+    event.data["saved_events"] = delta_count(row)
+    return event
