@@ -78,10 +78,11 @@ def main() -> None:
     p.add_argument("--keepalive", type=float, default=15.0)
     p.add_argument("--checkpoint", type=float, default=1.0)
     p.add_argument("--lease", type=float, default=5.0)
+    p.add_argument("--rls", action="store_true")
     a = p.parse_args()
     config = ServeConfig(database_url=a.db, keepalive_seconds=a.keepalive, checkpoint_interval=a.checkpoint,
                          heartbeat_seconds=0.5, owner_timeout_seconds=2.0, probe_seconds=1.0,
-                         streaming_lease_seconds=a.lease)
+                         streaming_lease_seconds=a.lease, row_level_security=a.rls)
     app = create_app(config, provider=ByContent(a.words, a.delay))
     uvicorn.run(app, host="127.0.0.1", port=a.port, log_level="warning")
 
