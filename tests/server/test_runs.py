@@ -239,3 +239,31 @@ async def test_non_streaming_turn_returns_the_finished_reply(
     reply = await saved_reply(sqlite_url, row.tenant_id, body["id"])
     assert body["status"] == "complete" and body["content"] == reply.content
     assert body["message_ids"]["assistant"] == body["id"] and body["usage"]["total_tokens"] > 0
+
+
+async def test_a_turn_naming_an_agent_row_uses_its_provider_and_settings(
+    fault_pair: FaultPair, client: httpx.AsyncClient
+) -> None:
+    """The provider choice of `mofa chat`: an agent row first (its provider row's endpoint, model, prompt)."""
+    from mofa_sdk.entities import Agent, Provider
+
+    db, server, fault = fault_pair.db, fault_pair.servers[1], fault_pair.fault
+    key, row = await make_key(db)
+    store = await connect_store(db)
+    try:
+        p = await store.create_provider(Provider(tenant_id=row.tenant_id, provider_name="fault",
+                                                 provider_type="compatible", api_base=fault.base_url,
+                                                 api_key="sk-row-key-0000"))
+        await store.create_agent(Agent(tenant_id=row.tenant_id, agent_code="helper", agent_name="Helper",
+                                       model_name="row-model", system_prompt="You are the row.", provider_id=p.id))
+    finally:
+        await store.close()
+    sid = await new_session(client, server.url, key)
+    fault.push(Reply(chunks=["from ", "the row"]))
+    r = await client.post(f"{server.url}/v1/sessions/{sid}/messages",
+                          json={"content": "hi", "stream": False, "agent": "helper"}, headers=auth(key))
+    assert r.status_code == 200 and r.json()["content"] == "from the row"
+    sent = fault.requests[-1]
+    assert sent.body["model"] == "row-model"
+    assert sent.body["messages"][0] == {"role": "system", "content": "You are the row."}
+    assert sent.headers["authorization"] == "Bearer sk-row-key-0000"

@@ -53,7 +53,8 @@ def serve(
     run(check())
     config = ServeConfig(database_url=url, row_level_security=row_level_security, max_body_bytes=max_body_bytes)
     os.environ[CONFIG_ENV] = config_to_env(config)
-    err_console.print(f"mofa serve on http://{host}:{port} · database {safe_url(url)} · {workers} worker(s)")
+    banner = f"mofa serve on http://{host}:{port} · database {safe_url(url)} · {workers} worker(s)"
+    err_console.print(banner, soft_wrap=True)
     uvicorn.run(
         "mofa_sdk.server._app:app_from_env", factory=True, host=host, port=port, workers=workers,
         log_level="info", timeout_graceful_shutdown=int(config.shutdown_grace_seconds) + 5,
