@@ -243,8 +243,10 @@ def _absolute(m: dict[str, Any], plot: Path | None, doc: Path) -> list[str]:
                 "", "**Resume latency** (reconnect with `Last-Event-ID: 3` to the first missed event):", "",
                 "| reconnect to | p50 | p95 | n |", "|---|---|---|---|"]
         for k, label in (("other_process", "the other process (DB + LISTEN/NOTIFY)"),
-                         ("same_process", "the owning process")):
-            out.append(f"| {label} | {_ms(rs[k]['median_ms'])} | {_ms(rs[k]['p95_ms'])} | {rs[k]['n']} |")
+                         ("same_process", "the owning process"),
+                         ("request_floor", "floor: any authenticated GET (`/v1/runs/{id}`)")):
+            if k in rs:
+                out.append(f"| {label} | {_ms(rs[k]['median_ms'])} | {_ms(rs[k]['p95_ms'])} | {rs[k]['n']} |")
         out.append("")
     return out
 

@@ -9,7 +9,8 @@ PostgreSQL schema, driven by httpx over loopback:
   that. The service (HTTP client reading SSE) against the library in-process (the same turn through
   ``LLMAgent`` + ``PersistencePlugin`` on the same database, consumed directly);
 - resume latency: a client reads 3 events, disconnects, reconnects with ``Last-Event-ID: 3``; time from
-  sending the reconnect to receiving event 4, on the other process (LISTEN/NOTIFY path) and on the same one.
+  sending the reconnect to receiving event 4, on the other process (LISTEN/NOTIFY path) and on the same one;
+  beside it the floor, a plain authenticated ``GET /v1/runs/{id}`` on the same client.
 """
 
 from __future__ import annotations
@@ -168,7 +169,7 @@ async def _delta_latency(base: str, key: str, url: str, tenant: uuid.UUID, user:
 
 async def _resume(a: str, b: str, key: str, n: int) -> dict[str, Any]:
     h = {"Authorization": f"Bearer {key}"}
-    samples: dict[str, list[float]] = {"other_process": [], "same_process": []}
+    samples: dict[str, list[float]] = {"other_process": [], "same_process": [], "request_floor": []}
     async with httpx.AsyncClient(timeout=60) as c:
         for i in range(n):
             target = "other_process" if i % 2 == 0 else "same_process"
@@ -184,6 +185,9 @@ async def _resume(a: str, b: str, key: str, n: int) -> dict[str, Any]:
                 got = await _events(r, stop_after=1)
             assert got and got[0][0] == 4, got
             samples[target].append(got[0][3] - t0)
+            t1 = time.perf_counter()  # what any authenticated request costs here: the floor under a resume
+            await c.get(f"{base}/v1/runs/{run_id}", headers=h)
+            samples["request_floor"].append(time.perf_counter() - t1)
             await c.post(f"{a}/v1/runs/{run_id}/cancel", headers=h)
     return {k: stats(v) for k, v in samples.items()}
 
