@@ -138,6 +138,9 @@ def write_docs(results: dict[str, Any], path: Path, plot: Path | None) -> Path:
             f"{mach['python']}; PostgreSQL {mach['postgres']} on loopback (synchronous_commit = "
             f"{mach['postgres_synchronous_commit']}); load average at start {mach['load_average_at_start']:.2f}. "
             f"Run on {results['generated']}, {results['total_seconds']} s in all.", ""]
+    if results.get("merged_into"):
+        out[-1:] = [f"Only some measurements were re-run then (`--merge`); the others are those of the run of "
+                    f"{results['merged_into']['generated']}.", ""]
     out += _absolute(m, plot, path)
     missed = [g for *_, g in rows if g]
     out += ["## Gaps", ""]
