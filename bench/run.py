@@ -124,7 +124,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.merge and args.out.exists():
         old = json.loads(args.out.read_text())
         results["measurements"] = {**old.get("measurements", {}), **results["measurements"]}
-        results["merged_into"] = {"generated": old.get("generated"), "total_seconds": old.get("total_seconds")}
+        # a file merged before keeps the date of the run its other measurements come from
+        results["merged_into"] = old.get("merged_into") or {
+            "generated": old.get("generated"), "total_seconds": old.get("total_seconds")}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(results, indent=2) + "\n")
     print(f"bench: wrote {args.out}", file=sys.stderr)
