@@ -263,12 +263,13 @@ class RunRegistry:
         if str(run.tenant_id) != message.get("tenant") or str(run.user_id) != message.get("user"):
             return
         op = message.get("op")
-        if op == "cancel":
+        after = message.get("after")
+        if op == "cancel":  # the canceller only waits for the end (and a heartbeat meanwhile)
             run.cancel()
+            after = len(run.parts)
         elif op != "watch":
             return
         run.watched = True
-        after = message.get("after")
         after = after if isinstance(after, int) and after >= 0 else 0
         events = [(i + 1, t) for i, t in enumerate(run.parts[after:], start=after)]
         for m in event_messages(events):
