@@ -1,10 +1,10 @@
 """A served app with a scripted provider, for tests and benchmarks: ``python -m tests.server._app --db URL --port P``.
 
 ``mofa serve`` itself is started by the tests that need the real provider choice (OPENAI_* env, agent rows);
-this one makes runs deterministic, and lets one server play every test's script: a user message may say
-``words=N`` (the reply has N words, one delta each) and ``delay=S`` (seconds between deltas); ``big=N``
-adds one delta of N characters; ``stamps=N`` makes N deltas that each hold the time they were made (for the
-benchmark's latency per delta).
+this one makes runs deterministic, and lets one server play every test's script. A user message may say
+``words=N`` (the reply has N words, one delta each), ``delay=S`` (seconds between deltas), ``big=N`` (one more
+delta of N characters), ``pad=N`` (every delta N characters longer), ``stamps=N`` (N deltas that each hold the
+time they were made, for the benchmark's latency per delta).
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ _WORDS = re.compile(r"\bwords=(\d+)")
 _DELAY = re.compile(r"\bdelay=([0-9.]+)")
 _BIG = re.compile(r"\bbig=(\d+)")
 _STAMPS = re.compile(r"\bstamps=(\d+)")
+_PAD = re.compile(r"\bpad=(\d+)")
 
 
 async def stamps(n: int, delay: float) -> AsyncIterator[ProviderEvent]:
@@ -56,13 +57,15 @@ class ByContent:
 
     def stream(self, messages: Sequence[ChatMessage], params: ChatParams) -> AsyncIterator[ProviderEvent]:
         last = messages[-1].content if messages else ""
-        words, delay, big, n = (r.search(last) for r in (_WORDS, _DELAY, _BIG, _STAMPS))
+        words, delay, big, n, pad = (r.search(last) for r in (_WORDS, _DELAY, _BIG, _STAMPS, _PAD))
         pace = float(delay.group(1)) if delay else self.delay
         if n is not None:
             return stamps(int(n.group(1)), pace or 0.002)
         pieces = split_words(reply_of(int(words.group(1)) if words else self.words))
         if big is not None:
             pieces.insert(len(pieces) // 2, " " + "é" * int(big.group(1)))
+        if pad is not None:
+            pieces = [p + "x" * int(pad.group(1)) for p in pieces]
         return ScriptedProvider([pieces], delta_delay=pace).stream(messages, params)
 
     async def aclose(self) -> None:

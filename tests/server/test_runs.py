@@ -4,6 +4,7 @@ death across two real processes on one PostgreSQL; the same API in one process o
 from __future__ import annotations
 
 import asyncio
+import socket
 import uuid
 from typing import Any
 
@@ -267,3 +268,29 @@ async def test_a_turn_naming_an_agent_row_uses_its_provider_and_settings(
     assert sent.body["model"] == "row-model"
     assert sent.body["messages"][0] == {"role": "system", "content": "You are the row."}
     assert sent.headers["authorization"] == "Bearer sk-row-key-0000"
+
+
+async def test_a_client_that_does_not_read_a_run_of_the_other_process(
+    pg_pair: Served, client: httpx.AsyncClient
+) -> None:
+    """2,500 deltas (10 MB: more than the kernel buffers hold) to a follower whose client reads nothing: its
+    subscription overflows (the run is not held back), it resumes from the log, and the client still gets every
+    event once, in order."""
+    db, (a, b) = pg_pair.db, pg_pair.servers
+    key, row = await make_key(db)
+    sid = await new_session(client, a.url, key)
+    async with client.stream("POST", f"{a.url}/v1/sessions/{sid}/messages",
+                             json={"content": "go words=2500 pad=4000 delay=0.001"}, headers=auth(key)) as r:
+        first, _ = await read_events(r, stop_after=1)
+    run_id = first[0].data["run_id"]
+    # a small receive buffer: the server's writes to this client block soon, as with a slow mobile link
+    tiny = httpx.AsyncHTTPTransport(socket_options=[(socket.SOL_SOCKET, socket.SO_RCVBUF, 65536)])
+    async with httpx.AsyncClient(transport=tiny, timeout=60) as slow, slow.stream(
+        "GET", f"{b.url}/v1/runs/{run_id}/events", headers=auth(key)
+    ) as follow:
+        await wait_status(client, a.url, key, run_id, "complete")  # while this client reads nothing
+        events, _ = await read_events(follow)
+    reply = await saved_reply(db, row.tenant_id, run_id)
+    assert [e.id for e in events] == list(range(1, len(events) + 1)) and events[-1].event == "done"
+    assert text_of(events) == reply.content and len(reply.content) > 10_000_000
+    assert "fell behind" in b.log.read_text()

@@ -15,6 +15,7 @@ Each iterator yields :class:`Event` objects, and None when a keepalive comment i
 
 from __future__ import annotations
 
+import logging
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -29,6 +30,8 @@ from ._notify import Subscription
 from ._runs import Principal, Run, RunRegistry
 
 __all__ = ["open_follower"]
+
+log = logging.getLogger("mofa_sdk.server")
 
 
 def _not_found(run_id: uuid.UUID) -> ApiError:
@@ -146,6 +149,7 @@ async def _follow_remote(
         while True:
             if sub.overflowed:
                 # messages were dropped: what they held is in the row (checkpoints) or with the owner
+                log.warning("a follower of run %s fell behind after event %d; resuming from the log", run_id, sent)
                 sub.overflowed = False
                 pending.clear()
                 fresh = await _row(store, principal, run_id)
