@@ -73,6 +73,8 @@ async def test_auth_no_key_revoked_key_other_tenant(sqlite_served: Served, clien
     assert await _counts(sqlite_url, row_a.tenant_id, row_a.user_id) == (0, 0)
     assert (await client.get(f"{base}/healthz")).json()["status"] == "ok"  # the only open route (and the schema)
     assert (await client.get(f"{base}/openapi.json")).status_code == 200
+    log = sqlite_served.servers[0].log.read_text()
+    assert all(k not in log and k[8:20] not in log for k in (key_a, key_b, revoked)), "a key reached the log"
 
 
 async def test_bad_input_is_a_4xx_json_naming_the_problem(sqlite_served: Served, client: httpx.AsyncClient) -> None:
