@@ -294,3 +294,31 @@ async def test_a_client_that_does_not_read_a_run_of_the_other_process(
     assert [e.id for e in events] == list(range(1, len(events) + 1)) and events[-1].event == "done"
     assert text_of(events) == reply.content and len(reply.content) > 10_000_000
     assert "fell behind" in b.log.read_text()
+
+
+async def test_mofa_serve_with_two_workers(
+    launcher: Launcher, fault_pair: FaultPair, client: httpx.AsyncClient
+) -> None:
+    """`mofa serve --workers 2`: one port, two processes; every reconnect (a new connection, to whichever
+    worker the kernel hands it) resumes the run from where it asked, with no gap and no duplicate."""
+    db, fault = fault_pair.db, fault_pair.fault
+    env = {"OPENAI_BASE_URL": fault.base_url, "OPENAI_API_KEY": "sk-test-not-a-secret"}
+    server = await launcher.mofa_serve(db, "--workers", "2", env=env)
+    fault.push(Reply(chunks=80, chunk_delay=0.03))
+    key, row = await make_key(db)
+    sid = await new_session(client, server.url, key)
+    async with client.stream("POST", f"{server.url}/v1/sessions/{sid}/messages", json={"content": "go"},
+                             headers=auth(key)) as r:
+        first, _ = await read_events(r, stop_after=3)
+    run_id = first[0].data["run_id"]
+    for after in (3, 10, 20):
+        async with httpx.AsyncClient(timeout=30) as fresh, fresh.stream(
+            "GET", f"{server.url}/v1/runs/{run_id}/events?after={after}", headers=auth(key)
+        ) as r:
+            rest, _ = await read_events(r, stop_after=5)
+        assert [e.id for e in rest] == list(range(after + 1, after + 6))
+    async with client.stream("GET", f"{server.url}/v1/runs/{run_id}/events",
+                             headers={**auth(key), "Last-Event-ID": "3"}) as r:
+        tail, _ = await read_events(r)
+    reply = await saved_reply(db, row.tenant_id, run_id)
+    assert reply.status == "complete" and text_of(first) + text_of(tail) == reply.content
