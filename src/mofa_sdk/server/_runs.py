@@ -18,12 +18,13 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from ..entities import Message, Session
-from ..errors import MofaError, NotFoundError, SessionBusyError, UnsavedReplyError
+from ..errors import MofaError, SessionBusyError, UnsavedReplyError
 from ..ids import uuid7
 from ..llm import EventHandler, LLMAgent, Turn
 from ..persistence import PersistencePlugin, Store
 from ._agents import AgentChooser
 from ._config import ServeConfig
+from ._errors import ApiError
 from ._log import Event, find_call, terminal_event
 from ._notify import LocalBus, event_messages
 
@@ -204,7 +205,7 @@ class RunRegistry:
                 log.exception("run %s failed", run.id)
         finally:
             if not run.started.done():  # the turn never reached the provider: nothing to follow
-                run.started.set_exception(failure or NotFoundError("the run was cancelled before it started"))
+                run.started.set_exception(failure or ApiError(503, "the service stopped this turn before it started"))
                 run.started.exception()  # retrieved: no "never retrieved" warning when nobody awaits
                 self._live_sessions.pop(run.session_id, None)
                 self.runs.pop(run.id, None)
