@@ -9,6 +9,7 @@ import uuid
 from typing import Any
 
 import httpx
+import psycopg
 import pytest
 
 from mofa_sdk.persistence import connect_store
@@ -322,3 +323,40 @@ async def test_mofa_serve_with_two_workers(
         tail, _ = await read_events(r)
     reply = await saved_reply(db, row.tenant_id, run_id)
     assert reply.status == "complete" and text_of(first) + text_of(tail) == reply.content
+
+
+async def test_the_bus_reconnects_after_its_connections_are_cut(pg_pair: Served, client: httpx.AsyncClient) -> None:
+    """The LISTEN and NOTIFY connections are cut (as by a database restart or a proxy): both processes
+    reconnect, and a run of one is still followed from the other."""
+    db, (a, b) = pg_pair.db, pg_pair.servers
+
+    def bus_backends() -> set[int]:
+        with psycopg.connect(db, autocommit=True) as conn:
+            rows = conn.execute("SELECT pid FROM pg_stat_activity WHERE application_name LIKE 'mofa serve %'")
+            return {r[0] for r in rows.fetchall()}
+
+    before = bus_backends()
+    assert before
+    with psycopg.connect(db, autocommit=True) as conn:
+        conn.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name LIKE "
+                     "'mofa serve %'")
+    for _ in range(100):
+        await asyncio.sleep(0.1)
+        with psycopg.connect(db, autocommit=True) as conn:
+            listening = conn.execute("SELECT count(*) FROM pg_stat_activity WHERE application_name = "
+                                     "'mofa serve listen' AND NOT (pid = ANY(%s))", (list(before),)).fetchone()
+        if listening and listening[0] >= 2:
+            break
+    key, row = await make_key(db)
+    sid = await new_session(client, a.url, key)
+    async with client.stream("POST", f"{a.url}/v1/sessions/{sid}/messages",
+                             json={"content": "go words=40 delay=0.03"}, headers=auth(key)) as r:
+        first, _ = await read_events(r, stop_after=3)
+    run_id = first[0].data["run_id"]
+    async with client.stream("GET", f"{b.url}/v1/runs/{run_id}/events",
+                             headers={**auth(key), "Last-Event-ID": "3"}) as r:
+        rest, _ = await read_events(r)
+    assert [e.id for e in rest] == list(range(4, len(rest) + 4)) and rest[-1].event == "done"
+    reply = await saved_reply(db, row.tenant_id, run_id)
+    assert text_of(first) + text_of(rest) == reply.content
+    assert "LISTEN connection was lost" in a.log.read_text() + b.log.read_text()

@@ -159,17 +159,20 @@ class PgBus(LocalBus):
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
 
-    async def _connect(self) -> Any:
+    async def _connect(self, role: str) -> Any:
         import psycopg
 
-        return await psycopg.AsyncConnection.connect(self._url, autocommit=True, prepare_threshold=None)
+        # named, so that an operator sees them in pg_stat_activity (and a test can cut them)
+        return await psycopg.AsyncConnection.connect(
+            self._url, autocommit=True, prepare_threshold=None, application_name=f"mofa serve {role}"
+        )
 
     async def _listen(self) -> None:
         import psycopg
 
         while True:
             try:
-                conn = await self._connect()
+                conn = await self._connect("listen")
                 async with conn:
                     await conn.execute(f"LISTEN {EVENTS_CHANNEL}")
                     await conn.execute(f"LISTEN {CONTROL_CHANNEL}")
@@ -211,7 +214,7 @@ class PgBus(LocalBus):
             for attempt in range(3):
                 try:
                     if conn is None or conn.closed:
-                        conn = await self._connect()
+                        conn = await self._connect("notify")
                     await conn.execute(
                         "SELECT pg_notify(c, p) FROM unnest(%s::text[], %s::text[]) AS t(c, p)",
                         ([c for c, _ in batch], [p for _, p in batch]),
