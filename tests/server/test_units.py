@@ -68,3 +68,10 @@ def test_sse_frames_cannot_be_split_by_their_text() -> None:
     done = terminal_event(4, "cancelled", user_message_id=None, assistant_message_id=None)
     assert done.kind == "done" and terminal_event(4, "error", user_message_id=None,
                                                    assistant_message_id=None).kind == "error"
+
+
+def test_settings_never_show_the_database_password() -> None:
+    from mofa_sdk.server import ServeConfig
+
+    config = ServeConfig(database_url="postgresql://app:s3cr3t-pw@db.internal/mofa")
+    assert "s3cr3t-pw" not in repr(config) and "s3cr3t-pw" not in str(config)

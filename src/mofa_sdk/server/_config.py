@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from ..errors import ConfigError
 
@@ -15,7 +15,8 @@ class ServeConfig:
     ``row_level_security``: connect PostgreSQL with the store's row-level security on, so every query of a
     request also runs with the request's tenant set in the database session."""
 
-    database_url: str | None = None
+    #: kept out of the repr: a URL may hold a password
+    database_url: str | None = field(default=None, repr=False)
     row_level_security: bool = False
     #: PostgreSQL connections of each process (every run checkpoints through them)
     pool_size: int = 20
