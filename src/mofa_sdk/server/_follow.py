@@ -25,7 +25,7 @@ from ..entities import Message
 from ..persistence import Store
 from ._config import ServeConfig
 from ._errors import ApiError
-from ._log import FINAL_STATUSES, Event, delta_count, deltas_of_row, terminal_of_row
+from ._log import FINAL_STATUSES, Event, delta_count, deltas_of_row, terminal_event, terminal_of_row
 from ._notify import Subscription
 from ._runs import Principal, Run, RunRegistry
 
@@ -127,7 +127,7 @@ async def _follow_remote(
     fragments: dict[int, list[str]] = {}
     end: Event | None = None
     pending: list[dict[str, Any]] = [first] if first is not None else []
-    last_heard = last_sent = time.monotonic()
+    last_heard = last_sent = last_progress = time.monotonic()
 
     def take(n: int, text: str) -> None:
         if n > sent:
@@ -171,14 +171,22 @@ async def _follow_remote(
                     bus.control(_watch(principal, run_id, sent))
                     answer = await sub.get(config.probe_seconds)
                     if answer is None and not sub.overflowed:
-                        if fresh is None:
-                            return  # nothing was ever saved and nobody holds the run any more
+                        if fresh is None:  # nothing was ever saved and nobody holds the run any more
+                            yield terminal_event(sent + 1, "interrupted", user_message_id=None,
+                                                 assistant_message_id=None, code="interrupted",
+                                                 message="the process running this reply stopped before saving it")
+                            return
                         async for replayed in _replay(store, fresh, sent):
                             yield replayed
                         return
                     if answer is not None:
                         pending.append(answer)
                     continue
+                if end is not None and now - last_progress > config.owner_timeout_seconds:
+                    # the end is known and nobody fills the gap before it (the owner forgot the run, its final
+                    # write failed): what the row holds, then the end; never a hang
+                    yield end
+                    return
                 if held or end is not None:
                     if now - last_heard > config.probe_seconds:  # a gap nothing filled: ask again
                         last_heard = now
@@ -204,7 +212,7 @@ async def _follow_remote(
                 continue
             for event in ready():
                 yield event
-                last_sent = now
+                last_sent = last_progress = now
             if end is not None:
                 if sent >= end.n - 1:
                     yield end
