@@ -112,6 +112,11 @@ async def test_disconnect_then_resume_in_process_on_sqlite(sqlite_served: Served
     async with client.stream("GET", f"{base}/v1/runs/{run_id}/events?after=0", headers=auth(key)) as r:
         again, _ = await read_events(r)
     assert text_of(again) == reply.content and again[-1].event == "done"
+    # a client that had everything (the terminal event included) gets nothing more, and the stream closes
+    async with client.stream("GET", f"{base}/v1/runs/{run_id}/events", headers={**auth(key),
+                             "Last-Event-ID": str(again[-1].id)}) as r:
+        none, _ = await read_events(r)
+    assert none == []
 
 
 async def test_disconnect_after_3_events_then_resume_on_the_other_process(
@@ -136,6 +141,14 @@ async def test_disconnect_after_3_events_then_resume_on_the_other_process(
     assert text_of(first) + text_of(rest) == reply.content
     # one delta of 40 KB (UTF-8) crossed NOTIFY's 8,000-byte limit in fragments
     assert any(len(e.data["text"]) > 20_000 for e in rest)
+    # the finished run, asked of the process that does not hold it: replayed from the row, nothing after the end
+    async with client.stream("GET", f"{b.url}/v1/runs/{run_id}/events?after=40", headers=auth(key)) as r:
+        tail, _ = await read_events(r)
+    assert [e.id for e in tail] == list(range(41, rest[-1].id + 1)) and tail[-1].data == rest[-1].data
+    async with client.stream("GET", f"{b.url}/v1/runs/{run_id}/events",
+                             headers={**auth(key), "Last-Event-ID": str(rest[-1].id)}) as r:
+        none, _ = await read_events(r)
+    assert none == []
 
 
 async def test_cancel_from_the_other_process(fault_pair: FaultPair, client: httpx.AsyncClient) -> None:

@@ -101,14 +101,14 @@ async def terminal_of_row(store: Store, row: Message, *, after: int = 0) -> Even
     """The terminal event of a reply whose run is over: its final status, or ``interrupted`` when the process
     that ran it is gone. A follower may have seen more deltas (``after``) than a dead owner checkpointed: its
     terminal event still comes after them, and says how many the saved reply holds."""
-    n = max(delta_count(row), after) + 1
+    n = delta_count(row) + 1
     if row.status in FINAL_STATUSES:
         call = await find_call(store, row)
         return terminal_event(
             n, row.status, user_message_id=row.parent_message_id, assistant_message_id=row.id, call=call
         )
     event = terminal_event(
-        n, "interrupted", user_message_id=row.parent_message_id, assistant_message_id=row.id,
+        max(n, after + 1), "interrupted", user_message_id=row.parent_message_id, assistant_message_id=row.id,
         code="interrupted",
         message="the process running this reply stopped; the reply is saved as far as it was checkpointed "
         "and reads as interrupted",
