@@ -186,8 +186,12 @@ async def test_sigkill_of_the_owner_ends_the_follower_and_the_reply_reads_interr
     run_id = first[0].data["run_id"]
     async with client.stream("GET", f"{b.url}/v1/runs/{run_id}/events", headers=auth(key)) as follow:
         seen, _ = await read_events(follow, stop_after=5)
+        live = await client.get(f"{b.url}/v1/runs/{run_id}", headers=auth(key))
+        assert live.json()["status"] == "streaming"  # the owner answers for it
         a.kill()
         rest, _ = await read_events(follow)  # must end: no hang
+    dead = await client.get(f"{b.url}/v1/runs/{run_id}", headers=auth(key))
+    assert dead.json()["status"] == "interrupted"  # nobody answers for it any more
     events = seen + rest
     assert [e.id for e in events] == list(range(1, len(events) + 1))
     assert events[-1].event == "error" and events[-1].data["status"] == "interrupted"

@@ -29,7 +29,7 @@ from ._log import FINAL_STATUSES, Event, delta_count, deltas_of_row, terminal_ev
 from ._notify import Subscription
 from ._runs import Principal, Run, RunRegistry
 
-__all__ = ["open_follower"]
+__all__ = ["follow_local", "open_follower", "owner_answers"]
 
 log = logging.getLogger("mofa_sdk.server")
 
@@ -85,6 +85,18 @@ async def open_follower(
         sub.close()
         raise
     return _follow_remote(registry, principal, run_id, after, sub, row, first)
+
+
+async def owner_answers(registry: RunRegistry, principal: Principal, run_id: uuid.UUID) -> bool:
+    """Whether a process holds run ``run_id`` (for this tenant and user) and says so within ``probe_seconds``."""
+    if not registry.bus.cross_process:
+        return False  # one process, and it does not hold the run
+    sub = registry.bus.subscribe(run_id)
+    try:
+        registry.bus.control(_watch(principal, run_id, 2**31))  # after everything: only its heartbeat comes
+        return await sub.get(registry.config.probe_seconds) is not None or sub.overflowed
+    finally:
+        sub.close()
 
 
 async def follow_local(run: Run, after: int, config: ServeConfig) -> AsyncIterator[Event | None]:

@@ -13,7 +13,7 @@ from ..entities import Session
 from ..persistence import Store
 from ._auth import principal
 from ._errors import ApiError, error_body
-from ._follow import open_follower
+from ._follow import open_follower, owner_answers
 from ._log import Event, delta_count
 from ._models import MessageIn, RunOut
 from ._runs import Principal, Run, RunRegistry, cancel_run
@@ -126,8 +126,9 @@ async def get_run(run_id: uuid.UUID, request: Request, who: Who) -> Any:
     if row is None or row.role != "assistant" or row.user_id != who.user_id or run is not None:
         raise ApiError(404, f"run {run_id} not found")
     status = row.status
-    if status == "streaming" and not registry.bus.cross_process:
-        status = "interrupted"  # one process, and it does not hold the run
+    if status in ("streaming", "interrupted"):
+        # the row cannot tell a live owner whose provider is silent from a dead one: ask the owner
+        status = "streaming" if await owner_answers(registry, who, run_id) else "interrupted"
     return RunOut(id=row.id, session_id=row.session_id, status=status, content=row.content,
                   message_ids={"user": row.parent_message_id, "assistant": row.id}, events=delta_count(row))
 
