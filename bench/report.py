@@ -234,7 +234,14 @@ def _absolute(m: dict[str, Any], plot: Path | None, doc: Path) -> list[str]:
                 f"**Load**: {ld['runs']} concurrent streaming runs, one session each, one process: "
                 f"{ld['errors']} errors, {ld['saved_complete']} of {ld['runs']} replies saved `complete` with "
                 f"exactly the streamed text; {ld['wall_s']} s wall ({ld['runs_per_second']} runs/s), a run "
-                f"{_ms(ld['run_latency']['median_ms'])} ms (p95 {_ms(ld['run_latency']['p95_ms'])}).", "",
+                f"{_ms(ld['run_latency']['median_ms'])} ms (p95 {_ms(ld['run_latency']['p95_ms'])}) as the "
+                "client saw it." + (
+                    f" The turn as the service ran it (its api-call rows: provider call to final write) took "
+                    f"{_ms(ld['server_turn_ms']['median_ms'])} ms (p95 {_ms(ld['server_turn_ms']['p95_ms'])}); "
+                    f"the rest of a run's time is its wait to start (key, session and window reads, the user "
+                    f"message's commit, 500 at once on one process and a pool of 20) and its delivery. The load "
+                    f"generator (httpx, one process on the same cores) used {ld['client_cpu_s']} s of CPU in "
+                    f"those {ld['wall_s']} s." if ld.get("server_turn_ms") else ""), "",
                 f"**Latency per delta** (the time a delta was made to the time its consumer had it, "
                 f"{dl['runs']} runs of {dl['deltas_per_run']} deltas):", "",
                 "| consumer | p50 | p95 |", "|---|---|---|",

@@ -112,16 +112,28 @@ async def _load(base: str, key: str, url: str, tenant: uuid.UUID, n: int) -> dic
                 return
             latencies.append(time.perf_counter() - t0)
 
+        import resource
+
+        cpu0 = resource.getrusage(resource.RUSAGE_SELF)
         t0 = time.perf_counter()
         await asyncio.gather(*(one(s) for s in sessions))
         wall = time.perf_counter() - t0
+        cpu1 = resource.getrusage(resource.RUSAGE_SELF)
+        client_cpu = cpu1.ru_utime - cpu0.ru_utime + cpu1.ru_stime - cpu0.ru_stime
     async with await psycopg.AsyncConnection.connect(url) as conn:
         row = await (await conn.execute(
             "SELECT count(*) FROM entity_message WHERE tenant_id = %s AND role = 'assistant' AND status = 'complete'"
             " AND content = %s", (tenant, expected))).fetchone()
+        # the turn as the service ran it (the library's own api-call record: provider call to final write)
+        turn = await (await conn.execute(
+            "SELECT percentile_cont(0.5) WITHIN GROUP (ORDER BY latency_ms),"
+            " percentile_cont(0.95) WITHIN GROUP (ORDER BY latency_ms) FROM entity_api_call WHERE tenant_id = %s",
+            (tenant,))).fetchone()
     saved = int(row[0]) if row else 0
     return {"runs": n, "errors": len(errors), "error_samples": errors[:5], "saved_complete": saved,
-            "wall_s": round(wall, 2), "runs_per_second": round(n / wall, 1), "run_latency": stats(latencies)}
+            "wall_s": round(wall, 2), "runs_per_second": round(n / wall, 1), "run_latency": stats(latencies),
+            "server_turn_ms": {"median_ms": turn[0], "p95_ms": turn[1]} if turn else None,
+            "client_cpu_s": round(client_cpu, 2)}
 
 
 async def _delta_latency(base: str, key: str, url: str, tenant: uuid.UUID, user: uuid.UUID, runs: int,
