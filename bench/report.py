@@ -112,6 +112,12 @@ def targets(m: dict[str, Any]) -> list[tuple[str, str, str, str, str | None]]:
         if g is not None:
             rows.append(("5. mofa cost as history grows", "turn 1,000 / turn 10 <= 1.25 (flat)",
                          f"{g:.2f}x", _ok(g <= 1.25), None if g <= 1.25 else "peers_growth"))
+    sv = m.get("serve", {})
+    if "load" in sv:
+        ld = sv["load"]
+        ok = ld["errors"] == 0 and ld["saved_complete"] == ld["runs"]
+        rows.append((f"6. Service load, {ld['runs']} concurrent streaming runs", "0 errors, every reply saved",
+                     f"{ld['errors']} errors, {ld['saved_complete']}/{ld['runs']} saved", _ok(ok), None))
     return rows
 
 
@@ -132,6 +138,9 @@ def write_docs(results: dict[str, Any], path: Path, plot: Path | None) -> Path:
             f"{mach['python']}; PostgreSQL {mach['postgres']} on loopback (synchronous_commit = "
             f"{mach['postgres_synchronous_commit']}); load average at start {mach['load_average_at_start']:.2f}. "
             f"Run on {results['generated']}, {results['total_seconds']} s in all.", ""]
+    if results.get("merged_into"):
+        out[-1:] = [f"Only some measurements were re-run then (`--merge`); the others are those of the run of "
+                    f"{results['merged_into']['generated']}.", ""]
     out += _absolute(m, plot, path)
     missed = [g for *_, g in rows if g]
     out += ["## Gaps", ""]
@@ -215,6 +224,39 @@ def _absolute(m: dict[str, Any], plot: Path | None, doc: Path) -> list[str]:
                      for s in ("turn_10", "turn_1000")]
             growth = f"{v['growth']:.2f}x" if "growth" in v else "–"
             out.append(f"| {v['name']} | {v['version'] or '–'} | {cells[0]} | {cells[1]} | {growth} |")
+        out.append("")
+    sv = m.get("serve", {})
+    if "load" in sv:
+        ld, dl, rs = sv["load"], sv["delta_latency"], sv["resume"]
+        out += ["### 6. Service (`mofa serve`)", "",
+                "Two served processes (the real app, a fast scripted provider) on one PostgreSQL schema, "
+                "driven by httpx over loopback (`bench/serve.py`).", "",
+                f"**Load**: {ld['runs']} concurrent streaming runs, one session each, one process: "
+                f"{ld['errors']} errors, {ld['saved_complete']} of {ld['runs']} replies saved `complete` with "
+                f"exactly the streamed text; {ld['wall_s']} s wall ({ld['runs_per_second']} runs/s), a run "
+                f"{_ms(ld['run_latency']['median_ms'])} ms (p95 {_ms(ld['run_latency']['p95_ms'])}) as the "
+                "client saw it." + (
+                    f" The turn as the service ran it (its api-call rows: provider call to final write) took "
+                    f"{_ms(ld['server_turn_ms']['median_ms'])} ms (p95 {_ms(ld['server_turn_ms']['p95_ms'])}); "
+                    f"the rest of a run's time is its wait to start (key, session and window reads, the user "
+                    f"message's commit, 500 at once on one process and a pool of 20) and its delivery. The load "
+                    f"generator (httpx, one process on the same cores) used {ld['client_cpu_s']} s of CPU in "
+                    f"those {ld['wall_s']} s." if ld.get("server_turn_ms") else ""), "",
+                f"**Latency per delta** (the time a delta was made to the time its consumer had it, "
+                f"{dl['runs']} runs of {dl['deltas_per_run']} deltas):", "",
+                "| consumer | p50 | p95 |", "|---|---|---|",
+                f"| library in-process (`chat_stream`, persisted) | {_ms(dl['library']['median_ms'])} | "
+                f"{_ms(dl['library']['p95_ms'])} |",
+                f"| service (SSE over loopback HTTP) | {_ms(dl['service']['median_ms'])} | "
+                f"{_ms(dl['service']['p95_ms'])} |",
+                f"| **added by the service** | **{dl['added_median_ms']:+.3f}** | **{dl['added_p95_ms']:+.3f}** |",
+                "", "**Resume latency** (reconnect with `Last-Event-ID: 3` to the first missed event):", "",
+                "| reconnect to | p50 | p95 | n |", "|---|---|---|---|"]
+        for k, label in (("other_process", "the other process (DB + LISTEN/NOTIFY)"),
+                         ("same_process", "the owning process"),
+                         ("request_floor", "floor: any authenticated GET (`/v1/runs/{id}`)")):
+            if k in rs:
+                out.append(f"| {label} | {_ms(rs[k]['median_ms'])} | {_ms(rs[k]['p95_ms'])} | {rs[k]['n']} |")
         out.append("")
     return out
 

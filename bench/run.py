@@ -28,7 +28,7 @@ sys.path.insert(0, str(HERE))
 from _common import Mode  # noqa: E402
 from report import write_docs, write_plot  # noqa: E402
 
-MEASUREMENTS = ("turn", "resume", "streaming", "load", "peers")
+MEASUREMENTS = ("turn", "resume", "streaming", "load", "peers", "serve")
 
 
 def database_url() -> str:
@@ -102,6 +102,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--only", default=",".join(MEASUREMENTS), help="comma-separated: " + ",".join(MEASUREMENTS))
     ap.add_argument("--out", type=Path, help="default: bench/results/latest.json (quick.json with --quick)")
     ap.add_argument("--no-docs", action="store_true", help="write only the JSON (always so with --quick)")
+    ap.add_argument("--merge", action="store_true",
+                    help="keep the other measurements of the existing results file (re-run only --only)")
     args = ap.parse_args(argv)
     # a smoke run never replaces the published results
     args.out = args.out or HERE / "results" / ("quick.json" if args.quick else "latest.json")
@@ -119,6 +121,12 @@ def main(argv: list[str] | None = None) -> int:
         "measurements": asyncio.run(measure(names, url, Mode(args.quick))),
     }
     results["total_seconds"] = round(time.perf_counter() - started, 1)
+    if args.merge and args.out.exists():
+        old = json.loads(args.out.read_text())
+        results["measurements"] = {**old.get("measurements", {}), **results["measurements"]}
+        # a file merged before keeps the date of the run its other measurements come from
+        results["merged_into"] = old.get("merged_into") or {
+            "generated": old.get("generated"), "total_seconds": old.get("total_seconds")}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(results, indent=2) + "\n")
     print(f"bench: wrote {args.out}", file=sys.stderr)

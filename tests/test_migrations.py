@@ -29,6 +29,7 @@ TABLES = {
     "entity_session",
     "entity_message",
     "entity_api_call",
+    "entity_api_key",
     MIGRATIONS_TABLE,
 }
 

@@ -24,6 +24,7 @@ __all__ = [
     "Agent",
     "AgentConfig",
     "ApiCallStatus",
+    "ApiKey",
     "LLMApiCall",
     "Message",
     "MessageRole",
@@ -325,3 +326,29 @@ class UsageStatistics(BaseModel):
     @property
     def failed_calls(self) -> int:
         return self.total_calls - self.success_calls
+
+
+class ApiKey(Entity):
+    """A tenant API key as stored: its SHA-256 hash, never the key itself (see ``persistence.issue_api_key``)."""
+
+    id: uuid.UUID = Field(default_factory=uuid7)
+    tenant_id: uuid.UUID
+    #: the user a request made with this key acts as
+    user_id: uuid.UUID
+    name: str = Field(default="", max_length=200)
+    #: hex SHA-256 of the key; kept out of reprs all the same
+    key_hash: str = Field(pattern=r"^[0-9a-f]{64}$", repr=False)
+    #: the key's last 4 characters, so that a person can tell keys apart in a list
+    key_hint: str = Field(min_length=1, max_length=8)
+    create_time: datetime = Field(default_factory=utc_now)
+    last_used_time: datetime | None = None
+    revoke_time: datetime | None = None
+
+    @field_validator("name", "key_hint")
+    @classmethod
+    def _text(cls, v: str) -> str:
+        return _no_nul(check_text(v, "text"), "text") or ""
+
+    @property
+    def revoked(self) -> bool:
+        return self.revoke_time is not None

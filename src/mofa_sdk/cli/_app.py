@@ -10,6 +10,8 @@ from .. import __version__
 from ._admin import agents_app, db_app, providers_app
 from ._chat import chat
 from ._common import configure_logging, log_summary, state
+from ._keys import keys_app
+from ._serve import serve
 from ._sessions import sessions_app
 from ._usage import usage
 
@@ -50,10 +52,12 @@ def _root(
 
 app.command("chat")(chat)
 app.command("usage")(usage)
+app.command("serve")(serve)
 app.add_typer(sessions_app, name="sessions")
 app.add_typer(providers_app, name="providers")
 app.add_typer(agents_app, name="agents")
 app.add_typer(db_app, name="db")
+app.add_typer(keys_app, name="keys")
 
 
 def main() -> None:

@@ -115,10 +115,11 @@ class LLMAgentBuilder:
 
     # -- constructors ------------------------------------------------------------------------------
     @classmethod
-    def from_env(cls) -> LLMAgentBuilder:
+    def from_env(cls, *, provider: LLMProvider | None = None) -> LLMAgentBuilder:
         """A builder with the provider :func:`default_provider` picks from the environment, and
-        ``MOFA_MAX_TOKENS`` (a cap on each reply's tokens) when set."""
-        builder = cls().with_provider(default_provider())
+        ``MOFA_MAX_TOKENS`` (a cap on each reply's tokens) when set. ``provider``: one made earlier by
+        :func:`default_provider`, shared by many agents (``mofa serve`` loads the local model once)."""
+        builder = cls().with_provider(provider if provider is not None else default_provider())
         cap = _env("MOFA_MAX_TOKENS")
         if cap:
             if not cap.isdigit() or int(cap) <= 0:

@@ -3,6 +3,7 @@
 from ..entities import (
     Agent,
     AgentConfig,
+    ApiKey,
     LLMApiCall,
     Message,
     Provider,
@@ -10,6 +11,7 @@ from ..entities import (
     Session,
     UsageStatistics,
 )
+from ._api_keys import API_KEY_PREFIX, authenticate_api_key, hash_api_key, issue_api_key, mask_api_key
 from ._connect import connect_store, default_database_url
 from ._context import PersistenceContext
 from ._memory import InMemoryStore
@@ -20,9 +22,11 @@ from ._sqlite import SqliteStore
 from ._store import UNSET, Store
 
 __all__ = [
+    "API_KEY_PREFIX",
     "UNSET",
     "Agent",
     "AgentConfig",
+    "ApiKey",
     "InMemoryStore",
     "LLMApiCall",
     "Message",
@@ -36,8 +40,12 @@ __all__ = [
     "SqliteStore",
     "Store",
     "UsageStatistics",
+    "authenticate_api_key",
     "connect_store",
     "default_database_url",
+    "hash_api_key",
+    "issue_api_key",
+    "mask_api_key",
     "quick_agent",
     "quick_agent_with_memory",
     "quick_agent_with_postgres",

@@ -21,6 +21,7 @@ from pydantic import SecretStr
 
 from ..entities import (
     Agent,
+    ApiKey,
     LLMApiCall,
     Message,
     MessageStatus,
@@ -612,3 +613,44 @@ class InMemoryStore(Store):
     async def get_active_agents(self, tenant_id: uuid.UUID) -> list[Agent]:
         async with self._access() as s:
             return self._agents(s, tenant_id, lambda a: a.agent_status)
+
+    # -- api keys --------------------------------------------------------------------------------------
+    # Kept beside _State (not in it): keys are never written inside a transaction, so rollback never needs them.
+    def _keys(self) -> dict[uuid.UUID, ApiKey]:
+        if self._closed:
+            raise DatabaseUnavailableError("this InMemoryStore is closed")
+        keys: dict[uuid.UUID, ApiKey] | None = getattr(self, "_api_keys", None)
+        if keys is None:
+            keys = {}
+            self._api_keys = keys
+        return keys
+
+    async def create_api_key(self, key: ApiKey) -> ApiKey:
+        keys = self._keys()
+        if key.id in keys or any(k.key_hash == key.key_hash for k in keys.values()):
+            raise ConflictError(f"cannot create api key {key.id}: the id or the key exists already")
+        keys[key.id] = key.model_copy(deep=True)
+        return key.model_copy(deep=True)
+
+    async def get_api_key_by_hash(self, key_hash: str) -> ApiKey | None:
+        found = [k for k in self._keys().values() if k.key_hash == key_hash]
+        return found[0].model_copy(deep=True) if found else None
+
+    async def list_api_keys(self, tenant_id: uuid.UUID) -> list[ApiKey]:
+        found = [k for k in self._keys().values() if k.tenant_id == tenant_id]
+        found.sort(key=lambda k: (utc(k.create_time), k.id), reverse=True)
+        return [k.model_copy(deep=True) for k in found]
+
+    async def revoke_api_key(self, tenant_id: uuid.UUID, key_id: uuid.UUID) -> bool:
+        keys = self._keys()
+        found = keys.get(key_id)
+        if found is None or found.tenant_id != tenant_id or found.revoked:
+            return False
+        keys[key_id] = found.model_copy(update={"revoke_time": utc_now()})
+        return True
+
+    async def touch_api_key(self, tenant_id: uuid.UUID, key_id: uuid.UUID, used_at: datetime) -> None:
+        keys = self._keys()
+        found = keys.get(key_id)
+        if found is not None and found.tenant_id == tenant_id:
+            keys[key_id] = found.model_copy(update={"last_used_time": used_at})

@@ -39,7 +39,7 @@ from ..errors import (
 )
 from ..ids import parse_uuid, uuid7
 from ..llm import ChatMessage, EventHandler, Turn, TurnResult
-from ._store import Store
+from ._store import UNSET, Store
 
 __all__ = ["PendingReply", "PersistencePlugin"]
 
@@ -93,6 +93,7 @@ class PersistencePlugin(EventHandler):
         flush_timeout: float = 5.0,
         store_factory: Callable[[], Awaitable[Store]] | None = None,
         owns_store: bool = False,
+        record_delta_offsets: bool = False,
     ) -> None:
         if store is None and store_factory is None:
             raise ConfigError("PersistencePlugin needs a store")
@@ -110,6 +111,10 @@ class PersistencePlugin(EventHandler):
         self.checkpoint_interval = checkpoint_interval
         #: how long ``close()`` (and so ``agent.aclose()``) tries to write pending replies
         self.flush_timeout = flush_timeout
+        #: also store where each delta ends (``metadata["delta_ends"]``, cumulative character offsets) and
+        #: checkpoint at the first delta, so that a reader of the database can rebuild the stream event by
+        #: event (``mofa serve`` resumes runs from it)
+        self.record_delta_offsets = record_delta_offsets
         self.pending: list[PendingReply] = []
         self._written = 0  # pending replies written so far (what flush() counts)
         self._flushing = asyncio.Lock()  # turns on two sessions flush at once: one writes, one waits
@@ -243,30 +248,43 @@ class PersistencePlugin(EventHandler):
             )
         )
         turn.state["user_message_id"] = saved.id
-        turn.state["assistant_message_id"] = uuid7()
+        # a handler that ran first may have named the reply (``mofa serve`` names a run after it)
+        turn.state.setdefault("assistant_message_id", uuid7())
+        if self.record_delta_offsets:
+            turn.state["delta_ends"] = []
         turn.state["checkpointed"] = False
         turn.state["last_checkpoint"] = time.monotonic()
 
     async def on_delta(self, turn: Turn, delta: str) -> None:
+        first = False
+        if self.record_delta_offsets:
+            ends = turn.state["delta_ends"]
+            ends.append((ends[-1] if ends else 0) + len(delta))
+            first = not turn.state["checkpointed"]
         if turn.state.get("checkpoint_failed"):
             return
         running: asyncio.Task[None] | None = turn.state.get("checkpoint_task")
         if running is not None and not running.done():
             return  # one checkpoint at a time: a slow database gets fewer, never a queue of them
         now = time.monotonic()
-        if now - turn.state["last_checkpoint"] < self.checkpoint_interval:
+        if now - turn.state["last_checkpoint"] < self.checkpoint_interval and not first:
             return
         turn.state["last_checkpoint"] = now
         # Beside the stream, not in it: a checkpoint waiting on a dead database (up to its connect
         # timeout) must not hold up the deltas the user is reading.
-        turn.state["checkpoint_task"] = asyncio.create_task(self._checkpoint(turn, turn.text))
+        # The text and its offsets as they are now: the task may run after more deltas came.
+        turn.state["checkpoint_task"] = asyncio.create_task(
+            self._checkpoint(turn, turn.text, self._offsets(turn))
+        )
 
-    async def _checkpoint(self, turn: Turn, text: str) -> None:
+    async def _checkpoint(self, turn: Turn, text: str, offsets: dict[str, Any]) -> None:
         try:
             if turn.state["checkpointed"]:
-                await self.store.update_message(turn.tenant_id, turn.state["assistant_message_id"], content=text)
+                await self.store.update_message(
+                    turn.tenant_id, turn.state["assistant_message_id"], content=text, metadata=offsets or UNSET
+                )
             else:
-                await self.store.save_message(self._reply_message(turn, text, "streaming"))
+                await self.store.save_message(self._reply_message(turn, text, "streaming", offsets))
                 turn.state["checkpointed"] = True
         except Exception as exc:  # a task of its own: nobody else would see the error
             # A checkpoint is insurance against a crash; losing the database must not cut the reply the
@@ -282,7 +300,9 @@ class PersistencePlugin(EventHandler):
         if running is not None:
             await asyncio.shield(running)  # it never raises (see _checkpoint)
 
-    def _reply_message(self, turn: Turn, text: str, status: str) -> Message:
+    def _reply_message(
+        self, turn: Turn, text: str, status: str, offsets: dict[str, Any] | None = None
+    ) -> Message:
         return Message(
             id=turn.state["assistant_message_id"],
             session_id=turn.session_id,
@@ -293,7 +313,11 @@ class PersistencePlugin(EventHandler):
             content=text,
             status=status,  # type: ignore[arg-type]
             parent_message_id=turn.state["user_message_id"],
+            metadata=self._offsets(turn) if offsets is None else offsets,
         )
+
+    def _offsets(self, turn: Turn) -> dict[str, Any]:
+        return {"delta_ends": list(turn.state["delta_ends"])} if self.record_delta_offsets else {}
 
     async def after_reply(self, turn: Turn, result: TurnResult) -> None:
         await self._finish(turn, result)
@@ -395,7 +419,8 @@ class PersistencePlugin(EventHandler):
             if p.message is not None:
                 if p.update_existing:
                     await store.update_message(
-                        p.tenant_id, p.message.id, content=p.message.content, status=p.message.status, tx=tx
+                        p.tenant_id, p.message.id, content=p.message.content, status=p.message.status,
+                        metadata=p.message.metadata or UNSET, tx=tx,
                     )
                     await store.update_session(p.tenant_id, p.session_id, tx=tx)  # touch update_time
                 else:

@@ -25,6 +25,7 @@ from psycopg_pool import AsyncConnectionPool, PoolClosed, PoolTimeout
 from .._redact import is_secret_name, redact_text, redact_url, scrub_chain, url_secrets
 from ..entities import (
     Agent,
+    ApiKey,
     LLMApiCall,
     Message,
     MessageStatus,
@@ -1063,3 +1064,59 @@ class PostgresStore(Store):
         tid = _uid(tenant_id, "tenant_id")
         rows = await self._rows(q.ACTIVE_AGENTS_SQL, (tid,), f"listing the active agents of tenant {tid}", tenant=tid)
         return [q.agent_from_row(r) for r in rows]
+
+    # -- api keys --------------------------------------------------------------------------------------
+    async def create_api_key(self, key: ApiKey) -> ApiKey:
+        doing = f"creating api key {key.id}"
+        try:
+            await self._count(
+                "INSERT INTO entity_api_key (id, tenant_id, user_id, name, key_hash, key_hint, create_time,"
+                " last_used_time, revoke_time) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)",
+                (key.id, key.tenant_id, key.user_id, key.name, key.key_hash, key.key_hint, q.ts(key.create_time),
+                 key.last_used_time and q.ts(key.last_used_time), key.revoke_time and q.ts(key.revoke_time)),
+                doing,
+            )
+        except ConflictError as exc:
+            raise ConflictError(f"{doing}: the id or the key exists already") from exc.__cause__
+        return key.model_copy(deep=True)
+
+    async def _api_keys(self, by_hash: bool, value: Any) -> list[ApiKey]:
+        rows = await self._rows(_API_KEY_BY_HASH if by_hash else _API_KEYS_OF_TENANT, (value,), "reading api keys")
+        return [
+            ApiKey(**{**r, "create_time": q.utc(r["create_time"]),
+                      "last_used_time": r["last_used_time"] and q.utc(r["last_used_time"]),
+                      "revoke_time": r["revoke_time"] and q.utc(r["revoke_time"])})
+            for r in rows
+        ]
+
+    async def get_api_key_by_hash(self, key_hash: str) -> ApiKey | None:
+        found = await self._api_keys(True, key_hash)
+        return found[0] if found else None
+
+    async def list_api_keys(self, tenant_id: uuid.UUID) -> list[ApiKey]:
+        return await self._api_keys(False, _uid(tenant_id, "tenant_id"))
+
+    async def revoke_api_key(self, tenant_id: uuid.UUID, key_id: uuid.UUID) -> bool:
+        tid, kid = _uid(tenant_id, "tenant_id"), _uid(key_id, "key_id")
+        n = await self._count(
+            "UPDATE entity_api_key SET revoke_time = %s WHERE id = %s AND tenant_id = %s AND revoke_time IS NULL",
+            (utc_now(), kid, tid),
+            f"revoking api key {kid}",
+        )
+        return n > 0
+
+    async def touch_api_key(self, tenant_id: uuid.UUID, key_id: uuid.UUID, used_at: datetime) -> None:
+        tid, kid = _uid(tenant_id, "tenant_id"), _uid(key_id, "key_id")
+        await self._count(
+            "UPDATE entity_api_key SET last_used_time = %s WHERE id = %s AND tenant_id = %s",
+            (q.ts(used_at), kid, tid),
+            f"recording the use of api key {kid}",
+        )
+
+
+_API_KEY_SELECT = (
+    "SELECT id, tenant_id, user_id, name, key_hash, key_hint, create_time, last_used_time, revoke_time"
+    " FROM entity_api_key WHERE "
+)
+_API_KEY_BY_HASH = _API_KEY_SELECT + "key_hash = %s"
+_API_KEYS_OF_TENANT = _API_KEY_SELECT + "tenant_id = %s ORDER BY create_time DESC, id DESC"

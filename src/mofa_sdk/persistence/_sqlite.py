@@ -26,6 +26,7 @@ from pydantic import SecretStr
 
 from ..entities import (
     Agent,
+    ApiKey,
     LLMApiCall,
     Message,
     MessageStatus,
@@ -930,6 +931,69 @@ class SqliteStore(Store):
     async def get_active_agents(self, tenant_id: uuid.UUID) -> list[Agent]:
         return await self._agents("tenant_id = ? AND agent_status = 1", (str(tenant_id),))
 
+
+    # -- api keys --------------------------------------------------------------------------------------
+    async def create_api_key(self, key: ApiKey) -> ApiKey:
+        try:
+            async with self._writing(f"creating api key {key.id}") as conn:
+                await self._change(
+                    conn,
+                    f"INSERT INTO entity_api_key ({_API_KEY}) VALUES ({_marks(_API_KEY)})",
+                    _api_key_row(key),
+                )
+        except ConflictError as exc:
+            raise ConflictError(f"cannot create api key {key.id}: the id or the key exists already") from exc
+        return key.model_copy(deep=True)
+
+    async def _api_keys(self, where: str, params: Sequence[Any]) -> list[ApiKey]:
+        async with self._reading("reading api keys") as conn:
+            rows = await self._all(
+                conn, f"SELECT {_API_KEY} FROM entity_api_key WHERE {where} ORDER BY create_time DESC, id DESC", params
+            )
+        return [_api_key(r) for r in rows]
+
+    async def get_api_key_by_hash(self, key_hash: str) -> ApiKey | None:
+        found = await self._api_keys("key_hash = ?", (key_hash,))
+        return found[0] if found else None
+
+    async def list_api_keys(self, tenant_id: uuid.UUID) -> list[ApiKey]:
+        return await self._api_keys("tenant_id = ?", (str(tenant_id),))
+
+    async def revoke_api_key(self, tenant_id: uuid.UUID, key_id: uuid.UUID) -> bool:
+        async with self._writing(f"revoking api key {key_id}") as conn:
+            n = await self._change(
+                conn,
+                "UPDATE entity_api_key SET revoke_time = ? WHERE id = ? AND tenant_id = ? AND revoke_time IS NULL",
+                (_ts(utc_now()), str(key_id), str(tenant_id)),
+            )
+        return n > 0
+
+    async def touch_api_key(self, tenant_id: uuid.UUID, key_id: uuid.UUID, used_at: datetime) -> None:
+        async with self._writing(f"recording the use of api key {key_id}") as conn:
+            await self._change(
+                conn,
+                "UPDATE entity_api_key SET last_used_time = ? WHERE id = ? AND tenant_id = ?",
+                (_ts(used_at), str(key_id), str(tenant_id)),
+            )
+
+
+_API_KEY = "id, tenant_id, user_id, name, key_hash, key_hint, create_time, last_used_time, revoke_time"
+
+
+def _api_key_row(k: ApiKey) -> tuple[Any, ...]:
+    return (
+        str(k.id), str(k.tenant_id), str(k.user_id), k.name, k.key_hash, k.key_hint, _ts(k.create_time),
+        None if k.last_used_time is None else _ts(k.last_used_time),
+        None if k.revoke_time is None else _ts(k.revoke_time),
+    )  # fmt: skip
+
+
+def _api_key(r: Sequence[Any]) -> ApiKey:
+    return ApiKey(
+        id=uuid.UUID(r[0]), tenant_id=uuid.UUID(r[1]), user_id=uuid.UUID(r[2]), name=r[3], key_hash=r[4],
+        key_hint=r[5], create_time=_dt(r[6]), last_used_time=None if r[7] is None else _dt(r[7]),
+        revoke_time=None if r[8] is None else _dt(r[8]),
+    )  # fmt: skip
 
 def _statements(script: str) -> Iterator[str]:
     """Split a migration script into statements (``executescript`` would commit our transaction first)."""

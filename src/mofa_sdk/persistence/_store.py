@@ -27,6 +27,7 @@ from .._validate import check_count, check_key
 from ..entities import (
     Agent,
     AgentConfig,
+    ApiKey,
     Entity,
     LLMApiCall,
     Message,
@@ -417,3 +418,25 @@ class Store(abc.ABC):
         if provider is None:
             return None
         return AgentConfig(agent=agent, provider=provider)
+
+    # -- api keys (mofa serve) -------------------------------------------------------------------------
+    @abc.abstractmethod
+    async def create_api_key(self, key: ApiKey) -> ApiKey:
+        """Insert a key row (its hash only). ConflictError when the id or the hash exists already."""
+
+    @abc.abstractmethod
+    async def get_api_key_by_hash(self, key_hash: str) -> ApiKey | None:
+        """The key row with this hash, revoked or not. Not tenant-scoped: the key is how a request's tenant
+        is found."""
+
+    @abc.abstractmethod
+    async def list_api_keys(self, tenant_id: uuid.UUID) -> list[ApiKey]:
+        """The tenant's keys, revoked ones included, newest first."""
+
+    @abc.abstractmethod
+    async def revoke_api_key(self, tenant_id: uuid.UUID, key_id: uuid.UUID) -> bool:
+        """Revoke the key now; False when the tenant has no such key or it was revoked already."""
+
+    @abc.abstractmethod
+    async def touch_api_key(self, tenant_id: uuid.UUID, key_id: uuid.UUID, used_at: datetime) -> None:
+        """Record when the key was last used (no error when it is gone)."""

@@ -1,0 +1,74 @@
+"""Authentication: ``Authorization: Bearer <key>`` on every route but ``/healthz`` and the OpenAPI schema.
+
+It runs as middleware, before the body is read or a route is matched: a request without a valid key is a 401
+whatever else is wrong with it, and nothing is read or written for it (but the key's last-used time).
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable
+from typing import Annotated
+
+from fastapi import Depends, Request
+from fastapi.responses import JSONResponse
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from ..errors import MofaError
+from ..persistence import Store, authenticate_api_key
+from ._errors import error_body, status_of
+from ._runs import Principal
+
+__all__ = ["PUBLIC_PATHS", "AuthMiddleware", "principal"]
+
+PUBLIC_PATHS = frozenset({"/healthz", "/openapi.json", "/docs", "/docs/oauth2-redirect"})
+
+
+def _unauthorized(message: str) -> JSONResponse:
+    return JSONResponse(error_body("unauthorized", message), status_code=401,
+                        headers={"WWW-Authenticate": 'Bearer realm="mofa"'})
+
+
+class AuthMiddleware:
+    def __init__(self, app: ASGIApp, store: Callable[[], Store]) -> None:
+        self.app = app
+        self.store = store  # the app's store, opened by its lifespan
+        self._touched: dict[uuid.UUID, float] = {}
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["path"] in PUBLIC_PATHS:
+            await self.app(scope, receive, send)
+            return
+        header = dict(scope["headers"]).get(b"authorization", b"").decode("latin-1")
+        scheme, _, key = header.partition(" ")
+        if scheme.lower() != "bearer" or not key.strip():
+            await _unauthorized("missing API key: send Authorization: Bearer <key> (see `mofa keys create`)")(
+                scope, receive, send
+            )
+            return
+        try:
+            row = await authenticate_api_key(self.store(), key.strip(), touched=self._touched)
+        except MofaError as exc:
+            status = status_of(exc)
+            await JSONResponse(error_body("unavailable", f"cannot check the API key: {exc}"),
+                               status_code=status if status >= 500 else 503)(scope, receive, send)
+            return
+        if row is None:
+            await _unauthorized("invalid or revoked API key")(scope, receive, send)
+            return
+        scope.setdefault("state", {})["principal"] = Principal(row.tenant_id, row.user_id, row.id)
+        await self.app(scope, receive, send)
+
+
+_bearer = HTTPBearer(auto_error=False, description="A tenant API key from `mofa keys create`.")
+
+
+def principal(
+    request: Request, _: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)] = None
+) -> Principal:
+    """The route dependency: who the request acts as (set by :class:`AuthMiddleware`; the bearer scheme is
+    declared here so that the OpenAPI schema shows it)."""
+    found = request.state.principal
+    assert isinstance(found, Principal)
+    return found

@@ -1,0 +1,60 @@
+"""The service's settings, in one frozen value (what ``create_app`` takes and ``mofa serve`` fills)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from ..errors import ConfigError
+
+__all__ = ["ServeConfig"]
+
+
+@dataclass(frozen=True)
+class ServeConfig:
+    """``database_url``: None means ``DATABASE_URL``, else the SQLite default (as every command).
+    ``row_level_security``: connect PostgreSQL with the store's row-level security on, so every query of a
+    request also runs with the request's tenant set in the database session."""
+
+    #: kept out of the repr: a URL may hold a password
+    database_url: str | None = field(default=None, repr=False)
+    row_level_security: bool = False
+    #: PostgreSQL connections of each process (every run checkpoints through them)
+    pool_size: int = 20
+    #: request bodies larger than this are refused with 413 before they are read whole
+    max_body_bytes: int = 1_000_000
+    #: an SSE comment at least this often, so proxies and clients see the stream is alive
+    keepalive_seconds: float = 15.0
+    #: how often a streaming reply is checkpointed to the database (the plugin's checkpoint_interval)
+    checkpoint_interval: float = 1.0
+    #: how often the owner of a run followed from another process says it is alive
+    heartbeat_seconds: float = 1.0
+    #: a follower that hears nothing from a run's owner this long re-reads the run's row, then gives up on it
+    owner_timeout_seconds: float = 4.0
+    #: how long a process waits for the owner of a run it does not hold to answer
+    probe_seconds: float = 1.5
+    #: finished runs stay in memory this long (the database has them anyway; this only saves reads)
+    finished_run_seconds: float = 60.0
+    #: a reply left ``streaming`` this long without a checkpoint reads ``interrupted`` (the store's lease)
+    streaming_lease_seconds: float = 5.0
+    #: on shutdown, running replies get this long to finish before they are cancelled (and saved as such)
+    shutdown_grace_seconds: float = 10.0
+    #: a reply is cut (saved as ``error``, code ``reply_too_large``) at this many characters; None: no cap
+    max_reply_chars: int | None = 1_000_000
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.pool_size, int) or not 1 <= self.pool_size <= 1000:
+            raise ConfigError(f"pool_size must be an integer from 1 to 1000, got {self.pool_size!r}")
+        if not isinstance(self.max_body_bytes, int) or self.max_body_bytes < 1024:
+            raise ConfigError(f"max_body_bytes must be an integer >= 1024, got {self.max_body_bytes!r}")
+        if self.max_reply_chars is not None and (not isinstance(self.max_reply_chars, int)
+                                                 or self.max_reply_chars < 1):
+            raise ConfigError(f"max_reply_chars must be a positive integer or None, got {self.max_reply_chars!r}")
+        for name in (
+            "keepalive_seconds", "checkpoint_interval", "heartbeat_seconds", "owner_timeout_seconds",
+            "probe_seconds", "finished_run_seconds", "streaming_lease_seconds",
+        ):
+            value = getattr(self, name)
+            if not isinstance(value, int | float) or not value > 0:
+                raise ConfigError(f"{name} must be a number of seconds > 0, got {value!r}")
+        if self.owner_timeout_seconds <= self.heartbeat_seconds:
+            raise ConfigError("owner_timeout_seconds must be longer than heartbeat_seconds")

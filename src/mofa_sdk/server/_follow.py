@@ -1,0 +1,243 @@
+"""Following a run: replay what the follower missed, then the live tail, to the terminal event.
+
+- A run of this process is followed from its own log (a cursor over it: no buffer per follower, so a slow
+  client never slows the run, it just gets the events it missed in one go when it reads again).
+- A run of another process (PostgreSQL): subscribe to the bus first, then read the reply row (its
+  checkpointed deltas), then ask the owner to ``watch`` from there; the owner publishes what came after the
+  checkpoint and then the live tail. Events are numbered, so a duplicate is dropped and a gap (a lost or
+  overflowed subscription, an oversized payload) is filled from the row again, then by asking again.
+- An owner that says nothing for ``owner_timeout_seconds`` (it heartbeats) has died: after one more
+  read and one more ask, the follower gets a terminal ``error`` event (``interrupted``), never a hang.
+- A finished run, or any run on SQLite that this process does not hold, is replayed from its row.
+
+Each iterator yields :class:`Event` objects, and None when a keepalive comment is due.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from collections.abc import AsyncIterator
+from typing import Any
+
+from ..entities import Message
+from ..persistence import Store
+from ._config import ServeConfig
+from ._errors import ApiError
+from ._log import FINAL_STATUSES, Event, delta_count, deltas_of_row, terminal_event, terminal_of_row
+from ._notify import Subscription
+from ._runs import Principal, Run, RunRegistry
+
+__all__ = ["follow_local", "open_follower", "owner_answers"]
+
+log = logging.getLogger("mofa_sdk.server")
+
+
+def _not_found(run_id: uuid.UUID) -> ApiError:
+    return ApiError(404, f"run {run_id} not found")
+
+
+def _watch(principal: Principal, run_id: uuid.UUID, after: int) -> dict[str, Any]:
+    """Ask the owner for the run's events after ``after`` and from now on (it checks the tenant and user)."""
+    return {"op": "watch", "run": str(run_id), "after": after, "tenant": str(principal.tenant_id),
+            "user": str(principal.user_id)}
+
+
+async def _row(store: Store, principal: Principal, run_id: uuid.UUID) -> Message | None:
+    row = await store.get_message(principal.tenant_id, run_id)
+    if row is None or row.role != "assistant" or row.user_id != principal.user_id:
+        return None  # another user's reply is not found, exactly like a missing one
+    return row
+
+
+async def open_follower(
+    registry: RunRegistry, principal: Principal, run_id: uuid.UUID, after: int
+) -> AsyncIterator[Event | None]:
+    """The events of run ``run_id`` after number ``after``. Raises ApiError(404) before anything is sent
+    when the run is unknown to this tenant and user."""
+    run = registry.runs.get(run_id)
+    if run is not None:
+        if not run.owned_by(principal):
+            raise _not_found(run_id)
+        return follow_local(run, after, registry.config)
+    bus, store = registry.bus, registry.store
+    if not bus.cross_process:
+        row = await _row(store, principal, run_id)
+        if row is None:
+            raise _not_found(run_id)
+        return _replay(store, row, after)
+    sub = bus.subscribe(run_id)  # first: nothing published from now on can be missed
+    try:
+        row = await _row(store, principal, run_id)
+        if row is not None and row.status in FINAL_STATUSES:
+            sub.close()
+            return _replay(store, row, after)
+        checkpointed = delta_count(row) if row is not None else 0
+        bus.control(_watch(principal, run_id, max(after, checkpointed)))
+        first = await sub.get(registry.config.probe_seconds)
+        if first is None and not sub.overflowed:
+            if row is None:
+                raise _not_found(run_id)
+            sub.close()  # the row is there and nobody owns it: its process died
+            return _replay(store, row, after)
+    except BaseException:
+        sub.close()
+        raise
+    return _follow_remote(registry, principal, run_id, after, sub, row, first)
+
+
+async def owner_answers(registry: RunRegistry, principal: Principal, run_id: uuid.UUID) -> bool:
+    """Whether a process holds run ``run_id`` (for this tenant and user) and says so within ``probe_seconds``."""
+    if not registry.bus.cross_process:
+        return False  # one process, and it does not hold the run
+    sub = registry.bus.subscribe(run_id)
+    try:
+        registry.bus.control(_watch(principal, run_id, 2**31))  # after everything: only its heartbeat comes
+        return await sub.get(registry.config.probe_seconds) is not None or sub.overflowed
+    finally:
+        sub.close()
+
+
+async def follow_local(run: Run, after: int, config: ServeConfig) -> AsyncIterator[Event | None]:
+    sent = after
+    while True:
+        events = run.events_after(sent)
+        for event in events:
+            yield event
+            sent = event.n
+            if event.terminal:
+                return
+        if run.terminal is not None:  # the follower had everything already
+            return
+        before = len(run.parts)
+        await run.wait_change(config.keepalive_seconds)
+        if len(run.parts) == before and run.terminal is None:
+            yield None
+
+
+async def _replay(store: Store, row: Message, after: int) -> AsyncIterator[Event | None]:
+    for event in deltas_of_row(row, after):
+        yield event
+    terminal = await terminal_of_row(store, row, after=after)
+    if after < terminal.n:
+        yield terminal
+
+
+async def _follow_remote(
+    registry: RunRegistry,
+    principal: Principal,
+    run_id: uuid.UUID,
+    after: int,
+    sub: Subscription,
+    row: Message | None,
+    first: dict[str, Any] | None,
+) -> AsyncIterator[Event | None]:
+    store, bus, config = registry.store, registry.bus, registry.config
+    sent = after
+    held: dict[int, str] = {}  # numbered events that arrived ahead of a gap
+    fragments: dict[int, list[str]] = {}
+    end: Event | None = None
+    pending: list[dict[str, Any]] = [first] if first is not None else []
+    last_heard = last_sent = last_progress = time.monotonic()
+
+    def take(n: int, text: str) -> None:
+        if n > sent:
+            held[n] = text
+
+    def ready() -> list[Event]:
+        nonlocal sent
+        out = []
+        while sent + 1 in held:
+            sent += 1
+            out.append(Event(sent, "delta", {"text": held.pop(sent)}))
+        return out
+
+    try:
+        if row is not None:
+            for event in deltas_of_row(row, sent):
+                yield event
+                sent = event.n
+        while True:
+            if sub.overflowed:
+                # messages were dropped: what they held is in the row (checkpoints) or with the owner
+                log.warning("a follower of run %s fell behind after event %d; resuming from the log", run_id, sent)
+                sub.overflowed = False
+                pending.clear()
+                fresh = await _row(store, principal, run_id)
+                if fresh is not None:
+                    for event in deltas_of_row(fresh, sent):
+                        yield event
+                        sent = event.n
+                bus.control(_watch(principal, run_id, sent))
+                continue
+            message = pending.pop(0) if pending else await sub.get(min(config.keepalive_seconds, 0.5))
+            now = time.monotonic()
+            if message is None:
+                if end is None and now - last_heard > config.owner_timeout_seconds:
+                    fresh = await _row(store, principal, run_id)
+                    if fresh is not None and fresh.status in FINAL_STATUSES:
+                        async for replayed in _replay(store, fresh, sent):
+                            yield replayed
+                        return
+                    bus.control(_watch(principal, run_id, sent))
+                    answer = await sub.get(config.probe_seconds)
+                    if answer is None and not sub.overflowed:
+                        if fresh is None:  # nothing was ever saved and nobody holds the run any more
+                            yield terminal_event(sent + 1, "interrupted", user_message_id=None,
+                                                 assistant_message_id=None, code="interrupted",
+                                                 message="the process running this reply stopped before saving it")
+                            return
+                        async for replayed in _replay(store, fresh, sent):
+                            yield replayed
+                        return
+                    if answer is not None:
+                        pending.append(answer)
+                    continue
+                if end is not None and now - last_progress > config.owner_timeout_seconds:
+                    # the end is known and nobody fills the gap before it (the owner forgot the run, its final
+                    # write failed): what the row holds, then the end; never a hang
+                    yield end
+                    return
+                if held or end is not None:
+                    if now - last_heard > config.probe_seconds:  # a gap nothing filled: ask again
+                        last_heard = now
+                        bus.control(_watch(principal, run_id, sent))
+                elif now - last_sent >= config.keepalive_seconds:
+                    last_sent = now
+                    yield None
+                continue
+            last_heard = now
+            kind = message.get("k")
+            if kind == "ev":
+                for entry in message.get("e", []):
+                    n, text, more = int(entry[0]), str(entry[1]), bool(entry[2])
+                    if more:
+                        fragments.setdefault(n, []).append(text)
+                        continue
+                    take(n, "".join([*fragments.pop(n, []), text]))
+            elif kind == "end":
+                end = Event(int(message["n"]), message["kind"], message["data"])
+            elif kind == "big":
+                pending.clear()
+                sub.overflowed = True
+                continue
+            for event in ready():
+                yield event
+                last_sent = last_progress = now
+            if end is not None:
+                if sent >= end.n - 1:
+                    yield end
+                    return
+                # the end came before some deltas: the final write has landed, the row holds them all
+                fresh = await _row(store, principal, run_id)
+                if fresh is not None:
+                    for event in deltas_of_row(fresh, sent):
+                        held.setdefault(event.n, event.data["text"])
+                    for event in ready():
+                        yield event
+                    if sent >= end.n - 1:
+                        yield end
+                        return
+    finally:
+        sub.close()

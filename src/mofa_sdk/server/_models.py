@@ -1,0 +1,128 @@
+"""The JSON bodies of the API (requests refuse unknown fields; every text is checked as the stores check it)."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Any, Generic, Literal, TypeVar
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from ..entities import Agent, Message, Session, check_text
+
+__all__ = [
+    "AgentOut", "MessageIn", "MessageOut", "Page", "RunOut", "SessionIn", "SessionOut", "SessionPatch",
+]
+
+T = TypeVar("T")
+
+
+class _In(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+def _text(value: str | None, what: str) -> str | None:
+    if value is not None:
+        check_text(value, what)
+        if "\x00" in value and what != "content":
+            raise ValueError(f"{what} must not contain NUL characters")
+    return value
+
+
+class MessageIn(_In):
+    content: str = Field(min_length=1, max_length=500_000, description="The user's message.")
+    stream: bool = Field(True, description="Stream the run's events as SSE (else wait and return the reply).")
+    on_disconnect: Literal["continue", "cancel"] = Field(
+        "continue", description="`continue` (default): the run finishes and is saved whatever the client does; "
+        "`cancel`: a disconnect of this request stops the run (saved `cancelled`).",
+    )
+    agent: str | None = Field(None, min_length=1, max_length=200, description="An agent row's code (this tenant).")
+
+    @field_validator("content")
+    @classmethod
+    def _content(cls, v: str) -> str:
+        if not v.strip():
+            raise ValueError("content must not be blank")
+        _text(v, "content")
+        return v
+
+
+class SessionIn(_In):
+    id: uuid.UUID | None = Field(None, description="Choose the id (a UUID); default: a new UUID v7.")
+    title: str | None = Field(None, max_length=500)
+    metadata: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("title")
+    @classmethod
+    def _title(cls, v: str | None) -> str | None:
+        return _text(v, "title")
+
+
+class SessionPatch(_In):
+    title: str | None = Field(..., max_length=500, description="The new title (null clears it).")
+
+    @field_validator("title")
+    @classmethod
+    def _title(cls, v: str | None) -> str | None:
+        return _text(v, "title")
+
+
+class SessionOut(BaseModel):
+    id: uuid.UUID
+    title: str | None
+    agent_id: uuid.UUID | None
+    metadata: dict[str, Any]
+    create_time: datetime
+    update_time: datetime
+
+    @classmethod
+    def of(cls, s: Session) -> SessionOut:
+        return cls(id=s.id, title=s.title, agent_id=s.agent_id, metadata=s.metadata, create_time=s.create_time,
+                   update_time=s.update_time)
+
+
+class MessageOut(BaseModel):
+    id: uuid.UUID
+    seq: int
+    role: str
+    content: str
+    status: str = Field(description="complete, streaming, cancelled, error or interrupted")
+    parent_message_id: uuid.UUID | None
+    create_time: datetime
+    update_time: datetime
+
+    @classmethod
+    def of(cls, m: Message) -> MessageOut:
+        return cls(id=m.id, seq=m.seq, role=m.role, content=m.content, status=m.status,
+                   parent_message_id=m.parent_message_id, create_time=m.create_time, update_time=m.update_time)
+
+
+class Page(BaseModel, Generic[T]):
+    data: list[T]
+    offset: int
+    limit: int
+    #: where the next page starts; null on the last page
+    next_offset: int | None
+
+
+class AgentOut(BaseModel):
+    id: uuid.UUID
+    code: str
+    name: str
+    model: str
+    enabled: bool
+
+    @classmethod
+    def of(cls, a: Agent) -> AgentOut:
+        return cls(id=a.id, code=a.agent_code, name=a.agent_name, model=a.model_name, enabled=a.agent_status)
+
+
+class RunOut(BaseModel):
+    id: uuid.UUID = Field(description="The run's id: also the id of the reply message it writes.")
+    session_id: uuid.UUID
+    status: str = Field(description="streaming, complete, cancelled, error or interrupted")
+    content: str | None = None
+    message_ids: dict[str, uuid.UUID | None] = Field(default_factory=dict)
+    usage: dict[str, Any] | None = None
+    error: dict[str, Any] | None = None
+    events: int = Field(0, description="Number of the last event of the run's log so far.")

@@ -1,0 +1,243 @@
+"""The bus between the processes serving one database: PostgreSQL ``LISTEN/NOTIFY``, no other server.
+
+Each process holds two dedicated connections (outside the store's pool): one that LISTENs, from start-up
+on, to the events channel and the control channel, and one that publishes. Publishing never waits on the
+caller's path: messages are queued and sent in batches, one statement per batch. A NOTIFY payload must stay
+under 8,000 bytes: long texts are cut into fragments, each message is kept under :data:`PAYLOAD_LIMIT`.
+
+Events of run R go to the events channel as ``R.hex`` + JSON; every process receives them and hands them
+to its subscriptions for R (bounded; one that falls behind is marked ``overflowed`` and must resync from
+the log). Control messages (watch, cancel) go to every process; the owner of the run acts on them.
+On SQLite and in memory, :class:`LocalBus` stands in: one process, nothing to send.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import uuid
+from collections import deque
+from collections.abc import Callable
+from typing import Any
+
+__all__ = ["EVENTS_CHANNEL", "PAYLOAD_LIMIT", "LocalBus", "PgBus", "Subscription", "event_messages"]
+
+log = logging.getLogger("mofa_sdk.server")
+
+EVENTS_CHANNEL = "mofa_run_events"
+CONTROL_CHANNEL = "mofa_run_control"
+#: bytes of one NOTIFY payload (the server's limit is 8,000)
+PAYLOAD_LIMIT = 7_500
+#: characters of one text fragment: at most 6 bytes each once JSON-escaped, so it always fits
+FRAGMENT_CHARS = 1_000
+#: messages a subscription holds before it is marked overflowed
+SUBSCRIPTION_LIMIT = 1_000
+
+Message = dict[str, Any]
+
+
+def event_messages(events: list[tuple[int, str]]) -> list[Message]:
+    """Delta events as ``{"k": "ev", "e": [[n, text, more], ...]}`` messages that each fit a payload;
+    ``more`` = 1 on every fragment of a long text but its last."""
+    entries: list[list[Any]] = []
+    for n, text in events:
+        pieces = [text[i : i + FRAGMENT_CHARS] for i in range(0, len(text), FRAGMENT_CHARS)] or [""]
+        for i, piece in enumerate(pieces):
+            entries.append([n, piece, 1 if i < len(pieces) - 1 else 0])
+    out: list[Message] = []
+    batch: list[list[Any]] = []
+    size = 0
+    for entry in entries:
+        entry_size = len(json.dumps(entry, ensure_ascii=False).encode()) + 1
+        if batch and size + entry_size > PAYLOAD_LIMIT - 64:
+            out.append({"k": "ev", "e": batch})
+            batch, size = [], 0
+        batch.append(entry)
+        size += entry_size
+    if batch:
+        out.append({"k": "ev", "e": batch})
+    return out
+
+
+class Subscription:
+    """What one follower receives of one run's messages, in order, at most :data:`SUBSCRIPTION_LIMIT`."""
+
+    def __init__(self, bus: LocalBus, run_id: uuid.UUID) -> None:
+        self._bus = bus
+        self.run_id = run_id
+        self._queue: deque[Message] = deque()
+        self._ready = asyncio.Event()
+        #: True once messages were dropped: the follower must resync from the log
+        self.overflowed = False
+
+    def put(self, message: Message) -> None:
+        if len(self._queue) >= SUBSCRIPTION_LIMIT:
+            self._queue.clear()
+            self.overflowed = True
+        else:
+            self._queue.append(message)
+        self._ready.set()
+
+    async def get(self, seconds: float) -> Message | None:
+        """The next message, or None after ``seconds`` (or when overflowed: check ``overflowed``)."""
+        if not self._queue and not self.overflowed:
+            self._ready.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._ready.wait(), seconds)
+        return self._queue.popleft() if self._queue else None
+
+    def close(self) -> None:
+        self._bus._unsubscribe(self)
+
+
+class LocalBus:
+    """One process: nothing crosses a process boundary, so nothing is sent."""
+
+    cross_process = False
+
+    def __init__(self) -> None:
+        self._subs: dict[uuid.UUID, set[Subscription]] = {}
+        #: called with each control message received (the run registry sets it)
+        self.on_control: Callable[[Message], None] | None = None
+
+    async def start(self) -> None:
+        return None
+
+    async def close(self) -> None:
+        return None
+
+    def subscribe(self, run_id: uuid.UUID) -> Subscription:
+        sub = Subscription(self, run_id)
+        self._subs.setdefault(run_id, set()).add(sub)
+        return sub
+
+    def _unsubscribe(self, sub: Subscription) -> None:
+        subs = self._subs.get(sub.run_id)
+        if subs is not None:
+            subs.discard(sub)
+            if not subs:
+                del self._subs[sub.run_id]
+
+    def _deliver(self, run_id: uuid.UUID, message: Message) -> None:
+        for sub in list(self._subs.get(run_id, ())):
+            sub.put(message)
+
+    def publish(self, run_id: uuid.UUID, message: Message) -> None:
+        return None
+
+    def control(self, message: Message) -> None:
+        return None
+
+
+class PgBus(LocalBus):
+    """LISTEN/NOTIFY on dedicated connections to the store's PostgreSQL database."""
+
+    cross_process = True
+
+    def __init__(self, url: str) -> None:
+        super().__init__()
+        self._url = url
+        self._outbox: asyncio.Queue[tuple[str, str]] = asyncio.Queue()
+        self._tasks: list[asyncio.Task[None]] = []
+        self._listening = asyncio.Event()
+        self._seq = 0
+
+    def __repr__(self) -> str:  # never the URL: it may hold a password
+        return "<PgBus>"
+
+    async def start(self) -> None:
+        self._tasks = [asyncio.create_task(self._listen()), asyncio.create_task(self._publish())]
+        # the first LISTEN is in place before the service takes a request: a follower never misses a message
+        await asyncio.wait_for(self._listening.wait(), 30)
+
+    async def close(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+
+    async def _connect(self, role: str) -> Any:
+        import psycopg
+
+        # named, so that an operator sees them in pg_stat_activity (and a test can cut them)
+        return await psycopg.AsyncConnection.connect(
+            self._url, autocommit=True, prepare_threshold=None, application_name=f"mofa serve {role}"
+        )
+
+    async def _listen(self) -> None:
+        import psycopg
+
+        while True:
+            try:
+                conn = await self._connect("listen")
+                async with conn:
+                    await conn.execute(f"LISTEN {EVENTS_CHANNEL}")
+                    await conn.execute(f"LISTEN {CONTROL_CHANNEL}")
+                    if self._listening.is_set():
+                        # messages may have been missed while reconnecting: every follower resyncs
+                        for subs in self._subs.values():
+                            for sub in subs:
+                                sub.overflowed = True
+                                sub._ready.set()
+                    self._listening.set()
+                    async for note in conn.notifies():
+                        self._dispatch(note.channel, note.payload)
+            except asyncio.CancelledError:
+                raise
+            except (psycopg.Error, OSError) as exc:
+                log.warning("the LISTEN connection was lost (%s); reconnecting", type(exc).__name__)
+                await asyncio.sleep(1.0)
+
+    def _dispatch(self, channel: str, payload: str) -> None:
+        try:
+            if channel == EVENTS_CHANNEL:
+                run_id = uuid.UUID(hex=payload[:32])
+                if run_id in self._subs:
+                    self._deliver(run_id, json.loads(payload[32:]))
+            elif channel == CONTROL_CHANNEL and self.on_control is not None:
+                self.on_control(json.loads(payload))
+        except (ValueError, TypeError) as exc:
+            log.warning("ignored a malformed notification on %s: %s", channel, exc)
+
+    async def _publish(self) -> None:
+        import psycopg
+
+        conn: Any = None
+        while True:
+            channel, payload = await self._outbox.get()
+            batch = [(channel, payload)]
+            while not self._outbox.empty() and len(batch) < 500:
+                batch.append(self._outbox.get_nowait())
+            for attempt in range(3):
+                try:
+                    if conn is None or conn.closed:
+                        conn = await self._connect("notify")
+                    await conn.execute(
+                        "SELECT pg_notify(c, p) FROM unnest(%s::text[], %s::text[]) AS t(c, p)",
+                        ([c for c, _ in batch], [p for _, p in batch]),
+                    )
+                    break
+                except psycopg.Error as exc:
+                    log.warning("publishing %d notifications failed (%s)", len(batch), type(exc).__name__)
+                    with contextlib.suppress(Exception):
+                        await conn.close()
+                    conn = None
+                    await asyncio.sleep(0.2 * (attempt + 1))
+
+    def publish(self, run_id: uuid.UUID, message: Message) -> None:
+        # PostgreSQL delivers identical payloads sent in one transaction once: fragments of a long run of one
+        # character would collapse. A sequence number makes every payload unique.
+        self._seq += 1
+        payload = run_id.hex + json.dumps({**message, "s": self._seq}, ensure_ascii=False, separators=(",", ":"))
+        if len(payload.encode()) > PAYLOAD_LIMIT:
+            # only a terminal or control message can get here (deltas are cut by event_messages): followers
+            # learn the run changed and read the rest from the database
+            payload = run_id.hex + json.dumps({"k": "big"})
+        self._outbox.put_nowait((EVENTS_CHANNEL, payload))
+
+    def control(self, message: Message) -> None:
+        self._seq += 1
+        self._outbox.put_nowait((CONTROL_CHANNEL, json.dumps({**message, "s": self._seq}, separators=(",", ":"))))
