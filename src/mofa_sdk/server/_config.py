@@ -36,6 +36,8 @@ class ServeConfig:
     finished_run_seconds: float = 60.0
     #: a reply left ``streaming`` this long without a checkpoint reads ``interrupted`` (the store's lease)
     streaming_lease_seconds: float = 5.0
+    #: a reply whose final write failed is kept in memory and written again this often until it lands
+    unsaved_retry_seconds: float = 2.0
     #: on shutdown, running replies get this long to finish before they are cancelled (and saved as such)
     shutdown_grace_seconds: float = 10.0
     #: a reply is cut (saved as ``error``, code ``reply_too_large``) at this many characters; None: no cap
@@ -51,7 +53,7 @@ class ServeConfig:
             raise ConfigError(f"max_reply_chars must be a positive integer or None, got {self.max_reply_chars!r}")
         for name in (
             "keepalive_seconds", "checkpoint_interval", "heartbeat_seconds", "owner_timeout_seconds",
-            "probe_seconds", "finished_run_seconds", "streaming_lease_seconds",
+            "probe_seconds", "finished_run_seconds", "streaming_lease_seconds", "unsaved_retry_seconds",
         ):
             value = getattr(self, name)
             if not isinstance(value, int | float) or not value > 0:

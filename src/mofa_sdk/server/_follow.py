@@ -10,7 +10,8 @@
   read and one more ask, the follower gets a terminal ``error`` event (``interrupted``), never a hang.
 - A finished run, or any run on SQLite that this process does not hold, is replayed from its row.
 
-Each iterator yields :class:`Event` objects, and None when a keepalive comment is due.
+Each iterator yields lists of :class:`Event` (what is ready at once goes out in one write), and an empty list
+when a keepalive comment is due.
 """
 
 from __future__ import annotations
@@ -33,9 +34,16 @@ __all__ = ["follow_local", "open_follower", "owner_answers"]
 
 log = logging.getLogger("mofa_sdk.server")
 
+#: events sent in one write at most
+BATCH = 256
+
 
 def _not_found(run_id: uuid.UUID) -> ApiError:
     return ApiError(404, f"run {run_id} not found")
+
+
+def _batches(events: list[Event]) -> list[list[Event]]:
+    return [events[i : i + BATCH] for i in range(0, len(events), BATCH)]
 
 
 def _watch(principal: Principal, run_id: uuid.UUID, after: int) -> dict[str, Any]:
@@ -53,7 +61,7 @@ async def _row(store: Store, principal: Principal, run_id: uuid.UUID) -> Message
 
 async def open_follower(
     registry: RunRegistry, principal: Principal, run_id: uuid.UUID, after: int
-) -> AsyncIterator[Event | None]:
+) -> AsyncIterator[list[Event]]:
     """The events of run ``run_id`` after number ``after``. Raises ApiError(404) before anything is sent
     when the run is unknown to this tenant and user."""
     run = registry.runs.get(run_id)
@@ -99,29 +107,31 @@ async def owner_answers(registry: RunRegistry, principal: Principal, run_id: uui
         sub.close()
 
 
-async def follow_local(run: Run, after: int, config: ServeConfig) -> AsyncIterator[Event | None]:
+async def follow_local(run: Run, after: int, config: ServeConfig) -> AsyncIterator[list[Event]]:
     sent = after
     while True:
         events = run.events_after(sent)
-        for event in events:
-            yield event
-            sent = event.n
-            if event.terminal:
+        for batch in _batches(events):
+            yield batch
+        if events:
+            sent = events[-1].n
+            if events[-1].terminal:
                 return
         if run.terminal is not None:  # the follower had everything already
             return
         before = len(run.parts)
         await run.wait_change(config.keepalive_seconds)
         if len(run.parts) == before and run.terminal is None:
-            yield None
+            yield []
 
 
-async def _replay(store: Store, row: Message, after: int) -> AsyncIterator[Event | None]:
-    for event in deltas_of_row(row, after):
-        yield event
+async def _replay(store: Store, row: Message, after: int) -> AsyncIterator[list[Event]]:
+    events = deltas_of_row(row, after)
     terminal = await terminal_of_row(store, row, after=after)
     if after < terminal.n:
-        yield terminal
+        events.append(terminal)
+    for batch in _batches(events):
+        yield batch
 
 
 async def _follow_remote(
@@ -132,7 +142,7 @@ async def _follow_remote(
     sub: Subscription,
     row: Message | None,
     first: dict[str, Any] | None,
-) -> AsyncIterator[Event | None]:
+) -> AsyncIterator[list[Event]]:
     store, bus, config = registry.store, registry.bus, registry.config
     sent = after
     held: dict[int, str] = {}  # numbered events that arrived ahead of a gap
@@ -155,9 +165,9 @@ async def _follow_remote(
 
     try:
         if row is not None:
-            for event in deltas_of_row(row, sent):
-                yield event
-                sent = event.n
+            for batch in _batches(deltas_of_row(row, sent)):
+                yield batch
+                sent = batch[-1].n
         while True:
             if sub.overflowed:
                 # messages were dropped: what they held is in the row (checkpoints) or with the owner
@@ -166,9 +176,9 @@ async def _follow_remote(
                 pending.clear()
                 fresh = await _row(store, principal, run_id)
                 if fresh is not None:
-                    for event in deltas_of_row(fresh, sent):
-                        yield event
-                        sent = event.n
+                    for batch in _batches(deltas_of_row(fresh, sent)):
+                        yield batch
+                        sent = batch[-1].n
                 bus.control(_watch(principal, run_id, sent))
                 continue
             message = pending.pop(0) if pending else await sub.get(min(config.keepalive_seconds, 0.5))
@@ -184,9 +194,9 @@ async def _follow_remote(
                     answer = await sub.get(config.probe_seconds)
                     if answer is None and not sub.overflowed:
                         if fresh is None:  # nothing was ever saved and nobody holds the run any more
-                            yield terminal_event(sent + 1, "interrupted", user_message_id=None,
+                            yield [terminal_event(sent + 1, "interrupted", user_message_id=None,
                                                  assistant_message_id=None, code="interrupted",
-                                                 message="the process running this reply stopped before saving it")
+                                                 message="the process running this reply stopped before saving it")]
                             return
                         async for replayed in _replay(store, fresh, sent):
                             yield replayed
@@ -197,7 +207,7 @@ async def _follow_remote(
                 if end is not None and now - last_progress > config.owner_timeout_seconds:
                     # the end is known and nobody fills the gap before it (the owner forgot the run, its final
                     # write failed): what the row holds, then the end; never a hang
-                    yield end
+                    yield [end]
                     return
                 if held or end is not None:
                     if now - last_heard > config.probe_seconds:  # a gap nothing filled: ask again
@@ -205,7 +215,7 @@ async def _follow_remote(
                         bus.control(_watch(principal, run_id, sent))
                 elif now - last_sent >= config.keepalive_seconds:
                     last_sent = now
-                    yield None
+                    yield []
                 continue
             last_heard = now
             kind = message.get("k")
@@ -222,22 +232,24 @@ async def _follow_remote(
                 pending.clear()
                 sub.overflowed = True
                 continue
-            for event in ready():
-                yield event
+            batch = ready()
+            if batch:
+                yield batch
                 last_sent = last_progress = now
             if end is not None:
                 if sent >= end.n - 1:
-                    yield end
+                    yield [end]
                     return
                 # the end came before some deltas: the final write has landed, the row holds them all
                 fresh = await _row(store, principal, run_id)
                 if fresh is not None:
                     for event in deltas_of_row(fresh, sent):
                         held.setdefault(event.n, event.data["text"])
-                    for event in ready():
-                        yield event
+                    batch = ready()
+                    if batch:
+                        yield batch
                     if sent >= end.n - 1:
-                        yield end
+                        yield [end]
                         return
     finally:
         sub.close()

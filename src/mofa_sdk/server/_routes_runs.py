@@ -42,12 +42,12 @@ async def session_of(store: Store, who: Principal, session_id: uuid.UUID) -> Ses
     return found
 
 
-async def _frames(events: AsyncIterator[Event | None], first: bytes | None = None) -> AsyncGenerator[bytes, None]:
+async def _frames(events: AsyncIterator[list[Event]], first: bytes | None = None) -> AsyncGenerator[bytes, None]:
     try:
         if first is not None:
             yield first
-        async for event in events:
-            yield KEEPALIVE if event is None else sse(event.kind, event.data, event.n)
+        async for batch in events:
+            yield b"".join(sse(e.kind, e.data, e.n) for e in batch) if batch else KEEPALIVE
     finally:
         aclose = getattr(events, "aclose", None)
         if aclose is not None:

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from ..entities import Message, Session
-from ..errors import MofaError, SessionBusyError, UnsavedReplyError
+from ..errors import MofaError, PersistenceError, SessionBusyError, UnsavedReplyError
 from ..ids import uuid7
 from ..llm import EventHandler, LLMAgent, Turn
 from ..persistence import PersistencePlugin, Store
@@ -134,6 +134,9 @@ class RunRegistry:
         self.runs: dict[uuid.UUID, Run] = {}
         self._live_sessions: dict[uuid.UUID, Run] = {}
         self._heartbeat: asyncio.Task[None] | None = None
+        #: plugins holding replies whose final write failed (``plugin.pending``): retried until they land
+        self.unsaved: list[PersistencePlugin] = []
+        self._retrying: asyncio.Task[None] | None = None
         bus.on_control = self._on_control
 
     def start(self) -> None:
@@ -143,12 +146,17 @@ class RunRegistry:
     async def close(self) -> None:
         if self._heartbeat is not None:
             self._heartbeat.cancel()
+        if self._retrying is not None:
+            self._retrying.cancel()
         live = [r for r in self.runs.values() if r.terminal is None and r.task is not None]
         if live:
             await asyncio.wait([r.task for r in live if r.task], timeout=self.config.shutdown_grace_seconds)
             for r in live:
                 r.cancel()
             await asyncio.gather(*(r.task for r in live if r.task), return_exceptions=True)
+        await self.flush_unsaved()
+        if self.unsaved:
+            log.error("%d replies could not be saved before shutdown", sum(len(p.pending) for p in self.unsaved))
 
     # -- starting --------------------------------------------------------------------------------------
     async def start_run(
@@ -176,7 +184,7 @@ class RunRegistry:
             self._live_sessions.pop(session.id, None)
             raise
         self.runs[run.id] = run
-        run.task = asyncio.create_task(self._execute(run, agent, content, owns_provider=config is not None))
+        run.task = asyncio.create_task(self._execute(run, agent, plugin, content, owns_provider=config is not None))
         try:
             await asyncio.shield(run.started)
         except BaseException:
@@ -192,7 +200,9 @@ class RunRegistry:
             if m.role == "assistant" and m.status == "streaming":
                 raise SessionBusyError(f"session {session_id} has a reply streaming (run {m.id})")
 
-    async def _execute(self, run: Run, agent: LLMAgent, content: str, *, owns_provider: bool) -> None:
+    async def _execute(
+        self, run: Run, agent: LLMAgent, plugin: PersistencePlugin, content: str, *, owns_provider: bool
+    ) -> None:
         stream = agent.chat_stream(content, session_id=run.session_id)
         failure: BaseException | None = None
         try:
@@ -202,7 +212,9 @@ class RunRegistry:
             pass  # saved as cancelled by the plugin; the stream's status says so
         except Exception as exc:
             failure = exc
-            if not isinstance(exc, MofaError):
+            if isinstance(exc, UnsavedReplyError):
+                self._keep_unsaved(plugin)
+            elif not isinstance(exc, MofaError):
                 log.exception("run %s failed", run.id)
         finally:
             if not run.started.done():  # the turn never reached the provider: nothing to follow
@@ -216,6 +228,32 @@ class RunRegistry:
             if owns_provider:
                 with contextlib.suppress(Exception):
                     await agent.aclose()
+
+    # -- replies whose final write failed -----------------------------------------------------------------
+    def _keep_unsaved(self, plugin: PersistencePlugin) -> None:
+        """The plugin keeps the reply in memory (``pending``); a run's plugin sees no next turn to flush it
+        before, so the registry retries until the database takes it."""
+        if plugin.pending and plugin not in self.unsaved:
+            self.unsaved.append(plugin)
+        if self._retrying is None or self._retrying.done():
+            self._retrying = asyncio.create_task(self._retry_unsaved())
+
+    async def flush_unsaved(self) -> int:
+        """Write what the plugins hold; returns how many replies were written now."""
+        written = 0
+        for plugin in list(self.unsaved):
+            try:
+                written += await plugin.flush()
+            except PersistenceError as exc:
+                log.warning("a reply kept after a failed write is still unsaved: %s", exc)
+                continue
+            self.unsaved.remove(plugin)
+        return written
+
+    async def _retry_unsaved(self) -> None:
+        while self.unsaved:
+            await asyncio.sleep(self.config.unsaved_retry_seconds)
+            await self.flush_unsaved()
 
     def _push(self, run: Run, delta: str) -> None:
         run.parts.append(delta)
