@@ -230,7 +230,7 @@ def _absolute(m: dict[str, Any], plot: Path | None, doc: Path) -> list[str]:
         ld, dl, rs = sv["load"], sv["delta_latency"], sv["resume"]
         out += ["### 6. Service (`mofa serve`)", "",
                 "Two served processes (the real app, a fast scripted provider) on one PostgreSQL schema, "
-                "driven by httpx over loopback (`bench/serve.py`).", "",
+                "driven by httpx2 over loopback (`bench/serve.py`).", "",
                 f"**Load**: {ld['runs']} concurrent streaming runs, one session each, one process: "
                 f"{ld['errors']} errors, {ld['saved_complete']} of {ld['runs']} replies saved `complete` with "
                 f"exactly the streamed text; {ld['wall_s']} s wall ({ld['runs_per_second']} runs/s), a run "
@@ -240,7 +240,7 @@ def _absolute(m: dict[str, Any], plot: Path | None, doc: Path) -> list[str]:
                     f"{_ms(ld['server_turn_ms']['median_ms'])} ms (p95 {_ms(ld['server_turn_ms']['p95_ms'])}); "
                     f"the rest of a run's time is its wait to start (key, session and window reads, the user "
                     f"message's commit, 500 at once on one process and a pool of 20) and its delivery. The load "
-                    f"generator (httpx, one process on the same cores) used {ld['client_cpu_s']} s of CPU in "
+                    f"generator (httpx2, one process on the same cores) used {ld['client_cpu_s']} s of CPU in "
                     f"those {ld['wall_s']} s." if ld.get("server_turn_ms") else ""), "",
                 f"**Latency per delta** (the time a delta was made to the time its consumer had it, "
                 f"{dl['runs']} runs of {dl['deltas_per_run']} deltas):", "",

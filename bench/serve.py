@@ -1,7 +1,7 @@
 """6. The service (``mofa serve``): load, added latency per delta, resume latency.
 
 Two served processes (``tests/server/_app.py``: the real app with a fast scripted provider) on one
-PostgreSQL schema, driven by httpx over loopback:
+PostgreSQL schema, driven by httpx2 over loopback:
 
 - load: N concurrent streaming runs (each on its own session): errors, and every reply saved complete with
   exactly the text that was streamed;
@@ -24,7 +24,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-import httpx
+import httpx2
 import psycopg
 from _common import Mode, pg_schema, stats
 
@@ -51,19 +51,19 @@ async def _start(url: str) -> tuple[subprocess.Popen[bytes], str]:
     proc = subprocess.Popen([sys.executable, "-m", "tests.server._app", "--db", url, "--port", str(port)],
                             cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     base = f"http://127.0.0.1:{port}"
-    async with httpx.AsyncClient() as c:
+    async with httpx2.AsyncClient() as c:
         for _ in range(300):
             try:
                 if (await c.get(f"{base}/healthz")).status_code == 200:
                     return proc, base
-            except httpx.HTTPError:
+            except httpx2.HTTPError:
                 pass
             await asyncio.sleep(0.1)
     proc.kill()
     raise RuntimeError("the served app did not start")
 
 
-async def _events(r: httpx.Response, stop_after: int | None = None) -> list[tuple[int | None, str, str, float]]:
+async def _events(r: httpx2.Response, stop_after: int | None = None) -> list[tuple[int | None, str, str, float]]:
     """(id, event, data, time received) of each event."""
     out: list[tuple[int | None, str, str, float]] = []
     fields: dict[str, str] = {}
@@ -87,8 +87,8 @@ async def _load(base: str, key: str, url: str, tenant: uuid.UUID, n: int) -> dic
     import json
 
     h = {"Authorization": f"Bearer {key}"}
-    limits = httpx.Limits(max_connections=n + 10, max_keepalive_connections=n + 10)
-    async with httpx.AsyncClient(base_url=base, timeout=120, limits=limits) as c:
+    limits = httpx2.Limits(max_connections=n + 10, max_keepalive_connections=n + 10)
+    async with httpx2.AsyncClient(base_url=base, timeout=120, limits=limits) as c:
         sessions = [(await c.post("/v1/sessions", json={}, headers=h)).json()["id"] for _ in range(n)]
         errors: list[str] = []
         latencies: list[float] = []
@@ -158,7 +158,7 @@ async def _delta_latency(base: str, key: str, url: str, tenant: uuid.UUID, user:
             return None
 
     try:
-        async with httpx.AsyncClient(base_url=base, timeout=60) as c:
+        async with httpx2.AsyncClient(base_url=base, timeout=60) as c:
             for _ in range(runs):
                 sid = (await c.post("/v1/sessions", json={}, headers=h)).json()["id"]
                 async with c.stream("POST", f"/v1/sessions/{sid}/messages",
@@ -182,7 +182,7 @@ async def _delta_latency(base: str, key: str, url: str, tenant: uuid.UUID, user:
 async def _resume(a: str, b: str, key: str, n: int) -> dict[str, Any]:
     h = {"Authorization": f"Bearer {key}"}
     samples: dict[str, list[float]] = {"other_process": [], "same_process": [], "request_floor": []}
-    async with httpx.AsyncClient(timeout=60) as c:
+    async with httpx2.AsyncClient(timeout=60) as c:
         for i in range(n):
             target = "other_process" if i % 2 == 0 else "same_process"
             sid = (await c.post(f"{a}/v1/sessions", json={}, headers=h)).json()["id"]

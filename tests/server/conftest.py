@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import httpx
+import httpx2
 import pytest
 
 from tests._llama_server import free_port
@@ -59,14 +59,14 @@ class Launcher:
             proc = subprocess.Popen(cmd, cwd=ROOT, env=full_env, stdout=out, stderr=subprocess.STDOUT)
         server = Server(proc, port, log)
         self.started.append(server)
-        async with httpx.AsyncClient(timeout=2) as client:
+        async with httpx2.AsyncClient(timeout=2) as client:
             for _ in range(300):
                 if proc.poll() is not None:
                     raise AssertionError(f"the server exited ({proc.returncode}):\n{log.read_text()[-3000:]}")
                 try:
                     if (await client.get(f"{server.url}/healthz")).status_code == 200:
                         return server
-                except httpx.HTTPError:
+                except httpx2.HTTPError:
                     pass
                 await asyncio.sleep(0.1)
         raise AssertionError(f"the server did not come up:\n{log.read_text()[-3000:]}")
@@ -176,7 +176,7 @@ class SSE:
     data: dict[str, Any]
 
 
-async def read_events(response: httpx.Response, *, stop_after: int | None = None) -> tuple[list[SSE], list[str]]:
+async def read_events(response: httpx2.Response, *, stop_after: int | None = None) -> tuple[list[SSE], list[str]]:
     """Parse an event stream: the events, and the comment lines seen."""
     events: list[SSE] = []
     comments: list[str] = []
@@ -206,6 +206,6 @@ def text_of(events: list[SSE]) -> str:
 
 
 @pytest.fixture
-async def client() -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient(timeout=30) as c:
+async def client() -> AsyncIterator[httpx2.AsyncClient]:
+    async with httpx2.AsyncClient(timeout=30) as c:
         yield c

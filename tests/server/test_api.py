@@ -9,7 +9,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-import httpx
+import httpx2
 import pytest
 
 from mofa_sdk.entities import Agent, Provider
@@ -28,7 +28,7 @@ async def _counts(db: str, tenant: uuid.UUID, user: uuid.UUID) -> tuple[int, int
     return len(sessions), messages
 
 
-def _is_error(r: httpx.Response, status: int, *words: str) -> None:
+def _is_error(r: httpx2.Response, status: int, *words: str) -> None:
     assert r.status_code == status, (r.status_code, r.text)
     assert r.headers["content-type"].startswith("application/json")
     body = r.json()["error"]
@@ -37,7 +37,7 @@ def _is_error(r: httpx.Response, status: int, *words: str) -> None:
         assert w.lower() in body["message"].lower(), body
 
 
-async def test_auth_no_key_revoked_key_other_tenant(sqlite_served: Served, client: httpx.AsyncClient) -> None:
+async def test_auth_no_key_revoked_key_other_tenant(sqlite_served: Served, client: httpx2.AsyncClient) -> None:
     sqlite_url, base = sqlite_served.db, sqlite_served.url
     key_b, row_b = await make_key(sqlite_url)
     sid = (await client.post(f"{base}/v1/sessions", json={}, headers=auth(key_b))).json()["id"]
@@ -77,7 +77,7 @@ async def test_auth_no_key_revoked_key_other_tenant(sqlite_served: Served, clien
     assert all(k not in log and k[8:20] not in log for k in (key_a, key_b, revoked)), "a key reached the log"
 
 
-async def test_bad_input_is_a_4xx_json_naming_the_problem(sqlite_served: Served, client: httpx.AsyncClient) -> None:
+async def test_bad_input_is_a_4xx_json_naming_the_problem(sqlite_served: Served, client: httpx2.AsyncClient) -> None:
     sqlite_url, base = sqlite_served.db, sqlite_served.url
     key, row = await make_key(sqlite_url)
     h = {**auth(key), "content-type": "application/json"}
@@ -104,7 +104,7 @@ async def test_bad_input_is_a_4xx_json_naming_the_problem(sqlite_served: Served,
     assert await _counts(sqlite_url, row.tenant_id, row.user_id) == before, "nothing half-written"
 
 
-async def test_sessions_messages_usage_agents(sqlite_served: Served, client: httpx.AsyncClient) -> None:
+async def test_sessions_messages_usage_agents(sqlite_served: Served, client: httpx2.AsyncClient) -> None:
     sqlite_url, base = sqlite_served.db, sqlite_served.url
     key, row = await make_key(sqlite_url)
     h = auth(key)
@@ -163,7 +163,7 @@ async def test_schemathesis_finds_no_server_error(sqlite_served: Served, tmp_pat
 
 
 async def test_the_real_llama_cpp_server(
-    launcher: Launcher, client: httpx.AsyncClient, pg_url: str, llama_server: Any
+    launcher: Launcher, client: httpx2.AsyncClient, pg_url: str, llama_server: Any
 ) -> None:
     """`mofa serve` in front of the real OpenAI-compatible server (llama.cpp with SmolLM2)."""
     server = await launcher.mofa_serve(

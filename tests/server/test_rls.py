@@ -6,7 +6,7 @@ from __future__ import annotations
 import uuid
 from urllib.parse import urlsplit
 
-import httpx
+import httpx2
 import psycopg
 
 from mofa_sdk.persistence import PostgresStore
@@ -15,7 +15,7 @@ from tests.server.conftest import Launcher, auth, make_key, read_events, text_of
 
 
 async def test_turns_under_row_level_security(
-    launcher: Launcher, client: httpx.AsyncClient, fresh_pg_url: str, app_role: str  # noqa: F811
+    launcher: Launcher, client: httpx2.AsyncClient, fresh_pg_url: str, app_role: str  # noqa: F811
 ) -> None:
     owner = await PostgresStore.connect(fresh_pg_url)  # migrates, as the owner
     await owner.enable_row_level_security()

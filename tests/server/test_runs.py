@@ -8,7 +8,7 @@ import socket
 import uuid
 from typing import Any
 
-import httpx
+import httpx2
 import psycopg
 import pytest
 
@@ -19,7 +19,7 @@ from tests.server.conftest import FaultPair, Launcher, Served, auth, make_key, r
 pytestmark = pytest.mark.slow
 
 
-async def new_session(client: httpx.AsyncClient, base: str, key: str) -> str:
+async def new_session(client: httpx2.AsyncClient, base: str, key: str) -> str:
     r = await client.post(f"{base}/v1/sessions", json={"title": "t"}, headers=auth(key))
     assert r.status_code == 201, r.text
     return str(r.json()["id"])
@@ -44,7 +44,7 @@ async def api_call_of(db: str, tenant: uuid.UUID, reply: Any) -> Any:
     return next(c for c in calls if c.response_message_id == reply.id)
 
 
-async def wait_status(client: httpx.AsyncClient, base: str, key: str, run_id: str, want: str) -> dict[str, Any]:
+async def wait_status(client: httpx2.AsyncClient, base: str, key: str, run_id: str, want: str) -> dict[str, Any]:
     for _ in range(300):
         r = await client.get(f"{base}/v1/runs/{run_id}", headers=auth(key))
         if r.status_code == 200 and r.json()["status"] == want:
@@ -54,7 +54,7 @@ async def wait_status(client: httpx.AsyncClient, base: str, key: str, run_id: st
 
 
 async def test_streamed_text_is_the_saved_reply_mofa_serve_postgres(
-    fault_pair: FaultPair, client: httpx.AsyncClient
+    fault_pair: FaultPair, client: httpx2.AsyncClient
 ) -> None:
     """Through the real `mofa serve`, its provider picked from OPENAI_BASE_URL (the loopback fault server)."""
     db, server = fault_pair.db, fault_pair.servers[0]
@@ -80,7 +80,7 @@ async def test_streamed_text_is_the_saved_reply_mofa_serve_postgres(
     assert rest[-1].data["api_call_id"] == str(call.id) and rest[-1].data["usage"]["total_tokens"] > 0
 
 
-async def test_streamed_text_is_the_saved_reply_sqlite(sqlite_served: Served, client: httpx.AsyncClient) -> None:
+async def test_streamed_text_is_the_saved_reply_sqlite(sqlite_served: Served, client: httpx2.AsyncClient) -> None:
     db, base = sqlite_served.db, sqlite_served.url
     key, row = await make_key(db)
     sid = await new_session(client, base, key)
@@ -94,7 +94,7 @@ async def test_streamed_text_is_the_saved_reply_sqlite(sqlite_served: Served, cl
     assert call.status == "success" and call.time_to_first_token_ms is not None
 
 
-async def test_disconnect_then_resume_in_process_on_sqlite(sqlite_served: Served, client: httpx.AsyncClient) -> None:
+async def test_disconnect_then_resume_in_process_on_sqlite(sqlite_served: Served, client: httpx2.AsyncClient) -> None:
     db, base = sqlite_served.db, sqlite_served.url
     key, row = await make_key(db)
     sid = await new_session(client, base, key)
@@ -120,7 +120,7 @@ async def test_disconnect_then_resume_in_process_on_sqlite(sqlite_served: Served
 
 
 async def test_disconnect_after_3_events_then_resume_on_the_other_process(
-    pg_pair: Served, client: httpx.AsyncClient
+    pg_pair: Served, client: httpx2.AsyncClient
 ) -> None:
     db, (a, b) = pg_pair.db, pg_pair.servers
     key, row = await make_key(db)
@@ -151,7 +151,7 @@ async def test_disconnect_after_3_events_then_resume_on_the_other_process(
     assert none == []
 
 
-async def test_cancel_from_the_other_process(fault_pair: FaultPair, client: httpx.AsyncClient) -> None:
+async def test_cancel_from_the_other_process(fault_pair: FaultPair, client: httpx2.AsyncClient) -> None:
     db, (a, b), fault = fault_pair.db, fault_pair.servers, fault_pair.fault
     fault.push(Reply(chunks=200, chunk_delay=0.05))
     key, row = await make_key(db)
@@ -174,7 +174,7 @@ async def test_cancel_from_the_other_process(fault_pair: FaultPair, client: http
 
 
 async def test_sigkill_of_the_owner_ends_the_follower_and_the_reply_reads_interrupted(
-    launcher: Launcher, client: httpx.AsyncClient, pg_pair: Served
+    launcher: Launcher, client: httpx2.AsyncClient, pg_pair: Served
 ) -> None:
     pg_url, b = pg_pair.db, pg_pair.servers[1]
     a = await launcher.scripted(pg_url, "--words", "400", "--delay", "0.05", "--lease", "1")
@@ -208,7 +208,7 @@ async def test_sigkill_of_the_owner_ends_the_follower_and_the_reply_reads_interr
 
 
 async def test_on_disconnect_cancel_stops_the_run_and_default_does_not(
-    sqlite_served: Served, client: httpx.AsyncClient
+    sqlite_served: Served, client: httpx2.AsyncClient
 ) -> None:
     sqlite_url, server = sqlite_served.db, sqlite_served.servers[0]
     key, row = await make_key(sqlite_url)
@@ -228,7 +228,7 @@ async def test_on_disconnect_cancel_stops_the_run_and_default_does_not(
 
 
 async def test_keepalive_comment_and_a_client_that_does_not_read(
-    sqlite_served: Served, client: httpx.AsyncClient
+    sqlite_served: Served, client: httpx2.AsyncClient
 ) -> None:
     sqlite_url, server = sqlite_served.db, sqlite_served.servers[0]  # keepalive every 0.3 s
     key, row = await make_key(sqlite_url)
@@ -246,7 +246,7 @@ async def test_keepalive_comment_and_a_client_that_does_not_read(
 
 
 async def test_non_streaming_turn_returns_the_finished_reply(
-    sqlite_served: Served, client: httpx.AsyncClient
+    sqlite_served: Served, client: httpx2.AsyncClient
 ) -> None:
     sqlite_url, server = sqlite_served.db, sqlite_served.servers[0]
     key, row = await make_key(sqlite_url)
@@ -261,7 +261,7 @@ async def test_non_streaming_turn_returns_the_finished_reply(
 
 
 async def test_a_turn_naming_an_agent_row_uses_its_provider_and_settings(
-    fault_pair: FaultPair, client: httpx.AsyncClient
+    fault_pair: FaultPair, client: httpx2.AsyncClient
 ) -> None:
     """The provider choice of `mofa chat`: an agent row first (its provider row's endpoint, model, prompt)."""
     from mofa_sdk.entities import Agent, Provider
@@ -289,7 +289,7 @@ async def test_a_turn_naming_an_agent_row_uses_its_provider_and_settings(
 
 
 async def test_a_client_that_does_not_read_a_run_of_the_other_process(
-    pg_pair: Served, client: httpx.AsyncClient
+    pg_pair: Served, client: httpx2.AsyncClient
 ) -> None:
     """2,500 deltas (10 MB: more than the kernel buffers hold) to a follower whose client reads nothing: its
     subscription overflows (the run is not held back), it resumes from the log, and the client still gets every
@@ -302,8 +302,8 @@ async def test_a_client_that_does_not_read_a_run_of_the_other_process(
         first, _ = await read_events(r, stop_after=1)
     run_id = first[0].data["run_id"]
     # a small receive buffer: the server's writes to this client block soon, as with a slow mobile link
-    tiny = httpx.AsyncHTTPTransport(socket_options=[(socket.SOL_SOCKET, socket.SO_RCVBUF, 65536)])
-    async with httpx.AsyncClient(transport=tiny, timeout=60) as slow, slow.stream(
+    tiny = httpx2.AsyncHTTPTransport(socket_options=[(socket.SOL_SOCKET, socket.SO_RCVBUF, 65536)])
+    async with httpx2.AsyncClient(transport=tiny, timeout=60) as slow, slow.stream(
         "GET", f"{b.url}/v1/runs/{run_id}/events", headers=auth(key)
     ) as follow:
         await wait_status(client, a.url, key, run_id, "complete")  # while this client reads nothing
@@ -315,7 +315,7 @@ async def test_a_client_that_does_not_read_a_run_of_the_other_process(
 
 
 async def test_mofa_serve_with_two_workers(
-    launcher: Launcher, fault_pair: FaultPair, client: httpx.AsyncClient
+    launcher: Launcher, fault_pair: FaultPair, client: httpx2.AsyncClient
 ) -> None:
     """`mofa serve --workers 2`: one port, two processes; every reconnect (a new connection, to whichever
     worker the kernel hands it) resumes the run from where it asked, with no gap and no duplicate."""
@@ -330,7 +330,7 @@ async def test_mofa_serve_with_two_workers(
         first, _ = await read_events(r, stop_after=3)
     run_id = first[0].data["run_id"]
     for after in (3, 10, 20):
-        async with httpx.AsyncClient(timeout=30) as fresh, fresh.stream(
+        async with httpx2.AsyncClient(timeout=30) as fresh, fresh.stream(
             "GET", f"{server.url}/v1/runs/{run_id}/events?after={after}", headers=auth(key)
         ) as r:
             rest, _ = await read_events(r, stop_after=5)
@@ -342,7 +342,7 @@ async def test_mofa_serve_with_two_workers(
     assert reply.status == "complete" and text_of(first) + text_of(tail) == reply.content
 
 
-async def test_the_bus_reconnects_after_its_connections_are_cut(pg_pair: Served, client: httpx.AsyncClient) -> None:
+async def test_the_bus_reconnects_after_its_connections_are_cut(pg_pair: Served, client: httpx2.AsyncClient) -> None:
     """The LISTEN and NOTIFY connections are cut (as by a database restart or a proxy): both processes
     reconnect, and a run of one is still followed from the other."""
     db, (a, b) = pg_pair.db, pg_pair.servers
