@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import json
 import sqlite3
+import time
 import uuid
 from collections.abc import AsyncIterator, Iterator, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager, contextmanager, suppress
@@ -213,6 +214,22 @@ class _MissingSchema(PersistenceError):
     """A statement met a missing table or column; the store replaces it with a diagnosis."""
 
 
+async def _switch_to_wal(conn: aiosqlite.Connection) -> None:
+    """``PRAGMA journal_mode = WAL``, retried: on a new file that other connections are opening at the same
+    moment, SQLite answers "database is locked" at once, without waiting through the busy timeout."""
+    deadline = time.monotonic() + BUSY_TIMEOUT_MS / 1000
+    pause = 0.005
+    while True:
+        try:
+            await conn.execute("PRAGMA journal_mode = WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                raise
+        await asyncio.sleep(pause)
+        pause = min(pause * 2, 0.2)
+
+
 def _try_open(path: str) -> None:
     sqlite3.connect(path).close()
 
@@ -313,7 +330,7 @@ class SqliteStore(Store):
             with _errors(f"configuring SQLite database {path}"):
                 # busy_timeout first: switching to WAL needs a lock another process may hold
                 await conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
-                await conn.execute("PRAGMA journal_mode = WAL")
+                await _switch_to_wal(conn)
                 await conn.execute("PRAGMA foreign_keys = ON")
                 await conn.execute("PRAGMA synchronous = NORMAL")
             if migrate:
