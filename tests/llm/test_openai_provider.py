@@ -24,8 +24,9 @@ from mofa_sdk.errors import (
     StreamInterruptedError,
     ValidationError,
 )
-from mofa_sdk.llm._openai import OpenAICompatibleProvider, estimate_tokens, retry_delay
+from mofa_sdk.llm._openai import OpenAICompatibleProvider, retry_delay
 from mofa_sdk.llm._provider import ChatParams, Finish, ProviderEvent, StreamStarted, TextDelta, UsageReport
+from mofa_sdk.llm._tokens import estimate_tokens
 from mofa_sdk.llm._types import ChatMessage
 from tests.llm.fault_server import FaultServer, Reply
 

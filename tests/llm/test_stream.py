@@ -9,6 +9,7 @@ import pytest
 
 from mofa_sdk.errors import ProviderServerError, StreamConsumedError, StreamInterruptedError, VetoedError
 from mofa_sdk.llm import EventHandler, LLMAgent, LLMAgentBuilder, ScriptedProvider, Turn, TurnResult, Usage
+from mofa_sdk.llm._tokens import MESSAGE_OVERHEAD
 
 
 class Recorder(EventHandler):
@@ -100,7 +101,8 @@ async def test_usage_is_estimated_and_marked_when_the_provider_sends_none() -> N
     assert await s.text_async() == "one two three"
     assert s.usage is not None and s.usage.estimated
     assert s.usage.completion_tokens == p.count_tokens("one two three")
-    assert s.usage.prompt_tokens == p.count_tokens("sys") + p.count_tokens("question")
+    # the one estimate of the package: each message's text plus the template's per-message overhead
+    assert s.usage.prompt_tokens == p.count_tokens("sys") + p.count_tokens("question") + 2 * MESSAGE_OVERHEAD
     assert s.usage.total_tokens == s.usage.prompt_tokens + s.usage.completion_tokens
 
 

@@ -8,7 +8,7 @@ from hypothesis import strategies as st
 
 from mofa_sdk.errors import ConfigError
 from mofa_sdk.llm import ChatMessage, select_window, trim_history
-from mofa_sdk.llm._window import estimate_tokens
+from mofa_sdk.llm._tokens import estimate_tokens
 
 ROLES = st.sampled_from(["user", "user", "assistant", "assistant", "tool", "system"])
 STATUSES = st.sampled_from(["complete", "complete", "cancelled", "error", "interrupted"])

@@ -17,7 +17,7 @@ import pytest
 
 from mofa_sdk.errors import IdleTimeoutError, MalformedResponseError, ReplyTooLargeError, TurnTimeoutError
 from mofa_sdk.llm import LLMAgent, LLMAgentBuilder, OpenAICompatibleProvider
-from mofa_sdk.llm._openai import estimate_tokens
+from mofa_sdk.llm._tokens import estimate_tokens
 from mofa_sdk.persistence import PersistencePlugin, QueryFilter, connect_store
 from tests.llm.fault_server import FaultServer, Reply
 

@@ -12,7 +12,6 @@ import atexit
 import contextlib
 import importlib.util
 import inspect
-import math
 import threading
 from collections.abc import AsyncGenerator, Callable, Sequence
 from dataclasses import dataclass, field
@@ -22,6 +21,7 @@ from typing import Any
 from ..errors import ConfigError, ProviderError
 from ._probe import check_llama_build
 from ._provider import ChatParams, Finish, ProviderEvent, StreamStarted, TextDelta, UsageReport
+from ._tokens import estimate_tokens, estimate_usage
 from ._types import ChatMessage, Usage
 
 __all__ = ["LocalProvider", "find_default_model"]
@@ -165,7 +165,7 @@ class LocalProvider:
 
     def count_tokens(self, text: str) -> int:
         if self._loaded is None:
-            return math.ceil(len(text.encode("utf-8", "surrogatepass")) / 4)
+            return estimate_tokens(text)
         return len(self._loaded.llama.tokenize(text.encode("utf-8", "surrogatepass"), add_bos=False,
                                                special=False))
 
@@ -249,9 +249,7 @@ class LocalProvider:
 
     def _usage(self, messages: Sequence[ChatMessage], text: str, end: _End) -> Usage:
         if end.prompt_tokens is None:  # nothing was sampled (empty reply): count with the tokenizer
-            prompt = sum(self.count_tokens(m.content) + 4 for m in messages)
-            completion = self.count_tokens(text)
-            return Usage(prompt, completion, prompt + completion, estimated=True)
+            return estimate_usage(messages, text, self.count_tokens)
         completion = end.sampled - 1 if end.finish_reason == "stop" else end.sampled
         completion = max(completion, 0)
         return Usage(end.prompt_tokens, completion, end.prompt_tokens + completion)

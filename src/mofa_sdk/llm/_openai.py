@@ -34,24 +34,18 @@ from ..errors import (
 )
 from ._boundary import check_request
 from ._provider import ChatParams, Finish, ProviderEvent, StreamStarted, TextDelta, UsageReport
+from ._tokens import estimate_tokens, estimate_usage
 from ._types import ChatMessage, Usage
 
-__all__ = ["OpenAICompatibleProvider", "estimate_tokens", "retry_delay"]
+__all__ = ["OpenAICompatibleProvider", "retry_delay"]
 
 #: sent when no key is given: local servers want none, but the SDK insists on a string
 _PLACEHOLDER_KEY = "not-needed"
-#: per-message overhead (role, template tokens) added to estimated prompt counts
-_MESSAGE_OVERHEAD = 4
 
 Sleep = Callable[[float], Awaitable[None]]
 
 # the HTTP client logs each request's URL (at INFO), credentials in base_url and all
 redact_logs("httpx2", "httpx", "openai._base_client")
-
-
-def estimate_tokens(text: str) -> int:
-    """About four UTF-8 bytes per token: cheap, deterministic, never 0 for non-empty text."""
-    return math.ceil(len(text.encode("utf-8", "surrogatepass")) / 4)
 
 
 def retry_delay(headers: Mapping[str, str], attempt: int, cap: float) -> float:
@@ -370,9 +364,7 @@ class OpenAICompatibleProvider:
         )
 
     def _estimate(self, messages: Sequence[ChatMessage], text: str) -> Usage:
-        prompt = sum(estimate_tokens(m.content) + _MESSAGE_OVERHEAD for m in messages)
-        completion = estimate_tokens(text)
-        return Usage(prompt, completion, prompt + completion, estimated=True)
+        return estimate_usage(messages, text)
 
     # -- errors ---------------------------------------------------------------------------------------
 

@@ -10,8 +10,8 @@ from typing import Literal
 
 from ..errors import ConfigError, ProviderError
 from ._provider import ChatParams, Finish, ProviderEvent, StreamStarted, TextDelta, UsageReport
+from ._tokens import estimate_tokens
 from ._types import ChatMessage, Usage
-from ._window import estimate_tokens
 
 __all__ = ["ScriptedProvider", "split_words"]
 

@@ -26,6 +26,7 @@ from ._boundary import TextRepair, check_request, implausible_usage
 from ._clock import TurnClock
 from ._hooks import EventHandler
 from ._provider import ChatParams, Finish, LLMProvider, StreamStarted, TextDelta, UsageReport
+from ._tokens import estimate_usage
 from ._types import ChatMessage, ReplyStatus, StreamLimits, Turn, TurnResult, Usage
 from ._window import select_window, trim_history
 
@@ -305,10 +306,7 @@ class ChatStream:
     ) -> TurnResult:
         text = turn.text
         if usage is None:
-            count = self._ctx.provider.count_tokens
-            prompt = sum(count(m.content) for m in request)
-            completion = count(text)
-            usage = Usage(prompt, completion, prompt + completion, estimated=True)
+            usage = estimate_usage(request, text, self._ctx.provider.count_tokens)
         tps = None
         if first is not None and usage.completion_tokens and end > first:
             tps = usage.completion_tokens / (end - first)

@@ -13,16 +13,12 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 
 from ..errors import ConfigError
+from ._tokens import estimate_tokens
 from ._types import ChatMessage
 
-__all__ = ["complete_rounds", "estimate_tokens", "select_window", "split_rounds", "trim_history"]
+__all__ = ["complete_rounds", "select_window", "split_rounds", "trim_history"]
 
 Round = list[ChatMessage]
-
-
-def estimate_tokens(text: str) -> int:
-    """A cheap token estimate: about four characters per token (what OpenAI's guidance suggests)."""
-    return (len(text) + 3) // 4
 
 
 def split_rounds(history: Sequence[ChatMessage]) -> list[Round]:

@@ -1,0 +1,28 @@
+"""One token estimate for the package, so that the window's budget, a provider's missing usage and the stream's
+fallback all count alike. Providers with a tokenizer (the local model) pass their own ``count``."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+
+from ._types import ChatMessage, Usage
+
+__all__ = ["MESSAGE_OVERHEAD", "estimate_tokens", "estimate_usage"]
+
+#: tokens a chat template adds around each message (role, separators)
+MESSAGE_OVERHEAD = 4
+
+
+def estimate_tokens(text: str) -> int:
+    """About four UTF-8 bytes per token: cheap, deterministic, never 0 for non-empty text."""
+    return math.ceil(len(text.encode("utf-8", "surrogatepass")) / 4)
+
+
+def estimate_usage(
+    messages: Sequence[ChatMessage], text: str, count: Callable[[str], int] = estimate_tokens
+) -> Usage:
+    """Usage for a request and its reply when the provider reported none, marked as estimated."""
+    prompt = sum(count(m.content) + MESSAGE_OVERHEAD for m in messages)
+    completion = count(text)
+    return Usage(prompt, completion, prompt + completion, estimated=True)
