@@ -14,13 +14,14 @@ import contextlib
 import logging
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal
 
 from ..entities import Message, Session
 from ..errors import MofaError, PersistenceError, SessionBusyError, UnsavedReplyError
 from ..ids import uuid7
-from ..llm import EventHandler, LLMAgent, Turn
+from ..llm import EventHandler, LLMAgent, LLMAgentBuilder, Turn
 from ..persistence import PersistencePlugin, Store
 from ._agents import AgentChooser
 from ._config import ServeConfig
@@ -160,14 +161,18 @@ class RunRegistry:
 
     # -- starting --------------------------------------------------------------------------------------
     async def start_run(
-        self, principal: Principal, session: Session, content: str, agent_code: str | None
+        self, principal: Principal, session: Session, content: str, agent_code: str | None,
+        configure: Callable[[LLMAgentBuilder], object] | None = None,
     ) -> Run:
-        """Start a turn on ``session``; returns once the user message is saved (or raises, nothing written)."""
+        """Start a turn on ``session``; returns once the user message is saved (or raises, nothing written).
+        ``configure`` adjusts the turn's builder (the OpenAI views' model, instructions, temperature, cap)."""
         if session.id in self._live_sessions:
             busy = self._live_sessions[session.id]
             raise SessionBusyError(f"session {session.id} has a reply streaming (run {busy.id})")
         await self._check_not_streaming_elsewhere(principal, session.id)
         builder, config = await self.chooser.builder(principal.tenant_id, session, agent_code)
+        if configure is not None:
+            configure(builder)
         run = Run(principal, session.id)
         plugin = PersistencePlugin(
             "mofa-serve", self.store, principal.user_id, principal.tenant_id,
