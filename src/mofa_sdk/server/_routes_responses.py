@@ -273,7 +273,9 @@ async def get_response(
         return await _response(registry, who, rid, response_id)
     after = -1 if starting_after is None else starting_after
     try:
-        events = await open_follower(registry, who, rid, max(0, after - PROLOGUE))
+        # from three events earlier: a resume inside the closing events still gets the terminal one (those at or
+        # before ``after`` are not sent)
+        events = await open_follower(registry, who, rid, max(0, after - PROLOGUE - 3))
     except ApiError as exc:
         raise _not_found(response_id) from exc
     return SSEResponse(_stream(registry, who, rid, events, after))
@@ -306,6 +308,7 @@ async def delete_response(response_id: str, request: Request, who: Who) -> Any:
     async with registry.store.transaction() as tx:
         for mid in [*ids, row.id]:
             await registry.store.delete_message(who.tenant_id, mid, tx=tx)
+    registry.runs.pop(rid, None)  # a finished run kept for late followers is gone with its rows
     return {"id": encode_id("resp", rid), "object": "response", "deleted": True}
 
 
