@@ -186,3 +186,25 @@ async def test_killed_worker_reads_incomplete_with_checkpointed_text(launcher: L
     assert read.status == "incomplete" and read.incomplete_details is not None
     assert read.incomplete_details.reason == "interrupted"  # type: ignore[comparison-overlap]
     assert read.output_text == checkpointed and checkpointed.startswith("w0 w1")
+
+
+async def test_resume_live_on_another_process_and_disconnect_does_not_stop(pg_pair: Served) -> None:
+    a, b = pg_pair.servers
+    key, row = await make_key(pg_pair.db)
+    oa, ob = _client(a.url, key), _client(b.url, key)
+    first = []
+    stream = await oa.responses.create(input="words=60 delay=0.02", stream=True)
+    async for e in stream:
+        first.append(e)
+        if len(first) == 10:
+            break
+    await stream.close()  # the client goes away: the run goes on
+    rid = first[0].response.id  # type: ignore[union-attr]
+    resumed = [e async for e in await ob.responses.retrieve(rid, stream=True, starting_after=first[-1].sequence_number)]
+    events = first + resumed
+    assert [e.sequence_number for e in events] == list(range(len(events)))
+    assert [e.type for e in events[-4:]] == CLOSING
+    text = "".join(e.delta for e in events if e.type == "response.output_text.delta")  # type: ignore[union-attr]
+    assert text.endswith("«fin»\n") and text == events[-1].response.output_text  # type: ignore[union-attr]
+    assert (await _row(pg_pair.db, row.tenant_id, rid)).content == text
+    assert (await ob.responses.retrieve(rid)).status == "completed"
