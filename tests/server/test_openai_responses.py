@@ -208,3 +208,19 @@ async def test_resume_live_on_another_process_and_disconnect_does_not_stop(pg_pa
     assert text.endswith("«fin»\n") and text == events[-1].response.output_text  # type: ignore[union-attr]
     assert (await _row(pg_pair.db, row.tenant_id, rid)).content == text
     assert (await ob.responses.retrieve(rid)).status == "completed"
+
+
+def test_sync_client_params_reach_the_provider(sqlite_served: Served) -> None:
+    import asyncio as aio
+
+    key, _ = aio.run(make_key(sqlite_served.db))
+    oa = openai.OpenAI(base_url=f"{sqlite_served.url}/v1", api_key=key, max_retries=0)
+    r = oa.responses.create(input="echoparams", model="some-model", temperature=0.5, max_output_tokens=77,
+                            metadata={"k": "v"}, store=True)
+    assert r.output_text == "model=some-model temperature=0.5 max_tokens=77"
+    assert r.metadata == {"k": "v"} and r.temperature == 0.5 and r.max_output_tokens == 77
+    got = oa.responses.retrieve(r.id)
+    assert got.output_text == r.output_text and got.model == "some-model" and got.metadata == {"k": "v"}
+    with oa.responses.create(input="words=3", stream=True) as stream:
+        kinds = [e.type for e in stream]
+    assert kinds == PROLOGUE + ["response.output_text.delta"] * (len(kinds) - 8) + CLOSING
