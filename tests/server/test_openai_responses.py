@@ -13,7 +13,7 @@ import openai
 import pytest
 
 from mofa_sdk.persistence import connect_store
-from tests.server.conftest import Launcher, Served, make_key
+from tests.server.conftest import FaultPair, Launcher, Served, make_key
 
 CLOSING = ["response.output_text.done", "response.content_part.done", "response.output_item.done",
            "response.completed"]
@@ -224,3 +224,37 @@ def test_sync_client_params_reach_the_provider(sqlite_served: Served) -> None:
     with oa.responses.create(input="words=3", stream=True) as stream:
         kinds = [e.type for e in stream]
     assert kinds == PROLOGUE + ["response.output_text.delta"] * (len(kinds) - 8) + CLOSING
+
+
+async def test_real_upstream_chain_usage_and_failure(fault_pair: FaultPair) -> None:
+    """Through `mofa serve` with an OpenAI-compatible upstream (the loopback fault server records each request):
+    the second response's upstream request carries the first turn, read from the database; usage is the api-call
+    row's; a provider failure mid-stream ends with response.failed, the partial reply saved."""
+    from tests.llm.fault_server import Reply
+    from tests.server.test_runs import api_call_of
+
+    db, (a, b), fault = fault_pair.db, fault_pair.servers, fault_pair.fault
+    key, row = await make_key(db)
+    oa, ob = _client(a.url, key), _client(b.url, key)
+    fault.push(Reply(chunks=["Bon", "jour"]))
+    first = await oa.responses.create(input="Say hello", model="up-model")
+    assert first.output_text == "Bonjour" and first.model == "up-model"
+    call = await api_call_of(db, row.tenant_id, await _row(db, row.tenant_id, first.id))
+    assert first.usage is not None and call.total_tokens > 0
+    assert (first.usage.input_tokens, first.usage.output_tokens, first.usage.total_tokens) == (
+        call.prompt_tokens, call.completion_tokens, call.total_tokens)
+    fault.push(Reply(chunks=["ok"]))
+    await ob.responses.create(input="Again", previous_response_id=first.id)  # the other process
+    sent = fault.requests[-1].body["messages"]
+    assert [(m["role"], m["content"]) for m in sent][-3:] == [("user", "Say hello"), ("assistant", "Bonjour"),
+                                                              ("user", "Again")]
+
+    fault.push(Reply(chunks=10, cut_after=3))
+    events = [e async for e in await oa.responses.create(input="break", stream=True)]
+    assert events[-1].type == "response.failed" and events[-1].response.status == "failed"  # type: ignore[union-attr]
+    assert events[-1].response.error is not None  # type: ignore[union-attr]
+    rid = events[0].response.id  # type: ignore[union-attr]
+    streamed = "".join(e.delta for e in events if e.type == "response.output_text.delta")  # type: ignore[union-attr]
+    saved = await _row(db, row.tenant_id, rid)
+    assert saved.status == "error" and saved.content == streamed and streamed
+    assert (await ob.responses.retrieve(rid)).status == "failed"
