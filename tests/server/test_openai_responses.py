@@ -258,3 +258,28 @@ async def test_real_upstream_chain_usage_and_failure(fault_pair: FaultPair) -> N
     saved = await _row(db, row.tenant_id, rid)
     assert saved.status == "error" and saved.content == streamed and streamed
     assert (await ob.responses.retrieve(rid)).status == "failed"
+
+
+async def test_openai_agents_sdk_sessions_and_previous_response_id(sqlite_served: Served) -> None:
+    """The OpenAI Agents SDK unchanged, pointed at `mofa serve`: OpenAIConversationsSession keeps the history in a
+    conversation (a session), and Runner.run_streamed chains by previous_response_id."""
+    from agents import Agent, OpenAIConversationsSession, OpenAIResponsesModel, Runner, set_tracing_disabled
+    from agents.stream_events import RawResponsesStreamEvent
+
+    set_tracing_disabled(True)
+    key, _ = await make_key(sqlite_served.db)
+    oa = _client(sqlite_served.url, key)
+    agent = Agent(name="echoer", instructions="be brief", model=OpenAIResponsesModel("scripted-model", oa))
+    session = OpenAIConversationsSession(openai_client=oa)
+    first = await Runner.run(agent, "my name is Ada echo", session=session)
+    assert first.final_output == "system: be brief\nuser: my name is Ada echo\n"
+    second = await Runner.run(agent, "who am I? echo", session=session)
+    assert "user: my name is Ada echo\nassistant: system: be brief" in second.final_output
+    conv = await session._get_session_id()
+    roles = [i.role async for i in oa.conversations.items.list(conv, order="asc")]  # type: ignore[union-attr]
+    assert roles[:2] == ["user", "assistant"] and len(roles) >= 4
+
+    streamed = Runner.run_streamed(agent, "again echo", previous_response_id=first.last_response_id)
+    kinds = [e.data.type async for e in streamed.stream_events() if isinstance(e, RawResponsesStreamEvent)]
+    assert kinds[0] == "response.created" and kinds[-1] == "response.completed"
+    assert "user: again echo" in str(streamed.final_output)
