@@ -155,7 +155,7 @@ async def test_errors_openai_shape_nothing_written(sqlite_served: Served) -> Non
         assert {"message", "type", "param", "code"} <= set(caught.value.body)  # type: ignore[arg-type]
     for bad in ([{"type": "function_call_output", "call_id": "c", "output": "x"}],
                 [{"role": "user", "content": [{"type": "input_file", "file_id": "f"}]}],
-                [{"role": "assistant", "content": "last is not a user"}], [], 42):
+                [{"role": "assistant", "content": "last is not a user"}], [], 42, "  "):
         with pytest.raises(openai.BadRequestError) as caught:
             await oa.responses.create(input=bad)  # type: ignore[arg-type]
         assert caught.value.body["type"] == "invalid_request_error"  # type: ignore[index]
@@ -165,6 +165,9 @@ async def test_errors_openai_shape_nothing_written(sqlite_served: Served) -> Non
             await oa.responses.create(input="x", **extra)  # type: ignore[call-overload]
     with pytest.raises(openai.BadRequestError):
         await oa.responses.create(input="x", extra_body={"frobnicate": 1})
+    with pytest.raises(openai.APIStatusError) as big:  # over the body limit (1 MB by default)
+        await oa.responses.create(input="x" * 1_100_000)
+    assert big.value.status_code == 413
     assert await _counts(sqlite_served.db, row.tenant_id, row.user_id) == before
     assert await _counts(sqlite_served.db, other.tenant_id, other.user_id) == (0, 0)
 

@@ -114,8 +114,8 @@ async def create_response(request: Request, who: Who) -> Any:
     body = await json_body(request)
     _check(body)
     pairs = input_messages(body["input"])
-    if pairs[-1][0] != "user":
-        raise _bad("the last input item must be a user message", "input")
+    if pairs[-1][0] != "user" or not pairs[-1][1].strip():
+        raise _bad("the last input item must be a user message with text", "input")
     metadata = string_metadata(body.get("metadata"))
     session, new = await _session_for(registry, who, body)
     model = body.get("model")
