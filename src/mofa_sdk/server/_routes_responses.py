@@ -143,7 +143,7 @@ async def create_response(request: Request, who: Who) -> Any:
     try:
         if earlier:  # items before the last: ordinary rows of the session, before the turn reads its window
             saved = await store.save_messages(earlier)
-        run = await registry.start_run(who, session, pairs[-1][1], agent_code, configure)
+        run = await registry.start_run(who, session, pairs[-1][1], agent_code, configure=configure)
     except BaseException:
         # nothing of a refused request stays written
         if new:

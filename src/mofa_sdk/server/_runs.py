@@ -161,7 +161,7 @@ class RunRegistry:
 
     # -- starting --------------------------------------------------------------------------------------
     async def start_run(
-        self, principal: Principal, session: Session, content: str, agent_code: str | None,
+        self, principal: Principal, session: Session, content: str, agent_code: str | None, *,
         configure: Callable[[LLMAgentBuilder], object] | None = None,
     ) -> Run:
         """Start a turn on ``session``; returns once the user message is saved (or raises, nothing written).
@@ -171,8 +171,6 @@ class RunRegistry:
             raise SessionBusyError(f"session {session.id} has a reply streaming (run {busy.id})")
         await self._check_not_streaming_elsewhere(principal, session.id)
         builder, config = await self.chooser.builder(principal.tenant_id, session, agent_code)
-        if configure is not None:
-            configure(builder)
         run = Run(principal, session.id)
         plugin = PersistencePlugin(
             "mofa-serve", self.store, principal.user_id, principal.tenant_id,
@@ -182,6 +180,8 @@ class RunRegistry:
         builder.with_event_handler(_NameReply(run)).with_persistence_plugin(plugin).with_event_handler(_Started(run))
         builder.with_user(principal.user_id).with_tenant(principal.tenant_id)
         builder.with_max_reply_chars(self.config.max_reply_chars)
+        if configure is not None:
+            configure(builder)
         self._live_sessions[session.id] = run
         try:
             agent = await builder.build_async()
