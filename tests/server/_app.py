@@ -4,7 +4,9 @@
 this one makes runs deterministic, and lets one server play every test's script. A user message may say
 ``words=N`` (the reply has N words, one delta each), ``delay=S`` (seconds between deltas), ``big=N`` (one more
 delta of N characters), ``pad=N`` (every delta N characters longer), ``stamps=N`` (N deltas that each hold the
-time they were made, for the benchmark's latency per delta).
+time they were made, for the benchmark's latency per delta), ``echo`` (the reply is what the provider was sent:
+one ``role: content`` line per message, the recording upstream of the OpenAI-view tests), ``echoparams`` (the
+reply is the model, temperature and max tokens it was given).
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ _DELAY = re.compile(r"\bdelay=([0-9.]+)")
 _BIG = re.compile(r"\bbig=(\d+)")
 _STAMPS = re.compile(r"\bstamps=(\d+)")
 _PAD = re.compile(r"\bpad=(\d+)")
+_ECHO = re.compile(r"\becho\b")
 
 
 async def stamps(n: int, delay: float) -> AsyncIterator[ProviderEvent]:
@@ -61,6 +64,12 @@ class ByContent:
         pace = float(delay.group(1)) if delay else self.delay
         if n is not None:
             return stamps(int(n.group(1)), pace or 0.002)
+        if "echoparams" in last:
+            sent = f"model={params.model} temperature={params.temperature} max_tokens={params.max_tokens}"
+            return ScriptedProvider([split_words(sent)], delta_delay=pace).stream(messages, params)
+        if _ECHO.search(last):
+            sent = "".join(f"{m.role}: {m.content}\n" for m in messages)
+            return ScriptedProvider([split_words(sent)], delta_delay=pace).stream(messages, params)
         pieces = split_words(reply_of(int(words.group(1)) if words else self.words))
         if big is not None:
             pieces.insert(len(pieces) // 2, " " + "é" * int(big.group(1)))

@@ -21,7 +21,9 @@ from ._config import ServeConfig
 from ._errors import install_error_handlers
 from ._limits import BodyLimitMiddleware
 from ._notify import LocalBus, PgBus
+from ._routes_conversations import router as conversations_router
 from ._routes_meta import router as meta_router
+from ._routes_responses import router as responses_router
 from ._routes_runs import router as runs_router
 from ._routes_sessions import router as sessions_router
 from ._runs import RunRegistry
@@ -92,6 +94,8 @@ def create_app(
     app.include_router(runs_router)
     app.include_router(sessions_router)
     app.include_router(meta_router)
+    app.include_router(conversations_router)
+    app.include_router(responses_router)
     # outermost first: a request is authenticated before its body is read
     app.add_middleware(BodyLimitMiddleware, max_bytes=cfg.max_body_bytes)
     app.add_middleware(AuthMiddleware, store=lambda: app.state.store)

@@ -26,7 +26,7 @@ PUBLIC_PATHS = frozenset({"/healthz", "/openapi.json", "/docs", "/docs/oauth2-re
 
 
 def _unauthorized(message: str) -> JSONResponse:
-    return JSONResponse(error_body("unauthorized", message), status_code=401,
+    return JSONResponse(error_body("unauthorized", message, 401), status_code=401,
                         headers={"WWW-Authenticate": 'Bearer realm="mofa"'})
 
 

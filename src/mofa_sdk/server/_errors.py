@@ -34,16 +34,25 @@ _CODES = {400: "bad_request", 401: "unauthorized", 404: "not_found", 405: "metho
 class ApiError(Exception):
     """An error with its HTTP status and a stable ``code``."""
 
-    def __init__(self, status: int, message: str, code: str | None = None, headers: dict[str, str] | None = None):
+    def __init__(self, status: int, message: str, code: str | None = None, headers: dict[str, str] | None = None,
+                 param: str | None = None):
         super().__init__(message)
+        self.param = param
         self.status = status
         self.code = code or _CODES.get(status, "error")
         self.message = message
         self.headers = headers
 
 
-def error_body(code: str, message: str, **extra: Any) -> dict[str, Any]:
-    return {"error": {"code": code, "message": message, **extra}}
+#: OpenAI's error ``type`` by status: every body also carries ``type`` and ``param``, so the OpenAI-compatible
+#: routes answer OpenAI's error shape with the same handlers as the native ones
+_TYPES = {401: "authentication_error", 403: "permission_error", 404: "invalid_request_error",
+          409: "invalid_request_error", 429: "rate_limit_error"}
+
+
+def error_body(code: str, message: str, status: int = 400, param: str | None = None, **extra: Any) -> dict[str, Any]:
+    kind = _TYPES.get(status, "invalid_request_error" if status < 500 else "server_error")
+    return {"error": {"code": code, "message": message, "type": kind, "param": param, **extra}}
 
 
 def status_of(exc: MofaError) -> int:
@@ -75,11 +84,12 @@ def _describe(exc: RequestValidationError) -> str:
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(ApiError)
     async def _api(request: Request, exc: ApiError) -> JSONResponse:
-        return JSONResponse(error_body(exc.code, exc.message), status_code=exc.status, headers=exc.headers)
+        return JSONResponse(error_body(exc.code, exc.message, exc.status, exc.param), status_code=exc.status,
+                            headers=exc.headers)
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
-        return JSONResponse(error_body("invalid_request", _describe(exc)), status_code=422)
+        return JSONResponse(error_body("invalid_request", _describe(exc), 422), status_code=422)
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
@@ -89,7 +99,7 @@ def install_error_handlers(app: FastAPI) -> None:
         elif exc.status_code == 405:
             message = f"{request.method} is not allowed on {request.url.path}"
         return JSONResponse(
-            error_body(_CODES.get(exc.status_code, "error"), message), status_code=exc.status_code,
+            error_body(_CODES.get(exc.status_code, "error"), message, exc.status_code), status_code=exc.status_code,
             headers=getattr(exc, "headers", None),
         )
 
@@ -98,9 +108,9 @@ def install_error_handlers(app: FastAPI) -> None:
         status = status_of(exc)
         if status >= 500:
             log.warning("%s %s failed: %s", request.method, request.url.path, exc)
-        return JSONResponse(error_body(_CODES.get(status, "error"), str(exc)), status_code=status)
+        return JSONResponse(error_body(_CODES.get(status, "error"), str(exc), status), status_code=status)
 
     @app.exception_handler(Exception)
     async def _bug(request: Request, exc: Exception) -> JSONResponse:
         log.exception("unexpected error on %s %s", request.method, request.url.path)
-        return JSONResponse(error_body("internal", "internal server error"), status_code=500)
+        return JSONResponse(error_body("internal", "internal server error", 500), status_code=500)

@@ -14,13 +14,14 @@ import contextlib
 import logging
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal
 
 from ..entities import Message, Session
 from ..errors import MofaError, PersistenceError, SessionBusyError, UnsavedReplyError
 from ..ids import uuid7
-from ..llm import EventHandler, LLMAgent, Turn
+from ..llm import EventHandler, LLMAgent, LLMAgentBuilder, Turn
 from ..persistence import PersistencePlugin, Store
 from ._agents import AgentChooser
 from ._config import ServeConfig
@@ -160,9 +161,11 @@ class RunRegistry:
 
     # -- starting --------------------------------------------------------------------------------------
     async def start_run(
-        self, principal: Principal, session: Session, content: str, agent_code: str | None
+        self, principal: Principal, session: Session, content: str, agent_code: str | None, *,
+        configure: Callable[[LLMAgentBuilder], object] | None = None,
     ) -> Run:
-        """Start a turn on ``session``; returns once the user message is saved (or raises, nothing written)."""
+        """Start a turn on ``session``; returns once the user message is saved (or raises, nothing written).
+        ``configure`` adjusts the turn's builder (the OpenAI views' model, instructions, temperature, cap)."""
         if session.id in self._live_sessions:
             busy = self._live_sessions[session.id]
             raise SessionBusyError(f"session {session.id} has a reply streaming (run {busy.id})")
@@ -177,6 +180,8 @@ class RunRegistry:
         builder.with_event_handler(_NameReply(run)).with_persistence_plugin(plugin).with_event_handler(_Started(run))
         builder.with_user(principal.user_id).with_tenant(principal.tenant_id)
         builder.with_max_reply_chars(self.config.max_reply_chars)
+        if configure is not None:
+            configure(builder)
         self._live_sessions[session.id] = run
         try:
             agent = await builder.build_async()
