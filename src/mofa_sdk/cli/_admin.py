@@ -13,13 +13,15 @@ from rich.text import Text
 
 from .._redact import mask_key, redact_url
 from ..entities import Agent, Provider
-from ..errors import ConfigError, NotFoundError, PersistenceError
+from ..errors import ConfigError, ConflictError, NotFoundError, PersistenceError
 from ..ids import parse_uuid, utc_now
 from ..persistence import Store
+from ..persistence._secrets import is_encrypted, keys_left_encrypted
 from ._common import (
     DbOpt,
     TenantOpt,
     console,
+    database_url,
     open_store,
     resolve_tenant,
     run,
@@ -51,6 +53,12 @@ def _base(api_base: str | None, ptype: str) -> str:
 
 def _secret(provider: Provider) -> str | None:
     return provider.api_key.get_secret_value() if provider.api_key is not None else None
+
+
+def _masked(provider: Provider) -> str:
+    """The key as lists show it; one read without MOFA_SECRET_KEY (keys_left_encrypted) says so."""
+    key = _secret(provider)
+    return "encrypted" if is_encrypted(key) else mask_key(key)
 
 
 async def _provider(store: Store, tenant: uuid.UUID, name: str) -> Provider:
@@ -143,8 +151,9 @@ def providers_list(db: DbOpt = None, tenant: TenantOpt = None) -> None:
 
     async def go() -> None:
         tid = resolve_tenant(tenant)
-        async with open_store(db) as store:
-            rows = await store.list_providers(tid)
+        async with open_store(db, read_only=True) as store:
+            with keys_left_encrypted():  # shown masked: no need for MOFA_SECRET_KEY
+                rows = await store.list_providers(tid)
         if not rows:
             console.print(f"no providers in tenant {tid}: add one with `mofa providers add`", style="dim")
             return
@@ -156,7 +165,7 @@ def providers_list(db: DbOpt = None, tenant: TenantOpt = None) -> None:
                 p.provider_name,
                 p.provider_type,
                 _base(p.api_base, p.provider_type),
-                mask_key(_secret(p)),
+                _masked(p),
                 _yes_no(p.enabled),
                 str(p.id),
             )
@@ -217,7 +226,10 @@ def agents_add(
     async def go() -> None:
         tid = resolve_tenant(tenant)
         async with open_store(db) as store:
-            prov = await _provider(store, tid, provider)
+            if await store.get_agent_by_code_and_tenant(tid, code) is not None:
+                raise ConflictError(f"an agent with code {code!r} already exists in tenant {tid}")
+            with keys_left_encrypted():  # only the provider's id is needed here, not its key
+                prov = await _provider(store, tid, provider)
             row = Agent(
                 tenant_id=tid,
                 agent_code=code,
@@ -243,9 +255,10 @@ def agents_list(db: DbOpt = None, tenant: TenantOpt = None) -> None:
 
     async def go() -> None:
         tid = resolve_tenant(tenant)
-        async with open_store(db) as store:
+        async with open_store(db, read_only=True) as store:
             agents = await store.list_agents(tid)
-            providers = {p.id: p.provider_name for p in await store.list_providers(tid)}
+            with keys_left_encrypted():
+                providers = {p.id: p.provider_name for p in await store.list_providers(tid)}
         if not agents:
             console.print(f"no agents in tenant {tid}: add one with `mofa agents add`", style="dim")
             return
@@ -272,9 +285,10 @@ def agents_show(code: str, db: DbOpt = None, tenant: TenantOpt = None) -> None:
 
     async def go() -> None:
         tid = resolve_tenant(tenant)
-        async with open_store(db) as store:
+        async with open_store(db, read_only=True) as store:
             a = await _agent(store, tid, code)
-            p = await store.get_provider(tid, a.provider_id)
+            with keys_left_encrypted():
+                p = await store.get_provider(tid, a.provider_id)
         table = Table(show_header=False, show_edge=False, pad_edge=False)
         table.add_column(style="bold", no_wrap=True)
         table.add_column()
@@ -287,7 +301,7 @@ def agents_show(code: str, db: DbOpt = None, tenant: TenantOpt = None) -> None:
             (
                 "provider",
                 f"{p.provider_name} ({p.provider_type}, {_base(p.api_base, p.provider_type)}, "
-                f"key {mask_key(_secret(p))})"
+                f"key {_masked(p)})"
                 + ("" if p.enabled else " [disabled]")
                 if p is not None
                 else f"missing ({a.provider_id})",
@@ -332,12 +346,7 @@ def agents_disable(code: str, db: DbOpt = None, tenant: TenantOpt = None) -> Non
 
 # -- db ---------------------------------------------------------------------------------------------
 def _describe(db: str | None, store: Store) -> str:
-    url = db or os.environ.get("DATABASE_URL")
-    if not url:
-        from ..persistence import default_database_url
-
-        url = default_database_url()
-    return f"{redact_url(url)} ({store.dialect})"
+    return f"{redact_url(database_url(db))} ({store.dialect})"
 
 
 async def _print_status(store: Store) -> None:
@@ -400,7 +409,7 @@ def db_status(db: DbOpt = None) -> None:
     """Which migrations are applied, and which are pending."""
 
     async def go() -> None:
-        async with open_store(db, migrate=False) as store:
+        async with open_store(db, read_only=True, pending_ok=True) as store:
             console.print(f"database {_describe(db, store)}")
             await _print_status(store)
             if all(applied for _, applied in await store.migration_status()):

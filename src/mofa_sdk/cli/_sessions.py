@@ -166,7 +166,7 @@ def list_(
 
     async def go() -> None:
         tid, uid = resolve_tenant(tenant), resolve_user(user)
-        async with open_store(db) as store:
+        async with open_store(db, read_only=True) as store:
             sessions = await store.get_user_sessions(tid, uid, limit=limit)
             if as_json:
                 rows = []
@@ -199,7 +199,7 @@ def show(
     """The transcript of a session; replies that did not finish are marked."""
 
     async def go() -> None:
-        async with open_store(db) as store:
+        async with open_store(db, read_only=True) as store:
             session = await find_session(store, resolve_tenant(tenant), resolve_user(user), session_id)
             title, _ = await _title_of(store, session)
             messages = await store.get_session_messages(session.tenant_id, session.id)
@@ -232,7 +232,7 @@ def export(
         kind = fmt.lower()
         if kind not in ("json", "markdown", "md"):
             raise ConfigError(f"--format must be json or markdown, got {fmt!r}")
-        async with open_store(db) as store:
+        async with open_store(db, read_only=True) as store:
             session = await find_session(store, resolve_tenant(tenant), resolve_user(user), session_id)
             messages = await store.get_session_messages(session.tenant_id, session.id)
             if kind == "json":

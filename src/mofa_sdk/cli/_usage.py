@@ -210,7 +210,7 @@ def usage(
         tid = resolve_tenant(tenant)
         now = utc_now()
         start = parse_since(since, now)
-        async with open_store(db) as store:
+        async with open_store(db, read_only=True) as store:
             names = {a.id: a.agent_code for a in await store.list_agents(tid)}
             agent_id = None
             if agent is not None:
