@@ -42,7 +42,7 @@ from ..errors import (
 from ..ids import utc_now
 from ._local_tx import LocalTransaction, current, entered, joins
 from ._secrets import decrypt_key, encrypt_key
-from ._store import UNSET, Store, Unset, check_page, settle_status
+from ._store import UNSET, Store, Unset, check_id_fragment, check_page, settle_status
 
 __all__ = ["InMemoryStore", "MemoryTransaction", "percentile_cont"]
 
@@ -612,3 +612,17 @@ class InMemoryStore(Store):
     async def get_active_agents(self, tenant_id: uuid.UUID) -> list[Agent]:
         async with self._access() as s:
             return self._agents(s, tenant_id, lambda a: a.agent_status)
+
+    async def find_sessions_by_id(
+        self, tenant_id: uuid.UUID, user_id: uuid.UUID, fragment: str, *, limit: int = 10
+    ) -> list[Session]:
+        frag = check_id_fragment(fragment)
+        check_page(0, limit)
+        async with self._access() as s:
+            found = [
+                x for x in s.sessions.values()
+                if x.tenant_id == tenant_id and x.user_id == user_id
+                and (str(x.id).startswith(frag) or str(x.id).endswith(frag))
+            ]  # fmt: skip
+            found.sort(key=lambda x: (utc(x.update_time), x.id), reverse=True)
+            return [_copy(x) for x in found[:limit]]

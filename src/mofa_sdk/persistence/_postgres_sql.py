@@ -144,6 +144,11 @@ INSERT_SESSION_SQL = _q(
 )
 SESSION_BY_ID_SQL = _q("SELECT {c} FROM entity_session WHERE id = %s", c=SESSION)
 GET_SESSION_SQL = _q("SELECT {c} FROM entity_session WHERE id = %s AND tenant_id = %s", c=SESSION)
+SESSIONS_BY_ID_FRAGMENT_SQL = _q(
+    "SELECT {c} FROM entity_session WHERE tenant_id = %s AND user_id = %s "
+    "AND (id::text LIKE %s OR id::text LIKE %s) ORDER BY update_time DESC, id DESC LIMIT %s",
+    c=SESSION,
+)
 USER_SESSIONS_SQL = _q(
     "SELECT {c} FROM entity_session WHERE tenant_id = %s AND user_id = %s"
     " ORDER BY update_time DESC, id DESC OFFSET %s LIMIT %s",

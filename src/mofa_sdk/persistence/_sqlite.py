@@ -48,7 +48,7 @@ from ._local_tx import LocalTransaction, current, entered, joins
 from ._memory import check_message_update, check_session_update, percentile_cont, utc
 from ._secrets import decrypt_key, encrypt_key
 from ._sqlite_thread import open_connection
-from ._store import UNSET, Store, Unset, check_page, no_schema_diagnosis, settle_status
+from ._store import UNSET, Store, Unset, check_id_fragment, check_page, no_schema_diagnosis, settle_status
 
 __all__ = ["SqliteStore", "SqliteTransaction"]
 
@@ -929,6 +929,20 @@ class SqliteStore(Store):
 
     async def get_active_agents(self, tenant_id: uuid.UUID) -> list[Agent]:
         return await self._agents("tenant_id = ? AND agent_status = 1", (str(tenant_id),))
+
+    async def find_sessions_by_id(
+        self, tenant_id: uuid.UUID, user_id: uuid.UUID, fragment: str, *, limit: int = 10
+    ) -> list[Session]:
+        frag = check_id_fragment(fragment)
+        check_page(0, limit)
+        async with self._reading("finding sessions by id") as conn:
+            rows = await self._all(
+                conn,
+                f"SELECT {_SESSION} FROM entity_session WHERE tenant_id = ? AND user_id = ? "
+                "AND (id LIKE ? OR id LIKE ?) ORDER BY update_time DESC, id DESC LIMIT ?",
+                (str(tenant_id), str(user_id), frag + "%", "%" + frag, limit),
+            )
+        return [_session(r) for r in rows]
 
 
 def _statements(script: str) -> Iterator[str]:

@@ -36,7 +36,7 @@ from ..entities import (
     Session,
     UsageStatistics,
 )
-from ..errors import ConfigError, MofaError, PersistenceError
+from ..errors import ConfigError, MofaError, PersistenceError, ValidationError
 from ..ids import parse_uuid
 
 __all__ = [
@@ -69,6 +69,20 @@ class Unset:
 
 
 UNSET = Unset()
+
+
+#: the shortest id fragment a lookup accepts: shorter ones match too much to be worth a query
+MIN_ID_FRAGMENT = 4
+
+
+def check_id_fragment(fragment: str) -> str:
+    """An id fragment as lookups take it: 4 to 36 hex digits (dashes allowed), lower-cased."""
+    frag = fragment.strip().lower() if isinstance(fragment, str) else ""
+    if not MIN_ID_FRAGMENT <= len(frag) <= 36 or any(c not in "0123456789abcdef-" for c in frag):
+        raise ValidationError(
+            f"an id or id fragment is {MIN_ID_FRAGMENT} to 36 hex digits, got {fragment!r}"
+        )
+    return frag
 
 
 def check_page(offset: int, limit: int) -> None:
@@ -417,3 +431,12 @@ class Store(abc.ABC):
         if provider is None:
             return None
         return AgentConfig(agent=agent, provider=provider)
+
+    @abc.abstractmethod
+    async def find_sessions_by_id(
+        self, tenant_id: uuid.UUID, user_id: uuid.UUID, fragment: str, *, limit: int = 10
+    ) -> list[Session]:
+        """The user's sessions whose id (its canonical text, with dashes) starts or ends with ``fragment``
+        (see :func:`check_id_fragment`), most recently active first, at most ``limit``. Ids are uuid7:
+        their start is the creation time, so sessions of one day share a long prefix while their end is
+        random (what lists show as the short id)."""
