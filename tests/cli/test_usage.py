@@ -75,7 +75,7 @@ async def test_usage_after_a_chat_by_agent(cli: Cli, fault: FaultServer) -> None
     t = str(cli.tenant)
     assert (await cli("providers", "add", "srv", "--api-base", fault.base_url, "--tenant", t)).exit_code == 0
     assert (await cli("agents", "add", "bot", "--provider", "srv", "--model", "m1")).exit_code == 0
-    chat = await cli("chat", "--agent", "bot", input="one\ntwo\n")
+    chat = await cli("chat", "--agent", "bot", "--lines", input="one\ntwo\n")
     assert chat.exit_code == 0, chat.output
     result = await cli("usage", "--agent", "bot")
     assert result.exit_code == 0, result.output
