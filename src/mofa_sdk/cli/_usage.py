@@ -84,8 +84,14 @@ def _summary(stats: UsageStatistics) -> Table:
     table = Table(show_header=False, show_edge=False, pad_edge=False)
     table.add_column(style="bold", no_wrap=True)
     table.add_column()
-    errors = {k: v for k, v in sorted(stats.calls_by_status.items()) if k != "success"}
-    table.add_row("calls", f"{stats.total_calls:,} ({stats.success_calls:,} ok, {stats.failed_calls:,} not)")
+    # a reply the user stopped is not a failure of the model: counted apart
+    errors = {k: v for k, v in sorted(stats.calls_by_status.items()) if k not in ("success", "cancelled")}
+    cancelled = stats.calls_by_status.get("cancelled", 0)
+    table.add_row(
+        "calls",
+        f"{stats.total_calls:,} ({stats.success_calls:,} ok, {sum(errors.values()):,} failed, "
+        f"{cancelled:,} cancelled)",
+    )
     table.add_row("errors by status", ", ".join(f"{k} {v:,}" for k, v in errors.items()) or "none")
     table.add_row(
         "tokens",
@@ -114,16 +120,18 @@ def _breakdown(records: Sequence[LLMApiCall], by: str, names: dict[uuid.UUID, st
             )
         groups[key].append(r)
     table = Table(show_edge=False, pad_edge=False)
-    for col in (by, "calls", "errors", "tokens", "latency p50/p95", "ttft p50/p95"):
+    for col in (by, "calls", "errors", "cancelled", "tokens", "latency p50/p95", "ttft p50/p95"):
         table.add_column(col, justify="left" if col == by else "right", no_wrap=True)
     for key, rows in sorted(groups.items(), key=lambda kv: -len(kv[1])):
         lat = [float(r.latency_ms) for r in rows if r.latency_ms is not None]
         ttft = [float(r.time_to_first_token_ms) for r in rows if r.time_to_first_token_ms is not None]
-        errors = sum(1 for r in rows if r.status != "success")
+        errors = sum(1 for r in rows if r.status not in ("success", "cancelled"))
+        cancelled = sum(1 for r in rows if r.status == "cancelled")
         table.add_row(
             key,
             f"{len(rows):,}",
             Text(f"{errors:,}", style="red" if errors else ""),
+            Text(f"{cancelled:,}", style="yellow" if cancelled else ""),
             f"{sum(r.total_tokens for r in rows):,}",
             f"{_ms(percentile(lat, 0.5))} / {_ms(percentile(lat, 0.95))}",
             f"{_ms(percentile(ttft, 0.5))} / {_ms(percentile(ttft, 0.95))}",
@@ -148,7 +156,8 @@ def _floor(when: datetime, unit: str) -> datetime:
 
 
 def _chart(records: Sequence[LLMApiCall], start: datetime | None, end: datetime) -> Table:
-    """Calls per hour, day or week as horizontal bars; the red part is calls that did not succeed."""
+    """Calls per hour, day or week as horizontal bars; the red part is calls that failed (a cancelled
+    reply is not a failure: it counts as a call)."""
     first = start or min(r.create_time for r in records)
     unit, step = _bucket(end - first)
     calls: Counter[datetime] = Counter()
@@ -156,7 +165,7 @@ def _chart(records: Sequence[LLMApiCall], start: datetime | None, end: datetime)
     for r in records:
         b = _floor(r.create_time, unit)
         calls[b] += 1
-        if r.status != "success":
+        if r.status not in ("success", "cancelled"):
             bad[b] += 1
     slots: list[datetime] = []
     t = _floor(first, unit)
