@@ -64,3 +64,31 @@ async def test_agent_edit_changes_what_the_chat_sends(cli: Cli, fault: FaultServ
     assert body["model"] == "m2" and body["messages"][0] == {"role": "system", "content": "Be kind."}
     assert "nothing to change" in one_error_line(await cli("agents", "edit", "bot"))
     assert "ghost" in one_error_line(await cli("agents", "remove", "ghost"))
+
+
+async def test_models_lists_what_each_provider_offers(cli: Cli, fault: FaultServer) -> None:
+    from mofa_sdk.llm._local import find_default_model
+
+    gguf = find_default_model()
+    assert (await cli("providers", "add", "on-disk", "--type", "local", "--api-base", str(gguf))).exit_code == 0
+    assert (await cli("providers", "add", "down", "--api-base", "http://127.0.0.1:9/v1", "--api-key-env", "K",
+                      env={"K": KEY})).exit_code == 0
+    assert (await cli("agents", "add", "bot", "--provider", "on-disk", "--model", gguf.stem)).exit_code == 0
+    result = await cli("models", "--timeout", "2")
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.splitlines()
+    env_row = next(line for line in lines if line.startswith("environment"))
+    assert gguf.stem in env_row  # no OPENAI_* set: the local model
+    disk_row = next(line for line in lines if line.startswith("on-disk"))
+    assert gguf.stem in disk_row and "bot" in disk_row
+    down_row = next(line for line in lines if line.startswith("down"))
+    assert "cannot list its models" in down_row
+    assert KEY not in result.output
+
+
+async def test_models_asks_an_openai_compatible_server(cli: Cli, llama_server: object) -> None:
+    base = llama_server.base_url  # type: ignore[attr-defined]
+    result = await cli("models", env={"OPENAI_BASE_URL": base})
+    assert result.exit_code == 0, result.output
+    env_row = next(line for line in result.stdout.splitlines() if line.startswith("environment"))
+    assert "cannot list" not in env_row and env_row.split()[-2] != "none"

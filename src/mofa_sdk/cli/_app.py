@@ -10,6 +10,7 @@ from .. import __version__
 from ._admin import agents_app, db_app, providers_app
 from ._chat import chat
 from ._common import configure_logging, log_summary, state
+from ._models import models
 from ._sessions import sessions_app
 from ._usage import usage
 
@@ -50,6 +51,7 @@ def _root(
 
 app.command("chat")(chat)
 app.command("usage")(usage)
+app.command("models")(models)
 app.add_typer(sessions_app, name="sessions")
 app.add_typer(providers_app, name="providers")
 app.add_typer(agents_app, name="agents")
