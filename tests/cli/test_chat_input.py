@@ -224,3 +224,18 @@ async def test_request_options_reach_the_server(cli: Cli, fault: FaultServer) ->
     assert "--model" in line
     line = one_error_line(await cli("chat", "--base-url", fault.base_url, "-o", "novalue", "hi"))
     assert "key=value" in line
+
+
+# -- item 9: search -----------------------------------------------------------------------------------
+async def test_sessions_search(cli: Cli, fault: FaultServer) -> None:
+    fault.push(Reply(chunks=["Arr, the treasure is buried."]), Reply(chunks=["Nothing here."]))
+    pirate = session_id_in((await cli("chat", "--base-url", fault.base_url, "Where is the Treasure?")).stderr)
+    assert (await cli("chat", "--base-url", fault.base_url, "Something else")).exit_code == 0
+    result = await cli("sessions", "search", "treasure")
+    assert result.exit_code == 0, result.output
+    rows = [line for line in result.stdout.splitlines()[1:] if line.strip()]
+    assert len(rows) == 2 and all(line.startswith(pirate[-8:]) for line in rows)
+    assert "buried" in result.stdout and "Something" not in result.stdout
+    other_user = await cli("sessions", "search", "treasure", "--user", str(uuid.uuid4()))
+    assert "no message holds" in other_user.stdout
+    assert "word" in one_error_line(await cli("sessions", "search", "***"))

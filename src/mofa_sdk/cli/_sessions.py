@@ -257,6 +257,55 @@ def list_(
     run(go())
 
 
+def _snippet(content: str, words: Sequence[str], width: int = 90) -> str:
+    """The part of ``content`` around the first word searched for, on one line."""
+    flat = " ".join(content.split())
+    lower = flat.casefold()
+    at = min((i for i in (lower.find(w) for w in words) if i >= 0), default=0)
+    start = max(0, at - width // 3)
+    piece = flat[start : start + width]
+    return ("…" if start else "") + piece + ("…" if start + width < len(flat) else "")
+
+
+@sessions_app.command("search")
+def search(
+    text: Annotated[str, typer.Argument(help="Words to find (all of them, whole words, any case).",
+                                        show_default=False)],
+    limit: Annotated[int, typer.Option("--limit", "-n", min=1, max=1000, help="How many messages.")] = 20,
+    db: DbOpt = None,
+    tenant: TenantOpt = None,
+    user: UserOpt = None,
+) -> None:
+    """Find messages of your sessions by their words (full-text: FTS5 on SQLite, tsvector on PostgreSQL)."""
+
+    async def go() -> None:
+        from ..persistence._store import search_words
+
+        tid, uid = resolve_tenant(tenant), resolve_user(user)
+        words = search_words(text)
+        async with open_store(db, read_only=True) as store:
+            found = await store.search_messages(tid, uid, text, limit=limit)
+            if not found:
+                console.print(f"no message holds {' '.join(words)!r}", style="dim")
+                return
+            sessions = {m.session_id: await store.get_session(tid, m.session_id) for m in found}
+            shorts = _short_ids(list(sessions))
+            table = Table(box=None, pad_edge=False, header_style="bold underline")
+            table.add_column("session", no_wrap=True)
+            table.add_column("title", overflow="ellipsis", no_wrap=True, max_width=30)
+            table.add_column("role", no_wrap=True)
+            table.add_column("when", no_wrap=True)
+            table.add_column("match", overflow="fold")
+            for m in found:
+                session = sessions[m.session_id]
+                title = (await _title_of(store, session))[0] if session is not None else "-"
+                table.add_row(shorts[m.session_id], title, m.role, short_time(m.create_time, seconds=False),
+                              Text(_snippet(m.content, words)))
+        console.print(table)
+
+    run(go())
+
+
 @sessions_app.command("show")
 def show(
     session_id: Annotated[str, typer.Argument(help=_ID_HELP, show_default=False)],

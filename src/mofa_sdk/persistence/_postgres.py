@@ -58,6 +58,7 @@ from ._store import (
     check_page,
     no_schema_diagnosis,
     schema_fallback,
+    search_words,
     settle_status,
 )
 
@@ -1084,3 +1085,15 @@ class PostgresStore(Store):
             f"finding the sessions of user {uid} by id", tenant=tid,
         )
         return [q.session_from_row(r) for r in rows]
+
+    async def search_messages(
+        self, tenant_id: uuid.UUID, user_id: uuid.UUID, text: str, *, limit: int = 20
+    ) -> list[Message]:
+        words = search_words(text)
+        check_page(0, limit)
+        tid, uid = _uid(tenant_id, "tenant_id"), _uid(user_id, "user_id")
+        rows = await self._rows(
+            q.SEARCH_MESSAGES_SQL, (" ".join(words), tid, uid, limit),
+            f"searching the messages of user {uid}", tenant=tid,
+        )
+        return [self._message(r) for r in rows]

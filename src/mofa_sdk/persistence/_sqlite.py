@@ -48,7 +48,7 @@ from ._local_tx import LocalTransaction, current, entered, joins
 from ._memory import check_message_update, check_session_update, percentile_cont, utc
 from ._secrets import decrypt_key, encrypt_key
 from ._sqlite_thread import open_connection
-from ._store import UNSET, Store, Unset, check_id_fragment, check_page, no_schema_diagnosis, settle_status
+from ._store import UNSET, Store, Unset, check_id_fragment, check_page, no_schema_diagnosis, search_words, settle_status
 
 __all__ = ["SqliteStore", "SqliteTransaction"]
 
@@ -943,6 +943,24 @@ class SqliteStore(Store):
                 (str(tenant_id), str(user_id), frag + "%", "%" + frag, limit),
             )
         return [_session(r) for r in rows]
+
+    async def search_messages(
+        self, tenant_id: uuid.UUID, user_id: uuid.UUID, text: str, *, limit: int = 20
+    ) -> list[Message]:
+        # each word quoted: FTS5 syntax in the text is not interpreted, and the words are AND-ed
+        query = " ".join('"' + w.replace('"', '""') + '"' for w in search_words(text))
+        check_page(0, limit)
+        cols = ", ".join(f"m.{c.strip()}" for c in _MSG.split(","))
+        async with self._reading("searching messages") as conn:
+            rows = await self._all(
+                conn,
+                f"SELECT {cols} FROM entity_message_fts f JOIN entity_message m ON m.rowid = f.rowid "
+                "JOIN entity_session s ON s.id = m.session_id AND s.tenant_id = m.tenant_id "
+                "WHERE entity_message_fts MATCH ? AND m.tenant_id = ? AND s.user_id = ? "
+                "ORDER BY m.create_time DESC, m.id DESC LIMIT ?",
+                (query, str(tenant_id), str(user_id), limit),
+            )
+        return [self._settle(_message(r)) for r in rows]
 
 
 def _statements(script: str) -> Iterator[str]:

@@ -16,6 +16,7 @@ import abc
 import contextvars
 import functools
 import inspect
+import re
 import uuid
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractAsyncContextManager, contextmanager
@@ -83,6 +84,15 @@ def check_id_fragment(fragment: str) -> str:
             f"an id or id fragment is {MIN_ID_FRAGMENT} to 36 hex digits, got {fragment!r}"
         )
     return frag
+
+
+def search_words(text: str) -> list[str]:
+    """The words a message search looks for (every one must be in a message): letters and digits, lower-cased.
+    Search syntax (quotes, operators) is not interpreted, so the three stores agree on what matches."""
+    words = re.findall(r"\w+", text.casefold()) if isinstance(text, str) else []
+    if not words:
+        raise ValidationError(f"a search needs at least one word (letters or digits), got {text!r}")
+    return words
 
 
 def check_page(offset: int, limit: int) -> None:
@@ -440,3 +450,11 @@ class Store(abc.ABC):
         (see :func:`check_id_fragment`), most recently active first, at most ``limit``. Ids are uuid7:
         their start is the creation time, so sessions of one day share a long prefix while their end is
         random (what lists show as the short id)."""
+
+    @abc.abstractmethod
+    async def search_messages(
+        self, tenant_id: uuid.UUID, user_id: uuid.UUID, text: str, *, limit: int = 20
+    ) -> list[Message]:
+        """Messages of the user's sessions in this tenant holding every word of ``text`` (whole words, any
+        case; see :func:`search_words`), most recent first, at most ``limit``. Full-text indexed: FTS5 on
+        SQLite, a GIN index on ``to_tsvector('simple', content)`` on PostgreSQL."""
