@@ -239,3 +239,11 @@ async def test_sessions_search(cli: Cli, fault: FaultServer) -> None:
     other_user = await cli("sessions", "search", "treasure", "--user", str(uuid.uuid4()))
     assert "no message holds" in other_user.stdout
     assert "word" in one_error_line(await cli("sessions", "search", "***"))
+
+
+async def test_help_shows_no_bool_beside_flags(cli: Cli) -> None:
+    for args in (["chat", "-h"], ["sessions", "list", "-h"], ["usage", "-h"], ["providers", "add", "-h"]):
+        out = (await cli(*args)).stdout
+        assert [line for line in out.splitlines() if "<bool>" in line and "--help" not in line] == [], args
+    out = (await cli("chat", "-h")).stdout
+    assert "--session" in out and " ID " in out and "KEY=VALUE" in out

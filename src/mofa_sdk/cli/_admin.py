@@ -22,6 +22,7 @@ from ._common import (
     TenantOpt,
     console,
     database_url,
+    flag,
     open_store,
     resolve_tenant,
     run,
@@ -113,8 +114,8 @@ def providers_add(
             "--api-key-env", help="Read the API key from this environment variable.", show_default=False
         ),
     ] = None,
-    prompt_key: Annotated[bool, typer.Option("--prompt-key", help="Ask for the API key (hidden).")] = False,
-    disabled: Annotated[bool, typer.Option("--disabled", help="Add it disabled.")] = False,
+    prompt_key: Annotated[bool, flag("--prompt-key", help="Ask for the API key (hidden).")] = False,
+    disabled: Annotated[bool, flag("--disabled", help="Add it disabled.")] = False,
     db: DbOpt = None,
     tenant: TenantOpt = None,
 ) -> None:
@@ -211,8 +212,8 @@ def providers_edit(
         str | None,
         typer.Option("--api-key-env", help="Replace the key with this variable's value.", show_default=False),
     ] = None,
-    prompt_key: Annotated[bool, typer.Option("--prompt-key", help="Replace the key (asked, hidden).")] = False,
-    clear_key: Annotated[bool, typer.Option("--clear-key", help="Remove the stored key.")] = False,
+    prompt_key: Annotated[bool, flag("--prompt-key", help="Replace the key (asked, hidden).")] = False,
+    clear_key: Annotated[bool, flag("--clear-key", help="Remove the stored key.")] = False,
     db: DbOpt = None,
     tenant: TenantOpt = None,
 ) -> None:
@@ -296,7 +297,7 @@ def agents_add(
         int | None, typer.Option("--max-tokens", min=1, help="Max completion tokens.")
     ] = None,
     order: Annotated[int, typer.Option("--order", help="Sort order in lists.")] = 0,
-    disabled: Annotated[bool, typer.Option("--disabled", help="Add it disabled.")] = False,
+    disabled: Annotated[bool, flag("--disabled", help="Add it disabled.")] = False,
     db: DbOpt = None,
     tenant: TenantOpt = None,
 ) -> None:
@@ -408,7 +409,7 @@ def agents_edit(
     window: Annotated[
         int | None, typer.Option("--window", min=0, help="Past rounds the model sees.", show_default=False)
     ] = None,
-    all_rounds: Annotated[bool, typer.Option("--all-rounds", help="Send every past round (no window).")] = False,
+    all_rounds: Annotated[bool, flag("--all-rounds", help="Send every past round (no window).")] = False,
     system: Annotated[str | None, typer.Option("--system", help="System prompt.", show_default=False)] = None,
     temperature: Annotated[
         float | None, typer.Option("--temperature", min=0, max=2, show_default=False)

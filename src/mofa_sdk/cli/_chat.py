@@ -45,6 +45,7 @@ from ._common import (
     UserOpt,
     console,
     err_console,
+    flag,
     resolve_tenant,
     resolve_user,
     user_errors,
@@ -236,8 +237,11 @@ class ChatApp:
         builder.with_sliding_window(window)
         if o.max_tokens is not None:
             builder.with_max_tokens(o.max_tokens)
-        elif local is not None and not (self.config and self.config.agent.max_completion_tokens) \
-                and not os.environ.get("MOFA_MAX_TOKENS"):
+        elif (
+            local is not None
+            and not (self.config and self.config.agent.max_completion_tokens)
+            and not os.environ.get("MOFA_MAX_TOKENS")
+        ):
             builder.with_max_tokens(LOCAL_MAX_TOKENS)
         if o.temperature is not None:
             builder.with_temperature(o.temperature)
@@ -255,7 +259,12 @@ class ChatApp:
         builder = self._builder(wanted, explicit)  # chooses the provider before any session row is written
         agent_id = self.config.agent.id if self.config is not None else None
         plugin = PersistencePlugin(
-            "mofa-cli", self.store, self.user, self.tenant, agent_id, session_id,
+            "mofa-cli",
+            self.store,
+            self.user,
+            self.tenant,
+            agent_id,
+            session_id,
             flush_timeout=self.flush_timeout,
         )
         agent = await builder.with_persistence_plugin(plugin).build_async()
@@ -268,12 +277,16 @@ class ChatApp:
         self.plugin = plugin
         if old is not None:
             await old.aclose()  # shares the store, not its close
-        self.settings = await plugin.session_settings(self.tenant, agent.session_id, {
-            "agent": self.config.agent.agent_code if self.config is not None else None,
-            "model": agent.model,
-            "system_prompt": agent.system_prompt,
-            "window": self.window,
-        })
+        self.settings = await plugin.session_settings(
+            self.tenant,
+            agent.session_id,
+            {
+                "agent": self.config.agent.agent_code if self.config is not None else None,
+                "model": agent.model,
+                "system_prompt": agent.system_prompt,
+                "window": self.window,
+            },
+        )
         if old is not None and old.session_id != agent.session_id:
             await self._drop_if_empty(old.session_id)
 
@@ -309,10 +322,14 @@ class ChatApp:
             plugin.pending.clear()  # reported here: the plugin's close must not wait for them again
             self.lost_replies += left
             reason = "interrupted" if isinstance(exc, asyncio.CancelledError) else " ".join(str(exc).split())
-            err_console.print(Text(
-                f"error: {_replies(left)} shown in this chat could not be saved and {'is' if left == 1 else 'are'}"
-                f" lost ({reason})", style="bold red",
-            ), soft_wrap=True)
+            err_console.print(
+                Text(
+                    f"error: {_replies(left)} shown in this chat could not be saved and {'is' if left == 1 else 'are'}"
+                    f" lost ({reason})",
+                    style="bold red",
+                ),
+                soft_wrap=True,
+            )
             if isinstance(exc, asyncio.CancelledError):
                 raise
             return
@@ -358,7 +375,8 @@ class ChatApp:
             self.failed_turns += 1
             self.info(
                 f"error: session {session_id} no longer exists (deleted elsewhere?); nothing was sent. "
-                "/new starts a new session, /sessions lists yours", style="bold red",
+                "/new starts a new session, /sessions lists yours",
+                style="bold red",
             )
         except ProviderError as exc:
             self.failed_turns += 1
@@ -395,7 +413,8 @@ class ChatApp:
             self.lost_replies += 1
             self.info(
                 f"warning: session {reply.session_id} was deleted while this reply streamed; the reply was "
-                "not saved. /new starts a new session", style="bold red",
+                "not saved. /new starts a new session",
+                style="bold red",
             )
             return
         # kept by the plugin: written before the next turn, else at exit (a failure there is reported)
@@ -490,9 +509,7 @@ class ChatApp:
             try:
                 window = int(arg)
             except ValueError:
-                raise ConfigError(
-                    f"usage: /window N (a number of rounds >= 0) or /window all, got {arg!r}"
-                ) from None
+                raise ConfigError(f"usage: /window N (a number of rounds >= 0) or /window all, got {arg!r}") from None
             if window < 0:
                 raise ConfigError(f"the window must be >= 0 rounds, got {window}")
         # The agent's window is fixed when it is built: build a new one on the same session (its history
@@ -609,6 +626,7 @@ def chat(
     prompt: Annotated[
         str | None,
         typer.Argument(
+            metavar="PROMPT",
             help="Send this one message, print the reply and exit. Piped input is added below it.",
             show_default=False,
         ),
@@ -616,48 +634,72 @@ def chat(
     session: Annotated[
         str | None,
         typer.Option(
-            "--session", "-s", help="Resume this session: its id, the start of it, or the short id lists show.",
+            "--session",
+            "-s",
+            metavar="ID",
+            help="Resume this session: its id, the start of it, or the short id lists show.",
             show_default=False,
         ),
     ] = None,
-    resume_last: Annotated[
-        bool, typer.Option("--continue", "-c", help="Resume your most recently active session.")
-    ] = False,
+    resume_last: Annotated[bool, flag("--continue", "-c", help="Resume your most recently active session.")] = False,
     agent: Annotated[
-        str | None, typer.Option("--agent", "-a", help="Use this agent row (its code).", show_default=False)
+        str | None,
+        typer.Option("--agent", "-a", metavar="CODE", help="Use this agent row (its code).", show_default=False),
     ] = None,
     model: Annotated[
         str | None,
-        typer.Option("--model", "-m", help="Model name (the local model serves only its own).", show_default=False),
+        typer.Option(
+            "--model",
+            "-m",
+            metavar="NAME",
+            help="Model name (the local model serves only its own).",
+            show_default=False,
+        ),
     ] = None,
-    system: Annotated[str | None, typer.Option("--system", help="System prompt.", show_default=False)] = None,
+    system: Annotated[
+        str | None, typer.Option("--system", metavar="TEXT", help="System prompt.", show_default=False)
+    ] = None,
     window: Annotated[
-        int | None, typer.Option("--window", "-w", min=0, help="Past rounds the model sees (default: all).")
+        int | None,
+        typer.Option("--window", "-w", min=0, metavar="N", help="Past rounds the model sees (default: all)."),
     ] = None,
     max_tokens: Annotated[
         int | None,
         typer.Option(
-            "--max-tokens", min=1, show_default=False,
+            "--max-tokens",
+            min=1,
+            show_default=False,
+            metavar="N",
             help=f"Cap on each reply's tokens (the local model's default: {LOCAL_MAX_TOKENS}).",
         ),
     ] = None,
     temperature: Annotated[
-        float | None, typer.Option("--temperature", "-t", min=0, max=2, help="Sampling temperature.",
-                                   show_default=False)
+        float | None,
+        typer.Option(
+            "--temperature", "-t", min=0, max=2, metavar="T", help="Sampling temperature.", show_default=False
+        ),
     ] = None,
     option: Annotated[
         list[str] | None,
-        typer.Option("--option", "-o", help="Another request field, KEY=VALUE (repeatable; JSON values "
-                     "such as 0.9 or true are sent as such).", show_default=False),
+        typer.Option(
+            "--option",
+            "-o",
+            metavar="KEY=VALUE",
+            help="Another request field, KEY=VALUE (repeatable; JSON values such as 0.9 or true are sent as such).",
+            show_default=False,
+        ),
     ] = None,
     lines: Annotated[
-        bool, typer.Option("--lines", help="Piped input: one turn per line (slash commands work), instead of "
-                           "one message.")
+        bool, flag("--lines", help="Piped input: one turn per line (slash commands work), instead of one message.")
     ] = False,
     base_url: Annotated[
         str | None,
         typer.Option(
-            "--base-url", envvar="OPENAI_BASE_URL", help="An OpenAI-compatible endpoint.", show_default=False
+            "--base-url",
+            envvar="OPENAI_BASE_URL",
+            metavar="URL",
+            help="An OpenAI-compatible endpoint.",
+            show_default=False,
         ),
     ] = None,
     db: DbOpt = None,
@@ -669,8 +711,19 @@ def chat(
     In a terminal: an interactive chat. With a PROMPT, or with piped input, one message and its reply
     (the reply alone on stdout); --lines sends piped input one turn per line."""
     opts = ChatOptions(
-        session, agent, tenant, user, db, model, system, window, base_url,
-        max_tokens=max_tokens, temperature=temperature, options=tuple(option or ()), resume_last=resume_last,
+        session,
+        agent,
+        tenant,
+        user,
+        db,
+        model,
+        system,
+        window,
+        base_url,
+        max_tokens=max_tokens,
+        temperature=temperature,
+        options=tuple(option or ()),
+        resume_last=resume_last,
     )
     tty = sys.stdin.isatty()
     one_shot = prompt is not None or (not tty and not lines)

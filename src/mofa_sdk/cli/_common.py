@@ -33,6 +33,7 @@ __all__ = [
     "database_url",
     "err_console",
     "fail",
+    "flag",
     "log_summary",
     "open_store",
     "resolve_tenant",
@@ -64,10 +65,16 @@ class _State:
 
 state = _State()
 
+def flag(*decls: str, **kwargs: Any) -> Any:
+    """A boolean option. Help shows no type for it: typer would print ``<bool>`` beside every flag."""
+    return typer.Option(*decls, metavar="", **kwargs)
+
+
 DbOpt = Annotated[
     str | None,
     typer.Option(
         "--db",
+        metavar="URL",
         help="Database URL (postgresql://…, sqlite:///path.db). Default: DATABASE_URL, else an SQLite "
         "file in the user data folder.",
         show_default=False,
@@ -75,11 +82,13 @@ DbOpt = Annotated[
 ]
 TenantOpt = Annotated[
     str | None,
-    typer.Option("--tenant", help="Tenant UUID. Default: TENANT_ID, else the nil UUID.", show_default=False),
+    typer.Option(
+        "--tenant", metavar="UUID", help="Tenant UUID. Default: TENANT_ID, else the nil UUID.", show_default=False
+    ),
 ]
 UserOpt = Annotated[
     str | None,
-    typer.Option("--user", help="User UUID. Default: USER_ID, else the nil UUID.", show_default=False),
+    typer.Option("--user", metavar="UUID", help="User UUID. Default: USER_ID, else the nil UUID.", show_default=False),
 ]
 
 

@@ -22,6 +22,7 @@ from ._common import (
     TenantOpt,
     UserOpt,
     console,
+    flag,
     open_store,
     resolve_tenant,
     resolve_user,
@@ -225,7 +226,7 @@ def _session_markdown(session: Session, title: str, messages: Sequence[Message])
 @sessions_app.command("list")
 def list_(
     limit: Annotated[int, typer.Option("--limit", "-n", min=1, max=1000, help="How many sessions.")] = 20,
-    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
+    as_json: Annotated[bool, flag("--json", help="Print JSON instead of a table.")] = False,
     db: DbOpt = None,
     tenant: TenantOpt = None,
     user: UserOpt = None,
@@ -372,7 +373,7 @@ def export(
 @sessions_app.command("delete")
 def delete(
     session_id: Annotated[str, typer.Argument(help=_ID_HELP, show_default=False)],
-    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
+    yes: Annotated[bool, flag("--yes", "-y", help="Do not ask for confirmation.")] = False,
     db: DbOpt = None,
     tenant: TenantOpt = None,
     user: UserOpt = None,

@@ -17,7 +17,7 @@ from ..entities import LLMApiCall, QueryFilter, UsageStatistics
 from ..errors import ConfigError
 from ..ids import parse_uuid, utc_now
 from ..persistence import Store
-from ._common import DbOpt, TenantOpt, console, open_store, resolve_tenant, run
+from ._common import DbOpt, TenantOpt, console, flag, open_store, resolve_tenant, run
 
 __all__ = ["parse_since", "percentile", "usage"]
 
@@ -207,7 +207,7 @@ def usage(
     user: Annotated[
         str | None, typer.Option("--user", help="Only this user (default: every user).", show_default=False)
     ] = None,
-    chart: Annotated[bool, typer.Option("--chart/--no-chart", help="Show calls over time.")] = True,
+    chart: Annotated[bool, flag("--chart/--no-chart", help="Show calls over time.")] = True,
     db: DbOpt = None,
     tenant: TenantOpt = None,
 ) -> None:
