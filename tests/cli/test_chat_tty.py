@@ -211,3 +211,30 @@ async def test_new_leaves_no_empty_session(cli: Cli, fault: FaultServer) -> None
         assert await store.count_session_messages(cli.tenant, sessions[0].id) == 2
     finally:
         await store.close()
+
+
+async def test_ctrl_c_during_start_up_is_one_line(cli: Cli) -> None:
+    """Ctrl-C while the chat connects to a database that does not answer: one line, status 130."""
+    import socket
+
+    with socket.socket() as listener:  # accepts the connection, never says a word
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        port = listener.getsockname()[1]
+
+        def talk() -> tuple[int | None, str]:
+            child = _spawn(cli, "--db", f"postgresql://postgres@127.0.0.1:{port}/none")
+            try:
+                conn, _ = listener.accept()  # the chat is starting up now
+                with conn:
+                    child.sendintr()
+                    child.expect(pexpect.EOF)
+                out = str(child.before)
+            finally:
+                child.close()
+            return child.exitstatus, out
+
+        status, out = await asyncio.to_thread(talk)
+    assert status == 130
+    assert "Traceback" not in out
+    assert [line.replace("^C", "") for line in out.splitlines() if line.strip()] == ["interrupted"]
