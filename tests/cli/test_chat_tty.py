@@ -238,3 +238,30 @@ async def test_ctrl_c_during_start_up_is_one_line(cli: Cli) -> None:
     assert status == 130
     assert "Traceback" not in out
     assert [line.replace("^C", "") for line in out.splitlines() if line.strip()] == ["interrupted"]
+
+
+async def test_keys_typed_while_a_reply_streams_are_not_echoed_or_sent(cli: Cli, fault: FaultServer) -> None:
+    fault.push(Reply(chunks=20, chunk_delay=0.05), Reply(chunks=["ok"]))
+
+    def talk() -> tuple[int | None, str]:
+        child = _spawn(cli, "--base-url", fault.base_url)
+        try:
+            child.expect_exact("you> ")
+            child.sendline("go")
+            child.expect_exact("tok2 ")
+            child.send("zzqq")  # typed while the reply streams
+            child.expect_exact("tok19")
+            child.expect_exact("you> ")
+            child.sendline("next")
+            child.expect_exact("ok")
+            child.expect_exact("you> ")
+            child.sendline("/exit")
+            child.expect(pexpect.EOF)
+            out = str(child.before)
+        finally:
+            child.close()
+        return child.exitstatus, out
+
+    status, _ = await asyncio.to_thread(talk)
+    assert status == 0
+    assert fault.requests[1].body["messages"][-1] == {"role": "user", "content": "next"}

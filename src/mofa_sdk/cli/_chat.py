@@ -358,6 +358,7 @@ class ChatApp:
         stream = self.agent.chat_stream(text)
         task = asyncio.create_task(self._consume(stream))
         restore = _route_sigint(task.cancel)
+        unquiet = _quiet_input() if self.interactive else (lambda: None)
         try:
             wrote = await task
             if not wrote:
@@ -382,6 +383,7 @@ class ChatApp:
             self.failed_turns += 1
             self.info(f"error from the model: {' '.join(str(exc).split())}", style="bold red")
         finally:
+            unquiet()
             restore()
         await self._title(session_id, text)
 
@@ -552,6 +554,28 @@ def _route_sigint(cancel: Callable[[], Any]) -> Callable[[], None]:
             loop.remove_signal_handler(signal.SIGINT)
 
     return restore
+
+
+def _quiet_input() -> Callable[[], None]:
+    """While a reply streams, keys typed are neither echoed (they would break the spinner's line and the
+    reply) nor kept for the next prompt. Ctrl-C still signals. Returns the undo."""
+    try:
+        import termios
+
+        fd = sys.stdin.fileno()
+        saved = termios.tcgetattr(fd)
+    except (ImportError, OSError, ValueError):  # no terminal here (or not a POSIX one)
+        return lambda: None
+    quiet = list(saved)
+    quiet[3] &= ~(termios.ECHO | termios.ICANON)
+    termios.tcsetattr(fd, termios.TCSANOW, quiet)
+
+    def undo() -> None:
+        with contextlib.suppress(OSError, ValueError):
+            termios.tcflush(fd, termios.TCIFLUSH)
+            termios.tcsetattr(fd, termios.TCSANOW, saved)
+
+    return undo
 
 
 def _read(interactive: bool, prompt: str = PROMPT) -> str | None:
