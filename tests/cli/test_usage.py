@@ -97,6 +97,15 @@ async def test_usage_counts_cancellations_apart_from_errors(cli: Cli) -> None:
     assert [c for c in a_row.split() if c != "│"][1:4] == ["4", "1", "1"]  # calls, errors, cancelled
 
 
+async def test_usage_of_one_session_by_its_short_id(cli: Cli, fault: FaultServer) -> None:
+    from tests.cli.helpers import session_id_in
+
+    sid = session_id_in((await cli("chat", "--base-url", fault.base_url, "one")).stderr)
+    assert (await cli("chat", "--base-url", fault.base_url, "other")).exit_code == 0
+    out = (await cli("usage", "--session", sid[-8:], "--no-chart")).stdout
+    assert "1 (1 ok, 0 failed, 0 cancelled)" in out
+
+
 def test_parse_since_and_percentile() -> None:
     now = utc_now()
     assert parse_since("7d", now) == now - timedelta(days=7)

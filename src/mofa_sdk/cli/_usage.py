@@ -17,7 +17,7 @@ from ..entities import LLMApiCall, QueryFilter, UsageStatistics
 from ..errors import ConfigError
 from ..ids import parse_uuid, utc_now
 from ..persistence import Store
-from ._common import DbOpt, TenantOpt, console, flag, open_store, resolve_tenant, run
+from ._common import DbOpt, TenantOpt, console, flag, open_store, resolve_tenant, resolve_user, run
 
 __all__ = ["parse_since", "percentile", "usage"]
 
@@ -202,7 +202,9 @@ def usage(
     ] = None,
     model: Annotated[str | None, typer.Option("--model", help="Only this model.", show_default=False)] = None,
     session: Annotated[
-        str | None, typer.Option("--session", help="Only this session.", show_default=False)
+        str | None,
+        typer.Option("--session", metavar="ID", help="Only this session (an id, its start or its short id).",
+                     show_default=False),
     ] = None,
     user: Annotated[
         str | None, typer.Option("--user", help="Only this user (default: every user).", show_default=False)
@@ -227,13 +229,22 @@ def usage(
                 if found is None:
                     raise ConfigError(f"no agent with code {agent!r} in tenant {tid}; see `mofa agents list`")
                 agent_id = found.id
+            session_id = None
+            if session:
+                # a whole id is taken as it is (any user's); a prefix or short id names one of this user's
+                try:
+                    session_id = parse_uuid(session, "--session")
+                except ConfigError:
+                    from ._sessions import resolve_session
+
+                    session_id = (await resolve_session(store, tid, resolve_user(user), session)).id
             query = QueryFilter(
                 tenant_id=tid,
                 start_time=start,
                 end_time=None,
                 agent_id=agent_id,
                 model_name=model,
-                session_id=parse_uuid(session, "--session") if session else None,
+                session_id=session_id,
                 user_id=parse_uuid(user, "--user") if user else None,
             )
             stats = await store.get_statistics(query)
