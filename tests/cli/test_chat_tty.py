@@ -85,6 +85,9 @@ async def test_ctrl_c_and_ctrl_d_at_the_prompt_quit_cleanly(cli: Cli, fault: Fau
             child.expect_exact("you> ")
             if key == "c":  # the first Ctrl-C clears the line, the second in a row quits
                 child.send("half a thought")
+                # the echo first: a SIGINT that lands while readline is still taking the keys only acts
+                # at the next key (CPython's readline waits in select() without checking signals again)
+                child.expect_exact("half a thought")
                 child.sendintr()
                 child.expect_exact("Ctrl-C again")
                 child.expect_exact("you> ")
@@ -134,6 +137,7 @@ async def test_ctrl_c_clears_the_line_and_the_chat_goes_on(cli: Cli, fault: Faul
             sid = str(child.match.group(1))
             child.expect_exact("you> ")
             child.send("never sent")
+            child.expect_exact("never sent")  # echoed (see test_ctrl_c_and_ctrl_d_at_the_prompt_quit_cleanly)
             child.sendintr()
             child.expect_exact("you> ")
             child.sendline("sent")
