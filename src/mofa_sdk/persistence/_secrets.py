@@ -67,9 +67,10 @@ _leave_encrypted: contextvars.ContextVar[bool] = contextvars.ContextVar("mofa_le
 
 @contextlib.contextmanager
 def keys_left_encrypted() -> Iterator[None]:
-    """Inside, a key that cannot be decrypted (MOFA_SECRET_KEY unset or wrong) is read as its stored,
-    encrypted value instead of failing: for listings, which only ever show keys masked, and for
-    commands that only need a provider's id. Never use it for rows a request is built from."""
+    """Inside, an encrypted key read while MOFA_SECRET_KEY is unset is kept as its stored, encrypted value
+    instead of failing: for listings, which only ever show keys masked, and for commands that only need a
+    provider's id. A wrong MOFA_SECRET_KEY is still an error (it is worth knowing). Never use it for rows a
+    request is built from."""
     token = _leave_encrypted.set(True)
     try:
         yield
@@ -133,8 +134,6 @@ def decrypt_key(stored: str | None, secret: str | None = None, *, provider: str 
     try:
         return fernet.decrypt(token.encode()).decode()
     except InvalidToken:
-        if _leave_encrypted.get():
-            return stored
         raise ConfigError(
             f"MOFA_SECRET_KEY cannot decrypt the API key of provider {provider!r} (wrong key?)"
         ) from None
