@@ -95,6 +95,7 @@ async def test_resume_keeps_system_prompt_model_and_window(cli: Cli, fault: Faul
     assert session is not None
     assert session.metadata["settings"] == {
         "agent": None, "model": "my-model", "system_prompt": "You are a robot", "window": 1,
+        "provider": f"openai-compatible {fault.base_url}/",
     }
     [change] = session.metadata["settings_changes"]
     assert change["changed"] == {"system_prompt": {"from": "You are a pirate", "to": "You are a robot"}}
@@ -104,6 +105,24 @@ async def test_resume_keeps_system_prompt_model_and_window(cli: Cli, fault: Faul
     assert exported["system_prompt"] == "You are a robot"
     shown = await cli("sessions", "show", sid)
     assert "system  You are a robot" in shown.stdout
+
+
+async def test_a_model_is_restored_only_for_the_provider_it_came_from(cli: Cli, fault: FaultServer) -> None:
+    first = await cli("chat", "--base-url", fault.base_url, "--model", "my-model", "hi")
+    sid = session_id_in(first.stderr)
+    # resumed on the local model: the local model answers, as itself, and the switch is recorded
+    again = await cli("chat", "-s", sid, "--max-tokens", "3", "again")
+    assert again.exit_code == 0, again.output
+    store = await cli.store()
+    try:
+        session = await store.get_session(cli.tenant, uuid.UUID(sid))
+        calls = await store.query_api_calls(QueryFilter(tenant_id=cli.tenant))
+    finally:
+        await store.close()
+    assert session is not None
+    assert sorted(c.model_name for c in calls) == sorted(["my-model", LOCAL])
+    [change] = session.metadata["settings_changes"]
+    assert set(change["changed"]) == {"provider", "model"}
 
 
 # -- item 8: sessions addressed like commits -------------------------------------------------------

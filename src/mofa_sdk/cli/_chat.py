@@ -154,6 +154,7 @@ class ChatApp:
         self.user = resolve_user(opts.user)
         self.window: int | None = opts.window
         self.settings: dict[str, Any] = {}
+        self.provider_label = ""
         self.store: Store | None = None
         self.config: AgentConfig | None = None
         self.agent: LLMAgent | None = None
@@ -209,7 +210,7 @@ class ChatApp:
             provider = OpenAICompatibleProvider(
                 base_url=o.base_url,
                 api_key=os.environ.get("OPENAI_API_KEY") or None,
-                default_model=wanted.get("model") or os.environ.get("OPENAI_MODEL") or "gpt-4o-mini",
+                default_model=o.model or os.environ.get("OPENAI_MODEL") or "gpt-4o-mini",
             )
             builder = LLMAgentBuilder().with_provider(provider)
             window = None
@@ -217,7 +218,10 @@ class ChatApp:
             builder = LLMAgentBuilder.from_env()
             window = None
         local = _local_model(builder)
+        self.provider_label = _provider_label(builder)
         model = wanted.get("model")
+        if "model" not in explicit and wanted.get("provider", self.provider_label) != self.provider_label:
+            model = None  # the session's model was another provider's: this one answers with its own
         if isinstance(model, str) and model:
             if local is not None and model.lower() != local.lower():
                 if "model" in explicit:
@@ -282,6 +286,7 @@ class ChatApp:
             agent.session_id,
             {
                 "agent": self.config.agent.agent_code if self.config is not None else None,
+                "provider": self.provider_label,
                 "model": agent.model,
                 "system_prompt": agent.system_prompt,
                 "window": self.window,
@@ -527,6 +532,18 @@ def _window_text(window: int | None) -> str:
 def _stored_settings(session: Session | None) -> dict[str, Any]:
     stored = session.metadata.get("settings") if session is not None else None
     return {k: v for k, v in stored.items() if v is not None or k == "window"} if isinstance(stored, dict) else {}
+
+
+def _provider_label(builder: LLMAgentBuilder) -> str:
+    """Which provider answers, as a session's settings record it (a model name is only kept for it)."""
+    from ..llm._local import LocalProvider
+
+    provider = builder.provider
+    if isinstance(provider, LocalProvider):
+        return f"local {provider.model_path.name}"
+    base = getattr(provider, "base_url", None)
+    name = getattr(provider, "name", type(provider).__name__)
+    return f"{name} {base}" if isinstance(base, str) else str(name)
 
 
 def _local_model(builder: LLMAgentBuilder) -> str | None:
