@@ -269,3 +269,30 @@ async def test_keys_typed_while_a_reply_streams_are_not_echoed_or_sent(cli: Cli,
     status, _ = await asyncio.to_thread(talk)
     assert status == 0
     assert fault.requests[1].body["messages"][-1] == {"role": "user", "content": "next"}
+
+
+async def test_a_pasted_block_of_lines_is_one_message(cli: Cli, fault: FaultServer) -> None:
+    """A terminal wraps a paste in bracketed-paste marks (readline turns the mode on): the lines pasted
+    stay one message, sent when Enter is pressed."""
+
+    def talk() -> tuple[str, int | None]:
+        child = _spawn(cli, "--base-url", fault.base_url)
+        try:
+            child.expect(UUID_RE)
+            sid = str(child.match.group(1))
+            child.expect_exact("you> ")
+            child.send("\x1b[200~line one\nline two\n  line three\x1b[201~")
+            child.send("\r")
+            child.expect_exact("tok2")
+            child.expect_exact("you> ")
+            child.sendeof()
+            child.expect(pexpect.EOF)
+        finally:
+            child.close()
+        return sid, child.exitstatus
+
+    sid, status = await asyncio.to_thread(talk)
+    assert status == 0
+    assert len(fault.requests) == 1
+    rows = await messages_of(cli, sid)
+    assert rows[0].content == "line one\nline two\n  line three"

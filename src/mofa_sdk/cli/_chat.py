@@ -63,6 +63,7 @@ HELP = """\
 /history        the current session's transcript
 /window [N|all] show, or set, how many past rounds the model sees
 /multi          type a message of several lines; a line /end (or Ctrl-D) sends it
+                (a block pasted at the prompt is one message already)
 /help           this help
 /exit           quit (also Ctrl-D, or Ctrl-C twice at the prompt)
 Ctrl-C at the prompt clears the line; while a reply streams it stops that reply only."""
