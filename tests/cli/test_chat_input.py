@@ -222,11 +222,11 @@ def test_the_local_model_gets_a_default_reply_cap(monkeypatch: pytest.MonkeyPatc
     for var in ("OPENAI_API_KEY", "OPENAI_BASE_URL", "MOFA_MAX_TOKENS"):
         monkeypatch.delenv(var, raising=False)
     app = ChatApp(ChatOptions(*([None] * 9)), False, None)  # type: ignore[arg-type]
-    assert app._builder({}, set()).build().params.max_tokens == LOCAL_MAX_TOKENS
+    assert app._builder(None, {}, set())[0].build().params.max_tokens == LOCAL_MAX_TOKENS
     capped = ChatApp(ChatOptions(*([None] * 9), max_tokens=7), False, None)  # type: ignore[arg-type]
-    assert capped._builder({}, set()).build().params.max_tokens == 7
+    assert capped._builder(None, {}, set())[0].build().params.max_tokens == 7
     monkeypatch.setenv("MOFA_MAX_TOKENS", "33")
-    assert app._builder({}, set()).build().params.max_tokens == 33
+    assert app._builder(None, {}, set())[0].build().params.max_tokens == 33
 
 
 async def test_request_options_reach_the_server(cli: Cli, fault: FaultServer) -> None:

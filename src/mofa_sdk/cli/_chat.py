@@ -200,11 +200,14 @@ class ChatApp:
             )
         return config
 
-    def _builder(self, wanted: dict[str, Any], explicit: set[str]) -> LLMAgentBuilder:
+    def _builder(
+        self, config: AgentConfig | None, wanted: dict[str, Any], explicit: set[str]
+    ) -> tuple[LLMAgentBuilder, int | None, str]:
+        """The builder for ``wanted``, with the window and the provider's label it settled on."""
         o = self.opts
-        if self.config is not None:
-            builder = LLMAgentBuilder.from_agent_config(self.config)
-            window = self.config.agent.context_limit
+        if config is not None:
+            builder = LLMAgentBuilder.from_agent_config(config)
+            window = config.agent.context_limit
         elif o.base_url:
             from ..llm import OpenAICompatibleProvider
 
@@ -219,9 +222,9 @@ class ChatApp:
             builder = LLMAgentBuilder.from_env()
             window = None
         local = _local_model(builder)
-        self.provider_label = _provider_label(builder)
+        label = _provider_label(builder)
         model = wanted.get("model")
-        if "model" not in explicit and wanted.get("provider", self.provider_label) != self.provider_label:
+        if "model" not in explicit and wanted.get("provider", label) != label:
             model = None  # the session's model was another provider's: this one answers with its own
         if isinstance(model, str) and model:
             if local is not None and model.lower() != local.lower():
@@ -238,31 +241,31 @@ class ChatApp:
             builder.with_system_prompt(wanted["system_prompt"])
         if "window" in wanted:
             window = wanted["window"]
-        self.window = window
         builder.with_sliding_window(window)
         if o.max_tokens is not None:
             builder.with_max_tokens(o.max_tokens)
         elif (
             local is not None
-            and not (self.config and self.config.agent.max_completion_tokens)
+            and not (config and config.agent.max_completion_tokens)
             and not os.environ.get("MOFA_MAX_TOKENS")
         ):
             builder.with_max_tokens(LOCAL_MAX_TOKENS)
         if o.temperature is not None:
             builder.with_temperature(o.temperature)
         if self.extra:
-            base = dict(self.config.agent.custom_params or {}) if self.config is not None else {}
+            base = dict(config.agent.custom_params or {}) if config is not None else {}
             builder.with_custom_params({**base, **self.extra})
-        return builder.with_user(self.user).with_tenant(self.tenant)
+        return builder.with_user(self.user).with_tenant(self.tenant), window, label
 
     async def _open(self, session_id: uuid.UUID | None, wanted: dict[str, Any], explicit: set[str]) -> None:
         """Build the agent for ``session_id`` (None: a new session) with the ``wanted`` settings, and
         record them on the session. Replaces the current agent, whose unsaved replies it takes over."""
         assert self.store is not None
         code = wanted.get("agent")
-        self.config = await self._config(code) if isinstance(code, str) and code else None
-        builder = self._builder(wanted, explicit)  # chooses the provider before any session row is written
-        agent_id = self.config.agent.id if self.config is not None else None
+        config = await self._config(code) if isinstance(code, str) and code else None
+        # chooses the provider before any session row is written
+        builder, window, label = self._builder(config, wanted, explicit)
+        agent_id = config.agent.id if config is not None else None
         plugin = PersistencePlugin(
             "mofa-cli",
             self.store,
@@ -273,6 +276,7 @@ class ChatApp:
             flush_timeout=self.flush_timeout,
         )
         agent = await builder.with_persistence_plugin(plugin).build_async()
+        self.config, self.window, self.provider_label = config, window, label  # the agent stands: adopt them
         if session_id is None:
             self.created.add(agent.session_id)
         old, self.agent = self.agent, agent
