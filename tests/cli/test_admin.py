@@ -159,8 +159,11 @@ async def test_agent_mistakes(cli: Cli) -> None:
 
 async def _status_then_migrate(cli: Cli, url: str) -> None:
     status = await cli("db", "status", "--db", url)
-    assert status.exit_code == 0, status.output
-    assert "0001_init" in status.stdout and "pending" in status.stdout
+    if url.startswith("sqlite"):  # a reading command does not create the file
+        assert "no such database" in one_error_line(status)
+    else:
+        assert status.exit_code == 0, status.output
+        assert "0001_init" in status.stdout and "pending" in status.stdout
     migrated = await cli("db", "migrate", "--db", url)
     assert migrated.exit_code == 0, migrated.output
     assert "0001_init" in migrated.stdout

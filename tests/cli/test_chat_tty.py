@@ -83,7 +83,14 @@ async def test_ctrl_c_and_ctrl_d_at_the_prompt_quit_cleanly(cli: Cli, fault: Fau
             child.sendline("hi")
             child.expect_exact("tok2")
             child.expect_exact("you> ")
-            if key == "c":
+            if key == "c":  # the first Ctrl-C clears the line, the second in a row quits
+                child.send("half a thought")
+                # the echo first: a SIGINT that lands while readline is still taking the keys only acts
+                # at the next key (CPython's readline waits in select() without checking signals again)
+                child.expect_exact("half a thought")
+                child.sendintr()
+                child.expect_exact("Ctrl-C again")
+                child.expect_exact("you> ")
                 child.sendintr()
             else:
                 child.sendeof()
@@ -118,3 +125,174 @@ async def test_resume_in_a_terminal_shows_the_session_id(cli: Cli, fault: FaultS
         return child.exitstatus
 
     assert await asyncio.to_thread(resume) == 0
+
+
+async def test_ctrl_c_clears_the_line_and_the_chat_goes_on(cli: Cli, fault: FaultServer) -> None:
+    fault.push(Reply(chunks=["fine"]))
+
+    def talk() -> tuple[str, int | None]:
+        child = _spawn(cli, "--base-url", fault.base_url)
+        try:
+            child.expect(UUID_RE)
+            sid = str(child.match.group(1))
+            child.expect_exact("you> ")
+            child.send("never sent")
+            child.expect_exact("never sent")  # echoed (see test_ctrl_c_and_ctrl_d_at_the_prompt_quit_cleanly)
+            child.sendintr()
+            child.expect_exact("you> ")
+            child.sendline("sent")
+            child.expect_exact("fine")
+            child.expect_exact("you> ")
+            child.sendeof()
+            child.expect(pexpect.EOF)
+        finally:
+            child.close()
+        return sid, child.exitstatus
+
+    sid, status = await asyncio.to_thread(talk)
+    assert status == 0
+    assert [m.content for m in await messages_of(cli, sid)] == ["sent", "fine"]
+    assert fault.requests[0].body["messages"] == [{"role": "user", "content": "sent"}]
+
+
+async def test_multi_line_message_and_window_shown(cli: Cli, fault: FaultServer) -> None:
+    def talk() -> tuple[str, int | None, str]:
+        child = _spawn(cli, "--base-url", fault.base_url, "--window", "3")
+        try:
+            child.expect(UUID_RE)
+            sid = str(child.match.group(1))
+            child.expect_exact("you> ")
+            child.sendline("/window")
+            child.expect_exact("window: 3 rounds")
+            child.expect_exact("you> ")
+            child.sendline("/multi")
+            child.expect_exact("...> ")
+            child.sendline("first line")
+            child.expect_exact("...> ")
+            child.sendline("  second, indented")
+            child.expect_exact("...> ")
+            child.sendline("/end")
+            child.expect_exact("tok2")
+            child.expect_exact("you> ")
+            child.sendline("/exit")
+            child.expect(pexpect.EOF)
+            out = str(child.before)
+        finally:
+            child.close()
+        return sid, child.exitstatus, out
+
+    sid, status, _ = await asyncio.to_thread(talk)
+    assert status == 0
+    rows = await messages_of(cli, sid)
+    assert rows[0].content == "first line\n  second, indented"
+    assert len(fault.requests) == 1
+
+
+async def test_new_leaves_no_empty_session(cli: Cli, fault: FaultServer) -> None:
+    def talk() -> int | None:
+        child = _spawn(cli, "--base-url", fault.base_url)
+        try:
+            child.expect_exact("you> ")
+            child.sendline("/new")  # the first session has no message: it goes
+            child.expect_exact("new session")
+            child.expect_exact("you> ")
+            child.sendline("hello")
+            child.expect_exact("tok2")
+            child.expect_exact("you> ")
+            child.sendline("/new")  # the second is kept; the third, empty at exit, goes too
+            child.expect_exact("you> ")
+            child.sendline("/exit")
+            child.expect(pexpect.EOF)
+        finally:
+            child.close()
+        return child.exitstatus
+
+    assert await asyncio.to_thread(talk) == 0
+    store = await cli.store()
+    try:
+        sessions = await store.get_user_sessions(cli.tenant, cli.user)
+        assert len(sessions) == 1
+        assert await store.count_session_messages(cli.tenant, sessions[0].id) == 2
+    finally:
+        await store.close()
+
+
+async def test_ctrl_c_during_start_up_is_one_line(cli: Cli) -> None:
+    """Ctrl-C while the chat connects to a database that does not answer: one line, status 130."""
+    import socket
+
+    with socket.socket() as listener:  # accepts the connection, never says a word
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        port = listener.getsockname()[1]
+
+        def talk() -> tuple[int | None, str]:
+            child = _spawn(cli, "--db", f"postgresql://postgres@127.0.0.1:{port}/none")
+            try:
+                conn, _ = listener.accept()  # the chat is starting up now
+                with conn:
+                    child.sendintr()
+                    child.expect(pexpect.EOF)
+                out = str(child.before)
+            finally:
+                child.close()
+            return child.exitstatus, out
+
+        status, out = await asyncio.to_thread(talk)
+    assert status == 130
+    assert "Traceback" not in out
+    assert [line.replace("^C", "") for line in out.splitlines() if line.strip()] == ["interrupted"]
+
+
+async def test_keys_typed_while_a_reply_streams_are_not_echoed_or_sent(cli: Cli, fault: FaultServer) -> None:
+    fault.push(Reply(chunks=20, chunk_delay=0.05), Reply(chunks=["ok"]))
+
+    def talk() -> tuple[int | None, str]:
+        child = _spawn(cli, "--base-url", fault.base_url)
+        try:
+            child.expect_exact("you> ")
+            child.sendline("go")
+            child.expect_exact("tok2 ")
+            child.send("zzqq")  # typed while the reply streams
+            child.expect_exact("tok19")
+            child.expect_exact("you> ")
+            child.sendline("next")
+            child.expect_exact("ok")
+            child.expect_exact("you> ")
+            child.sendline("/exit")
+            child.expect(pexpect.EOF)
+            out = str(child.before)
+        finally:
+            child.close()
+        return child.exitstatus, out
+
+    status, _ = await asyncio.to_thread(talk)
+    assert status == 0
+    assert fault.requests[1].body["messages"][-1] == {"role": "user", "content": "next"}
+
+
+async def test_a_pasted_block_of_lines_is_one_message(cli: Cli, fault: FaultServer) -> None:
+    """A terminal wraps a paste in bracketed-paste marks (readline turns the mode on): the lines pasted
+    stay one message, sent when Enter is pressed."""
+
+    def talk() -> tuple[str, int | None]:
+        child = _spawn(cli, "--base-url", fault.base_url)
+        try:
+            child.expect(UUID_RE)
+            sid = str(child.match.group(1))
+            child.expect_exact("you> ")
+            child.send("\x1b[200~line one\nline two\n  line three\x1b[201~")
+            child.send("\r")
+            child.expect_exact("tok2")
+            child.expect_exact("you> ")
+            child.sendeof()
+            child.expect(pexpect.EOF)
+        finally:
+            child.close()
+        return sid, child.exitstatus
+
+    sid, status = await asyncio.to_thread(talk)
+    assert status == 0
+    assert len(fault.requests) == 1
+    rows = await messages_of(cli, sid)
+    assert rows[0].content == "line one\nline two\n  line three"

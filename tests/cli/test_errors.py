@@ -28,6 +28,7 @@ async def test_bad_database_url(cli: Cli, url: str) -> None:
 
 
 async def test_unknown_session(cli: Cli, fault: FaultServer) -> None:
+    assert (await cli("db", "init")).exit_code == 0
     ghost = str(uuid.uuid4())
     for args in (
         ["sessions", "show", ghost],
@@ -69,8 +70,10 @@ async def test_no_provider_configured(cli: Cli, monkeypatch: pytest.MonkeyPatch)
     ],
 )
 async def test_invalid_uuid(cli: Cli, args: list[str]) -> None:
+    assert (await cli("db", "init")).exit_code == 0
     line = one_error_line(await cli(*args, input="hi\n"))
-    assert ("must be a UUID" in line and "nope" in line) or "not-a-uuid" in line or "12345" in line
+    assert ("must be a UUID" in line and "nope" in line) or "not-a-uuid" in line or "12345" in line \
+        or "'nope' is not a session id" in line
 
 
 async def test_invalid_uuid_in_environment(cli: Cli) -> None:
@@ -79,6 +82,7 @@ async def test_invalid_uuid_in_environment(cli: Cli) -> None:
 
 
 async def test_verbose_shows_the_traceback(cli: Cli) -> None:
+    assert (await cli("db", "init")).exit_code == 0
     result = await cli("--verbose", "sessions", "show", "nope")
     assert result.exit_code == 1
     assert "Traceback" in result.stderr and "ConfigError" in result.stderr

@@ -51,14 +51,15 @@ async def test_list_shows_derived_title_and_counts(cli: Cli) -> None:
     result = await cli("sessions", "list")
     assert result.exit_code == 0, result.output
     lines = result.stdout.splitlines()
-    row = next(line for line in lines if str(sid) in line)
+    # lists show the short id: the random end of the uuid7, not its time-ordered start
+    row = next(line for line in lines if line.startswith(str(sid)[-8:] + " "))
     assert (
         "What is [bold]markup[/bold]? Second line" in row
     )  # from the first user message, markup kept as text
     assert " 6 " in row
-    assert "Named one" in next(line for line in lines if str(named) in line)
+    assert "Named one" in next(line for line in lines if line.startswith(str(named)[-8:]))
     # most recently active first
-    assert result.stdout.index(str(named)) < result.stdout.index(str(sid))
+    assert result.stdout.index(str(named)[-8:]) < result.stdout.index(str(sid)[-8:])
     as_json = json.loads((await cli("sessions", "list", "--json")).stdout)
     assert [r["id"] for r in as_json] == [str(named), str(sid)]
     assert as_json[1]["messages"] == 6 and as_json[1]["title"] is None

@@ -12,7 +12,7 @@ from tests.cli.helpers import Cli
 from tests.llm.fault_server import FaultServer
 
 
-async def _calls(cli: Cli) -> None:
+async def _calls(cli: Cli, *, cancelled: bool = False) -> None:
     store = await cli.store()
     try:
         s = await store.create_session(Session(tenant_id=cli.tenant, user_id=cli.user))
@@ -24,6 +24,8 @@ async def _calls(cli: Cli) -> None:
             ("model-b", "success", 400, 40, now - timedelta(days=2)),
             ("model-b", "rate_limited", 50, None, now - timedelta(days=40)),  # outside 7d
         ]
+        if cancelled:
+            rows.append(("model-a", "cancelled", 150, 15, now - timedelta(minutes=5)))
         for model, status, latency, ttft, when in rows:
             await store.save_api_call(
                 LLMApiCall(
@@ -49,7 +51,7 @@ async def test_usage_by_model_over_a_week(cli: Cli) -> None:
     result = await cli("usage", "--by", "model")
     assert result.exit_code == 0, result.output
     out = result.stdout
-    assert "4 (3 ok, 1 not)" in out
+    assert "4 (3 ok, 1 failed, 0 cancelled)" in out
     assert "timeout 1" in out and "rate_limited" not in out
     assert "60 (40 prompt + 20 completion)" in out
     assert "p50 250 ms · p95 385 ms" in out  # latency 100/200/300/400, interpolated as percentile_cont
@@ -62,11 +64,11 @@ async def test_usage_by_model_over_a_week(cli: Cli) -> None:
 async def test_usage_all_time_and_filters(cli: Cli) -> None:
     await _calls(cli)
     out = (await cli("usage", "--since", "all", "--no-chart")).stdout
-    assert "5 (3 ok, 2 not)" in out and "rate_limited 1" in out and "calls per" not in out
+    assert "5 (3 ok, 2 failed, 0 cancelled)" in out and "rate_limited 1" in out and "calls per" not in out
     out = (await cli("usage", "--since", "all", "--model", "model-b")).stdout
-    assert "2 (1 ok, 1 not)" in out
+    assert "2 (1 ok, 1 failed, 0 cancelled)" in out
     out = (await cli("usage", "--since", "3h")).stdout
-    assert "2 (2 ok, 0 not)" in out and "calls per hour" in out
+    assert "2 (2 ok, 0 failed, 0 cancelled)" in out and "calls per hour" in out
     out = (await cli("usage", "--user", str(uuid.uuid4()))).stdout
     assert "no LLM calls recorded" in out
 
@@ -75,15 +77,33 @@ async def test_usage_after_a_chat_by_agent(cli: Cli, fault: FaultServer) -> None
     t = str(cli.tenant)
     assert (await cli("providers", "add", "srv", "--api-base", fault.base_url, "--tenant", t)).exit_code == 0
     assert (await cli("agents", "add", "bot", "--provider", "srv", "--model", "m1")).exit_code == 0
-    chat = await cli("chat", "--agent", "bot", input="one\ntwo\n")
+    chat = await cli("chat", "--agent", "bot", "--lines", input="one\ntwo\n")
     assert chat.exit_code == 0, chat.output
     result = await cli("usage", "--agent", "bot")
     assert result.exit_code == 0, result.output
-    assert "2 (2 ok, 0 not)" in result.stdout
+    assert "2 (2 ok, 0 failed, 0 cancelled)" in result.stdout
     bot_row = next(line for line in result.stdout.splitlines() if line.strip().startswith("bot"))
     assert [c for c in bot_row.split() if c != "│"][1] == "2"
     # the fault server reports 11 prompt + 3 completion tokens per call
     assert "28 (22 prompt + 6 completion)" in result.stdout
+
+
+async def test_usage_counts_cancellations_apart_from_errors(cli: Cli) -> None:
+    await _calls(cli, cancelled=True)
+    out = (await cli("usage", "--by", "model")).stdout
+    assert "5 (3 ok, 1 failed, 1 cancelled)" in out
+    assert "cancelled" not in out.split("errors by status", 1)[1].splitlines()[0]
+    a_row = next(line for line in out.splitlines() if line.strip().startswith("model-a"))
+    assert [c for c in a_row.split() if c != "│"][1:4] == ["4", "1", "1"]  # calls, errors, cancelled
+
+
+async def test_usage_of_one_session_by_its_short_id(cli: Cli, fault: FaultServer) -> None:
+    from tests.cli.helpers import session_id_in
+
+    sid = session_id_in((await cli("chat", "--base-url", fault.base_url, "one")).stderr)
+    assert (await cli("chat", "--base-url", fault.base_url, "other")).exit_code == 0
+    out = (await cli("usage", "--session", sid[-8:], "--no-chart")).stdout
+    assert "1 (1 ok, 0 failed, 0 cancelled)" in out
 
 
 def test_parse_since_and_percentile() -> None:

@@ -291,6 +291,7 @@ def cli_url(request: pytest.FixtureRequest, tmp_path: Any) -> str:
 async def test_cli_lookups_with_undecodable_bytes_print_one_line(cli_url: str) -> None:
     """What $'\\xff' on the command line becomes ('\\udcff'): one error line, no UnicodeEncodeError traceback."""
     cli = cli_for(cli_url)
+    assert (await cli("db", "init")).exit_code == 0  # reading commands do not create the database
     for args in (["agents", "show", "\udcff"], ["agents", "disable", "x\udcff"], ["providers", "disable", "\udcff"],
                  ["usage", "--agent", "\udcff"], ["usage", "--model", "m\udcff"]):
         line = one_error_line(await cli(*args))

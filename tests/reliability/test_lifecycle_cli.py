@@ -36,7 +36,7 @@ async def test_chat_goes_on_after_its_session_is_deleted_mid_reply(db_url: str, 
     cli = Cli(db_url, uuid.uuid4(), uuid.uuid4())
     fault.push(Reply(chunks=40, chunk_delay=0.02), Reply(chunks=["on", " a new session"]))
     chat = asyncio.create_task(
-        cli("chat", "--base-url", fault.base_url, input="first\nsecond\n/new\nthird\n")
+        cli("chat", "--base-url", fault.base_url, "--lines", input="first\nsecond\n/new\nthird\n")
     )
     await until(lambda: fault.requests and fault.requests[0].chunks_written >= 3, "the first reply")
     store = await cli.store()
@@ -74,7 +74,7 @@ async def _chat_through_an_outage(
     env.update({k: v for k, v in cli.env.items() if v is not None})
     env["MOFA_FLUSH_TIMEOUT"] = str(flush_timeout)
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "mofa_sdk.cli", "chat", "--base-url", fault.base_url,
+        sys.executable, "-m", "mofa_sdk.cli", "chat", "--base-url", fault.base_url, "--lines",
         stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, env=env,
     )
     assert proc.stdin is not None and proc.stdout is not None and proc.stderr is not None

@@ -225,7 +225,7 @@ async def test_mofa_chat_prints_a_repaired_reply_and_goes_on(db_url: str, server
     first = Reply(chunks=["broken", " text"], surrogates="lone")
     server.push(first, Reply(chunks=["second", " reply"]))
     tenant = uuid.uuid4()
-    code, out, err = await mofa_chat(db_url, tenant, "--base-url", server.base_url, stdin=b"one\ntwo\n")
+    code, out, err = await mofa_chat(db_url, tenant, "--base-url", server.base_url, "--lines", stdin=b"one\ntwo\n")
     assert "Traceback" not in err and "UnicodeEncodeError" not in err, err
     assert code == 0, err
     assert out == f"{first.expected_text()}\nsecond reply\n"

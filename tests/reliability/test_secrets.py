@@ -89,7 +89,7 @@ async def test_the_key_never_leaks(
     # a server that echoes the key back in its error, then one that answers
     fault.push(Reply(status=401, error_body={"error": {"message": f"Incorrect API key provided: {KEY}"}}),
                Reply(chunks=["hello"]))
-    out = await run("chat", "--agent", "chat", input="first\nsecond\n", code=1)
+    out = await run("chat", "--agent", "chat", "--lines", input="first\nsecond\n", code=1)
     assert "hello" in out
     assert fault.requests[0].headers["authorization"] == f"Bearer {KEY}"  # the key was really used
 
@@ -346,7 +346,7 @@ async def test_api_base_credentials_never_show_in_the_cli(db_url: str, fault: Fa
     echo = f"bad credentials for {creds_base(fault)} and {PW} {QK} {KEY}"
     fault.push(Reply(status=401, error_body={"error": {"message": echo}}),
                Reply(status=500, error_body={"error": {"message": echo}}))
-    out = await run("chat", "--agent", "chat", input="first\nsecond\n", code=1)
+    out = await run("chat", "--agent", "chat", "--lines", input="first\nsecond\n", code=1)
     assert "authentication failed (401)" in out and "server error (500)" in out
     store = await connect_store(db_url)
     try:

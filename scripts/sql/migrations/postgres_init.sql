@@ -234,6 +234,22 @@ $mofa_sql$;
 END
 $mofa_do$;
 
+-- ---- migration 0005_message_search -----------------------------------------------------------------------
+DO $mofa_do$
+BEGIN
+  IF NOT EXISTS (SELECT 1 FROM mofa_migrations WHERE name = '0005_message_search') THEN
+    EXECUTE $mofa_sql$
+-- 0005: full-text search over message content (`Store.search_messages`, `mofa sessions search`).
+-- The 'simple' configuration: words as written (lower-cased), no stemming, so every language is searched
+-- alike and the stores agree. Queries add the tenant and user conditions.
+CREATE INDEX IF NOT EXISTS entity_message_content_fts_idx
+    ON entity_message USING gin (to_tsvector('simple'::regconfig, content));
+$mofa_sql$;
+    INSERT INTO mofa_migrations (name) VALUES ('0005_message_search') ON CONFLICT DO NOTHING;
+  END IF;
+END
+$mofa_do$;
+
 -- ---- migration 0006_json_as_written ----------------------------------------------------------------------
 DO $mofa_do$
 BEGIN

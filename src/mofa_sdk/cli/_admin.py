@@ -13,13 +13,16 @@ from rich.text import Text
 
 from .._redact import mask_key, redact_url
 from ..entities import Agent, Provider
-from ..errors import ConfigError, NotFoundError, PersistenceError
+from ..errors import ConfigError, ConflictError, NotFoundError, PersistenceError
 from ..ids import parse_uuid, utc_now
 from ..persistence import Store
+from ..persistence._secrets import is_encrypted, keys_left_encrypted
 from ._common import (
     DbOpt,
     TenantOpt,
     console,
+    database_url,
+    flag,
     open_store,
     resolve_tenant,
     run,
@@ -51,6 +54,12 @@ def _base(api_base: str | None, ptype: str) -> str:
 
 def _secret(provider: Provider) -> str | None:
     return provider.api_key.get_secret_value() if provider.api_key is not None else None
+
+
+def _masked(provider: Provider) -> str:
+    """The key as lists show it; one read without MOFA_SECRET_KEY (keys_left_encrypted) says so."""
+    key = _secret(provider)
+    return "encrypted" if is_encrypted(key) else mask_key(key)
 
 
 async def _provider(store: Store, tenant: uuid.UUID, name: str) -> Provider:
@@ -105,8 +114,8 @@ def providers_add(
             "--api-key-env", help="Read the API key from this environment variable.", show_default=False
         ),
     ] = None,
-    prompt_key: Annotated[bool, typer.Option("--prompt-key", help="Ask for the API key (hidden).")] = False,
-    disabled: Annotated[bool, typer.Option("--disabled", help="Add it disabled.")] = False,
+    prompt_key: Annotated[bool, flag("--prompt-key", help="Ask for the API key (hidden).")] = False,
+    disabled: Annotated[bool, flag("--disabled", help="Add it disabled.")] = False,
     db: DbOpt = None,
     tenant: TenantOpt = None,
 ) -> None:
@@ -114,12 +123,7 @@ def providers_add(
 
     async def go() -> None:
         tid = resolve_tenant(tenant)
-        if (
-            ptype in _OPENAI_LIKE
-            and api_base is not None
-            and not api_base.startswith(("http://", "https://"))
-        ):
-            raise ConfigError(f"--api-base must be an http:// or https:// URL, got {redact_url(api_base)!r}")
+        _check_api_base(ptype, api_base)
         key = _read_key(api_key_env, prompt_key)
         row = Provider(
             tenant_id=tid,
@@ -143,8 +147,9 @@ def providers_list(db: DbOpt = None, tenant: TenantOpt = None) -> None:
 
     async def go() -> None:
         tid = resolve_tenant(tenant)
-        async with open_store(db) as store:
-            rows = await store.list_providers(tid)
+        async with open_store(db, read_only=True) as store:
+            with keys_left_encrypted():  # shown masked: no need for MOFA_SECRET_KEY
+                rows = await store.list_providers(tid)
         if not rows:
             console.print(f"no providers in tenant {tid}: add one with `mofa providers add`", style="dim")
             return
@@ -156,7 +161,7 @@ def providers_list(db: DbOpt = None, tenant: TenantOpt = None) -> None:
                 p.provider_name,
                 p.provider_type,
                 _base(p.api_base, p.provider_type),
-                mask_key(_secret(p)),
+                _masked(p),
                 _yes_no(p.enabled),
                 str(p.id),
             )
@@ -188,6 +193,90 @@ def providers_disable(name: str, db: DbOpt = None, tenant: TenantOpt = None) -> 
     _set_provider(name, False, db, tenant)
 
 
+def _check_api_base(ptype: str, api_base: str | None) -> None:
+    if ptype in _OPENAI_LIKE and api_base is not None and not api_base.startswith(("http://", "https://")):
+        raise ConfigError(f"--api-base must be an http:// or https:// URL, got {redact_url(api_base)!r}")
+
+
+@providers_app.command("edit")
+def providers_edit(
+    name: Annotated[str, typer.Argument(help="The provider's name.", show_default=False)],
+    new_name: Annotated[str | None, typer.Option("--name", help="Rename it.", show_default=False)] = None,
+    ptype: Annotated[
+        str | None, typer.Option("--type", help="openai, compatible, azure, ollama or local.", show_default=False)
+    ] = None,
+    api_base: Annotated[
+        str | None, typer.Option("--api-base", help="Base URL (local: the GGUF path).", show_default=False)
+    ] = None,
+    api_key_env: Annotated[
+        str | None,
+        typer.Option("--api-key-env", help="Replace the key with this variable's value.", show_default=False),
+    ] = None,
+    prompt_key: Annotated[bool, flag("--prompt-key", help="Replace the key (asked, hidden).")] = False,
+    clear_key: Annotated[bool, flag("--clear-key", help="Remove the stored key.")] = False,
+    db: DbOpt = None,
+    tenant: TenantOpt = None,
+) -> None:
+    """Change a provider's name, type, base URL or key; what is not given stays as it is."""
+
+    async def go() -> None:
+        tid = resolve_tenant(tenant)
+        if clear_key and (api_key_env or prompt_key):
+            raise ConfigError("give either --clear-key or a new key, not both")
+        key = _read_key(api_key_env, prompt_key)
+        async with open_store(db) as store:
+            # a key that is kept is written again, so it must be readable (MOFA_SECRET_KEY for an encrypted one)
+            if key is not None or clear_key:
+                with keys_left_encrypted():
+                    row = await _provider(store, tid, name)
+            else:
+                row = await _provider(store, tid, name)
+            update: dict[str, object] = {"update_time": utc_now()}
+            if new_name is not None:
+                update["provider_name"] = new_name
+            if ptype is not None:
+                update["provider_type"] = ptype
+            if api_base is not None:
+                update["api_base"] = api_base or None
+            if key is not None:
+                update["api_key"] = SecretStr(key)
+            elif clear_key:
+                update["api_key"] = None
+            if len(update) == 1:
+                raise ConfigError("nothing to change: give --name, --type, --api-base or a key option")
+            changed = Provider.model_validate({**row.model_dump(), **update})
+            _check_api_base(changed.provider_type, changed.api_base)
+            await store.update_provider(changed)
+        console.print(f"updated provider {changed.provider_name}: {', '.join(k for k in update if k != 'update_time')}")
+
+    run(go())
+
+
+@providers_app.command("remove")
+def providers_remove(
+    name: Annotated[str, typer.Argument(help="The provider's name.", show_default=False)],
+    db: DbOpt = None,
+    tenant: TenantOpt = None,
+) -> None:
+    """Delete a provider no agent uses."""
+
+    async def go() -> None:
+        tid = resolve_tenant(tenant)
+        async with open_store(db) as store:
+            with keys_left_encrypted():  # only its id is needed
+                row = await _provider(store, tid, name)
+            users = [a.agent_code for a in await store.list_agents(tid) if a.provider_id == row.id]
+            if users:
+                raise ConflictError(
+                    f"provider {name!r} is used by agent{'s' if len(users) > 1 else ''} {', '.join(users)}: "
+                    "remove them or move them to another provider (`mofa agents edit CODE --provider P`) first"
+                )
+            await store.delete_provider(tid, row.id)
+        console.print(f"removed provider {name}")
+
+    run(go())
+
+
 # -- agents -----------------------------------------------------------------------------------------
 @agents_app.command("add")
 def agents_add(
@@ -208,7 +297,7 @@ def agents_add(
         int | None, typer.Option("--max-tokens", min=1, help="Max completion tokens.")
     ] = None,
     order: Annotated[int, typer.Option("--order", help="Sort order in lists.")] = 0,
-    disabled: Annotated[bool, typer.Option("--disabled", help="Add it disabled.")] = False,
+    disabled: Annotated[bool, flag("--disabled", help="Add it disabled.")] = False,
     db: DbOpt = None,
     tenant: TenantOpt = None,
 ) -> None:
@@ -217,7 +306,10 @@ def agents_add(
     async def go() -> None:
         tid = resolve_tenant(tenant)
         async with open_store(db) as store:
-            prov = await _provider(store, tid, provider)
+            if await store.get_agent_by_code_and_tenant(tid, code) is not None:
+                raise ConflictError(f"an agent with code {code!r} already exists in tenant {tid}")
+            with keys_left_encrypted():  # only the provider's id is needed here, not its key
+                prov = await _provider(store, tid, provider)
             row = Agent(
                 tenant_id=tid,
                 agent_code=code,
@@ -243,9 +335,10 @@ def agents_list(db: DbOpt = None, tenant: TenantOpt = None) -> None:
 
     async def go() -> None:
         tid = resolve_tenant(tenant)
-        async with open_store(db) as store:
+        async with open_store(db, read_only=True) as store:
             agents = await store.list_agents(tid)
-            providers = {p.id: p.provider_name for p in await store.list_providers(tid)}
+            with keys_left_encrypted():
+                providers = {p.id: p.provider_name for p in await store.list_providers(tid)}
         if not agents:
             console.print(f"no agents in tenant {tid}: add one with `mofa agents add`", style="dim")
             return
@@ -272,9 +365,10 @@ def agents_show(code: str, db: DbOpt = None, tenant: TenantOpt = None) -> None:
 
     async def go() -> None:
         tid = resolve_tenant(tenant)
-        async with open_store(db) as store:
+        async with open_store(db, read_only=True) as store:
             a = await _agent(store, tid, code)
-            p = await store.get_provider(tid, a.provider_id)
+            with keys_left_encrypted():
+                p = await store.get_provider(tid, a.provider_id)
         table = Table(show_header=False, show_edge=False, pad_edge=False)
         table.add_column(style="bold", no_wrap=True)
         table.add_column()
@@ -287,7 +381,7 @@ def agents_show(code: str, db: DbOpt = None, tenant: TenantOpt = None) -> None:
             (
                 "provider",
                 f"{p.provider_name} ({p.provider_type}, {_base(p.api_base, p.provider_type)}, "
-                f"key {mask_key(_secret(p))})"
+                f"key {_masked(p)})"
                 + ("" if p.enabled else " [disabled]")
                 if p is not None
                 else f"missing ({a.provider_id})",
@@ -301,6 +395,74 @@ def agents_show(code: str, db: DbOpt = None, tenant: TenantOpt = None) -> None:
         for k, v in rows:
             table.add_row(k, v)
         console.print(table)
+
+    run(go())
+
+
+@agents_app.command("edit")
+def agents_edit(
+    code: Annotated[str, typer.Argument(help="The agent's code.", show_default=False)],
+    provider: Annotated[str | None, typer.Option("--provider", help="Another provider (its name).",
+                                                 show_default=False)] = None,
+    model: Annotated[str | None, typer.Option("--model", help="Model name.", show_default=False)] = None,
+    name: Annotated[str | None, typer.Option("--name", help="Display name.", show_default=False)] = None,
+    window: Annotated[
+        int | None, typer.Option("--window", min=0, help="Past rounds the model sees.", show_default=False)
+    ] = None,
+    all_rounds: Annotated[bool, flag("--all-rounds", help="Send every past round (no window).")] = False,
+    system: Annotated[str | None, typer.Option("--system", help="System prompt.", show_default=False)] = None,
+    temperature: Annotated[
+        float | None, typer.Option("--temperature", min=0, max=2, show_default=False)
+    ] = None,
+    max_tokens: Annotated[
+        int | None, typer.Option("--max-tokens", min=1, help="Max completion tokens.", show_default=False)
+    ] = None,
+    order: Annotated[int | None, typer.Option("--order", help="Sort order in lists.", show_default=False)] = None,
+    db: DbOpt = None,
+    tenant: TenantOpt = None,
+) -> None:
+    """Change an agent's settings; what is not given stays as it is."""
+
+    async def go() -> None:
+        tid = resolve_tenant(tenant)
+        if window is not None and all_rounds:
+            raise ConfigError("give either --window or --all-rounds, not both")
+        async with open_store(db) as store:
+            row = await _agent(store, tid, code)
+            update: dict[str, object] = {}
+            if provider is not None:
+                with keys_left_encrypted():  # only its id is needed
+                    update["provider_id"] = (await _provider(store, tid, provider)).id
+            for key, value in (("model_name", model), ("agent_name", name), ("system_prompt", system),
+                               ("temperature", temperature), ("max_completion_tokens", max_tokens),
+                               ("agent_order", order), ("context_limit", window)):
+                if value is not None:
+                    update[key] = value
+            if all_rounds:
+                update["context_limit"] = None
+            if not update:
+                raise ConfigError("nothing to change: give at least one option (see `mofa agents edit -h`)")
+            changed = Agent.model_validate({**row.model_dump(), **update, "update_time": utc_now()})
+            await store.update_agent(changed)
+        console.print(f"updated agent {code}: {', '.join(update)}")
+
+    run(go())
+
+
+@agents_app.command("remove")
+def agents_remove(
+    code: Annotated[str, typer.Argument(help="The agent's code.", show_default=False)],
+    db: DbOpt = None,
+    tenant: TenantOpt = None,
+) -> None:
+    """Delete an agent. Its sessions and call records stay (they keep its id)."""
+
+    async def go() -> None:
+        tid = resolve_tenant(tenant)
+        async with open_store(db) as store:
+            row = await _agent(store, tid, code)
+            await store.delete_agent(tid, row.id)
+        console.print(f"removed agent {code}")
 
     run(go())
 
@@ -332,12 +494,7 @@ def agents_disable(code: str, db: DbOpt = None, tenant: TenantOpt = None) -> Non
 
 # -- db ---------------------------------------------------------------------------------------------
 def _describe(db: str | None, store: Store) -> str:
-    url = db or os.environ.get("DATABASE_URL")
-    if not url:
-        from ..persistence import default_database_url
-
-        url = default_database_url()
-    return f"{redact_url(url)} ({store.dialect})"
+    return f"{redact_url(database_url(db))} ({store.dialect})"
 
 
 async def _print_status(store: Store) -> None:
@@ -400,7 +557,7 @@ def db_status(db: DbOpt = None) -> None:
     """Which migrations are applied, and which are pending."""
 
     async def go() -> None:
-        async with open_store(db, migrate=False) as store:
+        async with open_store(db, read_only=True, pending_ok=True) as store:
             console.print(f"database {_describe(db, store)}")
             await _print_status(store)
             if all(applied for _, applied in await store.migration_status()):

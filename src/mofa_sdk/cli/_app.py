@@ -9,8 +9,9 @@ import typer
 from .. import __version__
 from ._admin import agents_app, db_app, providers_app
 from ._chat import chat
-from ._common import configure_logging, log_summary, state
+from ._common import configure_logging, flag, log_summary, state
 from ._keys import keys_app
+from ._models import models
 from ._serve import serve
 from ._sessions import sessions_app
 from ._usage import usage
@@ -38,10 +39,10 @@ def _version(value: bool) -> None:
 def _root(
     ctx: typer.Context,
     verbose: Annotated[
-        bool, typer.Option("--verbose", "-v", help="Show the full traceback of errors.")
+        bool, flag("--verbose", "-v", help="Show the full traceback of errors.")
     ] = False,
     version: Annotated[
-        bool, typer.Option("--version", callback=_version, is_eager=True, help="Show the version and exit.")
+        bool, flag("--version", callback=_version, is_eager=True, help="Show the version and exit.")
     ] = False,
 ) -> None:
     """mofa: chat with an LLM, every turn saved; manage sessions, agents, providers and the database."""
@@ -53,6 +54,7 @@ def _root(
 app.command("chat")(chat)
 app.command("usage")(usage)
 app.command("serve")(serve)
+app.command("models")(models)
 app.add_typer(sessions_app, name="sessions")
 app.add_typer(providers_app, name="providers")
 app.add_typer(agents_app, name="agents")

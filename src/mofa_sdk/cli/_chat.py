@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import os
 import signal
 import sys
@@ -27,6 +28,7 @@ from rich.status import Status
 from rich.table import Table
 from rich.text import Text
 
+from ..entities import Session
 from ..errors import (
     ConfigError,
     MofaError,
@@ -35,7 +37,6 @@ from ..errors import (
     ProviderError,
     UnsavedReplyError,
 )
-from ..ids import parse_uuid
 from ..llm import ChatStream, LLMAgent, LLMAgentBuilder
 from ..persistence import AgentConfig, PendingReply, PersistencePlugin, Store, connect_store
 from ._common import (
@@ -44,27 +45,37 @@ from ._common import (
     UserOpt,
     console,
     err_console,
+    flag,
     resolve_tenant,
     resolve_user,
     user_errors,
 )
-from ._sessions import make_title, render_transcript, sessions_table
+from ._sessions import make_title, render_transcript, resolve_session, sessions_table, short_id
 
 __all__ = ["chat"]
 
 PROMPT = "you> "
+MORE = "...> "
 HELP = """\
 /new            start a new session
 /sessions       list your sessions
-/switch ID      continue another session
+/switch ID      continue another session (an id, its start, or the short id lists show)
 /history        the current session's transcript
-/window N|all   how many past rounds the model sees
+/window [N|all] show, or set, how many past rounds the model sees
+/multi          type a message of several lines; a line /end (or Ctrl-D) sends it
+                (a block pasted at the prompt is one message already)
 /help           this help
-/exit           quit (also Ctrl-D, or Ctrl-C at the prompt)
-Ctrl-C while a reply streams stops that reply only."""
+/exit           quit (also Ctrl-D, or Ctrl-C twice at the prompt)
+Ctrl-C at the prompt clears the line; while a reply streams it stops that reply only."""
 
 #: seconds the chat waits at exit to write replies that could not be saved earlier
 DEFAULT_FLUSH_TIMEOUT = 5.0
+#: the reply cap of the local model when nothing else sets one: a 135M model rambles on, or repeats
+#: itself, until the context is full; 512 tokens is a long answer and keeps a reply under ~20 s here
+LOCAL_MAX_TOKENS = 512
+#: request fields -o cannot set: the chat sets them itself, or they have their own option
+_RESERVED_PARAMS = {"messages": "", "stream": "", "model": "--model", "max_tokens": "--max-tokens",
+                    "temperature": "--temperature"}  # fmt: skip
 
 
 def _flush_timeout() -> float:
@@ -80,6 +91,25 @@ def _flush_timeout() -> float:
     return value
 
 
+def parse_options(items: list[str]) -> dict[str, Any]:
+    """``-o key=value`` pairs as request fields: a value that reads as JSON (a number, true, a list …)
+    is sent as that, anything else as text."""
+    out: dict[str, Any] = {}
+    for item in items:
+        key, sep, raw = item.partition("=")
+        key = key.strip()
+        if not sep or not key:
+            raise ConfigError(f"-o takes key=value, got {item!r}")
+        if key in _RESERVED_PARAMS:
+            use = _RESERVED_PARAMS[key]
+            raise ConfigError(f"-o {key} is not allowed" + (f": use {use}" if use else ": the chat sets it"))
+        try:
+            out[key] = json.loads(raw)
+        except ValueError:
+            out[key] = raw
+    return out
+
+
 @dataclass(frozen=True)
 class ChatOptions:
     session: str | None
@@ -91,10 +121,31 @@ class ChatOptions:
     system: str | None
     window: int | None
     base_url: str | None
+    max_tokens: int | None = None
+    temperature: float | None = None
+    options: tuple[str, ...] = ()
+    resume_last: bool = False
+
+    def given(self) -> dict[str, Any]:
+        """The session settings set on the command line (they override what a resumed session kept)."""
+        out: dict[str, Any] = {}
+        if self.agent is not None:
+            out["agent"] = self.agent
+        if self.model is not None:
+            out["model"] = self.model
+        if self.system is not None:
+            out["system_prompt"] = self.system
+        if self.window is not None:
+            out["window"] = self.window
+        return out
 
 
 class ChatApp:
-    """One chat: its store, agent and terminal. Every coroutine runs on the runner's loop."""
+    """One chat: its store, agent and terminal. Every coroutine runs on the runner's loop.
+
+    ``settings`` are what the current session runs with (agent code, model, system prompt, window); they
+    are kept in the session's metadata (``PersistencePlugin.session_settings``), so a resumed session
+    gets them back, and an option that changes one is recorded there."""
 
     def __init__(self, opts: ChatOptions, interactive: bool, out: TextIO) -> None:
         self.opts = opts
@@ -103,50 +154,60 @@ class ChatApp:
         self.tenant = resolve_tenant(opts.tenant)
         self.user = resolve_user(opts.user)
         self.window: int | None = opts.window
-        self.window_set = opts.window is not None
+        self.settings: dict[str, Any] = {}
+        self.provider_label = ""
         self.store: Store | None = None
         self.config: AgentConfig | None = None
         self.agent: LLMAgent | None = None
         self.plugin: PersistencePlugin | None = None
         self.flush_timeout = _flush_timeout()
+        self.extra = parse_options(list(opts.options))
         #: sessions already checked for a title this run (one lookup each)
         self.titled: set[uuid.UUID] = set()
+        #: sessions this chat created: one left without a message is deleted, not left in the list
+        self.created: set[uuid.UUID] = set()
         self.failed_turns = 0
         #: replies shown in this chat that are not in the database (dropped or given up at exit)
         self.lost_replies = 0
 
     # -- set-up ------------------------------------------------------------------------------------
     async def start(self) -> None:
-        session_id = parse_uuid(self.opts.session, "--session") if self.opts.session else None
-        self.store = await connect_store(self.opts.db)
-        if self.opts.agent is not None:
-            self.config = await self.store.get_agent_by_code_and_tenant_with_provider(
-                self.tenant, self.opts.agent
-            )
-            if self.config is None:
-                raise NotFoundError(
-                    f"no agent with code {self.opts.agent!r} (and its provider) in tenant {self.tenant}; "
-                    "see `mofa agents list`"
-                )
-        if session_id is not None:
-            await self._check_session(session_id)
-        self.agent = await self._build(session_id)
-
-    async def _check_session(self, session_id: uuid.UUID) -> None:
-        assert self.store is not None
-        found = await self.store.get_session(self.tenant, session_id)
-        if found is None or found.user_id != self.user:
-            raise NotFoundError(
-                f"unknown session {session_id} (tenant {self.tenant}, user {self.user}); "
-                "see `mofa sessions list`, or start a new one without --session"
-            )
-
-    def _builder(self) -> LLMAgentBuilder:
         o = self.opts
-        if self.config is not None:
-            builder = LLMAgentBuilder.from_agent_config(self.config)
-            if not self.window_set:
-                self.window = self.config.agent.context_limit
+        if o.resume_last and o.session is not None:
+            raise ConfigError("give either --continue or --session, not both")
+        self.store = await connect_store(o.db)
+        session: Session | None = None
+        if o.session is not None:
+            session = await resolve_session(self.store, self.tenant, self.user, o.session)
+        elif o.resume_last:
+            recent = await self.store.get_user_sessions(self.tenant, self.user, limit=1)
+            if not recent:
+                raise NotFoundError(
+                    f"no session to continue (tenant {self.tenant}, user {self.user}); start one with `mofa chat`"
+                )
+            session = recent[0]
+        wanted = {**_stored_settings(session), **o.given()}
+        await self._open(session.id if session is not None else None, wanted, explicit=set(o.given()))
+
+    async def _config(self, code: str) -> AgentConfig:
+        assert self.store is not None
+        if self.config is not None and self.config.agent.agent_code == code:
+            return self.config
+        config = await self.store.get_agent_by_code_and_tenant_with_provider(self.tenant, code)
+        if config is None:
+            raise NotFoundError(
+                f"no agent with code {code!r} (and its provider) in tenant {self.tenant}; see `mofa agents list`"
+            )
+        return config
+
+    def _builder(
+        self, config: AgentConfig | None, wanted: dict[str, Any], explicit: set[str]
+    ) -> tuple[LLMAgentBuilder, int | None, str]:
+        """The builder for ``wanted``, with the window and the provider's label it settled on."""
+        o = self.opts
+        if config is not None:
+            builder = LLMAgentBuilder.from_agent_config(config)
+            window = config.agent.context_limit
         elif o.base_url:
             from ..llm import OpenAICompatibleProvider
 
@@ -156,36 +217,104 @@ class ChatApp:
                 default_model=o.model or os.environ.get("OPENAI_MODEL") or "gpt-4o-mini",
             )
             builder = LLMAgentBuilder().with_provider(provider)
+            window = None
         else:
             builder = LLMAgentBuilder.from_env()
-        if o.model:
-            builder.with_model(o.model)
-        if o.system is not None:
-            builder.with_system_prompt(o.system)
-        if self.window_set or self.config is None:
-            builder.with_sliding_window(self.window)
-        return builder.with_user(self.user).with_tenant(self.tenant)
+            window = None
+        local = _local_model(builder)
+        label = _provider_label(builder)
+        model = wanted.get("model")
+        if "model" not in explicit and wanted.get("provider", label) != label:
+            model = None  # the session's model was another provider's: this one answers with its own
+        if isinstance(model, str) and model:
+            if local is not None and model.lower() != local.lower():
+                if "model" in explicit:
+                    raise ConfigError(
+                        f"the local model answers as {local} and cannot serve --model {model!r}; for another "
+                        "model use an OpenAI-compatible server (--base-url, or OPENAI_API_KEY / OPENAI_BASE_URL)"
+                        " or an agent row (--agent)"
+                    )
+                # a resumed session started elsewhere: the local model is what answers now
+            else:
+                builder.with_model(model)
+        if isinstance(wanted.get("system_prompt"), str):
+            builder.with_system_prompt(wanted["system_prompt"])
+        if "window" in wanted:
+            window = wanted["window"]
+        builder.with_sliding_window(window)
+        if o.max_tokens is not None:
+            builder.with_max_tokens(o.max_tokens)
+        elif (
+            local is not None
+            and not (config and config.agent.max_completion_tokens)
+            and not os.environ.get("MOFA_MAX_TOKENS")
+        ):
+            builder.with_max_tokens(LOCAL_MAX_TOKENS)
+        if o.temperature is not None:
+            builder.with_temperature(o.temperature)
+        if self.extra:
+            base = dict(config.agent.custom_params or {}) if config is not None else {}
+            builder.with_custom_params({**base, **self.extra})
+        return builder.with_user(self.user).with_tenant(self.tenant), window, label
 
-    async def _build(self, session_id: uuid.UUID | None) -> LLMAgent:
+    async def _open(self, session_id: uuid.UUID | None, wanted: dict[str, Any], explicit: set[str]) -> None:
+        """Build the agent for ``session_id`` (None: a new session) with the ``wanted`` settings, and
+        record them on the session. Replaces the current agent, whose unsaved replies it takes over."""
         assert self.store is not None
-        builder = self._builder()  # chooses the provider before any session row is written
-        agent_id = self.config.agent.id if self.config is not None else None
+        code = wanted.get("agent")
+        config = await self._config(code) if isinstance(code, str) and code else None
+        # chooses the provider before any session row is written
+        builder, window, label = self._builder(config, wanted, explicit)
+        agent_id = config.agent.id if config is not None else None
         plugin = PersistencePlugin(
-            "mofa-cli", self.store, self.user, self.tenant, agent_id, session_id,
+            "mofa-cli",
+            self.store,
+            self.user,
+            self.tenant,
+            agent_id,
+            session_id,
             flush_timeout=self.flush_timeout,
         )
         agent = await builder.with_persistence_plugin(plugin).build_async()
-        if self.plugin is not None:  # a rebuilt agent (/window) takes over what the old one could not save
+        self.config, self.window, self.provider_label = config, window, label  # the agent stands: adopt them
+        if session_id is None:
+            self.created.add(agent.session_id)
+        old, self.agent = self.agent, agent
+        if self.plugin is not None:  # a rebuilt agent takes over what the old one could not save
             plugin.pending.extend(self.plugin.pending)
             self.plugin.pending.clear()
         self.plugin = plugin
-        return agent
+        if old is not None:
+            await old.aclose()  # shares the store, not its close
+        self.settings = await plugin.session_settings(
+            self.tenant,
+            agent.session_id,
+            {
+                "agent": self.config.agent.agent_code if self.config is not None else None,
+                "provider": self.provider_label,
+                "model": agent.model,
+                "system_prompt": agent.system_prompt,
+                "window": self.window,
+            },
+        )
+        if old is not None and old.session_id != agent.session_id:
+            await self._drop_if_empty(old.session_id)
+
+    async def _drop_if_empty(self, session_id: uuid.UUID) -> None:
+        """A session this chat started and left without a message is not kept."""
+        if session_id not in self.created or self.store is None:
+            return
+        self.created.discard(session_id)
+        with contextlib.suppress(MofaError):  # tidying up must never fail the chat
+            if await self.store.count_session_messages(self.tenant, session_id) == 0:
+                await self.store.delete_session(self.tenant, session_id)
 
     async def close(self) -> None:
         try:
             await self._save_pending()
             if self.agent is not None:
                 await self.agent.aclose()
+                await self._drop_if_empty(self.agent.session_id)
         finally:
             if self.store is not None:
                 await self.store.close()
@@ -203,10 +332,14 @@ class ChatApp:
             plugin.pending.clear()  # reported here: the plugin's close must not wait for them again
             self.lost_replies += left
             reason = "interrupted" if isinstance(exc, asyncio.CancelledError) else " ".join(str(exc).split())
-            err_console.print(Text(
-                f"error: {_replies(left)} shown in this chat could not be saved and {'is' if left == 1 else 'are'}"
-                f" lost ({reason})", style="bold red",
-            ), soft_wrap=True)
+            err_console.print(
+                Text(
+                    f"error: {_replies(left)} shown in this chat could not be saved and {'is' if left == 1 else 'are'}"
+                    f" lost ({reason})",
+                    style="bold red",
+                ),
+                soft_wrap=True,
+            )
             if isinstance(exc, asyncio.CancelledError):
                 raise
             return
@@ -221,21 +354,25 @@ class ChatApp:
     def banner(self) -> None:
         assert self.agent is not None
         a = self.agent
-        window = "all rounds" if self.window is None else f"{self.window} rounds"
         self.info(f"session {a.session_id}", style="bold")
         if self.interactive:
-            self.info(f"model {a.model} · window {window} · /help for commands")
-            self.info(f"resume later with: mofa chat --session {a.session_id}")
+            system = " · system prompt set" if a.system_prompt else ""
+            self.info(f"model {a.model} · window {_window_text(self.window)}{system} · /help for commands")
+            self.info(f"resume later with: mofa chat -s {short_id(a.session_id)} (or -c for the latest)")
 
     # -- turns -------------------------------------------------------------------------------------
     async def turn(self, text: str) -> None:
         assert self.agent is not None
+        await self._check_fits(text)
         session_id = self.agent.session_id
         stream = self.agent.chat_stream(text)
         task = asyncio.create_task(self._consume(stream))
         restore = _route_sigint(task.cancel)
+        unquiet = _quiet_input() if self.interactive else (lambda: None)
         try:
-            await task
+            wrote = await task
+            if not wrote:
+                self.info("(empty reply: the model returned no text)", style="yellow")
         except asyncio.CancelledError:
             current = asyncio.current_task()
             if not task.cancelled() or (current is not None and current.cancelling()):
@@ -249,14 +386,37 @@ class ChatApp:
             self.failed_turns += 1
             self.info(
                 f"error: session {session_id} no longer exists (deleted elsewhere?); nothing was sent. "
-                "/new starts a new session, /sessions lists yours", style="bold red",
+                "/new starts a new session, /sessions lists yours",
+                style="bold red",
             )
         except ProviderError as exc:
             self.failed_turns += 1
             self.info(f"error from the model: {' '.join(str(exc).split())}", style="bold red")
         finally:
+            unquiet()
             restore()
         await self._title(session_id, text)
+
+    async def _check_fits(self, text: str) -> None:
+        """A model with a known, small context (the local one) is not sent a message that cannot fit:
+        the window drops old rounds, never the new message, and an overflowing prompt comes back as an
+        empty reply. Nothing is saved or sent then."""
+        assert self.agent is not None
+        provider = self.agent.provider
+        context = getattr(provider, "context_window", None)
+        if not isinstance(context, int):
+            return
+        load = getattr(provider, "load", None)
+        if load is not None:
+            await load()  # counts with the model's own tokenizer (it loads for the call anyway)
+        reply = self.agent.params.max_tokens or context // 4
+        # the chat template adds a few tokens per message
+        need = provider.count_tokens(text) + provider.count_tokens(self.agent.system_prompt) + 16
+        if need + reply > context:
+            raise ConfigError(
+                f"this message is about {need:,} tokens: with {reply:,} kept for the reply it does not fit "
+                f"the {context:,}-token context of {self.agent.model}; shorten it (nothing was sent)"
+            )
 
     def _unsaved(self, exc: UnsavedReplyError) -> None:
         reply = exc.reply
@@ -265,7 +425,8 @@ class ChatApp:
             self.lost_replies += 1
             self.info(
                 f"warning: session {reply.session_id} was deleted while this reply streamed; the reply was "
-                "not saved. /new starts a new session", style="bold red",
+                "not saved. /new starts a new session",
+                style="bold red",
             )
             return
         # kept by the plugin: written before the next turn, else at exit (a failure there is reported)
@@ -282,7 +443,8 @@ class ChatApp:
         except MofaError:
             return False
 
-    async def _consume(self, stream: ChatStream) -> None:
+    async def _consume(self, stream: ChatStream) -> bool:
+        """Print the reply as it streams; True when it had any text."""
         status: Status | None = None
         if self.interactive and console.is_terminal:
             status = console.status("thinking…", spinner="dots")
@@ -302,6 +464,7 @@ class ChatApp:
             if wrote:
                 self.out.write("\n")
                 self.out.flush()
+        return wrote
 
     async def _title(self, session_id: uuid.UUID, text: str) -> None:
         """Give a session its title from the first message the user typed in it."""
@@ -325,19 +488,19 @@ class ChatApp:
         if name == "/help":
             console.print(HELP) if self.interactive else err_console.print(HELP)
         elif name == "/new":
-            sid = await self.agent.new_session()
-            self.info(f"new session {sid}", style="bold")
+            await self._open(None, dict(self.settings), explicit=set())
+            self.info(f"new session {self.agent.session_id}", style="bold")
         elif name == "/sessions":
             sessions = await self.agent.list_sessions(limit=20)
             table: Table = await sessions_table(self.store, sessions, current=self.agent.session_id)
             (console if self.interactive else err_console).print(table)
         elif name == "/switch":
             if not arg:
-                raise ConfigError("usage: /switch SESSION_ID")
-            sid = parse_uuid(arg, "session id")
-            await self._check_session(sid)
-            await self.agent.switch_session(sid)
-            self.info(f"switched to session {sid}", style="bold")
+                raise ConfigError("usage: /switch SESSION_ID (an id, its start, or a short id)")
+            target = await resolve_session(self.store, self.tenant, self.user, arg)
+            # the session's own settings; what it does not keep, the chat's current ones
+            await self._open(target.id, {**self.settings, **_stored_settings(target)}, explicit=set())
+            self.info(f"switched to session {target.id}", style="bold")
         elif name == "/history":
             messages = await self.store.get_session_messages(self.tenant, self.agent.session_id)
             render_transcript(messages, console if self.interactive else err_console)
@@ -349,23 +512,51 @@ class ChatApp:
 
     async def _set_window(self, arg: str) -> None:
         assert self.agent is not None
+        if not arg:
+            self.info(f"window: {_window_text(self.window)} (/window N or /window all changes it)")
+            return
         if arg.lower() in ("all", "none"):
             window = None
         else:
             try:
                 window = int(arg)
             except ValueError:
-                raise ConfigError(
-                    f"usage: /window N (a number of rounds >= 0) or /window all, got {arg!r}"
-                ) from None
+                raise ConfigError(f"usage: /window N (a number of rounds >= 0) or /window all, got {arg!r}") from None
             if window < 0:
                 raise ConfigError(f"the window must be >= 0 rounds, got {window}")
         # The agent's window is fixed when it is built: build a new one on the same session (its history
-        # is reloaded from the database with the new window). The old one shares the store, not its close.
-        old, self.window, self.window_set = self.agent, window, True
-        self.agent = await self._build(old.session_id)
-        await old.aclose()
-        self.info(f"window: {'all rounds' if window is None else f'{window} rounds'}")
+        # is reloaded from the database with the new window).
+        await self._open(self.agent.session_id, {**self.settings, "window": window}, explicit={"window"})
+        self.info(f"window: {_window_text(window)}")
+
+
+def _window_text(window: int | None) -> str:
+    return "all rounds" if window is None else f"{window} rounds"
+
+
+def _stored_settings(session: Session | None) -> dict[str, Any]:
+    stored = session.metadata.get("settings") if session is not None else None
+    return {k: v for k, v in stored.items() if v is not None or k == "window"} if isinstance(stored, dict) else {}
+
+
+def _provider_label(builder: LLMAgentBuilder) -> str:
+    """Which provider answers, as a session's settings record it (a model name is only kept for it)."""
+    from ..llm._local import LocalProvider
+
+    provider = builder.provider
+    if isinstance(provider, LocalProvider):
+        return f"local {provider.model_path.name}"
+    base = getattr(provider, "base_url", None)
+    name = getattr(provider, "name", type(provider).__name__)
+    return f"{name} {base}" if isinstance(base, str) else str(name)
+
+
+def _local_model(builder: LLMAgentBuilder) -> str | None:
+    """The model name the local provider answers as (its GGUF's), or None for any other provider."""
+    from ..llm._local import LocalProvider
+
+    provider = builder.provider
+    return provider.default_model if isinstance(provider, LocalProvider) else None
 
 
 def _replies(n: int) -> str:
@@ -387,11 +578,33 @@ def _route_sigint(cancel: Callable[[], Any]) -> Callable[[], None]:
     return restore
 
 
-def _read(interactive: bool) -> str | None:
+def _quiet_input() -> Callable[[], None]:
+    """While a reply streams, keys typed are neither echoed (they would break the spinner's line and the
+    reply) nor kept for the next prompt. Ctrl-C still signals. Returns the undo."""
+    try:
+        import termios
+
+        fd = sys.stdin.fileno()
+        saved = termios.tcgetattr(fd)
+    except (ImportError, OSError, ValueError):  # no terminal here (or not a POSIX one)
+        return lambda: None
+    quiet = list(saved)
+    quiet[3] &= ~(termios.ECHO | termios.ICANON)
+    termios.tcsetattr(fd, termios.TCSANOW, quiet)
+
+    def undo() -> None:
+        with contextlib.suppress(OSError, ValueError):
+            termios.tcflush(fd, termios.TCIFLUSH)
+            termios.tcsetattr(fd, termios.TCSANOW, saved)
+
+    return undo
+
+
+def _read(interactive: bool, prompt: str = PROMPT) -> str | None:
     """The next line typed or piped; None at the end of input."""
     if interactive:
         try:
-            return input(PROMPT)
+            return input(prompt)
         except EOFError:
             print()
             return None
@@ -399,20 +612,46 @@ def _read(interactive: bool) -> str | None:
     return line if line else None
 
 
+def _read_multi(interactive: bool) -> str | None:
+    """The lines of one message, up to a line ``/end`` or the end of input; None when cancelled."""
+    if interactive:
+        console.print(Text("multi-line message: a line /end (or Ctrl-D) sends it, Ctrl-C cancels", style="dim"))
+    lines: list[str] = []
+    while True:
+        try:
+            line = _read(interactive, MORE)
+        except KeyboardInterrupt:
+            print()
+            return None
+        if line is None or line.rstrip("\r\n").strip() == "/end":
+            return "\n".join(lines)
+        lines.append(line.rstrip("\r\n"))
+
+
 def _loop(runner: asyncio.Runner, app: ChatApp) -> None:
+    interrupted = False  # Ctrl-C at the prompt clears the line; a second one in a row quits
     while True:
         try:
             line = _read(app.interactive)
-        except KeyboardInterrupt:  # Ctrl-C at the prompt quits
+        except KeyboardInterrupt:
             print()
-            return
+            if interrupted:
+                return
+            interrupted = True
+            app.info("(Ctrl-C again, or Ctrl-D, quits)")
+            continue
+        interrupted = False
         if line is None:
             return
         text = line.strip()
         if not text:
             continue
         try:
-            if text.startswith("/") and not text.startswith("//"):
+            if text.lower() == "/multi":
+                text = (_read_multi(app.interactive) or "").strip()
+                if text:
+                    runner.run(app.turn(text))
+            elif text.startswith("/") and not text.startswith("//"):
                 if not runner.run(app.command(text)):
                     return
             else:
@@ -423,43 +662,139 @@ def _loop(runner: asyncio.Runner, app: ChatApp) -> None:
             app.info(f"error: {' '.join(str(exc).split())}", style="bold red")
 
 
+def _one_message(prompt: str | None, piped: str | None) -> str:
+    """The one message of a one-shot chat: the prompt, then the piped input below it."""
+    parts = [p.strip("\r\n") for p in (prompt, piped) if p is not None and p.strip()]
+    return "\n\n".join(parts)
+
+
 def chat(
-    session: Annotated[
-        str | None, typer.Option("--session", "-s", help="Resume this session (UUID).", show_default=False)
+    prompt: Annotated[
+        str | None,
+        typer.Argument(
+            metavar="PROMPT",
+            help="Send this one message, print the reply and exit. Piped input is added below it.",
+            show_default=False,
+        ),
     ] = None,
+    session: Annotated[
+        str | None,
+        typer.Option(
+            "--session",
+            "-s",
+            metavar="ID",
+            help="Resume this session: its id, the start of it, or the short id lists show.",
+            show_default=False,
+        ),
+    ] = None,
+    resume_last: Annotated[bool, flag("--continue", "-c", help="Resume your most recently active session.")] = False,
     agent: Annotated[
-        str | None, typer.Option("--agent", "-a", help="Use this agent row (its code).", show_default=False)
+        str | None,
+        typer.Option("--agent", "-a", metavar="CODE", help="Use this agent row (its code).", show_default=False),
     ] = None,
     model: Annotated[
-        str | None, typer.Option("--model", "-m", help="Model name.", show_default=False)
+        str | None,
+        typer.Option(
+            "--model",
+            "-m",
+            metavar="NAME",
+            help="Model name (the local model serves only its own).",
+            show_default=False,
+        ),
     ] = None,
-    system: Annotated[str | None, typer.Option("--system", help="System prompt.", show_default=False)] = None,
+    system: Annotated[
+        str | None, typer.Option("--system", metavar="TEXT", help="System prompt.", show_default=False)
+    ] = None,
     window: Annotated[
-        int | None, typer.Option("--window", "-w", min=0, help="Past rounds the model sees (default: all).")
+        int | None,
+        typer.Option("--window", "-w", min=0, metavar="N", help="Past rounds the model sees (default: all)."),
     ] = None,
+    max_tokens: Annotated[
+        int | None,
+        typer.Option(
+            "--max-tokens",
+            min=1,
+            show_default=False,
+            metavar="N",
+            help=f"Cap on each reply's tokens (the local model's default: {LOCAL_MAX_TOKENS}).",
+        ),
+    ] = None,
+    temperature: Annotated[
+        float | None,
+        typer.Option(
+            "--temperature", "-t", min=0, max=2, metavar="T", help="Sampling temperature.", show_default=False
+        ),
+    ] = None,
+    option: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--option",
+            "-o",
+            metavar="KEY=VALUE",
+            help="Another request field, KEY=VALUE (repeatable; JSON values such as 0.9 or true are sent as such).",
+            show_default=False,
+        ),
+    ] = None,
+    lines: Annotated[
+        bool, flag("--lines", help="Piped input: one turn per line (slash commands work), instead of one message.")
+    ] = False,
     base_url: Annotated[
         str | None,
         typer.Option(
-            "--base-url", envvar="OPENAI_BASE_URL", help="An OpenAI-compatible endpoint.", show_default=False
+            "--base-url",
+            envvar="OPENAI_BASE_URL",
+            metavar="URL",
+            help="An OpenAI-compatible endpoint.",
+            show_default=False,
         ),
     ] = None,
     db: DbOpt = None,
     tenant: TenantOpt = None,
     user: UserOpt = None,
 ) -> None:
-    """Chat with streaming replies; every turn is saved. Piped input: one turn per line."""
-    opts = ChatOptions(session, agent, tenant, user, db, model, system, window, base_url)
-    interactive = sys.stdin.isatty()
+    """Chat with streaming replies; every turn is saved.
+
+    In a terminal: an interactive chat. With a PROMPT, or with piped input, one message and its reply
+    (the reply alone on stdout); --lines sends piped input one turn per line."""
+    opts = ChatOptions(
+        session,
+        agent,
+        tenant,
+        user,
+        db,
+        model,
+        system,
+        window,
+        base_url,
+        max_tokens=max_tokens,
+        temperature=temperature,
+        options=tuple(option or ()),
+        resume_last=resume_last,
+    )
+    tty = sys.stdin.isatty()
+    one_shot = prompt is not None or (not tty and not lines)
+    interactive = tty and prompt is None
+    if lines and (tty or prompt is not None):
+        raise typer.BadParameter("--lines is for piped input without a PROMPT", param_hint="--lines")
     if interactive:
         with contextlib.suppress(ImportError):
             import readline  # noqa: F401  (line editing and history for input())
-    app = ChatApp(opts, interactive, sys.stdout)
-    with user_errors(), asyncio.Runner() as runner:
-        try:
-            runner.run(app.start())
-            app.banner()
-            _loop(runner, app)
-        finally:
-            runner.run(app.close())
+    with user_errors():
+        # read before connecting: the message (and any mistake in it) is known before a session is made
+        message = _one_message(prompt, None if tty else sys.stdin.read()) if one_shot else ""
+        app = ChatApp(opts, interactive, sys.stdout)
+        with asyncio.Runner() as runner:
+            try:
+                runner.run(app.start())
+                if not one_shot:
+                    app.banner()
+                    _loop(runner, app)
+                elif message:
+                    runner.run(app.turn(message))  # a mistake in it is the command's one error line
+                    app.banner()
+                else:
+                    app.info("nothing to send: give a PROMPT or pipe some text (--lines: a turn per line)")
+            finally:
+                runner.run(app.close())
     if app.lost_replies or (app.failed_turns and not interactive):
         raise typer.Exit(1)

@@ -18,8 +18,8 @@ import typer
 from rich.console import Console
 from rich.text import Text
 
-from .._redact import redact_text
-from ..errors import MofaError
+from .._redact import redact_text, redact_url
+from ..errors import MofaError, NotFoundError, PersistenceError
 from ..ids import parse_uuid
 from ..persistence import Store, connect_store
 
@@ -30,8 +30,10 @@ __all__ = [
     "UserOpt",
     "configure_logging",
     "console",
+    "database_url",
     "err_console",
     "fail",
+    "flag",
     "log_summary",
     "open_store",
     "resolve_tenant",
@@ -63,10 +65,16 @@ class _State:
 
 state = _State()
 
+def flag(*decls: str, **kwargs: Any) -> Any:
+    """A boolean option. Help shows no type for it: typer would print ``<bool>`` beside every flag."""
+    return typer.Option(*decls, metavar="", **kwargs)
+
+
 DbOpt = Annotated[
     str | None,
     typer.Option(
         "--db",
+        metavar="URL",
         help="Database URL (postgresql://…, sqlite:///path.db). Default: DATABASE_URL, else an SQLite "
         "file in the user data folder.",
         show_default=False,
@@ -74,11 +82,13 @@ DbOpt = Annotated[
 ]
 TenantOpt = Annotated[
     str | None,
-    typer.Option("--tenant", help="Tenant UUID. Default: TENANT_ID, else the nil UUID.", show_default=False),
+    typer.Option(
+        "--tenant", metavar="UUID", help="Tenant UUID. Default: TENANT_ID, else the nil UUID.", show_default=False
+    ),
 ]
 UserOpt = Annotated[
     str | None,
-    typer.Option("--user", help="User UUID. Default: USER_ID, else the nil UUID.", show_default=False),
+    typer.Option("--user", metavar="UUID", help="User UUID. Default: USER_ID, else the nil UUID.", show_default=False),
 ]
 
 
@@ -154,11 +164,53 @@ def short_time(value: datetime | None, *, seconds: bool = True) -> str:
     return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC" if seconds else "%Y-%m-%d %H:%M")
 
 
+def database_url(db: str | None) -> str:
+    """The URL a command uses: ``--db``, else DATABASE_URL, else the SQLite file in the user data folder."""
+    url = db or os.environ.get("DATABASE_URL")
+    if not url:
+        from ..persistence import default_database_url
+
+        url = default_database_url()
+    return url.strip()
+
+
+def _missing_sqlite_file(url: str) -> str | None:
+    """The path of an SQLite URL whose file does not exist (None for any other URL)."""
+    if not url.lower().startswith("sqlite:"):
+        return None
+    from ..persistence._sqlite import path_from_url
+
+    path = path_from_url(url)
+    return None if path == ":memory:" or os.path.exists(path) else path
+
+
 @asynccontextmanager
-async def open_store(db: str | None, *, migrate: bool = True) -> AsyncIterator[Store]:
-    """The store at ``db`` (else DATABASE_URL, else the SQLite default), closed on exit."""
-    store = await connect_store(db) if migrate else await connect_store(db, migrate=False)
+async def open_store(
+    db: str | None, *, migrate: bool = True, read_only: bool = False, pending_ok: bool = False
+) -> AsyncIterator[Store]:
+    """The store at ``db`` (else DATABASE_URL, else the SQLite default), closed on exit.
+
+    ``read_only``: for commands that only read. They never create a file or migrate: a missing SQLite
+    file is NotFoundError, and a database with pending migrations is an error that says how to migrate
+    (unless ``pending_ok``, for ``db status``, which shows them)."""
+    url = database_url(db)
+    if read_only:
+        missing = _missing_sqlite_file(url)
+        if missing is not None:
+            raise NotFoundError(
+                f"no such database: {missing} (sqlite:///PATH is relative to the current folder, "
+                "sqlite:////PATH absolute; `mofa chat` or `mofa db init` creates it)"
+            )
+        migrate = False
+    store = await connect_store(url) if migrate else await connect_store(url, migrate=False)
     try:
+        if read_only and not pending_ok:
+            pending = [name for name, applied in await store.migration_status() if applied is None]
+            if pending:
+                raise PersistenceError(
+                    f"the database {redact_url(url)} is not up to date (pending: {', '.join(pending)}); "
+                    "run `mofa db migrate` first"
+                )
         yield store
     finally:
         await store.close()

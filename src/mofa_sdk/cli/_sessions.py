@@ -14,7 +14,7 @@ from rich.table import Table
 from rich.text import Text
 
 from ..entities import Message, Session
-from ..errors import ConfigError, NotFoundError
+from ..errors import ConfigError, NotFoundError, ValidationError
 from ..ids import parse_uuid
 from ..persistence import Store
 from ._common import (
@@ -22,6 +22,7 @@ from ._common import (
     TenantOpt,
     UserOpt,
     console,
+    flag,
     open_store,
     resolve_tenant,
     resolve_user,
@@ -29,7 +30,14 @@ from ._common import (
     short_time,
 )
 
-__all__ = ["find_session", "make_title", "render_transcript", "sessions_app", "sessions_table"]
+__all__ = [
+    "make_title",
+    "render_transcript",
+    "resolve_session",
+    "sessions_app",
+    "sessions_table",
+    "short_id",
+]
 
 sessions_app = typer.Typer(help="List, show, export, rename and delete chat sessions.", no_args_is_help=True)
 
@@ -41,6 +49,7 @@ _MARKS = {
     "streaming": "streaming…",
 }
 _TITLE_LEN = 60
+_ID_HELP = "Session id: the UUID, its start, or the short id lists show."
 
 
 def make_title(text: str) -> str:
@@ -49,13 +58,59 @@ def make_title(text: str) -> str:
     return line if len(line) <= _TITLE_LEN else line[: _TITLE_LEN - 1].rstrip() + "…"
 
 
-async def find_session(store: Store, tenant: uuid.UUID, user: uuid.UUID, session_id: str) -> Session:
-    """The session ``session_id`` of this tenant and user, or NotFoundError."""
-    sid = parse_uuid(session_id, "session id")
-    session = await store.get_session(tenant, sid)
-    if session is None or session.user_id != user:
-        raise NotFoundError(f"unknown session {sid} (tenant {tenant}, user {user}); see `mofa sessions list`")
-    return session
+#: how many hex digits of an id's random end lists show (32 random bits: a clash among one user's
+#: sessions is about 1 in 4 billion per pair; a clash in one list shows more digits)
+SHORT_ID = 8
+
+
+def short_id(session_id: uuid.UUID) -> str:
+    """The short id lists show: the end of the id, not its start. Ids are uuid7, whose first 12 hex
+    digits are the creation time, so sessions of one day share their first 6 to 8 digits, while the
+    last 12 are random."""
+    return str(session_id)[-SHORT_ID:]
+
+
+def _short_ids(ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, str]:
+    """Short ids unique among ``ids``: the last 8 hex digits, more where two would be equal."""
+    for n in range(SHORT_ID, 13):
+        tails = {i: str(i)[-n:] for i in ids}
+        if len(set(tails.values())) == len(tails):
+            return tails
+    return {i: str(i) for i in ids}
+
+
+async def resolve_session(store: Store, tenant: uuid.UUID, user: uuid.UUID, ref: str) -> Session:
+    """The session of this tenant and user that ``ref`` names: a whole id, the start of one, or the end
+    of one (the short id lists show). Several matches: a ConfigError listing them. The one lookup of
+    every command that takes a session id (the store's tenant-scoped ``find_sessions_by_id``)."""
+    text = ref.strip()
+    try:
+        sid: uuid.UUID | None = parse_uuid(text, "session id") if len(text) >= 32 else None
+    except ConfigError:
+        sid = None
+    if sid is not None:
+        session = await store.get_session(tenant, sid)
+        if session is None or session.user_id != user:
+            raise NotFoundError(
+                f"unknown session {sid} (tenant {tenant}, user {user}); see `mofa sessions list`"
+            )
+        return session
+    try:
+        found = await store.find_sessions_by_id(tenant, user, text, limit=6)
+    except ValidationError:
+        raise ConfigError(
+            f"{ref!r} is not a session id: give a UUID, its first digits or the short id `mofa sessions list` "
+            "shows (at least 4 hex digits)"
+        ) from None
+    if not found:
+        raise NotFoundError(
+            f"no session id starts or ends with {text!r} (tenant {tenant}, user {user}); see `mofa sessions list`"
+        )
+    if len(found) > 1:
+        shown = ", ".join(f"{s.id} ({s.title or 'untitled'})" for s in found[:5])
+        more = " and more" if len(found) > 5 else ""
+        raise ConfigError(f"{text!r} matches several sessions: {shown}{more}; give more digits")
+    return found[0]
 
 
 async def _title_of(store: Store, session: Session) -> tuple[str, bool]:
@@ -72,20 +127,23 @@ async def _title_of(store: Store, session: Session) -> tuple[str, bool]:
 async def sessions_table(store: Store, sessions: Sequence[Any], *, current: uuid.UUID | None = None) -> Table:
     """A table of sessions: id, title, agent, messages, last activity."""
     table = Table(box=None, pad_edge=False, header_style="bold underline")
-    table.add_column("id", no_wrap=True, min_width=36)
-    # the title is the one column that wraps, so narrow terminals keep the id whole and the counts visible
-    table.add_column("title", overflow="fold", max_width=40)
+    table.add_column("id", no_wrap=True)
+    # on a terminal the title is the one column that wraps, so narrow terminals keep the id and the counts
+    # visible; piped, each session is one line (the title cut short) for grep and friends
+    piped = not console.is_terminal
+    table.add_column("title", overflow="ellipsis" if piped else "fold", no_wrap=piped, max_width=40)
     table.add_column("agent", overflow="ellipsis", no_wrap=True, max_width=20)
     table.add_column("msgs", justify="right", no_wrap=True)
     table.add_column("last activity", no_wrap=True)
     codes: dict[uuid.UUID, str] = {}
     if sessions:
         codes = {a.id: a.agent_code for a in await store.list_agents(sessions[0].tenant_id)}
+    shorts = _short_ids([s.id for s in sessions])
     for s in sessions:
         title, explicit = await _title_of(store, s)
         count = await store.count_session_messages(s.tenant_id, s.id)
         agent = codes.get(s.agent_id, "-") if s.agent_id is not None else "-"
-        sid = Text(str(s.id), style="bold" if s.id == current else "")
+        sid = Text(shorts[s.id], style="bold" if s.id == current else "")
         if s.id == current:
             sid.append(" *")
         title_cell = Text(title, style="" if explicit else "italic")
@@ -108,9 +166,17 @@ def render_transcript(messages: Sequence[Message], out: Console = console) -> No
         out.print()
 
 
+def _system_prompt(session: Session) -> str | None:
+    """The system prompt the session runs with (kept in its metadata since issue 15), if any."""
+    settings = session.metadata.get("settings")
+    prompt = settings.get("system_prompt") if isinstance(settings, dict) else None
+    return prompt if isinstance(prompt, str) and prompt else None
+
+
 def _session_json(session: Session, messages: Sequence[Message]) -> dict[str, Any]:
     return {
         "session": session.model_dump(mode="json"),
+        "system_prompt": _system_prompt(session),
         "messages": [
             m.model_dump(
                 mode="json",
@@ -140,6 +206,9 @@ def _session_markdown(session: Session, title: str, messages: Sequence[Message])
         f"- messages: {len(messages)}",
         "",
     ]
+    system = _system_prompt(session)
+    if system is not None:
+        lines += ["## System", "", system, ""]
     for m in messages:
         mark = f" _({_MARKS[m.status]})_" if m.status in _MARKS else ""
         lines += [
@@ -157,7 +226,7 @@ def _session_markdown(session: Session, title: str, messages: Sequence[Message])
 @sessions_app.command("list")
 def list_(
     limit: Annotated[int, typer.Option("--limit", "-n", min=1, max=1000, help="How many sessions.")] = 20,
-    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
+    as_json: Annotated[bool, flag("--json", help="Print JSON instead of a table.")] = False,
     db: DbOpt = None,
     tenant: TenantOpt = None,
     user: UserOpt = None,
@@ -166,7 +235,7 @@ def list_(
 
     async def go() -> None:
         tid, uid = resolve_tenant(tenant), resolve_user(user)
-        async with open_store(db) as store:
+        async with open_store(db, read_only=True) as store:
             sessions = await store.get_user_sessions(tid, uid, limit=limit)
             if as_json:
                 rows = []
@@ -189,9 +258,58 @@ def list_(
     run(go())
 
 
+def _snippet(content: str, words: Sequence[str], width: int = 90) -> str:
+    """The part of ``content`` around the first word searched for, on one line."""
+    flat = " ".join(content.split())
+    lower = flat.casefold()
+    at = min((i for i in (lower.find(w) for w in words) if i >= 0), default=0)
+    start = max(0, at - width // 3)
+    piece = flat[start : start + width]
+    return ("…" if start else "") + piece + ("…" if start + width < len(flat) else "")
+
+
+@sessions_app.command("search")
+def search(
+    text: Annotated[str, typer.Argument(help="Words to find (all of them, whole words, any case).",
+                                        show_default=False)],
+    limit: Annotated[int, typer.Option("--limit", "-n", min=1, max=1000, help="How many messages.")] = 20,
+    db: DbOpt = None,
+    tenant: TenantOpt = None,
+    user: UserOpt = None,
+) -> None:
+    """Find messages of your sessions by their words (full-text: FTS5 on SQLite, tsvector on PostgreSQL)."""
+
+    async def go() -> None:
+        from ..persistence._store import search_words
+
+        tid, uid = resolve_tenant(tenant), resolve_user(user)
+        words = search_words(text)
+        async with open_store(db, read_only=True) as store:
+            found = await store.search_messages(tid, uid, text, limit=limit)
+            if not found:
+                console.print(f"no message holds {' '.join(words)!r}", style="dim")
+                return
+            sessions = {m.session_id: await store.get_session(tid, m.session_id) for m in found}
+            shorts = _short_ids(list(sessions))
+            table = Table(box=None, pad_edge=False, header_style="bold underline")
+            table.add_column("session", no_wrap=True)
+            table.add_column("title", overflow="ellipsis", no_wrap=True, max_width=30)
+            table.add_column("role", no_wrap=True)
+            table.add_column("when", no_wrap=True)
+            table.add_column("match", overflow="fold")
+            for m in found:
+                session = sessions[m.session_id]
+                title = (await _title_of(store, session))[0] if session is not None else "-"
+                table.add_row(shorts[m.session_id], title, m.role, short_time(m.create_time, seconds=False),
+                              Text(_snippet(m.content, words)))
+        console.print(table)
+
+    run(go())
+
+
 @sessions_app.command("show")
 def show(
-    session_id: Annotated[str, typer.Argument(help="Session UUID.", show_default=False)],
+    session_id: Annotated[str, typer.Argument(help=_ID_HELP, show_default=False)],
     db: DbOpt = None,
     tenant: TenantOpt = None,
     user: UserOpt = None,
@@ -199,8 +317,8 @@ def show(
     """The transcript of a session; replies that did not finish are marked."""
 
     async def go() -> None:
-        async with open_store(db) as store:
-            session = await find_session(store, resolve_tenant(tenant), resolve_user(user), session_id)
+        async with open_store(db, read_only=True) as store:
+            session = await resolve_session(store, resolve_tenant(tenant), resolve_user(user), session_id)
             title, _ = await _title_of(store, session)
             messages = await store.get_session_messages(session.tenant_id, session.id)
             console.print(Text(title, style="bold"))
@@ -209,6 +327,9 @@ def show(
                 f"last activity {short_time(session.update_time)}",
                 style="dim",
             )
+            system = _system_prompt(session)
+            if system is not None:
+                console.print(Text("system  ", style="bold").append(system, style=""), soft_wrap=True)
             console.print()
             render_transcript(messages)
 
@@ -217,7 +338,7 @@ def show(
 
 @sessions_app.command("export")
 def export(
-    session_id: Annotated[str, typer.Argument(help="Session UUID.", show_default=False)],
+    session_id: Annotated[str, typer.Argument(help=_ID_HELP, show_default=False)],
     fmt: Annotated[str, typer.Option("--format", "-f", help="json or markdown (md).")] = "json",
     output: Annotated[
         Path | None, typer.Option("--output", "-o", help="Write to this file instead of stdout.")
@@ -232,8 +353,8 @@ def export(
         kind = fmt.lower()
         if kind not in ("json", "markdown", "md"):
             raise ConfigError(f"--format must be json or markdown, got {fmt!r}")
-        async with open_store(db) as store:
-            session = await find_session(store, resolve_tenant(tenant), resolve_user(user), session_id)
+        async with open_store(db, read_only=True) as store:
+            session = await resolve_session(store, resolve_tenant(tenant), resolve_user(user), session_id)
             messages = await store.get_session_messages(session.tenant_id, session.id)
             if kind == "json":
                 text = json.dumps(_session_json(session, messages), ensure_ascii=False, indent=2)
@@ -251,8 +372,8 @@ def export(
 
 @sessions_app.command("delete")
 def delete(
-    session_id: Annotated[str, typer.Argument(help="Session UUID.", show_default=False)],
-    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
+    session_id: Annotated[str, typer.Argument(help=_ID_HELP, show_default=False)],
+    yes: Annotated[bool, flag("--yes", "-y", help="Do not ask for confirmation.")] = False,
     db: DbOpt = None,
     tenant: TenantOpt = None,
     user: UserOpt = None,
@@ -261,7 +382,7 @@ def delete(
 
     async def go() -> None:
         async with open_store(db) as store:
-            session = await find_session(store, resolve_tenant(tenant), resolve_user(user), session_id)
+            session = await resolve_session(store, resolve_tenant(tenant), resolve_user(user), session_id)
             count = await store.count_session_messages(session.tenant_id, session.id)
             if not yes and not typer.confirm(f"delete session {session.id} and its {count} messages?"):
                 console.print("nothing deleted")
@@ -274,7 +395,7 @@ def delete(
 
 @sessions_app.command("rename")
 def rename(
-    session_id: Annotated[str, typer.Argument(help="Session UUID.", show_default=False)],
+    session_id: Annotated[str, typer.Argument(help=_ID_HELP, show_default=False)],
     title: Annotated[str, typer.Argument(help="The new title (empty: clear it).", show_default=False)],
     db: DbOpt = None,
     tenant: TenantOpt = None,
@@ -284,7 +405,7 @@ def rename(
 
     async def go() -> None:
         async with open_store(db) as store:
-            session = await find_session(store, resolve_tenant(tenant), resolve_user(user), session_id)
+            session = await resolve_session(store, resolve_tenant(tenant), resolve_user(user), session_id)
             new = title.strip() or None
             await store.update_session(session.tenant_id, session.id, title=new)
             console.print(

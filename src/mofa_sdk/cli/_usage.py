@@ -17,7 +17,7 @@ from ..entities import LLMApiCall, QueryFilter, UsageStatistics
 from ..errors import ConfigError
 from ..ids import parse_uuid, utc_now
 from ..persistence import Store
-from ._common import DbOpt, TenantOpt, console, open_store, resolve_tenant, run
+from ._common import DbOpt, TenantOpt, console, flag, open_store, resolve_tenant, resolve_user, run
 
 __all__ = ["parse_since", "percentile", "usage"]
 
@@ -84,8 +84,14 @@ def _summary(stats: UsageStatistics) -> Table:
     table = Table(show_header=False, show_edge=False, pad_edge=False)
     table.add_column(style="bold", no_wrap=True)
     table.add_column()
-    errors = {k: v for k, v in sorted(stats.calls_by_status.items()) if k != "success"}
-    table.add_row("calls", f"{stats.total_calls:,} ({stats.success_calls:,} ok, {stats.failed_calls:,} not)")
+    # a reply the user stopped is not a failure of the model: counted apart
+    errors = {k: v for k, v in sorted(stats.calls_by_status.items()) if k not in ("success", "cancelled")}
+    cancelled = stats.calls_by_status.get("cancelled", 0)
+    table.add_row(
+        "calls",
+        f"{stats.total_calls:,} ({stats.success_calls:,} ok, {sum(errors.values()):,} failed, "
+        f"{cancelled:,} cancelled)",
+    )
     table.add_row("errors by status", ", ".join(f"{k} {v:,}" for k, v in errors.items()) or "none")
     table.add_row(
         "tokens",
@@ -114,16 +120,18 @@ def _breakdown(records: Sequence[LLMApiCall], by: str, names: dict[uuid.UUID, st
             )
         groups[key].append(r)
     table = Table(show_edge=False, pad_edge=False)
-    for col in (by, "calls", "errors", "tokens", "latency p50/p95", "ttft p50/p95"):
+    for col in (by, "calls", "errors", "cancelled", "tokens", "latency p50/p95", "ttft p50/p95"):
         table.add_column(col, justify="left" if col == by else "right", no_wrap=True)
     for key, rows in sorted(groups.items(), key=lambda kv: -len(kv[1])):
         lat = [float(r.latency_ms) for r in rows if r.latency_ms is not None]
         ttft = [float(r.time_to_first_token_ms) for r in rows if r.time_to_first_token_ms is not None]
-        errors = sum(1 for r in rows if r.status != "success")
+        errors = sum(1 for r in rows if r.status not in ("success", "cancelled"))
+        cancelled = sum(1 for r in rows if r.status == "cancelled")
         table.add_row(
             key,
             f"{len(rows):,}",
             Text(f"{errors:,}", style="red" if errors else ""),
+            Text(f"{cancelled:,}", style="yellow" if cancelled else ""),
             f"{sum(r.total_tokens for r in rows):,}",
             f"{_ms(percentile(lat, 0.5))} / {_ms(percentile(lat, 0.95))}",
             f"{_ms(percentile(ttft, 0.5))} / {_ms(percentile(ttft, 0.95))}",
@@ -148,7 +156,8 @@ def _floor(when: datetime, unit: str) -> datetime:
 
 
 def _chart(records: Sequence[LLMApiCall], start: datetime | None, end: datetime) -> Table:
-    """Calls per hour, day or week as horizontal bars; the red part is calls that did not succeed."""
+    """Calls per hour, day or week as horizontal bars; the red part is calls that failed (a cancelled
+    reply is not a failure: it counts as a call)."""
     first = start or min(r.create_time for r in records)
     unit, step = _bucket(end - first)
     calls: Counter[datetime] = Counter()
@@ -156,7 +165,7 @@ def _chart(records: Sequence[LLMApiCall], start: datetime | None, end: datetime)
     for r in records:
         b = _floor(r.create_time, unit)
         calls[b] += 1
-        if r.status != "success":
+        if r.status not in ("success", "cancelled"):
             bad[b] += 1
     slots: list[datetime] = []
     t = _floor(first, unit)
@@ -193,12 +202,14 @@ def usage(
     ] = None,
     model: Annotated[str | None, typer.Option("--model", help="Only this model.", show_default=False)] = None,
     session: Annotated[
-        str | None, typer.Option("--session", help="Only this session.", show_default=False)
+        str | None,
+        typer.Option("--session", metavar="ID", help="Only this session (an id, its start or its short id).",
+                     show_default=False),
     ] = None,
     user: Annotated[
         str | None, typer.Option("--user", help="Only this user (default: every user).", show_default=False)
     ] = None,
-    chart: Annotated[bool, typer.Option("--chart/--no-chart", help="Show calls over time.")] = True,
+    chart: Annotated[bool, flag("--chart/--no-chart", help="Show calls over time.")] = True,
     db: DbOpt = None,
     tenant: TenantOpt = None,
 ) -> None:
@@ -210,7 +221,7 @@ def usage(
         tid = resolve_tenant(tenant)
         now = utc_now()
         start = parse_since(since, now)
-        async with open_store(db) as store:
+        async with open_store(db, read_only=True) as store:
             names = {a.id: a.agent_code for a in await store.list_agents(tid)}
             agent_id = None
             if agent is not None:
@@ -218,13 +229,22 @@ def usage(
                 if found is None:
                     raise ConfigError(f"no agent with code {agent!r} in tenant {tid}; see `mofa agents list`")
                 agent_id = found.id
+            session_id = None
+            if session:
+                # a whole id is taken as it is (any user's); a prefix or short id names one of this user's
+                try:
+                    session_id = parse_uuid(session, "--session")
+                except ConfigError:
+                    from ._sessions import resolve_session
+
+                    session_id = (await resolve_session(store, tid, resolve_user(user), session)).id
             query = QueryFilter(
                 tenant_id=tid,
                 start_time=start,
                 end_time=None,
                 agent_id=agent_id,
                 model_name=model,
-                session_id=parse_uuid(session, "--session") if session else None,
+                session_id=session_id,
                 user_id=parse_uuid(user, "--user") if user else None,
             )
             stats = await store.get_statistics(query)

@@ -93,6 +93,7 @@ class LLMAgentBuilder:
         self._id: uuid.UUID | None = None
         self._name = "assistant"
         self._system_prompt = ""
+        self._system_set = False  # a resumed session keeps its stored prompt unless one is set here
         self._provider: LLMProvider | None = None
         self._model: str | None = None
         self._temperature: float | None = None
@@ -175,6 +176,7 @@ class LLMAgentBuilder:
         if not isinstance(prompt, str):
             raise ConfigError(f"the system prompt must be text, got {type(prompt).__name__}")
         self._system_prompt = check_text(prompt, "the system prompt")  # a lone surrogate cannot be sent
+        self._system_set = True
         return self
 
     def with_provider(self, provider: LLMProvider) -> LLMAgentBuilder:
@@ -284,6 +286,11 @@ class LLMAgentBuilder:
         self._limits = replace(self._limits, max_reply_chars=_positive(chars, "max_reply_chars"))
         return self
 
+    @property
+    def provider(self) -> LLMProvider | None:
+        """The provider given so far (None: :func:`default_provider` picks one when building)."""
+        return self._provider
+
     # -- building ----------------------------------------------------------------------------------
     def build(self) -> LLMAgent:
         """The agent, with sessions in memory. No I/O; with a persistence plugin use ``build_async()``."""
@@ -303,7 +310,14 @@ class LLMAgentBuilder:
         sid, history = await self._plugin.open_session(
             session, window=self._window, user_id=user, tenant_id=tenant, agent_id=agent_id
         )
-        return self._agent(provider, sid, history)
+        system = self._system_prompt
+        settings = getattr(self._plugin, "session_settings", None)
+        if settings is not None:  # the session keeps its system prompt: stored when new, restored on resume
+            given = {"system_prompt": system} if self._system_set else {}
+            stored = (await settings(tenant, sid, given)).get("system_prompt")
+            if isinstance(stored, str):
+                system = stored
+        return self._agent(provider, sid, history, system)
 
     def _ids(self) -> tuple[uuid.UUID, uuid.UUID, uuid.UUID, uuid.UUID | None]:
         def plugin_value(attr: str) -> uuid.UUID | None:
@@ -318,7 +332,9 @@ class LLMAgentBuilder:
     def _resolve_provider(self) -> LLMProvider:
         return self._provider if self._provider is not None else default_provider()
 
-    def _agent(self, provider: LLMProvider, session_id: uuid.UUID, history: list[Any]) -> LLMAgent:
+    def _agent(
+        self, provider: LLMProvider, session_id: uuid.UUID, history: list[Any], system: str | None = None
+    ) -> LLMAgent:
         user, tenant, agent_id, _ = self._ids()
         params = ChatParams(
             model=self._model or provider.default_model,
@@ -330,7 +346,7 @@ class LLMAgentBuilder:
         )
         return LLMAgent(
             agent_id=agent_id, name=self._name, provider=provider, params=params,
-            system_prompt=self._system_prompt, window=self._window,
+            system_prompt=self._system_prompt if system is None else system, window=self._window,
             token_budget=self._token_budget or _context_budget(provider, self._max_tokens),
             user_id=user, tenant_id=tenant, handlers=self._handlers, backend=self._plugin,
             session_id=session_id, history=history, limits=self._limits,

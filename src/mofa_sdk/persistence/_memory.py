@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import copy
 import math
+import re
 import uuid
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
@@ -43,7 +44,7 @@ from ..errors import (
 from ..ids import utc_now
 from ._local_tx import LocalTransaction, current, entered, joins
 from ._secrets import decrypt_key, encrypt_key
-from ._store import UNSET, Store, Unset, check_page, settle_status
+from ._store import UNSET, Store, Unset, check_id_fragment, check_page, search_words, settle_status
 
 __all__ = ["InMemoryStore", "MemoryTransaction", "percentile_cont"]
 
@@ -654,3 +655,32 @@ class InMemoryStore(Store):
         found = keys.get(key_id)
         if found is not None and found.tenant_id == tenant_id:
             keys[key_id] = found.model_copy(update={"last_used_time": used_at})
+
+    async def find_sessions_by_id(
+        self, tenant_id: uuid.UUID, user_id: uuid.UUID, fragment: str, *, limit: int = 10
+    ) -> list[Session]:
+        frag = check_id_fragment(fragment)
+        check_page(0, limit)
+        async with self._access() as s:
+            found = [
+                x for x in s.sessions.values()
+                if x.tenant_id == tenant_id and x.user_id == user_id
+                and (str(x.id).startswith(frag) or str(x.id).endswith(frag))
+            ]  # fmt: skip
+            found.sort(key=lambda x: (utc(x.update_time), x.id), reverse=True)
+            return [_copy(x) for x in found[:limit]]
+
+    async def search_messages(
+        self, tenant_id: uuid.UUID, user_id: uuid.UUID, text: str, *, limit: int = 20
+    ) -> list[Message]:
+        words = search_words(text)
+        check_page(0, limit)
+        async with self._access() as s:
+            mine = {x.id for x in s.sessions.values() if x.tenant_id == tenant_id and x.user_id == user_id}
+            found = [
+                m for m in s.messages.values()
+                if m.session_id in mine and m.tenant_id == tenant_id
+                and set(words) <= set(re.findall(r"\w+", m.content.casefold()))
+            ]  # fmt: skip
+            found.sort(key=lambda m: (utc(m.create_time), m.id), reverse=True)
+            return [self._settle(m) for m in found[:limit]]

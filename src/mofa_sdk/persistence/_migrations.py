@@ -82,9 +82,14 @@ class SchemaShape:
 
 
 #: an SQLite database's (table, column) pairs, and the indexes made by CREATE INDEX (those SQLite makes for
-#: UNIQUE constraints have no SQL, and PostgreSQL names them differently)
+#: UNIQUE constraints have no SQL, and PostgreSQL names them differently). A full-text index (a virtual
+#: table and its shadow tables, named after it) is SQLite's own way to search and is not part of the shape
+#: both dialects share: PostgreSQL searches through an index instead.
 SQLITE_COLUMNS_SQL = (
     "SELECT m.name, p.name FROM sqlite_master m JOIN pragma_table_info(m.name) p WHERE m.type = 'table'"
+    " AND m.sql NOT LIKE 'CREATE VIRTUAL TABLE%' AND NOT EXISTS (SELECT 1 FROM sqlite_master v"
+    " WHERE v.type = 'table' AND v.sql LIKE 'CREATE VIRTUAL TABLE%' AND substr(m.name, 1, length(v.name) + 1)"
+    " = v.name || '_')"
 )
 SQLITE_INDEXES_SQL = "SELECT name FROM sqlite_master WHERE type = 'index' AND sql IS NOT NULL"
 

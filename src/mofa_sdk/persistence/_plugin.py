@@ -37,7 +37,7 @@ from ..errors import (
     TenantMismatchError,
     UnsavedReplyError,
 )
-from ..ids import parse_uuid, uuid7
+from ..ids import parse_uuid, utc_now, uuid7
 from ..llm import ChatMessage, EventHandler, Turn, TurnResult
 from ._store import UNSET, Store
 
@@ -229,6 +229,37 @@ class PersistencePlugin(EventHandler):
         while history and history[0].role != "user":  # a round cut by the limit is not whole: drop it
             history.pop(0)
         return history
+
+    async def session_settings(
+        self, tenant_id: uuid.UUID, session_id: uuid.UUID, given: dict[str, Any]
+    ) -> dict[str, Any]:
+        """The settings a session was started with (``metadata["settings"]``: system prompt, and whatever
+        else the caller keeps there, e.g. the CLI's model, agent and window), with ``given`` applied.
+
+        A key not in ``given`` keeps its stored value, so a resumed session gets back what it was started
+        with. A given value that differs from a stored one replaces it and the change is recorded in
+        ``metadata["settings_changes"]`` (when, which key, from what, to what). Returns the merged settings;
+        writes only when something changed."""
+        store = await self.connect()
+        session = await store.get_session(tenant_id, session_id)
+        if session is None:
+            raise NotFoundError(f"unknown session {session_id} in tenant {tenant_id}")
+        stored = session.metadata.get("settings")
+        stored = dict(stored) if isinstance(stored, dict) else {}
+        changed = {
+            k: {"from": stored[k], "to": v} for k, v in given.items() if k in stored and stored[k] != v
+        }
+        merged = {**stored, **given}
+        if merged == stored:
+            return merged
+        metadata = {**session.metadata, "settings": merged}
+        if changed:
+            history = session.metadata.get("settings_changes")
+            history = list(history) if isinstance(history, list) else []
+            history.append({"at": utc_now().isoformat(), "changed": changed})
+            metadata["settings_changes"] = history
+        await store.update_session(tenant_id, session_id, metadata=metadata)
+        return merged
 
     async def list_sessions(self, *, user_id: uuid.UUID, tenant_id: uuid.UUID, limit: int = 50) -> list[Any]:
         store = await self.connect()

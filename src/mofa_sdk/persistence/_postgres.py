@@ -51,7 +51,17 @@ from . import _postgres_sql as q
 from ._codec import _escape, _map_strings, decode_row, encode_row, has_nul
 from ._migrations import POSTGRES_MIGRATIONS_DDL, load_migrations, schema_problems, shape_of
 from ._postgres_sql import Row
-from ._store import UNSET, Store, Unset, check_page, no_schema_diagnosis, schema_fallback, settle_status
+from ._store import (
+    UNSET,
+    Store,
+    Unset,
+    check_id_fragment,
+    check_page,
+    no_schema_diagnosis,
+    schema_fallback,
+    search_words,
+    settle_status,
+)
 
 __all__ = ["PostgresStore"]
 
@@ -1112,6 +1122,30 @@ class PostgresStore(Store):
             (q.ts(used_at), kid, tid),
             f"recording the use of api key {kid}",
         )
+
+    async def find_sessions_by_id(
+        self, tenant_id: uuid.UUID, user_id: uuid.UUID, fragment: str, *, limit: int = 10
+    ) -> list[Session]:
+        frag = check_id_fragment(fragment)
+        check_page(0, limit)
+        tid, uid = _uid(tenant_id, "tenant_id"), _uid(user_id, "user_id")
+        rows = await self._rows(
+            q.SESSIONS_BY_ID_FRAGMENT_SQL, (tid, uid, frag + "%", "%" + frag, limit),
+            f"finding the sessions of user {uid} by id", tenant=tid,
+        )
+        return [q.session_from_row(r) for r in rows]
+
+    async def search_messages(
+        self, tenant_id: uuid.UUID, user_id: uuid.UUID, text: str, *, limit: int = 20
+    ) -> list[Message]:
+        words = search_words(text)
+        check_page(0, limit)
+        tid, uid = _uid(tenant_id, "tenant_id"), _uid(user_id, "user_id")
+        rows = await self._rows(
+            q.SEARCH_MESSAGES_SQL, (" ".join(words), tid, uid, limit),
+            f"searching the messages of user {uid}", tenant=tid,
+        )
+        return [self._message(r) for r in rows]
 
 
 _API_KEY_SELECT = (

@@ -116,6 +116,14 @@ RESERVE_SEQS_SQL = (
 )
 INSERT_MESSAGE_SQL = _q("INSERT INTO entity_message ({c}) VALUES ({v})", c=MSG, v=_values(_MESSAGE_COLS))
 GET_MESSAGE_SQL = _q("SELECT {c} FROM entity_message WHERE id = %s AND tenant_id = %s", c=MSG)
+# the expression is the one 0005 indexes (GIN), so the index answers the match
+SEARCH_MESSAGES_SQL = _q(
+    "SELECT {c} FROM entity_message m WHERE to_tsvector('simple'::regconfig, m.content)"
+    " @@ plainto_tsquery('simple'::regconfig, %s) AND m.tenant_id = %s AND EXISTS (SELECT 1 FROM entity_session s"
+    " WHERE s.id = m.session_id AND s.tenant_id = m.tenant_id AND s.user_id = %s)"
+    " ORDER BY m.create_time DESC, m.id DESC LIMIT %s",
+    c=MSG,
+)
 SESSION_MESSAGES_SQL = _q(
     "SELECT {c} FROM entity_message WHERE session_id = %s AND tenant_id = %s ORDER BY seq", c=MSG
 )
@@ -144,6 +152,11 @@ INSERT_SESSION_SQL = _q(
 )
 SESSION_BY_ID_SQL = _q("SELECT {c} FROM entity_session WHERE id = %s", c=SESSION)
 GET_SESSION_SQL = _q("SELECT {c} FROM entity_session WHERE id = %s AND tenant_id = %s", c=SESSION)
+SESSIONS_BY_ID_FRAGMENT_SQL = _q(
+    "SELECT {c} FROM entity_session WHERE tenant_id = %s AND user_id = %s "
+    "AND (id::text LIKE %s OR id::text LIKE %s) ORDER BY update_time DESC, id DESC LIMIT %s",
+    c=SESSION,
+)
 USER_SESSIONS_SQL = _q(
     "SELECT {c} FROM entity_session WHERE tenant_id = %s AND user_id = %s"
     " ORDER BY update_time DESC, id DESC OFFSET %s LIMIT %s",

@@ -16,10 +16,13 @@ from __future__ import annotations
 
 import base64
 import binascii
+import contextlib
+import contextvars
 import functools
 import hashlib
 import os
 import threading
+from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
 from ..errors import ConfigError
@@ -27,7 +30,7 @@ from ..errors import ConfigError
 if TYPE_CHECKING:
     from cryptography.fernet import Fernet
 
-__all__ = ["decrypt_key", "encrypt_key"]
+__all__ = ["decrypt_key", "encrypt_key", "is_encrypted", "keys_left_encrypted"]
 
 _V1 = "enc:v1:"
 _V2 = "enc:v2:"
@@ -56,6 +59,27 @@ def _derived(secret: str, salt: bytes) -> Fernet:
 
     kdf = Scrypt(salt=salt, length=32, n=SCRYPT_N, r=SCRYPT_R, p=SCRYPT_P)
     return Fernet(base64.urlsafe_b64encode(kdf.derive(secret.encode("utf-8", "surrogatepass"))))
+
+
+#: set inside ``keys_left_encrypted()``
+_leave_encrypted: contextvars.ContextVar[bool] = contextvars.ContextVar("mofa_leave_encrypted", default=False)
+
+
+@contextlib.contextmanager
+def keys_left_encrypted() -> Iterator[None]:
+    """Inside, an encrypted key read while MOFA_SECRET_KEY is unset is kept as its stored, encrypted value
+    instead of failing: for listings, which only ever show keys masked, and for commands that only need a
+    provider's id. A wrong MOFA_SECRET_KEY is still an error (it is worth knowing). Never use it for rows a
+    request is built from."""
+    token = _leave_encrypted.set(True)
+    try:
+        yield
+    finally:
+        _leave_encrypted.reset(token)
+
+
+def is_encrypted(stored: str | None) -> bool:
+    return stored is not None and stored.startswith((_V1, _V2))
 
 
 def _v1_fernet(secret: str) -> Fernet:
@@ -91,6 +115,8 @@ def decrypt_key(stored: str | None, secret: str | None = None, *, provider: str 
 
     secret = _secret(secret)
     if not secret:
+        if _leave_encrypted.get():
+            return stored
         raise ConfigError(
             f"the API key of provider {provider!r} is encrypted; set MOFA_SECRET_KEY to read it"
         )

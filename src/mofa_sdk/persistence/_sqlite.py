@@ -50,7 +50,7 @@ from ._local_tx import LocalTransaction, current, entered, joins
 from ._memory import check_message_update, check_session_update, percentile_cont, utc
 from ._secrets import decrypt_key, encrypt_key
 from ._sqlite_thread import open_connection
-from ._store import UNSET, Store, Unset, check_page, no_schema_diagnosis, settle_status
+from ._store import UNSET, Store, Unset, check_id_fragment, check_page, no_schema_diagnosis, search_words, settle_status
 
 __all__ = ["SqliteStore", "SqliteTransaction"]
 
@@ -947,6 +947,38 @@ class SqliteStore(Store):
 
     async def get_active_agents(self, tenant_id: uuid.UUID) -> list[Agent]:
         return await self._agents("tenant_id = ? AND agent_status = 1", (str(tenant_id),))
+
+    async def find_sessions_by_id(
+        self, tenant_id: uuid.UUID, user_id: uuid.UUID, fragment: str, *, limit: int = 10
+    ) -> list[Session]:
+        frag = check_id_fragment(fragment)
+        check_page(0, limit)
+        async with self._reading("finding sessions by id") as conn:
+            rows = await self._all(
+                conn,
+                f"SELECT {_SESSION} FROM entity_session WHERE tenant_id = ? AND user_id = ? "
+                "AND (id LIKE ? OR id LIKE ?) ORDER BY update_time DESC, id DESC LIMIT ?",
+                (str(tenant_id), str(user_id), frag + "%", "%" + frag, limit),
+            )
+        return [_session(r) for r in rows]
+
+    async def search_messages(
+        self, tenant_id: uuid.UUID, user_id: uuid.UUID, text: str, *, limit: int = 20
+    ) -> list[Message]:
+        # each word quoted: FTS5 syntax in the text is not interpreted, and the words are AND-ed
+        query = " ".join('"' + w.replace('"', '""') + '"' for w in search_words(text))
+        check_page(0, limit)
+        cols = ", ".join(f"m.{c.strip()}" for c in _MSG.split(","))
+        async with self._reading("searching messages") as conn:
+            rows = await self._all(
+                conn,
+                f"SELECT {cols} FROM entity_message_fts f JOIN entity_message m ON m.rowid = f.rowid "
+                "JOIN entity_session s ON s.id = m.session_id AND s.tenant_id = m.tenant_id "
+                "WHERE entity_message_fts MATCH ? AND m.tenant_id = ? AND s.user_id = ? "
+                "ORDER BY m.create_time DESC, m.id DESC LIMIT ?",
+                (query, str(tenant_id), str(user_id), limit),
+            )
+        return [self._settle(_message(r)) for r in rows]
 
 
     # -- api keys --------------------------------------------------------------------------------------

@@ -16,6 +16,7 @@ import abc
 import contextvars
 import functools
 import inspect
+import re
 import uuid
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractAsyncContextManager, contextmanager
@@ -37,7 +38,7 @@ from ..entities import (
     Session,
     UsageStatistics,
 )
-from ..errors import ConfigError, MofaError, PersistenceError
+from ..errors import ConfigError, MofaError, PersistenceError, ValidationError
 from ..ids import parse_uuid
 
 __all__ = [
@@ -70,6 +71,29 @@ class Unset:
 
 
 UNSET = Unset()
+
+
+#: the shortest id fragment a lookup accepts: shorter ones match too much to be worth a query
+MIN_ID_FRAGMENT = 4
+
+
+def check_id_fragment(fragment: str) -> str:
+    """An id fragment as lookups take it: 4 to 36 hex digits (dashes allowed), lower-cased."""
+    frag = fragment.strip().lower() if isinstance(fragment, str) else ""
+    if not MIN_ID_FRAGMENT <= len(frag) <= 36 or any(c not in "0123456789abcdef-" for c in frag):
+        raise ValidationError(
+            f"an id or id fragment is {MIN_ID_FRAGMENT} to 36 hex digits, got {fragment!r}"
+        )
+    return frag
+
+
+def search_words(text: str) -> list[str]:
+    """The words a message search looks for (every one must be in a message): letters and digits, lower-cased.
+    Search syntax (quotes, operators) is not interpreted, so the three stores agree on what matches."""
+    words = re.findall(r"\w+", text.casefold()) if isinstance(text, str) else []
+    if not words:
+        raise ValidationError(f"a search needs at least one word (letters or digits), got {text!r}")
+    return words
 
 
 def check_page(offset: int, limit: int) -> None:
@@ -440,3 +464,20 @@ class Store(abc.ABC):
     @abc.abstractmethod
     async def touch_api_key(self, tenant_id: uuid.UUID, key_id: uuid.UUID, used_at: datetime) -> None:
         """Record when the key was last used (no error when it is gone)."""
+
+    @abc.abstractmethod
+    async def find_sessions_by_id(
+        self, tenant_id: uuid.UUID, user_id: uuid.UUID, fragment: str, *, limit: int = 10
+    ) -> list[Session]:
+        """The user's sessions whose id (its canonical text, with dashes) starts or ends with ``fragment``
+        (see :func:`check_id_fragment`), most recently active first, at most ``limit``. Ids are uuid7:
+        their start is the creation time, so sessions of one day share a long prefix while their end is
+        random (what lists show as the short id)."""
+
+    @abc.abstractmethod
+    async def search_messages(
+        self, tenant_id: uuid.UUID, user_id: uuid.UUID, text: str, *, limit: int = 20
+    ) -> list[Message]:
+        """Messages of the user's sessions in this tenant holding every word of ``text`` (whole words, any
+        case; see :func:`search_words`), most recent first, at most ``limit``. Full-text indexed: FTS5 on
+        SQLite, a GIN index on ``to_tsvector('simple', content)`` on PostgreSQL."""

@@ -1,0 +1,40 @@
+"""``find_sessions_by_id``: the one lookup behind id prefixes and short ids, on every store."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+import pytest
+
+from mofa_sdk.entities import Session
+from mofa_sdk.errors import ValidationError
+
+Store = Any
+
+
+def _sid(head: str, tail: str) -> uuid.UUID:
+    return uuid.UUID(f"{head}-0000-7000-8000-{tail}")
+
+
+async def test_prefix_and_short_id_match_only_this_users_sessions(
+    store: Store, tenant: uuid.UUID, user: uuid.UUID
+) -> None:
+    a = await store.create_session(Session(id=_sid("0193aaaa", "00000000beef"), tenant_id=tenant, user_id=user))
+    b = await store.create_session(Session(id=_sid("0193aaab", "00000000cafe"), tenant_id=tenant, user_id=user))
+    # the same ids' lookalikes in another tenant, and of another user, are never found
+    await store.create_session(Session(id=_sid("0193aaaa", "11111111beef"), tenant_id=uuid.uuid4(), user_id=user))
+    await store.create_session(Session(id=_sid("0193aaaa", "22222222beef"), tenant_id=tenant, user_id=uuid.uuid4()))
+
+    assert [s.id for s in await store.find_sessions_by_id(tenant, user, "0193aaaa")] == [a.id]
+    assert {s.id for s in await store.find_sessions_by_id(tenant, user, "0193AAA")} == {a.id, b.id}
+    assert [s.id for s in await store.find_sessions_by_id(tenant, user, "cafe")] == [b.id]  # the short id
+    assert [s.id for s in await store.find_sessions_by_id(tenant, user, str(a.id))] == [a.id]
+    assert await store.find_sessions_by_id(tenant, user, "dead") == []
+    assert len(await store.find_sessions_by_id(tenant, user, "0193", limit=1)) == 1
+
+
+@pytest.mark.parametrize("bad", ["abc", "", "zzzz", "0193%", "01_3", "a" * 37])
+async def test_a_bad_fragment_is_refused(store: Store, tenant: uuid.UUID, user: uuid.UUID, bad: str) -> None:
+    with pytest.raises(ValidationError):
+        await store.find_sessions_by_id(tenant, user, bad)

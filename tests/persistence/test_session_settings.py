@@ -1,0 +1,76 @@
+"""A session keeps the system prompt it was started with (issue 15 item 2): a resumed session gets it back
+when the builder sets none, and a different one replaces it with the change recorded. On every store."""
+
+from __future__ import annotations
+
+import uuid
+
+from mofa_sdk.llm import LLMAgent, LLMAgentBuilder, ScriptedProvider
+from mofa_sdk.persistence import PersistencePlugin, Store
+
+
+async def _agent(
+    store: Store, tenant: uuid.UUID, user: uuid.UUID, provider: ScriptedProvider,
+    session: uuid.UUID | None = None, system: str | None = None,
+) -> LLMAgent:
+    builder = LLMAgentBuilder().with_provider(provider).with_user(user).with_tenant(tenant)
+    if system is not None:
+        builder.with_system_prompt(system)
+    if session is not None:
+        builder.with_session_id(session)
+    return await builder.with_persistence_plugin(
+        PersistencePlugin.from_store("p", store, user, tenant, uuid.uuid4())
+    ).build_async()
+
+
+async def test_resume_restores_the_system_prompt(store: Store, tenant: uuid.UUID, user: uuid.UUID) -> None:
+    provider = ScriptedProvider(["Arr."])
+    first = await _agent(store, tenant, user, provider, system="You are a pirate.")
+    await first.chat("hello")
+    sid = first.session_id
+    await first.aclose()
+
+    again = await _agent(store, tenant, user, provider, session=sid)  # no system prompt set
+    assert again.system_prompt == "You are a pirate."
+    await again.chat("more")
+    assert provider.requests[-1][0][0].role == "system"
+    assert provider.requests[-1][0][0].content == "You are a pirate."
+    await again.aclose()
+
+    session = await store.get_session(tenant, sid)
+    assert session is not None
+    assert session.metadata["settings"] == {"system_prompt": "You are a pirate."}
+    assert "settings_changes" not in session.metadata
+
+
+async def test_an_override_replaces_it_and_is_recorded(
+    store: Store, tenant: uuid.UUID, user: uuid.UUID
+) -> None:
+    provider = ScriptedProvider(["ok"])
+    first = await _agent(store, tenant, user, provider, system="Be terse.")
+    sid = first.session_id
+    await first.aclose()
+    second = await _agent(store, tenant, user, provider, session=sid, system="Be verbose.")
+    assert second.system_prompt == "Be verbose."
+    await second.aclose()
+    third = await _agent(store, tenant, user, provider, session=sid)
+    assert third.system_prompt == "Be verbose."  # the override is what the session now keeps
+    await third.aclose()
+    session = await store.get_session(tenant, sid)
+    assert session is not None
+    changes = session.metadata["settings_changes"]
+    assert len(changes) == 1
+    assert changes[0]["changed"] == {"system_prompt": {"from": "Be terse.", "to": "Be verbose."}}
+
+
+async def test_a_session_started_without_one_stays_without(
+    store: Store, tenant: uuid.UUID, user: uuid.UUID
+) -> None:
+    agent = await _agent(store, tenant, user, ScriptedProvider(["ok"]))
+    sid = agent.session_id
+    await agent.aclose()
+    again = await _agent(store, tenant, user, ScriptedProvider(["ok"]), session=sid)
+    assert again.system_prompt == ""
+    await again.aclose()
+    session = await store.get_session(tenant, sid)
+    assert session is not None and "settings" not in session.metadata
