@@ -248,6 +248,12 @@ async def test_errors_take_openai_shape_and_write_nothing(fault_pair: FaultPair)
         assert r.status_code == 401 and set(r.json()["error"]) == {"message", "type", "param", "code"}
         r = await http.get(f"{server.url}/v1/models")
         assert r.status_code == 401 and r.json()["error"]["type"] == "invalid_request_error"
+        r = await http.post(f"{server.url}/v1/chat/completions", headers=auth(key),
+                            json={"model": "m", "messages": [{"role": "user", "content": "x" * 1_100_000}]})
+        assert r.status_code == 413 and r.json()["error"]["code"] == "body_too_large"
+        assert set(r.json()["error"]) == {"message", "type", "param", "code"}
+        r = await http.delete(f"{server.url}/v1/models/m", headers=auth(key))
+        assert r.status_code == 405 and r.json()["error"]["type"] == "invalid_request_error"
 
     # another tenant's session: 404, exactly like an unknown one, and nothing is added to it
     async with async_client(server.url, other_key) as other:

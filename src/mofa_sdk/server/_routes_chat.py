@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import time
 import uuid
-from collections.abc import AsyncGenerator, AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Header, Request
@@ -20,6 +20,7 @@ from fastapi.responses import JSONResponse
 from ..entities import AgentConfig, Session
 from ..errors import TenantMismatchError
 from ..llm import LLMAgentBuilder
+from ..persistence import Store
 from ._auth import principal
 from ._chat_shapes import (
     ChatRequest,
@@ -56,7 +57,7 @@ def _bad_request(exc: ParamError) -> JSONResponse:
     return JSONResponse(openai_error(400, exc.message, code=exc.code, param=exc.param), status_code=400)
 
 
-async def _session(registry_store: Any, who: Principal, header: str | None) -> Session:
+async def _session(store: Store, who: Principal, header: str | None) -> Session:
     """The session named by the header (another tenant's or user's: 404), else a new one. A new session is
     not written here: the run's persistence plugin creates it with the user message."""
     if header is None or not header.strip():
@@ -65,13 +66,13 @@ async def _session(registry_store: Any, who: Principal, header: str | None) -> S
         sid = uuid.UUID(header.strip())
     except ValueError:
         raise ParamError(f"{SESSION_HEADER} must be a UUID, got {header[:60]!r}", SESSION_HEADER) from None
-    found: Session | None = await registry_store.get_session(who.tenant_id, sid)
+    found = await store.get_session(who.tenant_id, sid)
     if found is not None and found.user_id != who.user_id:
         raise TenantMismatchError(f"session {sid} not found")
     return found or Session(id=sid, tenant_id=who.tenant_id, user_id=who.user_id)
 
 
-def _configure(req: ChatRequest, config: AgentConfig | None) -> Any:
+def _configure(req: ChatRequest, config: AgentConfig | None) -> Callable[[LLMAgentBuilder], None]:
     """The request's model and sampling fields over the agent row's (or the default provider's)."""
 
     def apply(b: LLMAgentBuilder) -> None:
