@@ -252,6 +252,10 @@ async def test_errors_take_openai_shape_and_write_nothing(fault_pair: FaultPair)
                             json={"model": "m", "messages": [{"role": "user", "content": "x" * 1_100_000}]})
         assert r.status_code == 413 and r.json()["error"]["code"] == "body_too_large"
         assert set(r.json()["error"]) == {"message", "type", "param", "code"}
+        lone = b'{"model": "m", "messages": [{"role": "user", "content": "bad \\ud800 text"}]}'
+        r = await http.post(f"{server.url}/v1/chat/completions", content=lone,
+                            headers={**auth(key), "content-type": "application/json"})
+        assert r.status_code == 400 and r.json()["error"]["param"] == "messages[0].content", r.text
         r = await http.delete(f"{server.url}/v1/models/m", headers=auth(key))
         assert r.status_code == 405 and r.json()["error"]["type"] == "invalid_request_error"
 

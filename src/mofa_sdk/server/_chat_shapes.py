@@ -14,6 +14,8 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from ..entities import check_text
+from ..errors import MofaError
 from ..llm import ChatMessage
 from ._errors import ApiError
 
@@ -165,6 +167,10 @@ def parse_chat_request(raw: bytes) -> tuple[ChatRequest, list[ChatMessage], str]
             raise _bad(f"messages[{i}].role: {m.role!r} is not supported (system, developer, user, assistant)",
                        f"messages[{i}].role")
         text = _text(m, i)
+        try:  # before anything is written: the run would create the session before the turn refuses it
+            check_text(text, f"messages[{i}].content")
+        except MofaError as exc:
+            raise _bad(str(exc), f"messages[{i}].content") from None
         forwarded.append(ChatMessage(role=role, content=text))
         if role == "user":
             last_user = text
