@@ -321,3 +321,18 @@ async def test_a_client_that_disconnects_mid_stream_does_not_stop_the_run(fault_
     assert [(m.role, m.status) for m in rows] == [("user", "complete"), ("assistant", "complete")]
     assert rows[1].content == reply.expected_text()
     assert fault.requests[-1].client_disconnected is False
+
+
+async def test_streamed_async_client_into_a_named_session(fault_pair: FaultPair) -> None:
+    db, server, fault = fault_pair.db, fault_pair.servers[1], fault_pair.fault
+    key, row = await make_key(db)
+    sid = uuid.uuid4()
+    reply = Reply(chunks=["a ", "streamed ", "réply"], surrogates="split")
+    fault.push(reply)
+    async with async_client(server.url, key) as client:
+        raw = await client.chat.completions.with_raw_response.create(
+            model="m", stream=True, messages=[{"role": "user", "content": "go"}], extra_headers={SESSION: str(sid)})
+        assert raw.headers[SESSION] == str(sid)
+        text = "".join([c.choices[0].delta.content or "" async for c in raw.parse() if c.choices])
+    assert text == reply.expected_text()
+    assert [m.content for m in await stored(db, row.tenant_id, sid)] == ["go", text]
