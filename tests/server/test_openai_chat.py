@@ -230,6 +230,13 @@ async def test_errors_take_openai_shape_and_write_nothing(fault_pair: FaultPair)
                 model="m", messages=[{"role": "tool", "content": "x", "tool_call_id": "t"}])  # type: ignore[list-item]
         assert _shape(bad.value)["param"] == "messages[0].role"
         with pytest.raises(openai.BadRequestError) as bad:
+            await client.chat.completions.create(model="m", messages=[{"role": "user", "content": [
+                {"type": "image_url", "image_url": {"url": "http://127.0.0.1:9/x.png"}}]}])
+        assert _shape(bad.value)["param"] == "messages[0].content"
+        with pytest.raises(openai.BadRequestError) as bad:
+            await client.chat.completions.create(model="m", messages=user, n=2)
+        assert _shape(bad.value)["param"] == "n"
+        with pytest.raises(openai.BadRequestError) as bad:
             await client.chat.completions.create(model="m", messages=[{"role": "assistant", "content": "only"}])
         assert _shape(bad.value)["param"] == "messages"
         with pytest.raises(openai.BadRequestError) as bad:

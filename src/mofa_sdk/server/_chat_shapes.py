@@ -131,7 +131,8 @@ def _text(message: _Message, index: int) -> str:
         return message.content or ""
     for part in message.content:
         if part.type != "text" or part.text is None:
-            raise ApiError(400, f"messages[{index}].content: only text parts are supported, got {part.type!r}")
+            raise _bad(f"messages[{index}].content: only text parts are supported, got {part.type!r}",
+                       f"messages[{index}].content", code="unsupported_parameter")
     return "".join(p.text or "" for p in message.content)
 
 
