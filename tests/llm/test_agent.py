@@ -228,3 +228,21 @@ async def test_aclose_closes_provider_and_refuses_new_turns() -> None:
 async def test_repr_names_the_agent() -> None:
     agent = LLMAgentBuilder().with_provider(ScriptedProvider(["x"])).with_name("Helper").build()
     assert "Helper" in repr(agent) and "scripted" in repr(agent)
+
+
+async def test_chat_stream_with_messages_sends_them_instead_of_the_window() -> None:
+    """A proxy's turn (``messages=``): the system prompt, then exactly the given messages; the window is not
+    sent; the user text and the reply still join the history."""
+    provider = ScriptedProvider(["one", "two"])
+    agent = agent_with(provider, window=5)
+    await agent.chat("earlier")
+    given = [ChatMessage(role="user", content="a"), ChatMessage(role="assistant", content="b"),
+             ChatMessage(role="user", content="c")]
+    assert await agent.chat_stream("c", messages=given).text_async() == "two"
+    sent, _ = provider.requests[-1]
+    assert [(m.role, m.content) for m in sent] == [("system", "sys"), ("user", "a"), ("assistant", "b"),
+                                                   ("user", "c")]
+    assert [(m.role, m.content) for m in agent.history] == [
+        ("system", "sys"), ("user", "earlier"), ("assistant", "one"), ("user", "c"), ("assistant", "two")]
+    with pytest.raises(ConfigError, match="at least one message"):
+        agent.chat_stream("c", messages=[])

@@ -75,3 +75,35 @@ def test_settings_never_show_the_database_password() -> None:
 
     config = ServeConfig(database_url="postgresql://app:s3cr3t-pw@db.internal/mofa")
     assert "s3cr3t-pw" not in repr(config) and "s3cr3t-pw" not in str(config)
+
+
+async def test_openai_routes_answer_every_error_in_openai_shape_even_a_bug() -> None:
+    """The app's own handlers, a 422 (OpenAI's 400) and an unexpected exception, on an OpenAI path and not."""
+    import httpx2
+    from fastapi import FastAPI
+
+    from mofa_sdk.server._chat_shapes import OpenAIErrorMiddleware
+    from mofa_sdk.server._errors import install_error_handlers
+
+    app = FastAPI()
+    install_error_handlers(app)
+
+    @app.get("/v1/models/bug")
+    @app.get("/v1/native/bug")
+    async def bug() -> None:
+        raise RuntimeError("a bug")
+
+    @app.get("/v1/models/number/{n}")
+    async def number(n: int) -> int:
+        return n
+
+    app.add_middleware(OpenAIErrorMiddleware)
+    transport = httpx2.ASGITransport(app=app, raise_app_exceptions=False)
+    async with httpx2.AsyncClient(transport=transport, base_url="http://t") as client:
+        r = await client.get("/v1/models/bug")
+        assert r.status_code == 500 and r.json() == {"error": {
+            "message": "internal server error", "type": "server_error", "param": None, "code": "internal"}}
+        r = await client.get("/v1/models/number/x")
+        assert r.status_code == 400 and r.json()["error"]["type"] == "invalid_request_error"
+        r = await client.get("/v1/native/bug")
+        assert r.status_code == 500 and r.json() == {"error": {"code": "internal", "message": "internal server error"}}

@@ -136,15 +136,28 @@ class LLMAgent:
         )
 
     # -- conversation ------------------------------------------------------------------------------
-    def chat_stream(self, text: str, *, session_id: uuid.UUID | str | None = None) -> ChatStream:
+    def chat_stream(
+        self,
+        text: str,
+        *,
+        session_id: uuid.UUID | str | None = None,
+        messages: Sequence[ChatMessage] | None = None,
+    ) -> ChatStream:
         """Start a turn; iterate the result for text deltas (no ``await`` here). Nothing happens until the
-        stream is iterated. A turn on a session that is busy waits until the running one has ended."""
+        stream is iterated. A turn on a session that is busy waits until the running one has ended.
+
+        ``messages``: send these (after the agent's system prompt) instead of the window and ``text``, for a
+        proxy whose client keeps its own context (OpenAI Chat Completions). ``text`` is still the user
+        message that is saved and joins the history; the window is neither read nor sent.
+        """
         if self._closed:
             raise AgentError("this agent is closed")
         if not isinstance(text, str) or not text.strip():
             raise ConfigError(f"the user message must be non-empty text, got {text!r}")
+        if messages is not None and not messages:
+            raise ConfigError("messages, when given, must hold at least one message")
         session = self._current if session_id is None else self._session(parse_uuid(session_id, "session_id"))
-        return ChatStream(self._ctx, session, text)
+        return ChatStream(self._ctx, session, text, None if messages is None else tuple(messages))
 
     async def chat(self, text: str, *, session_id: uuid.UUID | str | None = None) -> str:
         """The whole reply at once (the same turn as ``chat_stream``, consumed here)."""

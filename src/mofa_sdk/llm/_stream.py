@@ -86,10 +86,15 @@ class ChatStream:
     the turn.
     """
 
-    def __init__(self, ctx: TurnContext, session: SessionState, user_text: str) -> None:
+    def __init__(
+        self, ctx: TurnContext, session: SessionState, user_text: str,
+        messages: tuple[ChatMessage, ...] | None = None,
+    ) -> None:
         self._ctx = ctx
         self._session = session
         self._user_text = user_text
+        #: sent instead of the window and the user text (``chat_stream(messages=…)``)
+        self._messages = messages
         self._gen_ref: weakref.ref[AsyncGenerator[str, None]] | None = None
         self._started = False
         self._done = asyncio.Event()
@@ -175,11 +180,15 @@ class ChatStream:
         try:
             if not session.loaded and ctx.load_session is not None:
                 await ctx.load_session(session)
-            user = ChatMessage(role="user", content=self._user_text)
-            request = select_window(
-                session.history, user, system_prompt=ctx.system_prompt, rounds=ctx.window,
-                token_budget=ctx.token_budget, count_tokens=ctx.provider.count_tokens,
-            )
+            if self._messages is not None:
+                system = [ChatMessage(role="system", content=ctx.system_prompt)] if ctx.system_prompt else []
+                request = [*system, *self._messages]
+            else:
+                user = ChatMessage(role="user", content=self._user_text)
+                request = select_window(
+                    session.history, user, system_prompt=ctx.system_prompt, rounds=ctx.window,
+                    token_budget=ctx.token_budget, count_tokens=ctx.provider.count_tokens,
+                )
             check_request(request)  # before anything is saved or sent
             turn = Turn(
                 session_id=session.id, user_id=ctx.user_id, tenant_id=ctx.tenant_id, agent_id=ctx.agent_id,

@@ -17,10 +17,12 @@ from ..llm import LLMProvider
 from ..persistence import Store, connect_store
 from ._agents import AgentChooser
 from ._auth import AuthMiddleware
+from ._chat_shapes import OpenAIErrorMiddleware
 from ._config import ServeConfig
 from ._errors import install_error_handlers
 from ._limits import BodyLimitMiddleware
 from ._notify import LocalBus, PgBus
+from ._routes_chat import router as chat_router
 from ._routes_conversations import router as conversations_router
 from ._routes_meta import router as meta_router
 from ._routes_responses import router as responses_router
@@ -94,11 +96,13 @@ def create_app(
     app.include_router(runs_router)
     app.include_router(sessions_router)
     app.include_router(meta_router)
+    app.include_router(chat_router)
     app.include_router(conversations_router)
     app.include_router(responses_router)
     # outermost first: a request is authenticated before its body is read
     app.add_middleware(BodyLimitMiddleware, max_bytes=cfg.max_body_bytes)
     app.add_middleware(AuthMiddleware, store=lambda: app.state.store)
+    app.add_middleware(OpenAIErrorMiddleware)  # outside the others: their errors too take OpenAI's shape
     return app
 
 

@@ -14,14 +14,14 @@ import contextlib
 import logging
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
 from ..entities import Message, Session
 from ..errors import MofaError, PersistenceError, SessionBusyError, UnsavedReplyError
 from ..ids import uuid7
-from ..llm import EventHandler, LLMAgent, LLMAgentBuilder, Turn
+from ..llm import ChatMessage, EventHandler, LLMAgent, LLMAgentBuilder, Turn
 from ..persistence import PersistencePlugin, Store
 from ._agents import AgentChooser
 from ._config import ServeConfig
@@ -63,6 +63,8 @@ class Run:
         self._changed = asyncio.Event()
         self._finished = asyncio.Event()
         self.cancel_requested = False
+        #: the provider's finish reason ("stop", "length" …) once the run ended
+        self.finish_reason: str | None = None
 
     def __repr__(self) -> str:
         return f"<Run {self.id} session={self.session_id} {self.status} events={len(self.parts)}>"
@@ -162,10 +164,14 @@ class RunRegistry:
     # -- starting --------------------------------------------------------------------------------------
     async def start_run(
         self, principal: Principal, session: Session, content: str, agent_code: str | None, *,
+        messages: Sequence[ChatMessage] | None = None,
         configure: Callable[[LLMAgentBuilder], object] | None = None,
     ) -> Run:
         """Start a turn on ``session``; returns once the user message is saved (or raises, nothing written).
-        ``configure`` adjusts the turn's builder (the OpenAI views' model, instructions, temperature, cap)."""
+
+        ``messages``: the request to send instead of the window (``LLMAgent.chat_stream(messages=…)``: a
+        client that keeps its own context); ``configure``: applied to the turn's builder (model, params).
+        """
         if session.id in self._live_sessions:
             busy = self._live_sessions[session.id]
             raise SessionBusyError(f"session {session.id} has a reply streaming (run {busy.id})")
@@ -189,7 +195,8 @@ class RunRegistry:
             self._live_sessions.pop(session.id, None)
             raise
         self.runs[run.id] = run
-        run.task = asyncio.create_task(self._execute(run, agent, plugin, content, owns_provider=config is not None))
+        run.task = asyncio.create_task(self._execute(run, agent, plugin, content, messages,
+                                                 owns_provider=config is not None))
         try:
             await asyncio.shield(run.started)
         except BaseException:
@@ -206,9 +213,10 @@ class RunRegistry:
                 raise SessionBusyError(f"session {session_id} has a reply streaming (run {m.id})")
 
     async def _execute(
-        self, run: Run, agent: LLMAgent, plugin: PersistencePlugin, content: str, *, owns_provider: bool
+        self, run: Run, agent: LLMAgent, plugin: PersistencePlugin, content: str,
+        messages: Sequence[ChatMessage] | None, *, owns_provider: bool
     ) -> None:
-        stream = agent.chat_stream(content, session_id=run.session_id)
+        stream = agent.chat_stream(content, session_id=run.session_id, messages=messages)
         failure: BaseException | None = None
         try:
             async for delta in stream:
@@ -289,6 +297,7 @@ class RunRegistry:
                 term.data["usage"] = {"prompt_tokens": u.prompt_tokens, "completion_tokens": u.completion_tokens,
                                       "total_tokens": u.total_tokens, "estimated": u.estimated}
         run.terminal = term
+        run.finish_reason = stream.finish_reason
         self._live_sessions.pop(run.session_id, None)
         if run.watched:
             self.bus.publish(run.id, {"k": "end", "n": term.n, "kind": term.kind, "data": term.data})

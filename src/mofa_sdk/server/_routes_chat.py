@@ -1,0 +1,192 @@
+"""OpenAI Chat Completions and Models: a view of the same runs the native API starts and follows.
+
+A chat completion is a run (``RunRegistry.start_run``): the client's messages are what is sent
+(``LLMAgent.chat_stream(messages=…)``: the client keeps its context, the window is not read), and the persistence
+plugin saves the request's last user message and the reply to the session named by ``X-Mofa-Session-Id``
+(created if new) or to a new one. Its events are rendered as ``chat.completion.chunk`` objects.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from collections.abc import AsyncGenerator, AsyncIterator, Callable
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Header, Request
+from fastapi.responses import JSONResponse
+
+from ..entities import AgentConfig, Session
+from ..errors import TenantMismatchError
+from ..llm import LLMAgentBuilder
+from ..persistence import Store
+from ._auth import principal
+from ._chat_shapes import (
+    ChatRequest,
+    ParamError,
+    chunk,
+    completion,
+    finish_reason,
+    openai_error,
+    parse_chat_request,
+    usage_chunk,
+)
+from ._errors import ApiError
+from ._follow import follow_local
+from ._log import Event
+from ._routes_runs import registry_of
+from ._runs import Principal, Run
+from ._sse import KEEPALIVE, SSEResponse
+
+__all__ = ["SESSION_HEADER", "router"]
+
+router = APIRouter(tags=["openai"])
+Who = Annotated[Principal, Depends(principal)]
+
+#: names the session a chat completion is saved to, both ways
+SESSION_HEADER = "X-Mofa-Session-Id"
+_DONE = b"data: [DONE]\n\n"
+
+
+def _data(obj: dict[str, Any]) -> bytes:
+    return b"data: " + json.dumps(obj, ensure_ascii=False, separators=(",", ":")).encode() + b"\n\n"
+
+
+def _bad_request(exc: ParamError) -> JSONResponse:
+    return JSONResponse(openai_error(400, exc.message, code=exc.code, param=exc.param), status_code=400)
+
+
+async def _session(store: Store, who: Principal, header: str | None) -> Session:
+    """The session named by the header (another tenant's or user's: 404), else a new one. A new session is
+    not written here: the run's persistence plugin creates it with the user message."""
+    if header is None or not header.strip():
+        return Session(tenant_id=who.tenant_id, user_id=who.user_id)
+    try:
+        sid = uuid.UUID(header.strip())
+    except ValueError:
+        raise ParamError(f"{SESSION_HEADER} must be a UUID, got {header[:60]!r}", SESSION_HEADER) from None
+    found = await store.get_session(who.tenant_id, sid)
+    if found is not None and found.user_id != who.user_id:
+        raise TenantMismatchError(f"session {sid} not found")
+    return found or Session(id=sid, tenant_id=who.tenant_id, user_id=who.user_id)
+
+
+def _configure(req: ChatRequest, config: AgentConfig | None) -> Callable[[LLMAgentBuilder], None]:
+    """The request's model and sampling fields over the agent row's (or the default provider's)."""
+
+    def apply(b: LLMAgentBuilder) -> None:
+        if config is None:
+            b.with_model(req.model)
+        if req.temperature is not None:
+            b.with_temperature(req.temperature)
+        tokens = req.max_completion_tokens or req.max_tokens
+        if tokens is not None:
+            b.with_max_tokens(tokens)
+        if req.response_format is not None:
+            b.with_response_format(req.response_format)
+        forwarded = req.forwarded()
+        if forwarded:
+            base = (config.agent.custom_params if config is not None else None) or {}
+            b.with_custom_params({**base, **forwarded})
+
+    return apply
+
+
+@router.post("/v1/chat/completions", summary="OpenAI Chat Completions: a run, streamed as chunks or answered whole")
+async def chat_completions(
+    request: Request,
+    who: Who,
+    session_header: Annotated[str | None, Header(alias=SESSION_HEADER)] = None,
+) -> Any:
+    registry = registry_of(request)
+    try:
+        req, messages, user_text = parse_chat_request(await request.body())
+        session = await _session(registry.store, who, session_header)
+    except ParamError as exc:
+        return _bad_request(exc)
+    config = await registry.store.get_agent_by_code_and_tenant_with_provider(who.tenant_id, req.model)
+    if config is None:  # a plain model name for the default provider: never the session's own agent row
+        session = session.model_copy(update={"agent_id": None})
+    try:
+        run = await registry.start_run(who, session, user_text, req.model if config is not None else None,
+                                       messages=messages, configure=_configure(req, config))
+    except TenantMismatchError as exc:  # an id another tenant holds: exactly like one that does not exist
+        raise ApiError(404, f"session {session.id} not found") from exc
+    headers = {SESSION_HEADER.lower(): str(run.session_id), "mofa-run-id": str(run.id)}
+    cid = f"chatcmpl-{run.id}"
+    if req.stream:
+        usage = req.stream_options is not None and req.stream_options.include_usage
+        frames = _chunks(run, follow_local(run, 0, registry.config), cid, req.model, usage)
+        return SSEResponse(frames, headers=headers)
+    await run.wait_finished()
+    term = run.terminal
+    assert term is not None
+    if term.kind == "error":
+        err = term.data.get("error") or {}
+        return JSONResponse(openai_error(502, str(err.get("message", "the provider failed")),
+                                         code=err.get("code")), status_code=502, headers=headers)
+    body = completion(cid, req.model, "".join(run.parts), finish_reason(run.finish_reason), term.data.get("usage"))
+    return JSONResponse(body, headers=headers)
+
+
+async def _chunks(
+    run: Run, events: AsyncIterator[list[Event]], cid: str, model: str, include_usage: bool
+) -> AsyncGenerator[bytes, None]:
+    created = int(time.time())
+    try:
+        yield _data(chunk(cid, model, created, {"role": "assistant", "content": ""}, usage=include_usage))
+        async for batch in events:
+            if not batch:
+                yield KEEPALIVE
+                continue
+            out: list[bytes] = []
+            for e in batch:
+                if e.kind == "delta":
+                    out.append(_data(chunk(cid, model, created, {"content": e.data["text"]}, usage=include_usage)))
+                elif e.kind == "done":
+                    out.append(_data(chunk(cid, model, created, {}, finish_reason(run.finish_reason),
+                                           usage=include_usage)))
+                    if include_usage:
+                        out.append(_data(usage_chunk(cid, model, created, e.data.get("usage"))))
+                else:  # what OpenAI sends when a stream fails: an error object (the client raises it)
+                    err = e.data.get("error") or {}
+                    out.append(_data(openai_error(502, str(err.get("message", "the provider failed")),
+                                                  code=err.get("code"))))
+            yield b"".join(out)
+        yield _DONE
+    finally:
+        aclose = getattr(events, "aclose", None)
+        if aclose is not None:
+            await aclose()
+
+
+def _model(model_id: str, created: float, owned_by: str) -> dict[str, Any]:
+    return {"id": model_id, "object": "model", "created": int(created), "owned_by": owned_by}
+
+
+async def _models(request: Request, who: Principal) -> list[dict[str, Any]]:
+    registry = registry_of(request)
+    agents = await registry.store.list_agents(who.tenant_id)
+    out = [_model(a.agent_code, a.create_time.timestamp(), "tenant") for a in agents if a.agent_status]
+    try:
+        default = registry.chooser.default_provider.default_model
+    except ApiError:  # no default provider configured: only the agent rows answer
+        return out
+    if all(m["id"] != default for m in out):
+        out.append(_model(default, 0, "mofa"))
+    return out
+
+
+@router.get("/v1/models", summary="OpenAI Models: the tenant's agents (by code) and the default model")
+async def list_models(request: Request, who: Who) -> Any:
+    return {"object": "list", "data": await _models(request, who)}
+
+
+@router.get("/v1/models/{model_id}", summary="One model: an agent code of the tenant, or the default model")
+async def get_model(model_id: str, request: Request, who: Who) -> Any:
+    for m in await _models(request, who):
+        if m["id"] == model_id:
+            return m
+    return JSONResponse(openai_error(404, f"the model {model_id!r} does not exist", code="model_not_found",
+                                     param="model"), status_code=404)
