@@ -87,8 +87,10 @@ def _converted(status: int, raw: bytes) -> tuple[int, bytes]:
         err = json.loads(raw)["error"]
     except (ValueError, KeyError, TypeError):
         return status, raw
-    if not isinstance(err, dict) or "type" in err:  # already OpenAI's shape
+    if not isinstance(err, dict):
         return status, raw
+    # every native body carries OpenAI's ``type`` and ``param`` already; what differs on these routes is the
+    # status of a validation error and the code of a refused key (converting twice changes nothing)
     status = 400 if status == 422 else status
     code = err.get("code")
     if status == 401:
