@@ -106,4 +106,5 @@ async def test_openai_routes_answer_every_error_in_openai_shape_even_a_bug() -> 
         r = await client.get("/v1/models/number/x")
         assert r.status_code == 400 and r.json()["error"]["type"] == "invalid_request_error"
         r = await client.get("/v1/native/bug")
-        assert r.status_code == 500 and r.json() == {"error": {"code": "internal", "message": "internal server error"}}
+        assert r.status_code == 500 and r.json() == {"error": {  # native: its own code, OpenAI's type and param
+            "code": "internal", "message": "internal server error", "type": "server_error", "param": None}}
