@@ -1,4 +1,9 @@
-"""Persistence: stores (PostgreSQL, SQLite, in-memory), the automatic plugin, manual context, quick helpers."""
+"""Persistence: stores (PostgreSQL, SQLite, in-memory), the automatic plugin, manual context, quick helpers.
+
+``PostgresStore`` is imported on first use, so that a program on SQLite never loads psycopg and libpq.
+"""
+
+from typing import TYPE_CHECKING, Any
 
 from ..entities import (
     Agent,
@@ -16,10 +21,12 @@ from ._connect import connect_store, default_database_url
 from ._context import PersistenceContext
 from ._memory import InMemoryStore
 from ._plugin import PendingReply, PersistencePlugin
-from ._postgres import PostgresStore
 from ._quick import quick_agent, quick_agent_with_memory, quick_agent_with_postgres, quick_agent_with_sqlite
 from ._sqlite import SqliteStore
 from ._store import UNSET, Store
+
+if TYPE_CHECKING:
+    from ._postgres import PostgresStore
 
 __all__ = [
     "API_KEY_PREFIX",
@@ -51,3 +58,16 @@ __all__ = [
     "quick_agent_with_postgres",
     "quick_agent_with_sqlite",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    if name != "PostgresStore":
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    from ._postgres import PostgresStore
+
+    globals()[name] = PostgresStore
+    return PostgresStore
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)
