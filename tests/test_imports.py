@@ -1,0 +1,35 @@
+"""The public surface: every name a package exports resolves, and what SQLite users run loads no PostgreSQL driver."""
+
+from __future__ import annotations
+
+import importlib
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.mark.parametrize("package", ["mofa_sdk", "mofa_sdk.llm", "mofa_sdk.persistence", "mofa_sdk.sync",
+                                     "mofa_sdk.server", "mofa_sdk.errors", "mofa_sdk.entities"])
+def test_every_exported_name_resolves(package: str) -> None:
+    module = importlib.import_module(package)
+    names = list(module.__all__)
+    assert len(names) == len(set(names)), f"{package}.__all__ names something twice"
+    missing = [n for n in names if not hasattr(module, n)]
+    assert missing == []
+
+
+def test_the_cli_and_the_sqlite_store_do_not_load_psycopg() -> None:
+    """psycopg and libpq cost about 10 MB of memory: loaded only when PostgreSQL is used."""
+    code = ("import sys, mofa_sdk.cli._app, mofa_sdk.persistence, mofa_sdk.llm; "
+            "from mofa_sdk.persistence import SqliteStore, connect_store; "
+            "print(sorted(m for m in sys.modules if m.split('.')[0] in ('psycopg', 'psycopg_pool')))")
+    env = {**os.environ, "PYTHONPATH": f"{ROOT / 'src'}{os.pathsep}{ROOT}"}
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, env=env,
+                          check=False)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]"
