@@ -10,7 +10,10 @@ from datetime import UTC, datetime
 
 from .errors import ConfigError
 
-__all__ = ["parse_uuid", "utc_now", "uuid7"]
+__all__ = ["NIL_UUID", "parse_uuid", "utc_now", "uuid7"]
+
+#: the tenant and user of a program that names none (a single-tenant, single-user default)
+NIL_UUID = uuid.UUID(int=0)
 
 _lock = threading.Lock()
 _last_ms = 0

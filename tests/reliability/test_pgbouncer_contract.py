@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from mofa_sdk.persistence import PostgresStore, connect_store
-from tests import test_store_contract as contract
+from tests.persistence import test_store_contract as contract
 from tests._pgbouncer import PgBouncer
 
 # the contract's own tests that run on a store, collected again in this module

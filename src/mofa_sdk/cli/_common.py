@@ -20,6 +20,7 @@ from rich.text import Text
 
 from .._redact import redact_text, redact_url
 from ..errors import MofaError, NotFoundError, PersistenceError
+from ..ids import NIL_UUID as NIL
 from ..ids import parse_uuid
 from ..persistence import Store, connect_store
 
@@ -45,7 +46,6 @@ __all__ = [
 ]
 
 T = TypeVar("T")
-NIL = uuid.UUID(int=0)
 
 #: stdout for results, stderr for status lines and errors; no colour codes when not a terminal
 #: markup is off: names, titles and messages come from users and may hold [brackets]; colour goes through

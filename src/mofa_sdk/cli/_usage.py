@@ -13,6 +13,7 @@ import typer
 from rich.table import Table
 from rich.text import Text
 
+from .._stats import percentile_cont as percentile
 from ..entities import LLMApiCall, QueryFilter, UsageStatistics
 from ..errors import ConfigError
 from ..ids import parse_uuid, utc_now
@@ -49,17 +50,6 @@ def parse_since(value: str, now: datetime) -> datetime | None:
             f"--since must be a duration (30m, 24h, 7d, 2w), 'all' or an ISO date, got {value!r}"
         ) from None
     return when if when.tzinfo is not None else when.replace(tzinfo=UTC)
-
-
-def percentile(values: Sequence[float], q: float) -> float | None:
-    """Linear interpolation between closest ranks, as PostgreSQL's percentile_cont."""
-    if not values:
-        return None
-    ordered = sorted(values)
-    pos = (len(ordered) - 1) * q
-    lo = int(pos)
-    hi = min(lo + 1, len(ordered) - 1)
-    return ordered[lo] + (ordered[hi] - ordered[lo]) * (pos - lo)
 
 
 def _ms(value: float | None) -> str:

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any, cast
 from .._validate import check_window
 from ..entities import check_text
 from ..errors import ConfigError
-from ..ids import parse_uuid, uuid7
+from ..ids import NIL_UUID, parse_uuid, uuid7
 from ._agent import LLMAgent
 from ._hooks import EventHandler, SessionBackend
 from ._provider import ChatParams, LLMProvider
@@ -24,7 +24,6 @@ if TYPE_CHECKING:
 __all__ = ["NIL_UUID", "LLMAgentBuilder", "default_provider"]
 
 #: tenant and user of a single-tenant set-up
-NIL_UUID = uuid.UUID(int=0)
 #: agent ids derived from a name (``uuid5(_AGENT_NAMESPACE, name)``) are stable across runs
 _AGENT_NAMESPACE = uuid.uuid5(uuid.NAMESPACE_URL, "https://pypi.org/project/mofa-sdk/#agent")
 _HOOKS = ("before_call", "on_delta", "after_reply", "on_error", "on_cancel")

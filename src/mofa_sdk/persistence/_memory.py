@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import copy
-import math
 import re
 import uuid
 from collections.abc import AsyncIterator, Callable, Sequence
@@ -41,26 +40,16 @@ from ..errors import (
     TenantMismatchError,
     ValidationError,
 )
+from .._stats import percentile_cont
 from ..ids import utc_now
 from ._local_tx import LocalTransaction, current, entered, joins
 from ._secrets import decrypt_key, encrypt_key
 from ._store import UNSET, Store, Unset, check_id_fragment, check_page, search_words, settle_status
 
-__all__ = ["InMemoryStore", "MemoryTransaction", "percentile_cont"]
+__all__ = ["InMemoryStore", "MemoryTransaction"]
 
 _E = TypeVar("_E", Message, Session, LLMApiCall, Agent, Provider)
 _STATUSES = frozenset(get_args(MessageStatus))
-
-
-def percentile_cont(values: Sequence[float], fraction: float) -> float | None:
-    """PostgreSQL's ``percentile_cont``: linear interpolation between the two nearest ranks."""
-    if not values:
-        return None
-    ordered = sorted(values)
-    pos = fraction * (len(ordered) - 1)
-    lo = math.floor(pos)
-    hi = min(lo + 1, len(ordered) - 1)
-    return float(ordered[lo] + (ordered[hi] - ordered[lo]) * (pos - lo))
 
 
 def utc(dt: datetime) -> datetime:

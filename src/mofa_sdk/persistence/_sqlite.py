@@ -47,7 +47,8 @@ from ..errors import (
 )
 from ..ids import utc_now
 from ._local_tx import LocalTransaction, current, entered, joins
-from ._memory import check_message_update, check_session_update, percentile_cont, utc
+from .._stats import percentile_cont
+from ._memory import check_message_update, check_session_update, utc
 from ._secrets import decrypt_key, encrypt_key
 from ._sqlite_thread import open_connection
 from ._store import UNSET, Store, Unset, check_id_fragment, check_page, no_schema_diagnosis, search_words, settle_status
