@@ -76,8 +76,8 @@ class _Client(openai.AsyncOpenAI):
     async def _sleep_for_retry(
         self, *, retries_taken: int, max_retries: int, options: FinalRequestOptions, response: httpx2.Response | None
     ) -> None:
-        # Kept from before the SDK did it: a Retry-After over max_retry_delay waits that long (the SDK gives up
-        # past 2 minutes and backs off instead past its own cap), and the wait goes through ``sleep``.
+        # What the SDK cannot be told: a cap on the wait (it honours any Retry-After up to 2 minutes, and past
+        # that does not retry at all), and what to wait with (tests pass a recorder as ``sleep``).
         headers = response.headers if response is not None else None
         wanted = self._parse_retry_after_header(headers)
         if wanted is None or not wanted > self._max_retry_delay:
