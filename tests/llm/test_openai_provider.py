@@ -24,7 +24,7 @@ from mofa_sdk.errors import (
     StreamInterruptedError,
     ValidationError,
 )
-from mofa_sdk.llm._openai import OpenAICompatibleProvider, retry_delay
+from mofa_sdk.llm._openai import OpenAICompatibleProvider
 from mofa_sdk.llm._provider import ChatParams, Finish, ProviderEvent, StreamStarted, TextDelta, UsageReport
 from mofa_sdk.llm._tokens import estimate_tokens
 from mofa_sdk.llm._types import ChatMessage
@@ -206,6 +206,95 @@ async def test_429_gives_up_after_max_retries(server: FaultServer) -> None:
     assert len(server.requests) == 3 and sleeps.delays == [1.0, 1.0]
 
 
+@pytest.mark.parametrize(("headers", "cap", "low", "high"), [
+    ({"retry-after-ms": "1500", "retry-after": "9"}, 30.0, 1.5, 1.5),  # milliseconds first
+    ({"retry-after": "600"}, 30.0, 30.0, 30.0),  # past the SDK's 2 minutes it would not retry at all
+    ({"retry-after": "600"}, 0.2, 0.2, 0.2),
+    ({"retry-after": "-5"}, 30.0, 0.375, 0.5),  # nonsense: the SDK's first backoff step, jittered
+    ({"retry-after": "soon"}, 30.0, 0.375, 0.5),
+    ({}, 0.1, 0.1, 0.1),  # the backoff is capped too
+], ids=["ms", "capped", "capped-low", "negative", "junk", "backoff-capped"])
+async def test_429_wait_follows_retry_after_within_the_cap(
+    server: FaultServer, headers: dict[str, str], cap: float, low: float, high: float
+) -> None:
+    server.push(Reply(status=429, headers=headers))
+    sleeps = Sleeps()
+    assert text_of(await collect(make(server, sleep=sleeps, max_retry_delay=cap))) == "tok0 tok1 tok2 "
+    assert len(server.requests) == 2 and len(sleeps.delays) == 1
+    assert low <= sleeps.delays[0] <= high
+
+
+async def test_429_without_retry_after_backs_off_exponentially(server: FaultServer) -> None:
+    server.push(*[Reply(status=429)] * 3)
+    sleeps = Sleeps()
+    await collect(make(server, sleep=sleeps))
+    first, second, third = sleeps.delays
+    assert 0.375 <= first <= 0.5 < 0.75 <= second <= 1.0 < 1.5 <= third <= 2.0
+
+
+async def test_429_exhausted_with_the_default_retries(server: FaultServer) -> None:
+    server.push(*[Reply(status=429, error_body={"error": {"message": f"slow down, {KEY}"}})] * 4)
+    sleeps = Sleeps()
+    err = await fails(make(server, sleep=sleeps))
+    assert type(err) is RateLimitError and (err.status_code, err.code) == (429, "rate_limited")
+    assert "rate limited (429) after 4 attempt(s): slow down, ***" in str(err)
+    assert len(server.requests) == 4 and len(sleeps.delays) == 3  # the default: 3 retries
+    assert [r.headers["x-stainless-retry-count"] for r in server.requests] == ["0", "1", "2", "3"]
+
+
+async def test_429_the_server_says_not_to_retry_is_not_retried(server: FaultServer) -> None:
+    # what OpenAI sends with a 429 for a used-up quota: waiting does not help
+    server.push(Reply(status=429, headers={"x-should-retry": "false"}))
+    sleeps = Sleeps()
+    err = await fails(make(server, sleep=sleeps))
+    assert type(err) is RateLimitError and "after 1 attempt(s)" in str(err)
+    assert len(server.requests) == 1 and sleeps.delays == []
+
+
+@pytest.mark.parametrize("status", [408, 409, 500, 502])
+async def test_statuses_the_sdk_would_retry_are_not(server: FaultServer, status: int) -> None:
+    # the SDK resends these by default; a 5xx may have run (and billed) the generation
+    server.push(Reply(status=status, headers={"x-should-retry": "true"} if status == 502 else {}))
+    sleeps = Sleeps()
+    err = await fails(make(server, sleep=sleeps))
+    assert err.status_code == status and type(err) is (ProviderServerError if status >= 500 else ProviderError)
+    assert len(server.requests) == 1 and sleeps.delays == []
+
+
+async def test_a_first_byte_timeout_is_not_retried(server: FaultServer) -> None:
+    server.push(Reply(first_byte_delay=30.0))
+    sleeps = Sleeps()
+    err = await fails(make(server, sleep=sleeps, read_timeout=0.3))
+    assert type(err) is ProviderTimeoutError and "no response within 0.3s" in str(err)
+    assert len(server.requests) == 1 and sleeps.delays == []
+
+
+async def test_cannot_connect_is_not_retried() -> None:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    sleeps = Sleeps()
+    provider = OpenAICompatibleProvider(base_url=f"http://127.0.0.1:{port}/v1", api_key=KEY, sleep=sleeps)
+    with pytest.raises(ProviderConnectionError, match=r"cannot connect \(ConnectError\)"):
+        await collect(provider)
+    assert sleeps.delays == []
+
+
+@pytest.mark.parametrize("fault", ["error-event", "cut"])
+async def test_a_failure_after_the_first_token_is_not_retried(server: FaultServer, fault: str) -> None:
+    # the server gives up after one token: a 500 inside a 200 stream, or the connection dropped
+    if fault == "cut":
+        server.push(Reply(chunks=5, cut_after=1))
+    else:
+        server.push(Reply(chunks=5, malformed_at=1,
+                          malformed_data='{"error": {"message": "upstream failed", "code": 500}}'))
+    sleeps = Sleeps()
+    err = await fails(make(server, sleep=sleeps))
+    assert type(err) is (StreamInterruptedError if fault == "cut" else ProviderServerError)
+    assert (err.partial_text, err.status_code) == ("tok0 ", 200)
+    assert len(server.requests) == 1 and sleeps.delays == []
+
+
 # -- transport faults ---------------------------------------------------------------------------------
 
 
@@ -334,18 +423,6 @@ def test_bad_config(kw: dict[str, Any]) -> None:
     with pytest.raises(ConfigError) as info:
         OpenAICompatibleProvider(base_url="http://127.0.0.1:9/v1", **kw)
     assert next(iter(kw)) in str(info.value)
-
-
-def test_retry_delay() -> None:
-    assert retry_delay({"retry-after": "3"}, 0, 30) == 3.0
-    assert retry_delay({"retry-after-ms": "1500", "retry-after": "9"}, 0, 30) == 1.5
-    assert retry_delay({"retry-after": "600"}, 0, 30) == 30.0
-    assert retry_delay({"retry-after": "-5"}, 0, 30) == 0.0
-    past = format_datetime(datetime.now(UTC) - timedelta(seconds=60), usegmt=True)
-    assert retry_delay({"retry-after": past}, 0, 30) == 0.0
-    for attempt in range(6):  # no header (or junk): bounded exponential backoff
-        assert 0 < retry_delay({"retry-after": "soon"}, attempt, 4.0) <= 4.0
-    assert retry_delay({}, 0, 30) <= 0.5 < retry_delay({}, 3, 30)
 
 
 def test_count_tokens_estimate() -> None:

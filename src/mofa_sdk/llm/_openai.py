@@ -1,20 +1,18 @@
 """Any OpenAI-compatible chat endpoint (OpenAI, vLLM, llama.cpp server, Ollama ``/v1`` …), via the ``openai``
 SDK.
 
-The SDK runs with ``max_retries=0``: this module owns retries (429 only, before the first token) so that a
-retry can never replay half a reply, and maps every failure onto :mod:`mofa_sdk.errors`.
+The SDK's own retry loop resends a request (429 only, see :class:`_Client`) before any of the response is
+read, so a retry can never replay half a reply; this module maps every failure onto :mod:`mofa_sdk.errors`.
 """
 
 from __future__ import annotations
 
 import asyncio
-import email.utils
-import math
-import random
+import ssl
 from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping, Sequence
-from datetime import UTC, datetime
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
+import anyio
 import httpx2
 import openai
 from openai.types.chat import ChatCompletion, ChatCompletionChunk
@@ -37,7 +35,10 @@ from ._provider import ChatParams, Finish, ProviderEvent, StreamStarted, TextDel
 from ._tokens import estimate_tokens, estimate_usage
 from ._types import ChatMessage, Usage
 
-__all__ = ["OpenAICompatibleProvider", "retry_delay"]
+if TYPE_CHECKING:
+    from openai._models import FinalRequestOptions
+
+__all__ = ["OpenAICompatibleProvider"]
 
 #: sent when no key is given: local servers want none, but the SDK insists on a string
 _PLACEHOLDER_KEY = "not-needed"
@@ -48,32 +49,40 @@ Sleep = Callable[[float], Awaitable[None]]
 redact_logs("httpx2", "httpx", "openai._base_client")
 
 
-def retry_delay(headers: Mapping[str, str], attempt: int, cap: float) -> float:
-    """Seconds to wait before retry ``attempt`` (0-based): ``Retry-After`` (seconds or HTTP date) or
-    ``retry-after-ms`` when the server sent one, else exponential backoff with jitter; never above ``cap``."""
-    wanted: float | None = None
-    ms = headers.get("retry-after-ms")
-    if ms is not None:
+class _Client(openai.AsyncOpenAI):
+    """The SDK's client, its retry loop, Retry-After parsing and backoff, held to this provider's policy: only
+    a 429 is resent. A 5xx or a timeout may mean the server ran (and bills) the generation, and a server that
+    is down is better said at once than after the backoff."""
+
+    def __init__(self, *, sleep: Sleep, max_retry_delay: float, **options: Any) -> None:
+        super().__init__(**options)
+        self._retry_sleep = sleep
+        self._max_retry_delay = max_retry_delay
+
+    def _should_retry(self, response: httpx2.Response) -> bool:
+        # the SDK also resends 408, 409 and 5xx; "x-should-retry: false" is how OpenAI marks a 429 that waiting
+        # will not cure (the quota is used up)
+        return response.status_code == 429 and response.headers.get("x-should-retry") != "false"
+
+    async def _send_request(self, request: httpx2.Request, *, stream: bool, **kwargs: Any) -> httpx2.Response:
+        # the SDK resends after any failure to send (timeouts too) but passes an OpenAIError on as it is
         try:
-            wanted = float(ms) / 1000
-        except ValueError:
-            wanted = None
-    after = headers.get("retry-after")
-    if wanted is None and after is not None:
-        try:
-            wanted = float(after)
-        except ValueError:
-            try:
-                when = email.utils.parsedate_to_datetime(after)
-            except (TypeError, ValueError):
-                when = None
-            if when is not None:
-                if when.tzinfo is None:
-                    when = when.replace(tzinfo=UTC)
-                wanted = (when - datetime.now(UTC)).total_seconds()
-    if wanted is not None and math.isfinite(wanted):
-        return min(max(wanted, 0.0), cap)
-    return min(cap, 0.5 * 2.0**attempt) * random.uniform(0.8, 1.0)
+            return await super()._send_request(request, stream=stream, **kwargs)
+        except httpx2.TimeoutException as exc:
+            raise openai.APITimeoutError(request=request) from exc
+        except (httpx2.RequestError, ssl.SSLError, anyio.EndOfStream) as exc:  # what the SDK counts as one
+            raise openai.APIConnectionError(request=request) from exc
+
+    async def _sleep_for_retry(
+        self, *, retries_taken: int, max_retries: int, options: FinalRequestOptions, response: httpx2.Response | None
+    ) -> None:
+        # What the SDK cannot be told: a cap on the wait (it honours any Retry-After up to 2 minutes, and past
+        # that does not retry at all), and what to wait with (tests pass a recorder as ``sleep``).
+        headers = response.headers if response is not None else None
+        wanted = self._parse_retry_after_header(headers)
+        if wanted is None or not wanted > self._max_retry_delay:
+            wanted = self._calculate_retry_timeout(max_retries - retries_taken, options, headers)
+        await self._retry_sleep(min(wanted, self._max_retry_delay))
 
 
 class OpenAICompatibleProvider:
@@ -82,7 +91,8 @@ class OpenAICompatibleProvider:
     ``api_key`` is optional (local servers); it is never shown in ``repr`` or error messages.
     ``include_usage``: None tries ``stream_options.include_usage`` and drops it for good if the server
     rejects it; True always sends it; False never does. Without server counts, usage is estimated and marked.
-    ``sleep`` is the coroutine used to wait between 429 retries (tests pass a recorder).
+    A 429 is retried ``max_retries`` times, waiting as ``Retry-After`` says (at most ``max_retry_delay``) or
+    backing off; ``sleep`` is the coroutine that waits (tests pass a recorder).
     """
 
     name = "openai-compatible"
@@ -115,9 +125,6 @@ class OpenAICompatibleProvider:
         self._secrets = (self._key, *url_secrets(base_url))
         self._connect_timeout = connect_timeout
         self._read_timeout = read_timeout
-        self._max_retries = max_retries
-        self._max_retry_delay = max_retry_delay
-        self._sleep = sleep
         self._include_usage = include_usage
         #: None until a server has told us whether it accepts stream_options
         self._stream_options_ok: bool | None = None
@@ -129,11 +136,13 @@ class OpenAICompatibleProvider:
             problem = f"{type(exc).__name__}: {self._scrub(str(exc))}"
         if problem is not None:  # raised outside the except: the original must not ride along as context
             raise ConfigError(f"bad base_url {redact_url(base_url or '')!r} ({problem})")
-        self._client = openai.AsyncOpenAI(
+        self._client = _Client(
+            sleep=sleep,
+            max_retry_delay=max_retry_delay,
             api_key=api_key or _PLACEHOLDER_KEY,
             base_url=base_url,
             timeout=httpx2.Timeout(read_timeout, connect=connect_timeout),
-            max_retries=0,
+            max_retries=max_retries,
             http_client=http_client,
         )
         #: where requests go, as messages and reprs show it: credentials redacted
@@ -286,41 +295,34 @@ class OpenAICompatibleProvider:
     async def _create(
         self, messages: Sequence[ChatMessage], params: ChatParams, *, stream: bool, include_usage: bool
     ) -> object:
-        """One request, retried on 429 (nothing has streamed yet, so a retry cannot duplicate text)."""
+        """One request; the SDK resends it on 429 (nothing has streamed yet, so a retry cannot duplicate text)."""
         body = [{"role": m.role, "content": m.content} for m in messages]
         response_format: Any = openai.omit
         if isinstance(params.response_format, str):
             response_format = {"type": params.response_format}
         elif params.response_format is not None:
             response_format = params.response_format
-        attempt = 0
-        while True:
-            try:
-                return await self._client.chat.completions.create(
-                    model=params.model or self.default_model,
-                    messages=cast(Any, body),
-                    stream=stream,
-                    stream_options={"include_usage": True} if include_usage else openai.omit,
-                    temperature=params.temperature if params.temperature is not None else openai.omit,
-                    max_tokens=params.max_tokens if params.max_tokens is not None else openai.omit,
-                    response_format=response_format,
-                    extra_body=dict(params.extra) or None,
-                )
-            except openai.RateLimitError as exc:
-                if attempt >= self._max_retries:
-                    raise self._request_error(exc, attempts=attempt + 1) from None
-                await self._sleep(retry_delay(exc.response.headers, attempt, self._max_retry_delay))
-                attempt += 1
-            except openai.BadRequestError:
-                raise  # the caller decides whether it is the stream_options case
-            except UnicodeEncodeError as exc:  # encoding our request body, not reading a response
-                bad = exc.object[exc.start : exc.end] if isinstance(exc.object, str) else "?"
-                raise ValidationError(
-                    f"{self._where()}: the request holds a character UTF-8 cannot encode ({bad!r}); "
-                    "it was not sent"
-                ) from None
-            except (openai.OpenAIError, ValueError) as exc:
-                raise self._request_error(exc) from None
+        try:
+            return await self._client.chat.completions.create(
+                model=params.model or self.default_model,
+                messages=cast(Any, body),
+                stream=stream,
+                stream_options={"include_usage": True} if include_usage else openai.omit,
+                temperature=params.temperature if params.temperature is not None else openai.omit,
+                max_tokens=params.max_tokens if params.max_tokens is not None else openai.omit,
+                response_format=response_format,
+                extra_body=dict(params.extra) or None,
+            )
+        except openai.BadRequestError:
+            raise  # the caller decides whether it is the stream_options case
+        except UnicodeEncodeError as exc:  # encoding our request body, not reading a response
+            bad = exc.object[exc.start : exc.end] if isinstance(exc.object, str) else "?"
+            raise ValidationError(
+                f"{self._where()}: the request holds a character UTF-8 cannot encode ({bad!r}); "
+                "it was not sent"
+            ) from None
+        except (openai.OpenAIError, ValueError) as exc:
+            raise self._request_error(exc) from None
 
     # -- chunks and usage -----------------------------------------------------------------------------
 
@@ -374,7 +376,7 @@ class OpenAICompatibleProvider:
     def _scrub(self, text: str) -> str:
         return redact_text(text, self._secrets)
 
-    def _request_error(self, exc: BaseException, *, attempts: int = 1) -> ProviderError:
+    def _request_error(self, exc: BaseException) -> ProviderError:
         """Maps a failure before any chunk arrived."""
         where = self._where()
         if isinstance(exc, openai.APITimeoutError):
@@ -393,7 +395,7 @@ class OpenAICompatibleProvider:
                 return AuthenticationError(f"{where}: authentication failed ({status}): {detail}",
                                            status_code=status)
             if status == 429:
-                return RateLimitError(f"{where}: rate limited (429) after {attempts} attempt(s): {detail}",
+                return RateLimitError(f"{where}: rate limited (429) after {_attempts(exc)} attempt(s): {detail}",
                                       status_code=status)
             if status >= 500:
                 return ProviderServerError(f"{where}: server error ({status}): {detail}", status_code=status)
@@ -435,3 +437,9 @@ def _error_text(exc: openai.APIStatusError) -> str:
         if isinstance(message, str):
             return message
     return exc.message
+
+
+def _attempts(exc: openai.APIStatusError) -> int:
+    """How many times the SDK sent the request: it numbers its retries in a request header."""
+    taken = exc.response.request.headers.get("x-stainless-retry-count", "0")
+    return int(taken) + 1 if taken.isdigit() else 1
