@@ -14,9 +14,11 @@ from rich.table import Table
 from rich.text import Text
 
 from ..entities import Message, Session
-from ..errors import ConfigError, NotFoundError, ValidationError
+from ..errors import ConfigError, NotFoundError, TenantMismatchError, ValidationError
 from ..ids import parse_uuid
 from ..persistence import Store
+from ..persistence._protocols import SessionFinder
+from ..persistence._sessions import find_session
 from ._common import (
     DbOpt,
     TenantOpt,
@@ -79,7 +81,7 @@ def _short_ids(ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, str]:
     return {i: str(i) for i in ids}
 
 
-async def resolve_session(store: Store, tenant: uuid.UUID, user: uuid.UUID, ref: str) -> Session:
+async def resolve_session(store: SessionFinder, tenant: uuid.UUID, user: uuid.UUID, ref: str) -> Session:
     """The session of this tenant and user that ``ref`` names: a whole id, the start of one, or the end
     of one (the short id lists show). Several matches: a ConfigError listing them. The one lookup of
     every command that takes a session id (the store's tenant-scoped ``find_sessions_by_id``)."""
@@ -89,8 +91,11 @@ async def resolve_session(store: Store, tenant: uuid.UUID, user: uuid.UUID, ref:
     except ConfigError:
         sid = None
     if sid is not None:
-        session = await store.get_session(tenant, sid)
-        if session is None or session.user_id != user:
+        try:
+            session = await find_session(store, tenant, user, sid)
+        except TenantMismatchError:  # another user's session reads as one that does not exist
+            session = None
+        if session is None:
             raise NotFoundError(
                 f"unknown session {sid} (tenant {tenant}, user {user}); see `mofa sessions list`"
             )
