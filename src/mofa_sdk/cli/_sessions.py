@@ -16,8 +16,8 @@ from rich.text import Text
 from ..entities import Message, Session
 from ..errors import ConfigError, NotFoundError, TenantMismatchError, ValidationError
 from ..ids import parse_uuid
-from ..persistence import Store
-from ..persistence._protocols import SessionFinder
+from ..llm import SessionInfo
+from ..persistence._protocols import SessionFinder, SessionLister
 from ..persistence._sessions import find_session
 from ._common import (
     DbOpt,
@@ -118,7 +118,7 @@ async def resolve_session(store: SessionFinder, tenant: uuid.UUID, user: uuid.UU
     return found[0]
 
 
-async def _title_of(store: Store, session: Session) -> tuple[str, bool]:
+async def _title_of(store: SessionLister, session: SessionInfo) -> tuple[str, bool]:
     """The session's title, or one made from its first user message (second item False then)."""
     if session.title:
         return session.title, True
@@ -129,7 +129,9 @@ async def _title_of(store: Store, session: Session) -> tuple[str, bool]:
     return "(empty)", False
 
 
-async def sessions_table(store: Store, sessions: Sequence[Any], *, current: uuid.UUID | None = None) -> Table:
+async def sessions_table(
+    store: SessionLister, sessions: Sequence[SessionInfo], *, current: uuid.UUID | None = None
+) -> Table:
     """A table of sessions: id, title, agent, messages, last activity."""
     table = Table(box=None, pad_edge=False, header_style="bold underline")
     table.add_column("id", no_wrap=True)

@@ -7,7 +7,7 @@ import uuid
 from contextlib import AbstractAsyncContextManager
 from typing import Any, Protocol
 
-from ..entities import LLMApiCall, Message, MessageStatus, QueryFilter, Session, UsageStatistics
+from ..entities import Agent, LLMApiCall, Message, MessageStatus, QueryFilter, Session, UsageStatistics
 from ._store import UNSET, Unset
 
 __all__ = [
@@ -17,6 +17,7 @@ __all__ = [
     "MessageWriter",
     "PluginStore",
     "SessionFinder",
+    "SessionLister",
     "SessionOpener",
     "SessionReader",
 ]
@@ -36,6 +37,18 @@ class SessionFinder(SessionReader, Protocol):
     async def find_sessions_by_id(
         self, tenant_id: uuid.UUID, user_id: uuid.UUID, fragment: str, *, limit: int = 10
     ) -> list[Session]: ...
+
+
+class SessionLister(Protocol):
+    """What ``mofa`` needs to show sessions in a table (title, agent code, message count)."""
+
+    async def get_session_messages_paginated(
+        self, tenant_id: uuid.UUID, session_id: uuid.UUID, offset: int, limit: int
+    ) -> list[Message]: ...
+
+    async def count_session_messages(self, tenant_id: uuid.UUID, session_id: uuid.UUID) -> int: ...
+
+    async def list_agents(self, tenant_id: uuid.UUID) -> list[Agent]: ...
 
 
 class HistoryReader(Protocol):
