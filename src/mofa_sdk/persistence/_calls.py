@@ -4,7 +4,7 @@ so a call saved either way reads the same in ``mofa usage`` and the statistics."
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any, Protocol, get_args
+from typing import Any, Protocol, cast, get_args
 
 from .._vocab import ApiCallStatus, MessageStatus
 from ..llm import Usage
@@ -42,7 +42,7 @@ def call_status(status: MessageStatus | None, error: BaseException | None) -> Ap
     if status == "cancelled":
         return "cancelled"
     named = getattr(error, "call_status", None)
-    return named if isinstance(named, str) and named in _CALL_STATUSES else "failed"  # type: ignore[return-value]
+    return cast(ApiCallStatus, named) if named in _CALL_STATUSES else "failed"
 
 
 def call_fields(outcome: TurnOutcome) -> dict[str, Any]:
