@@ -19,7 +19,7 @@ from mofa_sdk.errors import (
 )
 from mofa_sdk.llm import EventHandler, LLMAgent, LLMAgentBuilder, ScriptedProvider, Turn, Usage
 from mofa_sdk.persistence import LLMApiCall, PersistenceContext, PersistencePlugin, QueryFilter, Session, Store
-from mofa_sdk.persistence._sessions import open_session
+from mofa_sdk.persistence._sessions import open_session, owned_session
 
 AGENT = uuid.UUID("019bda9f-0000-7000-8000-00000000a5e0")
 #: a lone surrogate: the stream layer repairs it and says so in the turn's notes
@@ -124,7 +124,9 @@ async def test_every_entry_point_refuses_another_users_session_and_writes_nothin
             await attempt()
         errors.append(str(caught.value))
     assert len(set(errors)) == 1 and "belongs to another user" in errors[0]
-    # the CLI does not even say it exists
+    # the CLI and the service do not even say it exists
+    assert await owned_session(store, tenant, user, theirs.id) is None
+    assert await owned_session(store, tenant, theirs.user_id, theirs.id) == before
     with pytest.raises(NotFoundError, match="unknown session"):
         await resolve_session(store, tenant, user, str(theirs.id))
     assert await store.count_session_messages(tenant, theirs.id) == 0

@@ -14,11 +14,11 @@ from rich.table import Table
 from rich.text import Text
 
 from ..entities import Message, Session
-from ..errors import ConfigError, NotFoundError, TenantMismatchError, ValidationError
+from ..errors import ConfigError, NotFoundError, ValidationError
 from ..ids import parse_uuid
 from ..llm import SessionInfo
 from ..persistence._protocols import SessionFinder, SessionLister
-from ..persistence._sessions import find_session
+from ..persistence._sessions import owned_session
 from ._common import (
     DbOpt,
     TenantOpt,
@@ -91,10 +91,7 @@ async def resolve_session(store: SessionFinder, tenant: uuid.UUID, user: uuid.UU
     except ConfigError:
         sid = None
     if sid is not None:
-        try:
-            session = await find_session(store, tenant, user, sid)
-        except TenantMismatchError:  # another user's session reads as one that does not exist
-            session = None
+        session = await owned_session(store, tenant, user, sid)
         if session is None:
             raise NotFoundError(
                 f"unknown session {sid} (tenant {tenant}, user {user}); see `mofa sessions list`"

@@ -10,7 +10,7 @@ from ..errors import TenantMismatchError
 from ..ids import uuid7
 from ._protocols import SessionOpener, SessionReader
 
-__all__ = ["find_session", "open_session"]
+__all__ = ["find_session", "open_session", "owned_session"]
 
 
 async def find_session(
@@ -22,6 +22,17 @@ async def find_session(
     if found is not None and found.user_id != user_id:
         raise TenantMismatchError(f"session {session_id} belongs to another user; nothing was read or written")
     return found
+
+
+async def owned_session(
+    store: SessionReader, tenant_id: uuid.UUID, user_id: uuid.UUID, session_id: uuid.UUID
+) -> Session | None:
+    """The user's session, or None: another user's reads as one that does not exist (what the CLI and the
+    service answer, so that a guessed id tells nothing)."""
+    try:
+        return await find_session(store, tenant_id, user_id, session_id)
+    except TenantMismatchError:
+        return None
 
 
 async def open_session(
