@@ -53,13 +53,13 @@ class Turn:
     request: list[ChatMessage]
     id: uuid.UUID = field(default_factory=uuid.uuid4)
     started: float = field(default_factory=time.monotonic)
+    #: per-turn scratch space, each handler its own keys; nothing another layer reads
+    state: dict[str, Any] = field(default_factory=dict)
     #: the stored user message, once a persistence plugin saved it (``before_call``)
     user_message_id: uuid.UUID | None = None
     #: the id the reply is stored under: a handler running before the persistence plugin may choose it
     #: (``mofa serve`` names the reply after its run), else the plugin does
     reply_id: uuid.UUID | None = None
-    #: per-turn scratch space, each handler its own keys; nothing another layer reads
-    state: dict[str, Any] = field(default_factory=dict)
     _parts: list[str] = field(default_factory=list)
 
     @property
