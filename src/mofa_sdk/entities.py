@@ -10,13 +10,14 @@ import json
 import uuid
 from collections.abc import Iterator
 from datetime import datetime
-from typing import Any, Literal
+from typing import Any
 
 import pydantic
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 
 from ._redact import redact_text, redact_url
 from ._validate import INT32_MAX, INT32_MIN, INT64_MAX, check_json, check_key, check_label, check_text
+from ._vocab import PROVIDER_TYPES, ApiCallStatus, MessageRole, MessageStatus, is_local_provider
 from .errors import ValidationError
 from .ids import utc_now, uuid7
 
@@ -37,10 +38,6 @@ __all__ = [
     "check_text",
 ]
 
-MessageRole = Literal["system", "user", "assistant", "tool"]
-MessageStatus = Literal["complete", "streaming", "cancelled", "error", "interrupted"]
-ApiCallStatus = Literal["success", "failed", "timeout", "rate_limited", "cancelled"]
-PROVIDER_TYPES = ("openai", "compatible", "azure", "ollama", "local")
 
 
 def _no_nul_json(value: Any, field: str) -> Any:
@@ -136,7 +133,7 @@ class Provider(Entity):
     id: uuid.UUID = Field(default_factory=uuid7)
     tenant_id: uuid.UUID
     provider_name: str = Field(min_length=1, max_length=200)
-    #: openai, compatible, azure, ollama (OpenAI-compatible at ``api_base``) or local (a GGUF path in ``api_base``)
+    #: one of ``PROVIDER_TYPES`` (``_vocab``): OpenAI-compatible at ``api_base``, or local (a GGUF path there)
     provider_type: str
     api_base: str | None = None
     api_key: SecretStr | None = None
@@ -180,7 +177,7 @@ class Provider(Entity):
     def __repr_args__(self) -> Iterator[tuple[str | None, Any]]:
         # api_base may carry credentials (http://u:pw@…, ?key=…): a repr shows it redacted, as it does api_key
         for name, value in super().__repr_args__():
-            if name == "api_base" and isinstance(value, str) and self.provider_type != "local":
+            if name == "api_base" and isinstance(value, str) and not is_local_provider(self.provider_type):
                 value = redact_url(value)
             yield name, value
 

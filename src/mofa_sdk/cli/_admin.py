@@ -12,6 +12,7 @@ from rich.table import Table
 from rich.text import Text
 
 from .._redact import mask_key, redact_url
+from .._vocab import LOCAL_PROVIDER_TYPE, OPENAI_PROVIDER_TYPES, is_local_provider, is_openai_provider
 from ..entities import Agent, Provider
 from ..errors import ConfigError, ConflictError, NotFoundError, PersistenceError
 from ..ids import parse_uuid, utc_now
@@ -37,7 +38,8 @@ providers_app = typer.Typer(
 agents_app = typer.Typer(help="Manage database-driven agents.", no_args_is_help=True)
 db_app = typer.Typer(help="Create and migrate the database.", no_args_is_help=True)
 
-_OPENAI_LIKE = ("openai", "compatible", "azure", "ollama")
+#: the --type help: every provider type
+_TYPES = f"{', '.join(OPENAI_PROVIDER_TYPES)} or {LOCAL_PROVIDER_TYPE}"
 
 
 def _yes_no(flag: bool) -> Text:
@@ -49,7 +51,7 @@ def _base(api_base: str | None, ptype: str) -> str:
     path carries none and is shown as given."""
     if not api_base:
         return "-"
-    return api_base if ptype == "local" else redact_url(api_base)
+    return api_base if is_local_provider(ptype) else redact_url(api_base)
 
 
 def _secret(provider: Provider) -> str | None:
@@ -101,7 +103,7 @@ def providers_add(
     ptype: Annotated[
         str,
         typer.Option(
-            "--type", help="openai, compatible, azure, ollama or local (a GGUF path in --api-base)."
+            "--type", help=f"{_TYPES} (a GGUF path in --api-base)."
         ),
     ] = "compatible",
     api_base: Annotated[
@@ -194,7 +196,7 @@ def providers_disable(name: str, db: DbOpt = None, tenant: TenantOpt = None) -> 
 
 
 def _check_api_base(ptype: str, api_base: str | None) -> None:
-    if ptype in _OPENAI_LIKE and api_base is not None and not api_base.startswith(("http://", "https://")):
+    if is_openai_provider(ptype) and api_base is not None and not api_base.startswith(("http://", "https://")):
         raise ConfigError(f"--api-base must be an http:// or https:// URL, got {redact_url(api_base)!r}")
 
 
@@ -203,7 +205,7 @@ def providers_edit(
     name: Annotated[str, typer.Argument(help="The provider's name.", show_default=False)],
     new_name: Annotated[str | None, typer.Option("--name", help="Rename it.", show_default=False)] = None,
     ptype: Annotated[
-        str | None, typer.Option("--type", help="openai, compatible, azure, ollama or local.", show_default=False)
+        str | None, typer.Option("--type", help=f"{_TYPES}.", show_default=False)
     ] = None,
     api_base: Annotated[
         str | None, typer.Option("--api-base", help="Base URL (local: the GGUF path).", show_default=False)

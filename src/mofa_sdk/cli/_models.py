@@ -14,15 +14,13 @@ from rich.table import Table
 from rich.text import Text
 
 from .._redact import redact_text, redact_url
+from .._vocab import LOCAL_PROVIDER_TYPE, is_local_provider, is_openai_provider
 from ..entities import Provider
 from ..errors import ConfigError, NotFoundError
 from ..persistence._secrets import is_encrypted, keys_left_encrypted
 from ._common import DbOpt, TenantOpt, console, open_store, resolve_tenant, run
 
 __all__ = ["models"]
-
-_OPENAI_LIKE = ("openai", "compatible", "azure", "ollama")
-
 
 @dataclass
 class _Row:
@@ -51,13 +49,13 @@ async def _listed(base_url: str | None, key: str | None, seconds: float) -> list
 
 
 async def _row_for(source: str, ptype: str, base: str | None, key: str | None, seconds: float) -> _Row:
-    where = (base or "-") if ptype == "local" else redact_url(base or "https://api.openai.com/v1")
-    if ptype == "local":
+    where = (base or "-") if is_local_provider(ptype) else redact_url(base or "https://api.openai.com/v1")
+    if is_local_provider(ptype):
         try:
             return _Row(source, where, _local_name(base))
         except ConfigError as exc:
             return _Row(source, where, [], str(exc))
-    if ptype not in _OPENAI_LIKE:
+    if not is_openai_provider(ptype):
         return _Row(source, where, [], f"unknown provider type {ptype!r}")
     if is_encrypted(key):
         return _Row(source, where, [], "its key is encrypted: set MOFA_SECRET_KEY to ask the server")
@@ -73,7 +71,7 @@ def _environment() -> tuple[str, str | None, str | None]:
     key, base = os.environ.get("OPENAI_API_KEY") or None, os.environ.get("OPENAI_BASE_URL") or None
     if key or base:
         return "compatible", base, key
-    return "local", None, None
+    return LOCAL_PROVIDER_TYPE, None, None
 
 
 def models(

@@ -16,7 +16,9 @@ from rich.text import Text
 from ..entities import Message, Session
 from ..errors import ConfigError, NotFoundError, ValidationError
 from ..ids import parse_uuid
-from ..persistence import Store
+from ..llm import SessionInfo
+from ..persistence._protocols import SessionFinder, SessionLister
+from ..persistence._sessions import owned_session
 from ._common import (
     DbOpt,
     TenantOpt,
@@ -79,7 +81,7 @@ def _short_ids(ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, str]:
     return {i: str(i) for i in ids}
 
 
-async def resolve_session(store: Store, tenant: uuid.UUID, user: uuid.UUID, ref: str) -> Session:
+async def resolve_session(store: SessionFinder, tenant: uuid.UUID, user: uuid.UUID, ref: str) -> Session:
     """The session of this tenant and user that ``ref`` names: a whole id, the start of one, or the end
     of one (the short id lists show). Several matches: a ConfigError listing them. The one lookup of
     every command that takes a session id (the store's tenant-scoped ``find_sessions_by_id``)."""
@@ -89,8 +91,8 @@ async def resolve_session(store: Store, tenant: uuid.UUID, user: uuid.UUID, ref:
     except ConfigError:
         sid = None
     if sid is not None:
-        session = await store.get_session(tenant, sid)
-        if session is None or session.user_id != user:
+        session = await owned_session(store, tenant, user, sid)
+        if session is None:
             raise NotFoundError(
                 f"unknown session {sid} (tenant {tenant}, user {user}); see `mofa sessions list`"
             )
@@ -113,7 +115,7 @@ async def resolve_session(store: Store, tenant: uuid.UUID, user: uuid.UUID, ref:
     return found[0]
 
 
-async def _title_of(store: Store, session: Session) -> tuple[str, bool]:
+async def _title_of(store: SessionLister, session: SessionInfo) -> tuple[str, bool]:
     """The session's title, or one made from its first user message (second item False then)."""
     if session.title:
         return session.title, True
@@ -124,7 +126,9 @@ async def _title_of(store: Store, session: Session) -> tuple[str, bool]:
     return "(empty)", False
 
 
-async def sessions_table(store: Store, sessions: Sequence[Any], *, current: uuid.UUID | None = None) -> Table:
+async def sessions_table(
+    store: SessionLister, sessions: Sequence[SessionInfo], *, current: uuid.UUID | None = None
+) -> Table:
     """A table of sessions: id, title, agent, messages, last activity."""
     table = Table(box=None, pad_edge=False, header_style="bold underline")
     table.add_column("id", no_wrap=True)

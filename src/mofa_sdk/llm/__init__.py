@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 from ._agent import LLMAgent
 from ._builder import LLMAgentBuilder, default_provider
-from ._hooks import EventHandler, SessionBackend
+from ._hooks import EventHandler, SessionBackend, SessionInfo
 from ._provider import ChatParams, Finish, LLMProvider, ProviderEvent, StreamStarted, TextDelta, UsageReport
 from ._scripted import ScriptedProvider
 from ._stream import ChatStream
@@ -35,6 +35,7 @@ __all__ = [
     "ProviderEvent",
     "ScriptedProvider",
     "SessionBackend",
+    "SessionInfo",
     "StreamLimits",
     "StreamStarted",
     "TextDelta",

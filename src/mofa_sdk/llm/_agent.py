@@ -5,12 +5,11 @@ from __future__ import annotations
 import uuid
 from collections.abc import Sequence
 from types import TracebackType
-from typing import Any
 
 from ..entities import Session
 from ..errors import AgentError, ConfigError
 from ..ids import parse_uuid, uuid7
-from ._hooks import EventHandler, SessionBackend
+from ._hooks import EventHandler, SessionBackend, SessionInfo
 from ._provider import ChatParams, LLMProvider
 from ._stream import ChatStream, SessionState, TurnContext
 from ._types import ChatMessage, StreamLimits
@@ -205,7 +204,7 @@ class LLMAgent:
                     await self._load(state)
         self._current = state
 
-    async def list_sessions(self, *, limit: int = 50) -> list[Any]:
+    async def list_sessions(self, *, limit: int = 50) -> list[SessionInfo]:
         """This user's sessions (newest first): from the store with a plugin, else those held in memory."""
         if self._backend is not None:
             return await self._backend.list_sessions(

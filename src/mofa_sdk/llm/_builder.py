@@ -10,6 +10,7 @@ from dataclasses import replace
 from typing import TYPE_CHECKING, Any, cast
 
 from .._validate import check_window
+from .._vocab import PROVIDER_TYPES, is_local_provider, is_openai_provider
 from ..entities import check_text
 from ..errors import ConfigError
 from ..ids import NIL_UUID, parse_uuid, uuid7
@@ -27,7 +28,6 @@ __all__ = ["NIL_UUID", "LLMAgentBuilder", "default_provider"]
 #: agent ids derived from a name (``uuid5(_AGENT_NAMESPACE, name)``) are stable across runs
 _AGENT_NAMESPACE = uuid.uuid5(uuid.NAMESPACE_URL, "https://pypi.org/project/mofa-sdk/#agent")
 _HOOKS = ("before_call", "on_delta", "after_reply", "on_error", "on_cancel")
-_OPENAI_TYPES = ("openai", "compatible", "azure", "ollama")
 
 
 def _env(name: str) -> str | None:
@@ -59,21 +59,21 @@ def default_provider() -> LLMProvider:
 
 
 def _provider_from_row(row: Provider, model: str) -> LLMProvider:
-    if row.provider_type in _OPENAI_TYPES:
+    if is_openai_provider(row.provider_type):
         from ._openai import OpenAICompatibleProvider
 
         key = row.api_key.get_secret_value() if row.api_key is not None else None
         return OpenAICompatibleProvider(
             base_url=row.api_base or None, api_key=key or None, default_model=model
         )
-    if row.provider_type == "local":
+    if is_local_provider(row.provider_type):
         from ._local import LocalProvider
 
         local: LLMProvider = LocalProvider(model_path=row.api_base or None, default_model=model)
         return local
     raise ConfigError(
         f"provider {row.provider_name!r} has unknown provider_type {row.provider_type!r}; expected one of "
-        f"{', '.join((*_OPENAI_TYPES, 'local'))}"
+        f"{', '.join(PROVIDER_TYPES)}"
     )
 
 
@@ -103,7 +103,7 @@ class LLMAgentBuilder:
         self._user_id: uuid.UUID | None = None
         self._tenant_id: uuid.UUID | None = None
         self._handlers: list[EventHandler] = []
-        self._plugin: Any = None
+        self._plugin: SessionBackend | None = None
         self._response_format: Any = None
         self._custom_params: dict[str, Any] = {}
         self._stream = True
@@ -238,14 +238,15 @@ class LLMAgentBuilder:
         self._handlers.append(handler)
         return self
 
-    def with_persistence_plugin(self, plugin: Any) -> LLMAgentBuilder:
-        """Attach the persistence plugin (an EventHandler and a SessionBackend); then ``build_async()``."""
+    def with_persistence_plugin(self, plugin: SessionBackend) -> LLMAgentBuilder:
+        """Attach the persistence plugin (a SessionBackend that is also an event handler, such as
+        ``PersistencePlugin``); then ``build_async()``."""
         if not isinstance(plugin, SessionBackend):
             raise ConfigError(
                 f"{plugin!r} is not a persistence plugin (needs open_session, list_sessions, close)"
             )
         if self._plugin is not None:
-            self._handlers.remove(self._plugin)
+            self._handlers.remove(cast(EventHandler, self._plugin))
         self.with_event_handler(cast(EventHandler, plugin))
         self._plugin = plugin
         return self

@@ -8,7 +8,8 @@ before the provider is called; one from a finishing hook is raised to the consum
 from __future__ import annotations
 
 import uuid
-from typing import Any, Protocol, runtime_checkable
+from datetime import datetime
+from typing import Protocol, runtime_checkable
 
 from ._types import ChatMessage, Turn, TurnResult
 
@@ -35,8 +36,20 @@ class EventHandler:
 
 
 class SessionInfo(Protocol):
-    id: uuid.UUID
-    title: str | None
+    """A session as ``list_sessions`` gives it (a stored ``Session`` row is one)."""
+
+    @property
+    def id(self) -> uuid.UUID: ...
+    @property
+    def tenant_id(self) -> uuid.UUID: ...
+    @property
+    def user_id(self) -> uuid.UUID: ...
+    @property
+    def agent_id(self) -> uuid.UUID | None: ...
+    @property
+    def title(self) -> str | None: ...
+    @property
+    def update_time(self) -> datetime: ...
 
 
 @runtime_checkable
@@ -58,6 +71,8 @@ class SessionBackend(Protocol):
 
     async def list_sessions(
         self, *, user_id: uuid.UUID, tenant_id: uuid.UUID, limit: int = 50
-    ) -> list[Any]: ...
+    ) -> list[SessionInfo]:
+        """The user's sessions, most recently active first."""
+        ...
 
     async def close(self) -> None: ...

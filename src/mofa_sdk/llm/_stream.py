@@ -64,11 +64,6 @@ class TurnContext:
     limits: StreamLimits = field(default_factory=StreamLimits)
 
 
-def _id(turn: Turn, key: str) -> uuid.UUID | None:
-    value = turn.state.get(key)
-    return value if isinstance(value, uuid.UUID) else None
-
-
 def _overrides(handler: object, hook: str) -> bool:
     return getattr(type(handler), hook, None) is not getattr(EventHandler, hook)
 
@@ -281,12 +276,10 @@ class ChatStream:
                 log.warning("turn %s: at the provider boundary, %s", turn.id, "; ".join(notes))
             result = self._result(turn, request, status, usage, t0, first, end, outcome, notes)
             # what the user saw is history: the partial reply too, never an empty one
-            # (with the stored ids when a persistence plugin left them in turn.state)
-            new = [ChatMessage(role="user", content=turn.user_text, id=_id(turn, "user_message_id"))]
+            # (with the stored ids when a persistence plugin saved them)
+            new = [ChatMessage(role="user", content=turn.user_text, id=turn.user_message_id)]
             if status == "complete" or result.text:
-                new.append(ChatMessage(
-                    role="assistant", content=result.text, status=status, id=_id(turn, "assistant_message_id")
-                ))
+                new.append(ChatMessage(role="assistant", content=result.text, status=status, id=turn.reply_id))
             session.history = trim_history([*session.history, *new], ctx.window)
             hook = {"complete": "after_reply", "error": "on_error"}.get(status, "on_cancel")
             finish = asyncio.ensure_future(self._finish(hook, turn, result))

@@ -5,14 +5,15 @@ from __future__ import annotations
 import time
 import uuid
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any
+
+from .._vocab import MessageRole, MessageStatus
 
 __all__ = ["ChatMessage", "StreamLimits", "Turn", "TurnResult", "Usage"]
 
-Role = Literal["system", "user", "assistant", "tool"]
-#: how a reply ended: complete, the consumer stopped (cancelled), or the provider failed (error);
-#: "interrupted" only appears on rows read back after a crash
-ReplyStatus = Literal["complete", "streaming", "cancelled", "error", "interrupted"]
+#: the stored rows' vocabulary (``mofa_sdk._vocab``), under the names the llm layer has always used
+Role = MessageRole
+ReplyStatus = MessageStatus
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,8 +53,13 @@ class Turn:
     request: list[ChatMessage]
     id: uuid.UUID = field(default_factory=uuid.uuid4)
     started: float = field(default_factory=time.monotonic)
-    #: per-turn scratch space for plugins (message ids, checkpoint clock …)
+    #: per-turn scratch space, each handler its own keys; nothing another layer reads
     state: dict[str, Any] = field(default_factory=dict)
+    #: the stored user message, once a persistence plugin saved it (``before_call``)
+    user_message_id: uuid.UUID | None = None
+    #: the id the reply is stored under: a handler running before the persistence plugin may choose it
+    #: (``mofa serve`` names the reply after its run), else the plugin does
+    reply_id: uuid.UUID | None = None
     _parts: list[str] = field(default_factory=list)
 
     @property

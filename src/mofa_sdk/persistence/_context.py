@@ -5,9 +5,11 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from ..entities import LLMApiCall, Message, MessageStatus, QueryFilter, Session, UsageStatistics
-from ..errors import TenantMismatchError
+from ..entities import LLMApiCall, Message, MessageRole, MessageStatus, QueryFilter, Session, UsageStatistics
 from ..ids import parse_uuid
+from ._calls import TurnOutcome, call_fields
+from ._protocols import ContextStore
+from ._sessions import open_session
 from ._store import Store
 
 __all__ = ["PersistenceContext"]
@@ -37,6 +39,11 @@ class PersistenceContext:
 
     def __repr__(self) -> str:
         return f"PersistenceContext(session={self.session_id}, tenant={self.tenant_id}, user={self.user_id})"
+
+    @property
+    def _rows(self) -> ContextStore:
+        """The store, as far as this context uses it."""
+        return self.store
 
     @classmethod
     async def new(
@@ -68,17 +75,12 @@ class PersistenceContext:
         """A context on an existing session (created with that id when unknown). A session of another
         tenant or user raises TenantMismatchError and nothing is written."""
         uid, tid, aid = _ids(user_id, tenant_id, agent_id)
-        sid = parse_uuid(session_id, "session_id")
-        existing = await store.get_session(tid, sid)
-        if existing is None:
-            await store.create_session(Session(id=sid, tenant_id=tid, user_id=uid, agent_id=aid))
-        elif existing.user_id != uid:
-            raise TenantMismatchError(f"session {sid} belongs to another user")
-        return cls(store, uid, tid, aid, sid)
+        session, _ = await open_session(store, tid, uid, aid, parse_uuid(session_id, "session_id"))
+        return cls(store, uid, tid, aid, session.id)
 
     async def new_session(self, *, title: str | None = None) -> uuid.UUID:
         """Start a new session and make it this context's session."""
-        session = await self.store.create_session(
+        session = await self._rows.create_session(
             Session(tenant_id=self.tenant_id, user_id=self.user_id, agent_id=self.agent_id, title=title)
         )
         self.session_id = session.id
@@ -108,7 +110,7 @@ class PersistenceContext:
 
     async def _save(
         self,
-        role: str,
+        role: MessageRole,
         text: str,
         status: MessageStatus,
         metadata: dict[str, Any] | None,
@@ -120,33 +122,23 @@ class PersistenceContext:
             tenant_id=self.tenant_id,
             user_id=self.user_id,
             agent_id=self.agent_id,
-            role=role,  # type: ignore[arg-type]
+            role=role,
             content=text,
             status=status,
             metadata=metadata or {},
             parent_message_id=parent,
         )
-        return (await self.store.save_message(message, tx=tx)).id
+        return (await self._rows.save_message(message, tx=tx)).id
 
     async def save_api_call(
-        self, *, model_name: str, stream: Any = None, tx: Any = None, **fields: Any
+        self, *, model_name: str, stream: TurnOutcome | None = None, tx: Any = None, **fields: Any
     ) -> uuid.UUID:
-        """Record an LLM call. Pass a finished ``ChatStream`` as ``stream=`` to take its usage and timings;
-        any :class:`LLMApiCall` field can be given (or overridden) by keyword."""
+        """Record an LLM call. Pass a finished ``ChatStream`` as ``stream=`` to take its status, error,
+        notes, usage and timings, mapped as the automatic plugin maps them; any :class:`LLMApiCall` field can
+        be given (or overridden) by keyword."""
         values: dict[str, Any] = {"status": "success", "request_message_id": self.last_user_message_id}
         if stream is not None:
-            usage = stream.usage
-            values.update(
-                status={"complete": "success", "cancelled": "cancelled"}.get(stream.status, "failed"),
-                prompt_tokens=usage.prompt_tokens,
-                completion_tokens=usage.completion_tokens,
-                total_tokens=usage.total_tokens,
-                tokens_estimated=usage.estimated,
-                latency_ms=stream.latency_ms,
-                time_to_first_token_ms=stream.time_to_first_token_ms,
-                tokens_per_second=stream.tokens_per_second,
-                provider_response_id=stream.response_id,
-            )
+            values.update(call_fields(stream))
         values.update(fields)
         call = LLMApiCall(
             tenant_id=self.tenant_id,
@@ -156,16 +148,16 @@ class PersistenceContext:
             model_name=model_name,
             **values,
         )
-        return (await self.store.save_api_call(call, tx=tx)).id
+        return (await self._rows.save_api_call(call, tx=tx)).id
 
     async def get_history(self, *, limit: int | None = None) -> list[Message]:
         """The session's messages by seq; with ``limit``, only the last ``limit``."""
         if limit is None:
-            return await self.store.get_session_messages(self.tenant_id, self.session_id)
-        return await self.store.get_last_messages(self.tenant_id, self.session_id, limit)
+            return await self._rows.get_session_messages(self.tenant_id, self.session_id)
+        return await self._rows.get_last_messages(self.tenant_id, self.session_id, limit)
 
     async def get_usage_stats(self) -> UsageStatistics:
-        return await self.store.get_statistics(
+        return await self._rows.get_statistics(
             QueryFilter(tenant_id=self.tenant_id, session_id=self.session_id)
         )
 

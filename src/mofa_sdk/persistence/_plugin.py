@@ -27,18 +27,20 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..entities import LLMApiCall, Message, Session
+from ..entities import LLMApiCall, Message, MessageStatus
 from ..errors import (
     ConfigError,
     ConflictError,
     DatabaseUnavailableError,
     NotFoundError,
     PersistenceError,
-    TenantMismatchError,
     UnsavedReplyError,
 )
 from ..ids import parse_uuid, utc_now, uuid7
-from ..llm import ChatMessage, EventHandler, Turn, TurnResult
+from ..llm import ChatMessage, EventHandler, SessionInfo, Turn, TurnResult
+from ._calls import call_fields
+from ._protocols import HistoryReader, PluginStore
+from ._sessions import open_session
 from ._store import UNSET, Store
 
 __all__ = ["PendingReply", "PersistencePlugin"]
@@ -47,7 +49,8 @@ log = logging.getLogger("mofa_sdk.persistence")
 #: a failed checkpoint: the turn's own outcome (saved, or UnsavedReplyError) follows when it ends
 checkpoint_log = logging.getLogger("mofa_sdk.persistence.checkpoint")
 
-_STATUS = {"complete": "complete", "cancelled": "cancelled", "error": "error"}
+#: the reply row's final status: a turn ends complete, cancelled or in error
+_STATUS: dict[str, MessageStatus] = {"complete": "complete", "cancelled": "cancelled", "error": "error"}
 #: seconds between two tries of a bounded flush while the database is unavailable
 _RETRY_PAUSE = 0.25
 
@@ -71,6 +74,24 @@ class PendingReply:
     def describe(self) -> str:
         what = f"reply {self.message.id}" if self.message is not None else f"api call {self.call.id}"
         return f"{what} of session {self.session_id}"
+
+
+@dataclass(eq=False)
+class _Progress:
+    """The plugin's own bookkeeping of one turn, from ``before_call`` to the final write."""
+
+    user_message_id: uuid.UUID
+    reply_id: uuid.UUID
+    last_checkpoint: float
+    #: where each delta ends (cumulative character offsets), when the plugin records them
+    delta_ends: list[int] | None
+    #: True once a checkpoint inserted the reply row (later ones update it)
+    checkpointed: bool = False
+    checkpoint_failed: bool = False
+    checkpoint_task: asyncio.Task[None] | None = None
+
+    def offsets(self) -> dict[str, Any]:
+        return {"delta_ends": list(self.delta_ends)} if self.delta_ends is not None else {}
 
 
 def _optional_uuid(value: uuid.UUID | str | None, what: str) -> uuid.UUID | None:
@@ -118,6 +139,8 @@ class PersistencePlugin(EventHandler):
         self.pending: list[PendingReply] = []
         self._written = 0  # pending replies written so far (what flush() counts)
         self._flushing = asyncio.Lock()  # turns on two sessions flush at once: one writes, one waits
+        #: this plugin's key in ``turn.state`` (its ``_Progress``): another plugin on the agent has its own
+        self._key = f"{__name__}:{id(self)}"
 
     @classmethod
     def from_store(
@@ -153,6 +176,11 @@ class PersistencePlugin(EventHandler):
             raise ConfigError("the plugin's store is not connected yet: build the agent with build_async()")
         return self._store
 
+    @property
+    def _rows(self) -> PluginStore:
+        """The store, as far as the turn hooks use it."""
+        return self.store
+
     async def connect(self) -> Store:
         if self._store is None:
             assert self._store_factory is not None
@@ -187,48 +215,12 @@ class PersistencePlugin(EventHandler):
         tenant_id: uuid.UUID,
         agent_id: uuid.UUID,
     ) -> tuple[uuid.UUID, list[ChatMessage]]:
-        store = await self.connect()
-        if session_id is None:
-            created = await store.create_session(
-                Session(tenant_id=tenant_id, user_id=user_id, agent_id=agent_id)
-            )
-            return created.id, []
-        existing = await store.get_session(tenant_id, session_id)
-        if existing is None:
-            # create_session refuses (TenantMismatchError, nothing written) an id another tenant or user owns
-            await store.create_session(
-                Session(id=session_id, tenant_id=tenant_id, user_id=user_id, agent_id=agent_id)
-            )
-            return session_id, []
-        if existing.user_id != user_id:
-            raise TenantMismatchError(f"session {session_id} belongs to another user; nothing was loaded")
-        await store.mark_interrupted(tenant_id, session_id)
-        return session_id, await self._load_window(store, tenant_id, session_id, window)
-
-    async def _load_window(
-        self, store: Store, tenant_id: uuid.UUID, session_id: uuid.UUID, window: int | None
-    ) -> list[ChatMessage]:
-        """Read only what the window can use: the last few rounds through the (session_id, seq) index."""
-        if window == 0:
-            return []
-        if window is None:
-            rows = await store.get_session_messages(tenant_id, session_id)
-        else:
-            k = 2 * window + 2
-            while True:
-                rows = await store.get_last_messages(tenant_id, session_id, k)
-                rounds = sum(1 for r in rows[1:] if r.role == "user")  # rows[0] may be a cut round's middle
-                if len(rows) < k or rounds >= window + 1:
-                    break
-                k *= 2
-        history = [
-            ChatMessage(role=r.role, content=r.content, status=r.status, id=r.id)
-            for r in rows
-            if r.role != "system"
-        ]
-        while history and history[0].role != "user":  # a round cut by the limit is not whole: drop it
-            history.pop(0)
-        return history
+        store: PluginStore = await self.connect()
+        session, created = await open_session(store, tenant_id, user_id, agent_id, session_id)
+        if created:
+            return session.id, []
+        await store.mark_interrupted(tenant_id, session.id)
+        return session.id, await _load_window(store, tenant_id, session.id, window)
 
     async def session_settings(
         self, tenant_id: uuid.UUID, session_id: uuid.UUID, given: dict[str, Any]
@@ -240,7 +232,7 @@ class PersistencePlugin(EventHandler):
         with. A given value that differs from a stored one replaces it and the change is recorded in
         ``metadata["settings_changes"]`` (when, which key, from what, to what). Returns the merged settings;
         writes only when something changed."""
-        store = await self.connect()
+        store: PluginStore = await self.connect()
         session = await store.get_session(tenant_id, session_id)
         if session is None:
             raise NotFoundError(f"unknown session {session_id} in tenant {tenant_id}")
@@ -261,14 +253,20 @@ class PersistencePlugin(EventHandler):
         await store.update_session(tenant_id, session_id, metadata=metadata)
         return merged
 
-    async def list_sessions(self, *, user_id: uuid.UUID, tenant_id: uuid.UUID, limit: int = 50) -> list[Any]:
-        store = await self.connect()
+    async def list_sessions(
+        self, *, user_id: uuid.UUID, tenant_id: uuid.UUID, limit: int = 50
+    ) -> list[SessionInfo]:
+        store: PluginStore = await self.connect()
         return list(await store.get_user_sessions(tenant_id, user_id, limit=limit))
 
     # -- turn hooks ----------------------------------------------------------------------------------
+    def _progress(self, turn: Turn) -> _Progress | None:
+        found = turn.state.get(self._key)
+        return found if isinstance(found, _Progress) else None
+
     async def before_call(self, turn: Turn) -> None:
         await self.flush()
-        saved = await self.store.save_message(
+        saved = await self._rows.save_message(
             Message(
                 session_id=turn.session_id,
                 tenant_id=turn.tenant_id,
@@ -278,77 +276,49 @@ class PersistencePlugin(EventHandler):
                 content=turn.user_text,
             )
         )
-        turn.state["user_message_id"] = saved.id
+        turn.user_message_id = saved.id
         # a handler that ran first may have named the reply (``mofa serve`` names a run after it)
-        turn.state.setdefault("assistant_message_id", uuid7())
-        if self.record_delta_offsets:
-            turn.state["delta_ends"] = []
-        turn.state["checkpointed"] = False
-        turn.state["last_checkpoint"] = time.monotonic()
+        if turn.reply_id is None:
+            turn.reply_id = uuid7()
+        turn.state[self._key] = _Progress(
+            saved.id, turn.reply_id, time.monotonic(), [] if self.record_delta_offsets else None
+        )
 
     async def on_delta(self, turn: Turn, delta: str) -> None:
-        first = False
-        if self.record_delta_offsets:
-            ends = turn.state["delta_ends"]
-            ends.append((ends[-1] if ends else 0) + len(delta))
-            first = not turn.state["checkpointed"]
-        if turn.state.get("checkpoint_failed"):
+        p = self._progress(turn)
+        if p is None:
             return
-        running: asyncio.Task[None] | None = turn.state.get("checkpoint_task")
-        if running is not None and not running.done():
+        first = False
+        if p.delta_ends is not None:
+            p.delta_ends.append((p.delta_ends[-1] if p.delta_ends else 0) + len(delta))
+            first = not p.checkpointed
+        if p.checkpoint_failed:
+            return
+        if p.checkpoint_task is not None and not p.checkpoint_task.done():
             return  # one checkpoint at a time: a slow database gets fewer, never a queue of them
         now = time.monotonic()
-        if now - turn.state["last_checkpoint"] < self.checkpoint_interval and not first:
+        if now - p.last_checkpoint < self.checkpoint_interval and not first:
             return
-        turn.state["last_checkpoint"] = now
+        p.last_checkpoint = now
         # Beside the stream, not in it: a checkpoint waiting on a dead database (up to its connect
         # timeout) must not hold up the deltas the user is reading.
         # The text and its offsets as they are now: the task may run after more deltas came.
-        turn.state["checkpoint_task"] = asyncio.create_task(
-            self._checkpoint(turn, turn.text, self._offsets(turn))
-        )
+        p.checkpoint_task = asyncio.create_task(self._checkpoint(turn, p, turn.text, p.offsets()))
 
-    async def _checkpoint(self, turn: Turn, text: str, offsets: dict[str, Any]) -> None:
+    async def _checkpoint(self, turn: Turn, p: _Progress, text: str, offsets: dict[str, Any]) -> None:
         try:
-            if turn.state["checkpointed"]:
-                await self.store.update_message(
-                    turn.tenant_id, turn.state["assistant_message_id"], content=text, metadata=offsets or UNSET
+            if p.checkpointed:
+                await self._rows.update_message(
+                    turn.tenant_id, p.reply_id, content=text, metadata=offsets or UNSET
                 )
             else:
-                await self.store.save_message(self._reply_message(turn, text, "streaming", offsets))
-                turn.state["checkpointed"] = True
+                await self._rows.save_message(_reply_message(turn, p, text, "streaming", offsets))
+                p.checkpointed = True
         except Exception as exc:  # a task of its own: nobody else would see the error
             # A checkpoint is insurance against a crash; losing the database must not cut the reply the
             # user is reading. Stop checkpointing this turn; the final write (or `pending`) carries it.
-            turn.state["checkpoint_failed"] = True
-            checkpoint_log.warning("checkpoint of reply %s failed; the reply keeps streaming: %s",
-                        turn.state["assistant_message_id"], exc)
-
-    @staticmethod
-    async def _checkpoint_done(turn: Turn) -> None:
-        """Wait for the checkpoint still in flight: the final write must know whether its row exists."""
-        running: asyncio.Task[None] | None = turn.state.get("checkpoint_task")
-        if running is not None:
-            await asyncio.shield(running)  # it never raises (see _checkpoint)
-
-    def _reply_message(
-        self, turn: Turn, text: str, status: str, offsets: dict[str, Any] | None = None
-    ) -> Message:
-        return Message(
-            id=turn.state["assistant_message_id"],
-            session_id=turn.session_id,
-            tenant_id=turn.tenant_id,
-            user_id=turn.user_id,
-            agent_id=turn.agent_id,
-            role="assistant",
-            content=text,
-            status=status,  # type: ignore[arg-type]
-            parent_message_id=turn.state["user_message_id"],
-            metadata=self._offsets(turn) if offsets is None else offsets,
-        )
-
-    def _offsets(self, turn: Turn) -> dict[str, Any]:
-        return {"delta_ends": list(turn.state["delta_ends"])} if self.record_delta_offsets else {}
+            p.checkpoint_failed = True
+            checkpoint_log.warning("checkpoint of reply %s failed; the reply keeps streaming: %s", p.reply_id, exc)
 
     async def after_reply(self, turn: Turn, result: TurnResult) -> None:
         await self._finish(turn, result)
@@ -360,52 +330,26 @@ class PersistencePlugin(EventHandler):
         await self._finish(turn, result)
 
     async def _finish(self, turn: Turn, result: TurnResult) -> None:
-        if "user_message_id" not in turn.state:  # before_call never ran for this plugin
+        p = self._progress(turn)
+        if p is None:  # before_call never ran for this plugin
             return
-        await self._checkpoint_done(turn)
+        if p.checkpoint_task is not None:
+            # the final write must know whether the checkpoint's row exists; it never raises (see above)
+            await asyncio.shield(p.checkpoint_task)
         status = _STATUS.get(result.status, "error")
-        checkpointed = bool(turn.state["checkpointed"])
-        message = self._reply_message(turn, result.text, status) if (result.text or checkpointed) else None
-        err = result.error
-        usage = result.usage
-        error_message = (
-            str(err) if err is not None else "cancelled by the consumer" if status == "cancelled" else None
-        )
-        if result.notes:  # what was repaired or dropped at the provider boundary
-            repaired = "provider output repaired: " + "; ".join(result.notes)
-            error_message = f"{error_message} ({repaired})" if error_message else repaired
+        message = _reply_message(turn, p, result.text, status) if (result.text or p.checkpointed) else None
         call = LLMApiCall(
             tenant_id=turn.tenant_id,
             session_id=turn.session_id,
             user_id=turn.user_id,
             agent_id=turn.agent_id,
-            request_message_id=turn.state["user_message_id"],
+            request_message_id=p.user_message_id,
             response_message_id=message.id if message else None,
             model_name=result.model or turn.model,
-            status=(
-                "success"
-                if status == "complete"
-                else "cancelled"
-                if status == "cancelled"
-                else getattr(err, "call_status", "failed")
-            ),
-            error_message=error_message,
-            error_code=getattr(err, "code", type(err).__name__) if err is not None else (
-                "repaired" if result.notes else None  # it succeeded after the stream layer repaired its output
-            ),
-            prompt_tokens=usage.prompt_tokens,
-            completion_tokens=usage.completion_tokens,
-            total_tokens=usage.total_tokens,
-            prompt_tokens_details=usage.prompt_tokens_details,
-            completion_tokens_details=usage.completion_tokens_details,
-            tokens_estimated=usage.estimated,
-            latency_ms=max(0, result.latency_ms),
-            time_to_first_token_ms=result.time_to_first_token_ms,
-            tokens_per_second=result.tokens_per_second,
-            provider_response_id=result.response_id,
+            **call_fields(result),
         )
-        pending = PendingReply(turn.tenant_id, turn.session_id, message, checkpointed, call,
-                               uncertain=bool(turn.state.get("checkpoint_failed")))
+        pending = PendingReply(turn.tenant_id, turn.session_id, message, p.checkpointed, call,
+                               uncertain=p.checkpoint_failed)
         try:
             await self._write(pending)
         except PersistenceError as exc:
@@ -432,14 +376,14 @@ class PersistencePlugin(EventHandler):
         if not isinstance(exc, NotFoundError | ConflictError):  # missing session, or a missing row it names
             return False
         try:
-            gone = await self.store.get_session(p.tenant_id, p.session_id) is None
+            gone = await self._rows.get_session(p.tenant_id, p.session_id) is None
         except PersistenceError:
             return False
         p.session_deleted = gone
         return gone
 
     async def _write(self, p: PendingReply) -> None:
-        store = self.store
+        store = self._rows
         if p.uncertain:
             # a write that failed on the way back may have committed: update rather than collide
             if await store.get_api_call(p.tenant_id, p.call.id) is not None:
@@ -505,6 +449,49 @@ class PersistencePlugin(EventHandler):
                 continue
             self.pending.pop(0)
             self._written += 1
+
+
+async def _load_window(
+    store: HistoryReader, tenant_id: uuid.UUID, session_id: uuid.UUID, window: int | None
+) -> list[ChatMessage]:
+    """Read only what the window can use: the last few rounds through the (session_id, seq) index."""
+    if window == 0:
+        return []
+    if window is None:
+        rows = await store.get_session_messages(tenant_id, session_id)
+    else:
+        k = 2 * window + 2
+        while True:
+            rows = await store.get_last_messages(tenant_id, session_id, k)
+            rounds = sum(1 for r in rows[1:] if r.role == "user")  # rows[0] may be a cut round's middle
+            if len(rows) < k or rounds >= window + 1:
+                break
+            k *= 2
+    history = [
+        ChatMessage(role=r.role, content=r.content, status=r.status, id=r.id)
+        for r in rows
+        if r.role != "system"
+    ]
+    while history and history[0].role != "user":  # a round cut by the limit is not whole: drop it
+        history.pop(0)
+    return history
+
+
+def _reply_message(
+    turn: Turn, p: _Progress, text: str, status: MessageStatus, offsets: dict[str, Any] | None = None
+) -> Message:
+    return Message(
+        id=p.reply_id,
+        session_id=turn.session_id,
+        tenant_id=turn.tenant_id,
+        user_id=turn.user_id,
+        agent_id=turn.agent_id,
+        role="assistant",
+        content=text,
+        status=status,
+        parent_message_id=p.user_message_id,
+        metadata=p.offsets() if offsets is None else offsets,
+    )
 
 
 def _check_timeout(value: object, name: str) -> None:

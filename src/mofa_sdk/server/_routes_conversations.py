@@ -12,6 +12,7 @@ from fastapi import APIRouter, Depends, Query, Request
 
 from ..entities import Message, Session
 from ..errors import SessionBusyError
+from ..persistence._sessions import owned_session
 from ._auth import principal
 from ._errors import ApiError
 from ._responses_shapes import conversation_obj, decode_id, encode_id, input_messages, item_obj
@@ -53,8 +54,8 @@ def string_metadata(raw: Any) -> dict[str, str]:
 
 async def conversation_of(registry: RunRegistry, who: Principal, raw_id: str) -> Session:
     sid = decode_id("conv", raw_id, "conversation")
-    found = await registry.store.get_session(who.tenant_id, sid)
-    if found is None or found.user_id != who.user_id:
+    found = await owned_session(registry.store, who.tenant_id, who.user_id, sid)
+    if found is None:
         raise ApiError(404, f"conversation {raw_id[:80]!r} not found", param="conversation_id")
     return found
 

@@ -10,7 +10,8 @@ from fastapi import APIRouter, Depends, Header, Query, Request
 from fastapi.responses import JSONResponse
 
 from ..entities import Session
-from ..persistence import Store
+from ..persistence._protocols import SessionReader
+from ..persistence._sessions import owned_session
 from ._auth import principal
 from ._errors import ApiError, error_body
 from ._follow import open_follower, owner_answers
@@ -35,9 +36,9 @@ def registry_of(request: Request) -> RunRegistry:
     return reg
 
 
-async def session_of(store: Store, who: Principal, session_id: uuid.UUID) -> Session:
-    found = await store.get_session(who.tenant_id, session_id)
-    if found is None or found.user_id != who.user_id:
+async def session_of(store: SessionReader, who: Principal, session_id: uuid.UUID) -> Session:
+    found = await owned_session(store, who.tenant_id, who.user_id, session_id)
+    if found is None:
         raise ApiError(404, f"session {session_id} not found")
     return found
 

@@ -111,7 +111,7 @@ class _NameReply(EventHandler):
         self.run = run
 
     async def before_call(self, turn: Turn) -> None:
-        turn.state["assistant_message_id"] = self.run.id
+        turn.reply_id = self.run.id
 
 
 class _Started(EventHandler):
@@ -121,7 +121,7 @@ class _Started(EventHandler):
         self.run = run
 
     async def before_call(self, turn: Turn) -> None:
-        self.run.user_message_id = turn.state.get("user_message_id")
+        self.run.user_message_id = turn.user_message_id
         if not self.run.started.done():
             self.run.started.set_result(None)
 
