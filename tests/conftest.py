@@ -84,7 +84,7 @@ async def open_store(kind: str, pg_url: str | None, sqlite_path: Path) -> object
     else:
         assert pg_url is not None
         store = await PostgresStore.connect(pg_url)
-    await store.migrate()  # type: ignore[attr-defined]
+    await store.migrate()
     return store
 
 

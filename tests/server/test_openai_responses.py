@@ -72,14 +72,14 @@ async def test_chain_by_previous_response_id_and_by_conversation(sqlite_served: 
     assert [i.role for i in items] == ["user", "assistant", "user", "assistant", "user", "assistant"]  # type: ignore[union-attr]
     assert items[3].id == b.id.replace("resp_", "msg_") or items[3].id == a.id.replace("resp_", "msg_")
     inputs = await oa.responses.input_items.list(b.id)
-    assert [i.content[0].text for i in inputs.data] == ["sum? echo"]  # type: ignore[union-attr]
+    assert [i.content[0].text for i in inputs.data] == ["sum? echo"]  # type: ignore[union-attr, index]
     # a multi-item input: the earlier items are rows of the session before the turn reads its window
     multi = await oa.responses.create(input=[{"role": "user", "content": "one"}, {"role": "assistant",
                                                                                    "content": "two"},
                                              {"role": "user", "content": "three echo"}])
     assert multi.output_text == "user: one\nassistant: two\nuser: three echo\n"
     listed = await oa.responses.input_items.list(multi.id, order="asc")
-    assert [i.content[0].text for i in listed.data] == ["one", "two", "three echo"]  # type: ignore[union-attr]
+    assert [i.content[0].text for i in listed.data] == ["one", "two", "three echo"]  # type: ignore[union-attr, index]
     assert (await _row(sqlite_served.db, row.tenant_id, multi.id)).content == multi.output_text
 
 
@@ -95,7 +95,7 @@ async def test_stream_events_in_order_equal_stored_and_resume(sqlite_served: Ser
     assert kinds == PROLOGUE + ["response.output_text.delta"] * len(deltas) + CLOSING and len(deltas) >= 12
     assert [e.sequence_number for e in events] == list(range(len(events)))
     rid = events[0].response.id  # type: ignore[union-attr]
-    streamed = "".join(e.delta for e in deltas)  # type: ignore[union-attr]
+    streamed = "".join(e.delta for e in deltas)
     done = events[-1].response  # type: ignore[union-attr]
     assert done.status == "completed" and done.output_text == streamed
     assert events[-4].text == streamed  # type: ignore[union-attr]
@@ -152,17 +152,18 @@ async def test_errors_openai_shape_nothing_written(sqlite_served: Served) -> Non
                  oa.responses.create(input="x", conversation="conv_" + uuid.uuid4().hex)):
         with pytest.raises(openai.NotFoundError) as caught:
             await call
-        assert {"message", "type", "param", "code"} <= set(caught.value.body)  # type: ignore[arg-type]
+        body = caught.value.body
+        assert isinstance(body, dict) and {"message", "type", "param", "code"} <= set(body)
     for bad in ([{"type": "function_call_output", "call_id": "c", "output": "x"}],
                 [{"role": "user", "content": [{"type": "input_file", "file_id": "f"}]}],
                 [{"role": "assistant", "content": "last is not a user"}], [], 42, "  "):
-        with pytest.raises(openai.BadRequestError) as caught:
+        with pytest.raises(openai.BadRequestError) as refused:
             await oa.responses.create(input=bad)  # type: ignore[arg-type]
-        assert caught.value.body["type"] == "invalid_request_error"  # type: ignore[index]
+        assert refused.value.body["type"] == "invalid_request_error"  # type: ignore[index]
     for extra in ({"temperature": 3}, {"max_output_tokens": 0}, {"tools": [{"type": "web_search"}]},
                   {"previous_response_id": mine.id, "conversation": "conv_x"}):
         with pytest.raises(openai.BadRequestError):
-            await oa.responses.create(input="x", **extra)  # type: ignore[call-overload]
+            await oa.responses.create(input="x", **extra)
     with pytest.raises(openai.BadRequestError):
         await oa.responses.create(input="x", extra_body={"frobnicate": 1})
     with pytest.raises(openai.APIStatusError) as big:  # over the body limit (1 MB by default)
@@ -207,7 +208,7 @@ async def test_resume_live_on_another_process_and_disconnect_does_not_stop(pg_pa
     events = first + resumed
     assert [e.sequence_number for e in events] == list(range(len(events)))
     assert [e.type for e in events[-4:]] == CLOSING
-    text = "".join(e.delta for e in events if e.type == "response.output_text.delta")  # type: ignore[union-attr]
+    text = "".join(e.delta for e in events if e.type == "response.output_text.delta")
     assert text.endswith("«fin»\n") and text == events[-1].response.output_text  # type: ignore[union-attr]
     assert (await _row(pg_pair.db, row.tenant_id, rid)).content == text
     assert (await ob.responses.retrieve(rid)).status == "completed"
@@ -254,10 +255,10 @@ async def test_real_upstream_chain_usage_and_failure(fault_pair: FaultPair) -> N
 
     fault.push(Reply(chunks=10, cut_after=3))
     events = [e async for e in await oa.responses.create(input="break", stream=True)]
-    assert events[-1].type == "response.failed" and events[-1].response.status == "failed"  # type: ignore[union-attr]
-    assert events[-1].response.error is not None  # type: ignore[union-attr]
+    assert events[-1].type == "response.failed" and events[-1].response.status == "failed"
+    assert events[-1].response.error is not None
     rid = events[0].response.id  # type: ignore[union-attr]
-    streamed = "".join(e.delta for e in events if e.type == "response.output_text.delta")  # type: ignore[union-attr]
+    streamed = "".join(e.delta for e in events if e.type == "response.output_text.delta")
     saved = await _row(db, row.tenant_id, rid)
     assert saved.status == "error" and saved.content == streamed and streamed
     assert (await ob.responses.retrieve(rid)).status == "failed"

@@ -19,6 +19,7 @@ from typing import Any, TypeVar, get_args
 
 from pydantic import SecretStr
 
+from .._stats import percentile_cont
 from ..entities import (
     Agent,
     ApiKey,
@@ -40,7 +41,6 @@ from ..errors import (
     TenantMismatchError,
     ValidationError,
 )
-from .._stats import percentile_cont
 from ..ids import utc_now
 from ._local_tx import LocalTransaction, current, entered, joins
 from ._secrets import decrypt_key, encrypt_key

@@ -25,6 +25,7 @@ from typing import Any
 import aiosqlite
 from pydantic import SecretStr
 
+from .._stats import percentile_cont
 from ..entities import (
     Agent,
     ApiKey,
@@ -47,7 +48,6 @@ from ..errors import (
 )
 from ..ids import utc_now
 from ._local_tx import LocalTransaction, current, entered, joins
-from .._stats import percentile_cont
 from ._memory import check_message_update, check_session_update, utc
 from ._secrets import decrypt_key, encrypt_key
 from ._sqlite_thread import open_connection
