@@ -12,11 +12,7 @@ import openai
 import pytest
 
 from mofa_sdk.persistence import connect_store
-from tests.server.conftest import Served, auth, make_key
-
-
-def _client(base: str, key: str) -> openai.AsyncOpenAI:
-    return openai.AsyncOpenAI(base_url=f"{base}/v1", api_key=key, max_retries=0)
+from tests.server.conftest import Served, auth, make_key, openai_client
 
 
 def _text(item: Any) -> str:
@@ -36,7 +32,7 @@ async def _sessions(db: str, tenant: uuid.UUID, user: uuid.UUID) -> tuple[int, i
 
 async def test_conversation_crud_items_in_order_paginated(sqlite_served: Served, client: httpx2.AsyncClient) -> None:
     key, row = await make_key(sqlite_served.db)
-    oa = _client(sqlite_served.url, key)
+    oa = openai_client(sqlite_served.url, key)
     conv = await oa.conversations.create(
         metadata={"topic": "demo"},
         items=[{"type": "message", "role": "user", "content": "first"},
@@ -101,12 +97,12 @@ async def test_conversation_crud_items_in_order_paginated(sqlite_served: Served,
 async def test_conversation_errors_openai_shape_nothing_written(sqlite_served: Served,
                                                                 client: httpx2.AsyncClient) -> None:
     key, row = await make_key(sqlite_served.db)
-    oa = _client(sqlite_served.url, key)
+    oa = openai_client(sqlite_served.url, key)
     conv = await oa.conversations.create(items=[{"role": "user", "content": "mine"}])
     before = await _sessions(sqlite_served.db, row.tenant_id, row.user_id)
 
     other_key, _ = await make_key(sqlite_served.db)
-    thief = _client(sqlite_served.url, other_key)
+    thief = openai_client(sqlite_served.url, other_key)
     for call in (thief.conversations.retrieve(conv.id), thief.conversations.delete(conv.id),
                  thief.conversations.update(conv.id, metadata={"a": "b"}),
                  thief.conversations.items.list(conv.id),
