@@ -16,6 +16,7 @@ test: setup
 lint: setup
 	$(VENV)/bin/ruff check src tests examples bench scripts
 	$(VENV)/bin/mypy
+	$(VENV)/bin/mypy examples
 
 bench: setup
 	$(PY) -m pip install -q -e '.[bench]'

@@ -90,7 +90,7 @@ class SqliteFloor:
         self.conn, self.sid = conn, str(sid)
 
     async def _insert(self, role: str, content: str, parent: str | None, now: str) -> str:
-        (seq,) = (await self.conn.execute_fetchall(self.BUMP, (now, self.sid, str(TENANT))))[0]
+        ((seq,),) = await self.conn.execute_fetchall(self.BUMP, (now, self.sid, str(TENANT)))
         mid = str(uuid.uuid4())
         await self.conn.execute(self.MSG, (
             mid, self.sid, str(TENANT), str(USER), str(AGENT), seq, role, content, "complete", "{}", 0,

@@ -36,7 +36,7 @@ from _common import user_lines
 
 from mofa_sdk.errors import MofaError
 from mofa_sdk.llm import LLMAgentBuilder
-from mofa_sdk.persistence import PersistencePlugin, PostgresStore, connect_store
+from mofa_sdk.persistence import PersistencePlugin, PostgresStore, Store, connect_store
 
 NIL = str(uuid.UUID(int=0))
 
@@ -49,7 +49,7 @@ async def main() -> int:
     agent_code = os.environ.get("AGENT_CODE", "chat-assistant")
 
     if database_url.startswith("postgres"):
-        store = await PostgresStore.connect(database_url)
+        store: Store = await PostgresStore.connect(database_url)
     else:
         store = await connect_store(database_url or None)
 

@@ -20,7 +20,7 @@ from _common import user_lines
 
 from mofa_sdk.errors import MofaError
 from mofa_sdk.llm import LLMAgentBuilder
-from mofa_sdk.persistence import PersistenceContext, PostgresStore, connect_store
+from mofa_sdk.persistence import PersistenceContext, PostgresStore, Store, connect_store
 
 NIL = str(uuid.UUID(int=0))
 
@@ -33,7 +33,7 @@ async def main() -> None:
 
     # Connect to database: one pool per URL per process (the seed's PostgresStore::shared)
     if database_url.startswith("postgres"):
-        store = await PostgresStore.shared(database_url)
+        store: Store = await PostgresStore.shared(database_url)
     else:
         store = await connect_store(database_url or None)
 

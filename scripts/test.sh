@@ -7,6 +7,7 @@ MOFA_TEST_DATABASE_URL=$(bash scripts/ensure_postgres.sh)
 export MOFA_TEST_DATABASE_URL
 echo "PostgreSQL for tests: $MOFA_TEST_DATABASE_URL"
 "$VENV/bin/ruff" check src tests examples bench scripts
-"$VENV/bin/mypy"
+"$VENV/bin/mypy"  # the files of pyproject.toml: src, tests, bench, scripts
+"$VENV/bin/mypy" examples  # a run of its own: examples/_common.py and bench/_common.py are both module _common
 "$VENV/bin/python" scripts/gen_postgres_init.py --check
 exec "$VENV/bin/pytest" -q "$@"

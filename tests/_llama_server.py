@@ -53,6 +53,9 @@ class RecordingProxy:
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, name="llama-proxy", daemon=True)
         self._server: asyncio.Server | None = None
+        #: the loop keeps only weak references to tasks: a handler left waiting on a socket would be
+        #: garbage-collected mid-await ("Task was destroyed but it is pending!") without these
+        self._handlers: set[asyncio.Task[None]] = set()
 
     def start(self) -> None:
         self._thread.start()
@@ -79,6 +82,10 @@ class RecordingProxy:
 
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         up_writer: asyncio.StreamWriter | None = None
+        this = asyncio.current_task()
+        if this is not None:
+            self._handlers.add(this)
+            this.add_done_callback(self._handlers.discard)
         try:
             head = (await reader.readuntil(_HEAD_END))[: -len(_HEAD_END)]
             request_line = head.split(b"\r\n", 1)[0].decode("latin-1")
@@ -115,8 +122,8 @@ class RecordingProxy:
             for w in (up_writer, writer):
                 if w is not None:
                     w.close()
-                    with contextlib.suppress(Exception):
-                        await w.wait_closed()
+                    with contextlib.suppress(Exception):  # TimeoutError too: never wait on a dead peer
+                        await asyncio.wait_for(w.wait_closed(), 5)
 
 
 class LlamaServer:

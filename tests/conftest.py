@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Generator, Iterator
 from pathlib import Path
 from urllib.parse import quote
 
@@ -24,6 +24,16 @@ def need_postgres() -> str:
             pytest.fail("CI=true but MOFA_TEST_DATABASE_URL is not set: PostgreSQL tests must not skip in CI")
         pytest.skip("no PostgreSQL: set MOFA_TEST_DATABASE_URL or run `make test`")
     return url
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Generator[None, object, object]:
+    """In CI a skip is a failure, whatever raised it: what CI did not run, it did not test."""
+    report = yield
+    if IN_CI and isinstance(report, pytest.TestReport) and report.skipped and not hasattr(report, "wasxfail"):
+        report.outcome = "failed"
+        report.longrepr = f"skipped under CI=true, which must run everything: {report.longrepr}"
+    return report
 
 
 def with_search_path(url: str, schema: str) -> str:
@@ -84,7 +94,7 @@ async def open_store(kind: str, pg_url: str | None, sqlite_path: Path) -> object
     else:
         assert pg_url is not None
         store = await PostgresStore.connect(pg_url)
-    await store.migrate()  # type: ignore[attr-defined]
+    await store.migrate()
     return store
 
 

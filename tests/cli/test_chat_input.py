@@ -3,6 +3,7 @@ id, the local model's checks (served model, context, reply cap), empty replies."
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import uuid
 
@@ -221,9 +222,10 @@ def test_the_local_model_gets_a_default_reply_cap(monkeypatch: pytest.MonkeyPatc
 
     for var in ("OPENAI_API_KEY", "OPENAI_BASE_URL", "MOFA_MAX_TOKENS"):
         monkeypatch.delenv(var, raising=False)
-    app = ChatApp(ChatOptions(*([None] * 9)), False, None)  # type: ignore[arg-type]
+    blank = ChatOptions(None, None, None, None, None, None, None, None, None)
+    app = ChatApp(blank, False, None)  # type: ignore[arg-type]
     assert app._builder(None, {}, set())[0].build().params.max_tokens == LOCAL_MAX_TOKENS
-    capped = ChatApp(ChatOptions(*([None] * 9), max_tokens=7), False, None)  # type: ignore[arg-type]
+    capped = ChatApp(dataclasses.replace(blank, max_tokens=7), False, None)  # type: ignore[arg-type]
     assert capped._builder(None, {}, set())[0].build().params.max_tokens == 7
     monkeypatch.setenv("MOFA_MAX_TOKENS", "33")
     assert app._builder(None, {}, set())[0].build().params.max_tokens == 33

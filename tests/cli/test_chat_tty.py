@@ -122,7 +122,8 @@ async def test_resume_in_a_terminal_shows_the_session_id(cli: Cli, fault: FaultS
             child.expect(pexpect.EOF)
         finally:
             child.close()
-        return child.exitstatus
+        status: int | None = child.exitstatus
+        return status
 
     assert await asyncio.to_thread(resume) == 0
 
@@ -205,7 +206,8 @@ async def test_new_leaves_no_empty_session(cli: Cli, fault: FaultServer) -> None
             child.expect(pexpect.EOF)
         finally:
             child.close()
-        return child.exitstatus
+        status: int | None = child.exitstatus
+        return status
 
     assert await asyncio.to_thread(talk) == 0
     store = await cli.store()

@@ -7,7 +7,7 @@ import uuid
 from datetime import timedelta
 from pathlib import Path
 
-from mofa_sdk.entities import Message, Session
+from mofa_sdk.entities import Message, MessageRole, MessageStatus, Session
 from mofa_sdk.ids import utc_now
 from tests.cli.helpers import Cli, one_error_line
 
@@ -19,16 +19,16 @@ async def _session_with_messages(cli: Cli, title: str | None = None) -> uuid.UUI
         s = await store.create_session(Session(tenant_id=cli.tenant, user_id=cli.user, title=title))
         old = utc_now() - timedelta(minutes=5)
 
-        def msg(role: str, content: str, status: str = "complete") -> Message:
+        def msg(role: MessageRole, content: str, status: MessageStatus = "complete") -> Message:
             return Message(
                 session_id=s.id,
                 tenant_id=cli.tenant,
                 user_id=cli.user,
-                role=role,  # type: ignore[arg-type]
+                role=role,
                 content=content,
                 status=status,
                 update_time=old,
-            )  # type: ignore[arg-type]
+            )
 
         await store.save_messages(
             [

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -61,7 +62,7 @@ class Plugin(EventHandler):
 
 def test_every_with_returns_the_builder() -> None:
     b = LLMAgentBuilder()
-    calls = [
+    calls: list[Callable[[], LLMAgentBuilder]] = [
         lambda: b.with_id(uuid7()), lambda: b.with_name("n"), lambda: b.with_system_prompt("p"),
         lambda: b.with_provider(ScriptedProvider()), lambda: b.with_model("m"),
         lambda: b.with_temperature(0.5),

@@ -6,12 +6,15 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from mofa_sdk.entities import MessageRole, MessageStatus
 from mofa_sdk.errors import ConfigError
 from mofa_sdk.llm import ChatMessage, select_window, trim_history
 from mofa_sdk.llm._tokens import estimate_tokens
 
-ROLES = st.sampled_from(["user", "user", "assistant", "assistant", "tool", "system"])
-STATUSES = st.sampled_from(["complete", "complete", "cancelled", "error", "interrupted"])
+ROLES: st.SearchStrategy[MessageRole] = st.sampled_from(["user", "user", "assistant", "assistant", "tool", "system"])
+STATUSES: st.SearchStrategy[MessageStatus] = st.sampled_from(
+    ["complete", "complete", "cancelled", "error", "interrupted"]
+)
 
 
 @st.composite
@@ -21,7 +24,7 @@ def histories(draw: st.DrawFn) -> list[ChatMessage]:
     out = []
     for i in range(n):
         role = draw(ROLES)
-        status = draw(STATUSES) if role == "assistant" else "complete"
+        status: MessageStatus = draw(STATUSES) if role == "assistant" else "complete"
         pad = "x" * draw(st.integers(0, 40))
         out.append(ChatMessage(role=role, content=f"{i}:{pad}", status=status))
     return out

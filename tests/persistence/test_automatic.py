@@ -323,11 +323,12 @@ async def test_a_pending_reply_whose_write_did_land_is_not_written_twice(
 ) -> None:
     """The final write may commit and still report a failure (the connection died on the way back):
     flushing it again must neither collide nor duplicate."""
-    from mofa_sdk.persistence import PendingReply
+    from mofa_sdk.persistence import PendingReply, PersistencePlugin
 
     agent = await build(store, tenant, user, ScriptedProvider(["landed"]))
     await agent.chat("q")
-    plugin = agent._backend  # type: ignore[attr-defined]
+    plugin = agent._backend
+    assert isinstance(plugin, PersistencePlugin)
     (_, reply) = await store.get_session_messages(tenant, agent.session_id)
     (call,) = await calls(store, tenant, agent.session_id)
     plugin.pending.append(PendingReply(tenant, agent.session_id, reply, False, call, uncertain=True))

@@ -41,6 +41,7 @@ async def test_kill_minus_nine_mid_reply(db_url: str) -> None:
             break
     os.kill(child.pid, signal.SIGKILL)
     child.wait()
+    child.stdout.close()  # the pipe is ours to close: wait() leaves it open (a ResourceWarning)
     assert child.returncode == -signal.SIGKILL
     seen = "".join(printed)
 

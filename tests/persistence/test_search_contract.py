@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from mofa_sdk.entities import Message, Session
+from mofa_sdk.entities import Message, MessageRole, Session
 from mofa_sdk.errors import ValidationError
 
 Store = Any
@@ -16,7 +16,7 @@ Store = Any
 async def _session(store: Store, tenant: uuid.UUID, user: uuid.UUID, *texts: str) -> Session:
     s = await store.create_session(Session(tenant_id=tenant, user_id=user))
     for i, text in enumerate(texts):
-        role = "user" if i % 2 == 0 else "assistant"
+        role: MessageRole = "user" if i % 2 == 0 else "assistant"
         await store.save_message(Message(session_id=s.id, tenant_id=tenant, user_id=user, role=role, content=text))
     return s  # type: ignore[no-any-return]
 

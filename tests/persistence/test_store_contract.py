@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import sqlite3
 import uuid
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -989,7 +990,7 @@ async def test_agent_names_refuse_control_characters(store: Store, tenant: uuid.
         agent(tenant, p.id, agent_name="evil \x1b[2J name")
     # a display name keeps what people type: emoji sequences with joiners, inner spaces
     family = await store.create_agent(agent(tenant, p.id, "family", agent_name="Helper 👩\u200d👩\u200d👧"))
-    assert (await store.get_agent(tenant, family.id)).agent_name == "Helper 👩\u200d👩\u200d👧"  # type: ignore[union-attr]
+    assert (await store.get_agent(tenant, family.id)).agent_name == "Helper 👩\u200d👩\u200d👧"
 
 
 async def test_lone_surrogates_in_lookups_and_keys_are_a_validation_error(
@@ -1031,15 +1032,15 @@ async def test_ids_given_as_strings_in_any_case_find_the_same_rows(
     p = await store.create_provider(provider(tenant))
     a = await store.create_agent(agent(tenant, p.id))
     T, S, U = str(tenant).upper(), str(s.id).upper(), str(user).upper()
-    assert (await store.get_session(T, S)).id == s.id  # type: ignore[union-attr]
-    assert (await store.get_message(T, str(m.id).upper())).content == "hello"  # type: ignore[union-attr]
+    assert (await store.get_session(T, S)).id == s.id
+    assert (await store.get_message(T, str(m.id).upper())).content == "hello"
     assert [x.id for x in await store.get_session_messages(T, S)] == [m.id]
     assert [x.id for x in await store.get_last_messages(T, S, 5)] == [m.id]
     assert [x.id for x in await store.get_user_sessions(T, U)] == [s.id]
-    assert (await store.get_api_call(T, str(c.id).upper())).id == c.id  # type: ignore[union-attr]
-    assert (await store.get_provider(T, str(p.id).upper())).id == p.id  # type: ignore[union-attr]
-    assert (await store.get_agent(T, str(a.id).upper())).id == a.id  # type: ignore[union-attr]
-    assert (await store.get_agent_by_code_and_tenant(T, "chat")).id == a.id  # type: ignore[union-attr]
+    assert (await store.get_api_call(T, str(c.id).upper())).id == c.id
+    assert (await store.get_provider(T, str(p.id).upper())).id == p.id
+    assert (await store.get_agent(T, str(a.id).upper())).id == a.id
+    assert (await store.get_agent_by_code_and_tenant(T, "chat")).id == a.id
     assert await store.count_session_messages(T, S) == 1
     await store.update_message(T, str(m.id).upper(), content="changed")
     assert (await store.update_session(T, S, title="t")).title == "t"
@@ -1048,10 +1049,11 @@ async def test_ids_given_as_strings_in_any_case_find_the_same_rows(
     assert await store.delete_provider(T, str(p.id).upper()) is True
     assert await store.cleanup_old_records(utc_now() + timedelta(days=1), tenant_id=T) == 1
     assert await store.delete_session(T, S) is True
-    for bad_call in (
+    bad_calls: tuple[Callable[[], Awaitable[Any]], ...] = (
         lambda: store.get_session("not-a-uuid", s.id),
         lambda: store.get_session(tenant, "not-a-uuid"),
         lambda: store.get_agent_by_code_and_tenant(12, "chat"),
-    ):
+    )
+    for bad_call in bad_calls:
         with pytest.raises(ConfigError, match=r"tenant_id|session_id"):
             await bad_call()

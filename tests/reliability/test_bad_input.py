@@ -10,7 +10,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pydantic import SecretStr
 
-from mofa_sdk.entities import Agent, AgentConfig, Message, Provider, QueryFilter, Session
+from mofa_sdk.entities import Agent, AgentConfig, Message, MessageRole, Provider, QueryFilter, Session
 from mofa_sdk.errors import ConfigError, MofaError, NotFoundError, PersistenceError, ValidationError
 from mofa_sdk.llm import LLMAgentBuilder, ScriptedProvider
 from mofa_sdk.persistence import PersistenceContext, PersistencePlugin, Store, connect_store
@@ -248,7 +248,8 @@ async def test_fuzz_the_store_api(db_store: Store, content: str, key: str, value
 async def three_rounds(store: Store, tenant: uuid.UUID, user: uuid.UUID) -> uuid.UUID:
     s = await store.create_session(Session(tenant_id=tenant, user_id=user, agent_id=AGENT_ID))
     for i in range(3):
-        for role, text in (("user", f"q{i}"), ("assistant", f"a{i}")):
+        turn: tuple[tuple[MessageRole, str], ...] = (("user", f"q{i}"), ("assistant", f"a{i}"))
+        for role, text in turn:
             await store.save_message(Message(session_id=s.id, tenant_id=tenant, user_id=user, role=role,
                                              content=text))
     return s.id

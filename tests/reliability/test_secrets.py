@@ -427,7 +427,8 @@ async def test_provider_errors_are_scrubbed(fault: FaultServer, fault_name: str)
 def _fill(body: dict[str, Any] | None, base: str) -> dict[str, Any] | None:
     if body is None:
         return None
-    return json.loads(json.dumps(body).replace("{url}", base))
+    filled: dict[str, Any] = json.loads(json.dumps(body).replace("{url}", base))
+    return filled
 
 
 async def test_api_base_credentials_never_show_in_logs(fault: FaultServer, caplog: pytest.LogCaptureFixture) -> None:

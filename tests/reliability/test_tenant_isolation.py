@@ -189,11 +189,12 @@ def assert_parents_checked(conn: Any, tenant_b: uuid.UUID, a: dict[str, Any], *,
     """Tenant B cannot hang rows on tenant A's session or provider, and the refusal is word for word the
     one for a parent that does not exist."""
     sid, pid, missing = a["session"].id, a["provider"].id, uuid.uuid4()
-    for table, row_of, parent in (
+    checks: tuple[tuple[str, Callable[[uuid.UUID], dict[str, Any]], uuid.UUID], ...] = (
         ("entity_message", lambda p: _message_row(p, tenant_b, 3), sid),
         ("entity_api_call", lambda p: _call_row(p, tenant_b), sid),
         ("entity_agent", lambda p: _agent_row(p, tenant_b), pid),
-    ):
+    )
+    for table, row_of, parent in checks:
         foreign = refusal(conn, table, row_of(parent), parent, bind)
         assert foreign == refusal(conn, table, row_of(missing), missing, bind), table
 

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx2
+import openai
 import pytest
 
 from tests._llama_server import free_port
@@ -100,6 +101,24 @@ def launcher(tmp_path: Path) -> Iterator[Launcher]:
 @pytest.fixture
 def sqlite_url(tmp_path: Path) -> str:
     return f"sqlite:///{tmp_path / 'serve.db'}"
+
+
+# -- the official SDK's clients of a served process, closed when the test ends ------------------------------
+_sdk_clients: list[openai.AsyncOpenAI] = []
+
+
+def openai_client(base: str, key: str) -> openai.AsyncOpenAI:
+    """An ``openai`` client of ``base``: closed after the test, since an open one leaks its sockets."""
+    client = openai.AsyncOpenAI(base_url=f"{base}/v1", api_key=key, max_retries=0)
+    _sdk_clients.append(client)
+    return client
+
+
+@pytest.fixture(autouse=True)
+async def _close_openai_clients() -> AsyncIterator[None]:
+    yield
+    while _sdk_clients:
+        await _sdk_clients.pop().close()
 
 
 # -- servers shared by the tests of a run (each test isolates itself with a fresh tenant) --------------------

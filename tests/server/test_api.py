@@ -11,6 +11,7 @@ from typing import Any
 
 import httpx2
 import pytest
+from pydantic import SecretStr
 
 from mofa_sdk.entities import Agent, Provider
 from mofa_sdk.persistence import connect_store
@@ -134,7 +135,7 @@ async def test_sessions_messages_usage_agents(sqlite_served: Served, client: htt
     # agents: rows of this tenant only, and a turn can name one (its provider is then the row's)
     store = await connect_store(sqlite_url)
     p = await store.create_provider(Provider(tenant_id=row.tenant_id, provider_name="p", provider_type="openai",
-                                             api_base="http://127.0.0.1:9/v1", api_key="sk-secret-abcd"))
+                                             api_base="http://127.0.0.1:9/v1", api_key=SecretStr("sk-secret-abcd")))
     await store.create_agent(Agent(tenant_id=row.tenant_id, agent_code="helper", agent_name="Helper",
                                    model_name="m", provider_id=p.id))
     await store.close()

@@ -14,6 +14,8 @@ from typing import Any
 import httpx2
 import openai
 import pytest
+from openai.types.chat import ChatCompletionMessageParam
+from pydantic import SecretStr
 
 from mofa_sdk.entities import Agent, Message, Provider
 from mofa_sdk.persistence import connect_store
@@ -22,7 +24,7 @@ from tests.llm.fault_server import Reply
 from tests.server.conftest import FaultPair, auth, make_key
 
 SESSION = "X-Mofa-Session-Id"
-CONTEXT = [
+CONTEXT: list[ChatCompletionMessageParam] = [
     {"role": "system", "content": "Be brief."},
     {"role": "user", "content": "first question"},
     {"role": "assistant", "content": "first answer"},
@@ -73,7 +75,7 @@ async def test_streamed_with_include_usage_sync_client(fault_pair: FaultPair) ->
 
     def run() -> tuple[dict[str, str], list[Any]]:
         with sync_client(server.url, key) as client, client.chat.completions.with_streaming_response.create(
-            model="plain-model", messages=CONTEXT, stream=True, stream_options={"include_usage": True}  # type: ignore[arg-type]
+            model="plain-model", messages=CONTEXT, stream=True, stream_options={"include_usage": True}
         ) as response:
             return dict(response.headers), list(response.parse())
 
@@ -163,7 +165,7 @@ async def test_model_names_an_agent_row_else_the_default_provider_and_models_lis
     try:
         p = await store.create_provider(Provider(tenant_id=row.tenant_id, provider_name="fault",
                                                  provider_type="compatible", api_base=fault.base_url,
-                                                 api_key="sk-row-key-0000"))
+                                                 api_key=SecretStr("sk-row-key-0000")))
         await store.create_agent(Agent(tenant_id=row.tenant_id, agent_code="helper", agent_name="Helper",
                                        model_name="row-model", system_prompt="You are the row.", provider_id=p.id,
                                        temperature=0.5))
@@ -212,7 +214,7 @@ async def test_errors_take_openai_shape_and_write_nothing(fault_pair: FaultPair)
     key, row = await make_key(db)
     other_key, other_row = await make_key(db)
     before = len(fault.requests)
-    user = [{"role": "user", "content": "hi"}]
+    user: list[ChatCompletionMessageParam] = [{"role": "user", "content": "hi"}]
     async with async_client(server.url, key) as client:
         with pytest.raises(openai.BadRequestError) as bad:
             await client.chat.completions.create(model="m", messages=[])
@@ -227,7 +229,7 @@ async def test_errors_take_openai_shape_and_write_nothing(fault_pair: FaultPair)
         assert _shape(bad.value)["param"] == "tools" and bad.value.code == "unsupported_parameter"
         with pytest.raises(openai.BadRequestError) as bad:
             await client.chat.completions.create(
-                model="m", messages=[{"role": "tool", "content": "x", "tool_call_id": "t"}])  # type: ignore[list-item]
+                model="m", messages=[{"role": "tool", "content": "x", "tool_call_id": "t"}])
         assert _shape(bad.value)["param"] == "messages[0].role"
         with pytest.raises(openai.BadRequestError) as bad:
             await client.chat.completions.create(model="m", messages=[{"role": "user", "content": [

@@ -13,15 +13,11 @@ import openai
 import pytest
 
 from mofa_sdk.persistence import connect_store
-from tests.server.conftest import FaultPair, Launcher, Served, make_key
+from tests.server.conftest import FaultPair, Launcher, Served, make_key, openai_client
 
 CLOSING = ["response.output_text.done", "response.content_part.done", "response.output_item.done",
            "response.completed"]
 PROLOGUE = ["response.created", "response.in_progress", "response.output_item.added", "response.content_part.added"]
-
-
-def _client(base: str, key: str) -> openai.AsyncOpenAI:
-    return openai.AsyncOpenAI(base_url=f"{base}/v1", api_key=key, max_retries=0)
 
 
 async def _row(db: str, tenant: uuid.UUID, response_id: str) -> Any:
@@ -52,7 +48,7 @@ async def _until(oa: openai.AsyncOpenAI, rid: str, done: Any) -> Any:
 
 async def test_chain_by_previous_response_id_and_by_conversation(sqlite_served: Served) -> None:
     key, row = await make_key(sqlite_served.db)
-    oa = _client(sqlite_served.url, key)
+    oa = openai_client(sqlite_served.url, key)
     first = await oa.responses.create(model="scripted-model", input="my name is Ada echo", instructions="be brief")
     assert first.status == "completed" and first.output_text.startswith("system: be brief\nuser: my name is Ada")
     assert first.usage is not None and first.usage.output_tokens > 0
@@ -72,20 +68,20 @@ async def test_chain_by_previous_response_id_and_by_conversation(sqlite_served: 
     assert [i.role for i in items] == ["user", "assistant", "user", "assistant", "user", "assistant"]  # type: ignore[union-attr]
     assert items[3].id == b.id.replace("resp_", "msg_") or items[3].id == a.id.replace("resp_", "msg_")
     inputs = await oa.responses.input_items.list(b.id)
-    assert [i.content[0].text for i in inputs.data] == ["sum? echo"]  # type: ignore[union-attr]
+    assert [i.content[0].text for i in inputs.data] == ["sum? echo"]  # type: ignore[union-attr, index]
     # a multi-item input: the earlier items are rows of the session before the turn reads its window
     multi = await oa.responses.create(input=[{"role": "user", "content": "one"}, {"role": "assistant",
                                                                                    "content": "two"},
                                              {"role": "user", "content": "three echo"}])
     assert multi.output_text == "user: one\nassistant: two\nuser: three echo\n"
     listed = await oa.responses.input_items.list(multi.id, order="asc")
-    assert [i.content[0].text for i in listed.data] == ["one", "two", "three echo"]  # type: ignore[union-attr]
+    assert [i.content[0].text for i in listed.data] == ["one", "two", "three echo"]  # type: ignore[union-attr, index]
     assert (await _row(sqlite_served.db, row.tenant_id, multi.id)).content == multi.output_text
 
 
 async def test_stream_events_in_order_equal_stored_and_resume(sqlite_served: Served) -> None:
     key, row = await make_key(sqlite_served.db)
-    oa = _client(sqlite_served.url, key)
+    oa = openai_client(sqlite_served.url, key)
     events = []
     async with await oa.responses.create(input="words=12 delay=0.005 ✓", stream=True) as stream:
         async for e in stream:
@@ -95,7 +91,7 @@ async def test_stream_events_in_order_equal_stored_and_resume(sqlite_served: Ser
     assert kinds == PROLOGUE + ["response.output_text.delta"] * len(deltas) + CLOSING and len(deltas) >= 12
     assert [e.sequence_number for e in events] == list(range(len(events)))
     rid = events[0].response.id  # type: ignore[union-attr]
-    streamed = "".join(e.delta for e in deltas)  # type: ignore[union-attr]
+    streamed = "".join(e.delta for e in deltas)
     done = events[-1].response  # type: ignore[union-attr]
     assert done.status == "completed" and done.output_text == streamed
     assert events[-4].text == streamed  # type: ignore[union-attr]
@@ -112,7 +108,7 @@ async def test_stream_events_in_order_equal_stored_and_resume(sqlite_served: Ser
 
 async def test_background_cancel_delete(sqlite_served: Served) -> None:
     key, row = await make_key(sqlite_served.db)
-    oa = _client(sqlite_served.url, key)
+    oa = openai_client(sqlite_served.url, key)
     bg = await oa.responses.create(input="words=20 delay=0.01", background=True)
     assert bg.status in ("queued", "in_progress") and bg.background
     done = await _until(oa, bg.id, lambda r: r.status != "in_progress")
@@ -138,11 +134,11 @@ async def test_background_cancel_delete(sqlite_served: Served) -> None:
 
 async def test_errors_openai_shape_nothing_written(sqlite_served: Served) -> None:
     key, row = await make_key(sqlite_served.db)
-    oa = _client(sqlite_served.url, key)
+    oa = openai_client(sqlite_served.url, key)
     mine = await oa.responses.create(input="hi")
     before = await _counts(sqlite_served.db, row.tenant_id, row.user_id)
     other_key, other = await make_key(sqlite_served.db)
-    thief = _client(sqlite_served.url, other_key)
+    thief = openai_client(sqlite_served.url, other_key)
     unknown = "resp_" + uuid.uuid4().hex
     for call in (thief.responses.retrieve(mine.id), thief.responses.cancel(mine.id),
                  thief.responses.delete(mine.id), thief.responses.input_items.list(mine.id),
@@ -152,17 +148,18 @@ async def test_errors_openai_shape_nothing_written(sqlite_served: Served) -> Non
                  oa.responses.create(input="x", conversation="conv_" + uuid.uuid4().hex)):
         with pytest.raises(openai.NotFoundError) as caught:
             await call
-        assert {"message", "type", "param", "code"} <= set(caught.value.body)  # type: ignore[arg-type]
+        body = caught.value.body
+        assert isinstance(body, dict) and {"message", "type", "param", "code"} <= set(body)
     for bad in ([{"type": "function_call_output", "call_id": "c", "output": "x"}],
                 [{"role": "user", "content": [{"type": "input_file", "file_id": "f"}]}],
                 [{"role": "assistant", "content": "last is not a user"}], [], 42, "  "):
-        with pytest.raises(openai.BadRequestError) as caught:
+        with pytest.raises(openai.BadRequestError) as refused:
             await oa.responses.create(input=bad)  # type: ignore[arg-type]
-        assert caught.value.body["type"] == "invalid_request_error"  # type: ignore[index]
+        assert refused.value.body["type"] == "invalid_request_error"  # type: ignore[index]
     for extra in ({"temperature": 3}, {"max_output_tokens": 0}, {"tools": [{"type": "web_search"}]},
                   {"previous_response_id": mine.id, "conversation": "conv_x"}):
         with pytest.raises(openai.BadRequestError):
-            await oa.responses.create(input="x", **extra)  # type: ignore[call-overload]
+            await oa.responses.create(input="x", **extra)
     with pytest.raises(openai.BadRequestError):
         await oa.responses.create(input="x", extra_body={"frobnicate": 1})
     with pytest.raises(openai.APIStatusError) as big:  # over the body limit (1 MB by default)
@@ -175,7 +172,7 @@ async def test_errors_openai_shape_nothing_written(sqlite_served: Served) -> Non
 async def test_killed_worker_reads_incomplete_with_checkpointed_text(launcher: Launcher, sqlite_url: str) -> None:
     server = await launcher.scripted(sqlite_url, "--checkpoint", "0.05")
     key, row = await make_key(sqlite_url)
-    oa = _client(server.url, key)
+    oa = openai_client(server.url, key)
     r = await oa.responses.create(input="words=2000 delay=0.01", background=True)
     for _ in range(200):
         saved = await _row(sqlite_url, row.tenant_id, r.id)
@@ -185,7 +182,7 @@ async def test_killed_worker_reads_incomplete_with_checkpointed_text(launcher: L
     server.kill()
     checkpointed = (await _row(sqlite_url, row.tenant_id, r.id)).content
     again = await launcher.scripted(sqlite_url)
-    read = await _client(again.url, key).responses.retrieve(r.id)
+    read = await openai_client(again.url, key).responses.retrieve(r.id)
     assert read.status == "incomplete" and read.incomplete_details is not None
     assert read.incomplete_details.reason == "interrupted"  # type: ignore[comparison-overlap]
     assert read.output_text == checkpointed and checkpointed.startswith("w0 w1")
@@ -194,7 +191,7 @@ async def test_killed_worker_reads_incomplete_with_checkpointed_text(launcher: L
 async def test_resume_live_on_another_process_and_disconnect_does_not_stop(pg_pair: Served) -> None:
     a, b = pg_pair.servers
     key, row = await make_key(pg_pair.db)
-    oa, ob = _client(a.url, key), _client(b.url, key)
+    oa, ob = openai_client(a.url, key), openai_client(b.url, key)
     first = []
     stream = await oa.responses.create(input="words=60 delay=0.02", stream=True)
     async for e in stream:
@@ -207,7 +204,7 @@ async def test_resume_live_on_another_process_and_disconnect_does_not_stop(pg_pa
     events = first + resumed
     assert [e.sequence_number for e in events] == list(range(len(events)))
     assert [e.type for e in events[-4:]] == CLOSING
-    text = "".join(e.delta for e in events if e.type == "response.output_text.delta")  # type: ignore[union-attr]
+    text = "".join(e.delta for e in events if e.type == "response.output_text.delta")
     assert text.endswith("«fin»\n") and text == events[-1].response.output_text  # type: ignore[union-attr]
     assert (await _row(pg_pair.db, row.tenant_id, rid)).content == text
     assert (await ob.responses.retrieve(rid)).status == "completed"
@@ -217,15 +214,15 @@ def test_sync_client_params_reach_the_provider(sqlite_served: Served) -> None:
     import asyncio as aio
 
     key, _ = aio.run(make_key(sqlite_served.db))
-    oa = openai.OpenAI(base_url=f"{sqlite_served.url}/v1", api_key=key, max_retries=0)
-    r = oa.responses.create(input="echoparams", model="some-model", temperature=0.5, max_output_tokens=77,
-                            metadata={"k": "v"}, store=True)
-    assert r.output_text == "model=some-model temperature=0.5 max_tokens=77"
-    assert r.metadata == {"k": "v"} and r.temperature == 0.5 and r.max_output_tokens == 77
-    got = oa.responses.retrieve(r.id)
-    assert got.output_text == r.output_text and got.model == "some-model" and got.metadata == {"k": "v"}
-    with oa.responses.create(input="words=3", stream=True) as stream:
-        kinds = [e.type for e in stream]
+    with openai.OpenAI(base_url=f"{sqlite_served.url}/v1", api_key=key, max_retries=0) as oa:
+        r = oa.responses.create(input="echoparams", model="some-model", temperature=0.5, max_output_tokens=77,
+                                metadata={"k": "v"}, store=True)
+        assert r.output_text == "model=some-model temperature=0.5 max_tokens=77"
+        assert r.metadata == {"k": "v"} and r.temperature == 0.5 and r.max_output_tokens == 77
+        got = oa.responses.retrieve(r.id)
+        assert got.output_text == r.output_text and got.model == "some-model" and got.metadata == {"k": "v"}
+        with oa.responses.create(input="words=3", stream=True) as stream:
+            kinds = [e.type for e in stream]
     assert kinds == PROLOGUE + ["response.output_text.delta"] * (len(kinds) - 8) + CLOSING
 
 
@@ -238,7 +235,7 @@ async def test_real_upstream_chain_usage_and_failure(fault_pair: FaultPair) -> N
 
     db, (a, b), fault = fault_pair.db, fault_pair.servers, fault_pair.fault
     key, row = await make_key(db)
-    oa, ob = _client(a.url, key), _client(b.url, key)
+    oa, ob = openai_client(a.url, key), openai_client(b.url, key)
     fault.push(Reply(chunks=["Bon", "jour"]))
     first = await oa.responses.create(input="Say hello", model="up-model")
     assert first.output_text == "Bonjour" and first.model == "up-model"
@@ -254,10 +251,10 @@ async def test_real_upstream_chain_usage_and_failure(fault_pair: FaultPair) -> N
 
     fault.push(Reply(chunks=10, cut_after=3))
     events = [e async for e in await oa.responses.create(input="break", stream=True)]
-    assert events[-1].type == "response.failed" and events[-1].response.status == "failed"  # type: ignore[union-attr]
-    assert events[-1].response.error is not None  # type: ignore[union-attr]
+    assert events[-1].type == "response.failed" and events[-1].response.status == "failed"
+    assert events[-1].response.error is not None
     rid = events[0].response.id  # type: ignore[union-attr]
-    streamed = "".join(e.delta for e in events if e.type == "response.output_text.delta")  # type: ignore[union-attr]
+    streamed = "".join(e.delta for e in events if e.type == "response.output_text.delta")
     saved = await _row(db, row.tenant_id, rid)
     assert saved.status == "error" and saved.content == streamed and streamed
     assert (await ob.responses.retrieve(rid)).status == "failed"
@@ -271,7 +268,7 @@ async def test_openai_agents_sdk_sessions_and_previous_response_id(sqlite_served
 
     set_tracing_disabled(True)
     key, _ = await make_key(sqlite_served.db)
-    oa = _client(sqlite_served.url, key)
+    oa = openai_client(sqlite_served.url, key)
     agent = Agent(name="echoer", instructions="be brief", model=OpenAIResponsesModel("scripted-model", oa))
     session = OpenAIConversationsSession(openai_client=oa)
     first = await Runner.run(agent, "my name is Ada echo", session=session)

@@ -11,6 +11,7 @@ from typing import Any
 import httpx2
 import psycopg
 import pytest
+from pydantic import SecretStr
 
 from mofa_sdk.persistence import connect_store
 from tests.llm.fault_server import Reply
@@ -144,7 +145,9 @@ async def test_disconnect_after_3_events_then_resume_on_the_other_process(
     # the finished run, asked of the process that does not hold it: replayed from the row, nothing after the end
     async with client.stream("GET", f"{b.url}/v1/runs/{run_id}/events?after=40", headers=auth(key)) as r:
         tail, _ = await read_events(r)
-    assert [e.id for e in tail] == list(range(41, rest[-1].id + 1)) and tail[-1].data == rest[-1].data
+    last = rest[-1].id
+    assert last is not None
+    assert [e.id for e in tail] == list(range(41, last + 1)) and tail[-1].data == rest[-1].data
     async with client.stream("GET", f"{b.url}/v1/runs/{run_id}/events",
                              headers={**auth(key), "Last-Event-ID": str(rest[-1].id)}) as r:
         none, _ = await read_events(r)
@@ -272,7 +275,7 @@ async def test_a_turn_naming_an_agent_row_uses_its_provider_and_settings(
     try:
         p = await store.create_provider(Provider(tenant_id=row.tenant_id, provider_name="fault",
                                                  provider_type="compatible", api_base=fault.base_url,
-                                                 api_key="sk-row-key-0000"))
+                                                 api_key=SecretStr("sk-row-key-0000")))
         await store.create_agent(Agent(tenant_id=row.tenant_id, agent_code="helper", agent_name="Helper",
                                        model_name="row-model", system_prompt="You are the row.", provider_id=p.id))
     finally:
