@@ -22,6 +22,7 @@ from .errors import ValidationError
 from .ids import utc_now, uuid7
 
 __all__ = [
+    "PROVIDER_TYPES",
     "Agent",
     "AgentConfig",
     "ApiCallStatus",
