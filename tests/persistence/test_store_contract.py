@@ -1069,7 +1069,7 @@ async def test_update_message_refuses_an_unknown_status_in_one_wording(
 ) -> None:
     s = await new_session(store, tenant, user)
     m = await store.save_message(msg(s))
-    with pytest.raises(ValidationError, match="status must be one of .*got 'done'"):
+    with pytest.raises(ValidationError, match=r"status must be one of .*got 'done'"):
         await store.update_message(tenant, m.id, status="done")
     assert (await store.get_message(tenant, m.id)).status == "complete"
 
