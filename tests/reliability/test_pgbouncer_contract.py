@@ -16,8 +16,8 @@ from typing import Any
 import pytest
 
 from mofa_sdk.persistence import PostgresStore, connect_store
-from tests.persistence import test_store_contract as contract
 from tests._pgbouncer import PgBouncer
+from tests.persistence import test_store_contract as contract
 
 # the contract's own tests that run on a store, collected again in this module
 for _name, _fn in vars(contract).items():

@@ -74,7 +74,6 @@ _SESSION_EXISTS = "EXISTS (SELECT 1 FROM entity_session WHERE id = :session_id A
 _PROVIDER_IN_TENANT = "EXISTS (SELECT 1 FROM entity_provider WHERE id = :provider_id AND tenant_id = :tenant_id)"
 _NEWEST_FIRST = " ORDER BY create_time DESC, id DESC"
 _RECENT_FIRST = " ORDER BY update_time DESC, id DESC"
-_AGENT_ORDER = " ORDER BY agent_order, agent_code"
 
 
 @functools.cache
@@ -169,6 +168,14 @@ class SqlStore(Store):
     ) -> E | None:
         found = await self._select(table, where, params, doing, tenant)
         return found[0] if found else None
+
+    async def _of_tenant(self, table: Table[E], tenant_id: uuid.UUID, flag: str = "", **equal: Any) -> list[E]:
+        """The tenant's rows of ``table`` whose columns ``equal`` the values given (and whose boolean column
+        ``flag`` is true), in the table's list order."""
+        where = "tenant_id = :tenant_id" + "".join(f" AND {c} = :{c}" for c in equal) + (flag and f" AND {flag}")
+        params = {c: self._dialect.to_db(table.columns[c], v) for c, v in equal.items()}
+        doing = f"reading the {table.entity.__name__.lower()}s of tenant {tenant_id}"
+        return await self._select(table, where, params | self._keys(tenant_id=tenant_id), doing, tenant_id, table.order)
 
     async def _change(
         self, sql: str, params: Mapping[str, Any], doing: str, tenant: uuid.UUID | None, tx: Transaction | None = None
@@ -612,30 +619,17 @@ class SqlStore(Store):
         except KeyConflict as exc:  # an agent made meanwhile
             raise in_use from exc.__cause__
 
-    async def _providers(self, where: str, params: dict[str, Any], tenant_id: uuid.UUID) -> list[Provider]:
-        return await self._select(
-            PROVIDER,
-            where,
-            params,
-            f"reading the providers of tenant {tenant_id}",
-            tenant_id,
-            " ORDER BY provider_name",
-        )
-
     async def get_provider(self, tenant_id: uuid.UUID, provider_id: uuid.UUID) -> Provider | None:
-        found = await self._providers(_BY_ID, self._keys(id=provider_id, tenant_id=tenant_id), tenant_id)
-        return found[0] if found else None
+        return _one(await self._of_tenant(PROVIDER, tenant_id, id=provider_id))
 
     async def get_provider_by_name(self, tenant_id: uuid.UUID, name: str) -> Provider | None:
-        params = self._keys(tenant_id=tenant_id) | {"name": name}
-        found = await self._providers("tenant_id = :tenant_id AND provider_name = :name", params, tenant_id)
-        return found[0] if found else None
+        return _one(await self._of_tenant(PROVIDER, tenant_id, provider_name=name))
 
     async def list_providers(self, tenant_id: uuid.UUID) -> list[Provider]:
-        return await self._providers("tenant_id = :tenant_id", self._keys(tenant_id=tenant_id), tenant_id)
+        return await self._of_tenant(PROVIDER, tenant_id)
 
     async def get_enabled_providers(self, tenant_id: uuid.UUID) -> list[Provider]:
-        return await self._providers("tenant_id = :tenant_id AND enabled", self._keys(tenant_id=tenant_id), tenant_id)
+        return await self._of_tenant(PROVIDER, tenant_id, "enabled")
 
     # -- agents ----------------------------------------------------------------------------------------
     async def create_agent(self, agent: Agent) -> Agent:
@@ -674,25 +668,17 @@ class SqlStore(Store):
         sql, params = f"DELETE FROM entity_agent WHERE {_BY_ID}", self._keys(id=agent_id, tenant_id=tenant_id)
         return await self._change(sql, params, f"deleting agent {agent_id}", tenant_id) > 0
 
-    async def _agents(self, where: str, params: dict[str, Any], tenant_id: uuid.UUID) -> list[Agent]:
-        return await self._select(
-            AGENT, where, params, f"reading the agents of tenant {tenant_id}", tenant_id, _AGENT_ORDER
-        )
-
     async def get_agent(self, tenant_id: uuid.UUID, agent_id: uuid.UUID) -> Agent | None:
-        found = await self._agents(_BY_ID, self._keys(id=agent_id, tenant_id=tenant_id), tenant_id)
-        return found[0] if found else None
+        return _one(await self._of_tenant(AGENT, tenant_id, id=agent_id))
 
     async def get_agent_by_code_and_tenant(self, tenant_id: uuid.UUID, code: str) -> Agent | None:
-        params = self._keys(tenant_id=tenant_id) | {"code": code}
-        found = await self._agents("tenant_id = :tenant_id AND agent_code = :code", params, tenant_id)
-        return found[0] if found else None
+        return _one(await self._of_tenant(AGENT, tenant_id, agent_code=code))
 
     async def list_agents(self, tenant_id: uuid.UUID) -> list[Agent]:
-        return await self._agents("tenant_id = :tenant_id", self._keys(tenant_id=tenant_id), tenant_id)
+        return await self._of_tenant(AGENT, tenant_id)
 
     async def get_active_agents(self, tenant_id: uuid.UUID) -> list[Agent]:
-        return await self._agents("tenant_id = :tenant_id AND agent_status", self._keys(tenant_id=tenant_id), tenant_id)
+        return await self._of_tenant(AGENT, tenant_id, "agent_status")
 
     # -- api keys (not tenant-bound: the key is how a request's tenant is found) -----------------------
     async def create_api_key(self, key: ApiKey) -> ApiKey:
@@ -721,6 +707,10 @@ class SqlStore(Store):
         sql = f"UPDATE entity_api_key SET last_used_time = :used_at WHERE {_BY_ID}"
         params = self._keys(id=key_id, tenant_id=tenant_id) | {"used_at": self._dialect.to_db("time", used_at)}
         await self._change(sql, params, f"recording the use of api key {key_id}", None)
+
+
+def _one(found: list[E]) -> E | None:
+    return found[0] if found else None
 
 
 def _missing(action: str, row_id: uuid.UUID) -> NotFoundError:

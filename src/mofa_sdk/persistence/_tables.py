@@ -34,6 +34,8 @@ class Table(Generic[E]):
     name: str
     entity: type[E]
     columns: dict[str, Kind]
+    #: how lists of its rows are ordered
+    order: str = " ORDER BY id"
 
     def cols(self, prefix: str = "") -> str:
         """The column list, e.g. for ``SELECT``; ``prefix`` qualifies each (``m.``)."""
@@ -97,13 +99,13 @@ CALL = Table("entity_api_call", LLMApiCall, {
 PROVIDER = Table("entity_provider", Provider, {
     **_IDS, "provider_name": "text", "provider_type": "text", "api_base": "text", "api_key": "secret",
     "enabled": "bool", **_TIMES,
-})  # fmt: skip
+}, " ORDER BY provider_name")  # fmt: skip
 AGENT = Table("entity_agent", Agent, {
     **_IDS, "agent_code": "text", "agent_name": "text", "agent_order": "int", "agent_status": "bool",
     "context_limit": "int", "custom_params": "json", "max_completion_tokens": "int", "model_name": "text",
     "provider_id": "uuid", "response_format": "json", "system_prompt": "text", "temperature": "float",
     "stream": "bool", "thinking": "json", **_TIMES,
-})  # fmt: skip
+}, " ORDER BY agent_order, agent_code")  # fmt: skip
 API_KEY = Table("entity_api_key", ApiKey, {
     **_IDS, "user_id": "uuid", "name": "text", "key_hash": "text", "key_hint": "text", "create_time": "time",
     "last_used_time": "time", "revoke_time": "time",
