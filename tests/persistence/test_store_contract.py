@@ -1084,3 +1084,14 @@ async def test_provider_in_use_and_session_of_another_user_are_worded_alike(
     s = await new_session(store, tenant, user)
     with pytest.raises(TenantMismatchError, match=f"session {s.id} belongs to another tenant or user"):
         await store.create_session(Session(id=s.id, tenant_id=tenant, user_id=uuid.uuid4()))
+
+
+async def test_a_taken_message_or_call_id_is_worded_alike(store: Store, tenant: uuid.UUID, user: uuid.UUID) -> None:
+    s = await new_session(store, tenant, user)
+    m = await store.save_message(msg(s))
+    with pytest.raises(ConflictError, match=f"cannot save message: a message with id {m.id} already exists"):
+        await store.save_message(msg(s, id=m.id))
+    c = await store.save_api_call(call(s))
+    with pytest.raises(ConflictError, match=f"cannot save api call: a record with id {c.id} already exists"):
+        await store.save_api_call(call(s, id=c.id))
+    assert await store.count_session_messages(tenant, s.id) == 1

@@ -13,8 +13,8 @@ from __future__ import annotations
 import abc
 import functools
 import uuid
-from collections.abc import Callable, Mapping, Sequence
-from contextlib import AbstractAsyncContextManager
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import AbstractAsyncContextManager, contextmanager
 from datetime import datetime, timedelta
 from typing import Any, ClassVar, TypeVar
 
@@ -163,12 +163,6 @@ class SqlStore(Store):
             rows = await self._rows(conn, f"SELECT {table.cols()} FROM {table.name} WHERE {where}{tail}", params)
         return [table.load(r, self._dialect) for r in rows]
 
-    async def _first(
-        self, table: Table[E], where: str, params: Mapping[str, Any], doing: str, tenant: uuid.UUID | None
-    ) -> E | None:
-        found = await self._select(table, where, params, doing, tenant)
-        return found[0] if found else None
-
     async def _of_tenant(self, table: Table[E], tenant_id: uuid.UUID, flag: str = "", **equal: Any) -> list[E]:
         """The tenant's rows of ``table`` whose columns ``equal`` the values given (and whose boolean column
         ``flag`` is true), in the table's list order."""
@@ -269,14 +263,18 @@ class SqlStore(Store):
     async def save_message(self, message: Message, *, tx: Transaction | None = None) -> Message:
         doing = f"saving message {message.id} in session {message.session_id}"
         atomic = not self._dialect.seq_in_insert
-        async with self._writing(doing, tx, message.tenant_id, atomic=atomic) as conn:
-            return (await self._insert_messages(conn, [message]))[0]
+        taken = f"cannot save message: a message with id {message.id} already exists"
+        with _reworded(taken):
+            async with self._writing(doing, tx, message.tenant_id, atomic=atomic) as conn:
+                return (await self._insert_messages(conn, [message]))[0]
 
     async def save_messages(self, messages: Sequence[Message], *, tx: Transaction | None = None) -> list[Message]:
         if not messages:
             return []
-        async with self._writing(f"saving {len(messages)} messages", tx, messages[0].tenant_id, atomic=True) as conn:
-            return await self._insert_messages(conn, messages)
+        doing = f"saving {len(messages)} messages"
+        with _reworded("cannot save messages: a message with one of their ids already exists"):
+            async with self._writing(doing, tx, messages[0].tenant_id, atomic=True) as conn:
+                return await self._insert_messages(conn, messages)
 
     async def update_message(
         self,
@@ -308,9 +306,7 @@ class SqlStore(Store):
             raise _missing("update message", message_id)
 
     async def get_message(self, tenant_id: uuid.UUID, message_id: uuid.UUID) -> Message | None:
-        found = await self._first(
-            MESSAGE, _BY_ID, self._keys(id=message_id, tenant_id=tenant_id), f"reading message {message_id}", tenant_id
-        )
+        found = _one(await self._of_tenant(MESSAGE, tenant_id, id=message_id))
         return None if found is None else self._settle(found)
 
     async def _session_messages(
@@ -400,8 +396,7 @@ class SqlStore(Store):
         raise ConflictError(f"{doing}: the row kept changing under concurrent writers; try again")
 
     async def get_session(self, tenant_id: uuid.UUID, session_id: uuid.UUID) -> Session | None:
-        params = self._keys(id=session_id, tenant_id=tenant_id)
-        return await self._first(SESSION, _BY_ID, params, f"reading session {session_id}", tenant_id)
+        return _one(await self._of_tenant(SESSION, tenant_id, id=session_id))
 
     async def get_user_sessions(
         self, tenant_id: uuid.UUID, user_id: uuid.UUID, *, offset: int = 0, limit: int = 50
@@ -479,10 +474,14 @@ class SqlStore(Store):
         d = self._dialect
         sql = insert_call_sql(d)
         doing = f"saving api call {calls[0].id}" if len(calls) == 1 else f"saving {len(calls)} api calls"
-        async with self._writing(doing, tx, calls[0].tenant_id, atomic=len(calls) > 1) as conn:
-            for c in calls:
-                if await self._execute(conn, sql, CALL.params(c, d)) == 0:
-                    raise _no_session("save api call", c.session_id)
+        taken = f"cannot save api call: a record with id {calls[0].id} already exists" if len(calls) == 1 else (
+            "cannot save api calls: a record with one of their ids already exists"
+        )
+        with _reworded(taken):
+            async with self._writing(doing, tx, calls[0].tenant_id, atomic=len(calls) > 1) as conn:
+                for c in calls:
+                    if await self._execute(conn, sql, CALL.params(c, d)) == 0:
+                        raise _no_session("save api call", c.session_id)
         return list(calls)
 
     async def save_api_call(self, call: LLMApiCall, *, tx: Transaction | None = None) -> LLMApiCall:
@@ -492,8 +491,7 @@ class SqlStore(Store):
         return await self._insert_calls(calls, tx) if calls else []
 
     async def get_api_call(self, tenant_id: uuid.UUID, call_id: uuid.UUID) -> LLMApiCall | None:
-        params = self._keys(id=call_id, tenant_id=tenant_id)
-        return await self._first(CALL, _BY_ID, params, f"reading api call {call_id}", tenant_id)
+        return _one(await self._of_tenant(CALL, tenant_id, id=call_id))
 
     def _api_filter(self, q: QueryFilter) -> tuple[str, dict[str, Any]]:
         """The WHERE clause selecting ``q``'s calls: every given field matches; [start_time, end_time)."""
@@ -572,36 +570,27 @@ class SqlStore(Store):
     async def create_provider(self, provider: Provider) -> Provider:
         p, d = provider, self._dialect
         sql = f"INSERT INTO entity_provider ({PROVIDER.cols()}) VALUES ({PROVIDER.values(d)})"
-        try:
+        taken = f"cannot create provider {p.provider_name!r}: the tenant already has one of that name, or id {p.id}"
+        with _reworded(taken):
             await self._change(sql, PROVIDER.params(p, d), f"creating provider {p.provider_name!r}", p.tenant_id)
-        except KeyConflict as exc:
-            raise ConflictError(
-                f"cannot create provider {p.provider_name!r}: the tenant already has a provider of that name "
-                f"(or the id {p.id} is taken)"
-            ) from exc.__cause__
         return p.model_copy(deep=True)
 
     async def update_provider(self, provider: Provider) -> Provider:
         d = self._dialect
         updated = provider.model_copy(update={"update_time": utc_now()})
         sql = f"UPDATE entity_provider SET {PROVIDER.sets(d)} WHERE {_BY_ID}"
-        try:
+        with _reworded(f"cannot update provider: the tenant already has one named {provider.provider_name!r}"):
             found = await self._returning(
                 PROVIDER, sql, PROVIDER.params(updated, d), f"updating provider {provider.id}", provider.tenant_id
             )
-        except KeyConflict as exc:
-            raise ConflictError(
-                f"cannot update provider {provider.id}: the tenant already has a provider named "
-                f"{provider.provider_name!r}"
-            ) from exc.__cause__
         if found is None:
             raise _missing("update provider", provider.id)
         return found
 
     async def delete_provider(self, tenant_id: uuid.UUID, provider_id: uuid.UUID) -> bool:
         params = self._keys(id=provider_id, tenant_id=tenant_id)
-        in_use = ConflictError(f"cannot delete provider {provider_id}: an agent still uses it")
-        try:
+        in_use = f"cannot delete provider {provider_id}: an agent still uses it"
+        with _reworded(in_use):  # a KeyConflict: an agent made meanwhile
             async with self._writing(f"deleting provider {provider_id}", None, tenant_id, atomic=True) as conn:
                 rows = await self._rows(
                     conn,
@@ -613,11 +602,9 @@ class SqlStore(Store):
                 if not rows:
                     return False
                 if rows[0][0]:
-                    raise in_use
+                    raise ConflictError(in_use)
                 sql = self._dialect.sql(f"DELETE FROM entity_provider WHERE {_BY_ID}")
                 return await self._execute(conn, sql, params) > 0
-        except KeyConflict as exc:  # an agent made meanwhile
-            raise in_use from exc.__cause__
 
     async def get_provider(self, tenant_id: uuid.UUID, provider_id: uuid.UUID) -> Provider | None:
         return _one(await self._of_tenant(PROVIDER, tenant_id, id=provider_id))
@@ -635,13 +622,8 @@ class SqlStore(Store):
     async def create_agent(self, agent: Agent) -> Agent:
         a, d = agent, self._dialect
         sql = f"INSERT INTO entity_agent ({AGENT.cols()}) SELECT {AGENT.values(d)} WHERE {_PROVIDER_IN_TENANT}"
-        try:
+        with _reworded(f"cannot create agent: the tenant already has agent_code {a.agent_code!r}, or id {a.id}"):
             n = await self._change(sql, AGENT.params(a, d), f"creating agent {a.agent_code!r}", a.tenant_id)
-        except KeyConflict as exc:
-            raise ConflictError(
-                f"cannot create agent {a.agent_code!r}: the tenant already has an agent with that code "
-                f"(or the id {a.id} is taken)"
-            ) from exc.__cause__
         if n == 0:
             raise _no_provider("create", a)
         return a.model_copy(deep=True)
@@ -650,14 +632,10 @@ class SqlStore(Store):
         d = self._dialect
         updated = agent.model_copy(update={"update_time": utc_now()})
         sql = f"UPDATE entity_agent SET {AGENT.sets(d)} WHERE {_BY_ID} AND {_PROVIDER_IN_TENANT}"
-        try:
+        with _reworded(f"cannot update agent: the tenant already has agent_code {agent.agent_code!r}"):
             found = await self._returning(
                 AGENT, sql, AGENT.params(updated, d), f"updating agent {agent.id}", agent.tenant_id
             )
-        except KeyConflict as exc:
-            raise ConflictError(
-                f"cannot update agent {agent.id}: the tenant already has an agent with code {agent.agent_code!r}"
-            ) from exc.__cause__
         if found is None:
             if await self.get_agent(agent.tenant_id, agent.id) is None:
                 raise _missing("update agent", agent.id)
@@ -684,10 +662,8 @@ class SqlStore(Store):
     async def create_api_key(self, key: ApiKey) -> ApiKey:
         d = self._dialect
         sql = f"INSERT INTO entity_api_key ({API_KEY.cols()}) VALUES ({API_KEY.values(d)})"
-        try:
+        with _reworded(f"cannot create api key {key.id}: the id or the key exists already"):
             await self._change(sql, API_KEY.params(key, d), f"creating api key {key.id}", None)
-        except KeyConflict as exc:
-            raise ConflictError(f"cannot create api key {key.id}: the id or the key exists already") from exc.__cause__
         return key.model_copy(deep=True)
 
     async def get_api_key_by_hash(self, key_hash: str) -> ApiKey | None:
@@ -707,6 +683,15 @@ class SqlStore(Store):
         sql = f"UPDATE entity_api_key SET last_used_time = :used_at WHERE {_BY_ID}"
         params = self._keys(id=key_id, tenant_id=tenant_id) | {"used_at": self._dialect.to_db("time", used_at)}
         await self._change(sql, params, f"recording the use of api key {key_id}", None)
+
+
+@contextmanager
+def _reworded(text: str) -> Iterator[None]:
+    """A key conflict said in the operation's own words (the driver's text stays the cause)."""
+    try:
+        yield
+    except KeyConflict as exc:
+        raise ConflictError(text) from exc.__cause__
 
 
 def _one(found: list[E]) -> E | None:
