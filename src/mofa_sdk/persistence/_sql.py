@@ -86,6 +86,12 @@ def save_message_sql(d: Dialect) -> str:
 
 
 @functools.cache
+def insert_sql(table: Table[Any], d: Dialect) -> str:
+    """Inserting a row of ``table``, in ``d``'s form."""
+    return d.sql(f"INSERT INTO {table.name} ({table.cols()}) VALUES ({table.values(d)})")
+
+
+@functools.cache
 def insert_call_sql(d: Dialect) -> str:
     """Saving an api call, in ``d``'s form. INSERT … SELECT: the row goes in only when the session exists for
     the call's tenant."""
@@ -234,31 +240,26 @@ class SqlStore(Store):
         d, now = self._dialect, self._now()
         if len(messages) == 1 and d.seq_in_insert:  # the hot path: one statement, one round trip
             m = messages[0]
-            sql = save_message_sql(d)
-            rows = await self._fetch(conn, sql, MESSAGE.params(m, d) | {"n": 1, "now": now})
+            rows = await self._fetch(conn, save_message_sql(d), MESSAGE.params(m, d) | {"n": 1, "now": now})
             if not rows:
                 raise _no_session("save message", m.session_id)
-            seqs = [int(rows[0][0])]
-        else:
-            groups: dict[tuple[uuid.UUID, uuid.UUID], list[int]] = {}
-            for i, m in enumerate(messages):
-                groups.setdefault((m.tenant_id, m.session_id), []).append(i)
-            seqs = [0] * len(messages)
-            for (tenant_id, session_id), idx in groups.items():
-                # one UPDATE reserves the whole block of seqs for this session
-                params = {"n": len(idx), "now": now, **self._keys(session_id=session_id, tenant_id=tenant_id)}
-                rows = await self._rows(conn, _RESERVE_SEQS, params)
-                if not rows:
-                    raise _no_session("save message", session_id)
-                first = int(rows[0][0]) - len(idx) + 1
-                for k, i in enumerate(idx):
-                    seqs[i] = first + k
-            sql = d.sql(f"INSERT INTO entity_message ({MESSAGE.cols()}) VALUES ({MESSAGE.values(d)})")
-            rows_params = [
-                MESSAGE.params(m.model_copy(update={"seq": s}), d) for m, s in zip(messages, seqs, strict=True)
-            ]
-            await self._execute_many(conn, sql, rows_params)
-        return [self._settle(m.model_copy(update={"seq": s})) for m, s in zip(messages, seqs, strict=True)]
+            return [self._settle(m.model_copy(update={"seq": int(rows[0][0])}))]
+        groups: dict[tuple[uuid.UUID, uuid.UUID], list[int]] = {}
+        for i, m in enumerate(messages):
+            groups.setdefault((m.tenant_id, m.session_id), []).append(i)
+        seqs = [0] * len(messages)
+        for (tenant_id, session_id), idx in groups.items():
+            # one UPDATE reserves the whole block of seqs for this session
+            params = {"n": len(idx), "now": now, **self._keys(session_id=session_id, tenant_id=tenant_id)}
+            rows = await self._rows(conn, _RESERVE_SEQS, params)
+            if not rows:
+                raise _no_session("save message", session_id)
+            first = int(rows[0][0]) - len(idx) + 1
+            for k, i in enumerate(idx):
+                seqs[i] = first + k
+        saved = [m.model_copy(update={"seq": s}) for m, s in zip(messages, seqs, strict=True)]
+        await self._execute_many(conn, insert_sql(MESSAGE, d), [MESSAGE.params(m, d) for m in saved])
+        return [self._settle(m) for m in saved]
 
     async def save_message(self, message: Message, *, tx: Transaction | None = None) -> Message:
         doing = f"saving message {message.id} in session {message.session_id}"
@@ -569,10 +570,10 @@ class SqlStore(Store):
     # -- providers -------------------------------------------------------------------------------------
     async def create_provider(self, provider: Provider) -> Provider:
         p, d = provider, self._dialect
-        sql = f"INSERT INTO entity_provider ({PROVIDER.cols()}) VALUES ({PROVIDER.values(d)})"
         taken = f"cannot create provider {p.provider_name!r}: the tenant already has one of that name, or id {p.id}"
         with _reworded(taken):
-            await self._change(sql, PROVIDER.params(p, d), f"creating provider {p.provider_name!r}", p.tenant_id)
+            async with self._writing(f"creating provider {p.provider_name!r}", None, p.tenant_id) as conn:
+                await self._execute(conn, insert_sql(PROVIDER, d), PROVIDER.params(p, d))
         return p.model_copy(deep=True)
 
     async def update_provider(self, provider: Provider) -> Provider:
@@ -661,9 +662,9 @@ class SqlStore(Store):
     # -- api keys (not tenant-bound: the key is how a request's tenant is found) -----------------------
     async def create_api_key(self, key: ApiKey) -> ApiKey:
         d = self._dialect
-        sql = f"INSERT INTO entity_api_key ({API_KEY.cols()}) VALUES ({API_KEY.values(d)})"
         with _reworded(f"cannot create api key {key.id}: the id or the key exists already"):
-            await self._change(sql, API_KEY.params(key, d), f"creating api key {key.id}", None)
+            async with self._writing(f"creating api key {key.id}", None, None) as conn:
+                await self._execute(conn, insert_sql(API_KEY, d), API_KEY.params(key, d))
         return key.model_copy(deep=True)
 
     async def get_api_key_by_hash(self, key_hash: str) -> ApiKey | None:

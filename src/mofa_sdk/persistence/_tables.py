@@ -7,8 +7,9 @@ beyond its kinds (the NUL codec of messages, the encrypted provider key) is done
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
+import functools
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Generic, Literal, TypeVar
 
 from pydantic import SecretStr
@@ -29,17 +30,21 @@ E = TypeVar("E", bound=Entity)
 _FIXED = frozenset({"id", "tenant_id", "create_time"})
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)  # eq=False: hashed by identity, for the converter caches
 class Table(Generic[E]):
     name: str
     entity: type[E]
     columns: dict[str, Kind]
     #: how lists of its rows are ordered
     order: str = " ORDER BY id"
+    _names: str = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "_names", ", ".join(self.columns))  # every statement names them
 
     def cols(self, prefix: str = "") -> str:
         """The column list, e.g. for ``SELECT``; ``prefix`` qualifies each (``m.``)."""
-        return ", ".join(prefix + c for c in self.columns)
+        return ", ".join(prefix + c for c in self.columns) if prefix else self._names
 
     def values(self, d: Dialect, overrides: dict[str, str] | None = None) -> str:
         """The ``:name`` placeholder of each column (typed where the dialect needs it), or an override."""
@@ -57,11 +62,17 @@ class Table(Generic[E]):
             values["content"], values["metadata"], values["nul_escaped"] = d.encode_nul(
                 values["content"], values["metadata"]
             )
-        return {c: d.to_db(k, _secret_in(values[c]) if k == "secret" else values[c]) for c, k in self.columns.items()}
+        for c, write in _writers(self, d):
+            if values[c] is not None:
+                values[c] = write(values[c])
+        return values
 
     def load(self, row: Sequence[Any], d: Dialect) -> E:
         """The entity of a row selected with :meth:`cols`."""
-        fields = {c: d.from_db(k, v) for (c, k), v in zip(self.columns.items(), row, strict=True)}
+        fields = dict(zip(self.columns, row, strict=True))
+        for c, read in _readers(self, d):
+            if fields[c] is not None:
+                fields[c] = read(fields[c])
         if "nul_escaped" in fields:
             fields["content"], fields["metadata"] = d.decode_nul(
                 fields["content"], fields["metadata"], bool(fields.pop("nul_escaped"))
@@ -73,8 +84,27 @@ class Table(Generic[E]):
         return self.entity(**fields)
 
 
-def _secret_in(value: SecretStr | None) -> str | None:
-    return encrypt_key(None if value is None else value.get_secret_value())
+Converters = tuple[tuple[str, Callable[[Any], Any]], ...]
+
+
+# Per table and dialect, only the columns whose values are converted (most are passed as they are): rows are
+# mapped on every read and write, so the kind lookups are done once.
+@functools.cache
+def _readers(table: Table[Any], d: Dialect) -> Converters:
+    return tuple((c, d.from_db_of[k]) for c, k in table.columns.items() if k in d.from_db_of)
+
+
+@functools.cache
+def _writers(table: Table[Any], d: Dialect) -> Converters:
+    return tuple(
+        (c, _secret_in if k == "secret" else d.to_db_of[k])
+        for c, k in table.columns.items()
+        if k == "secret" or k in d.to_db_of
+    )
+
+
+def _secret_in(value: SecretStr) -> str | None:
+    return encrypt_key(value.get_secret_value())
 
 
 _IDS: dict[str, Kind] = {"id": "uuid", "tenant_id": "uuid"}
