@@ -20,8 +20,10 @@ from _common import AGENT, REPLY, TENANT, USER, Mode, interleave, pg_schema, sta
 
 from mofa_sdk.llm import LLMAgent, LLMAgentBuilder, ScriptedProvider
 from mofa_sdk.persistence import PersistencePlugin, PostgresStore, SqliteStore, Store
-from mofa_sdk.persistence import _postgres_sql as pgq
-from mofa_sdk.persistence import _sqlite as sq
+from mofa_sdk.persistence._postgres_sql import DIALECT as PG
+from mofa_sdk.persistence._sql import insert_call_sql, save_message_sql
+from mofa_sdk.persistence._tables import CALL as CALL_TABLE
+from mofa_sdk.persistence._tables import MESSAGE
 
 QUESTION = "What is the capital of France, and why is it there?"
 
@@ -53,15 +55,15 @@ class PgFloor:
             "id": uuid.uuid4(), "session_id": self.sid, "tenant_id": TENANT, "user_id": USER,
             "agent_id": AGENT, "seq": None, "role": role, "content": content, "status": "complete",
             "metadata": psycopg.types.json.Jsonb({}), "nul_escaped": False, "parent_message_id": parent,
-            "create_time": now, "update_time": now, "now": now,
+            "create_time": now, "update_time": now, "now": now, "n": 1,
         }  # fmt: skip
 
     async def turn(self) -> None:
         now = datetime.now(UTC)
         user = self._msg("user", QUESTION, None, now)
-        await self.conn.execute(pgq.SAVE_MESSAGE_SQL, user)
+        await self.conn.execute(save_message_sql(PG), user)
         reply = self._msg("assistant", REPLY, user["id"], now)
-        call = {c: None for c, _ in pgq._CALL_COLS} | {
+        call = {c: None for c in CALL_TABLE.columns} | {
             "id": uuid.uuid4(), "tenant_id": TENANT, "session_id": self.sid, "user_id": USER,
             "agent_id": AGENT, "request_message_id": user["id"], "response_message_id": reply["id"],
             "model_name": "scripted-model", "status": "success", "prompt_tokens": 30,
@@ -69,8 +71,8 @@ class PgFloor:
             "time_to_first_token_ms": 0, "create_time": now,
         }  # fmt: skip
         async with self.conn.transaction():
-            await self.conn.execute(pgq.SAVE_MESSAGE_SQL, reply)
-            await self.conn.execute(pgq.INSERT_CALL_SQL, call)
+            await self.conn.execute(save_message_sql(PG), reply)
+            await self.conn.execute(insert_call_sql(PG), call)
 
 
 class SqliteFloor:
@@ -80,9 +82,9 @@ class SqliteFloor:
         "UPDATE entity_session SET last_seq = last_seq + 1, update_time = ? WHERE id = ? AND tenant_id = ?"
         " RETURNING last_seq"
     )
-    MSG = f"INSERT INTO entity_message ({sq._MSG}) VALUES ({sq._marks(sq._MSG)})"
+    MSG = f"INSERT INTO entity_message ({MESSAGE.cols()}) VALUES ({', '.join('?' * len(MESSAGE.columns))})"
     CALL = (
-        f"INSERT INTO entity_api_call ({sq._CALL}) SELECT {sq._marks(sq._CALL)} "
+        f"INSERT INTO entity_api_call ({CALL_TABLE.cols()}) SELECT {', '.join('?' * len(CALL_TABLE.columns))} "
         "WHERE EXISTS (SELECT 1 FROM entity_session WHERE id = ? AND tenant_id = ?)"
     )
 

@@ -1057,3 +1057,43 @@ async def test_ids_given_as_strings_in_any_case_find_the_same_rows(
     for bad_call in bad_calls:
         with pytest.raises(ConfigError, match=r"tenant_id|session_id"):
             await bad_call()
+
+
+# -- where the stores used to disagree ------------------------------------------------------------------
+async def test_cleanup_old_records_refuses_a_cutoff_that_is_no_time(store: Store) -> None:
+    # PostgreSQL refused it; SQLite and the in-memory store failed with an AttributeError
+    with pytest.raises(ConfigError, match="before must be a datetime"):
+        await store.cleanup_old_records("yesterday")
+
+
+async def test_update_message_refuses_an_unknown_status_in_one_wording(
+    store: Store, tenant: uuid.UUID, user: uuid.UUID
+) -> None:
+    s = await new_session(store, tenant, user)
+    m = await store.save_message(msg(s))
+    with pytest.raises(ValidationError, match=r"status must be one of .*got 'done'"):
+        await store.update_message(tenant, m.id, status="done")
+    assert (await store.get_message(tenant, m.id)).status == "complete"
+
+
+async def test_provider_in_use_and_session_of_another_user_are_worded_alike(
+    store: Store, tenant: uuid.UUID, user: uuid.UUID
+) -> None:
+    p = await store.create_provider(provider(tenant))
+    await store.create_agent(agent(tenant, p.id))
+    with pytest.raises(ConflictError, match="an agent still uses it"):
+        await store.delete_provider(tenant, p.id)
+    s = await new_session(store, tenant, user)
+    with pytest.raises(TenantMismatchError, match=f"session {s.id} belongs to another tenant or user"):
+        await store.create_session(Session(id=s.id, tenant_id=tenant, user_id=uuid.uuid4()))
+
+
+async def test_a_taken_message_or_call_id_is_worded_alike(store: Store, tenant: uuid.UUID, user: uuid.UUID) -> None:
+    s = await new_session(store, tenant, user)
+    m = await store.save_message(msg(s))
+    with pytest.raises(ConflictError, match=f"cannot save message: a message with id {m.id} already exists"):
+        await store.save_message(msg(s, id=m.id))
+    c = await store.save_api_call(call(s))
+    with pytest.raises(ConflictError, match=f"cannot save api call: a record with id {c.id} already exists"):
+        await store.save_api_call(call(s, id=c.id))
+    assert await store.count_session_messages(tenant, s.id) == 1

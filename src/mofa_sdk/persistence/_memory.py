@@ -14,8 +14,8 @@ import uuid
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
-from typing import Any, TypeVar, get_args
+from datetime import datetime, timedelta
+from typing import Any, TypeVar
 
 from pydantic import SecretStr
 
@@ -30,8 +30,6 @@ from ..entities import (
     QueryFilter,
     Session,
     UsageStatistics,
-    check_json,
-    check_text,
 )
 from ..errors import (
     ConfigError,
@@ -39,48 +37,25 @@ from ..errors import (
     DatabaseUnavailableError,
     NotFoundError,
     TenantMismatchError,
-    ValidationError,
 )
 from ..ids import utc_now
+from ._checks import check_before, check_message_update, check_session_update, utc
 from ._local_tx import LocalTransaction, current, entered, joins
 from ._secrets import decrypt_key, encrypt_key
-from ._store import UNSET, Store, Unset, check_id_fragment, check_page, search_words, settle_status
+from ._store import (
+    UNSET,
+    Store,
+    Transaction,
+    Unset,
+    check_id_fragment,
+    check_page,
+    search_words,
+    settle_status,
+)
 
 __all__ = ["InMemoryStore", "MemoryTransaction"]
 
 _E = TypeVar("_E", Message, Session, LLMApiCall, Agent, Provider)
-_STATUSES = frozenset(get_args(MessageStatus))
-
-
-def utc(dt: datetime) -> datetime:
-    """Naive datetimes are taken as UTC (every stored time is UTC)."""
-    return dt.replace(tzinfo=UTC) if dt.tzinfo is None else dt.astimezone(UTC)
-
-
-def check_message_update(content: str | Unset, status: str | Unset, metadata: Any) -> Any:
-    """The same checks a Message applies, for the fields of ``update_message``; the metadata to write."""
-    if not isinstance(content, Unset):
-        if not isinstance(content, str):
-            raise ValidationError(f"content must be a str, got {type(content).__name__}")
-        check_text(content, "content")
-    if not isinstance(status, Unset) and status not in _STATUSES:
-        raise ValidationError(f"status must be one of {', '.join(sorted(_STATUSES))}, got {status!r}")
-    if not isinstance(metadata, Unset):
-        if not isinstance(metadata, dict):
-            raise ValidationError(f"metadata must be a dict, got {type(metadata).__name__}")
-        return check_json(metadata, "metadata")
-    return metadata
-
-
-def check_session_update(tenant_id: uuid.UUID, title: Any, metadata: Any) -> Any:
-    """Run Session's own validators on the new values (a throw-away Session does it); the metadata to write."""
-    probe: dict[str, Any] = {}
-    if not isinstance(title, Unset):
-        probe["title"] = title
-    if not isinstance(metadata, Unset):
-        probe["metadata"] = metadata
-    checked = Session(tenant_id=tenant_id, user_id=tenant_id, **probe)
-    return metadata if isinstance(metadata, Unset) else checked.metadata
 
 
 def matches(call: LLMApiCall, q: QueryFilter) -> bool:
@@ -175,7 +150,7 @@ class InMemoryStore(Store):
     def _current(self) -> MemoryTransaction | None:
         return current(self, MemoryTransaction)
 
-    def _joins(self, tx: Any) -> bool:
+    def _joins(self, tx: Transaction | None) -> bool:
         """True when the write runs inside an open transaction (so it must not wait for the lock)."""
         joined = joins(self, tx, MemoryTransaction)
         if joined is not None:
@@ -185,7 +160,7 @@ class InMemoryStore(Store):
         )
 
     @asynccontextmanager
-    async def _access(self, tx: Any = None) -> AsyncIterator[_State]:
+    async def _access(self, tx: Transaction | None = None) -> AsyncIterator[_State]:
         if self._closed:
             raise DatabaseUnavailableError("this InMemoryStore is closed")
         if self._joins(tx):
@@ -247,11 +222,11 @@ class InMemoryStore(Store):
         s.by_session[m.session_id].append(m.id)
         return stored
 
-    async def save_message(self, message: Message, *, tx: Any = None) -> Message:
+    async def save_message(self, message: Message, *, tx: Transaction | None = None) -> Message:
         async with self._access(tx) as s:
             return self._settle(self._insert_message(s, message))
 
-    async def save_messages(self, messages: Sequence[Message], *, tx: Any = None) -> list[Message]:
+    async def save_messages(self, messages: Sequence[Message], *, tx: Transaction | None = None) -> list[Message]:
         async with self._access(tx) as s:
             snapshot = s.snapshot()
             try:
@@ -269,7 +244,7 @@ class InMemoryStore(Store):
         content: str | Unset = UNSET,
         status: MessageStatus | Unset = UNSET,
         metadata: dict[str, Any] | Unset = UNSET,
-        tx: Any = None,
+        tx: Transaction | None = None,
     ) -> None:
         metadata = check_message_update(content, status, metadata)
         async with self._access(tx) as s:
@@ -314,7 +289,9 @@ class InMemoryStore(Store):
         async with self._access() as s:
             return [self._settle(m) for m in self._session_messages(s, tenant_id, session_id)[-k:]]
 
-    async def delete_message(self, tenant_id: uuid.UUID, message_id: uuid.UUID, *, tx: Any = None) -> bool:
+    async def delete_message(
+        self, tenant_id: uuid.UUID, message_id: uuid.UUID, *, tx: Transaction | None = None
+    ) -> bool:
         async with self._access(tx) as s:
             m = s.messages.get(message_id)
             if m is None or m.tenant_id != tenant_id:
@@ -324,7 +301,7 @@ class InMemoryStore(Store):
             return True
 
     async def delete_session_messages(
-        self, tenant_id: uuid.UUID, session_id: uuid.UUID, *, tx: Any = None
+        self, tenant_id: uuid.UUID, session_id: uuid.UUID, *, tx: Transaction | None = None
     ) -> int:
         async with self._access(tx) as s:
             ids = [m.id for m in self._session_messages(s, tenant_id, session_id)]
@@ -350,7 +327,7 @@ class InMemoryStore(Store):
             return n
 
     # -- sessions ----------------------------------------------------------------------------------
-    async def create_session(self, session: Session, *, tx: Any = None) -> Session:
+    async def create_session(self, session: Session, *, tx: Transaction | None = None) -> Session:
         async with self._access(tx) as s:
             existing = s.sessions.get(session.id)
             if existing is not None:
@@ -383,7 +360,7 @@ class InMemoryStore(Store):
         *,
         title: str | Unset | None = UNSET,
         metadata: dict[str, Any] | Unset = UNSET,
-        tx: Any = None,
+        tx: Transaction | None = None,
     ) -> Session:
         metadata = check_session_update(tenant_id, title, metadata)
         async with self._access(tx) as s:
@@ -398,7 +375,9 @@ class InMemoryStore(Store):
             s.sessions[session_id] = found.model_copy(update=update)
             return _copy(s.sessions[session_id])
 
-    async def delete_session(self, tenant_id: uuid.UUID, session_id: uuid.UUID, *, tx: Any = None) -> bool:
+    async def delete_session(
+        self, tenant_id: uuid.UUID, session_id: uuid.UUID, *, tx: Transaction | None = None
+    ) -> bool:
         async with self._access(tx) as s:
             found = s.sessions.get(session_id)
             if found is None or found.tenant_id != tenant_id:
@@ -423,11 +402,11 @@ class InMemoryStore(Store):
         s.calls[call.id] = _copy(call)
         return _copy(call)
 
-    async def save_api_call(self, call: LLMApiCall, *, tx: Any = None) -> LLMApiCall:
+    async def save_api_call(self, call: LLMApiCall, *, tx: Transaction | None = None) -> LLMApiCall:
         async with self._access(tx) as s:
             return self._insert_call(s, call)
 
-    async def save_api_calls(self, calls: Sequence[LLMApiCall], *, tx: Any = None) -> list[LLMApiCall]:
+    async def save_api_calls(self, calls: Sequence[LLMApiCall], *, tx: Transaction | None = None) -> list[LLMApiCall]:
         async with self._access(tx) as s:
             snapshot = s.snapshot()
             try:
@@ -452,7 +431,7 @@ class InMemoryStore(Store):
             return statistics_of([c for c in s.calls.values() if matches(c, query)])
 
     async def cleanup_old_records(self, before: datetime, *, tenant_id: uuid.UUID | None = None) -> int:
-        cutoff = utc(before)
+        cutoff = utc(check_before(before))
         async with self._access() as s:
             old = [
                 c.id

@@ -22,7 +22,7 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractAsyncContextManager, contextmanager
 from datetime import datetime
 from types import TracebackType
-from typing import Any, Self
+from typing import TYPE_CHECKING, Any, Self, TypeAlias
 
 from .._validate import check_count, check_key
 from ..entities import (
@@ -40,11 +40,23 @@ from ..entities import (
 )
 from ..errors import ConfigError, MofaError, PersistenceError, ValidationError
 from ..ids import parse_uuid
+from ._local_tx import LocalTransaction
+
+if TYPE_CHECKING:
+    import aiosqlite
+    import psycopg
+
+    #: what ``tx=`` takes: what ``store.transaction()`` yields (a LocalTransaction on SQLite and in memory,
+    #: a psycopg AsyncConnection on PostgreSQL), or the driver's own connection inside the caller's transaction
+    Transaction: TypeAlias = LocalTransaction | psycopg.AsyncConnection[Any] | aiosqlite.Connection
+else:
+    Transaction = object  # the alias is for type checkers; psycopg and aiosqlite load only where used
 
 __all__ = [
     "MAX_PAGE",
     "UNSET",
     "Store",
+    "Transaction",
     "Unset",
     "check_page",
     "no_schema_diagnosis",
@@ -266,18 +278,18 @@ class Store(abc.ABC):
         )
 
     @abc.abstractmethod
-    def transaction(self) -> AbstractAsyncContextManager[Any]:
+    def transaction(self) -> AbstractAsyncContextManager[Transaction]:
         """``async with store.transaction() as tx:`` — pass ``tx=tx`` to writes to group them."""
 
     # -- messages ----------------------------------------------------------------------------------
     @abc.abstractmethod
-    async def save_message(self, message: Message, *, tx: Any = None) -> Message:
+    async def save_message(self, message: Message, *, tx: Transaction | None = None) -> Message:
         """Insert ``message``; the database assigns the next ``seq`` of its session atomically and
         touches the session's update time. Returns the message with ``seq`` set.
         Raises NotFoundError when the session does not exist for ``message.tenant_id``."""
 
     @abc.abstractmethod
-    async def save_messages(self, messages: Sequence[Message], *, tx: Any = None) -> list[Message]:
+    async def save_messages(self, messages: Sequence[Message], *, tx: Transaction | None = None) -> list[Message]:
         """Insert several messages in one transaction, in order."""
 
     @abc.abstractmethod
@@ -289,7 +301,7 @@ class Store(abc.ABC):
         content: str | Unset = UNSET,
         status: MessageStatus | Unset = UNSET,
         metadata: dict[str, Any] | Unset = UNSET,
-        tx: Any = None,
+        tx: Transaction | None = None,
     ) -> None:
         """Change a message in place (streaming checkpoints, final status). NotFoundError if absent."""
 
@@ -311,12 +323,12 @@ class Store(abc.ABC):
 
     @abc.abstractmethod
     async def delete_message(
-        self, tenant_id: uuid.UUID, message_id: uuid.UUID, *, tx: Any = None
+        self, tenant_id: uuid.UUID, message_id: uuid.UUID, *, tx: Transaction | None = None
     ) -> bool: ...
 
     @abc.abstractmethod
     async def delete_session_messages(
-        self, tenant_id: uuid.UUID, session_id: uuid.UUID, *, tx: Any = None
+        self, tenant_id: uuid.UUID, session_id: uuid.UUID, *, tx: Transaction | None = None
     ) -> int: ...
 
     @abc.abstractmethod
@@ -328,7 +340,7 @@ class Store(abc.ABC):
 
     # -- sessions ----------------------------------------------------------------------------------
     @abc.abstractmethod
-    async def create_session(self, session: Session, *, tx: Any = None) -> Session:
+    async def create_session(self, session: Session, *, tx: Transaction | None = None) -> Session:
         """Insert, or return the existing row with this id. A row with this id owned by another tenant
         or user raises TenantMismatchError and changes nothing."""
 
@@ -349,21 +361,25 @@ class Store(abc.ABC):
         *,
         title: str | Unset | None = UNSET,
         metadata: dict[str, Any] | Unset = UNSET,
-        tx: Any = None,
+        tx: Transaction | None = None,
     ) -> Session:
         """Set the given fields and touch ``update_time`` (also when no field is given).
         NotFoundError when absent for this tenant."""
 
     @abc.abstractmethod
-    async def delete_session(self, tenant_id: uuid.UUID, session_id: uuid.UUID, *, tx: Any = None) -> bool:
+    async def delete_session(
+        self, tenant_id: uuid.UUID, session_id: uuid.UUID, *, tx: Transaction | None = None
+    ) -> bool:
         """Delete the session, its messages and its api calls."""
 
     # -- api calls ---------------------------------------------------------------------------------
     @abc.abstractmethod
-    async def save_api_call(self, call: LLMApiCall, *, tx: Any = None) -> LLMApiCall: ...
+    async def save_api_call(self, call: LLMApiCall, *, tx: Transaction | None = None) -> LLMApiCall: ...
 
     @abc.abstractmethod
-    async def save_api_calls(self, calls: Sequence[LLMApiCall], *, tx: Any = None) -> list[LLMApiCall]: ...
+    async def save_api_calls(
+        self, calls: Sequence[LLMApiCall], *, tx: Transaction | None = None
+    ) -> list[LLMApiCall]: ...
 
     @abc.abstractmethod
     async def get_api_call(self, tenant_id: uuid.UUID, call_id: uuid.UUID) -> LLMApiCall | None: ...
@@ -432,8 +448,6 @@ class Store(abc.ABC):
         self, tenant_id: uuid.UUID | str, code: str
     ) -> AgentConfig | None:
         """The agent with ``code`` in ``tenant_id`` and its provider, or None when either is missing."""
-        from ..ids import parse_uuid
-
         tid = parse_uuid(tenant_id, "tenant_id")
         agent = await self.get_agent_by_code_and_tenant(tid, code)
         if agent is None:

@@ -1,0 +1,713 @@
+"""SqlStore: every store operation written once in SQL, for the stores on a relational database.
+
+A subclass brings its driver: connection scopes for reading and writing (joining the caller's ``tx=``, bound
+to a tenant where the database enforces tenancy itself), running a statement, the migration lock, and the
+mapping of its driver's errors to the project's. Its :class:`~._dialect.Dialect` says how values and the few
+non-standard fragments are written. The statements here use named ``:name`` placeholders; only fixed table
+and column names are ever interpolated, values are always bound.
+"""
+
+# ruff: noqa: S608  (SQL text here interpolates only fixed table, column and dialect fragments; values are bound)
+from __future__ import annotations
+
+import abc
+import functools
+import uuid
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import AbstractAsyncContextManager, contextmanager
+from datetime import datetime, timedelta
+from typing import Any, ClassVar, TypeVar
+
+from .._stats import percentile_cont
+from ..entities import (
+    Agent,
+    ApiKey,
+    Entity,
+    LLMApiCall,
+    Message,
+    MessageStatus,
+    Provider,
+    QueryFilter,
+    Session,
+    UsageStatistics,
+)
+from ..errors import ConflictError, NotFoundError, TenantMismatchError
+from ..ids import utc_now
+from ._checks import check_before, check_message_update, check_session_update
+from ._dialect import Dialect
+from ._migrations import MIGRATIONS_TABLE, load_migrations, schema_problems, shape_of
+from ._store import (
+    UNSET,
+    Store,
+    Transaction,
+    Unset,
+    check_id_fragment,
+    check_page,
+    no_schema_diagnosis,
+    search_words,
+    settle_status,
+)
+from ._tables import AGENT, API_KEY, CALL, MESSAGE, PROVIDER, SESSION, Kind, Table
+
+__all__ = ["KeyConflict", "Row", "SqlStore"]
+
+E = TypeVar("E", bound=Entity)
+Row = Sequence[Any]
+#: opens one migration's transaction (under the lock that serialises migrating processes)
+MigrationStep = Callable[[str], AbstractAsyncContextManager[Any]]
+
+
+class KeyConflict(ConflictError):
+    """A unique or foreign key refused the row (not a lock or a concurrent change): the store words it."""
+
+
+# The seq is handed out by bumping the session's counter: concurrent writers serialise on the session row and
+# never collide; no session row for this tenant returns nothing, and nothing is inserted.
+_RESERVE_SEQS = (
+    "UPDATE entity_session SET last_seq = last_seq + :n, update_time = :now"
+    " WHERE id = :session_id AND tenant_id = :tenant_id RETURNING last_seq"
+)
+_BY_ID = "id = :id AND tenant_id = :tenant_id"
+_IN_SESSION = "session_id = :session_id AND tenant_id = :tenant_id"
+_SESSION_EXISTS = "EXISTS (SELECT 1 FROM entity_session WHERE id = :session_id AND tenant_id = :tenant_id)"
+# an agent may only point at a provider of its own tenant
+_PROVIDER_IN_TENANT = "EXISTS (SELECT 1 FROM entity_provider WHERE id = :provider_id AND tenant_id = :tenant_id)"
+_NEWEST_FIRST = " ORDER BY create_time DESC, id DESC"
+_RECENT_FIRST = " ORDER BY update_time DESC, id DESC"
+
+
+@functools.cache
+def save_message_sql(d: Dialect) -> str:
+    """Where ``d.seq_in_insert``: the statement saving one message and handing out its seq, in ``d``'s form."""
+    return d.sql(
+        f"WITH s AS ({_RESERVE_SEQS}) INSERT INTO entity_message ({MESSAGE.cols()})"
+        f" SELECT {MESSAGE.values(d, {'seq': 's.last_seq'})} FROM s RETURNING seq"
+    )
+
+
+@functools.cache
+def insert_sql(table: Table[Any], d: Dialect) -> str:
+    """Inserting a row of ``table``, in ``d``'s form."""
+    return d.sql(f"INSERT INTO {table.name} ({table.cols()}) VALUES ({table.values(d)})")
+
+
+@functools.cache
+def insert_call_sql(d: Dialect) -> str:
+    """Saving an api call, in ``d``'s form. INSERT … SELECT: the row goes in only when the session exists for
+    the call's tenant."""
+    return d.sql(f"INSERT INTO entity_api_call ({CALL.cols()}) SELECT {CALL.values(d)} WHERE {_SESSION_EXISTS}")
+
+
+class SqlStore(Store):
+    """The store contract over a few driver primitives; see the module docstring."""
+
+    _dialect: ClassVar[Dialect]
+    #: True when the database itself hides other tenants' rows (PostgreSQL row-level security)
+    _hides_other_tenants = False
+
+    # -- what a driver provides ------------------------------------------------------------------------
+    @abc.abstractmethod
+    def _reading(self, doing: str, tenant: uuid.UUID | None) -> AbstractAsyncContextManager[Any]:
+        """A connection to read with; driver errors inside become mofa errors saying what was being ``doing``."""
+
+    @abc.abstractmethod
+    def _writing(
+        self, doing: str, tx: Transaction | None, tenant: uuid.UUID | None, *, atomic: bool = False
+    ) -> AbstractAsyncContextManager[Any]:
+        """A connection to write with: ``tx`` when given (joining the caller's transaction), else the store's
+        own. ``atomic``: the statements inside commit or roll back together."""
+
+    @abc.abstractmethod
+    async def _fetch(self, conn: Any, sql: str, params: Mapping[str, Any]) -> list[Row]:
+        """Run ``sql`` (in the driver's form); every row, columns in the order selected."""
+
+    @abc.abstractmethod
+    async def _execute(self, conn: Any, sql: str, params: Mapping[str, Any]) -> int:
+        """Run ``sql`` (in the driver's form); how many rows it changed."""
+
+    @abc.abstractmethod
+    async def _execute_many(self, conn: Any, sql: str, params: Sequence[Mapping[str, Any]]) -> None: ...
+
+    @abc.abstractmethod
+    def _migrating(self) -> AbstractAsyncContextManager[MigrationStep]:
+        """Scope of one ``migrate()`` run, yielding how to open each migration's locked transaction."""
+
+    @abc.abstractmethod
+    async def _run_script(self, conn: Any, script: str) -> None:
+        """Run a migration script (several statements, no parameters)."""
+
+    async def _rewrite_message(
+        self,
+        tenant_id: uuid.UUID,
+        message_id: uuid.UUID,
+        content: str | Unset,
+        status: MessageStatus | Unset,
+        metadata: dict[str, Any] | Unset,
+        tx: Transaction | None,
+    ) -> None:
+        """An update the dialect cannot write in place (``Dialect.needs_rewrite``)."""
+        raise NotImplementedError(f"the {self._dialect.name} dialect rewrites no message")
+
+    # -- helpers ---------------------------------------------------------------------------------------
+    def _keys(self, **ids: uuid.UUID) -> dict[str, Any]:
+        return {name: self._dialect.to_db("uuid", value) for name, value in ids.items()}
+
+    def _now(self) -> Any:
+        return self._dialect.to_db("time", utc_now())
+
+    def _settle(self, m: Message) -> Message:
+        return settle_status(m, self.streaming_lease_seconds)
+
+    async def _rows(self, conn: Any, sql: str, params: Mapping[str, Any]) -> list[Row]:
+        return await self._fetch(conn, self._dialect.sql(sql), params)
+
+    async def _select(
+        self, table: Table[E], where: str, params: Mapping[str, Any], doing: str, tenant: uuid.UUID | None,
+        tail: str = "",
+    ) -> list[E]:  # fmt: skip
+        async with self._reading(doing, tenant) as conn:
+            rows = await self._rows(conn, f"SELECT {table.cols()} FROM {table.name} WHERE {where}{tail}", params)
+        return [table.load(r, self._dialect) for r in rows]
+
+    async def _of_tenant(self, table: Table[E], tenant_id: uuid.UUID, flag: str = "", **equal: Any) -> list[E]:
+        """The tenant's rows of ``table`` whose columns ``equal`` the values given (and whose boolean column
+        ``flag`` is true), in the table's list order."""
+        where = "tenant_id = :tenant_id" + "".join(f" AND {c} = :{c}" for c in equal) + (flag and f" AND {flag}")
+        params = {c: self._dialect.to_db(table.columns[c], v) for c, v in equal.items()}
+        doing = f"reading the {table.entity.__name__.lower()}s of tenant {tenant_id}"
+        return await self._select(table, where, params | self._keys(tenant_id=tenant_id), doing, tenant_id, table.order)
+
+    async def _change(
+        self, sql: str, params: Mapping[str, Any], doing: str, tenant: uuid.UUID | None, tx: Transaction | None = None
+    ) -> int:
+        async with self._writing(doing, tx, tenant) as conn:
+            return await self._execute(conn, self._dialect.sql(sql), params)
+
+    async def _returning(
+        self,
+        table: Table[E],
+        sql: str,
+        params: Mapping[str, Any],
+        doing: str,
+        tenant: uuid.UUID,
+        tx: Transaction | None = None,
+    ) -> E | None:
+        """The row an ``UPDATE … RETURNING`` (its columns appended here) changed, if any."""
+        async with self._writing(doing, tx, tenant) as conn:
+            rows = await self._rows(conn, f"{sql} RETURNING {table.cols()}", params)
+        return table.load(rows[0], self._dialect) if rows else None
+
+    # -- schema ----------------------------------------------------------------------------------------
+    async def migrate(self) -> list[str]:
+        """Apply pending migrations in order, each in its own transaction under the migration lock: a second
+        process migrating at once waits, then finds them applied."""
+        d = self._dialect
+        applied: list[str] = []
+        with no_schema_diagnosis():  # "run the migrations" is no advice while running them
+            async with self._migrating() as step:
+                for m in load_migrations(d.name):
+                    async with step(f"applying migration {m.name}") as conn:
+                        await self._execute(conn, d.migrations_ddl, {})
+                        sql = f"SELECT 1 FROM {MIGRATIONS_TABLE} WHERE name = :name"
+                        if await self._rows(conn, sql, {"name": m.name}):
+                            continue
+                        await self._run_script(conn, m.sql)
+                        sql = f"INSERT INTO {MIGRATIONS_TABLE} (name, applied_at) VALUES (:name, :now)"
+                        await self._execute(conn, d.sql(sql), {"name": m.name, "now": self._now()})
+                    applied.append(m.name)
+        return applied
+
+    async def _applied(self) -> dict[str, datetime]:
+        d = self._dialect
+        async with self._reading("reading migration status", None) as conn:
+            if not await self._rows(conn, d.table_exists_sql, {"name": MIGRATIONS_TABLE}):
+                return {}
+            rows = await self._rows(conn, f"SELECT name, applied_at FROM {MIGRATIONS_TABLE}", {})
+        return {r[0]: d.from_db("time", r[1]) for r in rows}
+
+    async def migration_status(self) -> list[tuple[str, datetime | None]]:
+        applied = await self._applied()
+        return [(m.name, applied.get(m.name)) for m in load_migrations(self._dialect.name)]
+
+    async def check_schema(self) -> list[str]:
+        async with self._reading("checking the schema", None) as conn:
+            columns = await self._rows(conn, self._dialect.columns_sql, {})
+            indexes = await self._rows(conn, self._dialect.indexes_sql, {})
+        return schema_problems(shape_of([(r[0], r[1]) for r in columns], [r[0] for r in indexes]))
+
+    # -- messages --------------------------------------------------------------------------------------
+    async def _insert_messages(self, conn: Any, messages: Sequence[Message]) -> list[Message]:
+        d, now = self._dialect, self._now()
+        if len(messages) == 1 and d.seq_in_insert:  # the hot path: one statement, one round trip
+            m = messages[0]
+            rows = await self._fetch(conn, save_message_sql(d), MESSAGE.params(m, d) | {"n": 1, "now": now})
+            if not rows:
+                raise _no_session("save message", m.session_id)
+            return [self._settle(m.model_copy(update={"seq": int(rows[0][0])}))]
+        groups: dict[tuple[uuid.UUID, uuid.UUID], list[int]] = {}
+        for i, m in enumerate(messages):
+            groups.setdefault((m.tenant_id, m.session_id), []).append(i)
+        seqs = [0] * len(messages)
+        for (tenant_id, session_id), idx in groups.items():
+            # one UPDATE reserves the whole block of seqs for this session
+            params = {"n": len(idx), "now": now, **self._keys(session_id=session_id, tenant_id=tenant_id)}
+            rows = await self._rows(conn, _RESERVE_SEQS, params)
+            if not rows:
+                raise _no_session("save message", session_id)
+            first = int(rows[0][0]) - len(idx) + 1
+            for k, i in enumerate(idx):
+                seqs[i] = first + k
+        saved = [m.model_copy(update={"seq": s}) for m, s in zip(messages, seqs, strict=True)]
+        await self._execute_many(conn, insert_sql(MESSAGE, d), [MESSAGE.params(m, d) for m in saved])
+        return [self._settle(m) for m in saved]
+
+    async def save_message(self, message: Message, *, tx: Transaction | None = None) -> Message:
+        doing = f"saving message {message.id} in session {message.session_id}"
+        atomic = not self._dialect.seq_in_insert
+        taken = f"cannot save message: a message with id {message.id} already exists"
+        with _reworded(taken):
+            async with self._writing(doing, tx, message.tenant_id, atomic=atomic) as conn:
+                return (await self._insert_messages(conn, [message]))[0]
+
+    async def save_messages(self, messages: Sequence[Message], *, tx: Transaction | None = None) -> list[Message]:
+        if not messages:
+            return []
+        doing = f"saving {len(messages)} messages"
+        with _reworded("cannot save messages: a message with one of their ids already exists"):
+            async with self._writing(doing, tx, messages[0].tenant_id, atomic=True) as conn:
+                return await self._insert_messages(conn, messages)
+
+    async def update_message(
+        self,
+        tenant_id: uuid.UUID,
+        message_id: uuid.UUID,
+        *,
+        content: str | Unset = UNSET,
+        status: MessageStatus | Unset = UNSET,
+        metadata: dict[str, Any] | Unset = UNSET,
+        tx: Transaction | None = None,
+    ) -> None:
+        metadata = check_message_update(content, status, metadata)
+        d = self._dialect
+        if d.needs_rewrite(content, metadata):
+            await self._rewrite_message(tenant_id, message_id, content, status, metadata, tx)
+            return
+        sets, params = ["update_time = :now"], {"now": self._now(), **self._keys(id=message_id, tenant_id=tenant_id)}
+        fields: tuple[tuple[str, Kind, Any], ...] = (("content", "text", content), ("metadata", "json", metadata))
+        for column, kind, value in fields:
+            if not isinstance(value, Unset):
+                clause, values = d.message_set(column, kind, value)
+                sets.append(clause)
+                params.update(values)
+        if not isinstance(status, Unset):
+            sets.append("status = :status")
+            params["status"] = status
+        sql = f"UPDATE entity_message SET {', '.join(sets)} WHERE {_BY_ID}"
+        if await self._change(sql, params, f"updating message {message_id}", tenant_id, tx) == 0:
+            raise _missing("update message", message_id)
+
+    async def get_message(self, tenant_id: uuid.UUID, message_id: uuid.UUID) -> Message | None:
+        found = _one(await self._of_tenant(MESSAGE, tenant_id, id=message_id))
+        return None if found is None else self._settle(found)
+
+    async def _session_messages(
+        self, tenant_id: uuid.UUID, session_id: uuid.UUID, tail: str, **page: int
+    ) -> list[Message]:
+        params = self._keys(session_id=session_id, tenant_id=tenant_id) | page
+        doing = f"reading the messages of session {session_id}"
+        return [self._settle(m) for m in await self._select(MESSAGE, _IN_SESSION, params, doing, tenant_id, tail)]
+
+    async def get_session_messages(self, tenant_id: uuid.UUID, session_id: uuid.UUID) -> list[Message]:
+        return await self._session_messages(tenant_id, session_id, " ORDER BY seq")
+
+    async def get_session_messages_paginated(
+        self, tenant_id: uuid.UUID, session_id: uuid.UUID, offset: int, limit: int
+    ) -> list[Message]:
+        check_page(offset, limit)
+        tail = " ORDER BY seq LIMIT :limit OFFSET :offset"
+        return await self._session_messages(tenant_id, session_id, tail, limit=limit, offset=offset)
+
+    async def get_last_messages(self, tenant_id: uuid.UUID, session_id: uuid.UUID, k: int) -> list[Message]:
+        # any k the gate lets through (up to 2**63 - 1): "the last k" is bounded by the session anyway.
+        # A backward range scan of entity_message_session_seq_key: cost independent of the session's length.
+        if k == 0:
+            return []
+        found = await self._session_messages(tenant_id, session_id, " ORDER BY seq DESC LIMIT :k", k=k)
+        return found[::-1]
+
+    async def delete_message(
+        self, tenant_id: uuid.UUID, message_id: uuid.UUID, *, tx: Transaction | None = None
+    ) -> bool:
+        sql, params = f"DELETE FROM entity_message WHERE {_BY_ID}", self._keys(id=message_id, tenant_id=tenant_id)
+        return await self._change(sql, params, f"deleting message {message_id}", tenant_id, tx) > 0
+
+    async def delete_session_messages(
+        self, tenant_id: uuid.UUID, session_id: uuid.UUID, *, tx: Transaction | None = None
+    ) -> int:
+        sql, params = (
+            f"DELETE FROM entity_message WHERE {_IN_SESSION}",
+            self._keys(session_id=session_id, tenant_id=tenant_id),
+        )
+        return await self._change(sql, params, f"deleting the messages of session {session_id}", tenant_id, tx)
+
+    async def count_session_messages(self, tenant_id: uuid.UUID, session_id: uuid.UUID) -> int:
+        async with self._reading(f"counting the messages of session {session_id}", tenant_id) as conn:
+            rows = await self._rows(
+                conn, f"SELECT count(*) FROM entity_message WHERE {_IN_SESSION}",
+                self._keys(session_id=session_id, tenant_id=tenant_id),
+            )  # fmt: skip
+        return int(rows[0][0])
+
+    async def mark_interrupted(self, tenant_id: uuid.UUID, session_id: uuid.UUID) -> int:
+        now = utc_now()
+        d = self._dialect
+        params = self._keys(session_id=session_id, tenant_id=tenant_id) | {
+            "now": d.to_db("time", now),
+            "cutoff": d.to_db("time", now - timedelta(seconds=self.streaming_lease_seconds)),
+        }
+        sql = (
+            "UPDATE entity_message SET status = 'interrupted', update_time = :now"
+            f" WHERE {_IN_SESSION} AND status = 'streaming' AND update_time < :cutoff"
+        )
+        return await self._change(sql, params, f"marking interrupted replies of session {session_id}", tenant_id)
+
+    # -- sessions --------------------------------------------------------------------------------------
+    async def create_session(self, session: Session, *, tx: Transaction | None = None) -> Session:
+        d = self._dialect
+        params = SESSION.params(session, d)
+        insert = (
+            f"INSERT INTO entity_session ({SESSION.cols()}) VALUES ({SESSION.values(d)})"
+            f" ON CONFLICT (id) DO NOTHING RETURNING {SESSION.cols()}"
+        )
+        doing = f"creating session {session.id}"
+        async with self._writing(doing, tx, session.tenant_id) as conn:
+            # insert-or-read; a concurrent delete between the two can only happen a bounded number of times
+            for _ in range(3):
+                rows = await self._rows(conn, insert, params) or await self._rows(
+                    conn, f"SELECT {SESSION.cols()} FROM entity_session WHERE id = :id", {"id": params["id"]}
+                )
+                if not rows and self._hides_other_tenants:
+                    # the id is taken (the insert did nothing) by a row this tenant is not allowed to see
+                    raise TenantMismatchError(f"session {session.id} belongs to another tenant")
+                if rows:
+                    found = SESSION.load(rows[0], d)
+                    if (found.tenant_id, found.user_id) != (session.tenant_id, session.user_id):
+                        raise TenantMismatchError(f"session {session.id} belongs to another tenant or user")
+                    return found
+        raise ConflictError(f"{doing}: the row kept changing under concurrent writers; try again")
+
+    async def get_session(self, tenant_id: uuid.UUID, session_id: uuid.UUID) -> Session | None:
+        return _one(await self._of_tenant(SESSION, tenant_id, id=session_id))
+
+    async def get_user_sessions(
+        self, tenant_id: uuid.UUID, user_id: uuid.UUID, *, offset: int = 0, limit: int = 50
+    ) -> list[Session]:
+        check_page(offset, limit)
+        params = self._keys(tenant_id=tenant_id, user_id=user_id) | {"limit": limit, "offset": offset}
+        return await self._select(
+            SESSION, "tenant_id = :tenant_id AND user_id = :user_id", params,
+            f"listing the sessions of user {user_id}", tenant_id, _RECENT_FIRST + " LIMIT :limit OFFSET :offset",
+        )  # fmt: skip
+
+    async def update_session(
+        self,
+        tenant_id: uuid.UUID,
+        session_id: uuid.UUID,
+        *,
+        title: str | Unset | None = UNSET,
+        metadata: dict[str, Any] | Unset = UNSET,
+        tx: Transaction | None = None,
+    ) -> Session:
+        metadata = check_session_update(tenant_id, title, metadata)
+        d = self._dialect
+        sets, params = ["update_time = :now"], {"now": self._now(), **self._keys(id=session_id, tenant_id=tenant_id)}
+        fields: tuple[tuple[str, Kind, Any], ...] = (("title", "text", title), ("metadata", "json", metadata))
+        for column, kind, value in fields:
+            if not isinstance(value, Unset):
+                sets.append(f"{column} = {d.placeholder(column, kind)}")
+                params[column] = d.to_db(kind, value)
+        sql = f"UPDATE entity_session SET {', '.join(sets)} WHERE {_BY_ID}"
+        found = await self._returning(SESSION, sql, params, f"updating session {session_id}", tenant_id, tx)
+        if found is None:
+            raise _missing("update session", session_id)
+        return found
+
+    async def delete_session(
+        self, tenant_id: uuid.UUID, session_id: uuid.UUID, *, tx: Transaction | None = None
+    ) -> bool:
+        # messages and api calls go with it (ON DELETE CASCADE)
+        sql, params = f"DELETE FROM entity_session WHERE {_BY_ID}", self._keys(id=session_id, tenant_id=tenant_id)
+        return await self._change(sql, params, f"deleting session {session_id}", tenant_id, tx) > 0
+
+    async def find_sessions_by_id(
+        self, tenant_id: uuid.UUID, user_id: uuid.UUID, fragment: str, *, limit: int = 10
+    ) -> list[Session]:
+        frag = check_id_fragment(fragment)
+        check_page(0, limit)
+        id_text = self._dialect.id_text("id")
+        params = self._keys(tenant_id=tenant_id, user_id=user_id) | {
+            "prefix": frag + "%", "suffix": "%" + frag, "limit": limit,
+        }  # fmt: skip
+        return await self._select(
+            SESSION,
+            f"tenant_id = :tenant_id AND user_id = :user_id AND ({id_text} LIKE :prefix OR {id_text} LIKE :suffix)",
+            params, f"finding the sessions of user {user_id} by id", tenant_id, _RECENT_FIRST + " LIMIT :limit",
+        )  # fmt: skip
+
+    async def search_messages(
+        self, tenant_id: uuid.UUID, user_id: uuid.UUID, text: str, *, limit: int = 20
+    ) -> list[Message]:
+        d = self._dialect
+        query = d.search_query(search_words(text))
+        check_page(0, limit)
+        sql = (
+            f"SELECT {MESSAGE.cols('m.')} FROM {d.search_from} WHERE {d.search_match} AND m.tenant_id = :tenant_id"
+            " AND EXISTS (SELECT 1 FROM entity_session s WHERE s.id = m.session_id AND s.tenant_id = m.tenant_id"
+            " AND s.user_id = :user_id) ORDER BY m.create_time DESC, m.id DESC LIMIT :limit"
+        )
+        params = self._keys(tenant_id=tenant_id, user_id=user_id) | {"query": query, "limit": limit}
+        async with self._reading(f"searching the messages of user {user_id}", tenant_id) as conn:
+            rows = await self._rows(conn, sql, params)
+        return [self._settle(MESSAGE.load(r, d)) for r in rows]
+
+    # -- api calls -------------------------------------------------------------------------------------
+    async def _insert_calls(self, calls: Sequence[LLMApiCall], tx: Transaction | None) -> list[LLMApiCall]:
+        d = self._dialect
+        sql = insert_call_sql(d)
+        doing = f"saving api call {calls[0].id}" if len(calls) == 1 else f"saving {len(calls)} api calls"
+        taken = f"cannot save api call: a record with id {calls[0].id} already exists" if len(calls) == 1 else (
+            "cannot save api calls: a record with one of their ids already exists"
+        )
+        with _reworded(taken):
+            async with self._writing(doing, tx, calls[0].tenant_id, atomic=len(calls) > 1) as conn:
+                for c in calls:
+                    if await self._execute(conn, sql, CALL.params(c, d)) == 0:
+                        raise _no_session("save api call", c.session_id)
+        return list(calls)
+
+    async def save_api_call(self, call: LLMApiCall, *, tx: Transaction | None = None) -> LLMApiCall:
+        return (await self._insert_calls([call], tx))[0]
+
+    async def save_api_calls(self, calls: Sequence[LLMApiCall], *, tx: Transaction | None = None) -> list[LLMApiCall]:
+        return await self._insert_calls(calls, tx) if calls else []
+
+    async def get_api_call(self, tenant_id: uuid.UUID, call_id: uuid.UUID) -> LLMApiCall | None:
+        return _one(await self._of_tenant(CALL, tenant_id, id=call_id))
+
+    def _api_filter(self, q: QueryFilter) -> tuple[str, dict[str, Any]]:
+        """The WHERE clause selecting ``q``'s calls: every given field matches; [start_time, end_time)."""
+        d = self._dialect
+        where, params = ["tenant_id = :tenant_id"], self._keys(tenant_id=q.tenant_id)
+        for column in ("user_id", "session_id", "agent_id", "status", "model_name"):
+            value = getattr(q, column)
+            if value is not None:
+                where.append(f"{column} = :{column}")
+                params[column] = d.to_db(CALL.columns[column], value)
+        for column, op, value in (("start_time", ">=", q.start_time), ("end_time", "<", q.end_time)):
+            if value is not None:
+                where.append(f"create_time {op} :{column}")
+                params[column] = d.to_db("time", value)
+        return " AND ".join(where), params
+
+    async def query_api_calls(self, query: QueryFilter) -> list[LLMApiCall]:
+        where, params = self._api_filter(query)
+        params |= {"limit": query.limit, "offset": query.offset}
+        tail = _NEWEST_FIRST + " LIMIT :limit OFFSET :offset"
+        return await self._select(CALL, where, params, "querying api calls", query.tenant_id, tail)
+
+    async def get_statistics(self, query: QueryFilter) -> UsageStatistics:
+        where, params = self._api_filter(query)
+        d = self._dialect
+        async with self._reading("computing usage statistics", query.tenant_id) as conn:
+            groups = await self._rows(
+                conn,
+                "SELECT status, count(*), coalesce(sum(prompt_tokens), 0), coalesce(sum(completion_tokens), 0),"
+                " coalesce(sum(total_tokens), 0), coalesce(sum(price), 0)"
+                f" FROM entity_api_call WHERE {where} GROUP BY status",
+                params,
+            )
+            (overall,) = await self._rows(
+                conn,
+                "SELECT CAST(avg(latency_ms) AS DOUBLE PRECISION), CAST(avg(tokens_per_second) AS DOUBLE PRECISION)"
+                f"{d.percentiles} FROM entity_api_call WHERE {where}",
+                params,
+            )
+            if d.percentiles:
+                percentiles = list(overall[2:6])
+            else:  # in Python, over just two columns, interpolated as PostgreSQL's percentile_cont does
+                times = await self._rows(
+                    conn,
+                    f"SELECT latency_ms, time_to_first_token_ms FROM entity_api_call WHERE {where}"
+                    " AND (latency_ms IS NOT NULL OR time_to_first_token_ms IS NOT NULL)",
+                    params,
+                )
+                latencies = [float(t[0]) for t in times if t[0] is not None]
+                ttfts = [float(t[1]) for t in times if t[1] is not None]
+                percentiles = [percentile_cont(v, p) for v in (latencies, ttfts) for p in (0.5, 0.95)]
+        return UsageStatistics(
+            total_calls=sum(int(g[1]) for g in groups),
+            calls_by_status={g[0]: int(g[1]) for g in groups},
+            prompt_tokens=sum(int(g[2]) for g in groups),
+            completion_tokens=sum(int(g[3]) for g in groups),
+            total_tokens=sum(int(g[4]) for g in groups),
+            total_price=float(sum(float(g[5]) for g in groups)),
+            avg_latency_ms=overall[0],
+            p50_latency_ms=percentiles[0],
+            p95_latency_ms=percentiles[1],
+            p50_time_to_first_token_ms=percentiles[2],
+            p95_time_to_first_token_ms=percentiles[3],
+            avg_tokens_per_second=overall[1],
+        )
+
+    async def cleanup_old_records(self, before: datetime, *, tenant_id: uuid.UUID | None = None) -> int:
+        sql = "DELETE FROM entity_api_call WHERE create_time < :before"
+        params = {"before": self._dialect.to_db("time", check_before(before))}
+        if tenant_id is not None:
+            sql += " AND tenant_id = :tenant_id"
+            params |= self._keys(tenant_id=tenant_id)
+        return await self._change(sql, params, "deleting old api call records", tenant_id)
+
+    # -- providers -------------------------------------------------------------------------------------
+    async def create_provider(self, provider: Provider) -> Provider:
+        p, d = provider, self._dialect
+        taken = f"cannot create provider {p.provider_name!r}: the tenant already has one of that name, or id {p.id}"
+        with _reworded(taken):
+            async with self._writing(f"creating provider {p.provider_name!r}", None, p.tenant_id) as conn:
+                await self._execute(conn, insert_sql(PROVIDER, d), PROVIDER.params(p, d))
+        return p.model_copy(deep=True)
+
+    async def update_provider(self, provider: Provider) -> Provider:
+        d = self._dialect
+        updated = provider.model_copy(update={"update_time": utc_now()})
+        sql = f"UPDATE entity_provider SET {PROVIDER.sets(d)} WHERE {_BY_ID}"
+        with _reworded(f"cannot update provider: the tenant already has one named {provider.provider_name!r}"):
+            found = await self._returning(
+                PROVIDER, sql, PROVIDER.params(updated, d), f"updating provider {provider.id}", provider.tenant_id
+            )
+        if found is None:
+            raise _missing("update provider", provider.id)
+        return found
+
+    async def delete_provider(self, tenant_id: uuid.UUID, provider_id: uuid.UUID) -> bool:
+        params = self._keys(id=provider_id, tenant_id=tenant_id)
+        in_use = f"cannot delete provider {provider_id}: an agent still uses it"
+        with _reworded(in_use):  # a KeyConflict: an agent made meanwhile
+            async with self._writing(f"deleting provider {provider_id}", None, tenant_id, atomic=True) as conn:
+                rows = await self._rows(
+                    conn,
+                    "SELECT EXISTS (SELECT 1 FROM entity_agent a"
+                    " WHERE a.provider_id = p.id AND a.tenant_id = p.tenant_id)"
+                    " FROM entity_provider p WHERE p.id = :id AND p.tenant_id = :tenant_id",
+                    params,
+                )
+                if not rows:
+                    return False
+                if rows[0][0]:
+                    raise ConflictError(in_use)
+                sql = self._dialect.sql(f"DELETE FROM entity_provider WHERE {_BY_ID}")
+                return await self._execute(conn, sql, params) > 0
+
+    async def get_provider(self, tenant_id: uuid.UUID, provider_id: uuid.UUID) -> Provider | None:
+        return _one(await self._of_tenant(PROVIDER, tenant_id, id=provider_id))
+
+    async def get_provider_by_name(self, tenant_id: uuid.UUID, name: str) -> Provider | None:
+        return _one(await self._of_tenant(PROVIDER, tenant_id, provider_name=name))
+
+    async def list_providers(self, tenant_id: uuid.UUID) -> list[Provider]:
+        return await self._of_tenant(PROVIDER, tenant_id)
+
+    async def get_enabled_providers(self, tenant_id: uuid.UUID) -> list[Provider]:
+        return await self._of_tenant(PROVIDER, tenant_id, "enabled")
+
+    # -- agents ----------------------------------------------------------------------------------------
+    async def create_agent(self, agent: Agent) -> Agent:
+        a, d = agent, self._dialect
+        sql = f"INSERT INTO entity_agent ({AGENT.cols()}) SELECT {AGENT.values(d)} WHERE {_PROVIDER_IN_TENANT}"
+        with _reworded(f"cannot create agent: the tenant already has agent_code {a.agent_code!r}, or id {a.id}"):
+            n = await self._change(sql, AGENT.params(a, d), f"creating agent {a.agent_code!r}", a.tenant_id)
+        if n == 0:
+            raise _no_provider("create", a)
+        return a.model_copy(deep=True)
+
+    async def update_agent(self, agent: Agent) -> Agent:
+        d = self._dialect
+        updated = agent.model_copy(update={"update_time": utc_now()})
+        sql = f"UPDATE entity_agent SET {AGENT.sets(d)} WHERE {_BY_ID} AND {_PROVIDER_IN_TENANT}"
+        with _reworded(f"cannot update agent: the tenant already has agent_code {agent.agent_code!r}"):
+            found = await self._returning(
+                AGENT, sql, AGENT.params(updated, d), f"updating agent {agent.id}", agent.tenant_id
+            )
+        if found is None:
+            if await self.get_agent(agent.tenant_id, agent.id) is None:
+                raise _missing("update agent", agent.id)
+            raise _no_provider("update", agent)
+        return found
+
+    async def delete_agent(self, tenant_id: uuid.UUID, agent_id: uuid.UUID) -> bool:
+        sql, params = f"DELETE FROM entity_agent WHERE {_BY_ID}", self._keys(id=agent_id, tenant_id=tenant_id)
+        return await self._change(sql, params, f"deleting agent {agent_id}", tenant_id) > 0
+
+    async def get_agent(self, tenant_id: uuid.UUID, agent_id: uuid.UUID) -> Agent | None:
+        return _one(await self._of_tenant(AGENT, tenant_id, id=agent_id))
+
+    async def get_agent_by_code_and_tenant(self, tenant_id: uuid.UUID, code: str) -> Agent | None:
+        return _one(await self._of_tenant(AGENT, tenant_id, agent_code=code))
+
+    async def list_agents(self, tenant_id: uuid.UUID) -> list[Agent]:
+        return await self._of_tenant(AGENT, tenant_id)
+
+    async def get_active_agents(self, tenant_id: uuid.UUID) -> list[Agent]:
+        return await self._of_tenant(AGENT, tenant_id, "agent_status")
+
+    # -- api keys (not tenant-bound: the key is how a request's tenant is found) -----------------------
+    async def create_api_key(self, key: ApiKey) -> ApiKey:
+        d = self._dialect
+        with _reworded(f"cannot create api key {key.id}: the id or the key exists already"):
+            async with self._writing(f"creating api key {key.id}", None, None) as conn:
+                await self._execute(conn, insert_sql(API_KEY, d), API_KEY.params(key, d))
+        return key.model_copy(deep=True)
+
+    async def get_api_key_by_hash(self, key_hash: str) -> ApiKey | None:
+        found = await self._select(API_KEY, "key_hash = :key_hash", {"key_hash": key_hash}, "reading api keys", None)
+        return found[0] if found else None
+
+    async def list_api_keys(self, tenant_id: uuid.UUID) -> list[ApiKey]:
+        params = self._keys(tenant_id=tenant_id)
+        return await self._select(API_KEY, "tenant_id = :tenant_id", params, "reading api keys", None, _NEWEST_FIRST)
+
+    async def revoke_api_key(self, tenant_id: uuid.UUID, key_id: uuid.UUID) -> bool:
+        sql = f"UPDATE entity_api_key SET revoke_time = :now WHERE {_BY_ID} AND revoke_time IS NULL"
+        params = self._keys(id=key_id, tenant_id=tenant_id) | {"now": self._now()}
+        return await self._change(sql, params, f"revoking api key {key_id}", None) > 0
+
+    async def touch_api_key(self, tenant_id: uuid.UUID, key_id: uuid.UUID, used_at: datetime) -> None:
+        sql = f"UPDATE entity_api_key SET last_used_time = :used_at WHERE {_BY_ID}"
+        params = self._keys(id=key_id, tenant_id=tenant_id) | {"used_at": self._dialect.to_db("time", used_at)}
+        await self._change(sql, params, f"recording the use of api key {key_id}", None)
+
+
+@contextmanager
+def _reworded(text: str) -> Iterator[None]:
+    """A key conflict said in the operation's own words (the driver's text stays the cause)."""
+    try:
+        yield
+    except KeyConflict as exc:
+        raise ConflictError(text) from exc.__cause__
+
+
+def _one(found: list[E]) -> E | None:
+    return found[0] if found else None
+
+
+def _missing(action: str, row_id: uuid.UUID) -> NotFoundError:
+    return NotFoundError(f"cannot {action} {row_id}: not found for this tenant")
+
+
+def _no_session(action: str, session_id: uuid.UUID) -> NotFoundError:
+    return NotFoundError(f"cannot {action}: session {session_id} does not exist for this tenant")
+
+
+def _no_provider(action: str, agent: Agent) -> NotFoundError:
+    return NotFoundError(
+        f"cannot {action} agent {agent.agent_code!r}: provider {agent.provider_id} not found for this tenant"
+    )
