@@ -306,7 +306,7 @@ async def test_callers_own_connection_joins_and_rolls_back(
 async def test_tx_must_be_a_psycopg_connection(pg: PostgresStore, tenant: uuid.UUID, user: uuid.UUID) -> None:
     session = await new_session(pg, tenant, user)
     with pytest.raises(ConfigError, match="AsyncConnection"):
-        await pg.save_message(msg(session), tx=object())
+        await pg.save_message(msg(session), tx=object())  # type: ignore[arg-type]  # the wrong type on purpose
 
 
 # -- tenancy, providers, statistics ------------------------------------------------------------------

@@ -10,7 +10,7 @@ from ..ids import parse_uuid
 from ._calls import TurnOutcome, call_fields
 from ._protocols import ContextStore
 from ._sessions import open_session
-from ._store import Store
+from ._store import Store, Transaction
 
 __all__ = ["PersistenceContext"]
 
@@ -88,7 +88,7 @@ class PersistenceContext:
         return session.id
 
     async def save_user_message(
-        self, text: str, *, metadata: dict[str, Any] | None = None, tx: Any = None
+        self, text: str, *, metadata: dict[str, Any] | None = None, tx: Transaction | None = None
     ) -> uuid.UUID:
         saved = await self._save("user", text, "complete", metadata, None, tx)
         self.last_user_message_id = saved
@@ -101,7 +101,7 @@ class PersistenceContext:
         metadata: dict[str, Any] | None = None,
         status: MessageStatus = "complete",
         parent_message_id: uuid.UUID | None = None,
-        tx: Any = None,
+        tx: Transaction | None = None,
     ) -> uuid.UUID:
         """``parent_message_id`` defaults to the last user message saved through this context."""
         return await self._save(
@@ -115,7 +115,7 @@ class PersistenceContext:
         status: MessageStatus,
         metadata: dict[str, Any] | None,
         parent: uuid.UUID | None,
-        tx: Any,
+        tx: Transaction | None,
     ) -> uuid.UUID:
         message = Message(
             session_id=self.session_id,
@@ -131,7 +131,7 @@ class PersistenceContext:
         return (await self._rows.save_message(message, tx=tx)).id
 
     async def save_api_call(
-        self, *, model_name: str, stream: TurnOutcome | None = None, tx: Any = None, **fields: Any
+        self, *, model_name: str, stream: TurnOutcome | None = None, tx: Transaction | None = None, **fields: Any
     ) -> uuid.UUID:
         """Record an LLM call. Pass a finished ``ChatStream`` as ``stream=`` to take its status, error,
         notes, usage and timings, mapped as the automatic plugin maps them; any :class:`LLMApiCall` field can

@@ -8,7 +8,7 @@ from contextlib import AbstractAsyncContextManager
 from typing import Any, Protocol
 
 from ..entities import Agent, LLMApiCall, Message, MessageStatus, QueryFilter, Session, UsageStatistics
-from ._store import UNSET, Unset
+from ._store import UNSET, Transaction, Unset
 
 __all__ = [
     "CallWriter",
@@ -28,7 +28,7 @@ class SessionReader(Protocol):
 
 
 class SessionOpener(SessionReader, Protocol):
-    async def create_session(self, session: Session, *, tx: Any = None) -> Session: ...
+    async def create_session(self, session: Session, *, tx: Transaction | None = None) -> Session: ...
 
 
 class SessionFinder(SessionReader, Protocol):
@@ -58,11 +58,11 @@ class HistoryReader(Protocol):
 
 
 class MessageWriter(Protocol):
-    async def save_message(self, message: Message, *, tx: Any = None) -> Message: ...
+    async def save_message(self, message: Message, *, tx: Transaction | None = None) -> Message: ...
 
 
 class CallWriter(Protocol):
-    async def save_api_call(self, call: LLMApiCall, *, tx: Any = None) -> LLMApiCall: ...
+    async def save_api_call(self, call: LLMApiCall, *, tx: Transaction | None = None) -> LLMApiCall: ...
 
 
 class ContextStore(SessionOpener, HistoryReader, MessageWriter, CallWriter, Protocol):
@@ -84,7 +84,7 @@ class PluginStore(SessionOpener, HistoryReader, MessageWriter, CallWriter, Proto
         content: str | Unset = UNSET,
         status: MessageStatus | Unset = UNSET,
         metadata: dict[str, Any] | Unset = UNSET,
-        tx: Any = None,
+        tx: Transaction | None = None,
     ) -> None: ...
 
     async def get_message(self, tenant_id: uuid.UUID, message_id: uuid.UUID) -> Message | None: ...
@@ -104,7 +104,7 @@ class PluginStore(SessionOpener, HistoryReader, MessageWriter, CallWriter, Proto
         *,
         title: str | Unset | None = UNSET,
         metadata: dict[str, Any] | Unset = UNSET,
-        tx: Any = None,
+        tx: Transaction | None = None,
     ) -> Session: ...
 
     async def close(self) -> None: ...
