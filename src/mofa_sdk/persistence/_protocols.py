@@ -74,7 +74,7 @@ class ContextStore(SessionOpener, HistoryReader, MessageWriter, CallWriter, Prot
 class PluginStore(SessionOpener, HistoryReader, MessageWriter, CallWriter, Protocol):
     """What :class:`PersistencePlugin` uses: it checkpoints and finishes replies, in one transaction."""
 
-    def transaction(self) -> AbstractAsyncContextManager[Any]: ...
+    def transaction(self) -> AbstractAsyncContextManager[Transaction]: ...
 
     async def update_message(
         self,
