@@ -264,8 +264,7 @@ class SqlStore(Store):
     async def save_message(self, message: Message, *, tx: Transaction | None = None) -> Message:
         doing = f"saving message {message.id} in session {message.session_id}"
         atomic = not self._dialect.seq_in_insert
-        taken = f"cannot save message: a message with id {message.id} already exists"
-        with _reworded(taken):
+        with _reworded(lambda: f"cannot save message: a message with id {message.id} already exists"):
             async with self._writing(doing, tx, message.tenant_id, atomic=atomic) as conn:
                 return (await self._insert_messages(conn, [message]))[0]
 
@@ -475,9 +474,11 @@ class SqlStore(Store):
         d = self._dialect
         sql = insert_call_sql(d)
         doing = f"saving api call {calls[0].id}" if len(calls) == 1 else f"saving {len(calls)} api calls"
-        taken = f"cannot save api call: a record with id {calls[0].id} already exists" if len(calls) == 1 else (
-            "cannot save api calls: a record with one of their ids already exists"
-        )
+        def taken() -> str:
+            if len(calls) == 1:
+                return f"cannot save api call: a record with id {calls[0].id} already exists"
+            return "cannot save api calls: a record with one of their ids already exists"
+
         with _reworded(taken):
             async with self._writing(doing, tx, calls[0].tenant_id, atomic=len(calls) > 1) as conn:
                 for c in calls:
@@ -687,12 +688,13 @@ class SqlStore(Store):
 
 
 @contextmanager
-def _reworded(text: str) -> Iterator[None]:
-    """A key conflict said in the operation's own words (the driver's text stays the cause)."""
+def _reworded(text: str | Callable[[], str]) -> Iterator[None]:
+    """A key conflict said in the operation's own words (the driver's text stays the cause). The hot
+    paths pass a callable: the words are only worth formatting when there is a conflict."""
     try:
         yield
     except KeyConflict as exc:
-        raise ConflictError(text) from exc.__cause__
+        raise ConflictError(text if isinstance(text, str) else text()) from exc.__cause__
 
 
 def _one(found: list[E]) -> E | None:

@@ -57,7 +57,8 @@ class Table(Generic[E]):
 
     def params(self, entity: E, d: Dialect) -> dict[str, Any]:
         """The entity as the statement parameters of its row."""
-        values = {c: getattr(entity, c) for c in self.columns if c != "nul_escaped"}
+        fields = entity.__dict__  # a pydantic model keeps its field values there: no getattr per column
+        values = {c: fields[c] for c in self.columns if c != "nul_escaped"}
         if "nul_escaped" in self.columns:
             values["content"], values["metadata"], values["nul_escaped"] = d.encode_nul(
                 values["content"], values["metadata"]
