@@ -21,9 +21,13 @@ from ._tables import Kind
 __all__ = ["Dialect", "SqliteDialect", "dumps"]
 
 
+# one encoder: json.dumps with options builds a new one per call, and every JSON column of every row is dumped
+_ENCODE = json.JSONEncoder(ensure_ascii=False, allow_nan=False).encode
+
+
 def dumps(value: Any) -> str:
     """JSON as Python writes it, UTF-8 left as it is."""
-    return json.dumps(value, ensure_ascii=False, allow_nan=False)
+    return _ENCODE(value)
 
 
 def _identity(value: Any) -> Any:

@@ -58,15 +58,11 @@ class Table(Generic[E]):
     def params(self, entity: E, d: Dialect) -> dict[str, Any]:
         """The entity as the statement parameters of its row."""
         fields = entity.__dict__  # a pydantic model keeps its field values there: no getattr per column
-        values = {c: fields[c] for c in self.columns if c != "nul_escaped"}
         if "nul_escaped" in self.columns:
-            values["content"], values["metadata"], values["nul_escaped"] = d.encode_nul(
-                values["content"], values["metadata"]
-            )
-        for c, write in _writers(self, d):
-            if values[c] is not None:
-                values[c] = write(values[c])
-        return values
+            content, metadata, escaped = d.encode_nul(fields["content"], fields["metadata"])
+            fields = fields | {"content": content, "metadata": metadata, "nul_escaped": escaped}
+        # one pass over a plan made once per table and dialect: this runs for every row written
+        return {c: v if (v := fields[c]) is None or w is None else w(v) for c, w in _writers(self, d)}
 
     def load(self, row: Sequence[Any], d: Dialect) -> E:
         """The entity of a row selected with :meth:`cols`."""
@@ -96,11 +92,10 @@ def _readers(table: Table[Any], d: Dialect) -> Converters:
 
 
 @functools.cache
-def _writers(table: Table[Any], d: Dialect) -> Converters:
+def _writers(table: Table[Any], d: Dialect) -> tuple[tuple[str, Callable[[Any], Any] | None], ...]:
+    """Every column with its converter, or None where the value is passed as it is."""
     return tuple(
-        (c, _secret_in if k == "secret" else d.to_db_of[k])
-        for c, k in table.columns.items()
-        if k == "secret" or k in d.to_db_of
+        (c, _secret_in if k == "secret" else d.to_db_of.get(k)) for c, k in table.columns.items()
     )
 
 
