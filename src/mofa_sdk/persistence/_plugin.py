@@ -261,8 +261,9 @@ class PersistencePlugin(EventHandler):
 
     # -- turn hooks ----------------------------------------------------------------------------------
     def _progress(self, turn: Turn) -> _Progress | None:
-        found = turn.state.get(self._key)
-        return found if isinstance(found, _Progress) else None
+        # only before_call writes this key (private to this plugin): no isinstance on a per-delta path
+        found: _Progress | None = turn.state.get(self._key)
+        return found
 
     async def before_call(self, turn: Turn) -> None:
         await self.flush()

@@ -13,8 +13,8 @@ from __future__ import annotations
 import abc
 import functools
 import uuid
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import AbstractAsyncContextManager, contextmanager
+from collections.abc import Callable, Mapping, Sequence
+from contextlib import AbstractAsyncContextManager
 from datetime import datetime, timedelta
 from typing import Any, ClassVar, TypeVar
 
@@ -83,6 +83,13 @@ def save_message_sql(d: Dialect) -> str:
         f"WITH s AS ({_RESERVE_SEQS}) INSERT INTO entity_message ({MESSAGE.cols()})"
         f" SELECT {MESSAGE.values(d, {'seq': 's.last_seq'})} FROM s RETURNING seq"
     )
+
+
+# the statements are few (some built from a where clause), and PostgreSQL's placeholders are a regex away
+@functools.lru_cache(maxsize=1024)
+def driver_sql(d: Dialect, text: str) -> str:
+    """``text`` in ``d``'s form."""
+    return d.sql(text)
 
 
 @functools.cache
@@ -159,7 +166,7 @@ class SqlStore(Store):
         return settle_status(m, self.streaming_lease_seconds)
 
     async def _rows(self, conn: Any, sql: str, params: Mapping[str, Any]) -> list[Row]:
-        return await self._fetch(conn, self._dialect.sql(sql), params)
+        return await self._fetch(conn, driver_sql(self._dialect, sql), params)
 
     async def _select(
         self, table: Table[E], where: str, params: Mapping[str, Any], doing: str, tenant: uuid.UUID | None,
@@ -181,7 +188,7 @@ class SqlStore(Store):
         self, sql: str, params: Mapping[str, Any], doing: str, tenant: uuid.UUID | None, tx: Transaction | None = None
     ) -> int:
         async with self._writing(doing, tx, tenant) as conn:
-            return await self._execute(conn, self._dialect.sql(sql), params)
+            return await self._execute(conn, driver_sql(self._dialect, sql), params)
 
     async def _returning(
         self,
@@ -238,12 +245,21 @@ class SqlStore(Store):
     # -- messages --------------------------------------------------------------------------------------
     async def _insert_messages(self, conn: Any, messages: Sequence[Message]) -> list[Message]:
         d, now = self._dialect, self._now()
-        if len(messages) == 1 and d.seq_in_insert:  # the hot path: one statement, one round trip
+        if len(messages) == 1:  # the hot path (every turn writes this way)
             m = messages[0]
-            rows = await self._fetch(conn, save_message_sql(d), MESSAGE.params(m, d) | {"n": 1, "now": now})
+            row = MESSAGE.params(m, d)
+            if d.seq_in_insert:  # one statement, one round trip
+                rows = await self._fetch(conn, save_message_sql(d), row | {"n": 1, "now": now})
+            else:
+                rows = await self._rows(conn, _RESERVE_SEQS, {
+                    "n": 1, "now": now, "session_id": row["session_id"], "tenant_id": row["tenant_id"]
+                })  # fmt: skip
             if not rows:
                 raise _no_session("save message", m.session_id)
-            return [self._settle(m.model_copy(update={"seq": int(rows[0][0])}))]
+            seq = int(rows[0][0])
+            if not d.seq_in_insert:  # many of one: no rowcount to read, so no cursor (one driver call)
+                await self._execute_many(conn, insert_sql(MESSAGE, d), [row | {"seq": seq}])
+            return [self._settle(m.model_copy(update={"seq": seq}))]
         groups: dict[tuple[uuid.UUID, uuid.UUID], list[int]] = {}
         for i, m in enumerate(messages):
             groups.setdefault((m.tenant_id, m.session_id), []).append(i)
@@ -687,14 +703,23 @@ class SqlStore(Store):
         await self._change(sql, params, f"recording the use of api key {key_id}", None)
 
 
-@contextmanager
-def _reworded(text: str | Callable[[], str]) -> Iterator[None]:
+class _reworded:  # lower case: it reads as a with-statement helper, like contextlib's
     """A key conflict said in the operation's own words (the driver's text stays the cause). The hot
-    paths pass a callable: the words are only worth formatting when there is a conflict."""
-    try:
-        yield
-    except KeyConflict as exc:
-        raise ConflictError(text if isinstance(text, str) else text()) from exc.__cause__
+    paths pass a callable: the words are only worth formatting when there is a conflict. A class, not a
+    generator: it wraps every write."""
+
+    __slots__ = ("text",)
+
+    def __init__(self, text: str | Callable[[], str]) -> None:
+        self.text = text
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: object) -> None:
+        if isinstance(exc, KeyConflict):
+            text = self.text
+            raise ConflictError(text if isinstance(text, str) else text()) from exc.__cause__
 
 
 def _one(found: list[E]) -> E | None:

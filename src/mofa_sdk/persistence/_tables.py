@@ -8,6 +8,7 @@ beyond its kinds (the NUL codec of messages, the encrypted provider key) is done
 from __future__ import annotations
 
 import functools
+import operator
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Generic, Literal, TypeVar
@@ -61,8 +62,13 @@ class Table(Generic[E]):
         if "nul_escaped" in self.columns:
             content, metadata, escaped = d.encode_nul(fields["content"], fields["metadata"])
             fields = fields | {"content": content, "metadata": metadata, "nul_escaped": escaped}
-        # one pass over a plan made once per table and dialect: this runs for every row written
-        return {c: v if (v := fields[c]) is None or w is None else w(v) for c, w in _writers(self, d)}
+        # every column read in one C call, then only the converted ones touched: this runs for every row written
+        getter, converted = _writers(self, d)
+        row = dict(zip(self.columns, getter(fields), strict=True))
+        for c, write in converted:
+            if (v := row[c]) is not None:
+                row[c] = write(v)
+        return row
 
     def load(self, row: Sequence[Any], d: Dialect) -> E:
         """The entity of a row selected with :meth:`cols`."""
@@ -92,11 +98,14 @@ def _readers(table: Table[Any], d: Dialect) -> Converters:
 
 
 @functools.cache
-def _writers(table: Table[Any], d: Dialect) -> tuple[tuple[str, Callable[[Any], Any] | None], ...]:
-    """Every column with its converter, or None where the value is passed as it is."""
-    return tuple(
-        (c, _secret_in if k == "secret" else d.to_db_of.get(k)) for c, k in table.columns.items()
+def _writers(table: Table[Any], d: Dialect) -> tuple[Callable[[Any], tuple[Any, ...]], Converters]:
+    """What reads every column's value at once, and the columns whose values are converted."""
+    converted = tuple(
+        (c, _secret_in if k == "secret" else d.to_db_of[k])
+        for c, k in table.columns.items()
+        if k == "secret" or k in d.to_db_of
     )
+    return operator.itemgetter(*table.columns), converted
 
 
 def _secret_in(value: SecretStr) -> str | None:
