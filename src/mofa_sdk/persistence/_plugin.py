@@ -260,11 +260,6 @@ class PersistencePlugin(EventHandler):
         return list(await store.get_user_sessions(tenant_id, user_id, limit=limit))
 
     # -- turn hooks ----------------------------------------------------------------------------------
-    def _progress(self, turn: Turn) -> _Progress | None:
-        # only before_call writes this key (private to this plugin): no isinstance on a per-delta path
-        found: _Progress | None = turn.state.get(self._key)
-        return found
-
     async def before_call(self, turn: Turn) -> None:
         await self.flush()
         saved = await self._rows.save_message(
@@ -286,7 +281,7 @@ class PersistencePlugin(EventHandler):
         )
 
     async def on_delta(self, turn: Turn, delta: str) -> None:
-        p = self._progress(turn)
+        p: _Progress | None = turn.state.get(self._key)  # set by before_call only
         if p is None:
             return
         first = False
@@ -331,7 +326,7 @@ class PersistencePlugin(EventHandler):
         await self._finish(turn, result)
 
     async def _finish(self, turn: Turn, result: TurnResult) -> None:
-        p = self._progress(turn)
+        p: _Progress | None = turn.state.get(self._key)  # set by before_call only
         if p is None:  # before_call never ran for this plugin
             return
         if p.checkpoint_task is not None:

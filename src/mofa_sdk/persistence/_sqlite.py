@@ -10,10 +10,13 @@ The operations are :class:`~._sql.SqlStore`'s; values are stored as :class:`~._d
 from __future__ import annotations
 
 import asyncio
+import functools
+import operator
+import re
 import sqlite3
 import time
 import uuid
-from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager, contextmanager, suppress
 from pathlib import Path
 from typing import Any
@@ -286,16 +289,19 @@ class SqliteStore(SqlStore):
     # execute_fetchall runs the statement and reads every row in one call on aiosqlite's thread, so a
     # cancelled task never leaves a half-read statement that would block the next COMMIT
     async def _fetch(self, conn: aiosqlite.Connection, sql: str, params: Mapping[str, Any]) -> list[Row]:
-        return list(await conn.execute_fetchall(sql, params))
+        text, pick = _positional(sql)
+        return list(await conn.execute_fetchall(text, pick(params)))
 
     async def _execute(self, conn: aiosqlite.Connection, sql: str, params: Mapping[str, Any]) -> int:
-        async with conn.execute(sql, params) as cur:
+        text, pick = _positional(sql)
+        async with conn.execute(text, pick(params)) as cur:
             return int(cur.rowcount)
 
     async def _execute_many(
         self, conn: aiosqlite.Connection, sql: str, params: Sequence[Mapping[str, Any]]
     ) -> None:
-        await conn.executemany(sql, params)
+        text, pick = _positional(sql)
+        await conn.executemany(text, [pick(p) for p in params])
 
     @asynccontextmanager
     async def _migrating(self) -> AsyncIterator[MigrationStep]:
@@ -319,3 +325,28 @@ def _statements(script: str) -> Iterator[str]:
     rest = script[start:]
     if rest.strip() and sqlite3.complete_statement(rest + ";"):
         yield rest.strip()
+
+
+# a quoted string (left as it is) or a :name placeholder
+_PLACEHOLDER = re.compile(r"'(?:[^']|'')*'|:([A-Za-z_]\w*)")
+Pick = Callable[[Mapping[str, Any]], tuple[Any, ...]]
+
+
+@functools.lru_cache(maxsize=1024)
+def _positional(sql: str) -> tuple[str, Pick]:
+    """``sql`` with ``?`` for each ``:name``, and what picks the values in that order. sqlite3 binds a dict
+    by asking SQLite each placeholder's name and building a string of it to look up, on every execution;
+    a tuple is bound as it is, and the names are read here once per statement."""
+    names: list[str] = []
+
+    def mark(m: re.Match[str]) -> str:
+        if m.group(1) is None:
+            return m.group(0)
+        names.append(m.group(1))
+        return "?"
+
+    text = _PLACEHOLDER.sub(mark, sql)
+    if not names:
+        return text, lambda params: ()
+    get = operator.itemgetter(*names)
+    return text, (lambda params: (get(params),)) if len(names) == 1 else get
