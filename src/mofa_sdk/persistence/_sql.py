@@ -247,9 +247,10 @@ class SqlStore(Store):
         d, now = self._dialect, self._now()
         if len(messages) == 1:  # the hot path (every turn writes this way)
             m = messages[0]
-            row = MESSAGE.params(m, d)
+            row = MESSAGE.params(m, d)  # a new dict: completed in place
             if d.seq_in_insert:  # one statement, one round trip
-                rows = await self._fetch(conn, save_message_sql(d), row | {"n": 1, "now": now})
+                row["n"], row["now"] = 1, now
+                rows = await self._fetch(conn, save_message_sql(d), row)
             else:
                 rows = await self._rows(conn, _RESERVE_SEQS, {
                     "n": 1, "now": now, "session_id": row["session_id"], "tenant_id": row["tenant_id"]
@@ -258,7 +259,8 @@ class SqlStore(Store):
                 raise _no_session("save message", m.session_id)
             seq = int(rows[0][0])
             if not d.seq_in_insert:  # many of one: no rowcount to read, so no cursor (one driver call)
-                await self._execute_many(conn, insert_sql(MESSAGE, d), [row | {"seq": seq}])
+                row["seq"] = seq
+                await self._execute_many(conn, insert_sql(MESSAGE, d), [row])
             return [self._settle(m.model_copy(update={"seq": seq}))]
         groups: dict[tuple[uuid.UUID, uuid.UUID], list[int]] = {}
         for i, m in enumerate(messages):

@@ -58,13 +58,12 @@ class Table(Generic[E]):
 
     def params(self, entity: E, d: Dialect) -> dict[str, Any]:
         """The entity as the statement parameters of its row."""
-        fields = entity.__dict__  # a pydantic model keeps its field values there: no getattr per column
+        # the fields read in one C call (a pydantic model keeps them in its __dict__), then only the converted
+        # columns touched: this runs for every row written
+        names, getter, converted = _writers(self, d)
+        row = dict(zip(names, getter(entity.__dict__), strict=True))
         if "nul_escaped" in self.columns:
-            content, metadata, escaped = d.encode_nul(fields["content"], fields["metadata"])
-            fields = fields | {"content": content, "metadata": metadata, "nul_escaped": escaped}
-        # every column read in one C call, then only the converted ones touched: this runs for every row written
-        getter, converted = _writers(self, d)
-        row = dict(zip(self.columns, getter(fields), strict=True))
+            row["content"], row["metadata"], row["nul_escaped"] = d.encode_nul(row["content"], row["metadata"])
         for c, write in converted:
             if (v := row[c]) is not None:
                 row[c] = write(v)
@@ -98,14 +97,15 @@ def _readers(table: Table[Any], d: Dialect) -> Converters:
 
 
 @functools.cache
-def _writers(table: Table[Any], d: Dialect) -> tuple[Callable[[Any], tuple[Any, ...]], Converters]:
-    """What reads every column's value at once, and the columns whose values are converted."""
+def _writers(table: Table[Any], d: Dialect) -> tuple[tuple[str, ...], Callable[[Any], tuple[Any, ...]], Converters]:
+    """The columns that are fields of the entity, what reads them at once, and the converted columns."""
+    names = tuple(c for c in table.columns if c in table.entity.model_fields)
     converted = tuple(
         (c, _secret_in if k == "secret" else d.to_db_of[k])
         for c, k in table.columns.items()
         if k == "secret" or k in d.to_db_of
     )
-    return operator.itemgetter(*table.columns), converted
+    return names, operator.itemgetter(*names), converted
 
 
 def _secret_in(value: SecretStr) -> str | None:
