@@ -95,10 +95,9 @@ class Dialect:
 
 
 def _sqlite_time(dt: datetime) -> str:
-    d = utc(dt)
-    # explicit widths: strftime's %Y is not zero-padded below year 1000 on every platform
-    date = f"{d.year:04d}-{d.month:02d}-{d.day:02d}"
-    return f"{date}T{d.hour:02d}:{d.minute:02d}:{d.second:02d}.{d.microsecond:06d}Z"
+    # fixed width: isoformat always writes four digits of year and, with this timespec, six of microseconds;
+    # a UTC time ends in "+00:00", written "Z"
+    return utc(dt).isoformat(timespec="microseconds")[:-6] + "Z"
 
 
 class SqliteDialect(Dialect):
