@@ -851,6 +851,28 @@ async def test_nested_transaction_is_a_savepoint(
     assert [m.content for m in await local_store.get_session_messages(tenant, s.id)] == ["outer", "joined"]
 
 
+async def test_a_failed_write_caught_inside_a_transaction_leaves_it_as_it_was(
+    local_store: Any, tenant: uuid.UUID, user: uuid.UUID
+) -> None:
+    # (PostgreSQL aborts the whole transaction on a failed statement: the local stores let it go on)
+    s = await new_session(local_store, tenant, user)
+    async with local_store.transaction() as tx:
+        one = await local_store.save_message(msg(s, "one"), tx=tx)
+        first = await local_store.save_api_call(call(s), tx=tx)
+        with pytest.raises(ConflictError):  # several statements (the seq, then the row)
+            await local_store.save_message(msg(s, "dup", id=one.id), tx=tx)
+        with pytest.raises(ConflictError):  # one statement
+            await local_store.save_api_call(call(s, id=first.id), tx=tx)
+        with pytest.raises(NotFoundError):
+            await local_store.update_session(tenant, uuid.uuid4(), title="nobody", tx=tx)
+        two = await local_store.save_message(msg(s, "two"), tx=tx)
+    assert [(m.content, m.seq) for m in await local_store.get_session_messages(tenant, s.id)] == [
+        ("one", 1), ("two", 2)
+    ]
+    assert two.seq == 2
+    assert [c.id for c in await local_store.query_api_calls(QueryFilter(tenant_id=tenant))] == [first.id]
+
+
 async def test_bad_tx_arguments(local_store: Any, tenant: uuid.UUID, user: uuid.UUID) -> None:
     s = await new_session(local_store, tenant, user)
     with pytest.raises(ConfigError, match="tx"):

@@ -229,13 +229,19 @@ class SqliteStore(SqlStore):
     async def _writing(
         self, what: str, tx: Transaction | None, tenant: uuid.UUID | None, *, atomic: bool = False
     ) -> AsyncIterator[aiosqlite.Connection]:
-        """Every write is atomic here: its own BEGIN IMMEDIATE transaction, or a savepoint inside the open
-        one, so a failed write leaves the database as it was either way."""
+        """Every write is atomic here, so a failed write leaves the database as it was: its own BEGIN
+        IMMEDIATE transaction, or inside the open one a savepoint around an ``atomic`` write (several
+        statements). A single statement needs none: SQLite backs out a failed statement and keeps the
+        transaction, and the two savepoint statements are two more trips to the driver's thread."""
         conn = self._open_conn()
         try:
             if self._joins(tx):
-                async with self._savepoint(conn, what):
-                    yield conn
+                if atomic:
+                    async with self._savepoint(conn, what):
+                        yield conn
+                else:
+                    with _errors(what):
+                        yield conn
                 return
             async with self._lock, self._immediate(conn, what):
                 yield conn
