@@ -21,10 +21,11 @@ GAPS = {
     ),
     "turn_sqlite": (
         "SQLite turn overhead. The floor's statements take tens of µs each; every aiosqlite call is a hop "
-        "to its worker thread and back, and the store adds a SAVEPOINT/RELEASE pair around each write inside "
-        "the reply's transaction (4 extra hops) plus the same model copies as on PostgreSQL. Closing it: run "
-        "the whole write of a turn as one function on the aiosqlite thread (one hop), and no savepoints "
-        "for writes made by the store's own transaction."
+        "to its worker thread and back. Already done: statements bound by position, and no savepoint around "
+        "a one-statement write inside a transaction. Left: the reply's own save inside the turn's "
+        "transaction (the seq, then the row) keeps its SAVEPOINT/RELEASE pair (2 hops), and the same model "
+        "copies as on PostgreSQL. Closing it: run the whole write of a turn as one function on the aiosqlite "
+        "thread (one hop)."
     ),
     "resume": (
         "Resume cost grows with history. The window read is a backward index scan of a few rows and "
