@@ -8,7 +8,6 @@ beyond its kinds (the NUL codec of messages, the encrypted provider key) is done
 from __future__ import annotations
 
 import functools
-import operator
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Generic, Literal, TypeVar
@@ -58,13 +57,12 @@ class Table(Generic[E]):
 
     def params(self, entity: E, d: Dialect) -> dict[str, Any]:
         """The entity as the statement parameters of its row."""
-        # the fields read in one C call (a pydantic model keeps them in its __dict__), then only the converted
-        # columns touched: this runs for every row written
-        names, getter, converted = _writers(self, d)
-        row = dict(zip(names, getter(entity.__dict__), strict=True))
+        # a copy of the field values (a pydantic model keeps them in its __dict__; keys no statement names are
+        # ignored), then only the converted columns touched: this runs for every row written
+        row = entity.__dict__.copy()
         if "nul_escaped" in self.columns:
             row["content"], row["metadata"], row["nul_escaped"] = d.encode_nul(row["content"], row["metadata"])
-        for c, write in converted:
+        for c, write in _writers(self, d):
             if (v := row[c]) is not None:
                 row[c] = write(v)
         return row
@@ -97,15 +95,13 @@ def _readers(table: Table[Any], d: Dialect) -> Converters:
 
 
 @functools.cache
-def _writers(table: Table[Any], d: Dialect) -> tuple[tuple[str, ...], Callable[[Any], tuple[Any, ...]], Converters]:
-    """The columns that are fields of the entity, what reads them at once, and the converted columns."""
-    names = tuple(c for c in table.columns if c in table.entity.model_fields)
-    converted = tuple(
+def _writers(table: Table[Any], d: Dialect) -> Converters:
+    """The columns whose values are converted, with their converters."""
+    return tuple(
         (c, _secret_in if k == "secret" else d.to_db_of[k])
         for c, k in table.columns.items()
         if k == "secret" or k in d.to_db_of
     )
-    return names, operator.itemgetter(*names), converted
 
 
 def _secret_in(value: SecretStr) -> str | None:
