@@ -1,5 +1,6 @@
 """The table spec the SQL stores are written over agrees with the migrations and the entities, and the
-PostgreSQL dialect turns the stores' ``:name`` placeholders into psycopg's, leaving casts and literals alone."""
+stores' ``:name`` placeholders reach each driver in its form (psycopg's ``%(name)s``, SQLite's ``?`` by
+position), leaving casts and literals alone."""
 
 from __future__ import annotations
 
@@ -33,3 +34,14 @@ def test_postgres_placeholders_leave_casts_and_literals_alone() -> None:
     assert DIALECT.sql(sql) == (
         "SELECT 1 WHERE a = %(a)s AND b::text LIKE '%%x' AND c = 'simple'::regconfig AND d = %(d_2)s::uuid"
     )
+
+
+def test_sqlite_binds_by_position_leaving_literals_alone() -> None:
+    from mofa_sdk.persistence._sqlite import _positional
+
+    text, pick = _positional("SELECT ':not_a' WHERE a = :a AND b = 'it''s :x' AND c = :c AND d = :a")
+    assert text == "SELECT ':not_a' WHERE a = ? AND b = 'it''s :x' AND c = ? AND d = ?"
+    assert pick({"a": 1, "c": 2, "unused": 3}) == (1, 2, 1)
+    one, pick_one = _positional("DELETE FROM t WHERE id = :id")
+    assert (one, pick_one({"id": "x"})) == ("DELETE FROM t WHERE id = ?", ("x",))
+    assert _positional("SELECT 1")[1]({"a": 1}) == ()
