@@ -10,16 +10,16 @@ import json
 import uuid
 from collections.abc import Iterator
 from datetime import datetime
-from typing import Any
+from typing import Annotated, Any
 
 import pydantic
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, SecretStr, field_validator
 
 from ._redact import redact_text, redact_url
 from ._validate import INT32_MAX, INT32_MIN, INT64_MAX, check_json, check_key, check_label, check_text
 from ._vocab import PROVIDER_TYPES, ApiCallStatus, MessageRole, MessageStatus, is_local_provider
 from .errors import ValidationError
-from .ids import utc_now, uuid7
+from .ids import as_utc, utc_now, uuid7
 
 __all__ = [
     "PROVIDER_TYPES",
@@ -38,6 +38,9 @@ __all__ = [
     "check_json",
     "check_text",
 ]
+
+#: a time as every store keeps it: UTC, a naive value taken as UTC already (so all stores hand back the same)
+UtcTime = Annotated[datetime, AfterValidator(as_utc)]
 
 
 
@@ -95,8 +98,8 @@ class Message(Entity):
     status: MessageStatus = "complete"
     metadata: dict[str, Any] = Field(default_factory=dict)
     parent_message_id: uuid.UUID | None = None
-    create_time: datetime = Field(default_factory=utc_now)
-    update_time: datetime = Field(default_factory=utc_now)
+    create_time: UtcTime = Field(default_factory=utc_now)
+    update_time: UtcTime = Field(default_factory=utc_now)
 
     @field_validator("content")
     @classmethod
@@ -116,8 +119,8 @@ class Session(Entity):
     agent_id: uuid.UUID | None = None
     title: str | None = None
     metadata: dict[str, Any] = Field(default_factory=dict)
-    create_time: datetime = Field(default_factory=utc_now)
-    update_time: datetime = Field(default_factory=utc_now)
+    create_time: UtcTime = Field(default_factory=utc_now)
+    update_time: UtcTime = Field(default_factory=utc_now)
 
     @field_validator("title")
     @classmethod
@@ -139,8 +142,8 @@ class Provider(Entity):
     api_base: str | None = None
     api_key: SecretStr | None = None
     enabled: bool = True
-    create_time: datetime = Field(default_factory=utc_now)
-    update_time: datetime = Field(default_factory=utc_now)
+    create_time: UtcTime = Field(default_factory=utc_now)
+    update_time: UtcTime = Field(default_factory=utc_now)
 
     @field_validator("provider_name")
     @classmethod
@@ -201,8 +204,8 @@ class Agent(Entity):
     temperature: float | None = Field(default=None, ge=0, le=2)
     stream: bool = True
     thinking: dict[str, Any] | None = None
-    create_time: datetime = Field(default_factory=utc_now)
-    update_time: datetime = Field(default_factory=utc_now)
+    create_time: UtcTime = Field(default_factory=utc_now)
+    update_time: UtcTime = Field(default_factory=utc_now)
 
     @field_validator("agent_code")
     @classmethod
@@ -259,7 +262,7 @@ class LLMApiCall(Entity):
     time_to_first_token_ms: int | None = Field(default=None, ge=0, le=INT32_MAX)
     tokens_per_second: float | None = Field(default=None, ge=0, allow_inf_nan=False)
     provider_response_id: str | None = None
-    create_time: datetime = Field(default_factory=utc_now)
+    create_time: UtcTime = Field(default_factory=utc_now)
 
     @field_validator("error_message", "error_code", "model_name", "provider_response_id")
     @classmethod
@@ -291,8 +294,8 @@ class QueryFilter(Entity):
     agent_id: uuid.UUID | None = None
     status: ApiCallStatus | None = None
     model_name: str | None = None
-    start_time: datetime | None = None
-    end_time: datetime | None = None
+    start_time: UtcTime | None = None
+    end_time: UtcTime | None = None
     offset: int = Field(default=0, ge=0, le=10_000_000)
     limit: int = Field(default=100, ge=1, le=10_000)
 
@@ -338,9 +341,9 @@ class ApiKey(Entity):
     key_hash: str = Field(pattern=r"^[0-9a-f]{64}$", repr=False)
     #: the key's last 4 characters, so that a person can tell keys apart in a list
     key_hint: str = Field(min_length=1, max_length=8)
-    create_time: datetime = Field(default_factory=utc_now)
-    last_used_time: datetime | None = None
-    revoke_time: datetime | None = None
+    create_time: UtcTime = Field(default_factory=utc_now)
+    last_used_time: UtcTime | None = None
+    revoke_time: UtcTime | None = None
 
     @field_validator("name", "key_hint")
     @classmethod

@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 
 from .errors import ConfigError
 
-__all__ = ["NIL_UUID", "parse_uuid", "utc_now", "uuid7"]
+__all__ = ["NIL_UUID", "as_utc", "parse_uuid", "utc_now", "uuid7"]
 
 #: the tenant and user of a program that names none (a single-tenant, single-user default)
 NIL_UUID = uuid.UUID(int=0)
@@ -43,6 +43,11 @@ def uuid7() -> uuid.UUID:
 
 def utc_now() -> datetime:
     return datetime.now(UTC)
+
+
+def as_utc(dt: datetime) -> datetime:
+    """``dt`` in UTC; a naive datetime is taken as UTC already (every stored time is UTC)."""
+    return dt.replace(tzinfo=UTC) if dt.tzinfo is None else dt.astimezone(UTC)
 
 
 def parse_uuid(value: object, what: str) -> uuid.UUID:

@@ -8,7 +8,7 @@ from __future__ import annotations
 import sqlite3
 import uuid
 from collections.abc import Awaitable, Callable
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
@@ -90,6 +90,26 @@ async def test_save_and_get_message_round_trips_every_field(
     assert got is not None
     same(got, saved)
     same(got, m, "seq")
+
+
+async def test_times_come_back_in_utc_whatever_zone_they_were_given_in(
+    store: Store, tenant: uuid.UUID, user: uuid.UUID
+) -> None:
+    s = await new_session(store, tenant, user)
+    naive = datetime(2024, 5, 6, 7, 8, 9, 123456)  # taken as UTC
+    plus_two = datetime(2024, 5, 6, 9, 8, 9, 123456, tzinfo=timezone(timedelta(hours=2)))
+    m = await store.save_message(msg(s, create_time=naive, update_time=plus_two))
+    c = await store.save_api_call(call(s, create_time=plus_two))
+    expected = datetime(2024, 5, 6, 7, 8, 9, 123456, tzinfo=UTC)
+    for got in (m, await store.get_message(tenant, m.id)):
+        assert got is not None
+        assert (got.create_time, got.update_time) == (expected, expected)
+        assert got.create_time.utcoffset() == got.update_time.utcoffset() == timedelta(0)
+    read = await store.get_api_call(tenant, c.id)
+    assert read is not None and read.create_time == expected and read.create_time.utcoffset() == timedelta(0)
+    # a naive bound is UTC too, and compares with the stored times without a TypeError
+    window = QueryFilter(tenant_id=tenant, start_time=naive, end_time=naive + timedelta(microseconds=1))
+    assert [x.id for x in await store.query_api_calls(window)] == [c.id]
 
 
 async def test_seq_is_one_to_n_in_save_order(store: Store, tenant: uuid.UUID, user: uuid.UUID) -> None:

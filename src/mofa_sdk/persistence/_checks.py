@@ -7,21 +7,16 @@ fields, which are checked here the way the entities check them.
 from __future__ import annotations
 
 import uuid
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any, get_args
 
 from ..entities import MessageStatus, Session, check_json, check_text
 from ..errors import ConfigError, ValidationError
 from ._store import Unset
 
-__all__ = ["check_before", "check_message_update", "check_session_update", "utc"]
+__all__ = ["check_before", "check_message_update", "check_session_update"]
 
 _STATUSES = frozenset(get_args(MessageStatus))
-
-
-def utc(dt: datetime) -> datetime:
-    """Naive datetimes are taken as UTC (every stored time is UTC)."""
-    return dt.replace(tzinfo=UTC) if dt.tzinfo is None else dt.astimezone(UTC)
 
 
 def check_message_update(content: str | Unset, status: str | Unset, metadata: Any) -> Any:

@@ -14,7 +14,7 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any, ClassVar
 
-from ._checks import utc
+from ..ids import as_utc
 from ._migrations import SQLITE_COLUMNS_SQL, SQLITE_INDEXES_SQL
 from ._tables import Kind
 
@@ -97,7 +97,7 @@ class Dialect:
 def _sqlite_time(dt: datetime) -> str:
     # fixed width: isoformat always writes four digits of year and, with this timespec, six of microseconds;
     # a UTC time ends in "+00:00", written "Z"
-    return utc(dt).isoformat(timespec="microseconds")[:-6] + "Z"
+    return as_utc(dt).isoformat(timespec="microseconds")[:-6] + "Z"
 
 
 class SqliteDialect(Dialect):
