@@ -44,6 +44,9 @@ async def test_touch_records_last_use(store: Any, tenant: uuid.UUID, user: uuid.
     got = await store.get_api_key_by_hash(k.key_hash)
     assert got.last_used_time == when
     await store.touch_api_key(tenant, uuid.uuid4(), when)  # a key that is gone: no error
+    await store.touch_api_key(tenant, k.id, when.replace(tzinfo=None))  # naive: taken as UTC, handed back in UTC
+    got = await store.get_api_key_by_hash(k.key_hash)
+    assert got.last_used_time == when and got.last_used_time.utcoffset() == timedelta(0)
 
 
 async def test_duplicate_hash_or_id_is_a_conflict_and_writes_nothing(

@@ -12,6 +12,7 @@ from typing import Any, get_args
 
 from ..entities import MessageStatus, Session, check_json, check_text
 from ..errors import ConfigError, ValidationError
+from ..ids import as_utc
 from ._store import Unset
 
 __all__ = ["check_before", "check_message_update", "check_session_update"]
@@ -46,7 +47,7 @@ def check_session_update(tenant_id: uuid.UUID, title: Any, metadata: Any) -> Any
 
 
 def check_before(before: Any) -> datetime:
-    """The cut-off of ``cleanup_old_records``."""
+    """The cut-off of ``cleanup_old_records``, in UTC."""
     if not isinstance(before, datetime):
         raise ConfigError(f"before must be a datetime, got {type(before).__name__}")
-    return before
+    return as_utc(before)

@@ -67,8 +67,8 @@ def matches(call: LLMApiCall, q: QueryFilter) -> bool:
         and (q.agent_id is None or call.agent_id == q.agent_id)
         and (q.status is None or call.status == q.status)
         and (q.model_name is None or call.model_name == q.model_name)
-        and (q.start_time is None or as_utc(call.create_time) >= as_utc(q.start_time))
-        and (q.end_time is None or as_utc(call.create_time) < as_utc(q.end_time))
+        and (q.start_time is None or call.create_time >= q.start_time)
+        and (q.end_time is None or call.create_time < q.end_time)
     )
 
 
@@ -321,7 +321,7 @@ class InMemoryStore(Store):
             n = 0
             now = utc_now()
             for m in self._session_messages(s, tenant_id, session_id):
-                if m.status == "streaming" and as_utc(m.update_time) < cutoff:
+                if m.status == "streaming" and m.update_time < cutoff:
                     s.messages[m.id] = m.model_copy(update={"status": "interrupted", "update_time": now})
                     n += 1
             return n
@@ -350,7 +350,7 @@ class InMemoryStore(Store):
         check_page(offset, limit)
         async with self._access() as s:
             mine = [x for x in s.sessions.values() if x.tenant_id == tenant_id and x.user_id == user_id]
-            mine.sort(key=lambda x: (as_utc(x.update_time), x.id), reverse=True)
+            mine.sort(key=lambda x: (x.update_time, x.id), reverse=True)
             return [_copy(x) for x in mine[offset : offset + limit]]
 
     async def update_session(
@@ -423,7 +423,7 @@ class InMemoryStore(Store):
     async def query_api_calls(self, query: QueryFilter) -> list[LLMApiCall]:
         async with self._access() as s:
             found = [c for c in s.calls.values() if matches(c, query)]
-            found.sort(key=lambda c: (as_utc(c.create_time), c.id), reverse=True)
+            found.sort(key=lambda c: (c.create_time, c.id), reverse=True)
             return [_copy(c) for c in found[query.offset : query.offset + query.limit]]
 
     async def get_statistics(self, query: QueryFilter) -> UsageStatistics:
@@ -431,12 +431,12 @@ class InMemoryStore(Store):
             return statistics_of([c for c in s.calls.values() if matches(c, query)])
 
     async def cleanup_old_records(self, before: datetime, *, tenant_id: uuid.UUID | None = None) -> int:
-        cutoff = as_utc(check_before(before))
+        cutoff = check_before(before)
         async with self._access() as s:
             old = [
                 c.id
                 for c in s.calls.values()
-                if as_utc(c.create_time) < cutoff and (tenant_id is None or c.tenant_id == tenant_id)
+                if c.create_time < cutoff and (tenant_id is None or c.tenant_id == tenant_id)
             ]
             for cid in old:
                 del s.calls[cid]
@@ -607,7 +607,7 @@ class InMemoryStore(Store):
 
     async def list_api_keys(self, tenant_id: uuid.UUID) -> list[ApiKey]:
         found = [k for k in self._keys().values() if k.tenant_id == tenant_id]
-        found.sort(key=lambda k: (as_utc(k.create_time), k.id), reverse=True)
+        found.sort(key=lambda k: (k.create_time, k.id), reverse=True)
         return [k.model_copy(deep=True) for k in found]
 
     async def revoke_api_key(self, tenant_id: uuid.UUID, key_id: uuid.UUID) -> bool:
@@ -622,7 +622,7 @@ class InMemoryStore(Store):
         keys = self._keys()
         found = keys.get(key_id)
         if found is not None and found.tenant_id == tenant_id:
-            keys[key_id] = found.model_copy(update={"last_used_time": used_at})
+            keys[key_id] = found.model_copy(update={"last_used_time": as_utc(used_at)})
 
     async def find_sessions_by_id(
         self, tenant_id: uuid.UUID, user_id: uuid.UUID, fragment: str, *, limit: int = 10
@@ -635,7 +635,7 @@ class InMemoryStore(Store):
                 if x.tenant_id == tenant_id and x.user_id == user_id
                 and (str(x.id).startswith(frag) or str(x.id).endswith(frag))
             ]  # fmt: skip
-            found.sort(key=lambda x: (as_utc(x.update_time), x.id), reverse=True)
+            found.sort(key=lambda x: (x.update_time, x.id), reverse=True)
             return [_copy(x) for x in found[:limit]]
 
     async def search_messages(
@@ -650,5 +650,5 @@ class InMemoryStore(Store):
                 if m.session_id in mine and m.tenant_id == tenant_id
                 and set(words) <= set(re.findall(r"\w+", m.content.casefold()))
             ]  # fmt: skip
-            found.sort(key=lambda m: (as_utc(m.create_time), m.id), reverse=True)
+            found.sort(key=lambda m: (m.create_time, m.id), reverse=True)
             return [self._settle(m) for m in found[:limit]]
