@@ -43,7 +43,6 @@ __all__ = [
 UtcTime = Annotated[datetime, AfterValidator(as_utc)]
 
 
-
 def _no_nul_json(value: Any, field: str) -> Any:
     """JSON columns other than message metadata refuse U+0000 on every store (PostgreSQL cannot turn a
     ``\\u0000`` escape into text, so plain SQL such as ``->>`` would fail on the row)."""
