@@ -1139,3 +1139,41 @@ async def test_a_taken_message_or_call_id_is_worded_alike(store: Store, tenant: 
     with pytest.raises(ConflictError, match=f"cannot save api call: a record with id {c.id} already exists"):
         await store.save_api_call(call(s, id=c.id))
     assert await store.count_session_messages(tenant, s.id) == 1
+
+
+@pytest.mark.parametrize("kind", ["sqlite", "postgres"])
+async def test_a_database_error_says_what_was_being_done_with_its_ids(
+    kind: str, request: pytest.FixtureRequest, sqlite_path: Path, tenant: uuid.UUID, user: uuid.UUID
+) -> None:
+    # the words are formatted only when an error needs them: they must still be there then
+    from mofa_sdk.errors import PersistenceError
+
+    if kind == "postgres":
+        import psycopg
+
+        from mofa_sdk.persistence import PostgresStore
+
+        url = request.getfixturevalue("fresh_pg_url")
+        store: Any = await PostgresStore.connect(url)
+    else:
+        store = await SqliteStore.connect(f"sqlite:///{sqlite_path}")
+    try:
+        s = await new_session(store, tenant, user)
+        if kind == "postgres":
+            with psycopg.connect(url, autocommit=True) as conn:
+                conn.execute("DROP TABLE entity_api_call, entity_message CASCADE")
+        else:
+            with sqlite3.connect(sqlite_path) as conn:
+                conn.executescript(
+                    "DROP TABLE entity_message_fts; DROP TABLE entity_api_call; DROP TABLE entity_message;"
+                )
+        m = msg(s)
+        with pytest.raises(PersistenceError, match=f"saving message {m.id} in session {s.id}"):
+            await store.save_message(m)
+        c = call(s)
+        with pytest.raises(PersistenceError, match=f"saving api call {c.id}"):
+            await store.save_api_call(c)
+        with pytest.raises(PersistenceError, match=f"reading the messages of session {s.id}"):
+            await store.get_session_messages(tenant, s.id)
+    finally:
+        await store.close()

@@ -40,7 +40,7 @@ from ..errors import (
 from ..ids import parse_uuid, utc_now
 from . import _postgres_sql as q
 from ._codec import decode_row, encode_row
-from ._sql import KeyConflict, MigrationStep, Row, SqlStore
+from ._sql import Doing, KeyConflict, MigrationStep, Row, SqlStore
 from ._store import Transaction, Unset, schema_fallback
 
 __all__ = ["PostgresStore"]
@@ -323,7 +323,7 @@ class PostgresStore(SqlStore):
         return self._pool.get_stats()
 
     # -- errors and connections ----------------------------------------------------------------------
-    def _wrap(self, exc: psycopg.Error, doing: str) -> MofaError:
+    def _wrap(self, exc: psycopg.Error, doing: Doing) -> MofaError:
         detail = self._target.clean(str(exc).strip()) or type(exc).__name__
         if isinstance(exc, PoolClosed):
             return PersistenceError(f"{doing}: the store is closed")
@@ -355,7 +355,7 @@ class PostgresStore(SqlStore):
 
     @asynccontextmanager
     async def _conn(
-        self, tx: Transaction | None, doing: str, *, atomic: bool = False, tenant: uuid.UUID | None = None
+        self, tx: Transaction | None, doing: Doing, *, atomic: bool = False, tenant: uuid.UUID | None = None
     ) -> AsyncIterator[Conn]:
         """A connection for one operation: ``tx`` when given, else one from the pool (autocommit).
         Every driver error raised inside becomes a mofa error saying what was being done.
@@ -388,11 +388,11 @@ class PostgresStore(SqlStore):
         except psycopg.Error as exc:
             raise self._wrap(exc, doing) from exc
 
-    def _reading(self, doing: str, tenant: uuid.UUID | None) -> AbstractAsyncContextManager[Conn]:
+    def _reading(self, doing: Doing, tenant: uuid.UUID | None) -> AbstractAsyncContextManager[Conn]:
         return self._conn(None, doing, tenant=tenant)
 
     def _writing(
-        self, doing: str, tx: Transaction | None, tenant: uuid.UUID | None, *, atomic: bool = False
+        self, doing: Doing, tx: Transaction | None, tenant: uuid.UUID | None, *, atomic: bool = False
     ) -> AbstractAsyncContextManager[Conn]:
         return self._conn(tx, doing, atomic=atomic, tenant=tenant)
 

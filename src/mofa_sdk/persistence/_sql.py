@@ -49,12 +49,29 @@ from ._store import (
 )
 from ._tables import AGENT, API_KEY, CALL, MESSAGE, PROVIDER, SESSION, Kind, Table
 
-__all__ = ["KeyConflict", "Row", "SqlStore"]
+__all__ = ["Doing", "KeyConflict", "Row", "SqlStore", "Words"]
 
 E = TypeVar("E", bound=Entity)
 Row = Sequence[Any]
 #: opens one migration's transaction (under the lock that serialises migrating processes)
 MigrationStep = Callable[[str], AbstractAsyncContextManager[Any]]
+
+
+class Words:
+    """Words formatted only when printed. What an operation is doing names its ids, every read and write
+    carries it, and only an error message needs it."""
+
+    __slots__ = ("_make",)
+
+    def __init__(self, make: Callable[[], str]) -> None:
+        self._make = make
+
+    def __str__(self) -> str:
+        return self._make()
+
+
+#: what an operation is doing, for its error messages
+Doing = str | Words
 
 
 class KeyConflict(ConflictError):
@@ -114,12 +131,12 @@ class SqlStore(Store):
 
     # -- what a driver provides ------------------------------------------------------------------------
     @abc.abstractmethod
-    def _reading(self, doing: str, tenant: uuid.UUID | None) -> AbstractAsyncContextManager[Any]:
+    def _reading(self, doing: Doing, tenant: uuid.UUID | None) -> AbstractAsyncContextManager[Any]:
         """A connection to read with; driver errors inside become mofa errors saying what was being ``doing``."""
 
     @abc.abstractmethod
     def _writing(
-        self, doing: str, tx: Transaction | None, tenant: uuid.UUID | None, *, atomic: bool = False
+        self, doing: Doing, tx: Transaction | None, tenant: uuid.UUID | None, *, atomic: bool = False
     ) -> AbstractAsyncContextManager[Any]:
         """A connection to write with: ``tx`` when given (joining the caller's transaction), else the store's
         own. ``atomic``: the statements inside commit or roll back together."""
@@ -169,7 +186,7 @@ class SqlStore(Store):
         return await self._fetch(conn, driver_sql(self._dialect, sql), params)
 
     async def _select(
-        self, table: Table[E], where: str, params: Mapping[str, Any], doing: str, tenant: uuid.UUID | None,
+        self, table: Table[E], where: str, params: Mapping[str, Any], doing: Doing, tenant: uuid.UUID | None,
         tail: str = "",
     ) -> list[E]:  # fmt: skip
         async with self._reading(doing, tenant) as conn:
@@ -181,11 +198,11 @@ class SqlStore(Store):
         ``flag`` is true), in the table's list order."""
         where = "tenant_id = :tenant_id" + "".join(f" AND {c} = :{c}" for c in equal) + (flag and f" AND {flag}")
         params = {c: self._dialect.to_db(table.columns[c], v) for c, v in equal.items()}
-        doing = f"reading the {table.entity.__name__.lower()}s of tenant {tenant_id}"
+        doing = Words(lambda: f"reading the {table.entity.__name__.lower()}s of tenant {tenant_id}")
         return await self._select(table, where, params | self._keys(tenant_id=tenant_id), doing, tenant_id, table.order)
 
     async def _change(
-        self, sql: str, params: Mapping[str, Any], doing: str, tenant: uuid.UUID | None, tx: Transaction | None = None
+        self, sql: str, params: Mapping[str, Any], doing: Doing, tenant: uuid.UUID | None, tx: Transaction | None = None
     ) -> int:
         async with self._writing(doing, tx, tenant) as conn:
             return await self._execute(conn, driver_sql(self._dialect, sql), params)
@@ -195,7 +212,7 @@ class SqlStore(Store):
         table: Table[E],
         sql: str,
         params: Mapping[str, Any],
-        doing: str,
+        doing: Doing,
         tenant: uuid.UUID,
         tx: Transaction | None = None,
     ) -> E | None:
@@ -280,7 +297,7 @@ class SqlStore(Store):
         return [self._settle(m) for m in saved]
 
     async def save_message(self, message: Message, *, tx: Transaction | None = None) -> Message:
-        doing = f"saving message {message.id} in session {message.session_id}"
+        doing = Words(lambda: f"saving message {message.id} in session {message.session_id}")
         atomic = not self._dialect.seq_in_insert
         with _reworded(lambda: f"cannot save message: a message with id {message.id} already exists"):
             async with self._writing(doing, tx, message.tenant_id, atomic=atomic) as conn:
@@ -331,7 +348,7 @@ class SqlStore(Store):
         self, tenant_id: uuid.UUID, session_id: uuid.UUID, tail: str, **page: int
     ) -> list[Message]:
         params = self._keys(session_id=session_id, tenant_id=tenant_id) | page
-        doing = f"reading the messages of session {session_id}"
+        doing = Words(lambda: f"reading the messages of session {session_id}")
         return [self._settle(m) for m in await self._select(MESSAGE, _IN_SESSION, params, doing, tenant_id, tail)]
 
     async def get_session_messages(self, tenant_id: uuid.UUID, session_id: uuid.UUID) -> list[Message]:
@@ -491,7 +508,7 @@ class SqlStore(Store):
     async def _insert_calls(self, calls: Sequence[LLMApiCall], tx: Transaction | None) -> list[LLMApiCall]:
         d = self._dialect
         sql = insert_call_sql(d)
-        doing = f"saving api call {calls[0].id}" if len(calls) == 1 else f"saving {len(calls)} api calls"
+        doing = Words(lambda: f"saving api call {calls[0].id}" if len(calls) == 1 else f"saving {len(calls)} api calls")
         def taken() -> str:
             if len(calls) == 1:
                 return f"cannot save api call: a record with id {calls[0].id} already exists"

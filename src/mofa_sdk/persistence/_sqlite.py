@@ -32,7 +32,7 @@ from ..errors import (
 )
 from ._dialect import SqliteDialect
 from ._local_tx import LocalTransaction, current, entered, joins
-from ._sql import KeyConflict, MigrationStep, Row, SqlStore
+from ._sql import Doing, KeyConflict, MigrationStep, Row, SqlStore
 from ._sqlite_thread import open_connection
 from ._store import Transaction
 
@@ -79,7 +79,7 @@ def _try_open(path: str) -> None:
 
 
 @contextmanager
-def _errors(what: str) -> Iterator[None]:
+def _errors(what: Doing) -> Iterator[None]:
     """SQLite's exceptions as mofa_sdk errors that say what was being done."""
     try:
         yield
@@ -212,7 +212,7 @@ class SqliteStore(SqlStore):
         )
 
     @asynccontextmanager
-    async def _reading(self, what: str, tenant: uuid.UUID | None) -> AsyncIterator[aiosqlite.Connection]:
+    async def _reading(self, what: Doing, tenant: uuid.UUID | None) -> AsyncIterator[aiosqlite.Connection]:
         conn = self._open_conn()
         try:
             if self._current() is not None:
@@ -223,11 +223,11 @@ class SqliteStore(SqlStore):
                 with _errors(what):
                     yield conn
         except _MissingSchema as exc:  # asked once the lock is free: the diagnosis reads the database
-            raise await self.schema_error(what, str(exc)) from exc.__cause__
+            raise await self.schema_error(str(what), str(exc)) from exc.__cause__
 
     @asynccontextmanager
     async def _writing(
-        self, what: str, tx: Transaction | None, tenant: uuid.UUID | None, *, atomic: bool = False
+        self, what: Doing, tx: Transaction | None, tenant: uuid.UUID | None, *, atomic: bool = False
     ) -> AsyncIterator[aiosqlite.Connection]:
         """Every write is atomic here, so a failed write leaves the database as it was: its own BEGIN
         IMMEDIATE transaction, or inside the open one a savepoint around an ``atomic`` write (several
@@ -246,10 +246,10 @@ class SqliteStore(SqlStore):
             async with self._lock, self._immediate(conn, what):
                 yield conn
         except _MissingSchema as exc:
-            raise await self.schema_error(what, str(exc)) from exc.__cause__
+            raise await self.schema_error(str(what), str(exc)) from exc.__cause__
 
     @asynccontextmanager
-    async def _savepoint(self, conn: aiosqlite.Connection, what: str) -> AsyncIterator[None]:
+    async def _savepoint(self, conn: aiosqlite.Connection, what: Doing) -> AsyncIterator[None]:
         # a name of its own: undoing one that was never made then fails harmlessly, never hits an outer one
         self._savepoints += 1
         name = f"mofa_sp_{self._savepoints}"
@@ -265,7 +265,7 @@ class SqliteStore(SqlStore):
             await conn.execute(f"RELEASE {name}")
 
     @asynccontextmanager
-    async def _immediate(self, conn: aiosqlite.Connection, what: str) -> AsyncIterator[None]:
+    async def _immediate(self, conn: aiosqlite.Connection, what: Doing) -> AsyncIterator[None]:
         # IMMEDIATE takes the write lock up front: two writers never both hold read locks and deadlock.
         # BEGIN is inside the try: if this task is cancelled while BEGIN is queued, the ROLLBACK follows it.
         try:
