@@ -268,17 +268,15 @@ class SqlStore(Store):
             if d.seq_in_insert:  # one statement, one round trip
                 row["n"], row["now"] = 1, now
                 rows = await self._fetch(conn, save_message_sql(d), row)
-            else:
-                rows = await self._rows(conn, _RESERVE_SEQS, {
-                    "n": 1, "now": now, "session_id": row["session_id"], "tenant_id": row["tenant_id"]
-                })  # fmt: skip
+            else:  # the seq, then the row: a many of one has no rowcount to read, so no cursor to close
+                keys = {"session_id": row["session_id"], "tenant_id": row["tenant_id"]}
+                rows = await self._rows(conn, _RESERVE_SEQS, {"n": 1, "now": now, **keys})
+                if rows:
+                    row["seq"] = rows[0][0]
+                    await self._execute_many(conn, insert_sql(MESSAGE, d), [row])
             if not rows:
                 raise _no_session("save message", m.session_id)
-            seq = int(rows[0][0])
-            if not d.seq_in_insert:  # many of one: no rowcount to read, so no cursor (one driver call)
-                row["seq"] = seq
-                await self._execute_many(conn, insert_sql(MESSAGE, d), [row])
-            return [self._settle(m.model_copy(update={"seq": seq}))]
+            return [self._settle(m.model_copy(update={"seq": int(rows[0][0])}))]
         groups: dict[tuple[uuid.UUID, uuid.UUID], list[int]] = {}
         for i, m in enumerate(messages):
             groups.setdefault((m.tenant_id, m.session_id), []).append(i)
@@ -299,7 +297,7 @@ class SqlStore(Store):
     async def save_message(self, message: Message, *, tx: Transaction | None = None) -> Message:
         doing = Words(lambda: f"saving message {message.id} in session {message.session_id}")
         atomic = not self._dialect.seq_in_insert
-        with _reworded(lambda: f"cannot save message: a message with id {message.id} already exists"):
+        with _reworded(Words(lambda: f"cannot save message: a message with id {message.id} already exists")):
             async with self._writing(doing, tx, message.tenant_id, atomic=atomic) as conn:
                 return (await self._insert_messages(conn, [message]))[0]
 
@@ -508,12 +506,12 @@ class SqlStore(Store):
     async def _insert_calls(self, calls: Sequence[LLMApiCall], tx: Transaction | None) -> list[LLMApiCall]:
         d = self._dialect
         sql = insert_call_sql(d)
-        doing = Words(lambda: f"saving api call {calls[0].id}" if len(calls) == 1 else f"saving {len(calls)} api calls")
-        def taken() -> str:
-            if len(calls) == 1:
-                return f"cannot save api call: a record with id {calls[0].id} already exists"
-            return "cannot save api calls: a record with one of their ids already exists"
-
+        if len(calls) == 1:
+            doing = Words(lambda: f"saving api call {calls[0].id}")
+            taken: Doing = Words(lambda: f"cannot save api call: a record with id {calls[0].id} already exists")
+        else:
+            doing = Words(lambda: f"saving {len(calls)} api calls")
+            taken = "cannot save api calls: a record with one of their ids already exists"
         with _reworded(taken):
             async with self._writing(doing, tx, calls[0].tenant_id, atomic=len(calls) > 1) as conn:
                 for c in calls:
@@ -724,12 +722,12 @@ class SqlStore(Store):
 
 class _reworded:  # lower case: it reads as a with-statement helper, like contextlib's
     """A key conflict said in the operation's own words (the driver's text stays the cause). The hot
-    paths pass a callable: the words are only worth formatting when there is a conflict. A class, not a
-    generator: it wraps every write."""
+    paths pass :class:`Words`: only a conflict needs them formatted. A class, not a generator: it wraps
+    every write."""
 
     __slots__ = ("text",)
 
-    def __init__(self, text: str | Callable[[], str]) -> None:
+    def __init__(self, text: Doing) -> None:
         self.text = text
 
     def __enter__(self) -> None:
@@ -737,8 +735,7 @@ class _reworded:  # lower case: it reads as a with-statement helper, like contex
 
     def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: object) -> None:
         if isinstance(exc, KeyConflict):
-            text = self.text
-            raise ConflictError(text if isinstance(text, str) else text()) from exc.__cause__
+            raise ConflictError(str(self.text)) from exc.__cause__
 
 
 def _one(found: list[E]) -> E | None:
