@@ -34,6 +34,8 @@ __all__ = [
     "Provider",
     "QueryFilter",
     "Session",
+    "SessionSettings",
+    "SettingsChange",
     "UsageStatistics",
     "check_json",
     "check_text",
@@ -109,6 +111,32 @@ class Message(Entity):
     @classmethod
     def _metadata(cls, v: dict[str, Any]) -> dict[str, Any]:
         return check_json(v, "metadata")  # type: ignore[no-any-return]
+
+
+class SessionSettings(Entity):
+    """How a session is answered, recorded on the session when it starts and whenever a turn changes it, so
+    that it resumes the same way through the library, ``mofa chat`` and ``mofa serve``."""
+
+    #: the agent row's code (None: no agent row; the default provider answers)
+    agent: str | None = None
+    #: which provider answered, as a label ("local SmolLM2-135M-Instruct-Q8_0.gguf", "openai-compatible URL"
+    #: without credentials): a recorded model is only restored on the provider it came from
+    provider: str | None = None
+    model: str | None = None
+    #: past rounds sent (None: all)
+    window: int | None = Field(default=None, ge=0)
+    system_prompt: str | None = None
+    #: the cap on each reply's tokens (None: the provider's own default)
+    max_tokens: int | None = Field(default=None, gt=0)
+
+
+class SettingsChange(Entity):
+    """One setting a resumed session was given anew: when, which, from what, to what."""
+
+    at: UtcTime = Field(default_factory=utc_now)
+    key: str
+    old: Any = None
+    new: Any = None
 
 
 class Session(Entity):
