@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 from ._agent import LLMAgent
 from ._builder import LLMAgentBuilder, default_provider
 from ._hooks import EventHandler, SessionBackend, SessionInfo
+from ._messages import ContentPart, ImagePart, TextPart, ToolCall, ToolResult, check_tool_sequence
 from ._provider import ChatParams, Finish, LLMProvider, ProviderEvent, StreamStarted, TextDelta, UsageReport
 from ._scripted import ScriptedProvider
 from ._stream import ChatStream
@@ -25,8 +26,10 @@ __all__ = [
     "ChatMessage",
     "ChatParams",
     "ChatStream",
+    "ContentPart",
     "EventHandler",
     "Finish",
+    "ImagePart",
     "LLMAgent",
     "LLMAgentBuilder",
     "LLMProvider",
@@ -39,10 +42,14 @@ __all__ = [
     "StreamLimits",
     "StreamStarted",
     "TextDelta",
+    "TextPart",
+    "ToolCall",
+    "ToolResult",
     "Turn",
     "TurnResult",
     "Usage",
     "UsageReport",
+    "check_tool_sequence",
     "default_provider",
     "find_default_model",
     "select_window",
