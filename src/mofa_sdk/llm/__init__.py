@@ -15,6 +15,7 @@ from ._messages import ContentPart, ImagePart, TextPart, ToolCall, ToolResult, c
 from ._provider import ChatParams, Finish, LLMProvider, ProviderEvent, StreamStarted, TextDelta, UsageReport
 from ._scripted import ScriptedProvider
 from ._stream import ChatStream
+from ._toolcalls import ToolCallAccumulator, ToolCallArgumentsDelta, ToolCallFinished, ToolCallStarted
 from ._types import ChatMessage, StreamLimits, Turn, TurnResult, Usage
 from ._window import select_window, trim_history
 
@@ -44,6 +45,10 @@ __all__ = [
     "TextDelta",
     "TextPart",
     "ToolCall",
+    "ToolCallAccumulator",
+    "ToolCallArgumentsDelta",
+    "ToolCallFinished",
+    "ToolCallStarted",
     "ToolResult",
     "Turn",
     "TurnResult",

@@ -6,6 +6,7 @@ from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
+from ._toolcalls import ToolCallArgumentsDelta, ToolCallFinished, ToolCallStarted
 from ._types import ChatMessage, Usage
 
 __all__ = [
@@ -15,6 +16,9 @@ __all__ = [
     "ProviderEvent",
     "StreamStarted",
     "TextDelta",
+    "ToolCallArgumentsDelta",
+    "ToolCallFinished",
+    "ToolCallStarted",
     "UsageReport",
 ]
 
@@ -55,7 +59,9 @@ class Finish:
     response_id: str | None = None
 
 
-ProviderEvent = StreamStarted | TextDelta | UsageReport | Finish
+ProviderEvent = (
+    StreamStarted | TextDelta | ToolCallStarted | ToolCallArgumentsDelta | ToolCallFinished | UsageReport | Finish
+)
 
 
 @runtime_checkable
