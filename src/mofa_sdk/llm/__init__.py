@@ -16,6 +16,7 @@ from ._provider import ChatParams, Finish, LLMProvider, ProviderEvent, StreamSta
 from ._scripted import ScriptedProvider
 from ._stream import ChatStream
 from ._toolcalls import ToolCallAccumulator, ToolCallArgumentsDelta, ToolCallFinished, ToolCallStarted
+from ._tools import Tool, tool
 from ._types import ChatMessage, StreamLimits, Turn, TurnResult, Usage
 from ._window import select_window, trim_history
 
@@ -44,6 +45,7 @@ __all__ = [
     "StreamStarted",
     "TextDelta",
     "TextPart",
+    "Tool",
     "ToolCall",
     "ToolCallAccumulator",
     "ToolCallArgumentsDelta",
@@ -58,6 +60,7 @@ __all__ = [
     "default_provider",
     "find_default_model",
     "select_window",
+    "tool",
     "trim_history",
 ]
 
