@@ -16,7 +16,7 @@ from ._provider import ChatParams, Finish, LLMProvider, ProviderEvent, StreamSta
 from ._scripted import ScriptedProvider
 from ._stream import ChatStream
 from ._toolcalls import ToolCallAccumulator, ToolCallArgumentsDelta, ToolCallFinished, ToolCallStarted
-from ._tools import Tool, tool
+from ._tools import Tool, ToolSpec, tool
 from ._types import ChatMessage, StreamLimits, Turn, TurnResult, Usage
 from ._window import select_window, trim_history
 
@@ -52,6 +52,7 @@ __all__ = [
     "ToolCallFinished",
     "ToolCallStarted",
     "ToolResult",
+    "ToolSpec",
     "Turn",
     "TurnResult",
     "Usage",

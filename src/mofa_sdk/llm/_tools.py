@@ -27,7 +27,7 @@ from pydantic_core import PydanticSerializationError
 from ..errors import ConfigError, ToolArgumentsError
 from ._messages import ToolCall, ToolResult
 
-__all__ = ["Tool", "tool"]
+__all__ = ["Tool", "ToolSpec", "tool"]
 
 #: the name rule of OpenAI's function calling (and most servers copying it)
 _NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
@@ -40,13 +40,36 @@ _VALUES = frozenset({"default", "const", "enum", "examples"})
 
 
 @dataclass(frozen=True, slots=True)
-class Tool:
-    """A function the model may call: ``name``, ``description`` and ``parameters`` (a JSON schema object)
-    are what the model sees; ``function`` is what runs. Build one with :meth:`from_function` or :func:`tool`."""
+class ToolSpec:
+    """What the model is told of a tool: its ``name``, ``description`` and ``parameters`` (a JSON schema
+    object). Enough for a request (``ChatParams.tools``) when the caller runs the tools itself; a
+    :class:`Tool` is a spec with the function that runs."""
 
     name: str
     description: str
     parameters: dict[str, Any]
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.name, str) or not _NAME.match(self.name):
+            raise ConfigError(f"a tool name must be 1-64 letters, digits, '_' or '-', got {self.name!r}")
+        if not isinstance(self.description, str):
+            raise ConfigError(f"tool {self.name}: the description must be a str")
+        if not isinstance(self.parameters, dict) or self.parameters.get("type") != "object":
+            raise ConfigError(f"tool {self.name}: parameters must be a JSON schema of type 'object'")
+
+    def openai_schema(self) -> dict[str, Any]:
+        """The entry for OpenAI's ``tools=[...]``: ``{"type": "function", "function": {...}}``."""
+        function: dict[str, Any] = {"name": self.name, "parameters": self.parameters}
+        if self.description:
+            function["description"] = self.description
+        return {"type": "function", "function": function}
+
+
+@dataclass(frozen=True, slots=True)
+class Tool(ToolSpec):
+    """A function the model may call: the spec the model sees, and ``function``, what runs. Build one with
+    :meth:`from_function` or :func:`tool`."""
+
     function: Callable[..., Any]
     is_async: bool
     _model: type[BaseModel]
@@ -101,13 +124,6 @@ class Tool:
         if description is None:
             description = summary
         return cls(name, description, schema, function, _is_async(function), model, tuple(names))
-
-    def openai_schema(self) -> dict[str, Any]:
-        """The entry for OpenAI's ``tools=[...]``: ``{"type": "function", "function": {...}}``."""
-        function: dict[str, Any] = {"name": self.name, "parameters": self.parameters}
-        if self.description:
-            function["description"] = self.description
-        return {"type": "function", "function": function}
 
     def validate_arguments(self, arguments: str | ToolCall) -> dict[str, Any]:
         """The keyword arguments for the function from a call's JSON text (blank text is ``{}``, what some
