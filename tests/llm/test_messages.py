@@ -18,6 +18,8 @@ from mofa_sdk.llm import (
     check_tool_sequence,
 )
 from mofa_sdk.llm._boundary import check_request
+from mofa_sdk.llm._messages import parts_from_json, parts_to_json, tool_calls_from_json, tool_calls_to_json
+from mofa_sdk.llm._tokens import message_tokens
 
 CALL = ToolCall("call_1", "get_weather", '{"city": "Paris"}')
 
@@ -135,3 +137,32 @@ def test_a_valid_tool_sequence_passes() -> None:
 def test_invalid_tool_sequences_are_named(edit: Any, words: str) -> None:
     with pytest.raises(ValidationError, match=words):
         check_tool_sequence(edit(_valid()))
+
+
+def test_stored_json_round_trips_exactly() -> None:
+    calls = (ToolCall("c1", "f", '{ "a" :1 }'), ToolCall("c2", "g", '{"cut": "mid'), ToolCall("c3", "h", "{}"))
+    assert tool_calls_from_json(tool_calls_to_json(calls)) == calls
+    parts = (TextPart("é ✓"), ImagePart("data:image/png;base64,AA==", detail="high"), ImagePart("https://x/y.png"))
+    assert parts_from_json(parts_to_json(parts)) == parts
+    assert tool_calls_from_json("[]") == () == parts_from_json("[]")
+
+
+@pytest.mark.parametrize("text", ["nope", "{}", '[{"id": "c"}]', '[{"id": "c", "name": "f", "arguments": 1}]'])
+def test_stored_tool_calls_that_are_not_what_was_written_are_refused(text: str) -> None:
+    with pytest.raises(ValidationError, match=r"stored tool calls|arguments of tool call"):
+        tool_calls_from_json(text)
+
+
+@pytest.mark.parametrize("text", ['[{"type": "audio"}]', '[{"type": "image"}]', "[1]", '{"type": "text"}'])
+def test_stored_parts_that_are_not_what_was_written_are_refused(text: str) -> None:
+    with pytest.raises(ValidationError, match="stored input parts"):
+        parts_from_json(text)
+
+
+def test_token_estimates_count_tool_calls_and_results() -> None:
+    plain = message_tokens(ChatMessage("assistant", ""))
+    call = ToolCall("c", "f", '{"x": "' + "y" * 400 + '"}')
+    with_call = message_tokens(ChatMessage("assistant", "", tool_calls=(call,)))
+    assert plain == 0 and with_call > 100
+    result = ChatMessage("tool", "abcd", tool_call_id="call_123")
+    assert message_tokens(result) > message_tokens(ChatMessage("user", "abcd"))

@@ -11,7 +11,7 @@ import pytest
 from pydantic import BaseModel, Field
 
 from mofa_sdk.errors import ConfigError, ToolArgumentsError
-from mofa_sdk.llm import Tool, ToolCall, ToolResult, tool
+from mofa_sdk.llm import Tool, ToolCall, ToolResult, ToolSpec, tool
 
 
 class Unit(enum.Enum):
@@ -169,3 +169,15 @@ async def test_call_runs_sync_and_async_functions_and_run_turns_failures_into_er
     assert failed == ToolResult("c", "tool fail failed: RuntimeError: disk full", is_error=True)
     bad = await tool(add).run(ToolCall("c", "add", '{"a": "x"}'))
     assert bad.is_error and "a: Input should be a valid integer" in bad.content
+
+
+def test_a_spec_from_an_openai_tools_entry() -> None:
+    parameters = {"type": "object", "properties": {"q": {"type": "string"}}}
+    entry = {"type": "function", "function": {"name": "lookup", "description": "Find.", "parameters": parameters}}
+    spec = ToolSpec.from_openai(entry)
+    assert (spec.name, spec.description) == ("lookup", "Find.") and spec.openai_schema() == entry
+    assert ToolSpec.from_openai({"type": "function", "function": {"name": "now"}}).parameters["type"] == "object"
+    bad: object
+    for bad in ({"type": "custom", "custom": {}}, {"type": "function", "function": {"name": "a b"}}, []):
+        with pytest.raises(ConfigError):
+            ToolSpec.from_openai(bad)

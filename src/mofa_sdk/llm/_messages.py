@@ -14,7 +14,18 @@ from typing import Any, Literal, Protocol
 
 from ..errors import ToolArgumentsError, ValidationError
 
-__all__ = ["ContentPart", "ImagePart", "TextPart", "ToolCall", "ToolResult", "check_tool_sequence"]
+__all__ = [
+    "ContentPart",
+    "ImagePart",
+    "TextPart",
+    "ToolCall",
+    "ToolResult",
+    "check_tool_sequence",
+    "parts_from_json",
+    "parts_to_json",
+    "tool_calls_from_json",
+    "tool_calls_to_json",
+]
 
 _IMAGE_SCHEMES = ("http://", "https://", "data:")
 
@@ -108,6 +119,62 @@ class ImagePart:
 
 
 ContentPart = TextPart | ImagePart
+
+
+# -- JSON for a stored row's columns: exact round trips, so the store needs no schema of its own ---------------
+
+
+def tool_calls_to_json(calls: Sequence[ToolCall]) -> str:
+    """``[{"id", "name", "arguments"}, ...]``; the arguments stay the model's text (a JSON string value)."""
+    return json.dumps([{"id": c.id, "name": c.name, "arguments": c.arguments} for c in calls],
+                      ensure_ascii=False)
+
+
+def tool_calls_from_json(text: str) -> tuple[ToolCall, ...]:
+    """The inverse of :func:`tool_calls_to_json`; :class:`ValidationError` for anything else."""
+    items = _json_list(text, "tool calls")
+    try:
+        return tuple(ToolCall(item["id"], item["name"], item["arguments"]) for item in items)
+    except (KeyError, TypeError):
+        raise ValidationError(f"stored tool calls are not [{{id, name, arguments}}, ...]: {_clip(text)}") from None
+
+
+def parts_to_json(parts: Sequence[ContentPart]) -> str:
+    """``[{"type": "text", "text"} | {"type": "image", "url", "detail"?}, ...]``."""
+    out: list[dict[str, Any]] = []
+    for part in parts:
+        if isinstance(part, TextPart):
+            out.append({"type": "text", "text": part.text})
+        else:
+            image: dict[str, Any] = {"type": "image", "url": part.url}
+            if part.detail is not None:
+                image["detail"] = part.detail
+            out.append(image)
+    return json.dumps(out, ensure_ascii=False)
+
+
+def parts_from_json(text: str) -> tuple[ContentPart, ...]:
+    """The inverse of :func:`parts_to_json`; :class:`ValidationError` for anything else."""
+    out: list[ContentPart] = []
+    for item in _json_list(text, "input parts"):
+        kind = item.get("type") if isinstance(item, dict) else None
+        if kind == "text" and "text" in item:
+            out.append(TextPart(item["text"]))
+        elif kind == "image" and "url" in item:
+            out.append(ImagePart(item["url"], item.get("detail")))
+        else:
+            raise ValidationError(f"stored input parts hold an unknown part: {_clip(json.dumps(item))}")
+    return tuple(out)
+
+
+def _json_list(text: str, what: str) -> list[Any]:
+    try:
+        value = json.loads(text)
+    except (TypeError, ValueError):
+        raise ValidationError(f"stored {what} are not JSON: {_clip(str(text))}") from None
+    if not isinstance(value, list):
+        raise ValidationError(f"stored {what} are not a JSON list: {_clip(text)}")
+    return value
 
 
 def _clip(text: str, limit: int = 120) -> str:

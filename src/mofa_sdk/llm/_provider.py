@@ -101,6 +101,12 @@ class LLMProvider(Protocol):
     its usage need not be plausible: the stream layer repairs the one and drops the other (see
     ``TurnResult.notes``). A provider that gets no usage from its backend yields an estimated
     ``UsageReport`` (``usage.estimated = True``) before ``Finish``; it never reports a silent 0.
+
+    Tool calls: ``ToolCallStarted`` and ``ToolCallArgumentsDelta`` events as they stream (after or between
+    text deltas), then, once the stream finished, one ``ToolCallFinished`` per call in index order before
+    ``UsageReport``; ``Finish.reason`` is then usually ``"tool_calls"``. A stream cut mid-call raises as a
+    text stream does; the events so far rebuild the partial calls (``ToolCallAccumulator``). A provider
+    that cannot do tools raises ``ConfigError`` when ``params.tools`` is set; it never ignores them.
     """
 
     #: a short name for logs and api-call rows ("openai-compatible", "local", "scripted")

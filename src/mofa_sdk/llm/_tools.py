@@ -57,6 +57,16 @@ class ToolSpec:
         if not isinstance(self.parameters, dict) or self.parameters.get("type") != "object":
             raise ConfigError(f"tool {self.name}: parameters must be a JSON schema of type 'object'")
 
+    @classmethod
+    def from_openai(cls, entry: object) -> ToolSpec:
+        """The spec of an OpenAI ``tools`` entry (``{"type": "function", "function": {name, description?,
+        parameters?}}``), as a client of ``mofa serve`` sends it; :class:`ConfigError` for anything else."""
+        function = entry.get("function") if isinstance(entry, dict) and entry.get("type") == "function" else None
+        if not isinstance(function, dict):
+            raise ConfigError('a tool must be {"type": "function", "function": {"name": ..., "parameters": ...}}')
+        parameters = function.get("parameters", {"type": "object", "properties": {}})
+        return cls(function.get("name"), function.get("description") or "", parameters)  # type: ignore[arg-type]
+
     def openai_schema(self) -> dict[str, Any]:
         """The entry for OpenAI's ``tools=[...]``: ``{"type": "function", "function": {...}}``."""
         function: dict[str, Any] = {"name": self.name, "parameters": self.parameters}
