@@ -15,7 +15,7 @@ import json
 import re
 import typing
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import pydantic
@@ -82,9 +82,9 @@ class Tool(ToolSpec):
 
     function: Callable[..., Any]
     is_async: bool
-    _model: type[BaseModel]
+    _model: type[BaseModel] = field(repr=False)
     #: the model's field name for each parameter (fields are renamed: a parameter may be called ``json``)
-    _fields: tuple[tuple[str, str], ...]
+    _fields: tuple[tuple[str, str], ...] = field(repr=False)
 
     @classmethod
     def from_function(
@@ -120,8 +120,8 @@ class Tool(ToolSpec):
             default: Any = ... if param.default is param.empty else param.default
             doc = None if _described(hints[param.name]) else param_docs.get(param.name)
             # a description=None would override the one an Annotated Field gives
-            field = Field(default, alias=param.name, description=doc) if doc else Field(default, alias=param.name)
-            fields[f"p{position}"] = (hints[param.name], field)
+            info = Field(default, alias=param.name, description=doc) if doc else Field(default, alias=param.name)
+            fields[f"p{position}"] = (hints[param.name], info)
             names.append((f"p{position}", param.name))
         try:
             model = create_model(
