@@ -165,8 +165,11 @@ class LlamaServer:
                 self.process.wait(10)
 
 
-def start_llama_server(model_path: Path | None = None, *, startup_timeout: float = 90.0) -> LlamaServer:
-    """Starts the server on a free port, waits until ``/v1/models`` answers, and puts the proxy in front."""
+def start_llama_server(
+    model_path: Path | None = None, *, startup_timeout: float = 90.0, chat_format: str | None = None
+) -> LlamaServer:
+    """Starts the server on a free port, waits until ``/v1/models`` answers, and puts the proxy in front.
+    ``chat_format``: llama.cpp's chat format (e.g. ``chatml-function-calling`` for tools), else the model's."""
     if model_path is None:
         from mofa_sdk.llm._local import find_default_model
 
@@ -175,6 +178,8 @@ def start_llama_server(model_path: Path | None = None, *, startup_timeout: float
     log = Path(tempfile.mkstemp(prefix="llama-server-", suffix=".log")[1])
     cmd = [sys.executable, "-m", "llama_cpp.server", "--model", str(model_path), "--host", "127.0.0.1",
            "--port", str(port), "--n_ctx", "2048", "--verbose", "False"]
+    if chat_format is not None:
+        cmd += ["--chat_format", chat_format]
     with log.open("wb") as out:
         process = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT)
     deadline = time.monotonic() + startup_timeout

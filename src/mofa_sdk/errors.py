@@ -22,10 +22,11 @@
     │   ├── StreamInterruptedError  the connection was cut mid-stream
     │   ├── ReplyTooLargeError      the reply grew past its size cap
     │   └── MalformedResponseError  a chunk that is not what the protocol says
-    └── AgentError                  the agent was used wrongly at run time
-        ├── StreamConsumedError     a stream iterated twice
-        ├── SessionBusyError        a second turn on a session that is still streaming
-        └── VetoedError             a plugin refused the call
+    ├── AgentError                  the agent was used wrongly at run time
+    │   ├── StreamConsumedError     a stream iterated twice
+    │   ├── SessionBusyError        a second turn on a session that is still streaming
+    │   └── VetoedError             a plugin refused the call
+    └── ToolArgumentsError          a tool call's arguments are not JSON or do not fit the tool
 """
 
 from __future__ import annotations
@@ -51,6 +52,7 @@ __all__ = [
     "StreamConsumedError",
     "StreamInterruptedError",
     "TenantMismatchError",
+    "ToolArgumentsError",
     "TurnTimeoutError",
     "UnsavedReplyError",
     "ValidationError",
@@ -174,3 +176,10 @@ class SessionBusyError(AgentError):
 
 class VetoedError(AgentError):
     """A plugin's before-call hook refused the call."""
+
+
+class ToolArgumentsError(MofaError):
+    """A tool call's arguments are not valid JSON or do not fit the tool's parameters. The message says what
+    was wrong in words a model can act on: an agent sends it back as the call's ``is_error`` result."""
+
+    code = "tool_arguments"

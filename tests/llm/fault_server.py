@@ -16,7 +16,23 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-__all__ = ["FaultServer", "Recorded", "Reply"]
+__all__ = ["FaultServer", "Recorded", "Reply", "ScriptedCall"]
+
+
+@dataclass
+class ScriptedCall:
+    """A tool call the server streams: a first chunk with the id and name (empty arguments), then the
+    arguments in ``pieces`` fragments of near-equal size."""
+
+    id: str
+    name: str
+    arguments: str
+    pieces: int = 4
+
+    def fragments(self) -> list[str]:
+        n = max(1, min(self.pieces, len(self.arguments)))
+        size = -(-len(self.arguments) // n) if self.arguments else 0
+        return [self.arguments[i : i + size] for i in range(0, len(self.arguments), size)] if size else []
 
 
 @dataclass
@@ -61,6 +77,11 @@ class Reply:
     endless: Literal["empty", "content"] | None = None
     #: answer HTTP 200 with an HTML page (a proxy's or a login portal's), whatever was asked
     html: bool = False
+    #: tool calls streamed after the text chunks (one call after the other, by index), or in the message
+    #: of a non-streamed answer; set ``finish_reason="tool_calls"`` with them as a server does
+    tool_calls: list[ScriptedCall] = field(default_factory=list)
+    #: close the socket after this many tool-call chunks (mid-arguments), no finish
+    tool_cut_after: int | None = None
 
     def _base(self) -> list[str]:
         return [f"tok{i} " for i in range(self.chunks)] if isinstance(self.chunks, int) else list(self.chunks)
@@ -215,10 +236,16 @@ class FaultServer:
         if not body.get("stream"):
             text = "".join(pieces)
             usage = reply.usage_for(len(pieces))
+            message: dict[str, Any] = {"role": "assistant", "content": text or None}
+            if reply.tool_calls:
+                message["tool_calls"] = [{"id": c.id, "type": "function",
+                                          "function": {"name": c.name, "arguments": c.arguments}}
+                                         for c in reply.tool_calls]
+            else:
+                message["content"] = text
             completion = {
                 "id": reply.response_id, "object": "chat.completion", "created": 1, "model": model,
-                "choices": [{"index": 0, "message": {"role": "assistant", "content": text},
-                             "finish_reason": reply.finish_reason}],
+                "choices": [{"index": 0, "message": message, "finish_reason": reply.finish_reason}],
                 "usage": usage if reply.usage else None,
             }
             await self._send_json(writer, 200, completion, reply.headers)
@@ -263,6 +290,23 @@ class FaultServer:
             return
         if reply.cut_after is not None and reply.cut_after >= len(pieces):
             return
+        sent_calls = 0
+        for index, call in enumerate(reply.tool_calls):
+            first = {"index": index, "id": call.id, "type": "function",
+                     "function": {"name": call.name, "arguments": ""}}
+            later = [{"index": index, "function": {"arguments": fragment}} for fragment in call.fragments()]
+            for piece_delta in [first, *later]:
+                if reply.tool_cut_after is not None and sent_calls == reply.tool_cut_after:
+                    return  # the connection closes mid-arguments
+                if rec.client_disconnected:
+                    return
+                call_delta: dict[str, Any] = {"tool_calls": [piece_delta]}
+                if not pieces and sent_calls == 0:
+                    call_delta["role"] = "assistant"
+                await self._event(writer, chunk(call_delta, None))
+                sent_calls += 1
+                rec.chunks_written += 1
+                await self._pause(rec, reply.chunk_delay)
         if reply.keepalive_after is not None:
             await self._keepalive(writer, rec, reply)
             return

@@ -4,14 +4,15 @@ recording proxy of the ``llama_server`` fixture."""
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 
 import pytest
 
+from mofa_sdk.llm import ToolCallFinished, tool
 from mofa_sdk.llm._openai import OpenAICompatibleProvider
 from mofa_sdk.llm._provider import ChatParams, Finish, ProviderEvent, StreamStarted, TextDelta, UsageReport
 from mofa_sdk.llm._types import ChatMessage
-from tests._llama_server import LlamaServer
+from tests._llama_server import LlamaServer, start_llama_server
 
 pytestmark = [pytest.mark.llama_server, pytest.mark.slow]
 
@@ -92,3 +93,48 @@ async def test_early_stop_then_the_server_still_answers(
     events = [e async for e in provider.stream(MESSAGES, params)]
     assert isinstance(events[-1], Finish)
     assert len(llama_server.requests) == 2
+
+
+# -- tools, through llama.cpp's chatml-function-calling chat format ------------------------------------------
+
+
+def get_weather(city: str) -> str:
+    """Get the current weather in a city.
+
+    Args:
+        city: The city name.
+    """
+    return "sunny"
+
+
+WEATHER_QUESTION = [ChatMessage("user", "What is the weather in Paris? Use the get_weather tool.")]
+
+
+@pytest.fixture(scope="module")
+def tools_server() -> Iterator[LlamaServer]:
+    server = start_llama_server(chat_format="chatml-function-calling")
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.mark.parametrize(("stream", "choice"), [(True, "get_weather"), (False, "auto")])
+async def test_real_tool_call_from_the_135m_model(tools_server: LlamaServer, stream: bool, choice: str) -> None:
+    """SmolLM2-135M makes the call (``{ "city": "Paris" }``) when it is forced, streamed or not, and when it
+    may choose, non-streamed. (A streamed request with ``tool_choice="auto"`` gets an empty body from
+    llama_cpp.server 0.3.x: the provider says the stream ended without a finish reason.)"""
+    tools_server.clear()
+    provider = OpenAICompatibleProvider(base_url=tools_server.base_url, default_model=tools_server.model_id,
+                                        read_timeout=120.0)
+    params = ChatParams(model=tools_server.model_id, tools=(tool(get_weather),), tool_choice=choice,
+                        max_tokens=60, temperature=0.0, stream=stream)
+    try:
+        events = [e async for e in provider.stream(WEATHER_QUESTION, params)]
+    finally:
+        await provider.aclose()
+    [finished] = [e for e in events if isinstance(e, ToolCallFinished)]
+    assert finished.call.name == "get_weather" and finished.call.id
+    assert finished.call.parse_arguments() == {"city": "Paris"}
+    assert isinstance(events[-1], Finish) and events[-1].reason == "tool_calls"
+    assert tools_server.requests[0]["tools"][0]["function"]["name"] == "get_weather"

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from mofa_sdk.errors import ConfigError
+from mofa_sdk.llm import ImagePart, TextPart, ToolCall, ToolSpec
 from mofa_sdk.llm._local import LocalProvider, find_default_model
 from mofa_sdk.llm._provider import ChatParams, Finish, ProviderEvent, StreamStarted, TextDelta, UsageReport
 from mofa_sdk.llm._types import ChatMessage
@@ -197,3 +198,22 @@ def test_package_imports_without_llama_cpp() -> None:
     """)
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert "ConfigError:" in out.stdout and "mofa-sdk[local]" in out.stdout
+
+
+@pytest.mark.parametrize(
+    ("messages", "params", "what"),
+    [
+        (MESSAGES, ChatParams(model="m", tools=(ToolSpec("f", "", {"type": "object"}),)), "cannot take tools"),
+        (MESSAGES, ChatParams(model="m", tool_choice="auto"), "cannot take tools"),
+        ([*MESSAGES, ChatMessage("assistant", "", tool_calls=(ToolCall("c", "f", "{}"),)),
+          ChatMessage("tool", "42", tool_call_id="c")], ChatParams(model="m"), "a history with tool calls"),
+        ([ChatMessage("user", "", parts=(ImagePart("https://example.com/a.png"), TextPart("what?")))],
+         ChatParams(model="m"), "image input"),
+    ],
+)
+async def test_tools_are_refused_with_the_fix_never_ignored(
+    provider: LocalProvider, messages: list[ChatMessage], params: ChatParams, what: str
+) -> None:
+    with pytest.raises(ConfigError, match=f"{what}.*chatml-function-calling.*OpenAICompatibleProvider"):
+        async for _ in provider.stream(messages, params):
+            pass

@@ -26,7 +26,8 @@ def histories(draw: st.DrawFn) -> list[ChatMessage]:
         role = draw(ROLES)
         status: MessageStatus = draw(STATUSES) if role == "assistant" else "complete"
         pad = "x" * draw(st.integers(0, 40))
-        out.append(ChatMessage(role=role, content=f"{i}:{pad}", status=status))
+        call_id = f"call_{i}" if role == "tool" else None  # a tool message names the call it answers
+        out.append(ChatMessage(role=role, content=f"{i}:{pad}", status=status, tool_call_id=call_id))
     return out
 
 
@@ -142,7 +143,7 @@ def test_partial_replies_count_and_unanswered_messages_do_not() -> None:
 
 
 def test_tool_messages_never_split_a_round() -> None:
-    tool = ChatMessage(role="tool", content="42")
+    tool = ChatMessage(role="tool", content="42", tool_call_id="call_1")
     history = [u("q1"), a("r1"), u("q2"), a(""), tool, a("the answer is 42")]
     out = select_window(history, "q3", system_prompt="", rounds=1)
     assert [m.content for m in out] == ["q2", "", "42", "the answer is 42", "q3"]

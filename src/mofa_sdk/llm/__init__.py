@@ -11,9 +11,12 @@ from typing import TYPE_CHECKING, Any
 from ._agent import LLMAgent
 from ._builder import LLMAgentBuilder, default_provider
 from ._hooks import EventHandler, SessionBackend, SessionInfo
+from ._messages import ContentPart, ImagePart, TextPart, ToolCall, ToolResult, check_tool_sequence
 from ._provider import ChatParams, Finish, LLMProvider, ProviderEvent, StreamStarted, TextDelta, UsageReport
 from ._scripted import ScriptedProvider
 from ._stream import ChatStream
+from ._toolcalls import ToolCallAccumulator, ToolCallArgumentsDelta, ToolCallFinished, ToolCallStarted
+from ._tools import Tool, ToolSpec, tool
 from ._types import ChatMessage, StreamLimits, Turn, TurnResult, Usage
 from ._window import select_window, trim_history
 
@@ -25,8 +28,10 @@ __all__ = [
     "ChatMessage",
     "ChatParams",
     "ChatStream",
+    "ContentPart",
     "EventHandler",
     "Finish",
+    "ImagePart",
     "LLMAgent",
     "LLMAgentBuilder",
     "LLMProvider",
@@ -39,13 +44,24 @@ __all__ = [
     "StreamLimits",
     "StreamStarted",
     "TextDelta",
+    "TextPart",
+    "Tool",
+    "ToolCall",
+    "ToolCallAccumulator",
+    "ToolCallArgumentsDelta",
+    "ToolCallFinished",
+    "ToolCallStarted",
+    "ToolResult",
+    "ToolSpec",
     "Turn",
     "TurnResult",
     "Usage",
     "UsageReport",
+    "check_tool_sequence",
     "default_provider",
     "find_default_model",
     "select_window",
+    "tool",
     "trim_history",
 ]
 

@@ -12,6 +12,7 @@ import re
 from collections.abc import Sequence
 
 from ..entities import check_text
+from ._messages import ImagePart
 from ._types import ChatMessage, Usage
 
 __all__ = ["MAX_TOKEN_COUNT", "TextRepair", "check_request", "implausible_usage"]
@@ -97,3 +98,17 @@ def check_request(messages: Sequence[ChatMessage]) -> None:
     for index, message in enumerate(messages):
         what = "the system prompt" if message.role == "system" else f"the {message.role} message"
         check_text(message.content, f"{what} (request message {index})")
+        if message.tool_calls or message.tool_call_id is not None or message.parts:
+            _check_extras(message, f"{what} (request message {index})")
+
+
+def _check_extras(message: ChatMessage, what: str) -> None:
+    for call in message.tool_calls:
+        check_text(call.id, f"a tool call id of {what}")
+        check_text(call.name, f"the name of tool call {call.id!r} of {what}")
+        check_text(call.arguments, f"the arguments of tool call {call.id!r} of {what}")
+    if message.tool_call_id is not None:
+        check_text(message.tool_call_id, f"the tool_call_id of {what}")
+    for part in message.parts:
+        if isinstance(part, ImagePart):
+            check_text(part.url, f"an image URL of {what}")

@@ -177,6 +177,7 @@ class LocalProvider:
     ) -> AsyncGenerator[ProviderEvent, None]:
         """Yields StreamStarted, TextDelta…, UsageReport, Finish. ``aclose()`` or cancellation stops the
         generation at the next token; the thread then releases the model for the next call."""
+        _refuse_tools(messages, params, self.default_model)
         await self.load()
         assert self._loaded is not None
         kwargs = self._kwargs(messages, params)
@@ -253,6 +254,25 @@ class LocalProvider:
         completion = end.sampled - 1 if end.finish_reason == "stop" else end.sampled
         completion = max(completion, 0)
         return Usage(end.prompt_tokens, completion, end.prompt_tokens + completion)
+
+
+def _refuse_tools(messages: Sequence[ChatMessage], params: ChatParams, model: str) -> None:
+    """The in-process model runs the chat template its GGUF file names, and those of the small models this
+    provider is for do not do function calling; tools must never be dropped silently, so they are refused."""
+    what = None
+    if params.tools or params.tool_choice not in (None, "none"):
+        what = "tools"
+    elif any(m.tool_calls or m.role == "tool" for m in messages):
+        what = "a history with tool calls or tool results"
+    elif any(m.parts for m in messages):
+        what = "image input"
+    if what is not None:
+        raise ConfigError(
+            f"the local model {model} cannot take {what}: it runs in-process without function calling or "
+            "image support. Serve the model with an OpenAI-compatible server that supports tools (e.g. "
+            "`python -m llama_cpp.server --model FILE --chat_format chatml-function-calling`) and point an "
+            "OpenAICompatibleProvider (or an agent row of type 'compatible') at it"
+        )
 
 
 def _accepted_options(loaded: _Loaded | None) -> set[str]:

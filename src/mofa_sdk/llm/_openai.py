@@ -31,8 +31,10 @@ from ..errors import (
     ValidationError,
 )
 from ._boundary import check_request
+from ._openai_wire import wire_messages, wire_tool_options
 from ._provider import ChatParams, Finish, ProviderEvent, StreamStarted, TextDelta, UsageReport
 from ._tokens import estimate_tokens, estimate_usage
+from ._toolcalls import ToolCallAccumulator, ToolCallFinished
 from ._types import ChatMessage, Usage
 
 if TYPE_CHECKING:
@@ -44,6 +46,8 @@ __all__ = ["OpenAICompatibleProvider"]
 _PLACEHOLDER_KEY = "not-needed"
 
 Sleep = Callable[[float], Awaitable[None]]
+#: one streamed piece of a tool call: index, id, function name, argument fragment
+_CallDelta = tuple[int, str | None, str | None, str | None]
 
 # the HTTP client logs each request's URL (at INFO), credentials in base_url and all
 redact_logs("httpx2", "httpx", "openai._base_client")
@@ -163,7 +167,8 @@ class OpenAICompatibleProvider:
     async def stream(
         self, messages: Sequence[ChatMessage], params: ChatParams
     ) -> AsyncGenerator[ProviderEvent, None]:
-        """Yields StreamStarted, TextDelta…, UsageReport, Finish; raises only ProviderError subclasses, or
+        """Yields StreamStarted, TextDelta… and tool-call events (ToolCallStarted, ToolCallArgumentsDelta…, then
+        a ToolCallFinished per call), UsageReport, Finish; raises only ProviderError subclasses, or
         ValidationError before sending anything for text UTF-8 cannot encode.
 
         An error's ``__cause__`` names the SDK exceptions behind it (class and redacted message) and its
@@ -193,6 +198,7 @@ class OpenAICompatibleProvider:
         finish: str | None = None
         usage: Usage | None = None
         started = False
+        calls = ToolCallAccumulator()
         try:
             while True:
                 try:
@@ -209,10 +215,13 @@ class OpenAICompatibleProvider:
                     started = True
                     response_id = chunk.id if isinstance(chunk.id, str) else None
                     yield StreamStarted(response_id)
-                for text, reason in self._read_chunk(chunk, parts):
+                for text, reason, call_deltas in self._read_chunk(chunk, parts):
                     if text:
                         parts.append(text)
                         yield TextDelta(text)
+                    for index, call_id, name, arguments in call_deltas:
+                        for call_event in calls.feed(index, call_id, name, arguments):
+                            yield call_event
                     if reason is not None:
                         finish = reason
                 if chunk.usage is not None:
@@ -226,8 +235,21 @@ class OpenAICompatibleProvider:
                 f"{self._where()}: the stream ended before the server sent a finish reason",
                 partial_text=text, status_code=200,
             )
-        yield UsageReport(usage or self._estimate(messages, text))
+        finished = self._finished_calls(calls, text)
+        for event in finished:
+            yield event
+        arguments = "".join(event.call.arguments for event in finished)
+        yield UsageReport(usage or self._estimate(messages, text + arguments))
         yield Finish(finish, response_id)
+
+    def _finished_calls(self, calls: ToolCallAccumulator, text: str) -> list[ToolCallFinished]:
+        nameless = calls.nameless()
+        if nameless:  # nothing could run it, and a history holding it would be refused
+            raise MalformedResponseError(
+                f"{self._where()}: tool call(s) at index {nameless} came without a function name",
+                partial_text=text, status_code=200,
+            )
+        return calls.finished()
 
     async def _open_stream(
         self, messages: Sequence[ChatMessage], params: ChatParams
@@ -279,16 +301,25 @@ class OpenAICompatibleProvider:
         if not isinstance(result, ChatCompletion) or not isinstance(choices, list) or not choices:
             raise MalformedResponseError(f"{self._where()}: the response has no choices", status_code=200)
         choice = choices[0]
-        content = getattr(getattr(choice, "message", None), "content", None)
+        message = getattr(choice, "message", None)
+        content = getattr(message, "content", None)
         if not isinstance(content, str | None):
             raise MalformedResponseError(f"{self._where()}: the message content is not text", status_code=200)
         text = content or ""
+        calls = ToolCallAccumulator()
+        call_events = []
+        for index, call_id, name, arguments in self._read_calls(getattr(message, "tool_calls", None), [text], True):
+            call_events += calls.feed(index, call_id, name, arguments)
+        finished = self._finished_calls(calls, text)
         response_id = result.id if isinstance(result.id, str) else None
         yield StreamStarted(response_id)
         if text:
             yield TextDelta(text)
+        for call_event in [*call_events, *finished]:
+            yield call_event
+        arguments_text = "".join(event.call.arguments for event in finished)
         usage = self._server_usage(result.usage, text) if result.usage is not None else None
-        yield UsageReport(usage or self._estimate(messages, text))
+        yield UsageReport(usage or self._estimate(messages, text + arguments_text))
         reason = getattr(choice, "finish_reason", None)
         yield Finish(reason if isinstance(reason, str) else "stop", response_id)
 
@@ -296,7 +327,8 @@ class OpenAICompatibleProvider:
         self, messages: Sequence[ChatMessage], params: ChatParams, *, stream: bool, include_usage: bool
     ) -> object:
         """One request; the SDK resends it on 429 (nothing has streamed yet, so a retry cannot duplicate text)."""
-        body = [{"role": m.role, "content": m.content} for m in messages]
+        body = wire_messages(messages)
+        tool_options = wire_tool_options(params)
         response_format: Any = openai.omit
         if isinstance(params.response_format, str):
             response_format = {"type": params.response_format}
@@ -311,6 +343,9 @@ class OpenAICompatibleProvider:
                 temperature=params.temperature if params.temperature is not None else openai.omit,
                 max_tokens=params.max_tokens if params.max_tokens is not None else openai.omit,
                 response_format=response_format,
+                tools=tool_options.get("tools", openai.omit),
+                tool_choice=tool_options.get("tool_choice", openai.omit),
+                parallel_tool_calls=tool_options.get("parallel_tool_calls", openai.omit),
                 extra_body=dict(params.extra) or None,
             )
         except openai.BadRequestError:
@@ -326,13 +361,15 @@ class OpenAICompatibleProvider:
 
     # -- chunks and usage -----------------------------------------------------------------------------
 
-    def _read_chunk(self, chunk: ChatCompletionChunk, parts: list[str]) -> list[tuple[str, str | None]]:
+    def _read_chunk(
+        self, chunk: ChatCompletionChunk, parts: list[str]
+    ) -> list[tuple[str, str | None, list[_CallDelta]]]:
         # ``parts`` is joined only on error: joining it for every chunk made a long reply quadratic
         choices = chunk.choices
         if not isinstance(choices, list):
             raise MalformedResponseError(f"{self._where()}: chunk without a choices list",
                                          partial_text="".join(parts), status_code=200)
-        out: list[tuple[str, str | None]] = []
+        out: list[tuple[str, str | None, list[_CallDelta]]] = []
         for choice in choices:
             if getattr(choice, "index", 0) not in (0, None):
                 continue  # n > 1 is not requested; ignore extra candidates
@@ -342,7 +379,31 @@ class OpenAICompatibleProvider:
             if not isinstance(content, str | None) or not isinstance(reason, str | None):
                 raise MalformedResponseError(f"{self._where()}: chunk content is not text",
                                              partial_text="".join(parts), status_code=200)
-            out.append((content or "", reason))
+            call_deltas = getattr(delta, "tool_calls", None) if delta is not None else None
+            out.append((content or "", reason, self._read_calls(call_deltas, parts, False)))
+        return out
+
+    def _read_calls(self, raw: object, parts: list[str], whole: bool) -> list[_CallDelta]:
+        """The tool-call pieces of a chunk's delta (``whole``: a non-streamed message's calls, indexed by
+        position), checked: a piece that is not what the protocol says is a malformed response."""
+        if raw is None:
+            return []
+        if not isinstance(raw, list):
+            raise MalformedResponseError(f"{self._where()}: tool_calls is not a list",
+                                         partial_text="".join(parts), status_code=200)
+        out: list[_CallDelta] = []
+        for position, item in enumerate(raw):
+            index = position if whole else getattr(item, "index", None)
+            function = getattr(item, "function", None)
+            call_id = getattr(item, "id", None)
+            name = getattr(function, "name", None)
+            arguments = getattr(function, "arguments", None)
+            if type(index) is not int or index < 0 or not all(
+                isinstance(v, str | None) for v in (call_id, name, arguments)
+            ):
+                raise MalformedResponseError(f"{self._where()}: a tool call that is not what the protocol says "
+                                             f"(index {index!r})", partial_text="".join(parts), status_code=200)
+            out.append((index, call_id, name, arguments))
         return out
 
     def _server_usage(self, raw: object, partial: str) -> Usage | None:

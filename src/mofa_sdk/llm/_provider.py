@@ -6,6 +6,9 @@ from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
+from ..errors import ConfigError
+from ._toolcalls import ToolCallArgumentsDelta, ToolCallFinished, ToolCallStarted
+from ._tools import ToolSpec
 from ._types import ChatMessage, Usage
 
 __all__ = [
@@ -15,6 +18,9 @@ __all__ = [
     "ProviderEvent",
     "StreamStarted",
     "TextDelta",
+    "ToolCallArgumentsDelta",
+    "ToolCallFinished",
+    "ToolCallStarted",
     "UsageReport",
 ]
 
@@ -30,6 +36,31 @@ class ChatParams:
     extra: dict[str, Any] = field(default_factory=dict)
     #: False: one non-streamed request, yielded as a single delta
     stream: bool = True
+    #: the tools the model may call (a :class:`Tool` is a spec with its function)
+    tools: tuple[ToolSpec, ...] = ()
+    #: "auto", "none", "required", or the name of one of ``tools`` to make the model call it; None sends none
+    tool_choice: str | None = None
+    #: whether the model may make several calls in one message; None leaves it to the server
+    parallel_tool_calls: bool | None = None
+
+    def __post_init__(self) -> None:
+        if not self.tools and self.tool_choice is None and self.parallel_tool_calls is None:
+            return
+        tools = tuple(self.tools) if isinstance(self.tools, list | tuple) else None
+        if tools is None or not all(isinstance(t, ToolSpec) for t in tools):
+            raise ConfigError("ChatParams.tools must be a sequence of Tool or ToolSpec")
+        names = [t.name for t in tools]
+        if len(set(names)) != len(names):
+            raise ConfigError(f"ChatParams.tools: two tools have the same name ({sorted(names)})")
+        object.__setattr__(self, "tools", tools)
+        choice = self.tool_choice
+        if choice is not None and choice not in ("auto", "none", "required") and choice not in names:
+            raise ConfigError(f"ChatParams.tool_choice must be 'auto', 'none', 'required' or a tool's name "
+                              f"({', '.join(names) or 'no tools given'}), got {choice!r}")
+        if choice not in (None, "auto", "none") and not tools:
+            raise ConfigError(f"ChatParams.tool_choice {choice!r} needs tools")
+        if self.parallel_tool_calls is not None and not isinstance(self.parallel_tool_calls, bool):
+            raise ConfigError("ChatParams.parallel_tool_calls must be a bool or None")
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,7 +86,9 @@ class Finish:
     response_id: str | None = None
 
 
-ProviderEvent = StreamStarted | TextDelta | UsageReport | Finish
+ProviderEvent = (
+    StreamStarted | TextDelta | ToolCallStarted | ToolCallArgumentsDelta | ToolCallFinished | UsageReport | Finish
+)
 
 
 @runtime_checkable
@@ -68,6 +101,12 @@ class LLMProvider(Protocol):
     its usage need not be plausible: the stream layer repairs the one and drops the other (see
     ``TurnResult.notes``). A provider that gets no usage from its backend yields an estimated
     ``UsageReport`` (``usage.estimated = True``) before ``Finish``; it never reports a silent 0.
+
+    Tool calls: ``ToolCallStarted`` and ``ToolCallArgumentsDelta`` events as they stream (after or between
+    text deltas), then, once the stream finished, one ``ToolCallFinished`` per call in index order before
+    ``UsageReport``; ``Finish.reason`` is then usually ``"tool_calls"``. A stream cut mid-call raises as a
+    text stream does; the events so far rebuild the partial calls (``ToolCallAccumulator``). A provider
+    that cannot do tools raises ``ConfigError`` when ``params.tools`` is set; it never ignores them.
     """
 
     #: a short name for logs and api-call rows ("openai-compatible", "local", "scripted")

@@ -9,13 +9,18 @@ from dataclasses import replace
 from typing import Literal
 
 from ..errors import ConfigError, ProviderError
+from ._messages import ToolCall
 from ._provider import ChatParams, Finish, ProviderEvent, StreamStarted, TextDelta, UsageReport
 from ._tokens import estimate_tokens
+from ._toolcalls import ToolCallArgumentsDelta, ToolCallFinished, ToolCallStarted
 from ._types import ChatMessage, Usage
 
 __all__ = ["ScriptedProvider", "split_words"]
 
 _WORDS = re.compile(r"\s*\S+|\s+$")
+
+#: what a scripted reply holds: text deltas, and tool calls (streamed after the text as a server does)
+ReplyItem = str | ToolCall
 
 
 def split_words(text: str) -> list[str]:
@@ -27,7 +32,10 @@ class ScriptedProvider:
     """Streams the scripted replies in turn, one per request.
 
     ``replies``: each a list of deltas, or a string that is split into words. After the last reply the
-    provider repeats it, or starts over with ``cycle=True``.
+    provider repeats it, or starts over with ``cycle=True``. A reply's list may hold :class:`ToolCall`
+    items: each is streamed as ``ToolCallStarted`` and its arguments in ``tool_call_pieces`` fragments
+    (each fragment counts as a delta for ``fail_after``/``hang_after``), then ``ToolCallFinished`` for every
+    call before the usage; the finish reason is then ``"tool_calls"``.
     ``usage``: a :class:`Usage` to report on every complete reply, ``"estimate"`` (counted with
     :meth:`count_tokens` and marked estimated) or ``"omit"`` (no usage event at all, like a server that
     sends none).
@@ -44,7 +52,7 @@ class ScriptedProvider:
 
     def __init__(
         self,
-        replies: Sequence[str | Sequence[str]] | str = ("Hello from the scripted provider.",),
+        replies: Sequence[str | Sequence[ReplyItem]] | str = ("Hello from the scripted provider.",),
         *,
         default_model: str = "scripted-model",
         cycle: bool = False,
@@ -57,6 +65,7 @@ class ScriptedProvider:
         hang_after: int | None = None,
         hang_on: Sequence[int] | None = None,
         finish_reason: str = "stop",
+        tool_call_pieces: int = 3,
     ) -> None:
         if isinstance(replies, str):
             replies = [replies]
@@ -68,7 +77,16 @@ class ScriptedProvider:
             raise ConfigError("fail_after and hang_after must be >= 0")
         if first_token_delay < 0 or delta_delay < 0:
             raise ConfigError("delays must be >= 0 seconds")
-        self.replies = [split_words(r) if isinstance(r, str) else list(r) for r in replies]
+        if tool_call_pieces < 1:
+            raise ConfigError("tool_call_pieces must be >= 1")
+        self.replies: list[list[ReplyItem]] = [
+            list(split_words(r)) if isinstance(r, str) else list(r) for r in replies
+        ]
+        for reply in self.replies:
+            for item in reply:
+                if not isinstance(item, str | ToolCall):
+                    raise ConfigError(f"a scripted reply holds text deltas and ToolCalls, not {type(item).__name__}")
+        self.tool_call_pieces = tool_call_pieces
         self.default_model = default_model
         self.cycle = cycle
         self.first_token_delay = first_token_delay
@@ -88,7 +106,7 @@ class ScriptedProvider:
     def __repr__(self) -> str:
         return f"ScriptedProvider({len(self.replies)} replies, model={self.default_model!r})"
 
-    def _reply_for(self, index: int) -> list[str]:
+    def _reply_for(self, index: int) -> list[ReplyItem]:
         n = len(self.replies)
         return self.replies[index % n] if self.cycle else self.replies[min(index, n - 1)]
 
@@ -103,11 +121,18 @@ class ScriptedProvider:
     async def _play(
         self, index: int, messages: list[ChatMessage], params: ChatParams
     ) -> AsyncIterator[ProviderEvent]:
-        deltas = self._reply_for(index)
+        reply = self._reply_for(index)
         fail = self.fail if self.fail_on is None or index in self.fail_on else None
         hang = self.hang_after if self.hang_on is None or index in self.hang_on else None
-        if not params.stream:  # one non-streamed answer, delivered as a single delta
-            deltas = ["".join(deltas)]
+        texts = [item for item in reply if isinstance(item, str)]
+        calls = [item for item in reply if isinstance(item, ToolCall)]
+        if not params.stream:  # one non-streamed answer: its text as a single delta, each call whole
+            texts = ["".join(texts)] if texts or not calls else []
+        deltas: list[TextDelta | ToolCallStarted | ToolCallArgumentsDelta] = [TextDelta(t) for t in texts]
+        for position, call in enumerate(calls):
+            deltas.append(ToolCallStarted(position, call.id, call.name))
+            pieces = self.tool_call_pieces if params.stream else 1
+            deltas += [ToolCallArgumentsDelta(position, piece) for piece in _split(call.arguments, pieces)]
         response_id = f"scripted-{index}"
         sent: list[str] = []
         finished = failed = False
@@ -128,15 +153,19 @@ class ScriptedProvider:
                     yield StreamStarted(response_id)
                 elif self.delta_delay:
                     await asyncio.sleep(self.delta_delay)
-                sent.append(deltas[i])
-                yield TextDelta(deltas[i])
+                delta = deltas[i]
+                if isinstance(delta, TextDelta):
+                    sent.append(delta.text)
+                yield delta
+            for position, call in enumerate(calls):
+                yield ToolCallFinished(position, call)
             if self.usage == "estimate":
                 prompt = sum(self.count_tokens(m.content) for m in messages)
-                completion = self.count_tokens("".join(sent))
+                completion = self.count_tokens("".join(sent) + "".join(c.arguments for c in calls))
                 yield UsageReport(Usage(prompt, completion, prompt + completion, estimated=True))
             elif isinstance(self.usage, Usage):
                 yield UsageReport(replace(self.usage))
-            yield Finish(self.finish_reason, response_id)
+            yield Finish("tool_calls" if calls else self.finish_reason, response_id)
             finished = True
         finally:
             self.open_streams -= 1
@@ -145,3 +174,11 @@ class ScriptedProvider:
 
     async def aclose(self) -> None:
         self.closed = True
+
+
+def _split(text: str, pieces: int) -> list[str]:
+    """``text`` in at most ``pieces`` fragments of near-equal size (none for empty text)."""
+    if not text:
+        return []
+    size = -(-len(text) // min(pieces, len(text)))
+    return [text[i : i + size] for i in range(0, len(text), size)]

@@ -8,7 +8,7 @@ from collections.abc import Callable, Sequence
 
 from ._types import ChatMessage, Usage
 
-__all__ = ["MESSAGE_OVERHEAD", "estimate_tokens", "estimate_usage"]
+__all__ = ["MESSAGE_OVERHEAD", "estimate_tokens", "estimate_usage", "message_tokens"]
 
 #: tokens a chat template adds around each message (role, separators)
 MESSAGE_OVERHEAD = 4
@@ -19,10 +19,21 @@ def estimate_tokens(text: str) -> int:
     return math.ceil(len(text.encode("utf-8", "surrogatepass")) / 4)
 
 
+def message_tokens(message: ChatMessage, count: Callable[[str], int] = estimate_tokens) -> int:
+    """What one message costs in a request: its text, and the tool calls it makes (name and arguments, as
+    the template writes them out) or the call id a tool result names. Image parts are not counted."""
+    tokens = count(message.content)
+    for call in message.tool_calls:
+        tokens += count(call.name) + count(call.arguments) + MESSAGE_OVERHEAD
+    if message.tool_call_id is not None:
+        tokens += count(message.tool_call_id)
+    return tokens
+
+
 def estimate_usage(
     messages: Sequence[ChatMessage], text: str, count: Callable[[str], int] = estimate_tokens
 ) -> Usage:
     """Usage for a request and its reply when the provider reported none, marked as estimated."""
-    prompt = sum(count(m.content) + MESSAGE_OVERHEAD for m in messages)
+    prompt = sum(message_tokens(m, count) + MESSAGE_OVERHEAD for m in messages)
     completion = count(text)
     return Usage(prompt, completion, prompt + completion, estimated=True)

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import time
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from .._vocab import MessageRole, MessageStatus
+from ..errors import ValidationError
+from ._messages import ContentPart, ImagePart, TextPart, ToolCall, ToolResult
 
 __all__ = ["ChatMessage", "StreamLimits", "Turn", "TurnResult", "Usage"]
 
@@ -18,7 +21,14 @@ ReplyStatus = MessageStatus
 
 @dataclass(frozen=True, slots=True)
 class ChatMessage:
-    """One message of a conversation as the model sees it."""
+    """One message of a conversation as the model sees it.
+
+    Beside its text a message may carry: ``tool_calls`` (an assistant's calls; its text may then be empty);
+    ``tool_call_id`` and ``is_error`` (a ``tool`` message: ``content`` is the result the call gets, see
+    :attr:`tool_result` and :meth:`for_tool_result`); ``parts`` (a user message with non-text input: the
+    ordered text and image parts, whose text joined by newlines is ``content`` — pass ``content=""`` to have
+    it derived). Sequences are stored as tuples. Bad combinations raise :class:`ValidationError`.
+    """
 
     role: Role
     content: str
@@ -26,6 +36,67 @@ class ChatMessage:
     status: ReplyStatus = "complete"
     #: the stored message's id, when it came from or went to a database
     id: uuid.UUID | None = None
+    tool_calls: tuple[ToolCall, ...] = ()
+    tool_call_id: str | None = None
+    is_error: bool = False
+    parts: tuple[ContentPart, ...] = ()
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.content, str):
+            raise ValidationError(f"the content of a {self.role} message must be a str, got "
+                                  f"{type(self.content).__name__}")
+        if self.tool_calls or self.parts or self.tool_call_id is not None or self.is_error or self.role == "tool":
+            self._check_extras()  # text-only messages (nearly all of them) pay for nothing more
+
+    def _check_extras(self) -> None:
+        role = self.role
+        calls = self._tuple(self.tool_calls, "tool_calls", ToolCall)
+        if calls:
+            if role != "assistant":
+                raise ValidationError(f"only an assistant message makes tool calls, not a {role} message")
+            ids = [call.id for call in calls]
+            if len(set(ids)) != len(ids):
+                raise ValidationError(f"an assistant message's tool call ids must differ, got {ids}")
+            object.__setattr__(self, "tool_calls", calls)
+        if role == "tool":
+            if self.tool_call_id is None:
+                raise ValidationError("a tool message needs the tool_call_id of the call it answers")
+            ToolResult(self.tool_call_id, self.content, self.is_error)  # the same checks as a result's
+        elif self.tool_call_id is not None or self.is_error:
+            raise ValidationError(f"tool_call_id and is_error belong to a tool message, not a {role} message")
+        parts = self._tuple(self.parts, "parts", TextPart, ImagePart)
+        if parts:
+            if role != "user":
+                raise ValidationError(f"only a user message has input parts, not a {role} message")
+            text = "\n".join(p.text for p in parts if isinstance(p, TextPart))
+            if not self.content:
+                object.__setattr__(self, "content", text)
+            elif self.content != text:
+                raise ValidationError("a user message with parts: content must be the text of its text parts "
+                                      "joined by newlines (pass content='' to have it derived)")
+            object.__setattr__(self, "parts", parts)
+
+    def _tuple(self, value: object, name: str, *kinds: type) -> tuple[Any, ...]:
+        if isinstance(value, str | bytes) or not isinstance(value, Sequence):
+            raise ValidationError(f"ChatMessage.{name} must be a sequence, got {type(value).__name__}")
+        for item in value:
+            if not isinstance(item, kinds):
+                wanted = " or ".join(k.__name__ for k in kinds)
+                raise ValidationError(f"ChatMessage.{name} holds a {type(item).__name__}, not a {wanted}")
+        return tuple(value)
+
+    @classmethod
+    def for_tool_result(cls, result: ToolResult, *, status: ReplyStatus = "complete",
+                        id: uuid.UUID | None = None) -> ChatMessage:
+        """The ``tool`` message that gives ``result`` to the model."""
+        return cls("tool", result.content, status, id, tool_call_id=result.tool_call_id, is_error=result.is_error)
+
+    @property
+    def tool_result(self) -> ToolResult | None:
+        """The result a ``tool`` message carries, None for other roles."""
+        if self.role != "tool" or self.tool_call_id is None:
+            return None
+        return ToolResult(self.tool_call_id, self.content, self.is_error)
 
 
 @dataclass(slots=True)
