@@ -105,7 +105,8 @@ class Message(Entity):
     #: offsets), so that a reader of the database can rebuild the stream event by event (None: not recorded)
     delta_ends: list[Annotated[int, Field(ge=0, le=INT64_MAX, strict=True)]] | None = None
     #: on a user message: the API request that started this turn, kept for ``mofa serve`` (which answers
-    #: later reads of the response from it); opaque to the library
+    #: later reads of the response from it); opaque to the library. It may hold U+0000 (a client's metadata
+    #: string), as message metadata may: nothing reads inside it with SQL
     request_params: dict[str, Any] | None = None
 
     @field_validator("content")

@@ -81,7 +81,7 @@ async def test_bad_delta_ends_are_refused(store: Store, tenant: uuid.UUID, user:
 async def test_request_params_round_trip(store: Store, tenant: uuid.UUID, user: uuid.UUID) -> None:
     s = await _session(store, tenant, user)
     params = {"model": "m", "temperature": 0.5, "metadata": {"k": "v"}, "input_ids": ["a"], "n": None,
-              "instructions": "Be brief.\\n"}  # fmt: skip
+              "instructions": "Be brief.\\n", "nul": "a\x00b"}  # fmt: skip
     m = await store.save_message(_message(s, role="user", content="hi", request_params=params, metadata={"x": 1}))
     found = await store.get_message(tenant, m.id)
     assert found is not None and found.request_params == params and found.metadata == {"x": 1}
