@@ -101,11 +101,23 @@ class Message(Entity):
     parent_message_id: uuid.UUID | None = None
     create_time: UtcTime = Field(default_factory=utc_now)
     update_time: UtcTime = Field(default_factory=utc_now)
+    #: a streamed reply's delta boundaries: where each delta ends in ``content`` (cumulative character
+    #: offsets), so that a reader of the database can rebuild the stream event by event (None: not recorded)
+    delta_ends: list[Annotated[int, Field(ge=0, le=INT64_MAX, strict=True)]] | None = None
+    #: on a user message: the API request that started this turn, kept for ``mofa serve`` (which answers
+    #: later reads of the response from it); opaque to the library. It may hold U+0000 (a client's metadata
+    #: string), as message metadata may: nothing reads inside it with SQL
+    request_params: dict[str, Any] | None = None
 
     @field_validator("content")
     @classmethod
     def _content(cls, v: str) -> str:
         return check_text(v, "content")
+
+    @field_validator("request_params")
+    @classmethod
+    def _params(cls, v: dict[str, Any] | None) -> dict[str, Any] | None:
+        return None if v is None else check_json(v, "request_params")
 
     @field_validator("metadata")
     @classmethod
@@ -115,7 +127,10 @@ class Message(Entity):
 
 class SessionSettings(Entity):
     """How a session is answered, recorded on the session when it starts and whenever a turn changes it, so
-    that it resumes the same way through the library, ``mofa chat`` and ``mofa serve``."""
+    that it resumes the same way through the library, ``mofa chat`` and ``mofa serve``.
+
+    Only the fields given were recorded (``model_fields_set`` names them, and only they are stored): an
+    unrecorded ``window`` means "not chosen", where a recorded ``None`` means "every round"."""
 
     #: the agent row's code (None: no agent row; the default provider answers)
     agent: str | None = None
@@ -138,6 +153,11 @@ class SettingsChange(Entity):
     old: Any = None
     new: Any = None
 
+    @field_validator("old", "new")
+    @classmethod
+    def _json(cls, v: Any) -> Any:
+        return check_json(v, "setting value")
+
 
 class Session(Entity):
     id: uuid.UUID = Field(default_factory=uuid7)
@@ -146,6 +166,10 @@ class Session(Entity):
     agent_id: uuid.UUID | None = None
     title: str | None = None
     metadata: dict[str, Any] = Field(default_factory=dict)
+    #: how the session is answered (None: nothing recorded yet); see ``PersistencePlugin.session_settings``
+    settings: SessionSettings | None = None
+    #: every recorded setting that a later turn changed, oldest first
+    settings_changes: list[SettingsChange] = Field(default_factory=list)
     create_time: UtcTime = Field(default_factory=utc_now)
     update_time: UtcTime = Field(default_factory=utc_now)
 
@@ -158,6 +182,19 @@ class Session(Entity):
     @classmethod
     def _metadata(cls, v: dict[str, Any]) -> dict[str, Any]:
         return _no_nul_json(check_json(v, "metadata"), "metadata")  # type: ignore[no-any-return]
+
+    @field_validator("settings")
+    @classmethod
+    def _settings(cls, v: SessionSettings | None) -> SessionSettings | None:
+        if v is not None:
+            _no_nul_json(v.model_dump(mode="json"), "settings")
+        return v
+
+    @field_validator("settings_changes")
+    @classmethod
+    def _changes(cls, v: list[SettingsChange]) -> list[SettingsChange]:
+        _no_nul_json([c.model_dump(mode="json") for c in v], "settings_changes")
+        return v
 
 
 class Provider(Entity):

@@ -281,4 +281,97 @@ $mofa_sql$;
 END
 $mofa_do$;
 
+-- ---- migration 0007_session_settings ---------------------------------------------------------------------
+DO $mofa_do$
+BEGIN
+  IF NOT EXISTS (SELECT 1 FROM mofa_migrations WHERE name = '0007_session_settings') THEN
+    EXECUTE $mofa_sql$
+-- A session's settings (how it is answered) and their changes move out of the user's metadata, where the
+-- library kept them under the keys "settings" and "settings_changes", into columns of their own. Existing
+-- values are moved: a setting of the wrong type is dropped (a migration must not fail on odd data), and each
+-- old change entry {"at", "changed": {key: {"from", "to"}}} becomes one {"at", "key", "old", "new"} per key.
+ALTER TABLE entity_session
+    ADD COLUMN settings json,
+    ADD COLUMN settings_changes json NOT NULL DEFAULT '[]'::json;
+
+UPDATE entity_session s SET
+    settings = (
+        SELECT json_object_agg(e.key, e.value)
+        FROM json_each(CASE WHEN json_typeof(s.metadata -> 'settings') = 'object' THEN s.metadata -> 'settings' END) e
+        WHERE (e.key IN ('agent', 'provider', 'model', 'system_prompt') AND json_typeof(e.value) IN ('string', 'null'))
+            OR (e.key = 'window' AND (json_typeof(e.value) = 'null' OR (json_typeof(e.value) = 'number'
+                AND CASE WHEN e.value::text ~ '^[0-9]{1,10}$' THEN e.value::text::bigint <= 2147483647 END)))
+            OR (e.key = 'max_tokens' AND json_typeof(e.value) IN ('null', 'number')
+                AND CASE WHEN e.value::text = 'null' THEN true
+                    WHEN e.value::text ~ '^[0-9]{1,10}$' THEN e.value::text::bigint BETWEEN 1 AND 2147483647 END)
+    ),
+    settings_changes = COALESCE((
+        SELECT json_agg(json_build_object('at', c.value ->> 'at', 'key', k.key, 'old', k.value -> 'from',
+                                          'new', k.value -> 'to') ORDER BY c.n, k.n)
+        FROM json_array_elements(CASE WHEN json_typeof(s.metadata -> 'settings_changes') = 'array'
+                                      THEN s.metadata -> 'settings_changes' END) WITH ORDINALITY AS c (value, n)
+        CROSS JOIN LATERAL json_each(CASE WHEN json_typeof(c.value) = 'object'
+                                               AND json_typeof(c.value -> 'changed') = 'object'
+                                          THEN c.value -> 'changed' END) WITH ORDINALITY AS k (key, value, n)
+        WHERE json_typeof(k.value) = 'object'
+            -- a time the entity can read: ISO 8601, and a day its month has (CASE: the cast only after the match)
+            AND CASE WHEN json_typeof(c.value -> 'at') = 'string' AND (c.value ->> 'at') ~ '^[0-9]{4}-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])[T ]([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9](\.[0-9]{1,6})?(Z|[+-]([01][0-9]|2[0-3]):[0-5][0-9])?$'
+                     AND substr(c.value ->> 'at', 1, 4) <> '0000'
+                THEN to_char((substr(c.value ->> 'at', 1, 7) || '-01')::date
+                             + (substr(c.value ->> 'at', 9, 2)::int - 1), 'YYYY-MM-DD') = substr(c.value ->> 'at', 1, 10)
+                ELSE false END
+    ), '[]'::json),
+    metadata = COALESCE((
+        SELECT json_object_agg(e.key, e.value) FROM json_each(s.metadata) e
+        WHERE e.key NOT IN ('settings', 'settings_changes')
+    ), '{}'::json)
+WHERE json_typeof(s.metadata) = 'object'
+    AND (s.metadata -> 'settings' IS NOT NULL OR s.metadata -> 'settings_changes' IS NOT NULL);
+$mofa_sql$;
+    INSERT INTO mofa_migrations (name) VALUES ('0007_session_settings') ON CONFLICT DO NOTHING;
+  END IF;
+END
+$mofa_do$;
+
+-- ---- migration 0008_message_protocol_columns -------------------------------------------------------------
+DO $mofa_do$
+BEGIN
+  IF NOT EXISTS (SELECT 1 FROM mofa_migrations WHERE name = '0008_message_protocol_columns') THEN
+    EXECUTE $mofa_sql$
+-- Two internal protocols move out of the user's message metadata into columns of their own, and a reply's
+-- api-call row gets an index (issue 21):
+--   delta_ends      where each delta of a streamed reply ends (was metadata "delta_ends", written for mofa serve)
+--   request_params  the API request that started a turn, on its user message (was metadata "openai_response")
+-- Existing values are moved; odd ones are dropped, never failing the migration. A row stored NUL-escaped
+-- (nul_escaped) keeps "openai_response" in its metadata: its strings are in the escaped form there.
+ALTER TABLE entity_message
+    ADD COLUMN delta_ends json,
+    ADD COLUMN request_params json;
+
+UPDATE entity_message m SET
+    -- CASE, not AND: the elements are only read once the value is known to be an array
+    delta_ends = CASE WHEN json_typeof(m.metadata -> 'delta_ends') = 'array' THEN
+        CASE WHEN NOT EXISTS (
+            SELECT 1 FROM json_array_elements(m.metadata -> 'delta_ends') AS e (v)
+            WHERE json_typeof(e.v) <> 'number' OR e.v::text !~ '^[0-9]{1,18}$'
+        ) THEN m.metadata -> 'delta_ends' END
+    END,
+    request_params = CASE WHEN NOT m.nul_escaped AND json_typeof(m.metadata -> 'openai_response') = 'object'
+                          THEN m.metadata -> 'openai_response' END,
+    metadata = COALESCE((
+        SELECT json_object_agg(e.key, e.value) FROM json_each(m.metadata) e
+        WHERE e.key <> 'delta_ends' AND (e.key <> 'openai_response' OR m.nul_escaped)
+    ), '{}'::json)
+WHERE json_typeof(m.metadata) = 'object'
+    AND (m.metadata -> 'delta_ends' IS NOT NULL OR (m.metadata -> 'openai_response' IS NOT NULL AND NOT m.nul_escaped));
+
+-- a reply's api-call row (the service reads it for every finished response), newest first
+CREATE INDEX IF NOT EXISTS entity_api_call_response_idx
+    ON entity_api_call (tenant_id, response_message_id, create_time);
+$mofa_sql$;
+    INSERT INTO mofa_migrations (name) VALUES ('0008_message_protocol_columns') ON CONFLICT DO NOTHING;
+  END IF;
+END
+$mofa_do$;
+
 COMMIT;

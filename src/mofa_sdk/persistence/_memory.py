@@ -29,6 +29,8 @@ from ..entities import (
     Provider,
     QueryFilter,
     Session,
+    SessionSettings,
+    SettingsChange,
     UsageStatistics,
 )
 from ..errors import (
@@ -39,7 +41,13 @@ from ..errors import (
     TenantMismatchError,
 )
 from ..ids import as_utc, utc_now
-from ._checks import check_before, check_message_update, check_session_update
+from ._checks import (
+    check_before,
+    check_delta_ends,
+    check_message_update,
+    check_session_settings,
+    check_session_update,
+)
 from ._local_tx import LocalTransaction, current, entered, joins
 from ._secrets import decrypt_key, encrypt_key
 from ._store import (
@@ -244,9 +252,11 @@ class InMemoryStore(Store):
         content: str | Unset = UNSET,
         status: MessageStatus | Unset = UNSET,
         metadata: dict[str, Any] | Unset = UNSET,
+        delta_ends: list[int] | Unset | None = UNSET,
         tx: Transaction | None = None,
     ) -> None:
         metadata = check_message_update(content, status, metadata)
+        delta_ends = check_delta_ends(delta_ends)
         async with self._access(tx) as s:
             m = s.messages.get(message_id)
             if m is None or m.tenant_id != tenant_id:
@@ -258,6 +268,8 @@ class InMemoryStore(Store):
                 update["status"] = status
             if not isinstance(metadata, Unset):
                 update["metadata"] = copy.deepcopy(metadata)
+            if not isinstance(delta_ends, Unset):
+                update["delta_ends"] = delta_ends
             s.messages[message_id] = m.model_copy(update=update)
 
     async def get_message(self, tenant_id: uuid.UUID, message_id: uuid.UUID) -> Message | None:
@@ -375,6 +387,24 @@ class InMemoryStore(Store):
             s.sessions[session_id] = found.model_copy(update=update)
             return _copy(s.sessions[session_id])
 
+    async def record_session_settings(
+        self,
+        tenant_id: uuid.UUID,
+        session_id: uuid.UUID,
+        settings: SessionSettings,
+        changes: Sequence[SettingsChange] = (),
+        *,
+        tx: Transaction | None = None,
+    ) -> Session:
+        settings, added = check_session_settings(tenant_id, settings, changes)
+        async with self._access(tx) as s:
+            found = s.sessions.get(session_id)
+            if found is None or found.tenant_id != tenant_id:
+                raise NotFoundError(f"cannot record session settings {session_id}: not found for this tenant")
+            changed = {"settings": settings, "settings_changes": found.settings_changes + added}
+            s.sessions[session_id] = _copy(found.model_copy(update={"update_time": utc_now(), **changed}))
+            return _copy(s.sessions[session_id])
+
     async def delete_session(
         self, tenant_id: uuid.UUID, session_id: uuid.UUID, *, tx: Transaction | None = None
     ) -> bool:
@@ -419,6 +449,11 @@ class InMemoryStore(Store):
         async with self._access() as s:
             c = s.calls.get(call_id)
             return _copy(c) if c is not None and c.tenant_id == tenant_id else None
+
+    async def get_api_call_for_message(self, tenant_id: uuid.UUID, message_id: uuid.UUID) -> LLMApiCall | None:
+        async with self._access() as s:
+            mine = [c for c in s.calls.values() if c.tenant_id == tenant_id and c.response_message_id == message_id]
+            return _copy(max(mine, key=lambda c: (c.create_time, c.id))) if mine else None
 
     async def query_api_calls(self, query: QueryFilter) -> list[LLMApiCall]:
         async with self._access() as s:

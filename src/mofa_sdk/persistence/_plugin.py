@@ -25,9 +25,8 @@ import time
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any
 
-from ..entities import LLMApiCall, Message, MessageStatus
+from ..entities import LLMApiCall, Message, MessageStatus, SessionSettings, SettingsChange
 from ..errors import (
     ConfigError,
     ConflictError,
@@ -90,8 +89,9 @@ class _Progress:
     checkpoint_failed: bool = False
     checkpoint_task: asyncio.Task[None] | None = None
 
-    def offsets(self) -> dict[str, Any]:
-        return {"delta_ends": list(self.delta_ends)} if self.delta_ends is not None else {}
+    def offsets(self) -> list[int] | None:
+        """The offsets as they are now (a copy: the list grows while a checkpoint is written)."""
+        return list(self.delta_ends) if self.delta_ends is not None else None
 
 
 def _optional_uuid(value: uuid.UUID | str | None, what: str) -> uuid.UUID | None:
@@ -132,7 +132,7 @@ class PersistencePlugin(EventHandler):
         self.checkpoint_interval = checkpoint_interval
         #: how long ``close()`` (and so ``agent.aclose()``) tries to write pending replies
         self.flush_timeout = flush_timeout
-        #: also store where each delta ends (``metadata["delta_ends"]``, cumulative character offsets) and
+        #: also store where each delta ends (``Message.delta_ends``, cumulative character offsets) and
         #: checkpoint at the first delta, so that a reader of the database can rebuild the stream event by
         #: event (``mofa serve`` resumes runs from it)
         self.record_delta_offsets = record_delta_offsets
@@ -223,35 +223,34 @@ class PersistencePlugin(EventHandler):
         return session.id, await _load_window(store, tenant_id, session.id, window)
 
     async def session_settings(
-        self, tenant_id: uuid.UUID, session_id: uuid.UUID, given: dict[str, Any]
-    ) -> dict[str, Any]:
-        """The settings a session was started with (``metadata["settings"]``: system prompt, and whatever
-        else the caller keeps there, e.g. the CLI's model, agent and window), with ``given`` applied.
+        self, tenant_id: uuid.UUID, session_id: uuid.UUID, given: SessionSettings
+    ) -> SessionSettings:
+        """The settings the session runs with: those recorded on it (``Session.settings``), with the fields
+        set in ``given`` applied.
 
-        A key not in ``given`` keeps its stored value, so a resumed session gets back what it was started
-        with. A given value that differs from a stored one replaces it and the change is recorded in
-        ``metadata["settings_changes"]`` (when, which key, from what, to what). Returns the merged settings;
-        writes only when something changed."""
+        A field ``given`` does not set keeps its recorded value, so a resumed session gets back what it was
+        started with. A given value that differs from a recorded one replaces it, and the change is appended
+        to ``Session.settings_changes`` (when, which, from what, to what). Writes only when something
+        changed, in one statement."""
         store: PluginStore = await self.connect()
         session = await store.get_session(tenant_id, session_id)
         if session is None:
             raise NotFoundError(f"unknown session {session_id} in tenant {tenant_id}")
-        stored = session.metadata.get("settings")
-        stored = dict(stored) if isinstance(stored, dict) else {}
-        changed = {
-            k: {"from": stored[k], "to": v} for k, v in given.items() if k in stored and stored[k] != v
-        }
-        merged = {**stored, **given}
-        if merged == stored:
-            return merged
-        metadata = {**session.metadata, "settings": merged}
-        if changed:
-            history = session.metadata.get("settings_changes")
-            history = list(history) if isinstance(history, list) else []
-            history.append({"at": utc_now().isoformat(), "changed": changed})
-            metadata["settings_changes"] = history
-        await store.update_session(tenant_id, session_id, metadata=metadata)
-        return merged
+        recorded = session.settings or SessionSettings()
+        before = {k: getattr(recorded, k) for k in recorded.model_fields_set}
+        wanted = {k: getattr(given, k) for k in given.model_fields_set}
+        merged = {**before, **wanted}
+        if merged == before:
+            return recorded
+        at = utc_now()
+        changes = [
+            SettingsChange(at=at, key=k, old=before[k], new=v)
+            for k, v in wanted.items()
+            if k in before and before[k] != v
+        ]
+        settings = SessionSettings(**merged)
+        await store.record_session_settings(tenant_id, session_id, settings, changes)
+        return settings
 
     async def list_sessions(
         self, *, user_id: uuid.UUID, tenant_id: uuid.UUID, limit: int = 50
@@ -270,6 +269,7 @@ class PersistencePlugin(EventHandler):
                 agent_id=turn.agent_id,
                 role="user",
                 content=turn.user_text,
+                request_params=turn.request_params,
             )
         )
         turn.user_message_id = saved.id
@@ -301,11 +301,11 @@ class PersistencePlugin(EventHandler):
         # The text and its offsets as they are now: the task may run after more deltas came.
         p.checkpoint_task = asyncio.create_task(self._checkpoint(turn, p, turn.text, p.offsets()))
 
-    async def _checkpoint(self, turn: Turn, p: _Progress, text: str, offsets: dict[str, Any]) -> None:
+    async def _checkpoint(self, turn: Turn, p: _Progress, text: str, offsets: list[int] | None) -> None:
         try:
             if p.checkpointed:
                 await self._rows.update_message(
-                    turn.tenant_id, p.reply_id, content=text, metadata=offsets or UNSET
+                    turn.tenant_id, p.reply_id, content=text, delta_ends=UNSET if offsets is None else offsets
                 )
             else:
                 await self._rows.save_message(_reply_message(turn, p, text, "streaming", offsets))
@@ -391,7 +391,7 @@ class PersistencePlugin(EventHandler):
                 if p.update_existing:
                     await store.update_message(
                         p.tenant_id, p.message.id, content=p.message.content, status=p.message.status,
-                        metadata=p.message.metadata or UNSET, tx=tx,
+                        delta_ends=UNSET if p.message.delta_ends is None else p.message.delta_ends, tx=tx,
                     )
                     await store.update_session(p.tenant_id, p.session_id, tx=tx)  # touch update_time
                 else:
@@ -474,7 +474,7 @@ async def _load_window(
 
 
 def _reply_message(
-    turn: Turn, p: _Progress, text: str, status: MessageStatus, offsets: dict[str, Any] | None = None
+    turn: Turn, p: _Progress, text: str, status: MessageStatus, offsets: list[int] | None = None
 ) -> Message:
     return Message(
         id=p.reply_id,
@@ -486,7 +486,7 @@ def _reply_message(
         content=text,
         status=status,
         parent_message_id=p.user_message_id,
-        metadata=p.offsets() if offsets is None else offsets,
+        delta_ends=p.offsets() if offsets is None else offsets,
     )
 
 

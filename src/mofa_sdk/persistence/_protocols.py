@@ -4,10 +4,21 @@ context and the CLI depend on, and mypy checks that :class:`Store` provides it w
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from contextlib import AbstractAsyncContextManager
 from typing import Any, Protocol
 
-from ..entities import Agent, LLMApiCall, Message, MessageStatus, QueryFilter, Session, UsageStatistics
+from ..entities import (
+    Agent,
+    LLMApiCall,
+    Message,
+    MessageStatus,
+    QueryFilter,
+    Session,
+    SessionSettings,
+    SettingsChange,
+    UsageStatistics,
+)
 from ._store import UNSET, Transaction, Unset
 
 __all__ = [
@@ -84,6 +95,7 @@ class PluginStore(SessionOpener, HistoryReader, MessageWriter, CallWriter, Proto
         content: str | Unset = UNSET,
         status: MessageStatus | Unset = UNSET,
         metadata: dict[str, Any] | Unset = UNSET,
+        delta_ends: list[int] | Unset | None = UNSET,
         tx: Transaction | None = None,
     ) -> None: ...
 
@@ -104,6 +116,16 @@ class PluginStore(SessionOpener, HistoryReader, MessageWriter, CallWriter, Proto
         *,
         title: str | Unset | None = UNSET,
         metadata: dict[str, Any] | Unset = UNSET,
+        tx: Transaction | None = None,
+    ) -> Session: ...
+
+    async def record_session_settings(
+        self,
+        tenant_id: uuid.UUID,
+        session_id: uuid.UUID,
+        settings: SessionSettings,
+        changes: Sequence[SettingsChange] = (),
+        *,
         tx: Transaction | None = None,
     ) -> Session: ...
 

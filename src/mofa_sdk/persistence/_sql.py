@@ -29,11 +29,19 @@ from ..entities import (
     Provider,
     QueryFilter,
     Session,
+    SessionSettings,
+    SettingsChange,
     UsageStatistics,
 )
 from ..errors import ConflictError, NotFoundError, TenantMismatchError
 from ..ids import utc_now
-from ._checks import check_before, check_message_update, check_session_update
+from ._checks import (
+    check_before,
+    check_delta_ends,
+    check_message_update,
+    check_session_settings,
+    check_session_update,
+)
 from ._dialect import Dialect
 from ._migrations import MIGRATIONS_TABLE, load_migrations, schema_problems, shape_of
 from ._store import (
@@ -47,7 +55,7 @@ from ._store import (
     search_words,
     settle_status,
 )
-from ._tables import AGENT, API_KEY, CALL, MESSAGE, PROVIDER, SESSION, Kind, Table
+from ._tables import AGENT, API_KEY, CALL, MESSAGE, PROVIDER, SESSION, Kind, Table, json_value
 
 __all__ = ["Doing", "KeyConflict", "Row", "SqlStore", "Words"]
 
@@ -167,6 +175,7 @@ class SqlStore(Store):
         content: str | Unset,
         status: MessageStatus | Unset,
         metadata: dict[str, Any] | Unset,
+        delta_ends: list[int] | Unset | None,
         tx: Transaction | None,
     ) -> None:
         """An update the dialect cannot write in place (``Dialect.needs_rewrite``)."""
@@ -317,12 +326,14 @@ class SqlStore(Store):
         content: str | Unset = UNSET,
         status: MessageStatus | Unset = UNSET,
         metadata: dict[str, Any] | Unset = UNSET,
+        delta_ends: list[int] | Unset | None = UNSET,
         tx: Transaction | None = None,
     ) -> None:
         metadata = check_message_update(content, status, metadata)
+        delta_ends = check_delta_ends(delta_ends)
         d = self._dialect
         if d.needs_rewrite(content, metadata):
-            await self._rewrite_message(tenant_id, message_id, content, status, metadata, tx)
+            await self._rewrite_message(tenant_id, message_id, content, status, metadata, delta_ends, tx)
             return
         sets, params = ["update_time = :now"], {"now": self._now(), **self._keys(id=message_id, tenant_id=tenant_id)}
         fields: tuple[tuple[str, Kind, Any], ...] = (("content", "text", content), ("metadata", "json", metadata))
@@ -334,6 +345,9 @@ class SqlStore(Store):
         if not isinstance(status, Unset):
             sets.append("status = :status")
             params["status"] = status
+        if not isinstance(delta_ends, Unset):
+            sets.append(f"delta_ends = {d.placeholder('delta_ends', 'json')}")
+            params["delta_ends"] = d.to_db("json", delta_ends)
         sql = f"UPDATE entity_message SET {', '.join(sets)} WHERE {_BY_ID}"
         if await self._change(sql, params, f"updating message {message_id}", tenant_id, tx) == 0:
             raise _missing("update message", message_id)
@@ -464,6 +478,31 @@ class SqlStore(Store):
             raise _missing("update session", session_id)
         return found
 
+    async def record_session_settings(
+        self,
+        tenant_id: uuid.UUID,
+        session_id: uuid.UUID,
+        settings: SessionSettings,
+        changes: Sequence[SettingsChange] = (),
+        *,
+        tx: Transaction | None = None,
+    ) -> Session:
+        settings, added = check_session_settings(tenant_id, settings, changes)
+        d = self._dialect
+        params = {"now": self._now(), **self._keys(id=session_id, tenant_id=tenant_id)}
+        sets = ["update_time = :now", f"settings = {d.placeholder('settings', 'json')}"]
+        params["settings"] = d.to_db("json", json_value(settings))
+        if added:
+            append, more = d.json_append("settings_changes", json_value(added))
+            sets.append(append)
+            params |= more
+        sql = f"UPDATE entity_session SET {', '.join(sets)} WHERE {_BY_ID}"
+        found = await self._returning(SESSION, sql, params, f"recording the settings of session {session_id}",
+                                      tenant_id, tx)  # fmt: skip
+        if found is None:
+            raise _missing("record session settings", session_id)
+        return found
+
     async def delete_session(
         self, tenant_id: uuid.UUID, session_id: uuid.UUID, *, tx: Transaction | None = None
     ) -> bool:
@@ -527,6 +566,14 @@ class SqlStore(Store):
 
     async def get_api_call(self, tenant_id: uuid.UUID, call_id: uuid.UUID) -> LLMApiCall | None:
         return _one(await self._of_tenant(CALL, tenant_id, id=call_id))
+
+    async def get_api_call_for_message(self, tenant_id: uuid.UUID, message_id: uuid.UUID) -> LLMApiCall | None:
+        # through entity_api_call_response_idx (tenant_id, response_message_id)
+        params = self._keys(tenant_id=tenant_id, message_id=message_id)
+        where = "tenant_id = :tenant_id AND response_message_id = :message_id"
+        doing = Words(lambda: f"reading the api call of message {message_id}")
+        found = await self._select(CALL, where, params, doing, tenant_id, " ORDER BY create_time DESC, id DESC LIMIT 1")
+        return _one(found)
 
     def _api_filter(self, q: QueryFilter) -> tuple[str, dict[str, Any]]:
         """The WHERE clause selecting ``q``'s calls: every given field matches; [start_time, end_time)."""

@@ -36,6 +36,8 @@ from ..entities import (
     Provider,
     QueryFilter,
     Session,
+    SessionSettings,
+    SettingsChange,
     UsageStatistics,
 )
 from ..errors import ConfigError, MofaError, PersistenceError, ValidationError
@@ -301,6 +303,7 @@ class Store(abc.ABC):
         content: str | Unset = UNSET,
         status: MessageStatus | Unset = UNSET,
         metadata: dict[str, Any] | Unset = UNSET,
+        delta_ends: list[int] | Unset | None = UNSET,
         tx: Transaction | None = None,
     ) -> None:
         """Change a message in place (streaming checkpoints, final status). NotFoundError if absent."""
@@ -367,6 +370,20 @@ class Store(abc.ABC):
         NotFoundError when absent for this tenant."""
 
     @abc.abstractmethod
+    async def record_session_settings(
+        self,
+        tenant_id: uuid.UUID,
+        session_id: uuid.UUID,
+        settings: SessionSettings,
+        changes: Sequence[SettingsChange] = (),
+        *,
+        tx: Transaction | None = None,
+    ) -> Session:
+        """Set the session's settings and append ``changes`` to its ``settings_changes``, in one statement
+        (appending, so a concurrent writer's changes are kept), and touch ``update_time``.
+        NotFoundError when absent for this tenant."""
+
+    @abc.abstractmethod
     async def delete_session(
         self, tenant_id: uuid.UUID, session_id: uuid.UUID, *, tx: Transaction | None = None
     ) -> bool:
@@ -383,6 +400,11 @@ class Store(abc.ABC):
 
     @abc.abstractmethod
     async def get_api_call(self, tenant_id: uuid.UUID, call_id: uuid.UUID) -> LLMApiCall | None: ...
+
+    @abc.abstractmethod
+    async def get_api_call_for_message(self, tenant_id: uuid.UUID, message_id: uuid.UUID) -> LLMApiCall | None:
+        """The api-call row that answered with message ``message_id`` (its ``response_message_id``), the
+        newest if several; read through an index, whatever the session's length."""
 
     @abc.abstractmethod
     async def query_api_calls(self, query: QueryFilter) -> list[LLMApiCall]:
