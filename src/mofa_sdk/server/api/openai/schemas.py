@@ -1,9 +1,5 @@
-"""OpenAI's wire shapes for Chat Completions and Models: the request body, the error body, the chunks.
-
-Errors on these routes answer OpenAI's ``{"error": {"message", "type", "param", "code"}}``: the routes and the
-app's handlers raise as everywhere else, and :class:`OpenAIErrorMiddleware` rewrites the native error body on
-the way out (so a 401 from the auth middleware or a 413 from the body limit reads the same as a route's 400).
-"""
+"""OpenAI's wire shapes for Chat Completions and Models: the request body (pydantic), the error object of a
+failed stream, the chunks. Errors answered with a status take OpenAI's shape in the HTTP layer's one mapping."""
 
 from __future__ import annotations
 
@@ -12,18 +8,15 @@ import time
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from ..entities import check_text
-from ..errors import MofaError
-from ..llm import ChatMessage
-from ._errors import ApiError
+from ....entities import check_text
+from ....errors import MofaError
+from ....llm import ChatMessage
+from ...http import ApiError
+from ...runs import Usage
 
-__all__ = ["OPENAI_PATHS", "ChatRequest", "OpenAIErrorMiddleware", "ParamError", "chunk", "completion",
-           "finish_reason", "openai_error", "parse_chat_request", "usage_chunk"]
-
-#: path prefixes whose errors take OpenAI's shape
-OPENAI_PATHS = ("/v1/chat/", "/v1/models")
+__all__ = ["ChatRequest", "ParamError", "chunk", "completion", "finish_reason", "openai_error",
+           "parse_chat_request", "usage_chunk"]
 
 #: refused with 400 (the run machinery has no tool calls, no n > 1 and no log probabilities)
 REFUSED = ("tools", "tool_choice", "functions", "function_call", "audio", "logprobs", "top_logprobs",
@@ -35,68 +28,9 @@ _TYPES = {401: "invalid_request_error", 429: "rate_limit_error"}
 
 
 def openai_error(status: int, message: str, *, code: str | None = None, param: str | None = None) -> dict[str, Any]:
+    """The error object of a failed stream (sent inside the stream: its status is already 200)."""
     kind = _TYPES.get(status, "server_error" if status >= 500 else "invalid_request_error")
     return {"error": {"message": message, "type": kind, "param": param, "code": code}}
-
-
-class OpenAIErrorMiddleware:
-    """On :data:`OPENAI_PATHS`, a native error body (``{"error": {"code", "message"}}``) becomes OpenAI's, and
-    the native 422 becomes OpenAI's 400. Only error responses are held (they are small); others pass as is."""
-
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or not scope["path"].startswith(OPENAI_PATHS):
-            await self.app(scope, receive, send)
-            return
-        start: Message | None = None
-        body = bytearray()
-
-        async def rewrite(message: Message) -> None:
-            nonlocal start
-            if message["type"] == "http.response.start" and message["status"] >= 400:
-                start = message
-                return
-            if start is None:
-                await send(message)
-                return
-            body.extend(message.get("body", b""))
-            if message.get("more_body"):
-                return
-            status, out = _converted(start["status"], bytes(body))
-            headers = [(k, v) for k, v in start.get("headers", []) if k.lower() != b"content-length"]
-            headers.append((b"content-length", str(len(out)).encode()))
-            await send({**start, "status": status, "headers": headers})
-            await send({"type": "http.response.body", "body": out})
-
-        try:
-            await self.app(scope, receive, rewrite)
-        except Exception:
-            # a bug: the app's handler (outside every middleware) logs it, but would answer the native shape
-            if start is None:
-                out = json.dumps(openai_error(500, "internal server error", code="internal")).encode()
-                await send({"type": "http.response.start", "status": 500, "headers": [
-                    (b"content-type", b"application/json"), (b"content-length", str(len(out)).encode())]})
-                await send({"type": "http.response.body", "body": out})
-            raise
-
-
-def _converted(status: int, raw: bytes) -> tuple[int, bytes]:
-    try:
-        err = json.loads(raw)["error"]
-    except (ValueError, KeyError, TypeError):
-        return status, raw
-    if not isinstance(err, dict):
-        return status, raw
-    # every native body carries OpenAI's ``type`` and ``param`` already; what differs on these routes is the
-    # status of a validation error and the code of a refused key (converting twice changes nothing)
-    status = 400 if status == 422 else status
-    code = err.get("code")
-    if status == 401:
-        code = "invalid_api_key"
-    body = openai_error(status, str(err.get("message", "")), code=code, param=err.get("param"))
-    return status, json.dumps(body, ensure_ascii=False).encode()
 
 
 # -- the request -------------------------------------------------------------------------------------------
@@ -209,10 +143,11 @@ def finish_reason(provider_reason: str | None) -> str:
 
 
 # -- the response ------------------------------------------------------------------------------------------
-def _usage(usage: dict[str, Any] | None) -> dict[str, int] | None:
-    if not usage:
+def _usage(usage: Usage | None) -> dict[str, int] | None:
+    if usage is None:
         return None
-    return {k: int(usage.get(k) or 0) for k in ("prompt_tokens", "completion_tokens", "total_tokens")}
+    return {"prompt_tokens": usage.prompt_tokens or 0, "completion_tokens": usage.completion_tokens or 0,
+            "total_tokens": usage.total_tokens or 0}
 
 
 def chunk(cid: str, model: str, created: int, delta: dict[str, Any], finish: str | None = None, *,
@@ -224,12 +159,12 @@ def chunk(cid: str, model: str, created: int, delta: dict[str, Any], finish: str
     return out
 
 
-def usage_chunk(cid: str, model: str, created: int, usage: dict[str, Any] | None) -> dict[str, Any]:
+def usage_chunk(cid: str, model: str, created: int, usage: Usage | None) -> dict[str, Any]:
     return {"id": cid, "object": "chat.completion.chunk", "created": created, "model": model, "choices": [],
             "usage": _usage(usage)}
 
 
-def completion(cid: str, model: str, text: str, finish: str, usage: dict[str, Any] | None) -> dict[str, Any]:
+def completion(cid: str, model: str, text: str, finish: str, usage: Usage | None) -> dict[str, Any]:
     return {"id": cid, "object": "chat.completion", "created": int(time.time()), "model": model,
             "choices": [{"index": 0, "message": {"role": "assistant", "content": text, "refusal": None},
                          "finish_reason": finish, "logprobs": None}],

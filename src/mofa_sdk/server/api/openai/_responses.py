@@ -15,25 +15,32 @@ import uuid
 from collections.abc import AsyncGenerator, AsyncIterator
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Query, Request
 
-from ..entities import Message, Session
-from ..errors import SessionBusyError
-from ..llm import LLMAgentBuilder
-from ._auth import principal
-from ._errors import ApiError
-from ._follow import follow_local, open_follower, owner_answers
-from ._log import FINAL_STATUSES, Event, find_call
-from ._responses_shapes import decode_id, encode_id, input_messages, item_obj, response_obj
-from ._routes_conversations import conversation_of, json_body, list_page, string_metadata
-from ._routes_runs import registry_of
-from ._runs import Principal, Run, RunRegistry, cancel_run
-from ._sse import KEEPALIVE, SSEResponse, sse
+from ....entities import Message, Session
+from ....errors import NotFoundError, SessionBusyError
+from ....llm import LLMAgentBuilder
+from ...http import KEEPALIVE, ApiError, Registry, SSEResponse, Who, sse
+from ...runs import (
+    FINAL_STATUSES,
+    Principal,
+    Run,
+    RunError,
+    RunEvent,
+    RunRegistry,
+    TerminalEvent,
+    cancel_run,
+    find_call,
+    follow_local,
+    open_follower,
+    owner_answers,
+)
+from ._common import conversation_of, json_body, list_page, reply_row, string_metadata
+from ._shapes import decode_id, encode_id, input_messages, item_obj, response_obj
 
 __all__ = ["router"]
 
 router = APIRouter(tags=["openai: responses"])
-Who = Annotated[Principal, Depends(principal)]
 #: where a response's request parameters live: the metadata of its (last) user message
 META = "openai_response"
 _ACCEPTED = {"input", "instructions", "model", "stream", "store", "previous_response_id", "conversation",
@@ -76,13 +83,6 @@ def _check(body: dict[str, Any]) -> None:
         raise _bad("input is required", "input", "missing_required_parameter")
 
 
-async def _reply_row(registry: RunRegistry, who: Principal, rid: uuid.UUID) -> Message | None:
-    row = await registry.store.get_message(who.tenant_id, rid)
-    if row is None or row.role != "assistant" or row.user_id != who.user_id:
-        return None
-    return row
-
-
 def _not_found(raw: str, param: str | None = None) -> ApiError:
     return ApiError(404, f"response {raw[:80]!r} not found", param=param)
 
@@ -94,10 +94,10 @@ async def _session_for(registry: RunRegistry, who: Principal, body: dict[str, An
         raw = conv.get("id") if isinstance(conv, dict) else conv
         if not isinstance(raw, str):
             raise _bad("conversation must be an id or {\"id\": ...}", "conversation", "invalid_type")
-        return await conversation_of(registry, who, raw), False
+        return await conversation_of(registry.store, who, raw), False
     prev = body.get("previous_response_id")
     if prev:
-        row = await _reply_row(registry, who, decode_id("resp", prev, "response"))
+        row = await reply_row(registry.store, who, decode_id("resp", prev, "response"))
         if row is None:
             raise _not_found(prev, "previous_response_id")
         found = await registry.store.get_session(who.tenant_id, row.session_id)
@@ -108,8 +108,7 @@ async def _session_for(registry: RunRegistry, who: Principal, body: dict[str, An
 
 
 @router.post("/v1/responses", summary="Create a response: one run (streamed, waited for, or in the background)")
-async def create_response(request: Request, who: Who) -> Any:
-    registry = registry_of(request)
+async def create_response(request: Request, registry: Registry, who: Who) -> Any:
     store = registry.store
     body = await json_body(request)
     _check(body)
@@ -187,11 +186,11 @@ async def _response(registry: RunRegistry, who: Principal, rid: uuid.UUID, raw: 
     run = registry.runs.get(rid)
     if run is not None and run.owned_by(who):
         meta = await _meta(registry, who, run.user_message_id)
-        data = run.terminal.data if run.terminal is not None else {}
+        t = run.terminal
         return response_obj(rid, status=force_status or run.status, text="".join(run.parts),
                             created_at=meta.get("created_at", 0), meta=meta, session_id=run.session_id,
-                            usage=data.get("usage"), error=data.get("error"))
-    row = await _reply_row(registry, who, rid)
+                            usage=t.usage if t is not None else None, error=t.error if t is not None else None)
+    row = await reply_row(registry.store, who, rid)
     if row is None or run is not None:
         raise _not_found(raw)
     status = row.status
@@ -201,14 +200,15 @@ async def _response(registry: RunRegistry, who: Principal, rid: uuid.UUID, raw: 
     meta = await _meta(registry, who, row.parent_message_id)
     return response_obj(rid, status=force_status or status, text=row.content,
                         created_at=meta.get("created_at", int(row.create_time.timestamp())), meta=meta,
-                        session_id=row.session_id, call=call, error={"message": call.error_message} if call else None)
+                        session_id=row.session_id, call=call,
+                        error=RunError("error", call.error_message or "") if call else None)
 
 
 def _ev(kind: str, seq: int, **fields: Any) -> bytes:
     return sse(kind, {"type": kind, "sequence_number": seq, **fields}, seq)
 
 
-async def _stream(registry: RunRegistry, who: Principal, rid: uuid.UUID, events: AsyncIterator[list[Event]],
+async def _stream(registry: RunRegistry, who: Principal, rid: uuid.UUID, events: AsyncIterator[list[RunEvent]],
                   after: int) -> AsyncGenerator[bytes, None]:
     """The run's log rendered as Responses events, those with a sequence number above ``after``."""
     raw, item_id = encode_id("resp", rid), encode_id("msg", rid)
@@ -231,10 +231,9 @@ async def _stream(registry: RunRegistry, who: Principal, rid: uuid.UUID, events:
             out = []
             for e in batch:
                 seq = PROLOGUE + e.n
-                if not e.terminal:
+                if not isinstance(e, TerminalEvent):
                     if seq > after:
-                        out.append(_ev("response.output_text.delta", seq, delta=e.data["text"], logprobs=[],
-                                       **where))
+                        out.append(_ev("response.output_text.delta", seq, delta=e.text, logprobs=[], **where))
                     continue
                 final = await _response(registry, who, rid, raw)
                 text = final["output"][0]["content"][0]["text"] if final["output"] else ""
@@ -264,10 +263,9 @@ def _rid(raw: str) -> uuid.UUID:
 
 @router.get("/v1/responses/{response_id}", summary="A response; with stream=true its events (after starting_after)")
 async def get_response(
-    response_id: str, request: Request, who: Who, stream: bool = False,
+    response_id: str, registry: Registry, who: Who, stream: bool = False,
     starting_after: Annotated[int | None, Query(ge=-1, le=10**9)] = None,
 ) -> Any:
-    registry = registry_of(request)
     rid = _rid(response_id)
     if not stream:
         return await _response(registry, who, rid, response_id)
@@ -276,14 +274,13 @@ async def get_response(
         # from three events earlier: a resume inside the closing events still gets the terminal one (those at or
         # before ``after`` are not sent)
         events = await open_follower(registry, who, rid, max(0, after - PROLOGUE - 3))
-    except ApiError as exc:
+    except NotFoundError as exc:
         raise _not_found(response_id) from exc
     return SSEResponse(_stream(registry, who, rid, events, after))
 
 
 @router.post("/v1/responses/{response_id}/cancel", summary="Stop a response: its partial output is kept")
-async def cancel_response(response_id: str, request: Request, who: Who) -> Any:
-    registry = registry_of(request)
+async def cancel_response(response_id: str, registry: Registry, who: Who) -> Any:
     rid = _rid(response_id)
     if await cancel_run(registry, who, rid) is None:
         raise _not_found(response_id)
@@ -291,13 +288,12 @@ async def cancel_response(response_id: str, request: Request, who: Who) -> Any:
 
 
 @router.delete("/v1/responses/{response_id}", summary="Delete a response: its input and output messages")
-async def delete_response(response_id: str, request: Request, who: Who) -> Any:
-    registry = registry_of(request)
+async def delete_response(response_id: str, registry: Registry, who: Who) -> Any:
     rid = _rid(response_id)
     run = registry.runs.get(rid)
     if run is not None and run.owned_by(who) and run.terminal is None:
         raise SessionBusyError(f"response {response_id[:80]!r} is in progress; cancel it first")
-    row = await _reply_row(registry, who, rid)
+    row = await reply_row(registry.store, who, rid)
     if row is None:
         raise _not_found(response_id)
     if row.status == "streaming":
@@ -313,16 +309,15 @@ async def delete_response(response_id: str, request: Request, who: Who) -> Any:
 
 
 @router.get("/v1/responses/{response_id}/input_items", summary="The input items (user messages) of a response")
-async def input_items(response_id: str, request: Request, who: Who,
+async def input_items(response_id: str, registry: Registry, who: Who,
                       limit: Annotated[int, Query(ge=1, le=100)] = 20,
                       order: Annotated[Literal["asc", "desc"], Query()] = "desc", after: str | None = None) -> Any:
-    registry = registry_of(request)
     rid = _rid(response_id)
     run = registry.runs.get(rid)
     if run is not None and run.owned_by(who):
         user_id = run.user_message_id
     else:
-        row = await _reply_row(registry, who, rid)
+        row = await reply_row(registry.store, who, rid)
         if row is None:
             raise _not_found(response_id)
         user_id = row.parent_message_id

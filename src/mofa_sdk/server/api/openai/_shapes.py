@@ -9,8 +9,9 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from ..entities import LLMApiCall, Message, Session
-from ._errors import ApiError
+from ....entities import LLMApiCall, Message, Session
+from ...http import ApiError
+from ...runs import RunError, Usage
 
 __all__ = [
     "conversation_obj", "decode_id", "encode_id", "input_messages", "item_obj", "response_obj",
@@ -106,8 +107,8 @@ def response_obj(
     meta: dict[str, Any],
     session_id: uuid.UUID,
     call: LLMApiCall | None = None,
-    usage: dict[str, Any] | None = None,
-    error: dict[str, Any] | None = None,
+    usage: Usage | None = None,
+    error: RunError | None = None,
 ) -> dict[str, Any]:
     """A Response object: ``status`` is a run status (streaming, complete, …), ``meta`` what the request set."""
     st = response_status(status)
@@ -118,17 +119,15 @@ def response_obj(
                                                                          else "incomplete"),
                        "content": [{"type": "output_text", "text": text, "annotations": []}]})
     if call is not None:
-        usage = {"prompt_tokens": call.prompt_tokens, "completion_tokens": call.completion_tokens,
-                 "total_tokens": call.total_tokens}
+        usage = Usage(call.prompt_tokens, call.completion_tokens, call.total_tokens)
     out_usage = None
     if usage is not None:
-        out_usage = {"input_tokens": usage.get("prompt_tokens") or 0, "output_tokens": usage.get("completion_tokens")
-                     or 0, "total_tokens": usage.get("total_tokens") or 0,
+        out_usage = {"input_tokens": usage.prompt_tokens or 0, "output_tokens": usage.completion_tokens or 0,
+                     "total_tokens": usage.total_tokens or 0,
                      "input_tokens_details": {"cached_tokens": 0}, "output_tokens_details": {"reasoning_tokens": 0}}
     err = None
     if st == "failed":
-        e = error or {}
-        err = {"code": "server_error", "message": str(e.get("message") or "the response failed")}
+        err = {"code": "server_error", "message": (error.message if error is not None else "") or "the response failed"}
     return {
         "id": encode_id("resp", rid), "object": "response", "created_at": created_at, "status": st,
         "background": bool(meta.get("background", False)), "error": err,
