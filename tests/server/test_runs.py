@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import socket
-import uuid
 from typing import Any
 
 import httpx2
@@ -15,7 +14,18 @@ from pydantic import SecretStr
 
 from mofa_sdk.persistence import connect_store
 from tests.llm.fault_server import Reply
-from tests.server.conftest import FaultPair, Launcher, Served, auth, make_key, read_events, text_of
+from tests.server.support import (
+    FaultPair,
+    InProcess,
+    Launcher,
+    Served,
+    api_call_of,
+    auth,
+    make_key,
+    read_events,
+    saved_reply,
+    text_of,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -24,25 +34,6 @@ async def new_session(client: httpx2.AsyncClient, base: str, key: str) -> str:
     r = await client.post(f"{base}/v1/sessions", json={"title": "t"}, headers=auth(key))
     assert r.status_code == 201, r.text
     return str(r.json()["id"])
-
-
-async def saved_reply(db: str, tenant: uuid.UUID, run_id: str) -> Any:
-    store = await connect_store(db)
-    try:
-        return await store.get_message(tenant, uuid.UUID(run_id))
-    finally:
-        await store.close()
-
-
-async def api_call_of(db: str, tenant: uuid.UUID, reply: Any) -> Any:
-    from mofa_sdk.entities import QueryFilter
-
-    store = await connect_store(db)
-    try:
-        calls = await store.query_api_calls(QueryFilter(tenant_id=tenant, session_id=reply.session_id))
-    finally:
-        await store.close()
-    return next(c for c in calls if c.response_message_id == reply.id)
 
 
 async def wait_status(client: httpx2.AsyncClient, base: str, key: str, run_id: str, want: str) -> dict[str, Any]:
@@ -81,8 +72,9 @@ async def test_streamed_text_is_the_saved_reply_mofa_serve_postgres(
     assert rest[-1].data["api_call_id"] == str(call.id) and rest[-1].data["usage"]["total_tokens"] > 0
 
 
-async def test_streamed_text_is_the_saved_reply_sqlite(sqlite_served: Served, client: httpx2.AsyncClient) -> None:
-    db, base = sqlite_served.db, sqlite_served.url
+async def test_streamed_text_is_the_saved_reply_sqlite(in_app: InProcess) -> None:
+    client = in_app.client
+    db, base = in_app.db, in_app.url
     key, row = await make_key(db)
     sid = await new_session(client, base, key)
     async with client.stream("POST", f"{base}/v1/sessions/{sid}/messages", json={"content": "go words=20"},
@@ -248,10 +240,9 @@ async def test_keepalive_comment_and_a_client_that_does_not_read(
     assert text_of(events) == reply.content and events[-1].event == "done"
 
 
-async def test_non_streaming_turn_returns_the_finished_reply(
-    sqlite_served: Served, client: httpx2.AsyncClient
-) -> None:
-    sqlite_url, server = sqlite_served.db, sqlite_served.servers[0]
+async def test_non_streaming_turn_returns_the_finished_reply(in_app: InProcess) -> None:
+    client = in_app.client
+    sqlite_url, server = in_app.db, in_app
     key, row = await make_key(sqlite_url)
     sid = await new_session(client, server.url, key)
     r = await client.post(f"{server.url}/v1/sessions/{sid}/messages", json={"content": "go", "stream": False},

@@ -9,32 +9,45 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from mofa_sdk.entities import Message
-from mofa_sdk.server._log import deltas_of_row, terminal_event
-from mofa_sdk.server._notify import SUBSCRIPTION_LIMIT, LocalBus, event_messages
-from mofa_sdk.server._sse import sse
+from mofa_sdk.server.http import sse
+from mofa_sdk.server.runs import (
+    SUBSCRIPTION_LIMIT,
+    Deltas,
+    Heartbeat,
+    LocalBus,
+    TextDeltaEvent,
+    decode,
+    delta_messages,
+    deltas_of_row,
+    encode,
+    terminal_event,
+)
 
 
 @settings(max_examples=60, deadline=None)
 @given(st.lists(st.text(min_size=0, max_size=3000), min_size=1, max_size=6))
 def test_event_messages_fit_a_notify_payload_and_rejoin(texts: list[str]) -> None:
     texts = [t.encode("utf-8", "replace").decode("utf-8") for t in texts]  # what a str delta can hold
-    events = list(enumerate(texts, start=1))
-    messages = event_messages(events)
+    events = [TextDeltaEvent(n, t) for n, t in enumerate(texts, start=1)]
+    messages = delta_messages(events)
     rejoined: dict[int, str] = {}
     for m in messages:
-        payload = uuid.uuid4().hex + json.dumps({**m, "s": 10**12}, ensure_ascii=False, separators=(",", ":"))
+        payload = uuid.uuid4().hex + encode(m, 10**12)
         assert len(payload.encode()) < 8000
-        for n, piece, _more in m["e"]:
-            rejoined[n] = rejoined.get(n, "") + piece
-    assert [rejoined[n] for n, _ in events] == texts
+        back = decode(payload[32:])
+        assert back == m  # the codec round-trips
+        assert isinstance(back, Deltas)
+        for f in back.fragments:
+            rejoined[f.n] = rejoined.get(f.n, "") + f.text
+    assert [rejoined[e.n] for e in events] == texts
 
 
 def test_long_deltas_of_one_repeated_character_are_fragments_in_order() -> None:
     big = "\x01" * 5000 + "é" * 5000  # JSON escapes \x01 to 6 bytes, é is 2
-    messages = event_messages([(7, big)])
-    entries = [e for m in messages for e in m["e"]]
-    assert [e[2] for e in entries] == [1] * (len(entries) - 1) + [0]
-    assert "".join(e[1] for e in entries) == big
+    messages = delta_messages([TextDeltaEvent(7, big)])
+    entries = [f for m in messages for f in m.fragments]
+    assert [f.more for f in entries] == [True] * (len(entries) - 1) + [False]
+    assert "".join(f.text for f in entries) == big and {f.n for f in entries} == {7}
 
 
 async def test_a_subscription_that_falls_behind_is_marked_overflowed() -> None:
@@ -42,7 +55,7 @@ async def test_a_subscription_that_falls_behind_is_marked_overflowed() -> None:
     run = uuid.uuid4()
     sub = bus.subscribe(run)
     for i in range(SUBSCRIPTION_LIMIT + 5):
-        bus._deliver(run, {"k": "hb", "n": i})
+        bus._deliver(run, Heartbeat(i))
     assert sub.overflowed  # the follower must resync from the log: nothing was kept past the bound
     assert len(sub._queue) < SUBSCRIPTION_LIMIT
     sub.close()
@@ -52,11 +65,11 @@ async def test_a_subscription_that_falls_behind_is_marked_overflowed() -> None:
 def test_deltas_of_a_row_are_slices_at_the_recorded_offsets() -> None:
     row = Message(session_id=uuid.uuid4(), tenant_id=uuid.uuid4(), user_id=uuid.uuid4(), role="assistant",
                   content="Hello, wörld 🚀!", metadata={"delta_ends": [5, 7, 13, 15]})
-    assert [(e.n, e.data["text"]) for e in deltas_of_row(row, 0)] == [
+    assert [(e.n, e.text) for e in deltas_of_row(row, 0)] == [
         (1, "Hello"), (2, ", "), (3, "wörld "), (4, "🚀!")]
     assert [e.n for e in deltas_of_row(row, 2)] == [3, 4] and deltas_of_row(row, 9) == []
     plain = row.model_copy(update={"metadata": {}})  # a reply written without offsets: one event
-    assert [e.data["text"] for e in deltas_of_row(plain, 0)] == [row.content]
+    assert [e.text for e in deltas_of_row(plain, 0)] == [row.content]
 
 
 def test_sse_frames_cannot_be_split_by_their_text() -> None:
@@ -78,12 +91,12 @@ def test_settings_never_show_the_database_password() -> None:
 
 
 async def test_openai_routes_answer_every_error_in_openai_shape_even_a_bug() -> None:
-    """The app's own handlers, a 422 (OpenAI's 400) and an unexpected exception, on an OpenAI path and not."""
+    """The app's own handlers, a 422 (OpenAI's 400) and an unexpected exception, on an OpenAI path and not:
+    the handlers alone shape them (no middleware rewrites a body)."""
     import httpx2
     from fastapi import FastAPI
 
-    from mofa_sdk.server._chat_shapes import OpenAIErrorMiddleware
-    from mofa_sdk.server._errors import install_error_handlers
+    from mofa_sdk.server.http import install_error_handlers
 
     app = FastAPI()
     install_error_handlers(app)
@@ -97,7 +110,6 @@ async def test_openai_routes_answer_every_error_in_openai_shape_even_a_bug() -> 
     async def number(n: int) -> int:
         return n
 
-    app.add_middleware(OpenAIErrorMiddleware)
     transport = httpx2.ASGITransport(app=app, raise_app_exceptions=False)
     async with httpx2.AsyncClient(transport=transport, base_url="http://t") as client:
         r = await client.get("/v1/models/bug")
