@@ -14,7 +14,7 @@ import uuid
 from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Header, Request
+from fastapi import APIRouter, Header
 from fastapi.responses import JSONResponse
 
 from ....entities import AgentConfig, Session
@@ -23,16 +23,8 @@ from ....llm import LLMAgentBuilder
 from ....persistence import Store
 from ...http import KEEPALIVE, ApiError, Registry, SSEResponse, Who
 from ...runs import Principal, Run, RunEvent, RunRegistry, TerminalEvent, follow_local
-from .schemas import (
-    ChatRequest,
-    ParamError,
-    chunk,
-    completion,
-    finish_reason,
-    openai_error,
-    parse_chat_request,
-    usage_chunk,
-)
+from ._shapes import chunk, completion, finish_reason, openai_error, usage_chunk
+from .schemas import ChatRequest, ParamError
 
 __all__ = ["SESSION_HEADER", "router"]
 
@@ -85,12 +77,12 @@ def _configure(req: ChatRequest, config: AgentConfig | None) -> Callable[[LLMAge
 
 @router.post("/v1/chat/completions", summary="OpenAI Chat Completions: a run, streamed as chunks or answered whole")
 async def chat_completions(
-    request: Request,
+    req: ChatRequest,
     registry: Registry,
     who: Who,
     session_header: Annotated[str | None, Header(alias=SESSION_HEADER)] = None,
 ) -> Any:
-    req, messages, user_text = parse_chat_request(await request.body())
+    messages, user_text = req.conversation()
     session = await _session(registry.store, who, session_header)
     config = await registry.store.get_agent_by_code_and_tenant_with_provider(who.tenant_id, req.model)
     if config is None:  # a plain model name for the default provider: never the session's own agent row

@@ -1,13 +1,10 @@
-"""What the Conversations and Responses views share: the JSON body, metadata, list pages, the conversation
-of an id, the reply row of a response id."""
+"""What the Conversations and Responses views share: list pages, the conversation of an id, the reply row of
+a response id, and rows from input items."""
 
 from __future__ import annotations
 
-import json
 import uuid
 from typing import Any
-
-from fastapi import Request
 
 from ....entities import Message, Session
 from ....persistence import Store
@@ -15,31 +12,9 @@ from ....persistence._sessions import owned_session
 from ...http import ApiError
 from ...runs import Principal
 from ._shapes import decode_id
+from .schemas import Role
 
-__all__ = ["conversation_of", "json_body", "list_page", "reply_row", "string_metadata"]
-
-
-async def json_body(request: Request) -> dict[str, Any]:
-    """The body as a JSON object; anything else is a 400 (OpenAI answers 400, not FastAPI's 422)."""
-    raw = await request.body()
-    try:
-        body = json.loads(raw) if raw.strip() else {}
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise ApiError(400, f"malformed JSON body: {exc}", "invalid_json") from None
-    if not isinstance(body, dict):
-        raise ApiError(400, "the body must be a JSON object", "invalid_type")
-    return body
-
-
-def string_metadata(raw: Any) -> dict[str, str]:
-    if raw is None:
-        return {}
-    if not isinstance(raw, dict) or len(raw) > 16 or not all(
-        isinstance(k, str) and isinstance(v, str) and len(k) <= 64 and len(v) <= 512 for k, v in raw.items()
-    ):
-        raise ApiError(400, "metadata must be an object of at most 16 string keys (<= 64 chars) and string "
-                       "values (<= 512 chars)", "invalid_value", param="metadata")
-    return dict(raw)
+__all__ = ["conversation_of", "list_page", "messages_of", "reply_row"]
 
 
 async def conversation_of(store: Store, who: Principal, raw_id: str) -> Session:
@@ -61,3 +36,9 @@ async def reply_row(store: Store, who: Principal, rid: uuid.UUID) -> Message | N
     if row is None or row.role != "assistant" or row.user_id != who.user_id:
         return None
     return row
+
+
+def messages_of(who: Principal, session_id: uuid.UUID, pairs: list[tuple[Role, str]]) -> list[Message]:
+    """Rows of ``session_id`` for input items, as the key's user."""
+    return [Message(session_id=session_id, tenant_id=who.tenant_id, user_id=who.user_id, role=role, content=text)
+            for role, text in pairs]

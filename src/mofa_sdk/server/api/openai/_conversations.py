@@ -7,23 +7,22 @@ from __future__ import annotations
 import uuid
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Query
 
 from ....entities import Message, Session
 from ....errors import SessionBusyError
 from ....persistence import Store
 from ...http import ApiError, Registry, StoreDep, Who
 from ...runs import Principal, RunRegistry
-from ._common import conversation_of, json_body, list_page, string_metadata
-from ._shapes import conversation_obj, decode_id, encode_id, input_messages, item_obj
+from ._common import conversation_of, list_page, messages_of
+from ._shapes import conversation_obj, decode_id, encode_id, item_obj
+from .schemas import ConversationCreate, ConversationUpdate, ItemsCreate
 
 __all__ = ["router"]
 
 router = APIRouter(tags=["openai: conversations"])
 Limit = Annotated[int, Query(ge=1, le=100)]
 Order = Annotated[Literal["asc", "desc"], Query()]
-#: OpenAI's limits: 20 initial items per create, 16 metadata keys of at most 64 / 512 characters
-MAX_ITEMS = 20
 
 
 def _busy(registry: RunRegistry, session_id: uuid.UUID) -> None:
@@ -31,26 +30,11 @@ def _busy(registry: RunRegistry, session_id: uuid.UUID) -> None:
         raise SessionBusyError(f"conversation {encode_id('conv', session_id)} has a response in progress")
 
 
-def _messages(who: Principal, session_id: uuid.UUID, items: Any, param: str) -> list[Message]:
-    if items is None:
-        return []
-    pairs = input_messages(items, param) if items != [] else []
-    if len(pairs) > MAX_ITEMS:
-        raise ApiError(400, f"{param}: at most {MAX_ITEMS} items at once, got {len(pairs)}", "invalid_value",
-                       param=param)
-    return [Message(session_id=session_id, tenant_id=who.tenant_id, user_id=who.user_id, role=role,  # type: ignore[arg-type]
-                    content=text) for role, text in pairs]
-
-
 @router.post("/v1/conversations", summary="Create a conversation (a session), with up to 20 items")
-async def create_conversation(request: Request, store: StoreDep, who: Who) -> Any:
-    body = await json_body(request)
-    unknown = set(body) - {"metadata", "items"}
-    if unknown:
-        raise ApiError(400, f"unknown parameter {sorted(unknown)[0]!r}", "unknown_parameter",
-                       param=sorted(unknown)[0])
-    session = Session(tenant_id=who.tenant_id, user_id=who.user_id, metadata=string_metadata(body.get("metadata")))
-    messages = _messages(who, session.id, body.get("items"), "items")
+async def create_conversation(store: StoreDep, who: Who, body: ConversationCreate | None = None) -> Any:
+    body = body or ConversationCreate()
+    session = Session(tenant_id=who.tenant_id, user_id=who.user_id, metadata=body.metadata or {})
+    messages = messages_of(who, session.id, [m.pair for m in body.items or []])
     async with store.transaction() as tx:
         created = await store.create_session(session, tx=tx)
         if messages:
@@ -82,13 +66,9 @@ async def get_conversation(conversation_id: str, store: StoreDep, who: Who) -> A
 
 
 @router.post("/v1/conversations/{conversation_id}", summary="Replace a conversation's metadata")
-async def update_conversation(conversation_id: str, request: Request, store: StoreDep, who: Who) -> Any:
-    body = await json_body(request)
-    if "metadata" not in body or set(body) - {"metadata"}:
-        raise ApiError(400, "the body must be {\"metadata\": {...}}", "invalid_value", param="metadata")
-    meta = string_metadata(body["metadata"])
+async def update_conversation(conversation_id: str, body: ConversationUpdate, store: StoreDep, who: Who) -> Any:
     session = await conversation_of(store, who, conversation_id)
-    return conversation_obj(await store.update_session(who.tenant_id, session.id, metadata=meta))
+    return conversation_obj(await store.update_session(who.tenant_id, session.id, metadata=body.metadata))
 
 
 @router.delete("/v1/conversations/{conversation_id}", summary="Delete a conversation, its items and api calls")
@@ -100,12 +80,9 @@ async def delete_conversation(conversation_id: str, registry: Registry, who: Who
 
 
 @router.post("/v1/conversations/{conversation_id}/items", summary="Add items (messages) to a conversation")
-async def create_items(conversation_id: str, request: Request, registry: Registry, who: Who) -> Any:
-    body = await json_body(request)
-    if set(body) - {"items"} or not isinstance(body.get("items"), list) or not body["items"]:
-        raise ApiError(400, "the body must be {\"items\": [message items]}", "invalid_value", param="items")
+async def create_items(conversation_id: str, body: ItemsCreate, registry: Registry, who: Who) -> Any:
     session = await conversation_of(registry.store, who, conversation_id)
-    messages = _messages(who, session.id, body["items"], "items")
+    messages = messages_of(who, session.id, [m.pair for m in body.items])
     _busy(registry, session.id)
     saved = await registry.store.save_messages(messages)
     return list_page([item_obj(m) for m in saved], False)

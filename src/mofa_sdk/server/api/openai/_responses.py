@@ -15,7 +15,7 @@ import uuid
 from collections.abc import AsyncGenerator, AsyncIterator
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Query
 
 from ....entities import Message, Session
 from ....errors import NotFoundError, SessionBusyError
@@ -35,67 +35,27 @@ from ...runs import (
     open_follower,
     owner_answers,
 )
-from ._common import conversation_of, json_body, list_page, reply_row, string_metadata
-from ._shapes import decode_id, encode_id, input_messages, item_obj, response_obj
+from ._common import conversation_of, list_page, messages_of, reply_row
+from ._shapes import decode_id, encode_id, item_obj, response_obj
+from .schemas import ResponseCreate
 
 __all__ = ["router"]
 
 router = APIRouter(tags=["openai: responses"])
 #: where a response's request parameters live: the metadata of its (last) user message
 META = "openai_response"
-_ACCEPTED = {"input", "instructions", "model", "stream", "store", "previous_response_id", "conversation",
-             "metadata", "max_output_tokens", "temperature", "background"}
-#: accepted and ignored (documented in docs/openai-compatibility.md)
-_IGNORED = {"top_p", "user", "truncation", "parallel_tool_calls", "include", "prompt_cache_key",
-            "safety_identifier", "service_tier", "stream_options", "reasoning", "text", "tool_choice", "tools"}
 PROLOGUE = 3  # sequence numbers 0..3 come before the run log's first event
-
-
-def _bad(message: str, param: str | None = None, code: str = "invalid_value") -> ApiError:
-    return ApiError(400, message, code, param=param)
-
-
-def _check(body: dict[str, Any]) -> None:
-    unknown = set(body) - _ACCEPTED - _IGNORED
-    if unknown:
-        name = sorted(unknown)[0]
-        raise _bad(f"unknown or unsupported parameter {name!r}", name, "unknown_parameter")
-    if body.get("tools"):
-        raise _bad("tools are not supported by mofa serve", "tools")
-    fmt = (body.get("text") or {}).get("format") if isinstance(body.get("text"), dict) else None
-    if fmt not in (None, {"type": "text"}):
-        raise _bad("only text output is supported (text.format type text)", "text.format")
-    for name, kind in (("instructions", str), ("model", str), ("previous_response_id", str)):
-        if body.get(name) is not None and not isinstance(body[name], kind):
-            raise _bad(f"{name} must be a string", name, "invalid_type")
-    for name in ("stream", "store", "background"):
-        if body.get(name) is not None and not isinstance(body[name], bool):
-            raise _bad(f"{name} must be a boolean", name, "invalid_type")
-    t = body.get("temperature")
-    if t is not None and (isinstance(t, bool) or not isinstance(t, int | float) or not 0 <= t <= 2):
-        raise _bad("temperature must be a number from 0 to 2", "temperature")
-    m = body.get("max_output_tokens")
-    if m is not None and (isinstance(m, bool) or not isinstance(m, int) or m < 1):
-        raise _bad("max_output_tokens must be a positive integer", "max_output_tokens")
-    if body.get("previous_response_id") and body.get("conversation"):
-        raise _bad("previous_response_id and conversation cannot both be given", "previous_response_id")
-    if "input" not in body:
-        raise _bad("input is required", "input", "missing_required_parameter")
 
 
 def _not_found(raw: str, param: str | None = None) -> ApiError:
     return ApiError(404, f"response {raw[:80]!r} not found", param=param)
 
 
-async def _session_for(registry: RunRegistry, who: Principal, body: dict[str, Any]) -> tuple[Session, bool]:
+async def _session_for(registry: RunRegistry, who: Principal, body: ResponseCreate) -> tuple[Session, bool]:
     """The session the turn runs on, and whether this request creates it."""
-    conv = body.get("conversation")
-    if conv is not None:
-        raw = conv.get("id") if isinstance(conv, dict) else conv
-        if not isinstance(raw, str):
-            raise _bad("conversation must be an id or {\"id\": ...}", "conversation", "invalid_type")
-        return await conversation_of(registry.store, who, raw), False
-    prev = body.get("previous_response_id")
+    if body.conversation is not None:
+        return await conversation_of(registry.store, who, body.conversation), False
+    prev = body.previous_response_id
     if prev:
         row = await reply_row(registry.store, who, decode_id("resp", prev, "response"))
         if row is None:
@@ -108,16 +68,12 @@ async def _session_for(registry: RunRegistry, who: Principal, body: dict[str, An
 
 
 @router.post("/v1/responses", summary="Create a response: one run (streamed, waited for, or in the background)")
-async def create_response(request: Request, registry: Registry, who: Who) -> Any:
+async def create_response(body: ResponseCreate, registry: Registry, who: Who) -> Any:
     store = registry.store
-    body = await json_body(request)
-    _check(body)
-    pairs = input_messages(body["input"])
-    if pairs[-1][0] != "user" or not pairs[-1][1].strip():
-        raise _bad("the last input item must be a user message with text", "input")
-    metadata = string_metadata(body.get("metadata"))
+    earlier_pairs, user_text = body.turn()
+    metadata = body.metadata or {}
     session, new = await _session_for(registry, who, body)
-    model = body.get("model")
+    model = body.model
     agent_code = None
     if model and await store.get_agent_by_code_and_tenant(who.tenant_id, model) is not None:
         agent_code = model
@@ -125,24 +81,23 @@ async def create_response(request: Request, registry: Registry, who: Who) -> Any
     def configure(builder: LLMAgentBuilder) -> None:
         if model and agent_code is None:
             builder.with_model(model)
-        if body.get("instructions") is not None:
-            builder.with_system_prompt(body["instructions"])
-        if body.get("temperature") is not None:
-            builder.with_temperature(float(body["temperature"]))
-        if body.get("max_output_tokens") is not None:
-            builder.with_max_tokens(body["max_output_tokens"])
+        if body.instructions is not None:
+            builder.with_system_prompt(body.instructions)
+        if body.temperature is not None:
+            builder.with_temperature(body.temperature)
+        if body.max_output_tokens is not None:
+            builder.with_max_tokens(body.max_output_tokens)
 
     if not new and any(r.session_id == session.id and r.terminal is None for r in registry.runs.values()):
         raise SessionBusyError("the conversation has a response in progress")
-    earlier = [Message(session_id=session.id, tenant_id=who.tenant_id, user_id=who.user_id,
-                       role=role, content=text) for role, text in pairs[:-1]]  # type: ignore[arg-type]
+    earlier = messages_of(who, session.id, earlier_pairs)
     if new:
         session = await store.create_session(session)
     saved: list[Message] = []
     try:
         if earlier:  # items before the last: ordinary rows of the session, before the turn reads its window
             saved = await store.save_messages(earlier)
-        run = await registry.start_run(who, session, pairs[-1][1], agent_code, configure=configure)
+        run = await registry.start_run(who, session, user_text, agent_code, configure=configure)
     except BaseException:
         # nothing of a refused request stays written
         if new:
@@ -151,15 +106,15 @@ async def create_response(request: Request, registry: Registry, who: Who) -> Any
             for m in saved:
                 await store.delete_message(who.tenant_id, m.id)
         raise
-    meta = {"created_at": int(time.time()), "model": model or "", "instructions": body.get("instructions"),
-            "previous_response_id": body.get("previous_response_id"), "conversation": not new and
-            body.get("conversation") is not None, "metadata": metadata, "temperature": body.get("temperature"),
-            "max_output_tokens": body.get("max_output_tokens"), "background": bool(body.get("background")),
+    meta = {"created_at": int(time.time()), "model": model or "", "instructions": body.instructions,
+            "previous_response_id": body.previous_response_id, "conversation": not new and
+            body.conversation is not None, "metadata": metadata, "temperature": body.temperature,
+            "max_output_tokens": body.max_output_tokens, "background": bool(body.background),
             "input_ids": [str(m.id) for m in saved] + [str(run.user_message_id)]}
     await _save_meta(registry, who, run, meta)
-    if body.get("stream"):
+    if body.stream:
         return SSEResponse(_stream(registry, who, run.id, follow_local(run, 0, registry.config), -1))
-    if not body.get("background"):
+    if not body.background:
         await run.wait_finished()
     return await _response(registry, who, run.id, encode_id("resp", run.id))
 
