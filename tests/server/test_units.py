@@ -120,3 +120,52 @@ async def test_openai_routes_answer_every_error_in_openai_shape_even_a_bug() -> 
         r = await client.get("/v1/native/bug")
         assert r.status_code == 500 and r.json() == {"error": {  # native: its own code, OpenAI's type and param
             "code": "internal", "message": "internal server error", "type": "server_error", "param": None}}
+
+
+def test_a_terminal_event_and_every_bus_message_round_trip_their_codecs() -> None:
+    from mofa_sdk.server.runs import Control, Ended, Resync, decode_control, encode_control, event_json, event_of_json
+
+    user, reply, call = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
+    done = terminal_event(5, "complete", user_message_id=user, assistant_message_id=reply)
+    failed = terminal_event(9, "interrupted", user_message_id=None, assistant_message_id=reply, code="interrupted",
+                            message="gone", saved_events=7)
+    for event in (done, failed, TextDeltaEvent(3, "é\n")):
+        assert event_of_json(event.n, event.kind, event_json(event)) == event
+    assert done.kind == "done" and done.error is None
+    assert failed.kind == "error" and event_json(failed)["error"] == {"code": "interrupted", "message": "gone"}
+    assert event_json(failed)["saved_events"] == 7 and event_json(done)["message_ids"]["user"] == str(user)
+    from mofa_sdk.server.runs import ApiCallFacts, Usage
+
+    counted = done.__class__(5, "complete", user, reply, ApiCallFacts(call, 12, 3), Usage(1, 2, 3), None, None)
+    for message in (Ended(counted), Ended(failed), Heartbeat(4), Resync()):
+        assert decode(encode(message, 1)) == message
+    control = Control("cancel", uuid.uuid4(), uuid.uuid4(), uuid.uuid4(), 12)
+    assert decode_control(encode_control(control, 3)) == control
+
+
+def test_the_run_engine_imports_no_web_framework_and_routes_import_no_routes() -> None:
+    """The layering of ``server/``: runs/ knows no HTTP; an API's routes modules never import each other."""
+    import ast
+    from pathlib import Path
+
+    import mofa_sdk.server as server
+
+    root = Path(server.__file__).parent
+
+    def imports(path: Path) -> set[str]:
+        found: set[str] = set()
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Import):
+                found |= {a.name for a in node.names}
+            elif isinstance(node, ast.ImportFrom):
+                found.add("." * node.level + (node.module or ""))
+        return found
+
+    for path in (root / "runs").glob("*.py"):
+        web = {m for m in imports(path) if m.split(".")[0] in ("fastapi", "starlette", "uvicorn") or "http" in m}
+        assert not web, f"{path.name} imports {web}"
+    routes = {"_chat", "_conversations", "_responses"}
+    for path in (root / "api" / "openai").glob("*.py"):
+        if path.name == "__init__.py":  # it assembles the router, it is no route
+            continue
+        assert not {m for m in imports(path) if m.lstrip(".") in routes}, path.name
