@@ -117,28 +117,28 @@ def _loc(parts: tuple[int | str, ...]) -> str:
     return out
 
 
-#: pydantic error types that name what OpenAI calls them
+#: pydantic error types by the code OpenAI gives them (``unsupported_parameter`` is raised by the schemas);
+#: any other is ``invalid_request``
 _PYDANTIC_CODES = {"extra_forbidden": "unknown_parameter", "missing": "missing_required_parameter",
-                   "json_invalid": "invalid_json"}
+                   "unsupported_parameter": "unsupported_parameter"}
 
 
 def _validation(exc: RequestValidationError) -> _Failure:
-    """The first problem names the field (``param``); the message lists them all."""
+    """The first problem names the field (``param``) and the code; the message lists them all."""
     parts: list[str] = []
     param: str | None = None
     code: str | None = None
     for err in exc.errors():
-        loc = tuple(p for p in err.get("loc", ()) if p != "body")
-        if err.get("type") == "json_invalid":
+        kind = str(err.get("type"))
+        if kind == "json_invalid":
             parts.append(f"malformed JSON body: {err.get('ctx', {}).get('error', 'cannot be parsed')}")
             code = code or "invalid_json"
             continue
+        loc = tuple(p for p in err.get("loc", ()) if p != "body")
         where = _loc(loc[1:] if loc and loc[0] in ("query", "header", "path") else loc) or "body"
         parts.append(f"{where}: {err.get('msg', 'invalid')}")
         if param is None:
-            param, code = where, _PYDANTIC_CODES.get(str(err.get("type")), str(err.get("type") or "invalid_value"))
-            if code not in _PYDANTIC_CODES.values() and err.get("type") != "unsupported_parameter":
-                code = "invalid_request"
+            param, code = where, code or _PYDANTIC_CODES.get(kind, "invalid_request")
     return _Failure(422, code or "invalid_request", "; ".join(parts) or "invalid request", param)
 
 
