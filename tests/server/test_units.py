@@ -169,3 +169,18 @@ def test_the_run_engine_imports_no_web_framework_and_routes_import_no_routes() -
         if path.name == "__init__.py":  # it assembles the router, it is no route
             continue
         assert not {m for m in imports(path) if m.lstrip(".") in routes}, path.name
+
+
+def test_library_errors_of_the_engine_map_to_their_statuses_and_codes() -> None:
+    """The run engine raises library errors only; the HTTP layer gives them a status and a code in one place."""
+    from mofa_sdk.errors import AgentUnavailableError, ConfigError, NotFoundError, ServiceUnavailableError
+    from mofa_sdk.server.http import error_response, status_of
+
+    assert status_of(ServiceUnavailableError("no provider", code="no_provider")) == 503
+    assert status_of(AgentUnavailableError("disabled")) == 409
+    assert status_of(NotFoundError("x")) == 404 and status_of(ConfigError("x")) == 422
+    assert ServiceUnavailableError("x", code="no_provider").code == "no_provider"
+    native = json.loads(error_response("/v1/sessions", 422, None, "bad").body)
+    openai = json.loads(error_response("/v1/chat/completions", 422, None, "bad").body)
+    assert native["error"]["code"] == "invalid_request" and openai["error"]["code"] == "invalid_request"
+    assert error_response("/v1/chat/completions", 422, None, "bad").status_code == 400
