@@ -180,7 +180,7 @@ def test_library_errors_of_the_engine_map_to_their_statuses_and_codes() -> None:
     assert status_of(AgentUnavailableError("disabled")) == 409
     assert status_of(NotFoundError("x")) == 404 and status_of(ConfigError("x")) == 422
     assert ServiceUnavailableError("x", code="no_provider").code == "no_provider"
-    native = json.loads(error_response("/v1/sessions", 422, None, "bad").body)
-    openai = json.loads(error_response("/v1/chat/completions", 422, None, "bad").body)
+    native = json.loads(bytes(error_response("/v1/sessions", 422, None, "bad").body))
+    openai = json.loads(bytes(error_response("/v1/chat/completions", 422, None, "bad").body))
     assert native["error"]["code"] == "invalid_request" and openai["error"]["code"] == "invalid_request"
     assert error_response("/v1/chat/completions", 422, None, "bad").status_code == 400
