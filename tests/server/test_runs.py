@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import socket
+import uuid
 from typing import Any
 
 import httpx2
@@ -371,3 +372,20 @@ async def test_the_bus_reconnects_after_its_connections_are_cut(pg_pair: Served,
     reply = await saved_reply(db, row.tenant_id, run_id)
     assert text_of(first) + text_of(rest) == reply.content
     assert "LISTEN connection was lost" in a.log.read_text() + b.log.read_text()
+
+
+async def test_a_run_read_back_from_the_database_keeps_its_usage(in_app: InProcess) -> None:
+    """Once the process no longer holds a run, ``GET /v1/runs/{id}`` rebuilds it from its rows: the reply and
+    its api-call row, so its usage (and a failure) read as they did while it was held."""
+    client, base = in_app.client, in_app.url
+    key, _ = await make_key(in_app.db)
+    sid = await new_session(client, base, key)
+    r = await client.post(f"{base}/v1/sessions/{sid}/messages", json={"content": "go", "stream": False},
+                          headers=auth(key))
+    live = r.json()
+    assert live["status"] == "complete" and live["usage"]["total_tokens"] > 0
+    assert in_app.app.services is not None
+    in_app.app.services.registry.runs.pop(uuid.UUID(live["id"]))  # as after finished_run_seconds
+    again = (await client.get(f"{base}/v1/runs/{live['id']}", headers=auth(key))).json()
+    assert again["status"] == "complete" and again["content"] == live["content"]
+    assert again["usage"] == live["usage"] and again["error"] is None

@@ -16,6 +16,7 @@ import httpx2
 from mofa_sdk.llm import LLMProvider
 from mofa_sdk.persistence import Store
 from mofa_sdk.server import ServeConfig, create_app
+from mofa_sdk.server.http import ServeApp
 
 __all__ = ["BASE_URL", "InProcess", "in_process"]
 
@@ -29,6 +30,8 @@ class InProcess:
     again) and ``url`` (the base of every request)."""
 
     client: httpx2.AsyncClient
+    #: the app (``app.services`` while it runs: a test may look at its run registry)
+    app: ServeApp
     #: the transport into the app (for more clients, such as the ``openai`` SDK's)
     transport: httpx2.ASGITransport
     store: Store
@@ -43,7 +46,8 @@ async def in_process(
     """Serve ``store`` with ``provider`` in this process until the block ends (the lifespan's start-up and
     shutdown run as uvicorn would run them)."""
     app = create_app(config or ServeConfig(max_reply_chars=None), store=store, provider=provider)
+    assert isinstance(app, ServeApp)
     async with app.router.lifespan_context(app):
         transport = httpx2.ASGITransport(app=app)
         async with httpx2.AsyncClient(transport=transport, base_url=BASE_URL, timeout=30) as client:
-            yield InProcess(client, transport, store, db)
+            yield InProcess(client, app, transport, store, db)

@@ -18,7 +18,18 @@ from ....persistence._protocols import SessionReader
 from ....persistence._sessions import owned_session
 from ....persistence._store import MAX_PAGE as MAX_PAGE_SIZE
 from ...http import KEEPALIVE, ApiError, Registry, SSEResponse, StoreDep, Who, event_frame, sse
-from ...runs import Principal, Run, RunEvent, cancel_run, delta_count, follow_local, open_follower, owner_answers
+from ...runs import (
+    FINAL_STATUSES,
+    Principal,
+    Run,
+    RunEvent,
+    cancel_run,
+    delta_count,
+    follow_local,
+    open_follower,
+    owner_answers,
+    terminal_of_row,
+)
 from .schemas import AgentOut, MessageIn, MessageOut, Page, RunOut, SessionIn, SessionOut, SessionPatch
 
 __all__ = ["router"]
@@ -119,11 +130,15 @@ async def get_run(run_id: uuid.UUID, registry: Registry, who: Who) -> Any:
     if row is None or row.role != "assistant" or row.user_id != who.user_id or run is not None:
         raise ApiError(404, f"run {run_id} not found")
     status = row.status
-    if status in ("streaming", "interrupted"):
+    end = None
+    if status in FINAL_STATUSES:  # its usage and failure, as the live run told them, from its api-call row
+        end = await terminal_of_row(registry.store, row)
+    elif status in ("streaming", "interrupted"):
         # the row cannot tell a live owner whose provider is silent from a dead one: ask the owner
         status = "streaming" if await owner_answers(registry, who, run_id) else "interrupted"
     return RunOut(id=row.id, session_id=row.session_id, status=status, content=row.content,
-                  message_ids={"user": row.parent_message_id, "assistant": row.id}, events=delta_count(row))
+                  message_ids={"user": row.parent_message_id, "assistant": row.id}, events=delta_count(row),
+                  usage=end.usage if end is not None else None, error=end.error if end is not None else None)
 
 
 @router.post("/v1/runs/{run_id}/cancel", tags=["runs"], responses={404: {"description": "No such run"}},
