@@ -58,7 +58,10 @@ async def test_every_error_takes_its_apis_shape(in_app: InProcess) -> None:
                   "unknown_parameter")
     assert err["param"] == "frobnicate", err
     _openai(await c.get(f"{base}/v1/conversations/conv_{uuid.uuid4().hex}/items?limit=0", headers=auth(key)), 400)
-    _native(await c.get(f"{base}/v1/sessions?limit=0", headers=auth(key)), 422)
+    _native(await c.get(f"{base}/v1/sessions?limit=0", headers=auth(key)), 422, "invalid_request")
+    err = _native(await c.post(f"{base}/v1/sessions", json={"frobnicate": 1}, headers=auth(key)), 422,
+                  "invalid_request")
+    assert err["param"] == "frobnicate", err
     # a library error raised by a route
     _openai(await c.get(f"{base}/v1/responses/resp_{uuid.uuid4().hex}", headers=auth(key)), 404, "not_found")
     _native(await c.get(f"{base}/v1/sessions/{uuid.uuid4()}", headers=auth(key)), 404, "not_found")

@@ -118,7 +118,7 @@ def _loc(parts: tuple[int | str, ...]) -> str:
 
 
 #: pydantic error types by the code OpenAI gives them (``unsupported_parameter`` is raised by the schemas);
-#: any other is ``invalid_request``
+#: any other is ``invalid_request``, as every validation error of the native API is
 _PYDANTIC_CODES = {"extra_forbidden": "unknown_parameter", "missing": "missing_required_parameter",
                    "unsupported_parameter": "unsupported_parameter"}
 
@@ -154,7 +154,10 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
-        return answer(request, _validation(exc))
+        failure = _validation(exc)
+        if api_of(request.url.path) == "native":  # the native API names every validation error one way
+            failure = _Failure(failure.status, "invalid_request", failure.message, failure.param)
+        return answer(request, failure)
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
