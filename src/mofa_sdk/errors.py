@@ -4,7 +4,9 @@
 
     MofaError
     ├── ConfigError                 misuse: bad argument, bad environment, invalid UUID, missing provider
-    │   └── ValidationError         a value that cannot be stored (lone surrogate, non-JSON metadata, …)
+    │   ├── ValidationError         a value that cannot be stored (lone surrogate, non-JSON metadata, …)
+    │   ├── AgentUnavailableError   an agent row cannot answer (disabled, its provider unusable)
+    │   └── ServiceUnavailableError the service cannot answer as configured (no provider, shutting down)
     ├── PersistenceError            a database operation failed
     │   ├── NotFoundError           the row does not exist (for this tenant)
     │   ├── ConflictError           a unique key or a concurrent change got in the way
@@ -33,6 +35,7 @@ from __future__ import annotations
 
 __all__ = [
     "AgentError",
+    "AgentUnavailableError",
     "AuthenticationError",
     "ConfigError",
     "ConflictError",
@@ -48,6 +51,7 @@ __all__ = [
     "ProviderTimeoutError",
     "RateLimitError",
     "ReplyTooLargeError",
+    "ServiceUnavailableError",
     "SessionBusyError",
     "StreamConsumedError",
     "StreamInterruptedError",
@@ -70,6 +74,21 @@ class ConfigError(MofaError):
 
 class ValidationError(ConfigError):
     """A value cannot be stored as given. The message names the field."""
+
+
+class AgentUnavailableError(ConfigError):
+    """The agent row a turn names exists but cannot answer (disabled, or its provider cannot be built)."""
+
+    code = "agent_unavailable"
+
+
+class ServiceUnavailableError(ConfigError):
+    """The service cannot answer as it is configured or while it stops: no provider, a turn stopped before
+    it started. ``code`` says which (``no_provider``, ``agent_unavailable``, ``unavailable``)."""
+
+    def __init__(self, message: str, *, code: str = "unavailable") -> None:
+        super().__init__(message)
+        self.code = code
 
 
 class PersistenceError(MofaError):

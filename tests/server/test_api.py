@@ -3,6 +3,7 @@ half-written), sessions and messages, usage, agents, health, the OpenAPI schema 
 
 from __future__ import annotations
 
+import logging
 import subprocess
 import sys
 import uuid
@@ -15,7 +16,7 @@ from pydantic import SecretStr
 
 from mofa_sdk.entities import Agent, Provider
 from mofa_sdk.persistence import connect_store
-from tests.server.conftest import Launcher, Served, auth, make_key, read_events, text_of
+from tests.server.support import InProcess, Launcher, Served, auth, make_key, read_events, text_of
 
 
 async def _counts(db: str, tenant: uuid.UUID, user: uuid.UUID) -> tuple[int, int]:
@@ -38,8 +39,10 @@ def _is_error(r: httpx2.Response, status: int, *words: str) -> None:
         assert w.lower() in body["message"].lower(), body
 
 
-async def test_auth_no_key_revoked_key_other_tenant(sqlite_served: Served, client: httpx2.AsyncClient) -> None:
-    sqlite_url, base = sqlite_served.db, sqlite_served.url
+async def test_auth_no_key_revoked_key_other_tenant(in_app: InProcess, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.DEBUG)  # everything the service logs while it serves this test
+    client = in_app.client
+    sqlite_url, base = in_app.db, in_app.url
     key_b, row_b = await make_key(sqlite_url)
     sid = (await client.post(f"{base}/v1/sessions", json={}, headers=auth(key_b))).json()["id"]
     r = await client.post(f"{base}/v1/sessions/{sid}/messages", json={"content": "hi", "stream": False},
@@ -74,12 +77,13 @@ async def test_auth_no_key_revoked_key_other_tenant(sqlite_served: Served, clien
     assert await _counts(sqlite_url, row_a.tenant_id, row_a.user_id) == (0, 0)
     assert (await client.get(f"{base}/healthz")).json()["status"] == "ok"  # the only open route (and the schema)
     assert (await client.get(f"{base}/openapi.json")).status_code == 200
-    log = sqlite_served.servers[0].log.read_text()
+    log = caplog.text
     assert all(k not in log and k[8:20] not in log for k in (key_a, key_b, revoked)), "a key reached the log"
 
 
-async def test_bad_input_is_a_4xx_json_naming_the_problem(sqlite_served: Served, client: httpx2.AsyncClient) -> None:
-    sqlite_url, base = sqlite_served.db, sqlite_served.url
+async def test_bad_input_is_a_4xx_json_naming_the_problem(in_app: InProcess) -> None:
+    client = in_app.client
+    sqlite_url, base = in_app.db, in_app.url
     key, row = await make_key(sqlite_url)
     h = {**auth(key), "content-type": "application/json"}
     sid = (await client.post(f"{base}/v1/sessions", json={}, headers=auth(key))).json()["id"]
@@ -105,8 +109,9 @@ async def test_bad_input_is_a_4xx_json_naming_the_problem(sqlite_served: Served,
     assert await _counts(sqlite_url, row.tenant_id, row.user_id) == before, "nothing half-written"
 
 
-async def test_sessions_messages_usage_agents(sqlite_served: Served, client: httpx2.AsyncClient) -> None:
-    sqlite_url, base = sqlite_served.db, sqlite_served.url
+async def test_sessions_messages_usage_agents(in_app: InProcess) -> None:
+    client = in_app.client
+    sqlite_url, base = in_app.db, in_app.url
     key, row = await make_key(sqlite_url)
     h = auth(key)
     made = [(await client.post(f"{base}/v1/sessions", json={"title": f"s{i}"}, headers=h)).json() for i in range(3)]

@@ -7,12 +7,11 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-import httpx2
 import openai
 import pytest
 
 from mofa_sdk.persistence import connect_store
-from tests.server.conftest import Served, auth, make_key, openai_client
+from tests.server.support import InProcess, auth, make_key, openai_client
 
 
 def _text(item: Any) -> str:
@@ -30,9 +29,10 @@ async def _sessions(db: str, tenant: uuid.UUID, user: uuid.UUID) -> tuple[int, i
         await store.close()
 
 
-async def test_conversation_crud_items_in_order_paginated(sqlite_served: Served, client: httpx2.AsyncClient) -> None:
-    key, row = await make_key(sqlite_served.db)
-    oa = openai_client(sqlite_served.url, key)
+async def test_conversation_crud_items_in_order_paginated(in_app: InProcess) -> None:
+    client = in_app.client
+    key, row = await make_key(in_app.db)
+    oa = openai_client(in_app.url, key, in_app.transport)
     conv = await oa.conversations.create(
         metadata={"topic": "demo"},
         items=[{"type": "message", "role": "user", "content": "first"},
@@ -66,7 +66,7 @@ async def test_conversation_crud_items_in_order_paginated(sqlite_served: Served,
 
     # the items are the session's messages, ids stable through the native API
     sid = uuid.UUID(conv.id.removeprefix("conv_"))
-    native = (await client.get(f"{sqlite_served.url}/v1/sessions/{sid}/messages", headers=auth(key))).json()
+    native = (await client.get(f"{in_app.url}/v1/sessions/{sid}/messages", headers=auth(key))).json()
     assert [f"msg_{uuid.UUID(m['id']).hex}" for m in native["data"]] == [i.id for i in asc]
     assert [m["role"] for m in native["data"][:3]] == ["user", "assistant", "user"]
 
@@ -81,9 +81,9 @@ async def test_conversation_crud_items_in_order_paginated(sqlite_served: Served,
 
     # GET /v1/conversations (beyond OpenAI): the user's conversations, most recently active first, by cursor
     other = await oa.conversations.create()
-    listed = (await client.get(f"{sqlite_served.url}/v1/conversations?limit=1", headers=auth(key))).json()
+    listed = (await client.get(f"{in_app.url}/v1/conversations?limit=1", headers=auth(key))).json()
     assert [c["id"] for c in listed["data"]] == [other.id] and listed["has_more"]
-    rest = (await client.get(f"{sqlite_served.url}/v1/conversations?limit=5&after={other.id}",
+    rest = (await client.get(f"{in_app.url}/v1/conversations?limit=5&after={other.id}",
                              headers=auth(key))).json()
     assert [c["id"] for c in rest["data"]] == [conv.id] and not rest["has_more"]
 
@@ -91,18 +91,18 @@ async def test_conversation_crud_items_in_order_paginated(sqlite_served: Served,
     assert deleted.deleted and deleted.id == conv.id
     with pytest.raises(openai.NotFoundError):
         await oa.conversations.retrieve(conv.id)
-    assert await _sessions(sqlite_served.db, row.tenant_id, row.user_id) == (1, 0)
+    assert await _sessions(in_app.db, row.tenant_id, row.user_id) == (1, 0)
 
 
-async def test_conversation_errors_openai_shape_nothing_written(sqlite_served: Served,
-                                                                client: httpx2.AsyncClient) -> None:
-    key, row = await make_key(sqlite_served.db)
-    oa = openai_client(sqlite_served.url, key)
+async def test_conversation_errors_openai_shape_nothing_written(in_app: InProcess) -> None:
+    client = in_app.client
+    key, row = await make_key(in_app.db)
+    oa = openai_client(in_app.url, key, in_app.transport)
     conv = await oa.conversations.create(items=[{"role": "user", "content": "mine"}])
-    before = await _sessions(sqlite_served.db, row.tenant_id, row.user_id)
+    before = await _sessions(in_app.db, row.tenant_id, row.user_id)
 
-    other_key, _ = await make_key(sqlite_served.db)
-    thief = openai_client(sqlite_served.url, other_key)
+    other_key, _ = await make_key(in_app.db)
+    thief = openai_client(in_app.url, other_key, in_app.transport)
     for call in (thief.conversations.retrieve(conv.id), thief.conversations.delete(conv.id),
                  thief.conversations.update(conv.id, metadata={"a": "b"}),
                  thief.conversations.items.list(conv.id),
@@ -128,6 +128,6 @@ async def test_conversation_errors_openai_shape_nothing_written(sqlite_served: S
             await oa.conversations.items.create(conv.id, items=items)  # type: ignore[arg-type]
     with pytest.raises(openai.BadRequestError):
         await oa.conversations.create(metadata={"k": 1})  # type: ignore[dict-item]
-    r = await client.post(f"{sqlite_served.url}/v1/conversations", content=b"{not json", headers=auth(key))
+    r = await client.post(f"{in_app.url}/v1/conversations", content=b"{not json", headers=auth(key))
     assert r.status_code == 400 and set(r.json()["error"]) >= {"message", "type", "param", "code"}
-    assert await _sessions(sqlite_served.db, row.tenant_id, row.user_id) == before
+    assert await _sessions(in_app.db, row.tenant_id, row.user_id) == before

@@ -13,7 +13,7 @@ import openai
 import pytest
 
 from mofa_sdk.persistence import connect_store
-from tests.server.conftest import FaultPair, Launcher, Served, make_key, openai_client
+from tests.server.support import FaultPair, InProcess, Launcher, Served, make_key, openai_client
 
 CLOSING = ["response.output_text.done", "response.content_part.done", "response.output_item.done",
            "response.completed"]
@@ -46,9 +46,9 @@ async def _until(oa: openai.AsyncOpenAI, rid: str, done: Any) -> Any:
     raise AssertionError(f"response {rid} never got there: {r.status}")
 
 
-async def test_chain_by_previous_response_id_and_by_conversation(sqlite_served: Served) -> None:
-    key, row = await make_key(sqlite_served.db)
-    oa = openai_client(sqlite_served.url, key)
+async def test_chain_by_previous_response_id_and_by_conversation(in_app: InProcess) -> None:
+    key, row = await make_key(in_app.db)
+    oa = openai_client(in_app.url, key, in_app.transport)
     first = await oa.responses.create(model="scripted-model", input="my name is Ada echo", instructions="be brief")
     assert first.status == "completed" and first.output_text.startswith("system: be brief\nuser: my name is Ada")
     assert first.usage is not None and first.usage.output_tokens > 0
@@ -76,12 +76,12 @@ async def test_chain_by_previous_response_id_and_by_conversation(sqlite_served: 
     assert multi.output_text == "user: one\nassistant: two\nuser: three echo\n"
     listed = await oa.responses.input_items.list(multi.id, order="asc")
     assert [i.content[0].text for i in listed.data] == ["one", "two", "three echo"]  # type: ignore[union-attr, index]
-    assert (await _row(sqlite_served.db, row.tenant_id, multi.id)).content == multi.output_text
+    assert (await _row(in_app.db, row.tenant_id, multi.id)).content == multi.output_text
 
 
-async def test_stream_events_in_order_equal_stored_and_resume(sqlite_served: Served) -> None:
-    key, row = await make_key(sqlite_served.db)
-    oa = openai_client(sqlite_served.url, key)
+async def test_stream_events_in_order_equal_stored_and_resume(in_app: InProcess) -> None:
+    key, row = await make_key(in_app.db)
+    oa = openai_client(in_app.url, key, in_app.transport)
     events = []
     async with await oa.responses.create(input="words=12 delay=0.005 ✓", stream=True) as stream:
         async for e in stream:
@@ -95,7 +95,7 @@ async def test_stream_events_in_order_equal_stored_and_resume(sqlite_served: Ser
     done = events[-1].response  # type: ignore[union-attr]
     assert done.status == "completed" and done.output_text == streamed
     assert events[-4].text == streamed  # type: ignore[union-attr]
-    stored = await _row(sqlite_served.db, row.tenant_id, rid)
+    stored = await _row(in_app.db, row.tenant_id, rid)
     assert stored.content.encode() == streamed.encode() and stored.status == "complete"
     assert (await oa.responses.retrieve(rid)).output_text == streamed
 
@@ -106,9 +106,9 @@ async def test_stream_events_in_order_equal_stored_and_resume(sqlite_served: Ser
         assert [getattr(e, "delta", None) for e in resumed] == [getattr(e, "delta", None) for e in events[after + 1:]]
 
 
-async def test_background_cancel_delete(sqlite_served: Served) -> None:
-    key, row = await make_key(sqlite_served.db)
-    oa = openai_client(sqlite_served.url, key)
+async def test_background_cancel_delete(in_app: InProcess) -> None:
+    key, row = await make_key(in_app.db)
+    oa = openai_client(in_app.url, key, in_app.transport)
     bg = await oa.responses.create(input="words=20 delay=0.01", background=True)
     assert bg.status in ("queued", "in_progress") and bg.background
     done = await _until(oa, bg.id, lambda r: r.status != "in_progress")
@@ -121,24 +121,24 @@ async def test_background_cancel_delete(sqlite_served: Served) -> None:
     again = await oa.responses.retrieve(slow.id)
     assert again.status == "cancelled" and again.output_text == cancelled.output_text
     assert not again.output_text.endswith("«fin»\n")  # stopped part way
-    assert (await _row(sqlite_served.db, row.tenant_id, slow.id)).status == "cancelled"
+    assert (await _row(in_app.db, row.tenant_id, slow.id)).status == "cancelled"
 
-    before = await _counts(sqlite_served.db, row.tenant_id, row.user_id)
+    before = await _counts(in_app.db, row.tenant_id, row.user_id)
     await oa.responses.delete(done.id)
-    assert await _counts(sqlite_served.db, row.tenant_id, row.user_id) == (before[0], before[1] - 2)
+    assert await _counts(in_app.db, row.tenant_id, row.user_id) == (before[0], before[1] - 2)
     with pytest.raises(openai.NotFoundError):
         await oa.responses.retrieve(done.id)
     with pytest.raises(openai.NotFoundError):
         await oa.responses.delete(done.id)
 
 
-async def test_errors_openai_shape_nothing_written(sqlite_served: Served) -> None:
-    key, row = await make_key(sqlite_served.db)
-    oa = openai_client(sqlite_served.url, key)
+async def test_errors_openai_shape_nothing_written(in_app: InProcess) -> None:
+    key, row = await make_key(in_app.db)
+    oa = openai_client(in_app.url, key, in_app.transport)
     mine = await oa.responses.create(input="hi")
-    before = await _counts(sqlite_served.db, row.tenant_id, row.user_id)
-    other_key, other = await make_key(sqlite_served.db)
-    thief = openai_client(sqlite_served.url, other_key)
+    before = await _counts(in_app.db, row.tenant_id, row.user_id)
+    other_key, other = await make_key(in_app.db)
+    thief = openai_client(in_app.url, other_key, in_app.transport)
     unknown = "resp_" + uuid.uuid4().hex
     for call in (thief.responses.retrieve(mine.id), thief.responses.cancel(mine.id),
                  thief.responses.delete(mine.id), thief.responses.input_items.list(mine.id),
@@ -165,8 +165,8 @@ async def test_errors_openai_shape_nothing_written(sqlite_served: Served) -> Non
     with pytest.raises(openai.APIStatusError) as big:  # over the body limit (1 MB by default)
         await oa.responses.create(input="x" * 1_100_000)
     assert big.value.status_code == 413
-    assert await _counts(sqlite_served.db, row.tenant_id, row.user_id) == before
-    assert await _counts(sqlite_served.db, other.tenant_id, other.user_id) == (0, 0)
+    assert await _counts(in_app.db, row.tenant_id, row.user_id) == before
+    assert await _counts(in_app.db, other.tenant_id, other.user_id) == (0, 0)
 
 
 async def test_killed_worker_reads_incomplete_with_checkpointed_text(launcher: Launcher, sqlite_url: str) -> None:
@@ -231,7 +231,7 @@ async def test_real_upstream_chain_usage_and_failure(fault_pair: FaultPair) -> N
     the second response's upstream request carries the first turn, read from the database; usage is the api-call
     row's; a provider failure mid-stream ends with response.failed, the partial reply saved."""
     from tests.llm.fault_server import Reply
-    from tests.server.test_runs import api_call_of
+    from tests.server.support import api_call_of
 
     db, (a, b), fault = fault_pair.db, fault_pair.servers, fault_pair.fault
     key, row = await make_key(db)
@@ -260,15 +260,15 @@ async def test_real_upstream_chain_usage_and_failure(fault_pair: FaultPair) -> N
     assert (await ob.responses.retrieve(rid)).status == "failed"
 
 
-async def test_openai_agents_sdk_sessions_and_previous_response_id(sqlite_served: Served) -> None:
+async def test_openai_agents_sdk_sessions_and_previous_response_id(in_app: InProcess) -> None:
     """The OpenAI Agents SDK unchanged, pointed at `mofa serve`: OpenAIConversationsSession keeps the history in a
     conversation (a session), and Runner.run_streamed chains by previous_response_id."""
     from agents import Agent, OpenAIConversationsSession, OpenAIResponsesModel, Runner, set_tracing_disabled
     from agents.stream_events import RawResponsesStreamEvent
 
     set_tracing_disabled(True)
-    key, _ = await make_key(sqlite_served.db)
-    oa = openai_client(sqlite_served.url, key)
+    key, _ = await make_key(in_app.db)
+    oa = openai_client(in_app.url, key, in_app.transport)
     agent = Agent(name="echoer", instructions="be brief", model=OpenAIResponsesModel("scripted-model", oa))
     session = OpenAIConversationsSession(openai_client=oa)
     first = await Runner.run(agent, "my name is Ada echo", session=session)

@@ -11,7 +11,7 @@ import psycopg
 
 from mofa_sdk.persistence import PostgresStore
 from tests.reliability.test_tenant_isolation import app_role, make_role, secured  # noqa: F401  (fixtures)
-from tests.server.conftest import Launcher, auth, make_key, read_events, text_of
+from tests.server.support import Launcher, auth, make_key, read_events, text_of
 
 
 async def test_turns_under_row_level_security(

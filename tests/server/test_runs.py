@@ -15,7 +15,18 @@ from pydantic import SecretStr
 
 from mofa_sdk.persistence import connect_store
 from tests.llm.fault_server import Reply
-from tests.server.conftest import FaultPair, Launcher, Served, auth, make_key, read_events, text_of
+from tests.server.support import (
+    FaultPair,
+    InProcess,
+    Launcher,
+    Served,
+    api_call_of,
+    auth,
+    make_key,
+    read_events,
+    saved_reply,
+    text_of,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -24,25 +35,6 @@ async def new_session(client: httpx2.AsyncClient, base: str, key: str) -> str:
     r = await client.post(f"{base}/v1/sessions", json={"title": "t"}, headers=auth(key))
     assert r.status_code == 201, r.text
     return str(r.json()["id"])
-
-
-async def saved_reply(db: str, tenant: uuid.UUID, run_id: str) -> Any:
-    store = await connect_store(db)
-    try:
-        return await store.get_message(tenant, uuid.UUID(run_id))
-    finally:
-        await store.close()
-
-
-async def api_call_of(db: str, tenant: uuid.UUID, reply: Any) -> Any:
-    from mofa_sdk.entities import QueryFilter
-
-    store = await connect_store(db)
-    try:
-        calls = await store.query_api_calls(QueryFilter(tenant_id=tenant, session_id=reply.session_id))
-    finally:
-        await store.close()
-    return next(c for c in calls if c.response_message_id == reply.id)
 
 
 async def wait_status(client: httpx2.AsyncClient, base: str, key: str, run_id: str, want: str) -> dict[str, Any]:
@@ -81,8 +73,9 @@ async def test_streamed_text_is_the_saved_reply_mofa_serve_postgres(
     assert rest[-1].data["api_call_id"] == str(call.id) and rest[-1].data["usage"]["total_tokens"] > 0
 
 
-async def test_streamed_text_is_the_saved_reply_sqlite(sqlite_served: Served, client: httpx2.AsyncClient) -> None:
-    db, base = sqlite_served.db, sqlite_served.url
+async def test_streamed_text_is_the_saved_reply_sqlite(in_app: InProcess) -> None:
+    client = in_app.client
+    db, base = in_app.db, in_app.url
     key, row = await make_key(db)
     sid = await new_session(client, base, key)
     async with client.stream("POST", f"{base}/v1/sessions/{sid}/messages", json={"content": "go words=20"},
@@ -248,10 +241,9 @@ async def test_keepalive_comment_and_a_client_that_does_not_read(
     assert text_of(events) == reply.content and events[-1].event == "done"
 
 
-async def test_non_streaming_turn_returns_the_finished_reply(
-    sqlite_served: Served, client: httpx2.AsyncClient
-) -> None:
-    sqlite_url, server = sqlite_served.db, sqlite_served.servers[0]
+async def test_non_streaming_turn_returns_the_finished_reply(in_app: InProcess) -> None:
+    client = in_app.client
+    sqlite_url, server = in_app.db, in_app
     key, row = await make_key(sqlite_url)
     sid = await new_session(client, server.url, key)
     r = await client.post(f"{server.url}/v1/sessions/{sid}/messages", json={"content": "go", "stream": False},
@@ -380,3 +372,20 @@ async def test_the_bus_reconnects_after_its_connections_are_cut(pg_pair: Served,
     reply = await saved_reply(db, row.tenant_id, run_id)
     assert text_of(first) + text_of(rest) == reply.content
     assert "LISTEN connection was lost" in a.log.read_text() + b.log.read_text()
+
+
+async def test_a_run_read_back_from_the_database_keeps_its_usage(in_app: InProcess) -> None:
+    """Once the process no longer holds a run, ``GET /v1/runs/{id}`` rebuilds it from its rows: the reply and
+    its api-call row, so its usage (and a failure) read as they did while it was held."""
+    client, base = in_app.client, in_app.url
+    key, _ = await make_key(in_app.db)
+    sid = await new_session(client, base, key)
+    r = await client.post(f"{base}/v1/sessions/{sid}/messages", json={"content": "go", "stream": False},
+                          headers=auth(key))
+    live = r.json()
+    assert live["status"] == "complete" and live["usage"]["total_tokens"] > 0
+    assert in_app.app.services is not None
+    in_app.app.services.registry.runs.pop(uuid.UUID(live["id"]))  # as after finished_run_seconds
+    again = (await client.get(f"{base}/v1/runs/{live['id']}", headers=auth(key))).json()
+    assert again["status"] == "complete" and again["content"] == live["content"]
+    assert again["usage"] == live["usage"] and again["error"] is None

@@ -12,9 +12,7 @@ from mofa_sdk.errors import DatabaseUnavailableError
 from mofa_sdk.llm import ScriptedProvider
 from mofa_sdk.persistence import InMemoryStore
 from mofa_sdk.server import ServeConfig
-from mofa_sdk.server._agents import AgentChooser
-from mofa_sdk.server._notify import LocalBus
-from mofa_sdk.server._runs import Principal, RunRegistry
+from mofa_sdk.server.runs import AgentChooser, LocalBus, Principal, RunRegistry
 
 
 class OutageStore(InMemoryStore):
@@ -39,7 +37,7 @@ async def test_a_reply_whose_final_write_failed_is_written_later() -> None:
         run = await registry.start_run(who, session, "hi", None)
         assert await run.wait_finished(10)
         assert run.terminal is not None and run.terminal.kind == "error"
-        assert run.terminal.data["error"]["code"] == "unsaved_reply"
+        assert run.terminal.error is not None and run.terminal.error.code == "unsaved_reply"
         for _ in range(200):  # the retry loop, not a timing assertion: it just has to happen
             if not registry.unsaved:
                 break

@@ -1,6 +1,11 @@
 """``mofa serve``: the library over HTTP. Runs are owned by the service, not by requests; their events
 are numbered, replayed from the database and followed live (in-process, or across processes through
-PostgreSQL LISTEN/NOTIFY). Needs the ``serve`` extra (FastAPI and uvicorn)."""
+PostgreSQL LISTEN/NOTIFY). Needs the ``serve`` extra (FastAPI and uvicorn).
+
+The layers, one-way: ``runs`` (the run engine: runs, registry, typed event log, following, bus; no web
+framework) ← ``http`` (auth, body limit, SSE, typed dependencies, the one error mapping) ← ``api.native`` and
+``api.openai`` (routes and pydantic schemas per API) ← ``create_app`` (the app and its lifespan).
+"""
 
 from ._app import create_app
 from ._config import ServeConfig

@@ -13,22 +13,14 @@ from typing import Any
 from fastapi import FastAPI
 
 from .. import __version__
+from ..errors import ServiceUnavailableError
 from ..llm import LLMProvider
 from ..persistence import Store, connect_store
-from ._agents import AgentChooser
-from ._auth import AuthMiddleware
-from ._chat_shapes import OpenAIErrorMiddleware
 from ._config import ServeConfig
-from ._errors import install_error_handlers
-from ._limits import BodyLimitMiddleware
-from ._notify import LocalBus, PgBus
-from ._routes_chat import router as chat_router
-from ._routes_conversations import router as conversations_router
-from ._routes_meta import router as meta_router
-from ._routes_responses import router as responses_router
-from ._routes_runs import router as runs_router
-from ._routes_sessions import router as sessions_router
-from ._runs import RunRegistry
+from .api.native import router as native_router
+from .api.openai import router as openai_router
+from .http import AuthMiddleware, BodyLimitMiddleware, ServeApp, Services, install_error_handlers
+from .runs import AgentChooser, LocalBus, PgBus, RunRegistry
 
 __all__ = ["CONFIG_ENV", "app_from_env", "create_app"]
 
@@ -54,7 +46,7 @@ def create_app(
     cfg = config or ServeConfig()
 
     @asynccontextmanager
-    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         url = cfg.database_url or os.environ.get("DATABASE_URL") or None
         own = store is None
         options: dict[str, Any] = {"streaming_lease_seconds": cfg.streaming_lease_seconds}
@@ -71,13 +63,13 @@ def create_app(
                 log.warning("no database URL given with the store: runs are followed in this process only")
             bus = LocalBus()
         registry = RunRegistry(the_store, bus, AgentChooser(the_store, provider), cfg)
-        app.state.store = the_store
-        app.state.registry = registry
+        app.services = Services(the_store, registry)
         try:
             await bus.start()
             registry.start()
             yield
         finally:
+            app.services = None
             try:
                 await registry.close()
                 await bus.close()
@@ -85,7 +77,7 @@ def create_app(
                 if own:
                     await the_store.close()
 
-    app = FastAPI(
+    app = ServeApp(
         title="mofa serve",
         version=__version__,
         summary="Streaming LLM conversations over HTTP: runs that outlive the connection, resumable SSE.",
@@ -93,16 +85,17 @@ def create_app(
         redoc_url=None,
     )
     install_error_handlers(app)
-    app.include_router(runs_router)
-    app.include_router(sessions_router)
-    app.include_router(meta_router)
-    app.include_router(chat_router)
-    app.include_router(conversations_router)
-    app.include_router(responses_router)
-    # outermost first: a request is authenticated before its body is read
+    app.include_router(native_router)
+    app.include_router(openai_router)
+
+    def current_store() -> Store:
+        if app.services is None:
+            raise ServiceUnavailableError("the service is not started (its lifespan has not run)")
+        return app.services.store
+
+    # the last added runs first: a request is authenticated before its body is read
     app.add_middleware(BodyLimitMiddleware, max_bytes=cfg.max_body_bytes)
-    app.add_middleware(AuthMiddleware, store=lambda: app.state.store)
-    app.add_middleware(OpenAIErrorMiddleware)  # outside the others: their errors too take OpenAI's shape
+    app.add_middleware(AuthMiddleware, store=current_store)
     return app
 
 

@@ -9,11 +9,10 @@ from __future__ import annotations
 
 import uuid
 
-from ..entities import AgentConfig, Session
-from ..errors import ConfigError, MofaError, NotFoundError
-from ..llm import LLMAgentBuilder, LLMProvider, default_provider
-from ..persistence import Store
-from ._errors import ApiError
+from ...entities import AgentConfig, Session
+from ...errors import AgentUnavailableError, ConfigError, MofaError, NotFoundError, ServiceUnavailableError
+from ...llm import LLMAgentBuilder, LLMProvider, default_provider
+from ...persistence import Store
 
 __all__ = ["AgentChooser"]
 
@@ -29,8 +28,8 @@ class AgentChooser:
             try:
                 self._default = default_provider()
             except ConfigError as exc:  # the service's configuration, not the request, is at fault
-                raise ApiError(503, f"no LLM provider is configured for this service: {exc}",
-                               "no_provider") from None
+                raise ServiceUnavailableError(f"no LLM provider is configured for this service: {exc}",
+                                              code="no_provider") from None
         return self._default
 
     async def builder(
@@ -50,7 +49,9 @@ class AgentChooser:
             if config is not None:
                 return LLMAgentBuilder.from_agent_config(config), config
             return LLMAgentBuilder.from_env(provider=self.default_provider), None
-        except ApiError:
+        except ServiceUnavailableError:
             raise
         except MofaError as exc:
-            raise ApiError(409 if config is not None else 503, str(exc), "agent_unavailable") from None
+            if config is not None:
+                raise AgentUnavailableError(str(exc)) from None
+            raise ServiceUnavailableError(str(exc), code="agent_unavailable") from None

@@ -15,87 +15,46 @@ import uuid
 from collections.abc import AsyncGenerator, AsyncIterator
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Query
 
-from ..entities import Message, Session
-from ..errors import SessionBusyError
-from ..llm import LLMAgentBuilder
-from ._auth import principal
-from ._errors import ApiError
-from ._follow import follow_local, open_follower, owner_answers
-from ._log import FINAL_STATUSES, Event, find_call
-from ._responses_shapes import decode_id, encode_id, input_messages, item_obj, response_obj
-from ._routes_conversations import conversation_of, json_body, list_page, string_metadata
-from ._routes_runs import registry_of
-from ._runs import Principal, RunRegistry, cancel_run
-from ._sse import KEEPALIVE, SSEResponse, sse
+from ....entities import Message, Session
+from ....errors import NotFoundError, SessionBusyError
+from ....llm import LLMAgentBuilder
+from ...http import KEEPALIVE, ApiError, Registry, SSEResponse, Who, sse
+from ...runs import (
+    FINAL_STATUSES,
+    Principal,
+    RunError,
+    RunEvent,
+    RunRegistry,
+    TerminalEvent,
+    cancel_run,
+    find_call,
+    follow_local,
+    open_follower,
+    owner_answers,
+)
+from ._common import conversation_of, list_page, messages_of, reply_row
+from ._shapes import decode_id, encode_id, item_obj, response_obj
+from .schemas import ResponseCreate
 
 __all__ = ["router"]
 
 router = APIRouter(tags=["openai: responses"])
-Who = Annotated[Principal, Depends(principal)]
-_ACCEPTED = {"input", "instructions", "model", "stream", "store", "previous_response_id", "conversation",
-             "metadata", "max_output_tokens", "temperature", "background"}
-#: accepted and ignored (documented in docs/openai-compatibility.md)
-_IGNORED = {"top_p", "user", "truncation", "parallel_tool_calls", "include", "prompt_cache_key",
-            "safety_identifier", "service_tier", "stream_options", "reasoning", "text", "tool_choice", "tools"}
 PROLOGUE = 3  # sequence numbers 0..3 come before the run log's first event
-
-
-def _bad(message: str, param: str | None = None, code: str = "invalid_value") -> ApiError:
-    return ApiError(400, message, code, param=param)
-
-
-def _check(body: dict[str, Any]) -> None:
-    unknown = set(body) - _ACCEPTED - _IGNORED
-    if unknown:
-        name = sorted(unknown)[0]
-        raise _bad(f"unknown or unsupported parameter {name!r}", name, "unknown_parameter")
-    if body.get("tools"):
-        raise _bad("tools are not supported by mofa serve", "tools")
-    fmt = (body.get("text") or {}).get("format") if isinstance(body.get("text"), dict) else None
-    if fmt not in (None, {"type": "text"}):
-        raise _bad("only text output is supported (text.format type text)", "text.format")
-    for name, kind in (("instructions", str), ("model", str), ("previous_response_id", str)):
-        if body.get(name) is not None and not isinstance(body[name], kind):
-            raise _bad(f"{name} must be a string", name, "invalid_type")
-    for name in ("stream", "store", "background"):
-        if body.get(name) is not None and not isinstance(body[name], bool):
-            raise _bad(f"{name} must be a boolean", name, "invalid_type")
-    t = body.get("temperature")
-    if t is not None and (isinstance(t, bool) or not isinstance(t, int | float) or not 0 <= t <= 2):
-        raise _bad("temperature must be a number from 0 to 2", "temperature")
-    m = body.get("max_output_tokens")
-    if m is not None and (isinstance(m, bool) or not isinstance(m, int) or m < 1):
-        raise _bad("max_output_tokens must be a positive integer", "max_output_tokens")
-    if body.get("previous_response_id") and body.get("conversation"):
-        raise _bad("previous_response_id and conversation cannot both be given", "previous_response_id")
-    if "input" not in body:
-        raise _bad("input is required", "input", "missing_required_parameter")
-
-
-async def _reply_row(registry: RunRegistry, who: Principal, rid: uuid.UUID) -> Message | None:
-    row = await registry.store.get_message(who.tenant_id, rid)
-    if row is None or row.role != "assistant" or row.user_id != who.user_id:
-        return None
-    return row
 
 
 def _not_found(raw: str, param: str | None = None) -> ApiError:
     return ApiError(404, f"response {raw[:80]!r} not found", param=param)
 
 
-async def _session_for(registry: RunRegistry, who: Principal, body: dict[str, Any]) -> tuple[Session, bool]:
+async def _session_for(registry: RunRegistry, who: Principal, body: ResponseCreate) -> tuple[Session, bool]:
     """The session the turn runs on, and whether this request creates it."""
-    conv = body.get("conversation")
-    if conv is not None:
-        raw = conv.get("id") if isinstance(conv, dict) else conv
-        if not isinstance(raw, str):
-            raise _bad("conversation must be an id or {\"id\": ...}", "conversation", "invalid_type")
-        return await conversation_of(registry, who, raw), False
-    prev = body.get("previous_response_id")
+    if body.conversation is not None:
+        return await conversation_of(registry.store, who, body.conversation), False
+    prev = body.previous_response_id
     if prev:
-        row = await _reply_row(registry, who, decode_id("resp", prev, "response"))
+        row = await reply_row(registry.store, who, decode_id("resp", prev, "response"))
         if row is None:
             raise _not_found(prev, "previous_response_id")
         found = await registry.store.get_session(who.tenant_id, row.session_id)
@@ -106,17 +65,12 @@ async def _session_for(registry: RunRegistry, who: Principal, body: dict[str, An
 
 
 @router.post("/v1/responses", summary="Create a response: one run (streamed, waited for, or in the background)")
-async def create_response(request: Request, who: Who) -> Any:
-    registry = registry_of(request)
+async def create_response(body: ResponseCreate, registry: Registry, who: Who) -> Any:
     store = registry.store
-    body = await json_body(request)
-    _check(body)
-    pairs = input_messages(body["input"])
-    if pairs[-1][0] != "user" or not pairs[-1][1].strip():
-        raise _bad("the last input item must be a user message with text", "input")
-    metadata = string_metadata(body.get("metadata"))
+    earlier_pairs, user_text = body.turn()
+    metadata = body.metadata or {}
     session, new = await _session_for(registry, who, body)
-    model = body.get("model")
+    model = body.model
     agent_code = None
     if model and await store.get_agent_by_code_and_tenant(who.tenant_id, model) is not None:
         agent_code = model
@@ -124,17 +78,16 @@ async def create_response(request: Request, who: Who) -> Any:
     def configure(builder: LLMAgentBuilder) -> None:
         if model and agent_code is None:
             builder.with_model(model)
-        if body.get("instructions") is not None:
-            builder.with_system_prompt(body["instructions"])
-        if body.get("temperature") is not None:
-            builder.with_temperature(float(body["temperature"]))
-        if body.get("max_output_tokens") is not None:
-            builder.with_max_tokens(body["max_output_tokens"])
+        if body.instructions is not None:
+            builder.with_system_prompt(body.instructions)
+        if body.temperature is not None:
+            builder.with_temperature(body.temperature)
+        if body.max_output_tokens is not None:
+            builder.with_max_tokens(body.max_output_tokens)
 
     if not new and any(r.session_id == session.id and r.terminal is None for r in registry.runs.values()):
         raise SessionBusyError("the conversation has a response in progress")
-    earlier = [Message(session_id=session.id, tenant_id=who.tenant_id, user_id=who.user_id,
-                       role=role, content=text) for role, text in pairs[:-1]]  # type: ignore[arg-type]
+    earlier = messages_of(who, session.id, earlier_pairs)
     if new:
         session = await store.create_session(session)
     saved: list[Message] = []
@@ -143,12 +96,12 @@ async def create_response(request: Request, who: Who) -> Any:
             saved = await store.save_messages(earlier)
         # the request parameters, saved with the (last) user message in its insert; its own id is not in
         # input_ids (it is not known yet): _meta adds it
-        meta = {"created_at": int(time.time()), "model": model or "", "instructions": body.get("instructions"),
-                "previous_response_id": body.get("previous_response_id"), "conversation": not new and
-                body.get("conversation") is not None, "metadata": metadata, "temperature": body.get("temperature"),
-                "max_output_tokens": body.get("max_output_tokens"), "background": bool(body.get("background")),
+        meta = {"created_at": int(time.time()), "model": model or "", "instructions": body.instructions,
+                "previous_response_id": body.previous_response_id, "conversation": not new and
+                body.conversation is not None, "metadata": metadata, "temperature": body.temperature,
+                "max_output_tokens": body.max_output_tokens, "background": bool(body.background),
                 "input_ids": [str(m.id) for m in saved]}
-        run = await registry.start_run(who, session, pairs[-1][1], agent_code, configure=configure,
+        run = await registry.start_run(who, session, user_text, agent_code, configure=configure,
                                        request_params=meta)
     except BaseException:
         # nothing of a refused request stays written
@@ -158,15 +111,14 @@ async def create_response(request: Request, who: Who) -> Any:
             for m in saved:
                 await store.delete_message(who.tenant_id, m.id)
         raise
-    if body.get("stream"):
+    if body.stream:
         return SSEResponse(_stream(registry, who, run.id, follow_local(run, 0, registry.config), -1))
-    if not body.get("background"):
+    if not body.background:
         await run.wait_finished()
     return await _response(registry, who, run.id, encode_id("resp", run.id))
 
 
 async def _meta(registry: RunRegistry, who: Principal, user_message_id: uuid.UUID | None) -> dict[str, Any]:
-    """The request parameters saved with a response's (last) user message."""
     if user_message_id is None:
         return {}
     row = await registry.store.get_message(who.tenant_id, user_message_id)
@@ -183,11 +135,11 @@ async def _response(registry: RunRegistry, who: Principal, rid: uuid.UUID, raw: 
     run = registry.runs.get(rid)
     if run is not None and run.owned_by(who):
         meta = await _meta(registry, who, run.user_message_id)
-        data = run.terminal.data if run.terminal is not None else {}
+        t = run.terminal
         return response_obj(rid, status=force_status or run.status, text="".join(run.parts),
                             created_at=meta.get("created_at", 0), meta=meta, session_id=run.session_id,
-                            usage=data.get("usage"), error=data.get("error"))
-    row = await _reply_row(registry, who, rid)
+                            usage=t.usage if t is not None else None, error=t.error if t is not None else None)
+    row = await reply_row(registry.store, who, rid)
     if row is None or run is not None:
         raise _not_found(raw)
     status = row.status
@@ -197,14 +149,15 @@ async def _response(registry: RunRegistry, who: Principal, rid: uuid.UUID, raw: 
     meta = await _meta(registry, who, row.parent_message_id)
     return response_obj(rid, status=force_status or status, text=row.content,
                         created_at=meta.get("created_at", int(row.create_time.timestamp())), meta=meta,
-                        session_id=row.session_id, call=call, error={"message": call.error_message} if call else None)
+                        session_id=row.session_id, call=call,
+                        error=RunError("error", call.error_message or "") if call else None)
 
 
 def _ev(kind: str, seq: int, **fields: Any) -> bytes:
     return sse(kind, {"type": kind, "sequence_number": seq, **fields}, seq)
 
 
-async def _stream(registry: RunRegistry, who: Principal, rid: uuid.UUID, events: AsyncIterator[list[Event]],
+async def _stream(registry: RunRegistry, who: Principal, rid: uuid.UUID, events: AsyncIterator[list[RunEvent]],
                   after: int) -> AsyncGenerator[bytes, None]:
     """The run's log rendered as Responses events, those with a sequence number above ``after``."""
     raw, item_id = encode_id("resp", rid), encode_id("msg", rid)
@@ -227,10 +180,9 @@ async def _stream(registry: RunRegistry, who: Principal, rid: uuid.UUID, events:
             out = []
             for e in batch:
                 seq = PROLOGUE + e.n
-                if not e.terminal:
+                if not isinstance(e, TerminalEvent):
                     if seq > after:
-                        out.append(_ev("response.output_text.delta", seq, delta=e.data["text"], logprobs=[],
-                                       **where))
+                        out.append(_ev("response.output_text.delta", seq, delta=e.text, logprobs=[], **where))
                     continue
                 final = await _response(registry, who, rid, raw)
                 text = final["output"][0]["content"][0]["text"] if final["output"] else ""
@@ -260,10 +212,9 @@ def _rid(raw: str) -> uuid.UUID:
 
 @router.get("/v1/responses/{response_id}", summary="A response; with stream=true its events (after starting_after)")
 async def get_response(
-    response_id: str, request: Request, who: Who, stream: bool = False,
+    response_id: str, registry: Registry, who: Who, stream: bool = False,
     starting_after: Annotated[int | None, Query(ge=-1, le=10**9)] = None,
 ) -> Any:
-    registry = registry_of(request)
     rid = _rid(response_id)
     if not stream:
         return await _response(registry, who, rid, response_id)
@@ -272,14 +223,13 @@ async def get_response(
         # from three events earlier: a resume inside the closing events still gets the terminal one (those at or
         # before ``after`` are not sent)
         events = await open_follower(registry, who, rid, max(0, after - PROLOGUE - 3))
-    except ApiError as exc:
+    except NotFoundError as exc:
         raise _not_found(response_id) from exc
     return SSEResponse(_stream(registry, who, rid, events, after))
 
 
 @router.post("/v1/responses/{response_id}/cancel", summary="Stop a response: its partial output is kept")
-async def cancel_response(response_id: str, request: Request, who: Who) -> Any:
-    registry = registry_of(request)
+async def cancel_response(response_id: str, registry: Registry, who: Who) -> Any:
     rid = _rid(response_id)
     if await cancel_run(registry, who, rid) is None:
         raise _not_found(response_id)
@@ -287,13 +237,12 @@ async def cancel_response(response_id: str, request: Request, who: Who) -> Any:
 
 
 @router.delete("/v1/responses/{response_id}", summary="Delete a response: its input and output messages")
-async def delete_response(response_id: str, request: Request, who: Who) -> Any:
-    registry = registry_of(request)
+async def delete_response(response_id: str, registry: Registry, who: Who) -> Any:
     rid = _rid(response_id)
     run = registry.runs.get(rid)
     if run is not None and run.owned_by(who) and run.terminal is None:
         raise SessionBusyError(f"response {response_id[:80]!r} is in progress; cancel it first")
-    row = await _reply_row(registry, who, rid)
+    row = await reply_row(registry.store, who, rid)
     if row is None:
         raise _not_found(response_id)
     if row.status == "streaming":
@@ -309,16 +258,15 @@ async def delete_response(response_id: str, request: Request, who: Who) -> Any:
 
 
 @router.get("/v1/responses/{response_id}/input_items", summary="The input items (user messages) of a response")
-async def input_items(response_id: str, request: Request, who: Who,
+async def input_items(response_id: str, registry: Registry, who: Who,
                       limit: Annotated[int, Query(ge=1, le=100)] = 20,
                       order: Annotated[Literal["asc", "desc"], Query()] = "desc", after: str | None = None) -> Any:
-    registry = registry_of(request)
     rid = _rid(response_id)
     run = registry.runs.get(rid)
     if run is not None and run.owned_by(who):
         user_id = run.user_message_id
     else:
-        row = await _reply_row(registry, who, rid)
+        row = await reply_row(registry.store, who, rid)
         if row is None:
             raise _not_found(response_id)
         user_id = row.parent_message_id

@@ -12,7 +12,9 @@ from typing import Any
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
-__all__ = ["KEEPALIVE", "SSEResponse", "sse"]
+from ..runs import RunEvent, event_json
+
+__all__ = ["KEEPALIVE", "SSEResponse", "event_frame", "sse"]
 
 log = logging.getLogger("mofa_sdk.server")
 
@@ -26,6 +28,11 @@ def sse(event: str, data: Any, event_id: int | None = None) -> bytes:
     head = f"id: {event_id}\n" if event_id is not None else ""
     body = json.dumps(data, ensure_ascii=False, separators=(",", ":"))
     return f"{head}event: {event}\ndata: {body}\n\n".encode()
+
+
+def event_frame(event: RunEvent) -> bytes:
+    """A run event as the native API sends it: its number is the SSE id, its kind the SSE event name."""
+    return sse(event.kind, event_json(event), event.n)
 
 
 class SSEResponse(Response):

@@ -1,4 +1,5 @@
-"""OpenAI object shapes for the Responses and Conversations views: ids, items, conversations, responses.
+"""OpenAI object shapes: chat completions and their chunks, and the Responses and Conversations views' ids,
+items, conversations and responses.
 
 A conversation is a session (``conv_<uuid hex>``), an item is a message (``msg_<uuid hex>``), a response is a
 run (``resp_<uuid hex>``: the run's id, which is also its reply message's id). Nothing here reads or writes.
@@ -6,21 +7,22 @@ run (``resp_<uuid hex>``: the run's id, which is also its reply message's id). N
 
 from __future__ import annotations
 
+import time
 import uuid
 from typing import Any
 
-from ..entities import LLMApiCall, Message, Session
-from ._errors import ApiError
+from ....entities import LLMApiCall, Message, Session
+from ...http import ApiError
+from ...runs import RunError, Usage
 
 __all__ = [
-    "conversation_obj", "decode_id", "encode_id", "input_messages", "item_obj", "response_obj",
-    "response_status",
+    "chunk", "completion", "conversation_obj", "decode_id", "encode_id", "finish_reason", "item_obj", "openai_error",
+    "response_obj", "response_status", "usage_chunk",
 ]
 
 #: the response status a reply row's (or run's) status reads as
 _STATUS = {"streaming": "in_progress", "complete": "completed", "cancelled": "cancelled", "error": "failed",
            "interrupted": "incomplete"}
-_ROLES = {"user": "user", "assistant": "assistant", "system": "system", "developer": "system"}
 
 
 def encode_id(prefix: str, value: uuid.UUID) -> str:
@@ -55,44 +57,6 @@ def item_obj(m: Message) -> dict[str, Any]:
             "content": [content]}
 
 
-def input_messages(raw: Any, param: str = "input") -> list[tuple[str, str]]:
-    """A string or a list of message items (``EasyInputMessage`` or ``type: message``) as (role, text);
-    any other item type, role or content part is a 400 naming it."""
-    if isinstance(raw, str):
-        return [("user", raw)]
-    if not isinstance(raw, list) or not raw:
-        raise ApiError(400, f"{param} must be a string or a non-empty list of message items", "invalid_value")
-    out = []
-    for i, item in enumerate(raw):
-        where = f"{param}[{i}]"
-        if not isinstance(item, dict):
-            raise ApiError(400, f"{where} must be an object", "invalid_type")
-        kind = item.get("type", "message")
-        if kind != "message":
-            raise ApiError(400, f"{where}.type {str(kind)[:40]!r} is not supported: only message items are",
-                           "invalid_value")
-        role = _ROLES.get(str(item.get("role")))
-        if role is None:
-            raise ApiError(400, f"{where}.role must be user, assistant, system or developer", "invalid_value")
-        content = item.get("content")
-        if isinstance(content, str):
-            text = content
-        elif isinstance(content, list):
-            texts = []
-            for j, part in enumerate(content):
-                if not isinstance(part, dict) or part.get("type") not in ("input_text", "output_text", "text") \
-                        or not isinstance(part.get("text"), str):
-                    got = part.get("type") if isinstance(part, dict) else type(part).__name__
-                    raise ApiError(400, f"{where}.content[{j}]: only text parts are supported, got {str(got)[:40]!r}",
-                                   "invalid_value")
-                texts.append(part["text"])
-            text = "".join(texts)
-        else:
-            raise ApiError(400, f"{where}.content must be a string or a list of text parts", "invalid_type")
-        out.append((role, text))
-    return out
-
-
 def response_status(status: str) -> str:
     return _STATUS.get(status, "failed")
 
@@ -106,8 +70,8 @@ def response_obj(
     meta: dict[str, Any],
     session_id: uuid.UUID,
     call: LLMApiCall | None = None,
-    usage: dict[str, Any] | None = None,
-    error: dict[str, Any] | None = None,
+    usage: Usage | None = None,
+    error: RunError | None = None,
 ) -> dict[str, Any]:
     """A Response object: ``status`` is a run status (streaming, complete, …), ``meta`` what the request set."""
     st = response_status(status)
@@ -118,17 +82,15 @@ def response_obj(
                                                                          else "incomplete"),
                        "content": [{"type": "output_text", "text": text, "annotations": []}]})
     if call is not None:
-        usage = {"prompt_tokens": call.prompt_tokens, "completion_tokens": call.completion_tokens,
-                 "total_tokens": call.total_tokens}
+        usage = Usage(call.prompt_tokens, call.completion_tokens, call.total_tokens)
     out_usage = None
     if usage is not None:
-        out_usage = {"input_tokens": usage.get("prompt_tokens") or 0, "output_tokens": usage.get("completion_tokens")
-                     or 0, "total_tokens": usage.get("total_tokens") or 0,
+        out_usage = {"input_tokens": usage.prompt_tokens or 0, "output_tokens": usage.completion_tokens or 0,
+                     "total_tokens": usage.total_tokens or 0,
                      "input_tokens_details": {"cached_tokens": 0}, "output_tokens_details": {"reasoning_tokens": 0}}
     err = None
     if st == "failed":
-        e = error or {}
-        err = {"code": "server_error", "message": str(e.get("message") or "the response failed")}
+        err = {"code": "server_error", "message": (error.message if error is not None else "") or "the response failed"}
     return {
         "id": encode_id("resp", rid), "object": "response", "created_at": created_at, "status": st,
         "background": bool(meta.get("background", False)), "error": err,
@@ -141,3 +103,47 @@ def response_obj(
         "text": {"format": {"type": "text"}}, "tool_choice": "auto", "tools": [], "top_p": None,
         "truncation": "disabled", "usage": out_usage, "user": None,
     }
+
+
+# -- chat completions --------------------------------------------------------------------------------------
+_TYPES = {401: "invalid_request_error", 429: "rate_limit_error"}
+
+
+def openai_error(status: int, message: str, *, code: str | None = None, param: str | None = None) -> dict[str, Any]:
+    """The error object of a failed stream (sent inside the stream: its status is already 200)."""
+    kind = _TYPES.get(status, "server_error" if status >= 500 else "invalid_request_error")
+    return {"error": {"message": message, "type": kind, "param": param, "code": code}}
+
+
+def finish_reason(provider_reason: str | None) -> str:
+    """OpenAI's finish reasons this service can report; a provider's own (or none) reads ``stop``."""
+    return provider_reason if provider_reason in ("length", "content_filter") else "stop"
+
+
+# -- the response ------------------------------------------------------------------------------------------
+def _usage(usage: Usage | None) -> dict[str, int] | None:
+    if usage is None:
+        return None
+    return {"prompt_tokens": usage.prompt_tokens or 0, "completion_tokens": usage.completion_tokens or 0,
+            "total_tokens": usage.total_tokens or 0}
+
+
+def chunk(cid: str, model: str, created: int, delta: dict[str, Any], finish: str | None = None, *,
+          usage: bool = False) -> dict[str, Any]:
+    out: dict[str, Any] = {"id": cid, "object": "chat.completion.chunk", "created": created, "model": model,
+                           "choices": [{"index": 0, "delta": delta, "finish_reason": finish, "logprobs": None}]}
+    if usage:
+        out["usage"] = None
+    return out
+
+
+def usage_chunk(cid: str, model: str, created: int, usage: Usage | None) -> dict[str, Any]:
+    return {"id": cid, "object": "chat.completion.chunk", "created": created, "model": model, "choices": [],
+            "usage": _usage(usage)}
+
+
+def completion(cid: str, model: str, text: str, finish: str, usage: Usage | None) -> dict[str, Any]:
+    return {"id": cid, "object": "chat.completion", "created": int(time.time()), "model": model,
+            "choices": [{"index": 0, "message": {"role": "assistant", "content": text, "refusal": None},
+                         "finish_reason": finish, "logprobs": None}],
+            "usage": _usage(usage)}

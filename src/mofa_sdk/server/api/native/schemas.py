@@ -1,4 +1,4 @@
-"""The JSON bodies of the API (requests refuse unknown fields; every text is checked as the stores check it)."""
+"""The JSON bodies of the native API (requests refuse unknown fields; every text is checked as the stores check it)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,8 @@ from typing import Any, Generic, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from ..entities import Agent, Message, Session, check_text
+from ....entities import Agent, Message, Session, check_text
+from ...runs import RunError, Usage
 
 __all__ = [
     "AgentOut", "MessageIn", "MessageOut", "Page", "RunOut", "SessionIn", "SessionOut", "SessionPatch",
@@ -123,6 +124,6 @@ class RunOut(BaseModel):
     status: str = Field(description="streaming, complete, cancelled, error or interrupted")
     content: str | None = None
     message_ids: dict[str, uuid.UUID | None] = Field(default_factory=dict)
-    usage: dict[str, Any] | None = None
-    error: dict[str, Any] | None = None
+    usage: Usage | None = None
+    error: RunError | None = None
     events: int = Field(0, description="Number of the last event of the run's log so far.")

@@ -10,7 +10,7 @@
   read and one more ask, the follower gets a terminal ``error`` event (``interrupted``), never a hang.
 - A finished run, or any run on SQLite that this process does not hold, is replayed from its row.
 
-Each iterator yields lists of :class:`Event` (what is ready at once goes out in one write), and an empty list
+Each iterator yields lists of run events (what is ready at once goes out in one write), and an empty list
 when a keepalive comment is due.
 """
 
@@ -20,15 +20,17 @@ import logging
 import time
 import uuid
 from collections.abc import AsyncIterator
-from typing import Any
 
-from ..entities import Message
-from ..persistence import Store
-from ._config import ServeConfig
-from ._errors import ApiError
-from ._log import FINAL_STATUSES, Event, delta_count, deltas_of_row, terminal_event, terminal_of_row
-from ._notify import Subscription
-from ._runs import Principal, Run, RunRegistry
+from ...entities import Message
+from ...errors import NotFoundError
+from ...persistence import Store
+from .._config import ServeConfig
+from ._bus import Subscription
+from ._events import RunEvent, TerminalEvent, TextDeltaEvent, terminal_event
+from ._log import FINAL_STATUSES, delta_count, deltas_of_row, terminal_of_row
+from ._messages import BusMessage, Control, Deltas, Ended, Resync
+from ._registry import RunRegistry
+from ._run import Principal, Run
 
 __all__ = ["follow_local", "open_follower", "owner_answers"]
 
@@ -38,18 +40,17 @@ log = logging.getLogger("mofa_sdk.server")
 BATCH = 256
 
 
-def _not_found(run_id: uuid.UUID) -> ApiError:
-    return ApiError(404, f"run {run_id} not found")
+def _not_found(run_id: uuid.UUID) -> NotFoundError:
+    return NotFoundError(f"run {run_id} not found")
 
 
-def _batches(events: list[Event]) -> list[list[Event]]:
+def _batches(events: list[RunEvent]) -> list[list[RunEvent]]:
     return [events[i : i + BATCH] for i in range(0, len(events), BATCH)]
 
 
-def _watch(principal: Principal, run_id: uuid.UUID, after: int) -> dict[str, Any]:
+def _watch(principal: Principal, run_id: uuid.UUID, after: int) -> Control:
     """Ask the owner for the run's events after ``after`` and from now on (it checks the tenant and user)."""
-    return {"op": "watch", "run": str(run_id), "after": after, "tenant": str(principal.tenant_id),
-            "user": str(principal.user_id)}
+    return Control("watch", run_id, principal.tenant_id, principal.user_id, after)
 
 
 async def _row(store: Store, principal: Principal, run_id: uuid.UUID) -> Message | None:
@@ -61,8 +62,8 @@ async def _row(store: Store, principal: Principal, run_id: uuid.UUID) -> Message
 
 async def open_follower(
     registry: RunRegistry, principal: Principal, run_id: uuid.UUID, after: int
-) -> AsyncIterator[list[Event]]:
-    """The events of run ``run_id`` after number ``after``. Raises ApiError(404) before anything is sent
+) -> AsyncIterator[list[RunEvent]]:
+    """The events of run ``run_id`` after number ``after``. Raises NotFoundError before anything is sent
     when the run is unknown to this tenant and user."""
     run = registry.runs.get(run_id)
     if run is not None:
@@ -107,7 +108,7 @@ async def owner_answers(registry: RunRegistry, principal: Principal, run_id: uui
         sub.close()
 
 
-async def follow_local(run: Run, after: int, config: ServeConfig) -> AsyncIterator[list[Event]]:
+async def follow_local(run: Run, after: int, config: ServeConfig) -> AsyncIterator[list[RunEvent]]:
     sent = after
     while True:
         events = run.events_after(sent)
@@ -125,8 +126,8 @@ async def follow_local(run: Run, after: int, config: ServeConfig) -> AsyncIterat
             yield []
 
 
-async def _replay(store: Store, row: Message, after: int) -> AsyncIterator[list[Event]]:
-    events = deltas_of_row(row, after)
+async def _replay(store: Store, row: Message, after: int) -> AsyncIterator[list[RunEvent]]:
+    events: list[RunEvent] = [*deltas_of_row(row, after)]
     terminal = await terminal_of_row(store, row, after=after)
     if after < terminal.n:
         events.append(terminal)
@@ -141,31 +142,31 @@ async def _follow_remote(
     after: int,
     sub: Subscription,
     row: Message | None,
-    first: dict[str, Any] | None,
-) -> AsyncIterator[list[Event]]:
+    first: BusMessage | None,
+) -> AsyncIterator[list[RunEvent]]:
     store, bus, config = registry.store, registry.bus, registry.config
     sent = after
     held: dict[int, str] = {}  # numbered events that arrived ahead of a gap
     fragments: dict[int, list[str]] = {}
-    end: Event | None = None
-    pending: list[dict[str, Any]] = [first] if first is not None else []
+    end: TerminalEvent | None = None
+    pending: list[BusMessage] = [first] if first is not None else []
     last_heard = last_sent = last_progress = time.monotonic()
 
     def take(n: int, text: str) -> None:
         if n > sent:
             held[n] = text
 
-    def ready() -> list[Event]:
+    def ready() -> list[RunEvent]:
         nonlocal sent
-        out = []
+        out: list[RunEvent] = []
         while sent + 1 in held:
             sent += 1
-            out.append(Event(sent, "delta", {"text": held.pop(sent)}))
+            out.append(TextDeltaEvent(sent, held.pop(sent)))
         return out
 
     try:
         if row is not None:
-            for batch in _batches(deltas_of_row(row, sent)):
+            for batch in _batches([*deltas_of_row(row, sent)]):
                 yield batch
                 sent = batch[-1].n
         while True:
@@ -176,7 +177,7 @@ async def _follow_remote(
                 pending.clear()
                 fresh = await _row(store, principal, run_id)
                 if fresh is not None:
-                    for batch in _batches(deltas_of_row(fresh, sent)):
+                    for batch in _batches([*deltas_of_row(fresh, sent)]):
                         yield batch
                         sent = batch[-1].n
                 bus.control(_watch(principal, run_id, sent))
@@ -218,17 +219,15 @@ async def _follow_remote(
                     yield []
                 continue
             last_heard = now
-            kind = message.get("k")
-            if kind == "ev":
-                for entry in message.get("e", []):
-                    n, text, more = int(entry[0]), str(entry[1]), bool(entry[2])
-                    if more:
-                        fragments.setdefault(n, []).append(text)
+            if isinstance(message, Deltas):
+                for f in message.fragments:
+                    if f.more:
+                        fragments.setdefault(f.n, []).append(f.text)
                         continue
-                    take(n, "".join([*fragments.pop(n, []), text]))
-            elif kind == "end":
-                end = Event(int(message["n"]), message["kind"], message["data"])
-            elif kind == "big":
+                    take(f.n, "".join([*fragments.pop(f.n, []), f.text]))
+            elif isinstance(message, Ended):
+                end = message.event
+            elif isinstance(message, Resync):
                 pending.clear()
                 sub.overflowed = True
                 continue
@@ -244,7 +243,7 @@ async def _follow_remote(
                 fresh = await _row(store, principal, run_id)
                 if fresh is not None:
                     for event in deltas_of_row(fresh, sent):
-                        held.setdefault(event.n, event.data["text"])
+                        held.setdefault(event.n, event.text)
                     batch = ready()
                     if batch:
                         yield batch

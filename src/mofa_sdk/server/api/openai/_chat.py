@@ -14,35 +14,21 @@ import uuid
 from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Header, Request
+from fastapi import APIRouter, Header
 from fastapi.responses import JSONResponse
 
-from ..entities import AgentConfig, Session
-from ..errors import TenantMismatchError
-from ..llm import LLMAgentBuilder
-from ..persistence import Store
-from ._auth import principal
-from ._chat_shapes import (
-    ChatRequest,
-    ParamError,
-    chunk,
-    completion,
-    finish_reason,
-    openai_error,
-    parse_chat_request,
-    usage_chunk,
-)
-from ._errors import ApiError
-from ._follow import follow_local
-from ._log import Event
-from ._routes_runs import registry_of
-from ._runs import Principal, Run
-from ._sse import KEEPALIVE, SSEResponse
+from ....entities import AgentConfig, Session
+from ....errors import ServiceUnavailableError, TenantMismatchError
+from ....llm import LLMAgentBuilder
+from ....persistence import Store
+from ...http import KEEPALIVE, ApiError, Registry, SSEResponse, Who
+from ...runs import Principal, Run, RunEvent, RunRegistry, TerminalEvent, follow_local
+from ._shapes import chunk, completion, finish_reason, openai_error, usage_chunk
+from .schemas import ChatRequest, ParamError
 
 __all__ = ["SESSION_HEADER", "router"]
 
 router = APIRouter(tags=["openai"])
-Who = Annotated[Principal, Depends(principal)]
 
 #: names the session a chat completion is saved to, both ways
 SESSION_HEADER = "X-Mofa-Session-Id"
@@ -51,10 +37,6 @@ _DONE = b"data: [DONE]\n\n"
 
 def _data(obj: dict[str, Any]) -> bytes:
     return b"data: " + json.dumps(obj, ensure_ascii=False, separators=(",", ":")).encode() + b"\n\n"
-
-
-def _bad_request(exc: ParamError) -> JSONResponse:
-    return JSONResponse(openai_error(400, exc.message, code=exc.code, param=exc.param), status_code=400)
 
 
 async def _session(store: Store, who: Principal, header: str | None) -> Session:
@@ -95,16 +77,13 @@ def _configure(req: ChatRequest, config: AgentConfig | None) -> Callable[[LLMAge
 
 @router.post("/v1/chat/completions", summary="OpenAI Chat Completions: a run, streamed as chunks or answered whole")
 async def chat_completions(
-    request: Request,
+    req: ChatRequest,
+    registry: Registry,
     who: Who,
     session_header: Annotated[str | None, Header(alias=SESSION_HEADER)] = None,
 ) -> Any:
-    registry = registry_of(request)
-    try:
-        req, messages, user_text = parse_chat_request(await request.body())
-        session = await _session(registry.store, who, session_header)
-    except ParamError as exc:
-        return _bad_request(exc)
+    messages, user_text = req.conversation()
+    session = await _session(registry.store, who, session_header)
     config = await registry.store.get_agent_by_code_and_tenant_with_provider(who.tenant_id, req.model)
     if config is None:  # a plain model name for the default provider: never the session's own agent row
         session = session.model_copy(update={"agent_id": None})
@@ -121,17 +100,16 @@ async def chat_completions(
         return SSEResponse(frames, headers=headers)
     await run.wait_finished()
     term = run.terminal
-    assert term is not None
-    if term.kind == "error":
-        err = term.data.get("error") or {}
-        return JSONResponse(openai_error(502, str(err.get("message", "the provider failed")),
-                                         code=err.get("code")), status_code=502, headers=headers)
-    body = completion(cid, req.model, "".join(run.parts), finish_reason(run.finish_reason), term.data.get("usage"))
+    if term is None or term.error is not None:
+        message = term.error.message if term is not None and term.error is not None else "the provider failed"
+        raise ApiError(502, message, term.error.code if term is not None and term.error is not None else None,
+                       headers=headers)
+    body = completion(cid, req.model, "".join(run.parts), finish_reason(run.finish_reason), term.usage)
     return JSONResponse(body, headers=headers)
 
 
 async def _chunks(
-    run: Run, events: AsyncIterator[list[Event]], cid: str, model: str, include_usage: bool
+    run: Run, events: AsyncIterator[list[RunEvent]], cid: str, model: str, include_usage: bool
 ) -> AsyncGenerator[bytes, None]:
     created = int(time.time())
     try:
@@ -142,17 +120,15 @@ async def _chunks(
                 continue
             out: list[bytes] = []
             for e in batch:
-                if e.kind == "delta":
-                    out.append(_data(chunk(cid, model, created, {"content": e.data["text"]}, usage=include_usage)))
-                elif e.kind == "done":
+                if not isinstance(e, TerminalEvent):
+                    out.append(_data(chunk(cid, model, created, {"content": e.text}, usage=include_usage)))
+                elif e.error is None:
                     out.append(_data(chunk(cid, model, created, {}, finish_reason(run.finish_reason),
                                            usage=include_usage)))
                     if include_usage:
-                        out.append(_data(usage_chunk(cid, model, created, e.data.get("usage"))))
+                        out.append(_data(usage_chunk(cid, model, created, e.usage)))
                 else:  # what OpenAI sends when a stream fails: an error object (the client raises it)
-                    err = e.data.get("error") or {}
-                    out.append(_data(openai_error(502, str(err.get("message", "the provider failed")),
-                                                  code=err.get("code"))))
+                    out.append(_data(openai_error(502, e.error.message, code=e.error.code)))
             yield b"".join(out)
         yield _DONE
     finally:
@@ -165,13 +141,12 @@ def _model(model_id: str, created: float, owned_by: str) -> dict[str, Any]:
     return {"id": model_id, "object": "model", "created": int(created), "owned_by": owned_by}
 
 
-async def _models(request: Request, who: Principal) -> list[dict[str, Any]]:
-    registry = registry_of(request)
+async def _models(registry: RunRegistry, who: Principal) -> list[dict[str, Any]]:
     agents = await registry.store.list_agents(who.tenant_id)
     out = [_model(a.agent_code, a.create_time.timestamp(), "tenant") for a in agents if a.agent_status]
     try:
         default = registry.chooser.default_provider.default_model
-    except ApiError:  # no default provider configured: only the agent rows answer
+    except ServiceUnavailableError:  # no default provider configured: only the agent rows answer
         return out
     if all(m["id"] != default for m in out):
         out.append(_model(default, 0, "mofa"))
@@ -179,14 +154,13 @@ async def _models(request: Request, who: Principal) -> list[dict[str, Any]]:
 
 
 @router.get("/v1/models", summary="OpenAI Models: the tenant's agents (by code) and the default model")
-async def list_models(request: Request, who: Who) -> Any:
-    return {"object": "list", "data": await _models(request, who)}
+async def list_models(registry: Registry, who: Who) -> Any:
+    return {"object": "list", "data": await _models(registry, who)}
 
 
 @router.get("/v1/models/{model_id}", summary="One model: an agent code of the tenant, or the default model")
-async def get_model(model_id: str, request: Request, who: Who) -> Any:
-    for m in await _models(request, who):
+async def get_model(model_id: str, registry: Registry, who: Who) -> Any:
+    for m in await _models(registry, who):
         if m["id"] == model_id:
             return m
-    return JSONResponse(openai_error(404, f"the model {model_id!r} does not exist", code="model_not_found",
-                                     param="model"), status_code=404)
+    raise ApiError(404, f"the model {model_id!r} does not exist", "model_not_found", param="model")

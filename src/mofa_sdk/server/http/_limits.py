@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from ._errors import error_body
+from ._errors import error_response
 
 __all__ = ["BodyLimitMiddleware"]
 
@@ -18,11 +18,9 @@ class BodyLimitMiddleware:
         self.app = app
         self.max_bytes = max_bytes
 
-    def _too_large(self) -> JSONResponse:
-        return JSONResponse(
-            error_body("body_too_large", f"the request body is larger than the limit of {self.max_bytes} bytes"),
-            status_code=413,
-        )
+    def _too_large(self, path: str) -> JSONResponse:
+        return error_response(path, 413, "body_too_large",
+                              f"the request body is larger than the limit of {self.max_bytes} bytes")
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["method"] in ("GET", "HEAD", "OPTIONS", "DELETE"):
@@ -35,11 +33,11 @@ class BodyLimitMiddleware:
             except ValueError:
                 declared = -1
             if declared < 0:
-                await JSONResponse(error_body("bad_request", "malformed Content-Length header"),
-                                   status_code=400)(scope, receive, send)
+                await error_response(scope["path"], 400, "bad_request", "malformed Content-Length header")(
+                    scope, receive, send)
                 return
             if declared > self.max_bytes:
-                await self._too_large()(scope, receive, send)
+                await self._too_large(scope["path"])(scope, receive, send)
                 return
         chunks: list[bytes] = []
         size = 0
@@ -50,7 +48,7 @@ class BodyLimitMiddleware:
             chunk = message.get("body", b"")
             size += len(chunk)
             if size > self.max_bytes:
-                await self._too_large()(scope, receive, send)
+                await self._too_large(scope["path"])(scope, receive, send)
                 return
             chunks.append(chunk)
             if not message.get("more_body", False):

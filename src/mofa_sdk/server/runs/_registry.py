@@ -1,10 +1,7 @@
-"""Runs: chat turns owned by the service, not by the request that started them.
+"""The run registry: the runs of this process, started, finished, retried and shown to other processes.
 
-A run is an asyncio task holding one ``LLMAgent`` turn with its ``PersistencePlugin``; HTTP responses only
-follow it. Its id is the id of the reply row it writes (a handler that runs before the plugin names the
-reply), so any process can find what it saved. While it lives, its deltas are kept here (they are the reply
-being written anyway); the database has them once it is checkpointed or done. When a follower on another
-process asks (a ``watch`` on the control channel), the owner publishes the run's events through the bus.
+When a follower on another process asks (a ``watch`` on the control channel), the owner publishes the run's
+events through the bus; a ``cancel`` from anywhere stops it.
 """
 
 from __future__ import annotations
@@ -15,117 +12,23 @@ import logging
 import time
 import uuid
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any
 
-from ..entities import Message, Session
-from ..errors import MofaError, PersistenceError, SessionBusyError, UnsavedReplyError
-from ..ids import uuid7
-from ..llm import ChatMessage, EventHandler, LLMAgent, LLMAgentBuilder, Turn
-from ..persistence import PersistencePlugin, Store
-from ._agents import AgentChooser
-from ._config import ServeConfig
-from ._errors import ApiError
-from ._log import Event, find_call, terminal_event
-from ._notify import LocalBus, event_messages
+from ...entities import Message, Session
+from ...errors import MofaError, PersistenceError, ServiceUnavailableError, SessionBusyError, UnsavedReplyError
+from ...llm import ChatMessage, ChatStream, LLMAgent, LLMAgentBuilder
+from ...persistence import PersistencePlugin, Store
+from .._config import ServeConfig
+from ._bus import LocalBus
+from ._chooser import AgentChooser
+from ._events import TextDeltaEvent, Usage, terminal_event
+from ._log import FINAL_STATUSES, find_call
+from ._messages import Control, Ended, Heartbeat, delta_messages
+from ._run import MarkStarted, NameReply, Principal, Run
 
-__all__ = ["Principal", "Run", "RunRegistry"]
+__all__ = ["RunRegistry", "cancel_run"]
 
 log = logging.getLogger("mofa_sdk.server")
-
-OnDisconnect = Literal["continue", "cancel"]
-
-
-@dataclass(frozen=True)
-class Principal:
-    """Who a request acts as: from its API key."""
-
-    tenant_id: uuid.UUID
-    user_id: uuid.UUID
-    key_id: uuid.UUID
-
-
-class Run:
-    """One turn and its event log while it lives in this process."""
-
-    def __init__(self, principal: Principal, session_id: uuid.UUID) -> None:
-        self.id = uuid7()
-        self.tenant_id = principal.tenant_id
-        self.user_id = principal.user_id
-        self.session_id = session_id
-        self.user_message_id: uuid.UUID | None = None
-        self.parts: list[str] = []
-        self.terminal: Event | None = None
-        #: True once a follower on another process asked for this run's events
-        self.watched = False
-        self.started: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self.task: asyncio.Task[None] | None = None
-        self._changed = asyncio.Event()
-        self._finished = asyncio.Event()
-        self.cancel_requested = False
-        #: the provider's finish reason ("stop", "length" …) once the run ended
-        self.finish_reason: str | None = None
-
-    def __repr__(self) -> str:
-        return f"<Run {self.id} session={self.session_id} {self.status} events={len(self.parts)}>"
-
-    @property
-    def status(self) -> str:
-        return "streaming" if self.terminal is None else str(self.terminal.data["status"])
-
-    def owned_by(self, principal: Principal) -> bool:
-        return self.tenant_id == principal.tenant_id and self.user_id == principal.user_id
-
-    def events_after(self, after: int) -> list[Event]:
-        out = [Event(i + 1, "delta", {"text": t}) for i, t in enumerate(self.parts[after:], start=after)]
-        if self.terminal is not None and after < self.terminal.n:
-            out.append(self.terminal)
-        return out
-
-    def _signal(self) -> None:
-        changed, self._changed = self._changed, asyncio.Event()
-        changed.set()
-
-    async def wait_change(self, seconds: float) -> None:
-        """Until the log grows or the run ends, at most ``seconds``."""
-        if self.terminal is None:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._changed.wait(), seconds)
-
-    async def wait_finished(self, seconds: float | None = None) -> bool:
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._finished.wait(), seconds)
-        return self._finished.is_set()
-
-    def cancel(self) -> None:
-        """The explicit stop: the turn is cancelled and its reply saved as ``cancelled``."""
-        if self.terminal is None and self.task is not None and not self.cancel_requested:
-            self.cancel_requested = True
-            self.task.cancel()
-
-
-class _NameReply(EventHandler):
-    """Runs before the persistence plugin: the reply row gets the run's id, the user row the request."""
-
-    def __init__(self, run: Run, request_params: dict[str, Any] | None = None) -> None:
-        self.run = run
-        self.request_params = request_params
-
-    async def before_call(self, turn: Turn) -> None:
-        turn.reply_id = self.run.id
-        turn.request_params = self.request_params
-
-
-class _Started(EventHandler):
-    """Runs after the persistence plugin: the user message is saved, the provider is about to be called."""
-
-    def __init__(self, run: Run) -> None:
-        self.run = run
-
-    async def before_call(self, turn: Turn) -> None:
-        self.run.user_message_id = turn.user_message_id
-        if not self.run.started.done():
-            self.run.started.set_result(None)
 
 
 class RunRegistry:
@@ -187,8 +90,8 @@ class RunRegistry:
             config.agent.id if config is not None else None, session.id,
             checkpoint_interval=self.config.checkpoint_interval, record_delta_offsets=True,
         )
-        builder.with_event_handler(_NameReply(run, request_params)).with_persistence_plugin(plugin)
-        builder.with_event_handler(_Started(run))
+        builder.with_event_handler(NameReply(run, request_params)).with_persistence_plugin(plugin)
+        builder.with_event_handler(MarkStarted(run))
         builder.with_user(principal.user_id).with_tenant(principal.tenant_id)
         builder.with_max_reply_chars(self.config.max_reply_chars)
         if configure is not None:
@@ -236,7 +139,8 @@ class RunRegistry:
                 log.exception("run %s failed", run.id)
         finally:
             if not run.started.done():  # the turn never reached the provider: nothing to follow
-                run.started.set_exception(failure or ApiError(503, "the service stopped this turn before it started"))
+                run.started.set_exception(failure or ServiceUnavailableError(
+                    "the service stopped this turn before it started"))
                 run.started.exception()  # retrieved: no "never retrieved" warning when nobody awaits
                 self._live_sessions.pop(run.session_id, None)
                 self.runs.pop(run.id, None)
@@ -276,11 +180,11 @@ class RunRegistry:
     def _push(self, run: Run, delta: str) -> None:
         run.parts.append(delta)
         if run.watched:
-            for message in event_messages([(len(run.parts), delta)]):
+            for message in delta_messages([TextDeltaEvent(len(run.parts), delta)]):
                 self.bus.publish(run.id, message)
         run._signal()
 
-    async def _finish(self, run: Run, status: str, failure: BaseException | None, stream: Any) -> None:
+    async def _finish(self, run: Run, status: str, failure: BaseException | None, stream: ChatStream) -> None:
         n = len(run.parts) + 1
         reply_id = run.id if run.parts else None
         call = None
@@ -295,55 +199,45 @@ class RunRegistry:
             term = terminal_event(n, "error", user_message_id=run.user_message_id, assistant_message_id=reply_id,
                                   call=call, code=getattr(err, "code", "error"), message=str(err))
         else:
+            u = stream.usage
+            usage = None if u is None else Usage(u.prompt_tokens, u.completion_tokens, u.total_tokens, u.estimated)
             term = terminal_event(n, status, user_message_id=run.user_message_id, assistant_message_id=reply_id,
-                                  call=call)
-            if call is None and stream.usage is not None:
-                u = stream.usage
-                term.data["usage"] = {"prompt_tokens": u.prompt_tokens, "completion_tokens": u.completion_tokens,
-                                      "total_tokens": u.total_tokens, "estimated": u.estimated}
+                                  call=call, usage=usage)
         run.terminal = term
         run.finish_reason = stream.finish_reason
         self._live_sessions.pop(run.session_id, None)
         if run.watched:
-            self.bus.publish(run.id, {"k": "end", "n": term.n, "kind": term.kind, "data": term.data})
+            self.bus.publish(run.id, Ended(term))
         run._signal()
         run._finished.set()
         asyncio.get_running_loop().call_later(self.config.finished_run_seconds, self.runs.pop, run.id, None)
 
     # -- other processes -------------------------------------------------------------------------------
-    def _on_control(self, message: dict[str, Any]) -> None:
-        try:
-            run = self.runs.get(uuid.UUID(str(message.get("run"))))
-        except ValueError:
-            return
+    def _on_control(self, message: Control) -> None:
+        run = self.runs.get(message.run_id)
         if run is None:
             return
         # a run is only ever shown or stopped for its own tenant and user
-        if str(run.tenant_id) != message.get("tenant") or str(run.user_id) != message.get("user"):
+        if run.tenant_id != message.tenant_id or run.user_id != message.user_id:
             return
-        op = message.get("op")
-        after = message.get("after")
-        if op == "cancel":  # the canceller only waits for the end (and a heartbeat meanwhile)
+        after = message.after
+        if message.op == "cancel":  # the canceller only waits for the end (and a heartbeat meanwhile)
             run.cancel()
             after = len(run.parts)
-        elif op != "watch":
-            return
         run.watched = True
-        after = after if isinstance(after, int) and after >= 0 else 0
-        events = [(i + 1, t) for i, t in enumerate(run.parts[after:], start=after)]
-        for m in event_messages(events):
+        events = [TextDeltaEvent(i + 1, t) for i, t in enumerate(run.parts[after:], start=after)]
+        for m in delta_messages(events):
             self.bus.publish(run.id, m)
-        self.bus.publish(run.id, {"k": "hb", "n": len(run.parts)})
+        self.bus.publish(run.id, Heartbeat(len(run.parts)))
         if run.terminal is not None:
-            t = run.terminal
-            self.bus.publish(run.id, {"k": "end", "n": t.n, "kind": t.kind, "data": t.data})
+            self.bus.publish(run.id, Ended(run.terminal))
 
     async def _beat(self) -> None:
         while True:
             await asyncio.sleep(self.config.heartbeat_seconds)
             for run in list(self.runs.values()):
                 if run.watched and run.terminal is None:
-                    self.bus.publish(run.id, {"k": "hb", "n": len(run.parts)})
+                    self.bus.publish(run.id, Heartbeat(len(run.parts)))
 
 
 def _probe_row(run: Run) -> Message:
@@ -369,12 +263,11 @@ async def cancel_run(registry: RunRegistry, principal: Principal, run_id: uuid.U
         row = await store.get_message(principal.tenant_id, run_id)
         if row is not None and (row.role != "assistant" or row.user_id != principal.user_id):
             return None
-        if row is not None and row.status in ("complete", "cancelled", "error"):
+        if row is not None and row.status in FINAL_STATUSES:
             return row.status, False
         if sub is None:  # one process, and it does not hold the run: its process died
             return (None if row is None else ("interrupted", False))
-        bus.control({"op": "cancel", "run": str(run_id), "tenant": str(principal.tenant_id),
-                     "user": str(principal.user_id)})
+        bus.control(Control("cancel", run_id, principal.tenant_id, principal.user_id))
         deadline = time.monotonic() + config.probe_seconds
         heard = False
         while time.monotonic() < deadline or heard:
@@ -385,12 +278,12 @@ async def cancel_run(registry: RunRegistry, principal: Principal, run_id: uuid.U
                     break
                 continue
             heard = True
-            if message.get("k") == "end":
-                return str(message["data"]["status"]), message["data"]["status"] == "cancelled"
+            if isinstance(message, Ended):
+                return message.event.status, message.event.status == "cancelled"
         row = await store.get_message(principal.tenant_id, run_id)
         if row is None:
             return None
-        return ("interrupted", False) if row.status not in ("complete", "cancelled", "error") else (row.status, False)
+        return ("interrupted", False) if row.status not in FINAL_STATUSES else (row.status, False)
     finally:
         if sub is not None:
             sub.close()

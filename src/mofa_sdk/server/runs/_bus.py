@@ -5,60 +5,32 @@ on, to the events channel and the control channel, and one that publishes. Publi
 caller's path: messages are queued and sent in batches, one statement per batch. A NOTIFY payload must stay
 under 8,000 bytes: long texts are cut into fragments, each message is kept under :data:`PAYLOAD_LIMIT`.
 
-Events of run R go to the events channel as ``R.hex`` + JSON; every process receives them and hands them
-to its subscriptions for R (bounded; one that falls behind is marked ``overflowed`` and must resync from
-the log). Control messages (watch, cancel) go to every process; the owner of the run acts on them.
-On SQLite and in memory, :class:`LocalBus` stands in: one process, nothing to send.
+Events of run R go to the events channel as ``R.hex`` + a typed message of ``_messages`` (its one codec);
+every process receives them and hands them to its subscriptions for R (bounded; one that falls behind is
+marked ``overflowed`` and must resync from the log). Control messages (watch, cancel) go to every process;
+the owner of the run acts on them. On SQLite and in memory, :class:`LocalBus` stands in: one process, nothing to send.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import uuid
 from collections import deque
 from collections.abc import Callable
 from typing import Any
 
-__all__ = ["EVENTS_CHANNEL", "PAYLOAD_LIMIT", "LocalBus", "PgBus", "Subscription", "event_messages"]
+from ._messages import PAYLOAD_LIMIT, BusMessage, Control, Resync, decode, decode_control, encode, encode_control
+
+__all__ = ["CONTROL_CHANNEL", "EVENTS_CHANNEL", "SUBSCRIPTION_LIMIT", "LocalBus", "PgBus", "Subscription"]
 
 log = logging.getLogger("mofa_sdk.server")
 
 EVENTS_CHANNEL = "mofa_run_events"
 CONTROL_CHANNEL = "mofa_run_control"
-#: bytes of one NOTIFY payload (the server's limit is 8,000)
-PAYLOAD_LIMIT = 7_500
-#: characters of one text fragment: at most 6 bytes each once JSON-escaped, so it always fits
-FRAGMENT_CHARS = 1_000
 #: messages a subscription holds before it is marked overflowed
 SUBSCRIPTION_LIMIT = 1_000
-
-Message = dict[str, Any]
-
-
-def event_messages(events: list[tuple[int, str]]) -> list[Message]:
-    """Delta events as ``{"k": "ev", "e": [[n, text, more], ...]}`` messages that each fit a payload;
-    ``more`` = 1 on every fragment of a long text but its last."""
-    entries: list[list[Any]] = []
-    for n, text in events:
-        pieces = [text[i : i + FRAGMENT_CHARS] for i in range(0, len(text), FRAGMENT_CHARS)] or [""]
-        for i, piece in enumerate(pieces):
-            entries.append([n, piece, 1 if i < len(pieces) - 1 else 0])
-    out: list[Message] = []
-    batch: list[list[Any]] = []
-    size = 0
-    for entry in entries:
-        entry_size = len(json.dumps(entry, ensure_ascii=False).encode()) + 1
-        if batch and size + entry_size > PAYLOAD_LIMIT - 64:
-            out.append({"k": "ev", "e": batch})
-            batch, size = [], 0
-        batch.append(entry)
-        size += entry_size
-    if batch:
-        out.append({"k": "ev", "e": batch})
-    return out
 
 
 class Subscription:
@@ -67,12 +39,12 @@ class Subscription:
     def __init__(self, bus: LocalBus, run_id: uuid.UUID) -> None:
         self._bus = bus
         self.run_id = run_id
-        self._queue: deque[Message] = deque()
+        self._queue: deque[BusMessage] = deque()
         self._ready = asyncio.Event()
         #: True once messages were dropped: the follower must resync from the log
         self.overflowed = False
 
-    def put(self, message: Message) -> None:
+    def put(self, message: BusMessage) -> None:
         if len(self._queue) >= SUBSCRIPTION_LIMIT:
             self._queue.clear()
             self.overflowed = True
@@ -80,7 +52,7 @@ class Subscription:
             self._queue.append(message)
         self._ready.set()
 
-    async def get(self, seconds: float) -> Message | None:
+    async def get(self, seconds: float) -> BusMessage | None:
         """The next message, or None after ``seconds`` (or when overflowed: check ``overflowed``)."""
         if not self._queue and not self.overflowed:
             self._ready.clear()
@@ -100,7 +72,7 @@ class LocalBus:
     def __init__(self) -> None:
         self._subs: dict[uuid.UUID, set[Subscription]] = {}
         #: called with each control message received (the run registry sets it)
-        self.on_control: Callable[[Message], None] | None = None
+        self.on_control: Callable[[Control], None] | None = None
 
     async def start(self) -> None:
         return None
@@ -120,14 +92,14 @@ class LocalBus:
             if not subs:
                 del self._subs[sub.run_id]
 
-    def _deliver(self, run_id: uuid.UUID, message: Message) -> None:
+    def _deliver(self, run_id: uuid.UUID, message: BusMessage) -> None:
         for sub in list(self._subs.get(run_id, ())):
             sub.put(message)
 
-    def publish(self, run_id: uuid.UUID, message: Message) -> None:
+    def publish(self, run_id: uuid.UUID, message: BusMessage) -> None:
         return None
 
-    def control(self, message: Message) -> None:
+    def control(self, message: Control) -> None:
         return None
 
 
@@ -196,10 +168,10 @@ class PgBus(LocalBus):
             if channel == EVENTS_CHANNEL:
                 run_id = uuid.UUID(hex=payload[:32])
                 if run_id in self._subs:
-                    self._deliver(run_id, json.loads(payload[32:]))
+                    self._deliver(run_id, decode(payload[32:]))
             elif channel == CONTROL_CHANNEL and self.on_control is not None:
-                self.on_control(json.loads(payload))
-        except (ValueError, TypeError) as exc:
+                self.on_control(decode_control(payload))
+        except (ValueError, TypeError, KeyError) as exc:
             log.warning("ignored a malformed notification on %s: %s", channel, exc)
 
     async def _publish(self) -> None:
@@ -227,17 +199,15 @@ class PgBus(LocalBus):
                     conn = None
                     await asyncio.sleep(0.2 * (attempt + 1))
 
-    def publish(self, run_id: uuid.UUID, message: Message) -> None:
-        # PostgreSQL delivers identical payloads sent in one transaction once: fragments of a long run of one
-        # character would collapse. A sequence number makes every payload unique.
+    def publish(self, run_id: uuid.UUID, message: BusMessage) -> None:
         self._seq += 1
-        payload = run_id.hex + json.dumps({**message, "s": self._seq}, ensure_ascii=False, separators=(",", ":"))
+        payload = run_id.hex + encode(message, self._seq)
         if len(payload.encode()) > PAYLOAD_LIMIT:
-            # only a terminal or control message can get here (deltas are cut by event_messages): followers
-            # learn the run changed and read the rest from the database
-            payload = run_id.hex + json.dumps({"k": "big"})
+            # only a terminal message can get here (deltas are cut into fragments): followers learn the run
+            # changed and read the rest from the database
+            payload = run_id.hex + encode(Resync(), self._seq)
         self._outbox.put_nowait((EVENTS_CHANNEL, payload))
 
-    def control(self, message: Message) -> None:
+    def control(self, message: Control) -> None:
         self._seq += 1
-        self._outbox.put_nowait((CONTROL_CHANNEL, json.dumps({**message, "s": self._seq}, separators=(",", ":"))))
+        self._outbox.put_nowait((CONTROL_CHANNEL, encode_control(message, self._seq)))

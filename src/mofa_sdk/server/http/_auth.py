@@ -15,19 +15,19 @@ from fastapi.responses import JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from ..errors import MofaError
-from ..persistence import Store, authenticate_api_key
-from ._errors import error_body, status_of
-from ._runs import Principal
+from ...errors import MofaError
+from ...persistence import Store, authenticate_api_key
+from ..runs import Principal
+from ._errors import ApiError, error_response, status_of
 
-__all__ = ["PUBLIC_PATHS", "AuthMiddleware", "principal"]
+__all__ = ["PUBLIC_PATHS", "AuthMiddleware", "Who", "principal"]
 
 PUBLIC_PATHS = frozenset({"/healthz", "/openapi.json", "/docs", "/docs/oauth2-redirect"})
+_CHALLENGE = {"WWW-Authenticate": 'Bearer realm="mofa"'}
 
 
-def _unauthorized(message: str) -> JSONResponse:
-    return JSONResponse(error_body("unauthorized", message, 401), status_code=401,
-                        headers={"WWW-Authenticate": 'Bearer realm="mofa"'})
+def _unauthorized(path: str, message: str) -> JSONResponse:
+    return error_response(path, 401, "unauthorized", message, headers=_CHALLENGE)
 
 
 class AuthMiddleware:
@@ -43,19 +43,18 @@ class AuthMiddleware:
         header = dict(scope["headers"]).get(b"authorization", b"").decode("latin-1")
         scheme, _, key = header.partition(" ")
         if scheme.lower() != "bearer" or not key.strip():
-            await _unauthorized("missing API key: send Authorization: Bearer <key> (see `mofa keys create`)")(
-                scope, receive, send
-            )
+            await _unauthorized(scope["path"], "missing API key: send Authorization: Bearer <key> (see "
+                                "`mofa keys create`)")(scope, receive, send)
             return
         try:
             row = await authenticate_api_key(self.store(), key.strip(), touched=self._touched)
         except MofaError as exc:
             status = status_of(exc)
-            await JSONResponse(error_body("unavailable", f"cannot check the API key: {exc}"),
-                               status_code=status if status >= 500 else 503)(scope, receive, send)
+            await error_response(scope["path"], status if status >= 500 else 503, "unavailable",
+                                 f"cannot check the API key: {exc}")(scope, receive, send)
             return
         if row is None:
-            await _unauthorized("invalid or revoked API key")(scope, receive, send)
+            await _unauthorized(scope["path"], "invalid or revoked API key")(scope, receive, send)
             return
         scope.setdefault("state", {})["principal"] = Principal(row.tenant_id, row.user_id, row.id)
         await self.app(scope, receive, send)
@@ -69,6 +68,11 @@ def principal(
 ) -> Principal:
     """The route dependency: who the request acts as (set by :class:`AuthMiddleware`; the bearer scheme is
     declared here so that the OpenAPI schema shows it)."""
-    found = request.state.principal
-    assert isinstance(found, Principal)
+    found = getattr(request.state, "principal", None)
+    if not isinstance(found, Principal):  # a route mounted without the middleware in front of it
+        raise ApiError(401, "missing API key: send Authorization: Bearer <key>", headers=_CHALLENGE)
     return found
+
+
+#: the principal of a request, for a route's signature
+Who = Annotated[Principal, Depends(principal)]

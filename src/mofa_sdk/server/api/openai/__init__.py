@@ -1,0 +1,15 @@
+"""The OpenAI views of ``mofa serve``: Chat Completions and Models, Conversations (sessions), Responses (runs).
+Each routes module renders the same runs and rows in OpenAI's shapes; none imports another."""
+
+from fastapi import APIRouter
+
+from ._chat import router as _chat
+from ._conversations import router as _conversations
+from ._responses import router as _responses
+
+__all__ = ["router"]
+
+router = APIRouter()
+router.include_router(_chat)
+router.include_router(_conversations)
+router.include_router(_responses)

@@ -1,0 +1,157 @@
+"""The events of a run's log: numbered, frozen values, and the one place they become JSON.
+
+A run's log is its deltas numbered from 1, then one terminal event numbered after the last delta. Each kind
+is its own dataclass; a new kind (a tool call started, its arguments streaming, its result) is a new class
+here and a new case in :func:`event_json`, never a new dict key read elsewhere. The native SSE API and the
+NOTIFY bus both encode events through :func:`event_json` / :func:`event_of_json`.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from typing import Any, ClassVar, Literal
+
+from ...entities import LLMApiCall
+
+__all__ = [
+    "DONE_STATUSES", "ApiCallFacts", "RunError", "RunEvent", "TerminalEvent", "TextDeltaEvent", "Usage",
+    "event_json", "event_of_json", "terminal_event",
+]
+
+#: statuses whose terminal event is ``done``; any other (error, interrupted) ends the log with ``error``
+DONE_STATUSES = frozenset({"complete", "cancelled"})
+
+
+@dataclass(frozen=True, slots=True)
+class Usage:
+    prompt_tokens: int | None
+    completion_tokens: int | None
+    total_tokens: int | None
+    estimated: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class RunError:
+    code: str
+    message: str
+
+
+@dataclass(frozen=True, slots=True)
+class ApiCallFacts:
+    """What the terminal event tells of the reply's api-call row."""
+
+    id: uuid.UUID
+    latency_ms: int | None
+    time_to_first_token_ms: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class TextDeltaEvent:
+    n: int
+    text: str
+
+    kind: ClassVar[Literal["delta"]] = "delta"
+    terminal: ClassVar[bool] = False
+
+
+@dataclass(frozen=True, slots=True)
+class TerminalEvent:
+    """The end of a run: its status, the ids of its rows, its usage, and what failed (statuses other than
+    complete and cancelled). ``saved_events``: how many deltas the saved reply holds, when a follower may
+    have seen more than a dead owner checkpointed."""
+
+    n: int
+    status: str
+    user_message_id: uuid.UUID | None
+    assistant_message_id: uuid.UUID | None
+    api_call: ApiCallFacts | None = None
+    usage: Usage | None = None
+    error: RunError | None = None
+    saved_events: int | None = None
+
+    terminal: ClassVar[bool] = True
+
+    @property
+    def kind(self) -> Literal["done", "error"]:
+        return "done" if self.status in DONE_STATUSES else "error"
+
+
+RunEvent = TextDeltaEvent | TerminalEvent
+
+
+def terminal_event(
+    n: int,
+    status: str,
+    *,
+    user_message_id: uuid.UUID | None,
+    assistant_message_id: uuid.UUID | None,
+    call: LLMApiCall | None = None,
+    usage: Usage | None = None,
+    message: str | None = None,
+    code: str | None = None,
+    saved_events: int | None = None,
+) -> TerminalEvent:
+    """The terminal event of a run that ended with ``status``: usage and timings from its api-call row when
+    there is one (else ``usage`` as the stream counted it); a failure named by ``code``/``message``, else by
+    the row, else by the status."""
+    facts = None
+    if call is not None:
+        facts = ApiCallFacts(call.id, call.latency_ms, call.time_to_first_token_ms)
+        usage = Usage(call.prompt_tokens, call.completion_tokens, call.total_tokens, call.tokens_estimated)
+    error = None
+    if status not in DONE_STATUSES:
+        error = RunError(code or (call.error_code if call else None) or status,
+                         message or (call.error_message if call else None) or status)
+    return TerminalEvent(n, status, user_message_id, assistant_message_id, facts, usage, error, saved_events)
+
+
+def _s(value: uuid.UUID | None) -> str | None:
+    return None if value is None else str(value)
+
+
+def _uuid(value: Any) -> uuid.UUID | None:
+    return None if value is None else uuid.UUID(str(value))
+
+
+def event_json(event: RunEvent) -> dict[str, Any]:
+    """The event's JSON object (the ``data`` of a native SSE event): the wire format of every API view."""
+    if isinstance(event, TextDeltaEvent):
+        return {"text": event.text}
+    data: dict[str, Any] = {"status": event.status, "message_ids": {
+        "user": _s(event.user_message_id), "assistant": _s(event.assistant_message_id)}}
+    if event.api_call is not None:
+        data["api_call_id"] = str(event.api_call.id)
+    if event.usage is not None:
+        u = event.usage
+        data["usage"] = {"prompt_tokens": u.prompt_tokens, "completion_tokens": u.completion_tokens,
+                         "total_tokens": u.total_tokens, "estimated": u.estimated}
+    if event.api_call is not None:
+        data["latency_ms"] = event.api_call.latency_ms
+        data["time_to_first_token_ms"] = event.api_call.time_to_first_token_ms
+    if event.error is not None:
+        data["error"] = {"code": event.error.code, "message": event.error.message}
+    if event.saved_events is not None:
+        data["saved_events"] = event.saved_events
+    return data
+
+
+def event_of_json(n: int, kind: str, data: dict[str, Any]) -> RunEvent:
+    """The inverse of :func:`event_json` (what a follower on another process rebuilds); a ``ValueError`` or
+    ``KeyError`` for anything else."""
+    if kind == "delta":
+        return TextDeltaEvent(n, str(data["text"]))
+    if kind not in ("done", "error"):
+        raise ValueError(f"unknown event kind {kind!r}")
+    ids = data.get("message_ids") or {}
+    call = None
+    if data.get("api_call_id") is not None:
+        call = ApiCallFacts(uuid.UUID(str(data["api_call_id"])), data.get("latency_ms"),
+                            data.get("time_to_first_token_ms"))
+    u = data.get("usage")
+    usage = None if u is None else Usage(u.get("prompt_tokens"), u.get("completion_tokens"), u.get("total_tokens"),
+                                         bool(u.get("estimated", False)))
+    e = data.get("error")
+    error = None if e is None else RunError(str(e["code"]), str(e["message"]))
+    return TerminalEvent(n, str(data["status"]), _uuid(ids.get("user")), _uuid(ids.get("assistant")), call, usage,
+                         error, data.get("saved_events"))
