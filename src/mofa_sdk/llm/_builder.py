@@ -16,7 +16,8 @@ from ..errors import ConfigError
 from ..ids import NIL_UUID, parse_uuid, uuid7
 from ._agent import LLMAgent
 from ._hooks import EventHandler, SessionBackend
-from ._provider import ChatParams, LLMProvider
+from ._provider import ChatParams, LLMProvider, ProviderDefaults
+from ._tokens import env_max_tokens
 from ._types import StreamLimits
 
 if TYPE_CHECKING:
@@ -120,11 +121,9 @@ class LLMAgentBuilder:
         ``MOFA_MAX_TOKENS`` (a cap on each reply's tokens) when set. ``provider``: one made earlier by
         :func:`default_provider`, shared by many agents (``mofa serve`` loads the local model once)."""
         builder = cls().with_provider(provider if provider is not None else default_provider())
-        cap = _env("MOFA_MAX_TOKENS")
-        if cap:
-            if not cap.isdigit() or int(cap) <= 0:
-                raise ConfigError(f"MOFA_MAX_TOKENS must be a positive integer, got {cap!r}")
-            builder = builder.with_max_tokens(int(cap))
+        cap = env_max_tokens()
+        if cap is not None:
+            builder = builder.with_max_tokens(cap)
         return builder
 
     @classmethod
@@ -299,13 +298,15 @@ class LLMAgentBuilder:
                 "this builder has a persistence plugin, which opens the session in the database: "
                 "use `await builder.build_async()`"
             )
-        return self._agent(self._resolve_provider(), self._session_id or uuid7(), [])
+        provider = self._resolve_provider()
+        return self._agent(provider, self._session_id or uuid7(), [], None, self._params(provider))
 
     async def build_async(self) -> LLMAgent:
         """The agent; with a persistence plugin, loads (or creates) its session through it first."""
         if self._plugin is None:
             return self.build()
         provider = self._resolve_provider()  # before any I/O: a missing provider must not create a session
+        params = self._params(provider)  # ... nor a model the provider cannot serve
         user, tenant, agent_id, session = self._ids()
         sid, history = await self._plugin.open_session(
             session, window=self._window, user_id=user, tenant_id=tenant, agent_id=agent_id
@@ -317,7 +318,7 @@ class LLMAgentBuilder:
             stored = (await settings(tenant, sid, given)).get("system_prompt")
             if isinstance(stored, str):
                 system = stored
-        return self._agent(provider, sid, history, system)
+        return self._agent(provider, sid, history, system, params)
 
     def _ids(self) -> tuple[uuid.UUID, uuid.UUID, uuid.UUID, uuid.UUID | None]:
         def plugin_value(attr: str) -> uuid.UUID | None:
@@ -332,10 +333,8 @@ class LLMAgentBuilder:
     def _resolve_provider(self) -> LLMProvider:
         return self._provider if self._provider is not None else default_provider()
 
-    def _agent(
-        self, provider: LLMProvider, session_id: uuid.UUID, history: list[Any], system: str | None = None
-    ) -> LLMAgent:
-        user, tenant, agent_id, _ = self._ids()
+    def _params(self, provider: LLMProvider) -> ChatParams:
+        """The request parameters, as the provider serves them (its model check and defaults)."""
         params = ChatParams(
             model=self._model or provider.default_model,
             temperature=self._temperature,
@@ -344,10 +343,17 @@ class LLMAgentBuilder:
             extra=dict(self._custom_params),
             stream=self._stream,
         )
+        return provider.apply_defaults(params) if isinstance(provider, ProviderDefaults) else params
+
+    def _agent(
+        self, provider: LLMProvider, session_id: uuid.UUID, history: list[Any], system: str | None,
+        params: ChatParams,
+    ) -> LLMAgent:
+        user, tenant, agent_id, _ = self._ids()
         return LLMAgent(
             agent_id=agent_id, name=self._name, provider=provider, params=params,
             system_prompt=self._system_prompt if system is None else system, window=self._window,
-            token_budget=self._token_budget or _context_budget(provider, self._max_tokens),
+            token_budget=self._token_budget or _context_budget(provider, params.max_tokens),
             user_id=user, tenant_id=tenant, handlers=self._handlers, backend=self._plugin,
             session_id=session_id, history=history, limits=self._limits,
         )
