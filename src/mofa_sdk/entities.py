@@ -115,7 +115,10 @@ class Message(Entity):
 
 class SessionSettings(Entity):
     """How a session is answered, recorded on the session when it starts and whenever a turn changes it, so
-    that it resumes the same way through the library, ``mofa chat`` and ``mofa serve``."""
+    that it resumes the same way through the library, ``mofa chat`` and ``mofa serve``.
+
+    Only the fields given were recorded (``model_fields_set`` names them, and only they are stored): an
+    unrecorded ``window`` means "not chosen", where a recorded ``None`` means "every round"."""
 
     #: the agent row's code (None: no agent row; the default provider answers)
     agent: str | None = None
@@ -138,6 +141,11 @@ class SettingsChange(Entity):
     old: Any = None
     new: Any = None
 
+    @field_validator("old", "new")
+    @classmethod
+    def _json(cls, v: Any) -> Any:
+        return check_json(v, "setting value")
+
 
 class Session(Entity):
     id: uuid.UUID = Field(default_factory=uuid7)
@@ -146,6 +154,10 @@ class Session(Entity):
     agent_id: uuid.UUID | None = None
     title: str | None = None
     metadata: dict[str, Any] = Field(default_factory=dict)
+    #: how the session is answered (None: nothing recorded yet); see ``PersistencePlugin.session_settings``
+    settings: SessionSettings | None = None
+    #: every recorded setting that a later turn changed, oldest first
+    settings_changes: list[SettingsChange] = Field(default_factory=list)
     create_time: UtcTime = Field(default_factory=utc_now)
     update_time: UtcTime = Field(default_factory=utc_now)
 
@@ -158,6 +170,19 @@ class Session(Entity):
     @classmethod
     def _metadata(cls, v: dict[str, Any]) -> dict[str, Any]:
         return _no_nul_json(check_json(v, "metadata"), "metadata")  # type: ignore[no-any-return]
+
+    @field_validator("settings")
+    @classmethod
+    def _settings(cls, v: SessionSettings | None) -> SessionSettings | None:
+        if v is not None:
+            _no_nul_json(v.model_dump(mode="json"), "settings")
+        return v
+
+    @field_validator("settings_changes")
+    @classmethod
+    def _changes(cls, v: list[SettingsChange]) -> list[SettingsChange]:
+        _no_nul_json([c.model_dump(mode="json") for c in v], "settings_changes")
+        return v
 
 
 class Provider(Entity):

@@ -94,12 +94,13 @@ async def test_resume_keeps_system_prompt_model_and_window(cli: Cli, fault: Faul
     finally:
         await store.close()
     assert session is not None
-    assert session.metadata["settings"] == {
+    assert session.settings is not None
+    assert session.settings.model_dump(exclude_unset=True) == {
         "agent": None, "model": "my-model", "system_prompt": "You are a robot", "window": 1,
         "provider": f"openai-compatible {fault.base_url}/",
     }
-    [change] = session.metadata["settings_changes"]
-    assert change["changed"] == {"system_prompt": {"from": "You are a pirate", "to": "You are a robot"}}
+    [change] = session.settings_changes
+    assert (change.key, change.old, change.new) == ("system_prompt", "You are a pirate", "You are a robot")
     md = await cli("sessions", "export", sid, "--format", "md")
     assert "## System\n\nYou are a robot" in md.stdout
     exported = json.loads((await cli("sessions", "export", sid)).stdout)
@@ -122,8 +123,8 @@ async def test_a_model_is_restored_only_for_the_provider_it_came_from(cli: Cli, 
         await store.close()
     assert session is not None
     assert sorted(c.model_name for c in calls) == sorted(["my-model", LOCAL])
-    [change] = session.metadata["settings_changes"]
-    assert set(change["changed"]) == {"provider", "model"}
+    assert {c.key for c in session.settings_changes} == {"provider", "model"}
+    assert len(session.settings_changes) == 2
 
 
 # -- item 8: sessions addressed like commits -------------------------------------------------------

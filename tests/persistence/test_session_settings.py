@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import uuid
 
+from mofa_sdk.entities import SessionSettings
 from mofa_sdk.llm import LLMAgent, LLMAgentBuilder, ScriptedProvider
 from mofa_sdk.persistence import PersistencePlugin, Store
 
@@ -39,8 +40,10 @@ async def test_resume_restores_the_system_prompt(store: Store, tenant: uuid.UUID
 
     session = await store.get_session(tenant, sid)
     assert session is not None
-    assert session.metadata["settings"] == {"system_prompt": "You are a pirate."}
-    assert "settings_changes" not in session.metadata
+    assert session.settings == SessionSettings(system_prompt="You are a pirate.")
+    assert session.settings.model_fields_set == {"system_prompt"}
+    assert session.settings_changes == []
+    assert session.metadata == {}
 
 
 async def test_an_override_replaces_it_and_is_recorded(
@@ -58,9 +61,8 @@ async def test_an_override_replaces_it_and_is_recorded(
     await third.aclose()
     session = await store.get_session(tenant, sid)
     assert session is not None
-    changes = session.metadata["settings_changes"]
-    assert len(changes) == 1
-    assert changes[0]["changed"] == {"system_prompt": {"from": "Be terse.", "to": "Be verbose."}}
+    [change] = session.settings_changes
+    assert (change.key, change.old, change.new) == ("system_prompt", "Be terse.", "Be verbose.")
 
 
 async def test_a_session_started_without_one_stays_without(
@@ -73,4 +75,4 @@ async def test_a_session_started_without_one_stays_without(
     assert again.system_prompt == ""
     await again.aclose()
     session = await store.get_session(tenant, sid)
-    assert session is not None and "settings" not in session.metadata
+    assert session is not None and session.settings is None

@@ -28,7 +28,7 @@ from rich.status import Status
 from rich.table import Table
 from rich.text import Text
 
-from ..entities import Session
+from ..entities import Session, SessionSettings
 from ..errors import (
     ConfigError,
     MofaError,
@@ -144,7 +144,7 @@ class ChatApp:
     """One chat: its store, agent and terminal. Every coroutine runs on the runner's loop.
 
     ``settings`` are what the current session runs with (agent code, model, system prompt, window); they
-    are kept in the session's metadata (``PersistencePlugin.session_settings``), so a resumed session
+    are recorded on the session (``PersistencePlugin.session_settings``), so a resumed session
     gets them back, and an option that changes one is recorded there."""
 
     def __init__(self, opts: ChatOptions, interactive: bool, out: TextIO) -> None:
@@ -286,17 +286,18 @@ class ChatApp:
         self.plugin = plugin
         if old is not None:
             await old.aclose()  # shares the store, not its close
-        self.settings = await plugin.session_settings(
+        recorded = await plugin.session_settings(
             self.tenant,
             agent.session_id,
-            {
-                "agent": self.config.agent.agent_code if self.config is not None else None,
-                "provider": self.provider_label,
-                "model": agent.model,
-                "system_prompt": agent.system_prompt,
-                "window": self.window,
-            },
+            SessionSettings(
+                agent=self.config.agent.agent_code if self.config is not None else None,
+                provider=self.provider_label,
+                model=agent.model,
+                system_prompt=agent.system_prompt,
+                window=self.window,
+            ),
         )
+        self.settings = recorded.model_dump(exclude_unset=True)
         if old is not None and old.session_id != agent.session_id:
             await self._drop_if_empty(old.session_id)
 
@@ -535,8 +536,10 @@ def _window_text(window: int | None) -> str:
 
 
 def _stored_settings(session: Session | None) -> dict[str, Any]:
-    stored = session.metadata.get("settings") if session is not None else None
-    return {k: v for k, v in stored.items() if v is not None or k == "window"} if isinstance(stored, dict) else {}
+    """The settings the session recorded (a recorded window of None means every round; other Nones are
+    "not chosen")."""
+    stored = session.settings.model_dump(exclude_unset=True) if session is not None and session.settings else {}
+    return {k: v for k, v in stored.items() if v is not None or k == "window"}
 
 
 def _provider_label(builder: LLMAgentBuilder) -> str:

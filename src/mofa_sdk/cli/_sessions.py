@@ -171,10 +171,9 @@ def render_transcript(messages: Sequence[Message], out: Console = console) -> No
 
 
 def _system_prompt(session: Session) -> str | None:
-    """The system prompt the session runs with (kept in its metadata since issue 15), if any."""
-    settings = session.metadata.get("settings")
-    prompt = settings.get("system_prompt") if isinstance(settings, dict) else None
-    return prompt if isinstance(prompt, str) and prompt else None
+    """The system prompt the session runs with (recorded in its settings), if any."""
+    prompt = session.settings.system_prompt if session.settings is not None else None
+    return prompt or None
 
 
 def _session_json(session: Session, messages: Sequence[Message]) -> dict[str, Any]:

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any, cast
 
 from .._validate import check_window
 from .._vocab import PROVIDER_TYPES, is_local_provider, is_openai_provider
-from ..entities import check_text
+from ..entities import SessionSettings, check_text
 from ..errors import ConfigError
 from ..ids import NIL_UUID, parse_uuid, uuid7
 from ._agent import LLMAgent
@@ -314,8 +314,8 @@ class LLMAgentBuilder:
         system = self._system_prompt
         settings = getattr(self._plugin, "session_settings", None)
         if settings is not None:  # the session keeps its system prompt: stored when new, restored on resume
-            given = {"system_prompt": system} if self._system_set else {}
-            stored = (await settings(tenant, sid, given)).get("system_prompt")
+            given = SessionSettings(system_prompt=system) if self._system_set else SessionSettings()
+            stored = (await settings(tenant, sid, given)).system_prompt
             if isinstance(stored, str):
                 system = stored
         return self._agent(provider, sid, history, system, params)

@@ -7,15 +7,16 @@ fields, which are checked here the way the entities check them.
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any, get_args
 
-from ..entities import MessageStatus, Session, check_json, check_text
+from ..entities import MessageStatus, Session, SessionSettings, SettingsChange, check_json, check_text
 from ..errors import ConfigError, ValidationError
 from ..ids import as_utc
 from ._store import Unset
 
-__all__ = ["check_before", "check_message_update", "check_session_update"]
+__all__ = ["check_before", "check_message_update", "check_session_settings", "check_session_update"]
 
 _STATUSES = frozenset(get_args(MessageStatus))
 
@@ -44,6 +45,19 @@ def check_session_update(tenant_id: uuid.UUID, title: Any, metadata: Any) -> Any
         probe["metadata"] = metadata
     checked = Session(tenant_id=tenant_id, user_id=tenant_id, **probe)
     return metadata if isinstance(metadata, Unset) else checked.metadata
+
+
+def check_session_settings(
+    tenant_id: uuid.UUID, settings: Any, changes: Any
+) -> tuple[SessionSettings, list[SettingsChange]]:
+    """The arguments of ``record_session_settings``, checked as a Session checks its fields."""
+    if not isinstance(settings, SessionSettings):
+        raise ConfigError(f"settings must be a SessionSettings, got {type(settings).__name__}")
+    if not isinstance(changes, Sequence) or not all(isinstance(c, SettingsChange) for c in changes):
+        raise ConfigError("changes must be a sequence of SettingsChange")
+    checked = Session(tenant_id=tenant_id, user_id=tenant_id, settings=settings, settings_changes=list(changes))
+    assert checked.settings is not None
+    return checked.settings, checked.settings_changes
 
 
 def check_before(before: Any) -> datetime:

@@ -93,6 +93,11 @@ class Dialect:
         """The SET clause and parameters writing ``value`` to a message's content or metadata in place."""
         return f"{column} = :{column}", {column: self.to_db(kind, value)}
 
+    def json_append(self, column: str, items: list[Any]) -> tuple[str, dict[str, Any]]:
+        """The SET clause and parameters appending ``items`` to the JSON array in ``column``, in one statement
+        (a read-modify-write could lose what a concurrent writer appended)."""
+        raise NotImplementedError
+
 
 def _sqlite_time(dt: datetime) -> str:
     # fixed width: isoformat always writes four digits of year and, with this timespec, six of microseconds;
@@ -124,6 +129,11 @@ class SqliteDialect(Dialect):
         "bool": bool,
         "numeric": float,
     }
+
+    def json_append(self, column: str, items: list[Any]) -> tuple[str, dict[str, Any]]:
+        # '$[#]' is the end of the array as it is when that pair is applied: the items land in order
+        pairs = ", ".join(f"'$[#]', json(:{column}_{i})" for i in range(len(items)))
+        return f"{column} = json_insert({column}, {pairs})", {f"{column}_{i}": dumps(v) for i, v in enumerate(items)}
 
     def search_query(self, words: list[str]) -> str:
         # each word quoted: FTS5 syntax in the text is not interpreted, and the words are AND-ed

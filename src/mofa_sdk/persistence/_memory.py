@@ -29,6 +29,8 @@ from ..entities import (
     Provider,
     QueryFilter,
     Session,
+    SessionSettings,
+    SettingsChange,
     UsageStatistics,
 )
 from ..errors import (
@@ -39,7 +41,7 @@ from ..errors import (
     TenantMismatchError,
 )
 from ..ids import as_utc, utc_now
-from ._checks import check_before, check_message_update, check_session_update
+from ._checks import check_before, check_message_update, check_session_settings, check_session_update
 from ._local_tx import LocalTransaction, current, entered, joins
 from ._secrets import decrypt_key, encrypt_key
 from ._store import (
@@ -373,6 +375,24 @@ class InMemoryStore(Store):
             if not isinstance(metadata, Unset):
                 update["metadata"] = copy.deepcopy(metadata)
             s.sessions[session_id] = found.model_copy(update=update)
+            return _copy(s.sessions[session_id])
+
+    async def record_session_settings(
+        self,
+        tenant_id: uuid.UUID,
+        session_id: uuid.UUID,
+        settings: SessionSettings,
+        changes: Sequence[SettingsChange] = (),
+        *,
+        tx: Transaction | None = None,
+    ) -> Session:
+        settings, added = check_session_settings(tenant_id, settings, changes)
+        async with self._access(tx) as s:
+            found = s.sessions.get(session_id)
+            if found is None or found.tenant_id != tenant_id:
+                raise NotFoundError(f"cannot record session settings {session_id}: not found for this tenant")
+            changed = {"settings": settings, "settings_changes": found.settings_changes + added}
+            s.sessions[session_id] = _copy(found.model_copy(update={"update_time": utc_now(), **changed}))
             return _copy(s.sessions[session_id])
 
     async def delete_session(

@@ -27,7 +27,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..entities import LLMApiCall, Message, MessageStatus
+from ..entities import LLMApiCall, Message, MessageStatus, SessionSettings, SettingsChange
 from ..errors import (
     ConfigError,
     ConflictError,
@@ -223,35 +223,34 @@ class PersistencePlugin(EventHandler):
         return session.id, await _load_window(store, tenant_id, session.id, window)
 
     async def session_settings(
-        self, tenant_id: uuid.UUID, session_id: uuid.UUID, given: dict[str, Any]
-    ) -> dict[str, Any]:
-        """The settings a session was started with (``metadata["settings"]``: system prompt, and whatever
-        else the caller keeps there, e.g. the CLI's model, agent and window), with ``given`` applied.
+        self, tenant_id: uuid.UUID, session_id: uuid.UUID, given: SessionSettings
+    ) -> SessionSettings:
+        """The settings the session runs with: those recorded on it (``Session.settings``), with the fields
+        set in ``given`` applied.
 
-        A key not in ``given`` keeps its stored value, so a resumed session gets back what it was started
-        with. A given value that differs from a stored one replaces it and the change is recorded in
-        ``metadata["settings_changes"]`` (when, which key, from what, to what). Returns the merged settings;
-        writes only when something changed."""
+        A field ``given`` does not set keeps its recorded value, so a resumed session gets back what it was
+        started with. A given value that differs from a recorded one replaces it, and the change is appended
+        to ``Session.settings_changes`` (when, which, from what, to what). Writes only when something
+        changed, in one statement."""
         store: PluginStore = await self.connect()
         session = await store.get_session(tenant_id, session_id)
         if session is None:
             raise NotFoundError(f"unknown session {session_id} in tenant {tenant_id}")
-        stored = session.metadata.get("settings")
-        stored = dict(stored) if isinstance(stored, dict) else {}
-        changed = {
-            k: {"from": stored[k], "to": v} for k, v in given.items() if k in stored and stored[k] != v
-        }
-        merged = {**stored, **given}
-        if merged == stored:
-            return merged
-        metadata = {**session.metadata, "settings": merged}
-        if changed:
-            history = session.metadata.get("settings_changes")
-            history = list(history) if isinstance(history, list) else []
-            history.append({"at": utc_now().isoformat(), "changed": changed})
-            metadata["settings_changes"] = history
-        await store.update_session(tenant_id, session_id, metadata=metadata)
-        return merged
+        recorded = session.settings or SessionSettings()
+        before = {k: getattr(recorded, k) for k in recorded.model_fields_set}
+        wanted = {k: getattr(given, k) for k in given.model_fields_set}
+        merged = {**before, **wanted}
+        if merged == before:
+            return recorded
+        at = utc_now()
+        changes = [
+            SettingsChange(at=at, key=k, old=before[k], new=v)
+            for k, v in wanted.items()
+            if k in before and before[k] != v
+        ]
+        settings = SessionSettings(**merged)
+        await store.record_session_settings(tenant_id, session_id, settings, changes)
+        return settings
 
     async def list_sessions(
         self, *, user_id: uuid.UUID, tenant_id: uuid.UUID, limit: int = 50

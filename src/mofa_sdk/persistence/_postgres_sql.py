@@ -105,6 +105,15 @@ class PostgresDialect(Dialect):
             {column: self.to_db(kind, value), f"{column}_esc": self.to_db(kind, escaped)},
         )
 
+    def json_append(self, column: str, items: list[Any]) -> tuple[str, dict[str, Any]]:
+        # json (not jsonb, whose || would normalise the numbers): the elements as written, old then new
+        return (
+            f"{column} = (SELECT json_agg(v ORDER BY g, n) FROM (SELECT value, 1, ordinality FROM"  # noqa: S608
+            f" json_array_elements({column}) WITH ORDINALITY UNION ALL SELECT value, 2, ordinality FROM"
+            f" json_array_elements(:{column}::json) WITH ORDINALITY) AS t (v, g, n))",
+            {column: json_param(items)},
+        )
+
 
 DIALECT = PostgresDialect()
 

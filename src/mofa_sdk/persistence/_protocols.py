@@ -4,10 +4,21 @@ context and the CLI depend on, and mypy checks that :class:`Store` provides it w
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from contextlib import AbstractAsyncContextManager
 from typing import Any, Protocol
 
-from ..entities import Agent, LLMApiCall, Message, MessageStatus, QueryFilter, Session, UsageStatistics
+from ..entities import (
+    Agent,
+    LLMApiCall,
+    Message,
+    MessageStatus,
+    QueryFilter,
+    Session,
+    SessionSettings,
+    SettingsChange,
+    UsageStatistics,
+)
 from ._store import UNSET, Transaction, Unset
 
 __all__ = [
@@ -104,6 +115,16 @@ class PluginStore(SessionOpener, HistoryReader, MessageWriter, CallWriter, Proto
         *,
         title: str | Unset | None = UNSET,
         metadata: dict[str, Any] | Unset = UNSET,
+        tx: Transaction | None = None,
+    ) -> Session: ...
+
+    async def record_session_settings(
+        self,
+        tenant_id: uuid.UUID,
+        session_id: uuid.UUID,
+        settings: SessionSettings,
+        changes: Sequence[SettingsChange] = (),
+        *,
         tx: Transaction | None = None,
     ) -> Session: ...
 

@@ -29,11 +29,13 @@ from ..entities import (
     Provider,
     QueryFilter,
     Session,
+    SessionSettings,
+    SettingsChange,
     UsageStatistics,
 )
 from ..errors import ConflictError, NotFoundError, TenantMismatchError
 from ..ids import utc_now
-from ._checks import check_before, check_message_update, check_session_update
+from ._checks import check_before, check_message_update, check_session_settings, check_session_update
 from ._dialect import Dialect
 from ._migrations import MIGRATIONS_TABLE, load_migrations, schema_problems, shape_of
 from ._store import (
@@ -47,7 +49,7 @@ from ._store import (
     search_words,
     settle_status,
 )
-from ._tables import AGENT, API_KEY, CALL, MESSAGE, PROVIDER, SESSION, Kind, Table
+from ._tables import AGENT, API_KEY, CALL, MESSAGE, PROVIDER, SESSION, Kind, Table, json_value
 
 __all__ = ["Doing", "KeyConflict", "Row", "SqlStore", "Words"]
 
@@ -462,6 +464,31 @@ class SqlStore(Store):
         found = await self._returning(SESSION, sql, params, f"updating session {session_id}", tenant_id, tx)
         if found is None:
             raise _missing("update session", session_id)
+        return found
+
+    async def record_session_settings(
+        self,
+        tenant_id: uuid.UUID,
+        session_id: uuid.UUID,
+        settings: SessionSettings,
+        changes: Sequence[SettingsChange] = (),
+        *,
+        tx: Transaction | None = None,
+    ) -> Session:
+        settings, added = check_session_settings(tenant_id, settings, changes)
+        d = self._dialect
+        params = {"now": self._now(), **self._keys(id=session_id, tenant_id=tenant_id)}
+        sets = ["update_time = :now", f"settings = {d.placeholder('settings', 'json')}"]
+        params["settings"] = d.to_db("json", json_value(settings))
+        if added:
+            append, more = d.json_append("settings_changes", json_value(added))
+            sets.append(append)
+            params |= more
+        sql = f"UPDATE entity_session SET {', '.join(sets)} WHERE {_BY_ID}"
+        found = await self._returning(SESSION, sql, params, f"recording the settings of session {session_id}",
+                                      tenant_id, tx)  # fmt: skip
+        if found is None:
+            raise _missing("record session settings", session_id)
         return found
 
     async def delete_session(

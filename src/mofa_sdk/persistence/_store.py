@@ -36,6 +36,8 @@ from ..entities import (
     Provider,
     QueryFilter,
     Session,
+    SessionSettings,
+    SettingsChange,
     UsageStatistics,
 )
 from ..errors import ConfigError, MofaError, PersistenceError, ValidationError
@@ -364,6 +366,20 @@ class Store(abc.ABC):
         tx: Transaction | None = None,
     ) -> Session:
         """Set the given fields and touch ``update_time`` (also when no field is given).
+        NotFoundError when absent for this tenant."""
+
+    @abc.abstractmethod
+    async def record_session_settings(
+        self,
+        tenant_id: uuid.UUID,
+        session_id: uuid.UUID,
+        settings: SessionSettings,
+        changes: Sequence[SettingsChange] = (),
+        *,
+        tx: Transaction | None = None,
+    ) -> Session:
+        """Set the session's settings and append ``changes`` to its ``settings_changes``, in one statement
+        (appending, so a concurrent writer's changes are kept), and touch ``update_time``.
         NotFoundError when absent for this tenant."""
 
     @abc.abstractmethod

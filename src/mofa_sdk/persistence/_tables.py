@@ -12,15 +12,15 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Generic, Literal, TypeVar
 
-from pydantic import SecretStr
+from pydantic import BaseModel, SecretStr
 
-from ..entities import Agent, ApiKey, Entity, LLMApiCall, Message, Provider, Session
+from ..entities import Agent, ApiKey, Entity, LLMApiCall, Message, Provider, Session, SessionSettings
 from ._secrets import decrypt_key, encrypt_key
 
 if TYPE_CHECKING:
     from ._dialect import Dialect
 
-__all__ = ["AGENT", "API_KEY", "CALL", "MESSAGE", "PROVIDER", "SESSION", "Kind", "Table"]
+__all__ = ["AGENT", "API_KEY", "CALL", "MESSAGE", "PROVIDER", "SESSION", "Kind", "Table", "json_value"]
 
 #: what a column holds; ``secret`` is text holding an encrypted key, ``numeric`` an exact decimal read as float
 Kind = Literal["uuid", "text", "int", "float", "numeric", "bool", "json", "time", "secret"]
@@ -98,10 +98,31 @@ def _readers(table: Table[Any], d: Dialect) -> Converters:
 def _writers(table: Table[Any], d: Dialect) -> Converters:
     """The columns whose values are converted, with their converters."""
     return tuple(
-        (c, _secret_in if k == "secret" else d.to_db_of[k])
+        (c, _secret_in if k == "secret" else _json_out(d.to_db_of.get(k)) if k == "json" else d.to_db_of[k])
         for c, k in table.columns.items()
-        if k == "secret" or k in d.to_db_of
+        if k in ("secret", "json") or k in d.to_db_of
     )
+
+
+def _json_out(write: Callable[[Any], Any] | None) -> Callable[[Any], Any]:
+    """A JSON column's writer that also takes typed values (``Session.settings``) as the JSON they store."""
+    return lambda value: (write or _identity)(json_value(value))
+
+
+def _identity(value: Any) -> Any:
+    return value
+
+
+def json_value(value: Any) -> Any:
+    """A JSON column's value as plain JSON: entities become objects (:class:`SessionSettings` only with the
+    fields it was given, which is what it records), lists of them lists."""
+    if isinstance(value, SessionSettings):
+        return value.model_dump(mode="json", exclude_unset=True)
+    if isinstance(value, BaseModel):
+        return value.model_dump(mode="json")
+    if isinstance(value, list) and value and isinstance(value[0], BaseModel):
+        return [json_value(v) for v in value]
+    return value
 
 
 def _secret_in(value: SecretStr) -> str | None:
@@ -118,6 +139,7 @@ MESSAGE = Table("entity_message", Message, {
 })  # fmt: skip
 SESSION = Table("entity_session", Session, {
     **_IDS, "user_id": "uuid", "agent_id": "uuid", "title": "text", "metadata": "json", **_TIMES,
+    "settings": "json", "settings_changes": "json",
 })  # fmt: skip
 CALL = Table("entity_api_call", LLMApiCall, {
     **_IDS, "session_id": "uuid", "user_id": "uuid", "agent_id": "uuid", "request_message_id": "uuid",
