@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import uuid
 
-from mofa_sdk.entities import SessionSettings
 from mofa_sdk.llm import LLMAgent, LLMAgentBuilder, ScriptedProvider
 from mofa_sdk.persistence import PersistencePlugin, Store
 
@@ -40,8 +39,11 @@ async def test_resume_restores_the_system_prompt(store: Store, tenant: uuid.UUID
 
     session = await store.get_session(tenant, sid)
     assert session is not None
-    assert session.settings == SessionSettings(system_prompt="You are a pirate.")
-    assert session.settings.model_fields_set == {"system_prompt"}
+    assert session.settings is not None
+    # the builder records what answers (issue 21), as the CLI and the service do
+    assert session.settings.model_dump(exclude_unset=True) == {
+        "provider": "scripted", "model": "scripted-model", "system_prompt": "You are a pirate.", "window": None,
+    }
     assert session.settings_changes == []
     assert session.metadata == {}
 
@@ -75,4 +77,5 @@ async def test_a_session_started_without_one_stays_without(
     assert again.system_prompt == ""
     await again.aclose()
     session = await store.get_session(tenant, sid)
-    assert session is not None and session.settings is None
+    assert session is not None and session.settings is not None
+    assert session.settings.system_prompt == "" and session.settings_changes == []

@@ -8,20 +8,31 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from ._agent import LLMAgent
+from ._agent import LLMAgent, TurnOverrides
 from ._builder import LLMAgentBuilder, default_provider
-from ._hooks import EventHandler, SessionBackend, SessionInfo
-from ._provider import ChatParams, Finish, LLMProvider, ProviderEvent, StreamStarted, TextDelta, UsageReport
+from ._hooks import EventHandler, OpenedSession, SessionBackend, SessionInfo, SettingsBackend, Settle
+from ._provider import (
+    ChatParams,
+    Finish,
+    LLMProvider,
+    ProviderDefaults,
+    ProviderEvent,
+    StreamStarted,
+    TextDelta,
+    UsageReport,
+)
 from ._scripted import ScriptedProvider
+from ._settings import provider_label, settings_changes, settle_settings
 from ._stream import ChatStream
 from ._types import ChatMessage, StreamLimits, Turn, TurnResult, Usage
 from ._window import select_window, trim_history
 
 if TYPE_CHECKING:
-    from ._local import LocalProvider, find_default_model
+    from ._local import LOCAL_MAX_TOKENS, LocalProvider, find_default_model
     from ._openai import OpenAICompatibleProvider
 
 __all__ = [
+    "LOCAL_MAX_TOKENS",
     "ChatMessage",
     "ChatParams",
     "ChatStream",
@@ -32,26 +43,35 @@ __all__ = [
     "LLMProvider",
     "LocalProvider",
     "OpenAICompatibleProvider",
+    "OpenedSession",
+    "ProviderDefaults",
     "ProviderEvent",
     "ScriptedProvider",
     "SessionBackend",
     "SessionInfo",
+    "SettingsBackend",
+    "Settle",
     "StreamLimits",
     "StreamStarted",
     "TextDelta",
     "Turn",
+    "TurnOverrides",
     "TurnResult",
     "Usage",
     "UsageReport",
     "default_provider",
     "find_default_model",
+    "provider_label",
     "select_window",
+    "settings_changes",
+    "settle_settings",
     "trim_history",
 ]
 
 _LAZY = {
     "OpenAICompatibleProvider": "._openai",
     "LocalProvider": "._local",
+    "LOCAL_MAX_TOKENS": "._local",
     "find_default_model": "._local",
 }
 

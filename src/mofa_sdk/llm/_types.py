@@ -60,6 +60,8 @@ class Turn:
     #: the id the reply is stored under: a handler running before the persistence plugin may choose it
     #: (``mofa serve`` names the reply after its run), else the plugin does
     reply_id: uuid.UUID | None = None
+    #: the id the call record (api-call row) is stored under, once a persistence plugin chose it
+    api_call_id: uuid.UUID | None = None
     _parts: list[str] = field(default_factory=list)
 
     @property
