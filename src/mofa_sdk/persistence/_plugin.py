@@ -27,7 +27,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..entities import LLMApiCall, Message, MessageStatus, Session
+from ..entities import LLMApiCall, Message, MessageStatus, Session, SessionSettings
 from ..errors import (
     ConfigError,
     ConflictError,
@@ -270,9 +270,7 @@ class PersistencePlugin(EventHandler):
             ))
             return OpenedSession(created.id, [], settings, created=True)
         settings = settle(found.settings)
-        if found.settings is None or settings.model_dump(exclude_unset=True) != found.settings.model_dump(
-            exclude_unset=True
-        ):
+        if _recorded(settings) != _recorded(found.settings):
             await store.record_session_settings(
                 tenant_id, found.id, settings, settings_changes(found.settings, settings)
             )
@@ -501,6 +499,10 @@ async def _load_window(
     while history and history[0].role != "user":  # a round cut by the limit is not whole: drop it
         history.pop(0)
     return history
+
+
+def _recorded(settings: SessionSettings | None) -> dict[str, Any] | None:
+    return None if settings is None else settings.model_dump(exclude_unset=True)
 
 
 def _reply_message(
