@@ -158,3 +158,86 @@ async def test_0007_moves_session_settings_out_of_metadata(old_db: OldDatabase) 
         assert s is not None and [c.key for c in s.settings_changes] == ["window", "model", "model"]
     finally:
         await store.close()
+
+
+OLD_REQUEST = {"created_at": 1767225600, "model": "m", "instructions": None, "metadata": {"k": "v"},
+               "temperature": 0.5, "input_ids": ["x"]}  # fmt: skip
+
+
+async def test_0008_moves_offsets_and_request_params_out_of_metadata(old_db: OldDatabase) -> None:
+    old_db.migrate_to("0007_session_settings")
+    sid = old_db.session({})
+    seq = iter(range(1, 100))
+
+    def message(role: str, metadata: Any, **extra: Any) -> uuid.UUID:
+        mid = uuid.uuid4()
+        old_db.insert("entity_message", {"id": mid, "session_id": sid, "tenant_id": TENANT, "user_id": USER,
+                                         "seq": next(seq), "role": role, "content": "Hello!",
+                                         "metadata": metadata, **extra})  # fmt: skip
+        return mid
+
+    # as mofa serve wrote them before 0008
+    asked = message("user", {"channel": "web", "openai_response": OLD_REQUEST})
+    replied = message("assistant", {"delta_ends": [5, 6], "mine": 1.5})
+    # odd values: dropped, never failing the migration
+    odd_ends = [message("assistant", {"delta_ends": v}) for v in ([1, -2], [1, "2"], [1.5], "5,6", {"a": 1}, None)]
+    odd_request = message("user", {"openai_response": ["not", "an", "object"]})
+    empty = message("assistant", {"delta_ends": []})
+    untouched = message("user", {"user": {"delta_ends": [1]}})
+    message("user", [1, 2])  # not a dict: left alone
+
+    store = await _migrated(old_db)
+    try:
+        assert await store.check_schema() == []
+
+        async def row(mid: uuid.UUID) -> Any:
+            found = await store.get_message(TENANT, mid)
+            assert found is not None
+            return found
+
+        m = await row(asked)
+        assert (m.metadata, m.request_params, m.delta_ends) == ({"channel": "web"}, OLD_REQUEST, None)
+        m = await row(replied)
+        assert (m.metadata, m.request_params, m.delta_ends) == ({"mine": 1.5}, None, [5, 6])
+        for mid in odd_ends:
+            m = await row(mid)
+            assert (m.metadata, m.delta_ends) == ({}, None)
+        m = await row(odd_request)
+        assert (m.metadata, m.request_params) == ({}, None)
+        m = await row(empty)
+        assert (m.metadata, m.delta_ends) == ({}, [])
+        m = await row(untouched)
+        assert (m.metadata, m.delta_ends, m.request_params) == ({"user": {"delta_ends": [1]}}, None, None)
+    finally:
+        await store.close()
+
+
+async def test_0008_keeps_escaped_request_params_in_metadata(fresh_pg_url: str) -> None:
+    """A PostgreSQL row stored NUL-escaped has its metadata strings in the escaped form: its request stays."""
+    db = OldDatabase("postgres", fresh_pg_url)
+    db.migrate_to("0007_session_settings")
+    sid = db.session({})
+    mid = uuid.uuid4()
+    metadata = {"openai_response": {"instructions": "a\\0b"}, "delta_ends": [1]}
+    db.insert("entity_message", {"id": mid, "session_id": sid, "tenant_id": TENANT, "user_id": USER, "seq": 1,
+                                 "role": "user", "content": "x", "metadata": metadata, "nul_escaped": True})
+    store = await _migrated(db)
+    try:
+        m = await store.get_message(TENANT, mid)
+        assert m is not None
+        assert m.metadata == {"openai_response": {"instructions": "a\x00b"}} and m.delta_ends == [1]
+        assert m.request_params is None
+    finally:
+        await store.close()
+
+
+async def test_a_replys_api_call_is_read_through_its_index(fresh_pg_url: str) -> None:
+    store = await PostgresStore.connect(fresh_pg_url)
+    await store.close()
+    with psycopg.connect(fresh_pg_url, autocommit=True) as conn:
+        conn.execute("SET enable_seqscan = off")
+        plan = "\n".join(r[0] for r in conn.execute(
+            "EXPLAIN SELECT id FROM entity_api_call WHERE tenant_id = %s AND response_message_id = %s"
+            " ORDER BY create_time DESC, id DESC LIMIT 1", (TENANT, uuid.uuid4())
+        ).fetchall())  # fmt: skip
+    assert "entity_api_call_response_idx" in plan, plan

@@ -101,11 +101,22 @@ class Message(Entity):
     parent_message_id: uuid.UUID | None = None
     create_time: UtcTime = Field(default_factory=utc_now)
     update_time: UtcTime = Field(default_factory=utc_now)
+    #: a streamed reply's delta boundaries: where each delta ends in ``content`` (cumulative character
+    #: offsets), so that a reader of the database can rebuild the stream event by event (None: not recorded)
+    delta_ends: list[Annotated[int, Field(ge=0, le=INT64_MAX, strict=True)]] | None = None
+    #: on a user message: the API request that started this turn, kept for ``mofa serve`` (which answers
+    #: later reads of the response from it); opaque to the library
+    request_params: dict[str, Any] | None = None
 
     @field_validator("content")
     @classmethod
     def _content(cls, v: str) -> str:
         return check_text(v, "content")
+
+    @field_validator("request_params")
+    @classmethod
+    def _params(cls, v: dict[str, Any] | None) -> dict[str, Any] | None:
+        return None if v is None else check_json(v, "request_params")
 
     @field_validator("metadata")
     @classmethod

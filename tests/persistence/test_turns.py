@@ -138,7 +138,8 @@ async def test_a_started_turn_names_its_rows(store: Store, tenant: uuid.UUID, us
     engine = TurnEngine(store, provider=ScriptedProvider(["ok"]))
     opened = await engine.open(tenant, user)
     reply_id = uuid.uuid4()
-    started = opened.start("hi", TurnOptions(reply_id=reply_id, handlers=[After()]))
+    started = opened.start("hi", TurnOptions(reply_id=reply_id, handlers=[After()],
+                                             request_params={"model": "x", "store": True}))
     assert started.reply_id == reply_id and started.user_message_id is None and started.api_call_id is None
     await started.stream.text_async()
     await opened.aclose()
@@ -146,6 +147,7 @@ async def test_a_started_turn_names_its_rows(store: Store, tenant: uuid.UUID, us
     user_row = await store.get_message(tenant, started.user_message_id)
     reply = await store.get_message(tenant, reply_id)
     assert user_row is not None and user_row.role == "user"
+    assert user_row.request_params == {"model": "x", "store": True}
     assert reply is not None and reply.parent_message_id == started.user_message_id
     assert started.api_call_id is not None
     call = await store.get_api_call(tenant, started.api_call_id)

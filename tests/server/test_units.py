@@ -51,11 +51,11 @@ async def test_a_subscription_that_falls_behind_is_marked_overflowed() -> None:
 
 def test_deltas_of_a_row_are_slices_at_the_recorded_offsets() -> None:
     row = Message(session_id=uuid.uuid4(), tenant_id=uuid.uuid4(), user_id=uuid.uuid4(), role="assistant",
-                  content="Hello, wörld 🚀!", metadata={"delta_ends": [5, 7, 13, 15]})
+                  content="Hello, wörld 🚀!", delta_ends=[5, 7, 13, 15])
     assert [(e.n, e.data["text"]) for e in deltas_of_row(row, 0)] == [
         (1, "Hello"), (2, ", "), (3, "wörld "), (4, "🚀!")]
     assert [e.n for e in deltas_of_row(row, 2)] == [3, 4] and deltas_of_row(row, 9) == []
-    plain = row.model_copy(update={"metadata": {}})  # a reply written without offsets: one event
+    plain = row.model_copy(update={"delta_ends": None})  # a reply written without offsets: one event
     assert [e.data["text"] for e in deltas_of_row(plain, 0)] == [row.content]
 
 

@@ -62,6 +62,9 @@ class Turn:
     reply_id: uuid.UUID | None = None
     #: the id the call record (api-call row) is stored under, once a persistence plugin chose it
     api_call_id: uuid.UUID | None = None
+    #: the API request that started this turn (``mofa serve`` sets it in a handler running before the
+    #: persistence plugin): saved with the user message, in the same insert; opaque to the library
+    request_params: dict[str, Any] | None = None
     _parts: list[str] = field(default_factory=list)
 
     @property

@@ -11,12 +11,16 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any, get_args
 
+from .._validate import INT64_MAX
 from ..entities import MessageStatus, Session, SessionSettings, SettingsChange, check_json, check_text
 from ..errors import ConfigError, ValidationError
 from ..ids import as_utc
 from ._store import Unset
 
-__all__ = ["check_before", "check_message_update", "check_session_settings", "check_session_update"]
+__all__ = [
+    "check_before",
+    "check_delta_ends",
+    "check_message_update", "check_session_settings", "check_session_update"]
 
 _STATUSES = frozenset(get_args(MessageStatus))
 
@@ -34,6 +38,17 @@ def check_message_update(content: str | Unset, status: str | Unset, metadata: An
             raise ValidationError(f"metadata must be a dict, got {type(metadata).__name__}")
         return check_json(metadata, "metadata")
     return metadata
+
+
+def check_delta_ends(delta_ends: Any) -> Any:
+    """The ``delta_ends`` of ``update_message`` as a Message checks them (None clears them)."""
+    if isinstance(delta_ends, Unset) or delta_ends is None:
+        return delta_ends
+    if not isinstance(delta_ends, list) or not all(
+        isinstance(e, int) and not isinstance(e, bool) and 0 <= e <= INT64_MAX for e in delta_ends
+    ):
+        raise ValidationError("delta_ends must be a list of character offsets (ints >= 0)")
+    return list(delta_ends)
 
 
 def check_session_update(tenant_id: uuid.UUID, title: Any, metadata: Any) -> Any:

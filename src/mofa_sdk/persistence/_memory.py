@@ -41,7 +41,13 @@ from ..errors import (
     TenantMismatchError,
 )
 from ..ids import as_utc, utc_now
-from ._checks import check_before, check_message_update, check_session_settings, check_session_update
+from ._checks import (
+    check_before,
+    check_delta_ends,
+    check_message_update,
+    check_session_settings,
+    check_session_update,
+)
 from ._local_tx import LocalTransaction, current, entered, joins
 from ._secrets import decrypt_key, encrypt_key
 from ._store import (
@@ -246,9 +252,11 @@ class InMemoryStore(Store):
         content: str | Unset = UNSET,
         status: MessageStatus | Unset = UNSET,
         metadata: dict[str, Any] | Unset = UNSET,
+        delta_ends: list[int] | Unset | None = UNSET,
         tx: Transaction | None = None,
     ) -> None:
         metadata = check_message_update(content, status, metadata)
+        delta_ends = check_delta_ends(delta_ends)
         async with self._access(tx) as s:
             m = s.messages.get(message_id)
             if m is None or m.tenant_id != tenant_id:
@@ -260,6 +268,8 @@ class InMemoryStore(Store):
                 update["status"] = status
             if not isinstance(metadata, Unset):
                 update["metadata"] = copy.deepcopy(metadata)
+            if not isinstance(delta_ends, Unset):
+                update["delta_ends"] = delta_ends
             s.messages[message_id] = m.model_copy(update=update)
 
     async def get_message(self, tenant_id: uuid.UUID, message_id: uuid.UUID) -> Message | None:
@@ -439,6 +449,11 @@ class InMemoryStore(Store):
         async with self._access() as s:
             c = s.calls.get(call_id)
             return _copy(c) if c is not None and c.tenant_id == tenant_id else None
+
+    async def get_api_call_for_message(self, tenant_id: uuid.UUID, message_id: uuid.UUID) -> LLMApiCall | None:
+        async with self._access() as s:
+            mine = [c for c in s.calls.values() if c.tenant_id == tenant_id and c.response_message_id == message_id]
+            return _copy(max(mine, key=lambda c: (c.create_time, c.id))) if mine else None
 
     async def query_api_calls(self, query: QueryFilter) -> list[LLMApiCall]:
         async with self._access() as s:

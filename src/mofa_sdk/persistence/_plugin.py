@@ -92,8 +92,9 @@ class _Progress:
     checkpoint_failed: bool = False
     checkpoint_task: asyncio.Task[None] | None = None
 
-    def offsets(self) -> dict[str, Any]:
-        return {"delta_ends": list(self.delta_ends)} if self.delta_ends is not None else {}
+    def offsets(self) -> list[int] | None:
+        """The offsets as they are now (a copy: the list grows while a checkpoint is written)."""
+        return list(self.delta_ends) if self.delta_ends is not None else None
 
 
 def _optional_uuid(value: uuid.UUID | str | None, what: str) -> uuid.UUID | None:
@@ -134,7 +135,7 @@ class PersistencePlugin(EventHandler):
         self.checkpoint_interval = checkpoint_interval
         #: how long ``close()`` (and so ``agent.aclose()``) tries to write pending replies
         self.flush_timeout = flush_timeout
-        #: also store where each delta ends (``metadata["delta_ends"]``, cumulative character offsets) and
+        #: also store where each delta ends (``Message.delta_ends``, cumulative character offsets) and
         #: checkpoint at the first delta, so that a reader of the database can rebuild the stream event by
         #: event (``mofa serve`` resumes runs from it)
         self.record_delta_offsets = record_delta_offsets
@@ -295,6 +296,7 @@ class PersistencePlugin(EventHandler):
                 agent_id=turn.agent_id,
                 role="user",
                 content=turn.user_text,
+                request_params=turn.request_params,
             )
         )
         turn.user_message_id = saved.id
@@ -328,11 +330,11 @@ class PersistencePlugin(EventHandler):
         # The text and its offsets as they are now: the task may run after more deltas came.
         p.checkpoint_task = asyncio.create_task(self._checkpoint(turn, p, turn.text, p.offsets()))
 
-    async def _checkpoint(self, turn: Turn, p: _Progress, text: str, offsets: dict[str, Any]) -> None:
+    async def _checkpoint(self, turn: Turn, p: _Progress, text: str, offsets: list[int] | None) -> None:
         try:
             if p.checkpointed:
                 await self._rows.update_message(
-                    turn.tenant_id, p.reply_id, content=text, metadata=offsets or UNSET
+                    turn.tenant_id, p.reply_id, content=text, delta_ends=UNSET if offsets is None else offsets
                 )
             else:
                 await self._rows.save_message(_reply_message(turn, p, text, "streaming", offsets))
@@ -419,7 +421,7 @@ class PersistencePlugin(EventHandler):
                 if p.update_existing:
                     await store.update_message(
                         p.tenant_id, p.message.id, content=p.message.content, status=p.message.status,
-                        metadata=p.message.metadata or UNSET, tx=tx,
+                        delta_ends=UNSET if p.message.delta_ends is None else p.message.delta_ends, tx=tx,
                     )
                     await store.update_session(p.tenant_id, p.session_id, tx=tx)  # touch update_time
                 else:
@@ -506,7 +508,7 @@ def _recorded(settings: SessionSettings | None) -> dict[str, Any] | None:
 
 
 def _reply_message(
-    turn: Turn, p: _Progress, text: str, status: MessageStatus, offsets: dict[str, Any] | None = None
+    turn: Turn, p: _Progress, text: str, status: MessageStatus, offsets: list[int] | None = None
 ) -> Message:
     return Message(
         id=p.reply_id,
@@ -518,7 +520,7 @@ def _reply_message(
         content=text,
         status=status,
         parent_message_id=p.user_message_id,
-        metadata=p.offsets() if offsets is None else offsets,
+        delta_ends=p.offsets() if offsets is None else offsets,
     )
 
 

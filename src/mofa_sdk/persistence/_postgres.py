@@ -543,6 +543,7 @@ class PostgresStore(SqlStore):
         content: str | Unset,
         status: MessageStatus | Unset,
         metadata: dict[str, Any] | Unset,
+        delta_ends: list[int] | Unset | None,
         tx: Transaction | None,
     ) -> None:
         """A new NUL may change how the whole row is stored: read it, merge, re-encode, write."""
@@ -564,6 +565,8 @@ class PostgresStore(SqlStore):
                     q.json_param(enc_meta),
                     escaped,
                     None if isinstance(status, Unset) else status,
+                    not isinstance(delta_ends, Unset),
+                    None if isinstance(delta_ends, Unset) else q.json_param(delta_ends),
                     utc_now(),
                     message_id,
                     tenant_id,

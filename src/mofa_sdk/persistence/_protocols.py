@@ -95,6 +95,7 @@ class PluginStore(SessionOpener, HistoryReader, MessageWriter, CallWriter, Proto
         content: str | Unset = UNSET,
         status: MessageStatus | Unset = UNSET,
         metadata: dict[str, Any] | Unset = UNSET,
+        delta_ends: list[int] | Unset | None = UNSET,
         tx: Transaction | None = None,
     ) -> None: ...
 

@@ -35,7 +35,13 @@ from ..entities import (
 )
 from ..errors import ConflictError, NotFoundError, TenantMismatchError
 from ..ids import utc_now
-from ._checks import check_before, check_message_update, check_session_settings, check_session_update
+from ._checks import (
+    check_before,
+    check_delta_ends,
+    check_message_update,
+    check_session_settings,
+    check_session_update,
+)
 from ._dialect import Dialect
 from ._migrations import MIGRATIONS_TABLE, load_migrations, schema_problems, shape_of
 from ._store import (
@@ -169,6 +175,7 @@ class SqlStore(Store):
         content: str | Unset,
         status: MessageStatus | Unset,
         metadata: dict[str, Any] | Unset,
+        delta_ends: list[int] | Unset | None,
         tx: Transaction | None,
     ) -> None:
         """An update the dialect cannot write in place (``Dialect.needs_rewrite``)."""
@@ -319,12 +326,14 @@ class SqlStore(Store):
         content: str | Unset = UNSET,
         status: MessageStatus | Unset = UNSET,
         metadata: dict[str, Any] | Unset = UNSET,
+        delta_ends: list[int] | Unset | None = UNSET,
         tx: Transaction | None = None,
     ) -> None:
         metadata = check_message_update(content, status, metadata)
+        delta_ends = check_delta_ends(delta_ends)
         d = self._dialect
         if d.needs_rewrite(content, metadata):
-            await self._rewrite_message(tenant_id, message_id, content, status, metadata, tx)
+            await self._rewrite_message(tenant_id, message_id, content, status, metadata, delta_ends, tx)
             return
         sets, params = ["update_time = :now"], {"now": self._now(), **self._keys(id=message_id, tenant_id=tenant_id)}
         fields: tuple[tuple[str, Kind, Any], ...] = (("content", "text", content), ("metadata", "json", metadata))
@@ -336,6 +345,9 @@ class SqlStore(Store):
         if not isinstance(status, Unset):
             sets.append("status = :status")
             params["status"] = status
+        if not isinstance(delta_ends, Unset):
+            sets.append(f"delta_ends = {d.placeholder('delta_ends', 'json')}")
+            params["delta_ends"] = d.to_db("json", delta_ends)
         sql = f"UPDATE entity_message SET {', '.join(sets)} WHERE {_BY_ID}"
         if await self._change(sql, params, f"updating message {message_id}", tenant_id, tx) == 0:
             raise _missing("update message", message_id)
@@ -554,6 +566,14 @@ class SqlStore(Store):
 
     async def get_api_call(self, tenant_id: uuid.UUID, call_id: uuid.UUID) -> LLMApiCall | None:
         return _one(await self._of_tenant(CALL, tenant_id, id=call_id))
+
+    async def get_api_call_for_message(self, tenant_id: uuid.UUID, message_id: uuid.UUID) -> LLMApiCall | None:
+        # through entity_api_call_response_idx (tenant_id, response_message_id)
+        params = self._keys(tenant_id=tenant_id, message_id=message_id)
+        where = "tenant_id = :tenant_id AND response_message_id = :message_id"
+        doing = Words(lambda: f"reading the api call of message {message_id}")
+        found = await self._select(CALL, where, params, doing, tenant_id, " ORDER BY create_time DESC, id DESC LIMIT 1")
+        return _one(found)
 
     def _api_filter(self, q: QueryFilter) -> tuple[str, dict[str, Any]]:
         """The WHERE clause selecting ``q``'s calls: every given field matches; [start_time, end_time)."""

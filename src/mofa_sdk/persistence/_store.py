@@ -303,6 +303,7 @@ class Store(abc.ABC):
         content: str | Unset = UNSET,
         status: MessageStatus | Unset = UNSET,
         metadata: dict[str, Any] | Unset = UNSET,
+        delta_ends: list[int] | Unset | None = UNSET,
         tx: Transaction | None = None,
     ) -> None:
         """Change a message in place (streaming checkpoints, final status). NotFoundError if absent."""
@@ -399,6 +400,11 @@ class Store(abc.ABC):
 
     @abc.abstractmethod
     async def get_api_call(self, tenant_id: uuid.UUID, call_id: uuid.UUID) -> LLMApiCall | None: ...
+
+    @abc.abstractmethod
+    async def get_api_call_for_message(self, tenant_id: uuid.UUID, message_id: uuid.UUID) -> LLMApiCall | None:
+        """The api-call row that answered with message ``message_id`` (its ``response_message_id``), the
+        newest if several; read through an index, whatever the session's length."""
 
     @abc.abstractmethod
     async def query_api_calls(self, query: QueryFilter) -> list[LLMApiCall]:

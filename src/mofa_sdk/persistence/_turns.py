@@ -81,19 +81,24 @@ class TurnOptions:
     messages: Sequence[ChatMessage] | None = None
     #: the id the reply is stored under (``mofa serve`` names it after its run); None: a new one
     reply_id: uuid.UUID | None = None
+    #: the API request that started the turn, saved with the user message (opaque to the library)
+    request_params: dict[str, Any] | None = None
     #: event handlers of this turn, run after the agent's own (so after the user message is saved)
     handlers: Sequence[EventHandler] = ()
 
 
 class _Ids(EventHandler):
-    """Runs before the persistence plugin: names the reply and keeps the turn, whose ids the plugin fills."""
+    """Runs before the persistence plugin: names the reply, hands it the request parameters to save with
+    the user message, and keeps the turn, whose ids the plugin fills."""
 
-    def __init__(self, reply_id: uuid.UUID) -> None:
+    def __init__(self, reply_id: uuid.UUID, request_params: dict[str, Any] | None) -> None:
         self.reply_id = reply_id
+        self.request_params = request_params
         self.turn: Turn | None = None
 
     async def before_call(self, turn: Turn) -> None:
         turn.reply_id = self.reply_id
+        turn.request_params = self.request_params
         self.turn = turn
 
 
@@ -151,7 +156,7 @@ class TurnSession:
     def start(self, text: str, options: TurnOptions | None = None) -> StartedTurn:
         """Start a turn (nothing is sent or saved until ``stream`` is iterated)."""
         o = options or TurnOptions()
-        ids = _Ids(o.reply_id or uuid7())
+        ids = _Ids(o.reply_id or uuid7(), o.request_params)
         overrides = None
         if (o.temperature, o.max_tokens, o.system_prompt, o.extra) != (None, None, None, None):
             overrides = TurnOverrides(o.temperature, o.max_tokens, o.system_prompt, o.extra)

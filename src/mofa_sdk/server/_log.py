@@ -1,7 +1,7 @@
 """A run's event log, as one model for the live run and for the database.
 
 Events are numbered: deltas from 1, then one terminal event (``done`` or ``error``) numbered after the last
-delta. The database form is the reply row: its text, and ``metadata["delta_ends"]`` (the cumulative end
+delta. The database form is the reply row: its text, and ``delta_ends`` (the cumulative end
 offset of each delta, written by ``PersistencePlugin(record_delta_offsets=True)``), so that delta ``n`` is
 ``text[ends[n-2]:ends[n-1]]``. The terminal event is rebuilt from the reply's status and its api-call row.
 """
@@ -12,7 +12,7 @@ import uuid
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from ..entities import LLMApiCall, Message, QueryFilter
+from ..entities import LLMApiCall, Message
 from ..persistence import Store
 
 __all__ = ["FINAL_STATUSES", "Event", "deltas_of_row", "find_call", "terminal_event", "terminal_of_row"]
@@ -35,8 +35,8 @@ class Event:
 
 def deltas_of_row(row: Message, after: int) -> list[Event]:
     """The delta events after number ``after`` that the row's checkpointed text holds."""
-    ends = row.metadata.get("delta_ends")
-    if not isinstance(ends, list):
+    ends = row.delta_ends
+    if ends is None:
         # a reply written without offsets (by the library directly): the whole text is one event
         ends = [len(row.content)] if row.content else []
     out: list[Event] = []
@@ -47,8 +47,7 @@ def deltas_of_row(row: Message, after: int) -> list[Event]:
 
 
 def delta_count(row: Message) -> int:
-    ends = row.metadata.get("delta_ends")
-    return len(ends) if isinstance(ends, list) else (1 if row.content else 0)
+    return len(row.delta_ends) if row.delta_ends is not None else (1 if row.content else 0)
 
 
 def terminal_event(
@@ -83,18 +82,8 @@ def _s(value: uuid.UUID | None) -> str | None:
 
 
 async def find_call(store: Store, row: Message) -> LLMApiCall | None:
-    """The api-call row of a reply (newest first in its session: a recent run's is on the first page)."""
-    offset = 0
-    while True:
-        page = await store.query_api_calls(
-            QueryFilter(tenant_id=row.tenant_id, session_id=row.session_id, offset=offset, limit=100)
-        )
-        for call in page:
-            if call.response_message_id == row.id:
-                return call
-        if len(page) < 100:
-            return None
-        offset += 100
+    """The api-call row of a reply."""
+    return await store.get_api_call_for_message(row.tenant_id, row.id)
 
 
 async def terminal_of_row(store: Store, row: Message, *, after: int = 0) -> Event:

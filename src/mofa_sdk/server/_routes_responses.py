@@ -27,15 +27,13 @@ from ._log import FINAL_STATUSES, Event, find_call
 from ._responses_shapes import decode_id, encode_id, input_messages, item_obj, response_obj
 from ._routes_conversations import conversation_of, json_body, list_page, string_metadata
 from ._routes_runs import registry_of
-from ._runs import Principal, Run, RunRegistry, cancel_run
+from ._runs import Principal, RunRegistry, cancel_run
 from ._sse import KEEPALIVE, SSEResponse, sse
 
 __all__ = ["router"]
 
 router = APIRouter(tags=["openai: responses"])
 Who = Annotated[Principal, Depends(principal)]
-#: where a response's request parameters live: the metadata of its (last) user message
-META = "openai_response"
 _ACCEPTED = {"input", "instructions", "model", "stream", "store", "previous_response_id", "conversation",
              "metadata", "max_output_tokens", "temperature", "background"}
 #: accepted and ignored (documented in docs/openai-compatibility.md)
@@ -143,7 +141,15 @@ async def create_response(request: Request, who: Who) -> Any:
     try:
         if earlier:  # items before the last: ordinary rows of the session, before the turn reads its window
             saved = await store.save_messages(earlier)
-        run = await registry.start_run(who, session, pairs[-1][1], agent_code, configure=configure)
+        # the request parameters, saved with the (last) user message in its insert; its own id is not in
+        # input_ids (it is not known yet): _meta adds it
+        meta = {"created_at": int(time.time()), "model": model or "", "instructions": body.get("instructions"),
+                "previous_response_id": body.get("previous_response_id"), "conversation": not new and
+                body.get("conversation") is not None, "metadata": metadata, "temperature": body.get("temperature"),
+                "max_output_tokens": body.get("max_output_tokens"), "background": bool(body.get("background")),
+                "input_ids": [str(m.id) for m in saved]}
+        run = await registry.start_run(who, session, pairs[-1][1], agent_code, configure=configure,
+                                       request_params=meta)
     except BaseException:
         # nothing of a refused request stays written
         if new:
@@ -152,12 +158,6 @@ async def create_response(request: Request, who: Who) -> Any:
             for m in saved:
                 await store.delete_message(who.tenant_id, m.id)
         raise
-    meta = {"created_at": int(time.time()), "model": model or "", "instructions": body.get("instructions"),
-            "previous_response_id": body.get("previous_response_id"), "conversation": not new and
-            body.get("conversation") is not None, "metadata": metadata, "temperature": body.get("temperature"),
-            "max_output_tokens": body.get("max_output_tokens"), "background": bool(body.get("background")),
-            "input_ids": [str(m.id) for m in saved] + [str(run.user_message_id)]}
-    await _save_meta(registry, who, run, meta)
     if body.get("stream"):
         return SSEResponse(_stream(registry, who, run.id, follow_local(run, 0, registry.config), -1))
     if not body.get("background"):
@@ -165,20 +165,16 @@ async def create_response(request: Request, who: Who) -> Any:
     return await _response(registry, who, run.id, encode_id("resp", run.id))
 
 
-async def _save_meta(registry: RunRegistry, who: Principal, run: Run, meta: dict[str, Any]) -> None:
-    if run.user_message_id is None:
-        return
-    row = await registry.store.get_message(who.tenant_id, run.user_message_id)
-    if row is not None:
-        await registry.store.update_message(who.tenant_id, row.id, metadata={**row.metadata, META: meta})
-
-
 async def _meta(registry: RunRegistry, who: Principal, user_message_id: uuid.UUID | None) -> dict[str, Any]:
+    """The request parameters saved with a response's (last) user message."""
     if user_message_id is None:
         return {}
     row = await registry.store.get_message(who.tenant_id, user_message_id)
-    found = row.metadata.get(META) if row is not None else None
-    return found if isinstance(found, dict) else {}
+    found = dict(row.request_params) if row is not None and row.request_params is not None else {}
+    ids = found.get("input_ids")
+    if isinstance(ids, list) and str(user_message_id) not in ids:  # rows saved before 0008 list it already
+        found["input_ids"] = [*ids, str(user_message_id)]
+    return found
 
 
 async def _response(registry: RunRegistry, who: Principal, rid: uuid.UUID, raw: str,

@@ -105,13 +105,15 @@ class Run:
 
 
 class _NameReply(EventHandler):
-    """Runs before the persistence plugin: the reply row gets the run's id."""
+    """Runs before the persistence plugin: the reply row gets the run's id, the user row the request."""
 
-    def __init__(self, run: Run) -> None:
+    def __init__(self, run: Run, request_params: dict[str, Any] | None = None) -> None:
         self.run = run
+        self.request_params = request_params
 
     async def before_call(self, turn: Turn) -> None:
         turn.reply_id = self.run.id
+        turn.request_params = self.request_params
 
 
 class _Started(EventHandler):
@@ -166,11 +168,13 @@ class RunRegistry:
         self, principal: Principal, session: Session, content: str, agent_code: str | None, *,
         messages: Sequence[ChatMessage] | None = None,
         configure: Callable[[LLMAgentBuilder], object] | None = None,
+        request_params: dict[str, Any] | None = None,
     ) -> Run:
         """Start a turn on ``session``; returns once the user message is saved (or raises, nothing written).
 
         ``messages``: the request to send instead of the window (``LLMAgent.chat_stream(messages=…)``: a
-        client that keeps its own context); ``configure``: applied to the turn's builder (model, params).
+        client that keeps its own context); ``configure``: applied to the turn's builder (model, params);
+        ``request_params``: saved with the user message (``Message.request_params``).
         """
         if session.id in self._live_sessions:
             busy = self._live_sessions[session.id]
@@ -183,7 +187,8 @@ class RunRegistry:
             config.agent.id if config is not None else None, session.id,
             checkpoint_interval=self.config.checkpoint_interval, record_delta_offsets=True,
         )
-        builder.with_event_handler(_NameReply(run)).with_persistence_plugin(plugin).with_event_handler(_Started(run))
+        builder.with_event_handler(_NameReply(run, request_params)).with_persistence_plugin(plugin)
+        builder.with_event_handler(_Started(run))
         builder.with_user(principal.user_id).with_tenant(principal.tenant_id)
         builder.with_max_reply_chars(self.config.max_reply_chars)
         if configure is not None:
