@@ -160,6 +160,8 @@ class ChatApp:
         self.user = resolve_user(opts.user)
         self.store: Store | None = None
         self.engine: TurnEngine | None = None
+        #: the engine's default provider when the chat made it (--base-url); closed with the chat
+        self.provider: LLMProvider | None = None
         #: the session the chat talks to, with its agent
         self.current: TurnSession | None = None
         self.flush_timeout = _flush_timeout()
@@ -190,7 +192,8 @@ class ChatApp:
         if o.resume_last and o.session is not None:
             raise ConfigError("give either --continue or --session, not both")
         self.store = await connect_store(o.db)
-        self.engine = TurnEngine(self.store, provider=self._base_url_provider(), plugin_id="mofa-cli",
+        self.provider = self._base_url_provider()
+        self.engine = TurnEngine(self.store, provider=self.provider, plugin_id="mofa-cli",
                                  flush_timeout=self.flush_timeout)
         session: Session | None = None
         if o.session is not None:
@@ -256,6 +259,8 @@ class ChatApp:
             try:
                 if self.engine is not None:
                     await self.engine.aclose()
+                if self.provider is not None:
+                    await self.provider.aclose()
             finally:
                 if self.store is not None:
                     await self.store.close()
