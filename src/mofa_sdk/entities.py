@@ -166,7 +166,7 @@ class Session(Entity):
     agent_id: uuid.UUID | None = None
     title: str | None = None
     metadata: dict[str, Any] = Field(default_factory=dict)
-    #: how the session is answered (None: nothing recorded yet); see ``PersistencePlugin.session_settings``
+    #: how the session is answered (None: nothing recorded yet); see ``mofa_sdk.persistence.TurnEngine``
     settings: SessionSettings | None = None
     #: every recorded setting that a later turn changed, oldest first
     settings_changes: list[SettingsChange] = Field(default_factory=list)

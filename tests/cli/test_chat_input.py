@@ -3,9 +3,9 @@ id, the local model's checks (served model, context, reply cap), empty replies."
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import uuid
+from pathlib import Path
 
 import pytest
 
@@ -218,18 +218,26 @@ async def test_a_prompt_over_the_local_context_is_refused_before_the_call(cli: C
     assert await _sessions(cli) == []  # nothing saved, no empty session left
 
 
-def test_the_local_model_gets_a_default_reply_cap(monkeypatch: pytest.MonkeyPatch) -> None:
-    from mofa_sdk.cli._chat import LOCAL_MAX_TOKENS, ChatApp, ChatOptions
+async def test_the_local_model_gets_a_default_reply_cap(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    from mofa_sdk.cli._chat import ChatApp, ChatOptions
+    from mofa_sdk.llm import LOCAL_MAX_TOKENS
 
     for var in ("OPENAI_API_KEY", "OPENAI_BASE_URL", "MOFA_MAX_TOKENS"):
         monkeypatch.delenv(var, raising=False)
-    blank = ChatOptions(None, None, None, None, None, None, None, None, None)
-    app = ChatApp(blank, False, None)  # type: ignore[arg-type]
-    assert app._builder(None, {}, set())[0].build().params.max_tokens == LOCAL_MAX_TOKENS
-    capped = ChatApp(dataclasses.replace(blank, max_tokens=7), False, None)  # type: ignore[arg-type]
-    assert capped._builder(None, {}, set())[0].build().params.max_tokens == 7
+    blank = ChatOptions(None, None, None, None, f"sqlite:///{tmp_path / 'chat.db'}", None, None, None, None)
+
+    async def cap() -> int | None:
+        app = ChatApp(blank, False, None)  # type: ignore[arg-type]
+        await app.start()
+        try:
+            assert app.agent is not None
+            return app.agent.params.max_tokens
+        finally:
+            await app.close()
+
+    assert await cap() == LOCAL_MAX_TOKENS  # the local provider's own default (issue 21: not the CLI's)
     monkeypatch.setenv("MOFA_MAX_TOKENS", "33")
-    assert app._builder(None, {}, set())[0].build().params.max_tokens == 33
+    assert await cap() == 33
 
 
 async def test_request_options_reach_the_server(cli: Cli, fault: FaultServer) -> None:

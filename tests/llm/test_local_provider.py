@@ -50,7 +50,7 @@ async def test_streams_a_non_empty_reply(provider: LocalProvider) -> None:
 
 @pytest.mark.parametrize("max_tokens", [6, 300])
 async def test_usage_matches_llama_cpp_own_count(provider: LocalProvider, max_tokens: int) -> None:
-    params = ChatParams(model="m", temperature=0.0, max_tokens=max_tokens)
+    params = ChatParams(model=provider.default_model, temperature=0.0, max_tokens=max_tokens)
     events = await collect(provider, params)
     usage = next(e for e in events if isinstance(e, UsageReport)).usage
     assert provider._loaded is not None
@@ -71,13 +71,13 @@ async def test_usage_matches_llama_cpp_own_count(provider: LocalProvider, max_to
 
 
 async def test_non_streamed_is_one_delta(provider: LocalProvider) -> None:
-    events = await collect(provider, ChatParams(model="m", max_tokens=20, stream=False))
+    events = await collect(provider, ChatParams(model=provider.default_model, max_tokens=20, stream=False))
     deltas = [e for e in events if isinstance(e, TextDelta)]
     assert len(deltas) == 1 and deltas[0].text.strip()
 
 
 async def test_cancel_mid_generation_leaves_it_usable(provider: LocalProvider) -> None:
-    params = ChatParams(model="m", max_tokens=400, temperature=0.8)
+    params = ChatParams(model=provider.default_model, max_tokens=400, temperature=0.8)
     three = asyncio.Event()
     seen: list[str] = []
 
@@ -102,7 +102,7 @@ async def test_cancel_mid_generation_leaves_it_usable(provider: LocalProvider) -
             break
     await gen.aclose()
 
-    events = await asyncio.wait_for(collect(provider, ChatParams(model="m", max_tokens=30)), 120)
+    events = await asyncio.wait_for(collect(provider, ChatParams(model=provider.default_model, max_tokens=30)), 120)
     assert text_of(events).strip() and isinstance(events[-1], Finish)
 
 
@@ -119,7 +119,7 @@ async def test_event_loop_keeps_running_during_generation(provider: LocalProvide
     await asyncio.sleep(0.01)
     try:
         at_delta: list[int] = []
-        async for event in provider.stream(MESSAGES, ChatParams(model="m", max_tokens=60)):
+        async for event in provider.stream(MESSAGES, ChatParams(model=provider.default_model, max_tokens=60)):
             if isinstance(event, TextDelta):
                 at_delta.append(ticks)
     finally:
@@ -139,7 +139,7 @@ async def test_count_tokens_uses_the_tokenizer(provider: LocalProvider) -> None:
 async def test_unknown_extra_option_is_a_config_error(provider: LocalProvider) -> None:
     await provider.load()
     with pytest.raises(ConfigError, match="no_such_option"):
-        await collect(provider, ChatParams(model="m", extra={"no_such_option": 1}))
+        await collect(provider, ChatParams(model=provider.default_model, extra={"no_such_option": 1}))
 
 
 async def test_second_provider_shares_the_loaded_model(provider: LocalProvider) -> None:
@@ -190,7 +190,7 @@ def test_package_imports_without_llama_cpp() -> None:
         p = LocalProvider()
         async def main():
             try:
-                async for _ in p.stream([], ChatParams(model="m")):
+                async for _ in p.stream([], ChatParams(model=p.default_model)):
                     pass
             except ConfigError as exc:
                 print("ConfigError:", exc)

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import uuid
 
-from mofa_sdk.entities import SessionSettings
 from mofa_sdk.llm import LLMAgent, LLMAgentBuilder, ScriptedProvider
 from mofa_sdk.persistence import PersistencePlugin, Store
 
@@ -40,8 +39,11 @@ async def test_resume_restores_the_system_prompt(store: Store, tenant: uuid.UUID
 
     session = await store.get_session(tenant, sid)
     assert session is not None
-    assert session.settings == SessionSettings(system_prompt="You are a pirate.")
-    assert session.settings.model_fields_set == {"system_prompt"}
+    assert session.settings is not None
+    # the builder records what answers (issue 21), as the CLI and the service do
+    assert session.settings.model_dump(exclude_unset=True) == {
+        "provider": "scripted", "model": "scripted-model", "system_prompt": "You are a pirate.", "window": None,
+    }
     assert session.settings_changes == []
     assert session.metadata == {}
 
@@ -75,4 +77,45 @@ async def test_a_session_started_without_one_stays_without(
     assert again.system_prompt == ""
     await again.aclose()
     session = await store.get_session(tenant, sid)
-    assert session is not None and session.settings is None
+    assert session is not None and session.settings is not None
+    assert session.settings.system_prompt == "" and session.settings_changes == []
+
+
+async def test_the_builder_restores_window_and_cap_and_the_model_on_its_provider(
+    store: Store, tenant: uuid.UUID, user: uuid.UUID
+) -> None:
+    provider = ScriptedProvider(["one", "two"], default_model="m1")
+
+    async def build(p: ScriptedProvider, session: uuid.UUID | None = None, **given: int | str) -> LLMAgent:
+        builder = LLMAgentBuilder().with_provider(p).with_user(user).with_tenant(tenant)
+        if "window" in given:
+            builder.with_sliding_window(int(given["window"]))
+        if "model" in given:
+            builder.with_model(str(given["model"]))
+        if "max_tokens" in given:
+            builder.with_max_tokens(int(given["max_tokens"]))
+        if session is not None:
+            builder.with_session_id(session)
+        return await builder.with_persistence_plugin(
+            PersistencePlugin.from_store("p", store, user, tenant, uuid.uuid4())).build_async()
+
+    first = await build(provider, window=1, model="m2", max_tokens=50)
+    await first.chat("a")
+    await first.chat("b")
+    sid = first.session_id
+    await first.aclose()
+
+    again = await build(provider, sid)  # told nothing: the session's own
+    assert (again.window, again.model, again.params.max_tokens) == (1, "m2", 50)
+    await again.chat("c")
+    await again.aclose()
+    assert [m.content for m in provider.requests[-1][0]] == ["b", "two", "c"]
+
+    other = ScriptedProvider(["x"], default_model="o1")
+    other.name = "elsewhere"  # another provider: the model is its own, the rest is the session's
+    moved = await build(other, sid)
+    assert (moved.window, moved.model, moved.params.max_tokens) == (1, "o1", 50)
+    await moved.aclose()
+    session = await store.get_session(tenant, sid)
+    assert session is not None
+    assert {c.key for c in session.settings_changes} == {"provider", "model"}

@@ -28,7 +28,7 @@ from rich.status import Status
 from rich.table import Table
 from rich.text import Text
 
-from ..entities import Session, SessionSettings
+from ..entities import Session
 from ..errors import (
     ConfigError,
     MofaError,
@@ -37,8 +37,18 @@ from ..errors import (
     ProviderError,
     UnsavedReplyError,
 )
-from ..llm import ChatStream, LLMAgent, LLMAgentBuilder
-from ..persistence import AgentConfig, PendingReply, PersistencePlugin, Store, connect_store
+from ..llm import LOCAL_MAX_TOKENS, ChatStream, LLMAgent, LLMProvider
+from ..persistence import (
+    KEEP,
+    PendingReply,
+    PersistencePlugin,
+    SettingsRequest,
+    Store,
+    TurnEngine,
+    TurnOptions,
+    TurnSession,
+    connect_store,
+)
 from ._common import (
     DbOpt,
     TenantOpt,
@@ -70,9 +80,6 @@ Ctrl-C at the prompt clears the line; while a reply streams it stops that reply 
 
 #: seconds the chat waits at exit to write replies that could not be saved earlier
 DEFAULT_FLUSH_TIMEOUT = 5.0
-#: the reply cap of the local model when nothing else sets one: a 135M model rambles on, or repeats
-#: itself, until the context is full; 512 tokens is a long answer and keeps a reply under ~20 s here
-LOCAL_MAX_TOKENS = 512
 #: request fields -o cannot set: the chat sets them itself, or they have their own option
 _RESERVED_PARAMS = {"messages": "", "stream": "", "model": "--model", "max_tokens": "--max-tokens",
                     "temperature": "--temperature"}  # fmt: skip
@@ -126,26 +133,24 @@ class ChatOptions:
     options: tuple[str, ...] = ()
     resume_last: bool = False
 
-    def given(self) -> dict[str, Any]:
-        """The session settings set on the command line (they override what a resumed session kept)."""
-        out: dict[str, Any] = {}
-        if self.agent is not None:
-            out["agent"] = self.agent
-        if self.model is not None:
-            out["model"] = self.model
-        if self.system is not None:
-            out["system_prompt"] = self.system
-        if self.window is not None:
-            out["window"] = self.window
-        return out
+    def request(self) -> SettingsRequest:
+        """The session settings set on the command line (they replace what a resumed session recorded)."""
+        return SettingsRequest(
+            agent=KEEP if self.agent is None else self.agent,
+            model=KEEP if self.model is None else self.model,
+            system_prompt=KEEP if self.system is None else self.system,
+            window=KEEP if self.window is None else self.window,
+        )
 
 
 class ChatApp:
-    """One chat: its store, agent and terminal. Every coroutine runs on the runner's loop.
+    """One chat: its store, turn engine, current session and terminal. Every coroutine runs on the
+    runner's loop.
 
-    ``settings`` are what the current session runs with (agent code, model, system prompt, window); they
-    are recorded on the session (``PersistencePlugin.session_settings``), so a resumed session
-    gets them back, and an option that changes one is recorded there."""
+    The turn engine (``mofa_sdk.persistence.TurnEngine``) decides how a session is answered (agent, model,
+    system prompt, window) and records it on the session, so a resumed session gets it back here, through
+    the library and through ``mofa serve`` alike. ``--max-tokens``, ``--temperature`` and ``-o`` are reply
+    options of each turn, not recorded."""
 
     def __init__(self, opts: ChatOptions, interactive: bool, out: TextIO) -> None:
         self.opts = opts
@@ -153,13 +158,12 @@ class ChatApp:
         self.out = out
         self.tenant = resolve_tenant(opts.tenant)
         self.user = resolve_user(opts.user)
-        self.window: int | None = opts.window
-        self.settings: dict[str, Any] = {}
-        self.provider_label = ""
         self.store: Store | None = None
-        self.config: AgentConfig | None = None
-        self.agent: LLMAgent | None = None
-        self.plugin: PersistencePlugin | None = None
+        self.engine: TurnEngine | None = None
+        #: the engine's default provider when the chat made it (--base-url); closed with the chat
+        self.provider: LLMProvider | None = None
+        #: the session the chat talks to, with its agent
+        self.current: TurnSession | None = None
         self.flush_timeout = _flush_timeout()
         self.extra = parse_options(list(opts.options))
         #: sessions already checked for a title this run (one lookup each)
@@ -170,12 +174,27 @@ class ChatApp:
         #: replies shown in this chat that are not in the database (dropped or given up at exit)
         self.lost_replies = 0
 
+    @property
+    def agent(self) -> LLMAgent | None:
+        return self.current.agent if self.current is not None else None
+
+    @property
+    def plugin(self) -> PersistencePlugin | None:
+        return self.current.plugin if self.current is not None else None
+
+    @property
+    def window(self) -> int | None:
+        return self.current.agent.window if self.current is not None else self.opts.window
+
     # -- set-up ------------------------------------------------------------------------------------
     async def start(self) -> None:
         o = self.opts
         if o.resume_last and o.session is not None:
             raise ConfigError("give either --continue or --session, not both")
         self.store = await connect_store(o.db)
+        self.provider = self._base_url_provider()
+        self.engine = TurnEngine(self.store, provider=self.provider, plugin_id="mofa-cli",
+                                 flush_timeout=self.flush_timeout)
         session: Session | None = None
         if o.session is not None:
             session = await resolve_session(self.store, self.tenant, self.user, o.session)
@@ -186,120 +205,40 @@ class ChatApp:
                     f"no session to continue (tenant {self.tenant}, user {self.user}); start one with `mofa chat`"
                 )
             session = recent[0]
-        wanted = {**_stored_settings(session), **o.given()}
-        await self._open(session.id if session is not None else None, wanted, explicit=set(o.given()))
+        await self._open(session, o.request())
 
-    async def _config(self, code: str) -> AgentConfig:
-        assert self.store is not None
-        if self.config is not None and self.config.agent.agent_code == code:
-            return self.config
-        config = await self.store.get_agent_by_code_and_tenant_with_provider(self.tenant, code)
-        if config is None:
-            raise NotFoundError(
-                f"no agent with code {code!r} (and its provider) in tenant {self.tenant}; see `mofa agents list`"
-            )
-        return config
-
-    def _builder(
-        self, config: AgentConfig | None, wanted: dict[str, Any], explicit: set[str]
-    ) -> tuple[LLMAgentBuilder, int | None, str]:
-        """The builder for ``wanted``, with the window and the provider's label it settled on."""
+    def _base_url_provider(self) -> LLMProvider | None:
+        """``--base-url`` (or OPENAI_BASE_URL): the engine's default provider; None: the environment's."""
         o = self.opts
-        if config is not None:
-            builder = LLMAgentBuilder.from_agent_config(config)
-            window = config.agent.context_limit
-        elif o.base_url:
-            from ..llm import OpenAICompatibleProvider
+        if not o.base_url:
+            return None
+        from ..llm import OpenAICompatibleProvider
 
-            provider = OpenAICompatibleProvider(
-                base_url=o.base_url,
-                api_key=os.environ.get("OPENAI_API_KEY") or None,
-                default_model=o.model or os.environ.get("OPENAI_MODEL") or "gpt-4o-mini",
-            )
-            builder = LLMAgentBuilder().with_provider(provider)
-            window = None
-        else:
-            builder = LLMAgentBuilder.from_env()
-            window = None
-        local = _local_model(builder)
-        label = _provider_label(builder)
-        model = wanted.get("model")
-        if "model" not in explicit and wanted.get("provider", label) != label:
-            model = None  # the session's model was another provider's: this one answers with its own
-        if isinstance(model, str) and model:
-            if local is not None and model.lower() != local.lower():
-                if "model" in explicit:
-                    raise ConfigError(
-                        f"the local model answers as {local} and cannot serve --model {model!r}; for another "
-                        "model use an OpenAI-compatible server (--base-url, or OPENAI_API_KEY / OPENAI_BASE_URL)"
-                        " or an agent row (--agent)"
-                    )
-                # a resumed session started elsewhere: the local model is what answers now
-            else:
-                builder.with_model(model)
-        if isinstance(wanted.get("system_prompt"), str):
-            builder.with_system_prompt(wanted["system_prompt"])
-        if "window" in wanted:
-            window = wanted["window"]
-        builder.with_sliding_window(window)
-        if o.max_tokens is not None:
-            builder.with_max_tokens(o.max_tokens)
-        elif (
-            local is not None
-            and not (config and config.agent.max_completion_tokens)
-            and not os.environ.get("MOFA_MAX_TOKENS")
-        ):
-            builder.with_max_tokens(LOCAL_MAX_TOKENS)
-        if o.temperature is not None:
-            builder.with_temperature(o.temperature)
-        if self.extra:
-            base = dict(config.agent.custom_params or {}) if config is not None else {}
-            builder.with_custom_params({**base, **self.extra})
-        return builder.with_user(self.user).with_tenant(self.tenant), window, label
-
-    async def _open(self, session_id: uuid.UUID | None, wanted: dict[str, Any], explicit: set[str]) -> None:
-        """Build the agent for ``session_id`` (None: a new session) with the ``wanted`` settings, and
-        record them on the session. Replaces the current agent, whose unsaved replies it takes over."""
-        assert self.store is not None
-        code = wanted.get("agent")
-        config = await self._config(code) if isinstance(code, str) and code else None
-        # chooses the provider before any session row is written
-        builder, window, label = self._builder(config, wanted, explicit)
-        agent_id = config.agent.id if config is not None else None
-        plugin = PersistencePlugin(
-            "mofa-cli",
-            self.store,
-            self.user,
-            self.tenant,
-            agent_id,
-            session_id,
-            flush_timeout=self.flush_timeout,
+        return OpenAICompatibleProvider(
+            base_url=o.base_url,
+            api_key=os.environ.get("OPENAI_API_KEY") or None,
+            default_model=o.model or os.environ.get("OPENAI_MODEL") or "gpt-4o-mini",
         )
-        agent = await builder.with_persistence_plugin(plugin).build_async()
-        self.config, self.window, self.provider_label = config, window, label  # the agent stands: adopt them
-        if session_id is None:
-            self.created.add(agent.session_id)
-        old, self.agent = self.agent, agent
-        if self.plugin is not None:  # a rebuilt agent takes over what the old one could not save
-            plugin.pending.extend(self.plugin.pending)
-            self.plugin.pending.clear()
-        self.plugin = plugin
+
+    async def _open(self, session: Session | uuid.UUID | None, request: SettingsRequest) -> None:
+        """Make ``session`` (None: a new one) current, answered with ``request`` applied. Replaces the
+        current agent, whose unsaved replies the new one takes over."""
+        assert self.engine is not None
+        opened = await self.engine.open(self.tenant, self.user, session, request)
+        if opened.created:
+            self.created.add(opened.session_id)
+        old, self.current = self.current, opened
         if old is not None:
+            # a rebuilt agent takes over what the old one could not save
+            opened.plugin.pending.extend(old.plugin.pending)
+            old.plugin.pending.clear()
             await old.aclose()  # shares the store, not its close
-        recorded = await plugin.session_settings(
-            self.tenant,
-            agent.session_id,
-            SessionSettings(
-                agent=self.config.agent.agent_code if self.config is not None else None,
-                provider=self.provider_label,
-                model=agent.model,
-                system_prompt=agent.system_prompt,
-                window=self.window,
-            ),
-        )
-        self.settings = recorded.model_dump(exclude_unset=True)
-        if old is not None and old.session_id != agent.session_id:
-            await self._drop_if_empty(old.session_id)
+            if old.session_id != opened.session_id:
+                await self._drop_if_empty(old.session_id)
+
+    def _turn_options(self) -> TurnOptions:
+        o = self.opts
+        return TurnOptions(temperature=o.temperature, max_tokens=o.max_tokens, extra=self.extra or None)
 
     async def _drop_if_empty(self, session_id: uuid.UUID) -> None:
         """A session this chat started and left without a message is not kept."""
@@ -313,12 +252,18 @@ class ChatApp:
     async def close(self) -> None:
         try:
             await self._save_pending()
-            if self.agent is not None:
-                await self.agent.aclose()
-                await self._drop_if_empty(self.agent.session_id)
+            if self.current is not None:
+                await self.current.aclose()
+                await self._drop_if_empty(self.current.session_id)
         finally:
-            if self.store is not None:
-                await self.store.close()
+            try:
+                if self.engine is not None:
+                    await self.engine.aclose()
+                if self.provider is not None:
+                    await self.provider.aclose()
+            finally:
+                if self.store is not None:
+                    await self.store.close()
 
     async def _save_pending(self) -> None:
         """Write the replies that could not be saved during the chat, bounded; say so when it fails."""
@@ -365,8 +310,9 @@ class ChatApp:
     async def turn(self, text: str) -> None:
         assert self.agent is not None
         await self._check_fits(text)
-        session_id = self.agent.session_id
-        stream = self.agent.chat_stream(text)
+        assert self.current is not None
+        session_id = self.current.session_id
+        stream = self.current.start(text, self._turn_options()).stream
         task = asyncio.create_task(self._consume(stream))
         restore = _route_sigint(task.cancel)
         unquiet = _quiet_input() if self.interactive else (lambda: None)
@@ -410,7 +356,7 @@ class ChatApp:
         load = getattr(provider, "load", None)
         if load is not None:
             await load()  # counts with the model's own tokenizer (it loads for the call anyway)
-        reply = self.agent.params.max_tokens or context // 4
+        reply = self.opts.max_tokens or self.agent.params.max_tokens or context // 4
         # the chat template adds a few tokens per message
         need = provider.count_tokens(text) + provider.count_tokens(self.agent.system_prompt) + 16
         if need + reply > context:
@@ -489,7 +435,7 @@ class ChatApp:
         if name == "/help":
             console.print(HELP) if self.interactive else err_console.print(HELP)
         elif name == "/new":
-            await self._open(None, dict(self.settings), explicit=set())
+            await self._open(None, self._same_settings())
             self.info(f"new session {self.agent.session_id}", style="bold")
         elif name == "/sessions":
             sessions = await self.agent.list_sessions(limit=20)
@@ -499,8 +445,7 @@ class ChatApp:
             if not arg:
                 raise ConfigError("usage: /switch SESSION_ID (an id, its start, or a short id)")
             target = await resolve_session(self.store, self.tenant, self.user, arg)
-            # the session's own settings; what it does not keep, the chat's current ones
-            await self._open(target.id, {**self.settings, **_stored_settings(target)}, explicit=set())
+            await self._open(target, SettingsRequest())  # answered as that session records
             self.info(f"switched to session {target.id}", style="bold")
         elif name == "/history":
             messages = await self.store.get_session_messages(self.tenant, self.agent.session_id)
@@ -527,39 +472,22 @@ class ChatApp:
                 raise ConfigError(f"the window must be >= 0 rounds, got {window}")
         # The agent's window is fixed when it is built: build a new one on the same session (its history
         # is reloaded from the database with the new window).
-        await self._open(self.agent.session_id, {**self.settings, "window": window}, explicit={"window"})
+        await self._open(self.agent.session_id, SettingsRequest(window=window))
         self.info(f"window: {_window_text(window)}")
+
+
+    def _same_settings(self) -> SettingsRequest:
+        """The current session's settings, for a new session (``/new``)."""
+        assert self.current is not None
+        s = self.current.settings
+        return SettingsRequest(
+            agent=s.agent, model=self.current.agent.model, system_prompt=s.system_prompt or "", window=s.window,
+            max_tokens=s.max_tokens if "max_tokens" in s.model_fields_set else KEEP,
+        )
 
 
 def _window_text(window: int | None) -> str:
     return "all rounds" if window is None else f"{window} rounds"
-
-
-def _stored_settings(session: Session | None) -> dict[str, Any]:
-    """The settings the session recorded (a recorded window of None means every round; other Nones are
-    "not chosen")."""
-    stored = session.settings.model_dump(exclude_unset=True) if session is not None and session.settings else {}
-    return {k: v for k, v in stored.items() if v is not None or k == "window"}
-
-
-def _provider_label(builder: LLMAgentBuilder) -> str:
-    """Which provider answers, as a session's settings record it (a model name is only kept for it)."""
-    from ..llm._local import LocalProvider
-
-    provider = builder.provider
-    if isinstance(provider, LocalProvider):
-        return f"local {provider.model_path.name}"
-    base = getattr(provider, "base_url", None)
-    name = getattr(provider, "name", type(provider).__name__)
-    return f"{name} {base}" if isinstance(base, str) else str(name)
-
-
-def _local_model(builder: LLMAgentBuilder) -> str | None:
-    """The model name the local provider answers as (its GGUF's), or None for any other provider."""
-    from ..llm._local import LocalProvider
-
-    provider = builder.provider
-    return provider.default_model if isinstance(provider, LocalProvider) else None
 
 
 def _replies(n: int) -> str:

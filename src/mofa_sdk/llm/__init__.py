@@ -8,12 +8,22 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from ._agent import LLMAgent
+from ._agent import LLMAgent, TurnOverrides
 from ._builder import LLMAgentBuilder, default_provider
-from ._hooks import EventHandler, SessionBackend, SessionInfo
+from ._hooks import EventHandler, OpenedSession, SessionBackend, SessionInfo, SettingsBackend, Settle
 from ._messages import ContentPart, ImagePart, TextPart, ToolCall, ToolResult, check_tool_sequence
-from ._provider import ChatParams, Finish, LLMProvider, ProviderEvent, StreamStarted, TextDelta, UsageReport
+from ._provider import (
+    ChatParams,
+    Finish,
+    LLMProvider,
+    ProviderDefaults,
+    ProviderEvent,
+    StreamStarted,
+    TextDelta,
+    UsageReport,
+)
 from ._scripted import ScriptedProvider
+from ._settings import provider_label, settings_changes, settle_settings
 from ._stream import ChatStream
 from ._toolcalls import ToolCallAccumulator, ToolCallArgumentsDelta, ToolCallFinished, ToolCallStarted
 from ._tools import Tool, ToolSpec, tool
@@ -21,10 +31,11 @@ from ._types import ChatMessage, StreamLimits, Turn, TurnResult, Usage
 from ._window import select_window, trim_history
 
 if TYPE_CHECKING:
-    from ._local import LocalProvider, find_default_model
+    from ._local import LOCAL_MAX_TOKENS, LocalProvider, find_default_model
     from ._openai import OpenAICompatibleProvider
 
 __all__ = [
+    "LOCAL_MAX_TOKENS",
     "ChatMessage",
     "ChatParams",
     "ChatStream",
@@ -37,10 +48,14 @@ __all__ = [
     "LLMProvider",
     "LocalProvider",
     "OpenAICompatibleProvider",
+    "OpenedSession",
+    "ProviderDefaults",
     "ProviderEvent",
     "ScriptedProvider",
     "SessionBackend",
     "SessionInfo",
+    "SettingsBackend",
+    "Settle",
     "StreamLimits",
     "StreamStarted",
     "TextDelta",
@@ -54,13 +69,17 @@ __all__ = [
     "ToolResult",
     "ToolSpec",
     "Turn",
+    "TurnOverrides",
     "TurnResult",
     "Usage",
     "UsageReport",
     "check_tool_sequence",
     "default_provider",
     "find_default_model",
+    "provider_label",
     "select_window",
+    "settings_changes",
+    "settle_settings",
     "tool",
     "trim_history",
 ]
@@ -68,6 +87,7 @@ __all__ = [
 _LAZY = {
     "OpenAICompatibleProvider": "._openai",
     "LocalProvider": "._local",
+    "LOCAL_MAX_TOKENS": "._local",
     "find_default_model": "._local",
 }
 

@@ -2,20 +2,63 @@
 
 from __future__ import annotations
 
+import math
 import uuid
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, replace
 from types import TracebackType
+from typing import Any
 
-from ..entities import Session
+from ..entities import Session, SessionSettings, check_text
 from ..errors import AgentError, ConfigError
 from ..ids import parse_uuid, uuid7
 from ._hooks import EventHandler, SessionBackend, SessionInfo
-from ._provider import ChatParams, LLMProvider
+from ._provider import ChatParams, LLMProvider, ProviderDefaults
 from ._stream import ChatStream, SessionState, TurnContext
 from ._types import ChatMessage, StreamLimits
 from ._window import select_window, trim_history
 
-__all__ = ["LLMAgent"]
+__all__ = ["LLMAgent", "TurnOverrides"]
+
+_HOOKS = ("before_call", "on_delta", "after_reply", "on_error", "on_cancel")
+
+
+@dataclass(frozen=True, slots=True)
+class TurnOverrides:
+    """What one turn sends differently from its agent; nothing of it is recorded on the session.
+    None keeps the agent's."""
+
+    temperature: float | None = None
+    max_tokens: int | None = None
+    #: the system prompt of this turn only (an API request's ``instructions``)
+    system_prompt: str | None = None
+    #: provider request fields, over the agent's own
+    extra: Mapping[str, Any] | None = None
+
+    def __post_init__(self) -> None:
+        t = self.temperature
+        if t is not None and (isinstance(t, bool) or not isinstance(t, int | float) or not math.isfinite(t)
+                              or not 0 <= t <= 2):
+            raise ConfigError(f"temperature must be between 0 and 2, got {t!r}")
+        m = self.max_tokens
+        if m is not None and (isinstance(m, bool) or not isinstance(m, int) or m <= 0):
+            raise ConfigError(f"max_tokens must be a positive integer or None, got {m!r}")
+        if self.system_prompt is not None:
+            if not isinstance(self.system_prompt, str):
+                raise ConfigError(f"the system prompt must be text, got {type(self.system_prompt).__name__}")
+            check_text(self.system_prompt, "the system prompt")
+        if self.extra is not None and not all(isinstance(k, str) for k in self.extra):
+            raise ConfigError(f"extra request fields must have string keys, got {dict(self.extra)!r}")
+
+    def apply(self, params: ChatParams) -> ChatParams:
+        changes: dict[str, Any] = {}
+        if self.temperature is not None:
+            changes["temperature"] = float(self.temperature)
+        if self.max_tokens is not None:
+            changes["max_tokens"] = self.max_tokens
+        if self.extra:
+            changes["extra"] = {**params.extra, **self.extra}
+        return replace(params, **changes) if changes else params
 
 
 class LLMAgent:
@@ -44,6 +87,7 @@ class LLMAgent:
         session_id: uuid.UUID,
         history: Sequence[ChatMessage] = (),
         limits: StreamLimits | None = None,
+        settings: SessionSettings | None = None,
     ) -> None:
         self._id = agent_id
         self._name = name
@@ -55,6 +99,8 @@ class LLMAgent:
         self._user_id = user_id
         self._tenant_id = tenant_id
         self._backend = backend
+        #: what the session it was built for runs with, as its plugin recorded it (None: not recorded)
+        self.settings = settings
         self._handlers = tuple(handlers)
         self._ctx = TurnContext(
             provider=provider, params=params, handlers=self._handlers, system_prompt=system_prompt,
@@ -141,6 +187,9 @@ class LLMAgent:
         *,
         session_id: uuid.UUID | str | None = None,
         messages: Sequence[ChatMessage] | None = None,
+        overrides: TurnOverrides | None = None,
+        before: Sequence[EventHandler] = (),
+        after: Sequence[EventHandler] = (),
     ) -> ChatStream:
         """Start a turn; iterate the result for text deltas (no ``await`` here). Nothing happens until the
         stream is iterated. A turn on a session that is busy waits until the running one has ended.
@@ -148,6 +197,9 @@ class LLMAgent:
         ``messages``: send these (after the agent's system prompt) instead of the window and ``text``, for a
         proxy whose client keeps its own context (OpenAI Chat Completions). ``text`` is still the user
         message that is saved and joins the history; the window is neither read nor sent.
+        ``overrides``: this turn's temperature, reply cap, system prompt or request fields.
+        ``before`` / ``after``: event handlers of this turn only, run before / after the agent's own (a
+        handler before the persistence plugin may name the reply: ``turn.reply_id``).
         """
         if self._closed:
             raise AgentError("this agent is closed")
@@ -156,7 +208,21 @@ class LLMAgent:
         if messages is not None and not messages:
             raise ConfigError("messages, when given, must hold at least one message")
         session = self._current if session_id is None else self._session(parse_uuid(session_id, "session_id"))
-        return ChatStream(self._ctx, session, text, None if messages is None else tuple(messages))
+        ctx = self._ctx
+        if overrides is not None or before or after:
+            for handler in (*before, *after):
+                missing = [h for h in _HOOKS if not callable(getattr(handler, h, None))]
+                if missing:
+                    raise ConfigError(f"{handler!r} is not an event handler (missing {', '.join(missing)})")
+            params, system = self._params, self._system_prompt
+            if overrides is not None:
+                params = overrides.apply(params)
+                if isinstance(self._provider, ProviderDefaults):
+                    params = self._provider.apply_defaults(params)
+                if overrides.system_prompt is not None:
+                    system = overrides.system_prompt
+            ctx = replace(ctx, params=params, system_prompt=system, handlers=(*before, *self._handlers, *after))
+        return ChatStream(ctx, session, text, None if messages is None else tuple(messages))
 
     async def chat(self, text: str, *, session_id: uuid.UUID | str | None = None) -> str:
         """The whole reply at once (the same turn as ``chat_stream``, consumed here)."""

@@ -15,8 +15,10 @@ from ..entities import SessionSettings, check_text
 from ..errors import ConfigError
 from ..ids import NIL_UUID, parse_uuid, uuid7
 from ._agent import LLMAgent
-from ._hooks import EventHandler, SessionBackend
-from ._provider import ChatParams, LLMProvider
+from ._hooks import EventHandler, SessionBackend, SettingsBackend
+from ._provider import ChatParams, LLMProvider, ProviderDefaults
+from ._settings import provider_label, settle_settings
+from ._tokens import env_max_tokens
 from ._types import StreamLimits
 
 if TYPE_CHECKING:
@@ -92,7 +94,11 @@ class LLMAgentBuilder:
         self._id: uuid.UUID | None = None
         self._name = "assistant"
         self._system_prompt = ""
-        self._system_set = False  # a resumed session keeps its stored prompt unless one is set here
+        #: the session settings this builder was told (``with_system_prompt`` …): they replace what a resumed
+        #: session recorded; the rest are defaults, used where the session recorded nothing
+        self._given: set[str] = set()
+        #: the agent row this builder stands for (``from_agent_config``), recorded on the session
+        self._agent_code: str | None = None
         self._provider: LLMProvider | None = None
         self._model: str | None = None
         self._temperature: float | None = None
@@ -120,11 +126,10 @@ class LLMAgentBuilder:
         ``MOFA_MAX_TOKENS`` (a cap on each reply's tokens) when set. ``provider``: one made earlier by
         :func:`default_provider`, shared by many agents (``mofa serve`` loads the local model once)."""
         builder = cls().with_provider(provider if provider is not None else default_provider())
-        cap = _env("MOFA_MAX_TOKENS")
-        if cap:
-            if not cap.isdigit() or int(cap) <= 0:
-                raise ConfigError(f"MOFA_MAX_TOKENS must be a positive integer, got {cap!r}")
-            builder = builder.with_max_tokens(int(cap))
+        cap = env_max_tokens()
+        if cap is not None:
+            builder = builder.with_max_tokens(cap)
+        builder._given.clear()  # the environment's cap is a default: a session's recorded one wins
         return builder
 
     @classmethod
@@ -158,7 +163,9 @@ class LLMAgentBuilder:
         )
         if agent.custom_params:
             builder.with_custom_params(agent.custom_params)
-        return builder
+        # the row's prompt, model, window and cap are defaults: what a resumed session recorded wins
+        builder._given.clear()
+        return builder.with_agent_code(agent.agent_code)
 
     # -- settings ----------------------------------------------------------------------------------
     def with_id(self, agent_id: uuid.UUID | str) -> LLMAgentBuilder:
@@ -175,7 +182,7 @@ class LLMAgentBuilder:
         if not isinstance(prompt, str):
             raise ConfigError(f"the system prompt must be text, got {type(prompt).__name__}")
         self._system_prompt = check_text(prompt, "the system prompt")  # a lone surrogate cannot be sent
-        self._system_set = True
+        self._given.add("system_prompt")
         return self
 
     def with_provider(self, provider: LLMProvider) -> LLMAgentBuilder:
@@ -191,6 +198,7 @@ class LLMAgentBuilder:
         if not isinstance(model, str) or not model.strip():
             raise ConfigError(f"the model must be a non-empty name, got {model!r}")
         self._model = model
+        self._given.add("model")
         return self
 
     def with_temperature(self, temperature: float | None) -> LLMAgentBuilder:
@@ -206,12 +214,23 @@ class LLMAgentBuilder:
 
     def with_max_tokens(self, max_tokens: int | None) -> LLMAgentBuilder:
         self._max_tokens = _positive(max_tokens, "max_tokens")
+        self._given.add("max_tokens")
         return self
 
     def with_sliding_window(self, rounds: int | None) -> LLMAgentBuilder:
         """Send the model the last ``rounds`` complete rounds (None: all of them; 0: none), at most
         ``MAX_WINDOW_ROUNDS`` (what an agent row's ``context_limit`` holds), resumed from any store."""
         self._window = check_window(rounds)
+        self._given.add("window")
+        return self
+
+    def with_agent_code(self, code: str | None) -> LLMAgentBuilder:
+        """The agent row this builder stands for (None: none), recorded on its session so that ``mofa chat``
+        and ``mofa serve`` resume it with that agent. ``from_agent_config`` sets it."""
+        if code is not None and (not isinstance(code, str) or not code.strip()):
+            raise ConfigError(f"the agent code must be non-empty text or None, got {code!r}")
+        self._agent_code = code
+        self._given.add("agent")
         return self
 
     def with_token_budget(self, tokens: int | None) -> LLMAgentBuilder:
@@ -299,25 +318,46 @@ class LLMAgentBuilder:
                 "this builder has a persistence plugin, which opens the session in the database: "
                 "use `await builder.build_async()`"
             )
-        return self._agent(self._resolve_provider(), self._session_id or uuid7(), [])
+        provider = self._resolve_provider()
+        return self._agent(provider, self._session_id or uuid7(), [], self._system_prompt, self._window,
+                           self._params(provider, self._model, self._max_tokens))
 
     async def build_async(self) -> LLMAgent:
-        """The agent; with a persistence plugin, loads (or creates) its session through it first."""
+        """The agent; with a persistence plugin, loads (or creates) its session through it first.
+
+        A plugin that records settings (``PersistencePlugin``) gives a resumed session back what it was
+        started with where this builder sets nothing: system prompt, window, reply cap, and the model when
+        the same provider answers. What this builder sets replaces it, and the change is recorded."""
         if self._plugin is None:
             return self.build()
         provider = self._resolve_provider()  # before any I/O: a missing provider must not create a session
+        params = self._params(provider, self._model, self._max_tokens)  # ... nor a model it cannot serve
         user, tenant, agent_id, session = self._ids()
-        sid, history = await self._plugin.open_session(
-            session, window=self._window, user_id=user, tenant_id=tenant, agent_id=agent_id
+        if not isinstance(self._plugin, SettingsBackend):
+            sid, history = await self._plugin.open_session(
+                session, window=self._window, user_id=user, tenant_id=tenant, agent_id=agent_id
+            )
+            return self._agent(provider, sid, history, self._system_prompt, self._window, params)
+        opened = await self._plugin.open_with_settings(
+            session, settle=lambda stored: self._settle(provider, params, stored),
+            user_id=user, tenant_id=tenant, agent_id=agent_id,
         )
-        system = self._system_prompt
-        settings = getattr(self._plugin, "session_settings", None)
-        if settings is not None:  # the session keeps its system prompt: stored when new, restored on resume
-            given = SessionSettings(system_prompt=system) if self._system_set else SessionSettings()
-            stored = (await settings(tenant, sid, given)).system_prompt
-            if isinstance(stored, str):
-                system = stored
-        return self._agent(provider, sid, history, system)
+        settled = opened.settings
+        cap = settled.max_tokens if "max_tokens" in settled.model_fields_set else self._max_tokens
+        params = self._params(provider, settled.model or params.model, cap)
+        return self._agent(provider, opened.id, opened.history, settled.system_prompt or "", settled.window,
+                           params, settled)
+
+    def _settle(self, provider: LLMProvider, params: ChatParams, stored: SessionSettings | None) -> SessionSettings:
+        """What the session runs with: this builder's settings over what it recorded (``settle_settings``)."""
+        values: dict[str, Any] = {
+            "agent": self._agent_code, "model": params.model, "system_prompt": self._system_prompt,
+            "window": self._window, "max_tokens": self._max_tokens,
+        }
+        given = SessionSettings(**{k: v for k, v in values.items() if k in self._given})
+        defaults = SessionSettings(model=params.model, system_prompt=self._system_prompt, window=self._window)
+        return settle_settings(stored, given, defaults, label=provider_label(provider),
+                               serves=lambda model: _serves(provider, params, model))
 
     def _ids(self) -> tuple[uuid.UUID, uuid.UUID, uuid.UUID, uuid.UUID | None]:
         def plugin_value(attr: str) -> uuid.UUID | None:
@@ -332,25 +372,41 @@ class LLMAgentBuilder:
     def _resolve_provider(self) -> LLMProvider:
         return self._provider if self._provider is not None else default_provider()
 
-    def _agent(
-        self, provider: LLMProvider, session_id: uuid.UUID, history: list[Any], system: str | None = None
-    ) -> LLMAgent:
-        user, tenant, agent_id, _ = self._ids()
+    def _params(self, provider: LLMProvider, model: str | None, max_tokens: int | None) -> ChatParams:
+        """The request parameters, as the provider serves them (its model check and defaults)."""
         params = ChatParams(
-            model=self._model or provider.default_model,
+            model=model or provider.default_model,
             temperature=self._temperature,
-            max_tokens=self._max_tokens,
+            max_tokens=max_tokens,
             response_format=self._response_format,
             extra=dict(self._custom_params),
             stream=self._stream,
         )
+        return provider.apply_defaults(params) if isinstance(provider, ProviderDefaults) else params
+
+    def _agent(
+        self, provider: LLMProvider, session_id: uuid.UUID, history: list[Any], system: str,
+        window: int | None, params: ChatParams, settings: SessionSettings | None = None,
+    ) -> LLMAgent:
+        user, tenant, agent_id, _ = self._ids()
         return LLMAgent(
             agent_id=agent_id, name=self._name, provider=provider, params=params,
-            system_prompt=self._system_prompt if system is None else system, window=self._window,
-            token_budget=self._token_budget or _context_budget(provider, self._max_tokens),
+            system_prompt=system, window=window,
+            token_budget=self._token_budget or _context_budget(provider, params.max_tokens),
             user_id=user, tenant_id=tenant, handlers=self._handlers, backend=self._plugin,
-            session_id=session_id, history=history, limits=self._limits,
+            session_id=session_id, history=history, limits=self._limits, settings=settings,
         )
+
+
+def _serves(provider: LLMProvider, params: ChatParams, model: str) -> bool:
+    """Does ``provider`` answer with ``model`` (a recorded one is restored only then)?"""
+    if not isinstance(provider, ProviderDefaults):
+        return True
+    try:
+        provider.apply_defaults(replace(params, model=model))
+    except ConfigError:
+        return False
+    return True
 
 
 def _context_budget(provider: LLMProvider, max_tokens: int | None) -> int | None:

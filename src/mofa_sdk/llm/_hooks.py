@@ -8,12 +8,18 @@ before the provider is called; one from a finishing hook is raised to the consum
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol, runtime_checkable
 
+from ..entities import SessionSettings
 from ._types import ChatMessage, Turn, TurnResult
 
-__all__ = ["EventHandler", "SessionBackend", "SessionInfo"]
+__all__ = ["EventHandler", "OpenedSession", "SessionBackend", "SessionInfo", "SettingsBackend", "Settle"]
+
+#: what a session runs with, given what it recorded (None: nothing, or a new session)
+Settle = Callable[[SessionSettings | None], SessionSettings]
 
 
 class EventHandler:
@@ -76,3 +82,34 @@ class SessionBackend(Protocol):
         ...
 
     async def close(self) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class OpenedSession:
+    """A session as a :class:`SettingsBackend` opened it."""
+
+    id: uuid.UUID
+    #: what the settled window needs, oldest first
+    history: list[ChatMessage]
+    #: what the session runs with now (recorded on it)
+    settings: SessionSettings
+    created: bool
+
+
+@runtime_checkable
+class SettingsBackend(SessionBackend, Protocol):
+    """A session backend that records how each session is answered (``PersistencePlugin`` is one)."""
+
+    async def open_with_settings(
+        self,
+        session_id: uuid.UUID | None,
+        *,
+        settle: Settle,
+        user_id: uuid.UUID,
+        tenant_id: uuid.UUID,
+        agent_id: uuid.UUID,
+    ) -> OpenedSession:
+        """Load (or create) a session; ``settle`` turns what it recorded into what it runs with, which is
+        recorded (with the changes) in one write when it differs, and whose window is read. Raises
+        TenantMismatchError for a session of another tenant or user, with nothing written."""
+        ...

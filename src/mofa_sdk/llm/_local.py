@@ -14,17 +14,22 @@ import importlib.util
 import inspect
 import threading
 from collections.abc import AsyncGenerator, Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from ..errors import ConfigError, ProviderError
 from ._probe import check_llama_build
 from ._provider import ChatParams, Finish, ProviderEvent, StreamStarted, TextDelta, UsageReport
-from ._tokens import estimate_tokens, estimate_usage
+from ._tokens import env_max_tokens, estimate_tokens, estimate_usage
 from ._types import ChatMessage, Usage
 
-__all__ = ["LocalProvider", "find_default_model"]
+__all__ = ["LOCAL_MAX_TOKENS", "LocalProvider", "find_default_model"]
+
+#: the reply cap of the local model when nothing else sets one: a 135M model rambles on, or repeats
+#: itself, until the context is full (and the next turn overflows it); 512 tokens is a long answer and
+#: keeps a reply under ~20 s on two cores
+LOCAL_MAX_TOKENS = 512
 
 _INSTALL_HINT = "install it with `pip install 'mofa-sdk[local]'`, or set OPENAI_API_KEY to use a hosted model"
 
@@ -118,6 +123,12 @@ class _End:
 class LocalProvider:
     """Runs a GGUF chat model in-process with the model's own chat template.
 
+    It answers as one model, ``default_model`` (the GGUF's name unless given): a request for another
+    model name is a ConfigError, and the model it reports (``Finish.model``) is that name. A request that
+    sets no ``max_tokens`` is capped at ``max_tokens`` (default: ``MOFA_MAX_TOKENS``, else
+    :data:`LOCAL_MAX_TOKENS`). Both come from :meth:`apply_defaults`, which the builder applies when it
+    builds an agent and ``stream`` applies to every request.
+
     Usage counts are exact: the prompt count is the context length llama.cpp holds when it samples the first
     token (the chat-templated prompt as tokenized by the model), and the completion count is the number of
     sampling steps, the end-of-generation token excluded (llama.cpp's own non-streamed ``usage`` agrees).
@@ -135,6 +146,7 @@ class LocalProvider:
         n_threads: int | None = None,
         default_model: str | None = None,
         seed: int | None = None,
+        max_tokens: int | None = None,
     ) -> None:
         path = Path(model_path) if model_path is not None else find_default_model()
         if not path.is_file():
@@ -143,8 +155,13 @@ class LocalProvider:
             raise ConfigError(f"n_ctx must be at least 64, got {n_ctx}")
         if n_threads is not None and n_threads < 1:
             raise ConfigError(f"n_threads must be >= 1, got {n_threads}")
+        if max_tokens is not None and (isinstance(max_tokens, bool) or not isinstance(max_tokens, int)
+                                       or max_tokens <= 0):
+            raise ConfigError(f"max_tokens must be a positive integer or None, got {max_tokens!r}")
         self.model_path = path.resolve()
         self.default_model = default_model or path.stem
+        #: the cap on a reply whose request sets none
+        self.default_max_tokens: int = max_tokens or env_max_tokens() or LOCAL_MAX_TOKENS
         self._n_ctx = n_ctx
         self._n_threads = n_threads
         self._seed = seed
@@ -157,6 +174,22 @@ class LocalProvider:
         """Loads the model (in a thread) if this process has not yet."""
         if self._loaded is None:
             self._loaded = await asyncio.to_thread(_load, self.model_path, self._n_ctx, self._n_threads)
+
+    def apply_defaults(self, params: ChatParams) -> ChatParams:
+        """``params`` with this model's name and, when they set none, its reply cap. Another model name is
+        a ConfigError: llama.cpp would answer with this model whatever the name, and the ledger would
+        record a model that never ran."""
+        model = params.model or self.default_model
+        if model != self.default_model and model.casefold() != self.default_model.casefold():
+            raise ConfigError(
+                f"the local model answers as {self.default_model} and cannot serve the model {model!r}; for "
+                "another model use an OpenAI-compatible server (OPENAI_API_KEY / OPENAI_BASE_URL, `mofa chat "
+                "--base-url`) or an agent row with such a provider"
+            )
+        if params.model == self.default_model and params.max_tokens is not None:
+            return params
+        return replace(params, model=self.default_model,
+                       max_tokens=params.max_tokens if params.max_tokens is not None else self.default_max_tokens)
 
     @property
     def context_window(self) -> int:
@@ -178,6 +211,7 @@ class LocalProvider:
         """Yields StreamStarted, TextDelta…, UsageReport, Finish. ``aclose()`` or cancellation stops the
         generation at the next token; the thread then releases the model for the next call."""
         _refuse_tools(messages, params, self.default_model)
+        params = self.apply_defaults(params)  # before loading: a wrong model name needs no model
         await self.load()
         assert self._loaded is not None
         kwargs = self._kwargs(messages, params)
@@ -219,7 +253,7 @@ class LocalProvider:
                 if not params.stream and text:
                     yield TextDelta(text)
                 yield UsageReport(self._usage(messages, text, item))
-                yield Finish(item.finish_reason or "stop", response_id)
+                yield Finish(item.finish_reason or "stop", response_id, self.default_model)
                 return
         finally:
             stop.set()  # the thread stops at its next token; we don't wait for it
@@ -228,7 +262,7 @@ class LocalProvider:
         kwargs: dict[str, Any] = {
             "messages": [{"role": m.role, "content": m.content} for m in messages],
             "stream": True,
-            "model": params.model or self.default_model,
+            "model": self.default_model,
         }
         if params.temperature is not None:
             kwargs["temperature"] = params.temperature

@@ -15,6 +15,7 @@ __all__ = [
     "ChatParams",
     "Finish",
     "LLMProvider",
+    "ProviderDefaults",
     "ProviderEvent",
     "StreamStarted",
     "TextDelta",
@@ -84,6 +85,8 @@ class UsageReport:
 class Finish:
     reason: str | None = None
     response_id: str | None = None
+    #: the model that answered, as the provider reports it (None: the one asked for); the ledger records it
+    model: str | None = None
 
 
 ProviderEvent = (
@@ -120,3 +123,14 @@ class LLMProvider(Protocol):
         ...
 
     async def aclose(self) -> None: ...
+
+
+@runtime_checkable
+class ProviderDefaults(Protocol):
+    """A provider that decides part of the request itself (the local model: its one model name and a reply
+    cap). The builder applies it when it builds an agent, so a request it cannot serve is refused before
+    anything is saved or sent, and the provider applies it again to every request it gets."""
+
+    def apply_defaults(self, params: ChatParams) -> ChatParams:
+        """``params`` as this provider serves them; ConfigError (naming the fix) for what it cannot serve."""
+        ...

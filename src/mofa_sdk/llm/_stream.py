@@ -100,6 +100,8 @@ class ChatStream:
         self.tokens_per_second: float | None = None
         self.finish_reason: str | None = None
         self.response_id: str | None = None
+        #: the model that answered: the one asked for, unless the provider reported another
+        self.model: str = ctx.params.model
         #: "complete", "cancelled" or "error" once the turn ended; None before
         self.status: ReplyStatus | None = None
         self.error: BaseException | None = None
@@ -233,6 +235,7 @@ class ChatStream:
                     elif type(event) is Finish:
                         self.finish_reason = event.reason
                         self.response_id = event.response_id or self.response_id
+                        self.model = event.model or self.model
                         continue
                     else:
                         continue
@@ -321,7 +324,7 @@ class ChatStream:
         self.error = provider_error
         self.notes = notes
         return TurnResult(
-            text=text, status=status, usage=usage, model=self._ctx.params.model, latency_ms=self.latency_ms,
+            text=text, status=status, usage=usage, model=self.model, latency_ms=self.latency_ms,
             time_to_first_token_ms=self.time_to_first_token_ms, tokens_per_second=tps,
             finish_reason=self.finish_reason, response_id=self.response_id, error=provider_error, notes=notes,
         )

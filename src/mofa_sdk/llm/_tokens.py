@@ -4,11 +4,13 @@ fallback all count alike. Providers with a tokenizer (the local model) pass thei
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Callable, Sequence
 
+from ..errors import ConfigError
 from ._types import ChatMessage, Usage
 
-__all__ = ["MESSAGE_OVERHEAD", "estimate_tokens", "estimate_usage", "message_tokens"]
+__all__ = ["MESSAGE_OVERHEAD", "env_max_tokens", "estimate_tokens", "estimate_usage", "message_tokens"]
 
 #: tokens a chat template adds around each message (role, separators)
 MESSAGE_OVERHEAD = 4
@@ -37,3 +39,13 @@ def estimate_usage(
     prompt = sum(message_tokens(m, count) + MESSAGE_OVERHEAD for m in messages)
     completion = count(text)
     return Usage(prompt, completion, prompt + completion, estimated=True)
+
+
+def env_max_tokens() -> int | None:
+    """``MOFA_MAX_TOKENS``, the cap on each reply's tokens the environment sets (None when unset)."""
+    raw = (os.environ.get("MOFA_MAX_TOKENS") or "").strip()
+    if not raw:
+        return None
+    if not raw.isdigit() or int(raw) <= 0:
+        raise ConfigError(f"MOFA_MAX_TOKENS must be a positive integer, got {raw!r}")
+    return int(raw)

@@ -131,6 +131,8 @@ class Turn:
     #: the id the reply is stored under: a handler running before the persistence plugin may choose it
     #: (``mofa serve`` names the reply after its run), else the plugin does
     reply_id: uuid.UUID | None = None
+    #: the id the call record (api-call row) is stored under, once a persistence plugin chose it
+    api_call_id: uuid.UUID | None = None
     #: the API request that started this turn (``mofa serve`` sets it in a handler running before the
     #: persistence plugin): saved with the user message, in the same insert; opaque to the library
     request_params: dict[str, Any] | None = None

@@ -24,17 +24,20 @@ from ._plugin import PendingReply, PersistencePlugin
 from ._quick import quick_agent, quick_agent_with_memory, quick_agent_with_postgres, quick_agent_with_sqlite
 from ._sqlite import SqliteStore
 from ._store import UNSET, Store
+from ._turns import KEEP, Keep, SettingsRequest, StartedTurn, TurnEngine, TurnOptions, TurnSession
 
 if TYPE_CHECKING:
     from ._postgres import PostgresStore
 
 __all__ = [
     "API_KEY_PREFIX",
+    "KEEP",
     "UNSET",
     "Agent",
     "AgentConfig",
     "ApiKey",
     "InMemoryStore",
+    "Keep",
     "LLMApiCall",
     "Message",
     "PendingReply",
@@ -44,8 +47,13 @@ __all__ = [
     "Provider",
     "QueryFilter",
     "Session",
+    "SettingsRequest",
     "SqliteStore",
+    "StartedTurn",
     "Store",
+    "TurnEngine",
+    "TurnOptions",
+    "TurnSession",
     "UsageStatistics",
     "authenticate_api_key",
     "connect_store",

@@ -25,21 +25,23 @@ import time
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from typing import Any
 
-from ..entities import LLMApiCall, Message, MessageStatus, SessionSettings, SettingsChange
+from ..entities import LLMApiCall, Message, MessageStatus, Session, SessionSettings
 from ..errors import (
     ConfigError,
     ConflictError,
     DatabaseUnavailableError,
     NotFoundError,
     PersistenceError,
+    TenantMismatchError,
     UnsavedReplyError,
 )
-from ..ids import parse_uuid, utc_now, uuid7
-from ..llm import ChatMessage, EventHandler, SessionInfo, Turn, TurnResult
+from ..ids import parse_uuid, uuid7
+from ..llm import ChatMessage, EventHandler, OpenedSession, SessionInfo, Settle, Turn, TurnResult, settings_changes
 from ._calls import call_fields
 from ._protocols import HistoryReader, PluginStore
-from ._sessions import open_session
+from ._sessions import find_session, open_session
 from ._store import UNSET, Store
 
 __all__ = ["PendingReply", "PersistencePlugin"]
@@ -81,6 +83,7 @@ class _Progress:
 
     user_message_id: uuid.UUID
     reply_id: uuid.UUID
+    call_id: uuid.UUID
     last_checkpoint: float
     #: where each delta ends (cumulative character offsets), when the plugin records them
     delta_ends: list[int] | None
@@ -141,6 +144,8 @@ class PersistencePlugin(EventHandler):
         self._flushing = asyncio.Lock()  # turns on two sessions flush at once: one writes, one waits
         #: this plugin's key in ``turn.state`` (its ``_Progress``): another plugin on the agent has its own
         self._key = f"{__name__}:{id(self)}"
+        #: a session the caller already read (``adopt``): its next open uses it instead of reading it again
+        self._adopted: Session | None = None
 
     @classmethod
     def from_store(
@@ -206,6 +211,21 @@ class PersistencePlugin(EventHandler):
                 self._store = None
 
     # -- sessions (SessionBackend) ---------------------------------------------------------------------
+    def adopt(self, session: Session) -> None:
+        """Hand the plugin a session row the caller has just read with the owner check (the turn engine
+        does): the next open of that session uses it instead of reading it again."""
+        self._adopted = session
+
+    def _take_adopted(
+        self, session_id: uuid.UUID | None, tenant_id: uuid.UUID, user_id: uuid.UUID
+    ) -> Session | None:
+        adopted, self._adopted = self._adopted, None
+        if adopted is None or adopted.id != session_id:
+            return None
+        if adopted.tenant_id != tenant_id or adopted.user_id != user_id:  # never another owner's row
+            raise TenantMismatchError(f"session {session_id} belongs to another user; nothing was read or written")
+        return adopted
+
     async def open_session(
         self,
         session_id: uuid.UUID | None,
@@ -216,41 +236,48 @@ class PersistencePlugin(EventHandler):
         agent_id: uuid.UUID,
     ) -> tuple[uuid.UUID, list[ChatMessage]]:
         store: PluginStore = await self.connect()
-        session, created = await open_session(store, tenant_id, user_id, agent_id, session_id)
+        adopted = self._take_adopted(session_id, tenant_id, user_id)
+        if adopted is not None:
+            session, created = adopted, False
+        else:
+            session, created = await open_session(store, tenant_id, user_id, agent_id, session_id)
         if created:
             return session.id, []
         await store.mark_interrupted(tenant_id, session.id)
         return session.id, await _load_window(store, tenant_id, session.id, window)
 
-    async def session_settings(
-        self, tenant_id: uuid.UUID, session_id: uuid.UUID, given: SessionSettings
-    ) -> SessionSettings:
-        """The settings the session runs with: those recorded on it (``Session.settings``), with the fields
-        set in ``given`` applied.
-
-        A field ``given`` does not set keeps its recorded value, so a resumed session gets back what it was
-        started with. A given value that differs from a recorded one replaces it, and the change is appended
-        to ``Session.settings_changes`` (when, which, from what, to what). Writes only when something
-        changed, in one statement."""
+    async def open_with_settings(
+        self,
+        session_id: uuid.UUID | None,
+        *,
+        settle: Settle,
+        user_id: uuid.UUID,
+        tenant_id: uuid.UUID,
+        agent_id: uuid.UUID,
+    ) -> OpenedSession:
+        """Load (or create) the session and settle what it runs with (``SettingsBackend``): a new session
+        is created with its settings, a resumed one records them (and what changed) in one write when they
+        differ from what it had; then the settled window is read."""
         store: PluginStore = await self.connect()
-        session = await store.get_session(tenant_id, session_id)
-        if session is None:
-            raise NotFoundError(f"unknown session {session_id} in tenant {tenant_id}")
-        recorded = session.settings or SessionSettings()
-        before = {k: getattr(recorded, k) for k in recorded.model_fields_set}
-        wanted = {k: getattr(given, k) for k in given.model_fields_set}
-        merged = {**before, **wanted}
-        if merged == before:
-            return recorded
-        at = utc_now()
-        changes = [
-            SettingsChange(at=at, key=k, old=before[k], new=v)
-            for k, v in wanted.items()
-            if k in before and before[k] != v
-        ]
-        settings = SessionSettings(**merged)
-        await store.record_session_settings(tenant_id, session_id, settings, changes)
-        return settings
+        found = self._take_adopted(session_id, tenant_id, user_id)
+        if found is None and session_id is not None:
+            found = await find_session(store, tenant_id, user_id, session_id)
+        if found is None:
+            settings = settle(None)  # before the row is written: a refused setting writes nothing
+            # create_session refuses (TenantMismatchError, nothing written) an id another tenant holds
+            created = await store.create_session(Session(
+                id=session_id or uuid7(), tenant_id=tenant_id, user_id=user_id, agent_id=agent_id,
+                settings=settings,
+            ))
+            return OpenedSession(created.id, [], settings, created=True)
+        settings = settle(found.settings)
+        if _recorded(settings) != _recorded(found.settings):
+            await store.record_session_settings(
+                tenant_id, found.id, settings, settings_changes(found.settings, settings)
+            )
+        await store.mark_interrupted(tenant_id, found.id)
+        return OpenedSession(found.id, await _load_window(store, tenant_id, found.id, settings.window), settings,
+                             created=False)
 
     async def list_sessions(
         self, *, user_id: uuid.UUID, tenant_id: uuid.UUID, limit: int = 50
@@ -276,8 +303,10 @@ class PersistencePlugin(EventHandler):
         # a handler that ran first may have named the reply (``mofa serve`` names a run after it)
         if turn.reply_id is None:
             turn.reply_id = uuid7()
+        if turn.api_call_id is None:
+            turn.api_call_id = uuid7()
         turn.state[self._key] = _Progress(
-            saved.id, turn.reply_id, time.monotonic(), [] if self.record_delta_offsets else None
+            saved.id, turn.reply_id, turn.api_call_id, time.monotonic(), [] if self.record_delta_offsets else None
         )
 
     async def on_delta(self, turn: Turn, delta: str) -> None:
@@ -335,6 +364,7 @@ class PersistencePlugin(EventHandler):
         status = _STATUS.get(result.status, "error")
         message = _reply_message(turn, p, result.text, status) if (result.text or p.checkpointed) else None
         call = LLMApiCall(
+            id=p.call_id,
             tenant_id=turn.tenant_id,
             session_id=turn.session_id,
             user_id=turn.user_id,
@@ -471,6 +501,10 @@ async def _load_window(
     while history and history[0].role != "user":  # a round cut by the limit is not whole: drop it
         history.pop(0)
     return history
+
+
+def _recorded(settings: SessionSettings | None) -> dict[str, Any] | None:
+    return None if settings is None else settings.model_dump(exclude_unset=True)
 
 
 def _reply_message(

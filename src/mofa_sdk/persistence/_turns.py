@@ -1,0 +1,314 @@
+"""The turn engine: how a session is answered, decided in one place for ``mofa chat``, ``mofa serve`` and the
+library (DESIGN §6).
+
+``TurnEngine.open`` reads the session once (with the owner check), chooses the agent and provider with one
+chooser (an agent code asked for; else the agent the session recorded; else the engine's default provider,
+made once and shared), and builds the agent whose persistence plugin adopts the row already read. The
+session's settings (agent, provider, model, window, system prompt, reply cap) are settled by the one rule
+of ``settle_settings`` and recorded with what changed, in one write, or with the session's creation.
+``TurnSession.start`` starts a turn and hands back the stream with typed ids.
+"""
+
+from __future__ import annotations
+
+import enum
+import uuid
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..entities import AgentConfig, Session, SessionSettings
+from ..errors import NotFoundError, TenantMismatchError
+from ..ids import uuid7
+from ..llm import (
+    ChatMessage,
+    ChatStream,
+    EventHandler,
+    LLMAgent,
+    LLMAgentBuilder,
+    LLMProvider,
+    StreamLimits,
+    Turn,
+    TurnOverrides,
+    default_provider,
+    provider_label,
+)
+from ._plugin import PersistencePlugin
+from ._sessions import find_session
+from ._store import Store
+
+__all__ = ["KEEP", "Keep", "SettingsRequest", "StartedTurn", "TurnEngine", "TurnOptions", "TurnSession"]
+
+
+class Keep(enum.Enum):
+    """A setting not asked for: the session keeps what it recorded (where None is a value)."""
+
+    KEEP = "keep"
+
+
+KEEP = Keep.KEEP
+
+
+@dataclass(frozen=True, slots=True)
+class SettingsRequest:
+    """What a caller asks a session to be answered with; what it leaves at ``KEEP`` stays as the session
+    recorded it (a new session: the agent's or the provider's default). A value given replaces the
+    recorded one, and the change is recorded."""
+
+    #: an agent row's code; None: no agent row (the engine's default provider)
+    agent: str | Keep | None = KEEP
+    #: None: the agent's (or provider's) own model
+    model: str | Keep | None = KEEP
+    system_prompt: str | Keep = KEEP
+    #: past rounds sent; None: every round
+    window: int | Keep | None = KEEP
+    #: the cap on each reply's tokens; None: the agent's or provider's default
+    max_tokens: int | Keep | None = KEEP
+
+
+@dataclass(frozen=True, slots=True)
+class TurnOptions:
+    """One turn's own options; none of them is recorded on the session."""
+
+    temperature: float | None = None
+    max_tokens: int | None = None
+    #: this turn's system prompt instead of the session's (an API request's ``instructions``)
+    system_prompt: str | None = None
+    #: provider request fields, over the agent's own
+    extra: Mapping[str, Any] | None = None
+    #: sent instead of the window and the text, for a client that keeps its own context (the text is
+    #: still the user message saved)
+    messages: Sequence[ChatMessage] | None = None
+    #: the id the reply is stored under (``mofa serve`` names it after its run); None: a new one
+    reply_id: uuid.UUID | None = None
+    #: the API request that started the turn, saved with the user message (opaque to the library)
+    request_params: dict[str, Any] | None = None
+    #: event handlers of this turn, run after the agent's own (so after the user message is saved)
+    handlers: Sequence[EventHandler] = ()
+
+
+class _Ids(EventHandler):
+    """Runs before the persistence plugin: names the reply, hands it the request parameters to save with
+    the user message, and keeps the turn, whose ids the plugin fills."""
+
+    def __init__(self, reply_id: uuid.UUID, request_params: dict[str, Any] | None) -> None:
+        self.reply_id = reply_id
+        self.request_params = request_params
+        self.turn: Turn | None = None
+
+    async def before_call(self, turn: Turn) -> None:
+        turn.reply_id = self.reply_id
+        turn.request_params = self.request_params
+        self.turn = turn
+
+
+@dataclass(frozen=True, eq=False)
+class StartedTurn:
+    """A turn started by :meth:`TurnSession.start`: iterate ``stream`` for the reply's text."""
+
+    stream: ChatStream
+    session_id: uuid.UUID
+    #: the id the reply row is (or will be) stored under
+    reply_id: uuid.UUID
+    _ids: _Ids = field(repr=False)
+
+    @property
+    def user_message_id(self) -> uuid.UUID | None:
+        """The saved user message, once the turn got that far (before the provider is called)."""
+        return self._ids.turn.user_message_id if self._ids.turn is not None else None
+
+    @property
+    def api_call_id(self) -> uuid.UUID | None:
+        """The id of the turn's api-call row, known once the user message is saved; the row is written
+        when the turn ends."""
+        return self._ids.turn.api_call_id if self._ids.turn is not None else None
+
+
+class TurnSession:
+    """One session opened by the engine, with the agent that answers it. Keep it for the next turns; open
+    the session again to change its settings."""
+
+    def __init__(
+        self, agent: LLMAgent, plugin: PersistencePlugin, config: AgentConfig | None, settings: SessionSettings,
+        *, created: bool, owns_provider: bool,
+    ) -> None:
+        self.agent = agent
+        self.plugin = plugin
+        #: the agent row that answers (None: the engine's default provider)
+        self.config = config
+        #: what the session runs with, as recorded on it
+        self.settings = settings
+        #: True when this open created the session
+        self.created = created
+        self._owns_provider = owns_provider
+
+    def __repr__(self) -> str:
+        return f"<TurnSession {self.session_id} agent={self.settings.agent!r} model={self.agent.model!r}>"
+
+    @property
+    def session_id(self) -> uuid.UUID:
+        return self.agent.session_id
+
+    @property
+    def provider_label(self) -> str:
+        return self.settings.provider or provider_label(self.agent.provider)
+
+    def start(self, text: str, options: TurnOptions | None = None) -> StartedTurn:
+        """Start a turn (nothing is sent or saved until ``stream`` is iterated)."""
+        o = options or TurnOptions()
+        ids = _Ids(o.reply_id or uuid7(), o.request_params)
+        overrides = None
+        if (o.temperature, o.max_tokens, o.system_prompt, o.extra) != (None, None, None, None):
+            overrides = TurnOverrides(o.temperature, o.max_tokens, o.system_prompt, o.extra)
+        stream = self.agent.chat_stream(
+            text, session_id=self.session_id, messages=o.messages, overrides=overrides, before=(ids,),
+            after=tuple(o.handlers),
+        )
+        return StartedTurn(stream, self.session_id, ids.reply_id, ids)
+
+    async def aclose(self) -> None:
+        """Close the agent: its plugin tries to write what it still holds; an agent row's provider is
+        closed, the engine's shared one is not."""
+        if self._owns_provider:
+            await self.agent.aclose()
+        else:
+            await self.plugin.close()
+
+
+class TurnEngine:
+    """Opens sessions and starts turns on ``store`` (which it does not close).
+
+    ``provider``: the default provider (used where no agent row answers); None: :func:`default_provider`
+    from the environment, made on first use and shared by every session, so the local model loads once.
+    The plugin options are those of :class:`PersistencePlugin`; ``limits`` bound every turn.
+    """
+
+    def __init__(
+        self,
+        store: Store,
+        *,
+        provider: LLMProvider | None = None,
+        plugin_id: str = "mofa-turns",
+        checkpoint_interval: float = 1.0,
+        flush_timeout: float = 5.0,
+        record_delta_offsets: bool = False,
+        limits: StreamLimits | None = None,
+    ) -> None:
+        self.store = store
+        self._default = provider
+        self._owns_default = False
+        self.plugin_id = plugin_id
+        self.checkpoint_interval = checkpoint_interval
+        self.flush_timeout = flush_timeout
+        self.record_delta_offsets = record_delta_offsets
+        self.limits = limits
+
+    def __repr__(self) -> str:
+        return f"TurnEngine(store={type(self.store).__name__}, provider={self._default!r})"
+
+    @property
+    def default_provider(self) -> LLMProvider:
+        """The provider that answers where no agent row does (a ConfigError when none is configured)."""
+        if self._default is None:
+            self._default = default_provider()
+            self._owns_default = True
+        return self._default
+
+    async def aclose(self) -> None:
+        """Close the default provider if the engine made it."""
+        if self._owns_default and self._default is not None:
+            await self._default.aclose()
+
+    async def open(
+        self,
+        tenant_id: uuid.UUID,
+        user_id: uuid.UUID,
+        session: Session | uuid.UUID | None = None,
+        request: SettingsRequest | None = None,
+    ) -> TurnSession:
+        """Open ``session`` (a row the caller read, an id, or None for a new one) for ``user_id`` of
+        ``tenant_id`` and build the agent that answers it with ``request`` applied.
+
+        Another user's session is TenantMismatchError; an id nobody holds starts a new session under that
+        id. Nothing is written until the agent and provider are known to be usable: an unknown agent code
+        is NotFoundError, a provider that is missing or cannot serve the model a ConfigError."""
+        req = request or SettingsRequest()
+        row = await self._row(tenant_id, user_id, session)
+        stored = row.settings if row is not None else None
+        config = await self._choose(tenant_id, row, stored, req)
+        builder = (
+            LLMAgentBuilder.from_agent_config(config) if config is not None
+            else LLMAgentBuilder.from_env(provider=self.default_provider).with_agent_code(None)
+        )
+        _apply(builder, req, config)
+        builder.with_user(user_id).with_tenant(tenant_id)
+        if self.limits is not None:
+            lim = self.limits
+            builder.with_idle_timeout(lim.idle_timeout).with_turn_timeout(lim.turn_timeout)
+            builder.with_max_reply_chars(lim.max_reply_chars)
+        sid = row.id if row is not None else session if isinstance(session, uuid.UUID) else None
+        plugin = PersistencePlugin(
+            self.plugin_id, self.store, user_id, tenant_id, config.agent.id if config is not None else None, sid,
+            checkpoint_interval=self.checkpoint_interval, flush_timeout=self.flush_timeout,
+            record_delta_offsets=self.record_delta_offsets,
+        )
+        if row is not None:
+            plugin.adopt(row)  # the plugin opens it without reading it again
+        agent = await builder.with_persistence_plugin(plugin).build_async()
+        settings = agent.settings
+        assert settings is not None  # the plugin records settings
+        return TurnSession(agent, plugin, config, settings, created=row is None, owns_provider=config is not None)
+
+    async def _row(
+        self, tenant_id: uuid.UUID, user_id: uuid.UUID, session: Session | uuid.UUID | None
+    ) -> Session | None:
+        if session is None:
+            return None
+        if isinstance(session, Session):  # read by the caller: only the owner check is left
+            if session.tenant_id != tenant_id or session.user_id != user_id:
+                raise TenantMismatchError(
+                    f"session {session.id} belongs to another user; nothing was read or written"
+                )
+            return session
+        return await find_session(self.store, tenant_id, user_id, session)
+
+    async def _choose(
+        self, tenant_id: uuid.UUID, row: Session | None, stored: SessionSettings | None, req: SettingsRequest
+    ) -> AgentConfig | None:
+        """The agent row that answers: the one asked for, else the one the session recorded, else none."""
+        code: str | None
+        if not isinstance(req.agent, Keep):
+            code = req.agent
+        elif stored is not None and "agent" in stored.model_fields_set:
+            code = stored.agent
+        elif row is not None and row.agent_id is not None:  # a session from before settings were recorded
+            agent = await self.store.get_agent(tenant_id, row.agent_id)
+            code = agent.agent_code if agent is not None else None
+        else:
+            code = None
+        if code is None:
+            return None
+        config = await self.store.get_agent_by_code_and_tenant_with_provider(tenant_id, code)
+        if config is None:
+            asked = "" if not isinstance(req.agent, Keep) else " (the agent this session was started with)"
+            raise NotFoundError(
+                f"no agent with code {code!r}{asked} (and its provider) in tenant {tenant_id}; see "
+                "`mofa agents list`"
+            )
+        return config
+
+
+def _apply(builder: LLMAgentBuilder, req: SettingsRequest, config: AgentConfig | None) -> None:
+    """The settings asked for, as the builder's own: they replace what the session recorded."""
+    if not isinstance(req.model, Keep):
+        provider = builder.provider
+        default = config.agent.model_name if config is not None else provider.default_model if provider else None
+        model = req.model or default
+        if model:
+            builder.with_model(model)
+    if not isinstance(req.system_prompt, Keep):
+        builder.with_system_prompt(req.system_prompt)
+    if not isinstance(req.window, Keep):
+        builder.with_sliding_window(req.window)
+    if not isinstance(req.max_tokens, Keep):
+        builder.with_max_tokens(req.max_tokens)
