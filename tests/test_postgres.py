@@ -1,4 +1,4 @@
-"""PostgreSQL-specific behaviour of PostgresStore (the shared contract lives in persistence/test_store_contract.py)."""
+"""PostgreSQL-specific behaviour of PostgresStore (the shared contract lives in persistence/contract/)."""
 
 from __future__ import annotations
 

@@ -1,28 +1,18 @@
-"""The whole store contract through PgBouncer in transaction pooling mode.
+"""PgBouncer in transaction pooling mode: why the store turns server-side prepared statements off there.
 
-Every contract test that takes the ``store`` fixture is collected here again, with ``store`` a
-PostgresStore connected through PgBouncer with server-side prepared statements off
-(``prepare_threshold=None``): a pooler hands each transaction to any server connection, where a
-statement prepared on another one does not exist. The raw-row checks of the contract still read the
-same schema directly (``pg_url``).
+The whole store contract runs through PgBouncer too: "pgbouncer" is one of the stores of the contract's
+``store`` fixture (tests/support/stores.py), a PostgresStore with ``prepare_threshold=None``.
 """
 
 from __future__ import annotations
 
-import inspect
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
-from mofa_sdk.persistence import PostgresStore, connect_store
+from mofa_sdk.persistence import connect_store
 from tests._pgbouncer import PgBouncer
-from tests.persistence import test_store_contract as contract
-
-# the contract's own tests that run on a store, collected again in this module
-for _name, _fn in vars(contract).items():
-    if _name.startswith("test_") and "store" in inspect.signature(_fn).parameters:
-        globals()[_name] = _fn
 
 
 @pytest.fixture(scope="session")
@@ -32,17 +22,6 @@ def pgbouncer(pg_url: str) -> Iterator[PgBouncer]:
         yield bouncer
     finally:
         bouncer.stop()
-
-
-@pytest.fixture
-async def store(pgbouncer: PgBouncer) -> AsyncIterator[Any]:
-    s = await connect_store(pgbouncer.url, prepare_threshold=None)
-    assert isinstance(s, PostgresStore)
-    await s.migrate()
-    try:
-        yield s
-    finally:
-        await s.close()
 
 
 async def test_prepared_statements_break_it_unless_turned_off(pgbouncer: PgBouncer) -> None:

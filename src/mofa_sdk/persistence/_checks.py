@@ -1,7 +1,7 @@
 """Checks every store applies to the values of its in-place updates, so that none accepts what another refuses.
 
-Whole entities are checked by the gate in ``_store.py``; ``update_message`` and ``update_session`` take loose
-fields, which are checked here the way the entities check them.
+Whole entities are checked by ``_args.checked`` at each entry point; ``update_message`` and ``update_session``
+take loose fields, which are checked here the way the entities check them.
 """
 
 from __future__ import annotations

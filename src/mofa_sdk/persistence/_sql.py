@@ -35,6 +35,7 @@ from ..entities import (
 )
 from ..errors import ConflictError, NotFoundError, TenantMismatchError
 from ..ids import utc_now
+from ._args import agent_code, as_id, as_optional_id, checked, checked_all, count, provider_name
 from ._checks import (
     check_before,
     check_delta_ends,
@@ -304,6 +305,7 @@ class SqlStore(Store):
         return [self._settle(m) for m in saved]
 
     async def save_message(self, message: Message, *, tx: Transaction | None = None) -> Message:
+        message = checked(message, Message, "message")
         doing = Words(lambda: f"saving message {message.id} in session {message.session_id}")
         atomic = not self._dialect.seq_in_insert
         with _reworded(Words(lambda: f"cannot save message: a message with id {message.id} already exists")):
@@ -311,6 +313,7 @@ class SqlStore(Store):
                 return (await self._insert_messages(conn, [message]))[0]
 
     async def save_messages(self, messages: Sequence[Message], *, tx: Transaction | None = None) -> list[Message]:
+        messages = checked_all(messages, Message, "messages")
         if not messages:
             return []
         doing = f"saving {len(messages)} messages"
@@ -329,6 +332,7 @@ class SqlStore(Store):
         delta_ends: list[int] | Unset | None = UNSET,
         tx: Transaction | None = None,
     ) -> None:
+        tenant_id, message_id = as_id(tenant_id, "tenant_id"), as_id(message_id, "message_id")
         metadata = check_message_update(content, status, metadata)
         delta_ends = check_delta_ends(delta_ends)
         d = self._dialect
@@ -353,6 +357,7 @@ class SqlStore(Store):
             raise _missing("update message", message_id)
 
     async def get_message(self, tenant_id: uuid.UUID, message_id: uuid.UUID) -> Message | None:
+        tenant_id, message_id = as_id(tenant_id, "tenant_id"), as_id(message_id, "message_id")
         found = _one(await self._of_tenant(MESSAGE, tenant_id, id=message_id))
         return None if found is None else self._settle(found)
 
@@ -364,17 +369,21 @@ class SqlStore(Store):
         return [self._settle(m) for m in await self._select(MESSAGE, _IN_SESSION, params, doing, tenant_id, tail)]
 
     async def get_session_messages(self, tenant_id: uuid.UUID, session_id: uuid.UUID) -> list[Message]:
+        tenant_id, session_id = as_id(tenant_id, "tenant_id"), as_id(session_id, "session_id")
         return await self._session_messages(tenant_id, session_id, " ORDER BY seq")
 
     async def get_session_messages_paginated(
         self, tenant_id: uuid.UUID, session_id: uuid.UUID, offset: int, limit: int
     ) -> list[Message]:
+        tenant_id, session_id = as_id(tenant_id, "tenant_id"), as_id(session_id, "session_id")
         check_page(offset, limit)
         tail = " ORDER BY seq LIMIT :limit OFFSET :offset"
         return await self._session_messages(tenant_id, session_id, tail, limit=limit, offset=offset)
 
     async def get_last_messages(self, tenant_id: uuid.UUID, session_id: uuid.UUID, k: int) -> list[Message]:
-        # any k the gate lets through (up to 2**63 - 1): "the last k" is bounded by the session anyway.
+        tenant_id, session_id = as_id(tenant_id, "tenant_id"), as_id(session_id, "session_id")
+        k = count(k, "k")
+        # any k up to 2**63 - 1: "the last k" is bounded by the session anyway.
         # A backward range scan of entity_message_session_seq_key: cost independent of the session's length.
         if k == 0:
             return []
@@ -384,12 +393,14 @@ class SqlStore(Store):
     async def delete_message(
         self, tenant_id: uuid.UUID, message_id: uuid.UUID, *, tx: Transaction | None = None
     ) -> bool:
+        tenant_id, message_id = as_id(tenant_id, "tenant_id"), as_id(message_id, "message_id")
         sql, params = f"DELETE FROM entity_message WHERE {_BY_ID}", self._keys(id=message_id, tenant_id=tenant_id)
         return await self._change(sql, params, f"deleting message {message_id}", tenant_id, tx) > 0
 
     async def delete_session_messages(
         self, tenant_id: uuid.UUID, session_id: uuid.UUID, *, tx: Transaction | None = None
     ) -> int:
+        tenant_id, session_id = as_id(tenant_id, "tenant_id"), as_id(session_id, "session_id")
         sql, params = (
             f"DELETE FROM entity_message WHERE {_IN_SESSION}",
             self._keys(session_id=session_id, tenant_id=tenant_id),
@@ -397,6 +408,7 @@ class SqlStore(Store):
         return await self._change(sql, params, f"deleting the messages of session {session_id}", tenant_id, tx)
 
     async def count_session_messages(self, tenant_id: uuid.UUID, session_id: uuid.UUID) -> int:
+        tenant_id, session_id = as_id(tenant_id, "tenant_id"), as_id(session_id, "session_id")
         async with self._reading(f"counting the messages of session {session_id}", tenant_id) as conn:
             rows = await self._rows(
                 conn, f"SELECT count(*) FROM entity_message WHERE {_IN_SESSION}",
@@ -405,6 +417,7 @@ class SqlStore(Store):
         return int(rows[0][0])
 
     async def mark_interrupted(self, tenant_id: uuid.UUID, session_id: uuid.UUID) -> int:
+        tenant_id, session_id = as_id(tenant_id, "tenant_id"), as_id(session_id, "session_id")
         now = utc_now()
         d = self._dialect
         params = self._keys(session_id=session_id, tenant_id=tenant_id) | {
@@ -419,6 +432,7 @@ class SqlStore(Store):
 
     # -- sessions --------------------------------------------------------------------------------------
     async def create_session(self, session: Session, *, tx: Transaction | None = None) -> Session:
+        session = checked(session, Session, "session")
         d = self._dialect
         params = SESSION.params(session, d)
         insert = (
@@ -443,11 +457,13 @@ class SqlStore(Store):
         raise ConflictError(f"{doing}: the row kept changing under concurrent writers; try again")
 
     async def get_session(self, tenant_id: uuid.UUID, session_id: uuid.UUID) -> Session | None:
+        tenant_id, session_id = as_id(tenant_id, "tenant_id"), as_id(session_id, "session_id")
         return _one(await self._of_tenant(SESSION, tenant_id, id=session_id))
 
     async def get_user_sessions(
         self, tenant_id: uuid.UUID, user_id: uuid.UUID, *, offset: int = 0, limit: int = 50
     ) -> list[Session]:
+        tenant_id, user_id = as_id(tenant_id, "tenant_id"), as_id(user_id, "user_id")
         check_page(offset, limit)
         params = self._keys(tenant_id=tenant_id, user_id=user_id) | {"limit": limit, "offset": offset}
         return await self._select(
@@ -464,6 +480,7 @@ class SqlStore(Store):
         metadata: dict[str, Any] | Unset = UNSET,
         tx: Transaction | None = None,
     ) -> Session:
+        tenant_id, session_id = as_id(tenant_id, "tenant_id"), as_id(session_id, "session_id")
         metadata = check_session_update(tenant_id, title, metadata)
         d = self._dialect
         sets, params = ["update_time = :now"], {"now": self._now(), **self._keys(id=session_id, tenant_id=tenant_id)}
@@ -487,6 +504,7 @@ class SqlStore(Store):
         *,
         tx: Transaction | None = None,
     ) -> Session:
+        tenant_id, session_id = as_id(tenant_id, "tenant_id"), as_id(session_id, "session_id")
         settings, added = check_session_settings(tenant_id, settings, changes)
         d = self._dialect
         params = {"now": self._now(), **self._keys(id=session_id, tenant_id=tenant_id)}
@@ -506,6 +524,7 @@ class SqlStore(Store):
     async def delete_session(
         self, tenant_id: uuid.UUID, session_id: uuid.UUID, *, tx: Transaction | None = None
     ) -> bool:
+        tenant_id, session_id = as_id(tenant_id, "tenant_id"), as_id(session_id, "session_id")
         # messages and api calls go with it (ON DELETE CASCADE)
         sql, params = f"DELETE FROM entity_session WHERE {_BY_ID}", self._keys(id=session_id, tenant_id=tenant_id)
         return await self._change(sql, params, f"deleting session {session_id}", tenant_id, tx) > 0
@@ -513,6 +532,7 @@ class SqlStore(Store):
     async def find_sessions_by_id(
         self, tenant_id: uuid.UUID, user_id: uuid.UUID, fragment: str, *, limit: int = 10
     ) -> list[Session]:
+        tenant_id, user_id = as_id(tenant_id, "tenant_id"), as_id(user_id, "user_id")
         frag = check_id_fragment(fragment)
         check_page(0, limit)
         id_text = self._dialect.id_text("id")
@@ -528,6 +548,7 @@ class SqlStore(Store):
     async def search_messages(
         self, tenant_id: uuid.UUID, user_id: uuid.UUID, text: str, *, limit: int = 20
     ) -> list[Message]:
+        tenant_id, user_id = as_id(tenant_id, "tenant_id"), as_id(user_id, "user_id")
         d = self._dialect
         query = d.search_query(search_words(text))
         check_page(0, limit)
@@ -559,15 +580,18 @@ class SqlStore(Store):
         return list(calls)
 
     async def save_api_call(self, call: LLMApiCall, *, tx: Transaction | None = None) -> LLMApiCall:
-        return (await self._insert_calls([call], tx))[0]
+        return (await self._insert_calls([checked(call, LLMApiCall, "call")], tx))[0]
 
     async def save_api_calls(self, calls: Sequence[LLMApiCall], *, tx: Transaction | None = None) -> list[LLMApiCall]:
+        calls = checked_all(calls, LLMApiCall, "calls")
         return await self._insert_calls(calls, tx) if calls else []
 
     async def get_api_call(self, tenant_id: uuid.UUID, call_id: uuid.UUID) -> LLMApiCall | None:
+        tenant_id, call_id = as_id(tenant_id, "tenant_id"), as_id(call_id, "call_id")
         return _one(await self._of_tenant(CALL, tenant_id, id=call_id))
 
     async def get_api_call_for_message(self, tenant_id: uuid.UUID, message_id: uuid.UUID) -> LLMApiCall | None:
+        tenant_id, message_id = as_id(tenant_id, "tenant_id"), as_id(message_id, "message_id")
         # through entity_api_call_response_idx (tenant_id, response_message_id)
         params = self._keys(tenant_id=tenant_id, message_id=message_id)
         where = "tenant_id = :tenant_id AND response_message_id = :message_id"
@@ -641,6 +665,7 @@ class SqlStore(Store):
         )
 
     async def cleanup_old_records(self, before: datetime, *, tenant_id: uuid.UUID | None = None) -> int:
+        tenant_id = as_optional_id(tenant_id, "tenant_id")
         sql = "DELETE FROM entity_api_call WHERE create_time < :before"
         params = {"before": self._dialect.to_db("time", check_before(before))}
         if tenant_id is not None:
@@ -650,6 +675,7 @@ class SqlStore(Store):
 
     # -- providers -------------------------------------------------------------------------------------
     async def create_provider(self, provider: Provider) -> Provider:
+        provider = checked(provider, Provider, "provider")
         p, d = provider, self._dialect
         taken = f"cannot create provider {p.provider_name!r}: the tenant already has one of that name, or id {p.id}"
         with _reworded(taken):
@@ -658,6 +684,7 @@ class SqlStore(Store):
         return p.model_copy(deep=True)
 
     async def update_provider(self, provider: Provider) -> Provider:
+        provider = checked(provider, Provider, "provider")
         d = self._dialect
         updated = provider.model_copy(update={"update_time": utc_now()})
         sql = f"UPDATE entity_provider SET {PROVIDER.sets(d)} WHERE {_BY_ID}"
@@ -670,6 +697,7 @@ class SqlStore(Store):
         return found
 
     async def delete_provider(self, tenant_id: uuid.UUID, provider_id: uuid.UUID) -> bool:
+        tenant_id, provider_id = as_id(tenant_id, "tenant_id"), as_id(provider_id, "provider_id")
         params = self._keys(id=provider_id, tenant_id=tenant_id)
         in_use = f"cannot delete provider {provider_id}: an agent still uses it"
         with _reworded(in_use):  # a KeyConflict: an agent made meanwhile
@@ -689,19 +717,24 @@ class SqlStore(Store):
                 return await self._execute(conn, sql, params) > 0
 
     async def get_provider(self, tenant_id: uuid.UUID, provider_id: uuid.UUID) -> Provider | None:
+        tenant_id, provider_id = as_id(tenant_id, "tenant_id"), as_id(provider_id, "provider_id")
         return _one(await self._of_tenant(PROVIDER, tenant_id, id=provider_id))
 
     async def get_provider_by_name(self, tenant_id: uuid.UUID, name: str) -> Provider | None:
+        tenant_id, name = as_id(tenant_id, "tenant_id"), provider_name(name)
         return _one(await self._of_tenant(PROVIDER, tenant_id, provider_name=name))
 
     async def list_providers(self, tenant_id: uuid.UUID) -> list[Provider]:
+        tenant_id = as_id(tenant_id, "tenant_id")
         return await self._of_tenant(PROVIDER, tenant_id)
 
     async def get_enabled_providers(self, tenant_id: uuid.UUID) -> list[Provider]:
+        tenant_id = as_id(tenant_id, "tenant_id")
         return await self._of_tenant(PROVIDER, tenant_id, "enabled")
 
     # -- agents ----------------------------------------------------------------------------------------
     async def create_agent(self, agent: Agent) -> Agent:
+        agent = checked(agent, Agent, "agent")
         a, d = agent, self._dialect
         sql = f"INSERT INTO entity_agent ({AGENT.cols()}) SELECT {AGENT.values(d)} WHERE {_PROVIDER_IN_TENANT}"
         with _reworded(f"cannot create agent: the tenant already has agent_code {a.agent_code!r}, or id {a.id}"):
@@ -711,6 +744,7 @@ class SqlStore(Store):
         return a.model_copy(deep=True)
 
     async def update_agent(self, agent: Agent) -> Agent:
+        agent = checked(agent, Agent, "agent")
         d = self._dialect
         updated = agent.model_copy(update={"update_time": utc_now()})
         sql = f"UPDATE entity_agent SET {AGENT.sets(d)} WHERE {_BY_ID} AND {_PROVIDER_IN_TENANT}"
@@ -725,19 +759,24 @@ class SqlStore(Store):
         return found
 
     async def delete_agent(self, tenant_id: uuid.UUID, agent_id: uuid.UUID) -> bool:
+        tenant_id, agent_id = as_id(tenant_id, "tenant_id"), as_id(agent_id, "agent_id")
         sql, params = f"DELETE FROM entity_agent WHERE {_BY_ID}", self._keys(id=agent_id, tenant_id=tenant_id)
         return await self._change(sql, params, f"deleting agent {agent_id}", tenant_id) > 0
 
     async def get_agent(self, tenant_id: uuid.UUID, agent_id: uuid.UUID) -> Agent | None:
+        tenant_id, agent_id = as_id(tenant_id, "tenant_id"), as_id(agent_id, "agent_id")
         return _one(await self._of_tenant(AGENT, tenant_id, id=agent_id))
 
     async def get_agent_by_code_and_tenant(self, tenant_id: uuid.UUID, code: str) -> Agent | None:
+        tenant_id, code = as_id(tenant_id, "tenant_id"), agent_code(code)
         return _one(await self._of_tenant(AGENT, tenant_id, agent_code=code))
 
     async def list_agents(self, tenant_id: uuid.UUID) -> list[Agent]:
+        tenant_id = as_id(tenant_id, "tenant_id")
         return await self._of_tenant(AGENT, tenant_id)
 
     async def get_active_agents(self, tenant_id: uuid.UUID) -> list[Agent]:
+        tenant_id = as_id(tenant_id, "tenant_id")
         return await self._of_tenant(AGENT, tenant_id, "agent_status")
 
     # -- api keys (not tenant-bound: the key is how a request's tenant is found) -----------------------
@@ -753,15 +792,18 @@ class SqlStore(Store):
         return found[0] if found else None
 
     async def list_api_keys(self, tenant_id: uuid.UUID) -> list[ApiKey]:
+        tenant_id = as_id(tenant_id, "tenant_id")
         params = self._keys(tenant_id=tenant_id)
         return await self._select(API_KEY, "tenant_id = :tenant_id", params, "reading api keys", None, _NEWEST_FIRST)
 
     async def revoke_api_key(self, tenant_id: uuid.UUID, key_id: uuid.UUID) -> bool:
+        tenant_id, key_id = as_id(tenant_id, "tenant_id"), as_id(key_id, "key_id")
         sql = f"UPDATE entity_api_key SET revoke_time = :now WHERE {_BY_ID} AND revoke_time IS NULL"
         params = self._keys(id=key_id, tenant_id=tenant_id) | {"now": self._now()}
         return await self._change(sql, params, f"revoking api key {key_id}", None) > 0
 
     async def touch_api_key(self, tenant_id: uuid.UUID, key_id: uuid.UUID, used_at: datetime) -> None:
+        tenant_id, key_id = as_id(tenant_id, "tenant_id"), as_id(key_id, "key_id")
         sql = f"UPDATE entity_api_key SET last_used_time = :used_at WHERE {_BY_ID}"
         params = self._keys(id=key_id, tenant_id=tenant_id) | {"used_at": self._dialect.to_db("time", used_at)}
         await self._change(sql, params, f"recording the use of api key {key_id}", None)

@@ -191,9 +191,10 @@ class SqliteStore(SqlStore):
             await self.connection.close()
 
     # -- plumbing ----------------------------------------------------------------------------------
-    def _open_conn(self) -> aiosqlite.Connection:
+    async def _open_conn(self) -> aiosqlite.Connection:
+        """The connection to use; a subclass may open it on first use (the in-memory store does)."""
         if self._closed:
-            raise DatabaseUnavailableError("this SqliteStore is closed")
+            raise DatabaseUnavailableError(f"this {type(self).__name__} is closed")
         return self.connection
 
     def _current(self) -> SqliteTransaction | None:
@@ -207,13 +208,13 @@ class SqliteStore(SqlStore):
         if tx is self.connection:
             return bool(self.connection.in_transaction) or self._current() is not None
         raise ConfigError(
-            "tx= must be what this SqliteStore's transaction() yields or its own aiosqlite connection, "
-            f"got {type(tx).__name__}"
+            f"tx= must be what this {type(self).__name__}'s transaction() yields or its own aiosqlite "
+            f"connection, got {type(tx).__name__}"
         )
 
     @asynccontextmanager
     async def _reading(self, what: Doing, tenant: uuid.UUID | None) -> AsyncIterator[aiosqlite.Connection]:
-        conn = self._open_conn()
+        conn = await self._open_conn()
         try:
             if self._current() is not None:
                 with _errors(what):
@@ -233,7 +234,7 @@ class SqliteStore(SqlStore):
         IMMEDIATE transaction, or inside the open one a savepoint around an ``atomic`` write (several
         statements). A single statement needs none: SQLite backs out a failed statement and keeps the
         transaction, and the two savepoint statements are two more trips to the driver's thread."""
-        conn = self._open_conn()
+        conn = await self._open_conn()
         try:
             if self._joins(tx):
                 if atomic:
@@ -287,7 +288,7 @@ class SqliteStore(SqlStore):
             async with self._savepoint(current.connection, "nested transaction"):
                 yield current
             return
-        conn = self._open_conn()
+        conn = await self._open_conn()
         async with self._lock, self._immediate(conn, "transaction"):
             with entered(SqliteTransaction(self, conn)) as tx:
                 yield tx

@@ -1,35 +1,32 @@
-"""The store contract: one async API, implemented by PostgresStore, SqliteStore and InMemoryStore.
+"""The store contract: one async API, implemented once in SQL (SqlStore) for PostgreSQL and SQLite; InMemoryStore
+is the SQLite store on a private ``:memory:`` database.
 
 Every read and write of sessions, messages and api calls is scoped by ``tenant_id``: asking with the
 wrong tenant finds nothing and changes nothing. Writes take ``tx=`` (what ``store.transaction()`` yields,
 or the driver's own connection inside the caller's transaction) so several writes commit or roll back
 together; without it each write is its own transaction.
 
-Every public method of every store takes its arguments through the same gate (:meth:`Store.__init_subclass__`):
-ids may be UUIDs or UUID strings in any case, agent codes and provider names are looked up in the form
-they are stored in, and a value no store could hold is a ValidationError on all of them.
+Every public method takes its arguments as :mod:`._args` says, by calling its helpers first thing (there is one
+implementation, :class:`~._sql.SqlStore`): ids may be UUIDs or UUID strings in any case, agent codes and provider
+names are looked up in the form they are stored in, and a value no store could hold is an error before any query.
 """
 
 from __future__ import annotations
 
 import abc
 import contextvars
-import functools
-import inspect
 import re
 import uuid
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import AbstractAsyncContextManager, contextmanager
 from datetime import datetime
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Self, TypeAlias
 
-from .._validate import check_count, check_key
 from ..entities import (
     Agent,
     AgentConfig,
     ApiKey,
-    Entity,
     LLMApiCall,
     Message,
     MessageStatus,
@@ -129,68 +126,6 @@ def settle_status(message: Message, lease_seconds: float) -> Message:
     return message
 
 
-def _id(name: str) -> Callable[[Any], Any]:
-    return lambda value: None if value is None else parse_uuid(value, name)
-
-
-def _entity(kind: type[Entity], name: str) -> Callable[[Any], Any]:
-    def take(value: Any) -> Any:
-        if not isinstance(value, kind):
-            raise ConfigError(f"{name} must be a {kind.__name__}, got {type(value).__name__}")
-        # model_copy(update=...) and model_construct skip validation: check what is about to be written
-        return kind(**dict(value))
-
-    return take
-
-
-def _entities(kind: type[Entity], name: str) -> Callable[[Any], Any]:
-    take = _entity(kind, name)
-    return lambda values: [take(v) for v in values]
-
-
-#: how each public method's argument of that name is taken, whichever store runs it
-_ARGUMENTS: dict[str, Callable[[Any], Any]] = {
-    **{
-        name: _id(name)
-        for name in ("tenant_id", "user_id", "session_id", "message_id", "agent_id", "provider_id", "call_id")
-    },
-    "code": lambda value: check_key(value, "agent_code"),
-    "name": lambda value: check_key(value, "provider_name"),
-    "k": lambda value: check_count(value, "k"),
-    "message": _entity(Message, "message"),
-    "messages": _entities(Message, "messages"),
-    "session": _entity(Session, "session"),
-    "call": _entity(LLMApiCall, "call"),
-    "calls": _entities(LLMApiCall, "calls"),
-    "provider": _entity(Provider, "provider"),
-    "agent": _entity(Agent, "agent"),
-}
-
-
-def _gated(method: Callable[..., Any]) -> Callable[..., Any] | None:
-    """``method`` with its arguments taken through ``_ARGUMENTS`` (None: it has none of them)."""
-    plan: list[tuple[int | None, str, Callable[[Any], Any]]] = []
-    params = list(inspect.signature(method).parameters.values())[1:]  # after self
-    for position, p in enumerate(params):
-        if p.name in _ARGUMENTS:
-            positional = p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)
-            plan.append((position if positional else None, p.name, _ARGUMENTS[p.name]))
-    if not plan:
-        return None
-
-    @functools.wraps(method)
-    async def gated(self: Any, *args: Any, **kwargs: Any) -> Any:
-        values = list(args)
-        for position, name, take in plan:
-            if position is not None and position < len(values):
-                values[position] = take(values[position])
-            elif name in kwargs:
-                kwargs[name] = take(kwargs[name])
-        return await method(self, *values, **kwargs)
-
-    return gated
-
-
 #: set while a store works out why a query met a missing table or column (so that doing so cannot recurse),
 #: and while it migrates (where "run the migrations" would be no advice)
 _diagnosing: contextvars.ContextVar[bool] = contextvars.ContextVar("mofa_schema_diagnosis", default=False)
@@ -220,15 +155,6 @@ class Store(abc.ABC):
     dialect: str
     #: a reply left ``streaming`` this long without a checkpoint reads as ``interrupted``
     streaming_lease_seconds: float = 5.0
-
-    def __init_subclass__(cls, **kwargs: Any) -> None:
-        # one gate for every store, so that no store can take an argument differently from the others
-        super().__init_subclass__(**kwargs)
-        for name, member in list(vars(cls).items()):
-            if not name.startswith("_") and inspect.iscoroutinefunction(member):
-                gated = _gated(member)
-                if gated is not None:
-                    setattr(cls, name, gated)
 
     async def __aenter__(self) -> Self:
         return self

@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import uuid
-from typing import Any
 
 import pytest
 
 from mofa_sdk.entities import Message, MessageRole, Session
 from mofa_sdk.errors import ValidationError
-
-Store = Any
+from mofa_sdk.persistence import Store
 
 
 async def _session(store: Store, tenant: uuid.UUID, user: uuid.UUID, *texts: str) -> Session:
@@ -18,7 +16,7 @@ async def _session(store: Store, tenant: uuid.UUID, user: uuid.UUID, *texts: str
     for i, text in enumerate(texts):
         role: MessageRole = "user" if i % 2 == 0 else "assistant"
         await store.save_message(Message(session_id=s.id, tenant_id=tenant, user_id=user, role=role, content=text))
-    return s  # type: ignore[no-any-return]
+    return s
 
 
 async def test_words_match_whole_and_in_any_case(store: Store, tenant: uuid.UUID, user: uuid.UUID) -> None:
