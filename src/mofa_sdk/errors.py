@@ -6,6 +6,7 @@
     ├── ConfigError                 misuse: bad argument, bad environment, invalid UUID, missing provider
     │   ├── ValidationError         a value that cannot be stored (lone surrogate, non-JSON metadata, …)
     │   ├── AgentUnavailableError   an agent row cannot answer (disabled, its provider unusable)
+    │   ├── ModelUnavailableError   the provider that answers cannot serve the model asked for
     │   └── ServiceUnavailableError the service cannot answer as configured (no provider, shutting down)
     ├── PersistenceError            a database operation failed
     │   ├── NotFoundError           the row does not exist (for this tenant)
@@ -42,6 +43,7 @@ __all__ = [
     "DatabaseUnavailableError",
     "IdleTimeoutError",
     "MalformedResponseError",
+    "ModelUnavailableError",
     "MofaError",
     "NotFoundError",
     "PersistenceError",
@@ -80,6 +82,13 @@ class AgentUnavailableError(ConfigError):
     """The agent row a turn names exists but cannot answer (disabled, or its provider cannot be built)."""
 
     code = "agent_unavailable"
+
+
+class ModelUnavailableError(ConfigError):
+    """The provider that answers cannot serve the model asked for (the local model answers only as itself);
+    nothing was written."""
+
+    code = "model_not_found"
 
 
 class ServiceUnavailableError(ConfigError):

@@ -288,7 +288,8 @@ class PersistencePlugin(EventHandler):
     # -- turn hooks ----------------------------------------------------------------------------------
     async def before_call(self, turn: Turn) -> None:
         await self.flush()
-        saved = await self._rows.save_message(
+        saved = await self._save_user_message(
+            turn,
             Message(
                 session_id=turn.session_id,
                 tenant_id=turn.tenant_id,
@@ -297,7 +298,7 @@ class PersistencePlugin(EventHandler):
                 role="user",
                 content=turn.user_text,
                 request_params=turn.request_params,
-            )
+            ),
         )
         turn.user_message_id = saved.id
         # a handler that ran first may have named the reply (``mofa serve`` names a run after it)
@@ -308,6 +309,11 @@ class PersistencePlugin(EventHandler):
         turn.state[self._key] = _Progress(
             saved.id, turn.reply_id, turn.api_call_id, time.monotonic(), [] if self.record_delta_offsets else None
         )
+
+    async def _save_user_message(self, turn: Turn, message: Message) -> Message:
+        """Write the turn's user message (the turn engine's plugin writes a session that is not written yet
+        and the turn's earlier messages with it, in one transaction)."""
+        return await self._rows.save_message(message)
 
     async def on_delta(self, turn: Turn, delta: str) -> None:
         p: _Progress | None = turn.state.get(self._key)  # set by before_call only

@@ -7,6 +7,9 @@ made once and shared), and builds the agent whose persistence plugin adopts the 
 session's settings (agent, provider, model, window, system prompt, reply cap) are settled by the one rule
 of ``settle_settings`` and recorded with what changed, in one write, or with the session's creation.
 ``TurnSession.start`` starts a turn and hands back the stream with typed ids.
+
+``mofa serve`` opens with ``create_with_turn=True``: a new session is then written with its first user
+message (and the turn's earlier messages, an API request's input items), in one transaction, or not at all.
 """
 
 from __future__ import annotations
@@ -17,21 +20,32 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..entities import AgentConfig, Session, SessionSettings
-from ..errors import NotFoundError, TenantMismatchError
+from ..entities import AgentConfig, Message, Session, SessionSettings
+from ..errors import (
+    AgentUnavailableError,
+    ConfigError,
+    ModelUnavailableError,
+    NotFoundError,
+    TenantMismatchError,
+)
 from ..ids import uuid7
 from ..llm import (
     ChatMessage,
+    ChatParams,
     ChatStream,
     EventHandler,
     LLMAgent,
     LLMAgentBuilder,
     LLMProvider,
+    OpenedSession,
+    ProviderDefaults,
+    Settle,
     StreamLimits,
     Turn,
     TurnOverrides,
     default_provider,
     provider_label,
+    select_window,
 )
 from ._plugin import PersistencePlugin
 from ._sessions import find_session
@@ -85,20 +99,75 @@ class TurnOptions:
     request_params: dict[str, Any] | None = None
     #: event handlers of this turn, run after the agent's own (so after the user message is saved)
     handlers: Sequence[EventHandler] = ()
+    #: messages of the session before this turn's user message (an API request's earlier input items):
+    #: written with the user message in one transaction, and sent before it within the window (an ``id``
+    #: given is the row's id). A TurnSession kept for later turns holds them once opened again.
+    earlier: Sequence[ChatMessage] = ()
+
+
+class _EnginePlugin(PersistencePlugin):
+    """The engine's persistence plugin: a session opened to be created with its first turn is written with
+    that turn's user message, and a turn's earlier messages with its user message, in one transaction."""
+
+    def __init__(self, *args: Any, create_with_turn: bool = False, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._create_with_turn = create_with_turn
+        #: the new session, settled but not written yet
+        self._unwritten: Session | None = None
+        #: the earlier messages of a turn (by turn id), written with its user message
+        self._earlier: dict[uuid.UUID, list[Message]] = {}
+
+    async def open_with_settings(
+        self, session_id: uuid.UUID | None, *, settle: Settle, user_id: uuid.UUID, tenant_id: uuid.UUID,
+        agent_id: uuid.UUID,
+    ) -> OpenedSession:
+        if not self._create_with_turn:
+            return await super().open_with_settings(
+                session_id, settle=settle, user_id=user_id, tenant_id=tenant_id, agent_id=agent_id
+            )
+        self._create_with_turn = False
+        settings = settle(None)  # a refused setting raises here, with nothing written
+        self._unwritten = Session(id=session_id or uuid7(), tenant_id=tenant_id, user_id=user_id,
+                                  agent_id=agent_id, settings=settings)
+        return OpenedSession(self._unwritten.id, [], settings, created=True)
+
+    def write_with_user_message(self, turn: Turn, rows: list[Message]) -> None:
+        self._earlier[turn.id] = rows
+
+    async def _save_user_message(self, turn: Turn, message: Message) -> Message:
+        earlier = self._earlier.pop(turn.id, [])
+        new = self._unwritten if self._unwritten is not None and self._unwritten.id == turn.session_id else None
+        if new is None and not earlier:
+            return await super()._save_user_message(turn, message)
+        store = self.store
+        async with store.transaction() as tx:
+            if new is not None:
+                # refused (TenantMismatchError) for an id another tenant holds: nothing is written
+                await store.create_session(new, tx=tx)
+            if earlier:
+                await store.save_messages(earlier, tx=tx)
+            saved = await store.save_message(message, tx=tx)
+        self._unwritten = None if new is not None else self._unwritten
+        return saved
 
 
 class _Ids(EventHandler):
-    """Runs before the persistence plugin: names the reply, hands it the request parameters to save with
-    the user message, and keeps the turn, whose ids the plugin fills."""
+    """Runs before the persistence plugin: names the reply, hands it the request parameters and the earlier
+    messages to save with the user message, and keeps the turn, whose ids the plugin fills."""
 
-    def __init__(self, reply_id: uuid.UUID, request_params: dict[str, Any] | None) -> None:
+    def __init__(self, reply_id: uuid.UUID, request_params: dict[str, Any] | None, plugin: _EnginePlugin,
+                 earlier: list[Message]) -> None:
         self.reply_id = reply_id
         self.request_params = request_params
+        self.plugin = plugin
+        self.earlier = earlier
         self.turn: Turn | None = None
 
     async def before_call(self, turn: Turn) -> None:
         turn.reply_id = self.reply_id
         turn.request_params = self.request_params
+        if self.earlier:
+            self.plugin.write_with_user_message(turn, self.earlier)
         self.turn = turn
 
 
@@ -129,7 +198,7 @@ class TurnSession:
     the session again to change its settings."""
 
     def __init__(
-        self, agent: LLMAgent, plugin: PersistencePlugin, config: AgentConfig | None, settings: SessionSettings,
+        self, agent: LLMAgent, plugin: _EnginePlugin, config: AgentConfig | None, settings: SessionSettings,
         *, created: bool, owns_provider: bool,
     ) -> None:
         self.agent = agent
@@ -156,12 +225,18 @@ class TurnSession:
     def start(self, text: str, options: TurnOptions | None = None) -> StartedTurn:
         """Start a turn (nothing is sent or saved until ``stream`` is iterated)."""
         o = options or TurnOptions()
-        ids = _Ids(o.reply_id or uuid7(), o.request_params)
+        agent = self.agent
+        rows = [Message(id=m.id or uuid7(), session_id=self.session_id, tenant_id=agent.tenant_id,
+                        user_id=agent.user_id, role=m.role, content=m.content) for m in o.earlier]
+        ids = _Ids(o.reply_id or uuid7(), o.request_params, self.plugin, rows)
         overrides = None
         if (o.temperature, o.max_tokens, o.system_prompt, o.extra) != (None, None, None, None):
             overrides = TurnOverrides(o.temperature, o.max_tokens, o.system_prompt, o.extra)
-        stream = self.agent.chat_stream(
-            text, session_id=self.session_id, messages=o.messages, overrides=overrides, before=(ids,),
+        messages = o.messages
+        if messages is None and o.earlier:
+            messages = _window_with(agent, o.earlier, text)
+        stream = agent.chat_stream(
+            text, session_id=self.session_id, messages=messages, overrides=overrides, before=(ids,),
             after=tuple(o.handlers),
         )
         return StartedTurn(stream, self.session_id, ids.reply_id, ids)
@@ -225,21 +300,29 @@ class TurnEngine:
         user_id: uuid.UUID,
         session: Session | uuid.UUID | None = None,
         request: SettingsRequest | None = None,
+        *,
+        create_with_turn: bool = False,
     ) -> TurnSession:
         """Open ``session`` (a row the caller read, an id, or None for a new one) for ``user_id`` of
         ``tenant_id`` and build the agent that answers it with ``request`` applied.
 
         Another user's session is TenantMismatchError; an id nobody holds starts a new session under that
         id. Nothing is written until the agent and provider are known to be usable: an unknown agent code
-        is NotFoundError, a provider that is missing or cannot serve the model a ConfigError."""
+        is NotFoundError, an agent row that cannot answer AgentUnavailableError, a model the provider
+        cannot serve ModelUnavailableError, a missing provider a ConfigError. ``create_with_turn``: a new
+        session is not written now but with its first turn's user message, in one transaction (its id is
+        ``session_id`` already)."""
         req = request or SettingsRequest()
         row = await self._row(tenant_id, user_id, session)
         stored = row.settings if row is not None else None
         config = await self._choose(tenant_id, row, stored, req)
-        builder = (
-            LLMAgentBuilder.from_agent_config(config) if config is not None
-            else LLMAgentBuilder.from_env(provider=self.default_provider).with_agent_code(None)
-        )
+        if config is not None:
+            try:
+                builder = LLMAgentBuilder.from_agent_config(config)
+            except ConfigError as exc:
+                raise AgentUnavailableError(str(exc)) from None
+        else:
+            builder = LLMAgentBuilder.from_env(provider=self.default_provider).with_agent_code(None)
         _apply(builder, req, config)
         builder.with_user(user_id).with_tenant(tenant_id)
         if self.limits is not None:
@@ -247,10 +330,13 @@ class TurnEngine:
             builder.with_idle_timeout(lim.idle_timeout).with_turn_timeout(lim.turn_timeout)
             builder.with_max_reply_chars(lim.max_reply_chars)
         sid = row.id if row is not None else session if isinstance(session, uuid.UUID) else None
-        plugin = PersistencePlugin(
+        deferred = create_with_turn and row is None
+        if deferred and sid is None:
+            sid = uuid7()
+        plugin = _EnginePlugin(
             self.plugin_id, self.store, user_id, tenant_id, config.agent.id if config is not None else None, sid,
             checkpoint_interval=self.checkpoint_interval, flush_timeout=self.flush_timeout,
-            record_delta_offsets=self.record_delta_offsets,
+            record_delta_offsets=self.record_delta_offsets, create_with_turn=deferred,
         )
         if row is not None:
             plugin.adopt(row)  # the plugin opens it without reading it again
@@ -306,9 +392,23 @@ def _apply(builder: LLMAgentBuilder, req: SettingsRequest, config: AgentConfig |
         model = req.model or default
         if model:
             builder.with_model(model)
+            if req.model and isinstance(provider, ProviderDefaults):
+                try:  # the provider's own check, before anything is written (the builder makes it again)
+                    provider.apply_defaults(ChatParams(model=model))
+                except ConfigError as exc:
+                    raise ModelUnavailableError(str(exc)) from None
     if not isinstance(req.system_prompt, Keep):
         builder.with_system_prompt(req.system_prompt)
     if not isinstance(req.window, Keep):
         builder.with_sliding_window(req.window)
     if not isinstance(req.max_tokens, Keep):
         builder.with_max_tokens(req.max_tokens)
+
+
+def _window_with(agent: LLMAgent, earlier: Sequence[ChatMessage], text: str) -> list[ChatMessage]:
+    """What a turn with earlier messages sends (after the system prompt): the window over the session's
+    history followed by them, then the user message."""
+    held = agent.history[1:] if agent.system_prompt else agent.history  # without the system prompt
+    history = [*held, *(m for m in earlier if m.role != "system")]  # as a stored system row is never sent
+    return select_window(history, ChatMessage(role="user", content=text), system_prompt="", rounds=agent.window,
+                         token_budget=agent.token_budget, count_tokens=agent.provider.count_tokens)
