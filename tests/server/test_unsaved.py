@@ -12,7 +12,7 @@ from mofa_sdk.errors import DatabaseUnavailableError
 from mofa_sdk.llm import ScriptedProvider
 from mofa_sdk.persistence import InMemoryStore
 from mofa_sdk.server import ServeConfig
-from mofa_sdk.server.runs import AgentChooser, LocalBus, Principal, RunRegistry
+from mofa_sdk.server.runs import LocalBus, Principal, RunRegistry
 
 
 class OutageStore(InMemoryStore):
@@ -29,12 +29,12 @@ class OutageStore(InMemoryStore):
 
 async def test_a_reply_whose_final_write_failed_is_written_later() -> None:
     store = OutageStore()
-    registry = RunRegistry(store, LocalBus(), AgentChooser(store, ScriptedProvider("Hello there, friend.")),
+    registry = RunRegistry(store, LocalBus(), ScriptedProvider("Hello there, friend."),
                            ServeConfig(unsaved_retry_seconds=0.05))
     who = Principal(uuid.uuid4(), uuid.uuid4(), uuid.uuid4())
     session = await store.create_session(Session(tenant_id=who.tenant_id, user_id=who.user_id))
     try:
-        run = await registry.start_run(who, session, "hi", None)
+        run = await registry.start_run(who, session, "hi")
         assert await run.wait_finished(10)
         assert run.terminal is not None and run.terminal.kind == "error"
         assert run.terminal.error is not None and run.terminal.error.code == "unsaved_reply"

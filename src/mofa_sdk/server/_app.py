@@ -20,7 +20,7 @@ from ._config import ServeConfig
 from .api.native import router as native_router
 from .api.openai import router as openai_router
 from .http import AuthMiddleware, BodyLimitMiddleware, ServeApp, Services, install_error_handlers
-from .runs import AgentChooser, LocalBus, PgBus, RunRegistry
+from .runs import LocalBus, PgBus, RunRegistry
 
 __all__ = ["CONFIG_ENV", "app_from_env", "create_app"]
 
@@ -62,7 +62,7 @@ def create_app(
             if the_store.dialect == "postgres":
                 log.warning("no database URL given with the store: runs are followed in this process only")
             bus = LocalBus()
-        registry = RunRegistry(the_store, bus, AgentChooser(the_store, provider), cfg)
+        registry = RunRegistry(the_store, bus, provider, cfg)
         app.services = Services(the_store, registry)
         try:
             await bus.start()

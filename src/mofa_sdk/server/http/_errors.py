@@ -23,6 +23,7 @@ from ...errors import (
     ConfigError,
     ConflictError,
     DatabaseUnavailableError,
+    ModelUnavailableError,
     MofaError,
     NotFoundError,
     ProviderError,
@@ -105,7 +106,7 @@ def status_of(exc: MofaError) -> int:
 
 
 def _code_of(exc: MofaError, status: int) -> str:
-    if isinstance(exc, ServiceUnavailableError | AgentUnavailableError):
+    if isinstance(exc, ServiceUnavailableError | AgentUnavailableError | ModelUnavailableError):
         return exc.code
     return _CODES.get(status, "error")
 
@@ -174,7 +175,8 @@ def install_error_handlers(app: FastAPI) -> None:
         status = status_of(exc)
         if status >= 500:
             log.warning("%s %s failed: %s", request.method, request.url.path, exc)
-        return answer(request, _Failure(status, _code_of(exc, status), str(exc)))
+        param = "model" if isinstance(exc, ModelUnavailableError) else None  # the one field it names
+        return answer(request, _Failure(status, _code_of(exc, status), str(exc), param))
 
     @app.exception_handler(Exception)
     async def _bug(request: Request, exc: Exception) -> JSONResponse:

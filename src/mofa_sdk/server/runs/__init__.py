@@ -3,7 +3,6 @@ processes. No web framework is imported here and only library errors (``mofa_sdk
 HTTP layer maps them to statuses in one place."""
 
 from ._bus import SUBSCRIPTION_LIMIT, LocalBus, PgBus, Subscription
-from ._chooser import AgentChooser
 from ._events import (
     ApiCallFacts,
     RunError,
@@ -35,7 +34,7 @@ from ._registry import RunRegistry, cancel_run
 from ._run import Principal, Run
 
 __all__ = [
-    "FINAL_STATUSES", "SUBSCRIPTION_LIMIT", "AgentChooser", "ApiCallFacts", "BusMessage", "Control", "Deltas",
+    "FINAL_STATUSES", "SUBSCRIPTION_LIMIT", "ApiCallFacts", "BusMessage", "Control", "Deltas",
     "Ended", "Fragment", "Heartbeat", "LocalBus", "PgBus", "Principal", "Resync", "Run", "RunError", "RunEvent",
     "RunRegistry", "Subscription", "TerminalEvent", "TextDeltaEvent", "Usage", "cancel_run", "decode",
     "decode_control", "delta_count", "delta_messages", "deltas_of_row", "encode", "encode_control", "event_json",

@@ -87,15 +87,16 @@ def terminal_event(
     user_message_id: uuid.UUID | None,
     assistant_message_id: uuid.UUID | None,
     call: LLMApiCall | None = None,
+    api_call: ApiCallFacts | None = None,
     usage: Usage | None = None,
     message: str | None = None,
     code: str | None = None,
     saved_events: int | None = None,
 ) -> TerminalEvent:
     """The terminal event of a run that ended with ``status``: usage and timings from its api-call row when
-    there is one (else ``usage`` as the stream counted it); a failure named by ``code``/``message``, else by
-    the row, else by the status."""
-    facts = None
+    there is one (else ``api_call`` and ``usage`` as the turn measured them); a failure named by
+    ``code``/``message``, else by the row, else by the status."""
+    facts = api_call
     if call is not None:
         facts = ApiCallFacts(call.id, call.latency_ms, call.time_to_first_token_ms)
         usage = Usage(call.prompt_tokens, call.completion_tokens, call.total_tokens, call.tokens_estimated)

@@ -1,7 +1,9 @@
 """The run registry: the runs of this process, started, finished, retried and shown to other processes.
 
-When a follower on another process asks (a ``watch`` on the control channel), the owner publishes the run's
-events through the bus; a ``cancel`` from anywhere stops it.
+Every turn starts through the library's turn engine (``TurnEngine``): it chooses the agent and provider,
+applies the session's recorded settings and the request's own, and writes the rows; a run only holds the
+turn's stream and its event log. When a follower on another process asks (a ``watch`` on the control
+channel), the owner publishes the run's events through the bus; a ``cancel`` from anywhere stops it.
 """
 
 from __future__ import annotations
@@ -11,36 +13,72 @@ import contextlib
 import logging
 import time
 import uuid
-from collections.abc import Callable, Sequence
-from typing import Any
+from dataclasses import replace
 
-from ...entities import Message, Session
-from ...errors import MofaError, PersistenceError, ServiceUnavailableError, SessionBusyError, UnsavedReplyError
-from ...llm import ChatMessage, ChatStream, LLMAgent, LLMAgentBuilder
-from ...persistence import PersistencePlugin, Store
+from ...entities import Session
+from ...errors import (
+    ConfigError,
+    MofaError,
+    PersistenceError,
+    ServiceUnavailableError,
+    SessionBusyError,
+    UnsavedReplyError,
+)
+from ...llm import LLMProvider, StreamLimits
+from ...persistence import (
+    PersistencePlugin,
+    SettingsRequest,
+    StartedTurn,
+    Store,
+    TurnEngine,
+    TurnOptions,
+    TurnSession,
+)
 from .._config import ServeConfig
 from ._bus import LocalBus
-from ._chooser import AgentChooser
-from ._events import TextDeltaEvent, Usage, terminal_event
-from ._log import FINAL_STATUSES, find_call
+from ._events import ApiCallFacts, TextDeltaEvent, Usage, terminal_event
+from ._log import FINAL_STATUSES
 from ._messages import Control, Ended, Heartbeat, delta_messages
-from ._run import MarkStarted, NameReply, Principal, Run
+from ._run import Principal, Run, RunHooks
 
 __all__ = ["RunRegistry", "cancel_run"]
 
 log = logging.getLogger("mofa_sdk.server")
 
 
-class RunRegistry:
-    """The runs of this process, the control messages from others, and their heartbeats."""
+class _ServiceEngine(TurnEngine):
+    """The turn engine of the service: no provider configured is the service's fault (a 503), not the
+    request's."""
 
-    def __init__(self, store: Store, bus: LocalBus, chooser: AgentChooser, config: ServeConfig) -> None:
+    @property
+    def default_provider(self) -> LLMProvider:
+        try:
+            return super().default_provider
+        except ServiceUnavailableError:
+            raise
+        except ConfigError as exc:
+            raise ServiceUnavailableError(f"no LLM provider is configured for this service: {exc}",
+                                          code="no_provider") from None
+
+
+class RunRegistry:
+    """The runs of this process, the control messages from others, and their heartbeats.
+
+    ``provider``: the provider of turns that no agent row answers (None: the environment's, made on first
+    use, as ``mofa chat`` picks it)."""
+
+    def __init__(self, store: Store, bus: LocalBus, provider: LLMProvider | None, config: ServeConfig) -> None:
         self.store = store
         self.bus = bus
-        self.chooser = chooser
         self.config = config
+        self.engine: TurnEngine = _ServiceEngine(
+            store, provider=provider, plugin_id="mofa-serve", checkpoint_interval=config.checkpoint_interval,
+            record_delta_offsets=True, limits=StreamLimits(max_reply_chars=config.max_reply_chars),
+        )
         self.runs: dict[uuid.UUID, Run] = {}
         self._live_sessions: dict[uuid.UUID, Run] = {}
+        #: sessions whose turn is being opened (not a run yet): busy as well
+        self._opening: set[uuid.UUID] = set()
         self._heartbeat: asyncio.Task[None] | None = None
         #: plugins holding replies whose final write failed (``plugin.pending``): retried until they land
         self.unsaved: list[PersistencePlugin] = []
@@ -65,46 +103,46 @@ class RunRegistry:
         await self.flush_unsaved()
         if self.unsaved:
             log.error("%d replies could not be saved before shutdown", sum(len(p.pending) for p in self.unsaved))
+        await self.engine.aclose()
 
     # -- starting --------------------------------------------------------------------------------------
     async def start_run(
-        self, principal: Principal, session: Session, content: str, agent_code: str | None, *,
-        messages: Sequence[ChatMessage] | None = None,
-        configure: Callable[[LLMAgentBuilder], object] | None = None,
-        request_params: dict[str, Any] | None = None,
+        self, principal: Principal, session: Session | uuid.UUID | None, content: str,
+        settings: SettingsRequest | None = None, options: TurnOptions | None = None,
     ) -> Run:
-        """Start a turn on ``session``; returns once the user message is saved (or raises, nothing written).
+        """Start a turn through the turn engine; returns once the user message is saved (or raises, with
+        nothing written).
 
-        ``messages``: the request to send instead of the window (``LLMAgent.chat_stream(messages=…)``: a
-        client that keeps its own context); ``configure``: applied to the turn's builder (model, params);
-        ``request_params``: saved with the user message (``Message.request_params``).
-        """
-        if session.id in self._live_sessions:
-            busy = self._live_sessions[session.id]
-            raise SessionBusyError(f"session {session.id} has a reply streaming (run {busy.id})")
-        await self._check_not_streaming_elsewhere(principal, session.id)
-        builder, config = await self.chooser.builder(principal.tenant_id, session, agent_code)
-        run = Run(principal, session.id)
-        plugin = PersistencePlugin(
-            "mofa-serve", self.store, principal.user_id, principal.tenant_id,
-            config.agent.id if config is not None else None, session.id,
-            checkpoint_interval=self.config.checkpoint_interval, record_delta_offsets=True,
-        )
-        builder.with_event_handler(NameReply(run, request_params)).with_persistence_plugin(plugin)
-        builder.with_event_handler(MarkStarted(run))
-        builder.with_user(principal.user_id).with_tenant(principal.tenant_id)
-        builder.with_max_reply_chars(self.config.max_reply_chars)
-        if configure is not None:
-            configure(builder)
-        self._live_sessions[session.id] = run
+        ``session``: a row the caller read with the owner check, an id (read here; one nobody holds is a
+        new session under it), or None for a new session. A new session is written with the user message,
+        in one transaction. ``settings``: what the session is asked to run with (recorded on it);
+        ``options``: this turn's own (its earlier messages, request parameters, overrides)."""
+        known = session.id if isinstance(session, Session) else session
+        if known is not None:
+            busy = self._live_sessions.get(known)
+            if busy is not None or known in self._opening:
+                what = f" (run {busy.id})" if busy is not None else ""
+                raise SessionBusyError(f"session {known} has a reply streaming{what}")
+            self._opening.add(known)
         try:
-            agent = await builder.build_async()
+            if known is not None:
+                await self._check_not_streaming_elsewhere(principal, known)
+            opened = await self.engine.open(principal.tenant_id, principal.user_id, session, settings,
+                                            create_with_turn=True)
+        finally:
+            if known is not None:
+                self._opening.discard(known)
+        run = Run(principal, opened.session_id)
+        o = options or TurnOptions()
+        run.request_params = o.request_params
+        try:
+            started = opened.start(content, replace(o, reply_id=run.id, handlers=(*o.handlers, RunHooks(run))))
         except BaseException:
-            self._live_sessions.pop(session.id, None)
+            await opened.aclose()
             raise
+        self._live_sessions[run.session_id] = run
         self.runs[run.id] = run
-        run.task = asyncio.create_task(self._execute(run, agent, plugin, content, messages,
-                                                 owns_provider=config is not None))
+        run.task = asyncio.create_task(self._execute(run, opened, started))
         try:
             await asyncio.shield(run.started)
         except BaseException:
@@ -120,11 +158,8 @@ class RunRegistry:
             if m.role == "assistant" and m.status == "streaming":
                 raise SessionBusyError(f"session {session_id} has a reply streaming (run {m.id})")
 
-    async def _execute(
-        self, run: Run, agent: LLMAgent, plugin: PersistencePlugin, content: str,
-        messages: Sequence[ChatMessage] | None, *, owns_provider: bool
-    ) -> None:
-        stream = agent.chat_stream(content, session_id=run.session_id, messages=messages)
+    async def _execute(self, run: Run, opened: TurnSession, started: StartedTurn) -> None:
+        stream = started.stream
         failure: BaseException | None = None
         try:
             async for delta in stream:
@@ -134,7 +169,7 @@ class RunRegistry:
         except Exception as exc:
             failure = exc
             if isinstance(exc, UnsavedReplyError):
-                self._keep_unsaved(plugin)
+                self._keep_unsaved(opened.plugin)
             elif not isinstance(exc, MofaError):
                 log.exception("run %s failed", run.id)
         finally:
@@ -146,10 +181,9 @@ class RunRegistry:
                 self.runs.pop(run.id, None)
                 run._finished.set()
             else:
-                await self._finish(run, stream.status or "error", failure, stream)
-            if owns_provider:
-                with contextlib.suppress(Exception):
-                    await agent.aclose()
+                await self._finish(run, stream.status or "error", failure, started)
+            with contextlib.suppress(Exception):  # an agent row's provider is closed; the shared one is not
+                await opened.aclose()
 
     # -- replies whose final write failed -----------------------------------------------------------------
     def _keep_unsaved(self, plugin: PersistencePlugin) -> None:
@@ -184,26 +218,29 @@ class RunRegistry:
                 self.bus.publish(run.id, message)
         run._signal()
 
-    async def _finish(self, run: Run, status: str, failure: BaseException | None, stream: ChatStream) -> None:
+    async def _finish(self, run: Run, status: str, failure: BaseException | None, started: StartedTurn) -> None:
+        """The terminal event, from what the turn itself measured: the same facts its api-call row was just
+        written with (nothing is read back)."""
+        stream = started.stream
         n = len(run.parts) + 1
         reply_id = run.id if run.parts else None
-        call = None
-        if not isinstance(failure, UnsavedReplyError):
-            with contextlib.suppress(MofaError, asyncio.CancelledError):
-                call = await find_call(self.store, _probe_row(run)) if reply_id else None
+        u = stream.usage
+        usage = None if u is None else Usage(u.prompt_tokens, u.completion_tokens, u.total_tokens, u.estimated)
+        facts = None
+        if started.api_call_id is not None and stream.latency_ms is not None:
+            facts = ApiCallFacts(started.api_call_id, max(0, stream.latency_ms), stream.time_to_first_token_ms)
         if isinstance(failure, UnsavedReplyError):
             term = terminal_event(n, "error", user_message_id=run.user_message_id, assistant_message_id=reply_id,
                                   code="unsaved_reply", message=str(failure))
         elif status == "error":
             err = stream.error or failure
             term = terminal_event(n, "error", user_message_id=run.user_message_id, assistant_message_id=reply_id,
-                                  call=call, code=getattr(err, "code", "error"), message=str(err))
+                                  api_call=facts, usage=usage, code=getattr(err, "code", "error"), message=str(err))
         else:
-            u = stream.usage
-            usage = None if u is None else Usage(u.prompt_tokens, u.completion_tokens, u.total_tokens, u.estimated)
             term = terminal_event(n, status, user_message_id=run.user_message_id, assistant_message_id=reply_id,
-                                  call=call, usage=usage)
+                                  api_call=facts, usage=usage)
         run.terminal = term
+        run.model = stream.model
         run.finish_reason = stream.finish_reason
         self._live_sessions.pop(run.session_id, None)
         if run.watched:
@@ -238,12 +275,6 @@ class RunRegistry:
             for run in list(self.runs.values()):
                 if run.watched and run.terminal is None:
                     self.bus.publish(run.id, Heartbeat(len(run.parts)))
-
-
-def _probe_row(run: Run) -> Message:
-    """Enough of the reply row to look its api call up by."""
-    return Message(id=run.id, session_id=run.session_id, tenant_id=run.tenant_id, user_id=run.user_id,
-                   role="assistant", content="")
 
 
 async def cancel_run(registry: RunRegistry, principal: Principal, run_id: uuid.UUID) -> tuple[str, bool] | None:

@@ -18,7 +18,7 @@ from ...ids import uuid7
 from ...llm import EventHandler, Turn
 from ._events import RunEvent, TerminalEvent, TextDeltaEvent
 
-__all__ = ["MarkStarted", "NameReply", "Principal", "Run"]
+__all__ = ["Principal", "Run", "RunHooks"]
 
 
 @dataclass(frozen=True)
@@ -50,6 +50,10 @@ class Run:
         self.cancel_requested = False
         #: the provider's finish reason ("stop", "length" …) once the run ended
         self.finish_reason: str | None = None
+        #: the model that answered, once the run ended (what its api-call row records)
+        self.model: str | None = None
+        #: the API request that started the run, as saved with its user message (the Responses view's)
+        self.request_params: dict[str, Any] | None = None
 
     def __repr__(self) -> str:
         return f"<Run {self.id} session={self.session_id} {self.status} events={len(self.parts)}>"
@@ -89,20 +93,9 @@ class Run:
             self.task.cancel()
 
 
-class NameReply(EventHandler):
-    """Runs before the persistence plugin: the reply row gets the run's id, the user row the request."""
-
-    def __init__(self, run: Run, request_params: dict[str, Any] | None = None) -> None:
-        self.run = run
-        self.request_params = request_params
-
-    async def before_call(self, turn: Turn) -> None:
-        turn.reply_id = self.run.id
-        turn.request_params = self.request_params
-
-
-class MarkStarted(EventHandler):
-    """Runs after the persistence plugin: the user message is saved, the provider is about to be called."""
+class RunHooks(EventHandler):
+    """Runs after the persistence plugin: once the user message is saved the provider is about to be
+    called, and the run has started."""
 
     def __init__(self, run: Run) -> None:
         self.run = run

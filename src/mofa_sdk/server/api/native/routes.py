@@ -14,6 +14,7 @@ from fastapi.responses import JSONResponse
 
 from ....entities import QueryFilter, Session, UsageStatistics
 from ....errors import MofaError, SessionBusyError
+from ....persistence import SettingsRequest
 from ....persistence._protocols import SessionReader
 from ....persistence._sessions import owned_session
 from ....persistence._store import MAX_PAGE as MAX_PAGE_SIZE
@@ -80,7 +81,8 @@ def _run_out(run: Run) -> RunOut:
 )
 async def post_message(session_id: uuid.UUID, body: MessageIn, registry: Registry, who: Who) -> Any:
     session = await _session_of(registry.store, who, session_id)
-    run = await registry.start_run(who, session, body.content, body.agent)
+    asked = SettingsRequest() if body.agent is None else SettingsRequest(agent=body.agent)
+    run = await registry.start_run(who, session, body.content, asked)
     headers = {"mofa-run-id": str(run.id), "location": f"/v1/runs/{run.id}"}
     if body.stream:
         start = sse("run", {"run_id": str(run.id), "session_id": str(run.session_id),

@@ -1,9 +1,10 @@
 """OpenAI Chat Completions and Models: a view of the same runs the native API starts and follows.
 
-A chat completion is a run (``RunRegistry.start_run``): the client's messages are what is sent
-(``LLMAgent.chat_stream(messages=…)``: the client keeps its context, the window is not read), and the persistence
-plugin saves the request's last user message and the reply to the session named by ``X-Mofa-Session-Id``
-(created if new) or to a new one. Its events are rendered as ``chat.completion.chunk`` objects.
+A chat completion is a run (``RunRegistry.start_run``, through the turn engine): the client's messages are what
+is sent, for this turn only (the client keeps its context, the window is not read), and the engine saves the
+request's last user message and the reply to the session named by ``X-Mofa-Session-Id`` (created if new, with
+the user message) or to a new one. ``model`` is an agent code of the tenant, else a model name for the
+default provider (recorded on the session). Its events are rendered as ``chat.completion.chunk`` objects.
 """
 
 from __future__ import annotations
@@ -11,16 +12,15 @@ from __future__ import annotations
 import json
 import time
 import uuid
-from collections.abc import AsyncGenerator, AsyncIterator, Callable
+from collections.abc import AsyncGenerator, AsyncIterator
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Header
 from fastapi.responses import JSONResponse
 
-from ....entities import AgentConfig, Session
 from ....errors import ServiceUnavailableError, TenantMismatchError
-from ....llm import LLMAgentBuilder
-from ....persistence import Store
+from ....llm import ChatMessage
+from ....persistence import SettingsRequest, TurnOptions
 from ...http import KEEPALIVE, ApiError, Registry, SSEResponse, Who
 from ...runs import Principal, Run, RunEvent, RunRegistry, TerminalEvent, follow_local
 from ._shapes import chunk, completion, finish_reason, openai_error, usage_chunk
@@ -39,40 +39,25 @@ def _data(obj: dict[str, Any]) -> bytes:
     return b"data: " + json.dumps(obj, ensure_ascii=False, separators=(",", ":")).encode() + b"\n\n"
 
 
-async def _session(store: Store, who: Principal, header: str | None) -> Session:
-    """The session named by the header (another tenant's or user's: 404), else a new one. A new session is
-    not written here: the run's persistence plugin creates it with the user message."""
+def _session_id(header: str | None) -> uuid.UUID | None:
+    """The session the header names (the engine reads it with the owner check; one nobody holds is created
+    under that id with the user message), else None: a new one."""
     if header is None or not header.strip():
-        return Session(tenant_id=who.tenant_id, user_id=who.user_id)
+        return None
     try:
-        sid = uuid.UUID(header.strip())
+        return uuid.UUID(header.strip())
     except ValueError:
         raise ParamError(f"{SESSION_HEADER} must be a UUID, got {header[:60]!r}", SESSION_HEADER) from None
-    found = await store.get_session(who.tenant_id, sid)
-    if found is not None and found.user_id != who.user_id:
-        raise TenantMismatchError(f"session {sid} not found")
-    return found or Session(id=sid, tenant_id=who.tenant_id, user_id=who.user_id)
 
 
-def _configure(req: ChatRequest, config: AgentConfig | None) -> Callable[[LLMAgentBuilder], None]:
-    """The request's model and sampling fields over the agent row's (or the default provider's)."""
-
-    def apply(b: LLMAgentBuilder) -> None:
-        if config is None:
-            b.with_model(req.model)
-        if req.temperature is not None:
-            b.with_temperature(req.temperature)
-        tokens = req.max_completion_tokens or req.max_tokens
-        if tokens is not None:
-            b.with_max_tokens(tokens)
-        if req.response_format is not None:
-            b.with_response_format(req.response_format)
-        forwarded = req.forwarded()
-        if forwarded:
-            base = (config.agent.custom_params if config is not None else None) or {}
-            b.with_custom_params({**base, **forwarded})
-
-    return apply
+def _turn(req: ChatRequest, messages: list[ChatMessage]) -> TurnOptions:
+    """The client's messages and sampling fields, for this turn only, over the agent row's (or the default
+    provider's)."""
+    extra = req.forwarded()
+    if req.response_format is not None:
+        extra["response_format"] = req.response_format
+    return TurnOptions(temperature=req.temperature, max_tokens=req.max_completion_tokens or req.max_tokens,
+                       extra=extra or None, messages=messages)
 
 
 @router.post("/v1/chat/completions", summary="OpenAI Chat Completions: a run, streamed as chunks or answered whole")
@@ -83,15 +68,15 @@ async def chat_completions(
     session_header: Annotated[str | None, Header(alias=SESSION_HEADER)] = None,
 ) -> Any:
     messages, user_text = req.conversation()
-    session = await _session(registry.store, who, session_header)
-    config = await registry.store.get_agent_by_code_and_tenant_with_provider(who.tenant_id, req.model)
-    if config is None:  # a plain model name for the default provider: never the session's own agent row
-        session = session.model_copy(update={"agent_id": None})
+    sid = _session_id(session_header)
+    # an agent code answers with that agent; a plain model name with the default provider, never the
+    # session's own agent row
+    is_agent = await registry.store.get_agent_by_code_and_tenant(who.tenant_id, req.model) is not None
+    asked = SettingsRequest(agent=req.model) if is_agent else SettingsRequest(agent=None, model=req.model)
     try:
-        run = await registry.start_run(who, session, user_text, req.model if config is not None else None,
-                                       messages=messages, configure=_configure(req, config))
-    except TenantMismatchError as exc:  # an id another tenant holds: exactly like one that does not exist
-        raise ApiError(404, f"session {session.id} not found") from exc
+        run = await registry.start_run(who, sid, user_text, asked, _turn(req, messages))
+    except TenantMismatchError as exc:  # another user's (or tenant's) id: exactly like one that does not exist
+        raise ApiError(404, f"session {sid} not found") from exc
     headers = {SESSION_HEADER.lower(): str(run.session_id), "mofa-run-id": str(run.id)}
     cid = f"chatcmpl-{run.id}"
     if req.stream:
@@ -145,7 +130,7 @@ async def _models(registry: RunRegistry, who: Principal) -> list[dict[str, Any]]
     agents = await registry.store.list_agents(who.tenant_id)
     out = [_model(a.agent_code, a.create_time.timestamp(), "tenant") for a in agents if a.agent_status]
     try:
-        default = registry.chooser.default_provider.default_model
+        default = registry.engine.default_provider.default_model
     except ServiceUnavailableError:  # no default provider configured: only the agent rows answer
         return out
     if all(m["id"] != default for m in out):

@@ -17,13 +17,16 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query
 
-from ....entities import Message, Session
+from ....entities import Session
 from ....errors import NotFoundError, SessionBusyError
-from ....llm import LLMAgentBuilder
+from ....ids import uuid7
+from ....llm import ChatMessage
+from ....persistence import KEEP, SettingsRequest, TurnOptions
 from ...http import KEEPALIVE, ApiError, Registry, SSEResponse, Who, sse
 from ...runs import (
     FINAL_STATUSES,
     Principal,
+    Run,
     RunError,
     RunEvent,
     RunRegistry,
@@ -34,7 +37,7 @@ from ...runs import (
     open_follower,
     owner_answers,
 )
-from ._common import conversation_of, list_page, messages_of, reply_row
+from ._common import conversation_of, list_page, reply_row
 from ._shapes import decode_id, encode_id, item_obj, response_obj
 from .schemas import ResponseCreate
 
@@ -48,69 +51,44 @@ def _not_found(raw: str, param: str | None = None) -> ApiError:
     return ApiError(404, f"response {raw[:80]!r} not found", param=param)
 
 
-async def _session_for(registry: RunRegistry, who: Principal, body: ResponseCreate) -> tuple[Session, bool]:
-    """The session the turn runs on, and whether this request creates it."""
+async def _session_for(registry: RunRegistry, who: Principal, body: ResponseCreate) -> Session | None:
+    """The session the turn runs on, read once with the owner check; None: a new one (the turn engine writes
+    it with the user message)."""
     if body.conversation is not None:
-        return await conversation_of(registry.store, who, body.conversation), False
+        return await conversation_of(registry.store, who, body.conversation)
     prev = body.previous_response_id
     if prev:
         row = await reply_row(registry.store, who, decode_id("resp", prev, "response"))
         if row is None:
             raise _not_found(prev, "previous_response_id")
         found = await registry.store.get_session(who.tenant_id, row.session_id)
-        if found is None:
+        if found is None or found.user_id != who.user_id:
             raise _not_found(prev, "previous_response_id")
-        return found, False
-    return Session(tenant_id=who.tenant_id, user_id=who.user_id, title=None), True
+        return found
+    return None
 
 
 @router.post("/v1/responses", summary="Create a response: one run (streamed, waited for, or in the background)")
 async def create_response(body: ResponseCreate, registry: Registry, who: Who) -> Any:
-    store = registry.store
     earlier_pairs, user_text = body.turn()
-    metadata = body.metadata or {}
-    session, new = await _session_for(registry, who, body)
+    session = await _session_for(registry, who, body)
     model = body.model
-    agent_code = None
-    if model and await store.get_agent_by_code_and_tenant(who.tenant_id, model) is not None:
-        agent_code = model
-
-    def configure(builder: LLMAgentBuilder) -> None:
-        if model and agent_code is None:
-            builder.with_model(model)
-        if body.instructions is not None:
-            builder.with_system_prompt(body.instructions)
-        if body.temperature is not None:
-            builder.with_temperature(body.temperature)
-        if body.max_output_tokens is not None:
-            builder.with_max_tokens(body.max_output_tokens)
-
-    if not new and any(r.session_id == session.id and r.terminal is None for r in registry.runs.values()):
-        raise SessionBusyError("the conversation has a response in progress")
-    earlier = messages_of(who, session.id, earlier_pairs)
-    if new:
-        session = await store.create_session(session)
-    saved: list[Message] = []
-    try:
-        if earlier:  # items before the last: ordinary rows of the session, before the turn reads its window
-            saved = await store.save_messages(earlier)
-        # the request parameters, saved with the (last) user message in its insert; its own id is not in
-        # input_ids (it is not known yet): _meta adds it
-        meta = {"created_at": int(time.time()), "model": model or "", "instructions": body.instructions,
-                "previous_response_id": body.previous_response_id, "conversation": not new and
-                body.conversation is not None, "metadata": metadata, "temperature": body.temperature,
-                "max_output_tokens": body.max_output_tokens, "background": bool(body.background),
-                "input_ids": [str(m.id) for m in saved]}
-        run = await registry.start_run(who, session, user_text, agent_code, configure=configure,
-                                       request_params=meta)
-    except BaseException:
-        # nothing of a refused request stays written
-        if new:
-            await store.delete_session(who.tenant_id, session.id)
-        else:
-            for m in saved:
-                await store.delete_message(who.tenant_id, m.id)
-        raise
+    # ``model`` names an agent row of the tenant, else the model of the session's agent (or default provider)
+    is_agent = model is not None and await registry.store.get_agent_by_code_and_tenant(who.tenant_id, model) is not None
+    asked = SettingsRequest(agent=model) if is_agent else SettingsRequest(model=model or KEEP)
+    # items before the last: rows of the session before the user message, written with it (ids known now)
+    earlier = [ChatMessage(role=role, content=text, id=uuid7()) for role, text in earlier_pairs]
+    # the request parameters, saved with the (last) user message in its insert; its own id is not in
+    # input_ids (it is not known yet): _meta adds it
+    meta = {"created_at": int(time.time()), "model": model or "", "instructions": body.instructions,
+            "previous_response_id": body.previous_response_id, "conversation": body.conversation is not None,
+            "metadata": body.metadata or {}, "temperature": body.temperature,
+            "max_output_tokens": body.max_output_tokens, "background": bool(body.background),
+            "input_ids": [str(m.id) for m in earlier]}
+    # instructions, temperature and the reply cap are this response's own: not recorded on the session
+    options = TurnOptions(temperature=body.temperature, max_tokens=body.max_output_tokens,
+                          system_prompt=body.instructions, earlier=earlier, request_params=meta)
+    run = await registry.start_run(who, session, user_text, asked, options)
     if body.stream:
         return SSEResponse(_stream(registry, who, run.id, follow_local(run, 0, registry.config), -1))
     if not body.background:
@@ -118,15 +96,25 @@ async def create_response(body: ResponseCreate, registry: Registry, who: Who) ->
     return await _response(registry, who, run.id, encode_id("resp", run.id))
 
 
-async def _meta(registry: RunRegistry, who: Principal, user_message_id: uuid.UUID | None) -> dict[str, Any]:
-    if user_message_id is None:
-        return {}
-    row = await registry.store.get_message(who.tenant_id, user_message_id)
-    found = dict(row.request_params) if row is not None and row.request_params is not None else {}
+def _with_own_id(params: dict[str, Any] | None, user_message_id: uuid.UUID | None) -> dict[str, Any]:
+    found = dict(params) if params is not None else {}
     ids = found.get("input_ids")
     if isinstance(ids, list) and str(user_message_id) not in ids:  # rows saved before 0008 list it already
         found["input_ids"] = [*ids, str(user_message_id)]
     return found
+
+
+def _run_meta(run: Run) -> dict[str, Any]:
+    """A live run's request parameters: the run holds them (nothing is read)."""
+    return _with_own_id(run.request_params, run.user_message_id)
+
+
+async def _meta(registry: RunRegistry, who: Principal, user_message_id: uuid.UUID | None) -> dict[str, Any]:
+    """A finished response's request parameters, from its user message."""
+    if user_message_id is None:
+        return {}
+    row = await registry.store.get_message(who.tenant_id, user_message_id)
+    return _with_own_id(row.request_params if row is not None else None, user_message_id)
 
 
 async def _response(registry: RunRegistry, who: Principal, rid: uuid.UUID, raw: str,
@@ -134,10 +122,11 @@ async def _response(registry: RunRegistry, who: Principal, rid: uuid.UUID, raw: 
     """The Response object of run ``rid`` as it stands: from the live run, else from its rows."""
     run = registry.runs.get(rid)
     if run is not None and run.owned_by(who):
-        meta = await _meta(registry, who, run.user_message_id)
+        meta = _run_meta(run)
         t = run.terminal
         return response_obj(rid, status=force_status or run.status, text="".join(run.parts),
                             created_at=meta.get("created_at", 0), meta=meta, session_id=run.session_id,
+                            model=run.model,
                             usage=t.usage if t is not None else None, error=t.error if t is not None else None)
     row = await reply_row(registry.store, who, rid)
     if row is None or run is not None:
@@ -265,12 +254,14 @@ async def input_items(response_id: str, registry: Registry, who: Who,
     run = registry.runs.get(rid)
     if run is not None and run.owned_by(who):
         user_id = run.user_message_id
+        ids = _run_meta(run).get("input_ids")
     else:
         row = await reply_row(registry.store, who, rid)
         if row is None:
             raise _not_found(response_id)
         user_id = row.parent_message_id
-    ids = (await _meta(registry, who, user_id)).get("input_ids") or ([str(user_id)] if user_id else [])
+        ids = (await _meta(registry, who, user_id)).get("input_ids")
+    ids = ids or ([str(user_id)] if user_id else [])
     rows = [m for m in [await registry.store.get_message(who.tenant_id, uuid.UUID(i)) for i in ids] if m is not None]
     if order == "desc":
         rows.reverse()

@@ -72,8 +72,10 @@ def response_obj(
     call: LLMApiCall | None = None,
     usage: Usage | None = None,
     error: RunError | None = None,
+    model: str | None = None,
 ) -> dict[str, Any]:
-    """A Response object: ``status`` is a run status (streaming, complete, …), ``meta`` what the request set."""
+    """A Response object: ``status`` is a run status (streaming, complete, …), ``meta`` what the request set;
+    its model the one that answered (``model``, else the api-call row's), else the one asked for."""
     st = response_status(status)
     output: list[dict[str, Any]] = []
     if text or st != "in_progress":
@@ -96,7 +98,7 @@ def response_obj(
         "background": bool(meta.get("background", False)), "error": err,
         "incomplete_details": {"reason": "interrupted"} if st == "incomplete" else None,
         "instructions": meta.get("instructions"), "max_output_tokens": meta.get("max_output_tokens"),
-        "model": (call.model_name if call is not None else None) or meta.get("model") or "",
+        "model": model or (call.model_name if call is not None else None) or meta.get("model") or "",
         "output": output, "parallel_tool_calls": False, "previous_response_id": meta.get("previous_response_id"),
         "conversation": {"id": encode_id("conv", session_id)} if meta.get("conversation") else None,
         "metadata": meta.get("metadata") or {}, "store": True, "temperature": meta.get("temperature"),
