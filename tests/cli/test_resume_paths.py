@@ -1,5 +1,5 @@
-"""A session resumes identically through ``mofa chat``, the library (quick helper, builder) and the turn
-engine (issue 21): each keeps the window, system prompt, model and agent it was started with."""
+"""A session resumes identically through ``mofa chat``, the library (quick helper, builder), the turn engine and
+``mofa serve`` (issue 21): each keeps the window, system prompt, model and agent it was started with."""
 
 from __future__ import annotations
 
@@ -9,9 +9,11 @@ from typing import Any
 import pytest
 
 from mofa_sdk.entities import Agent, Provider, SessionSettings
-from mofa_sdk.persistence import TurnEngine, quick_agent
+from mofa_sdk.llm import default_provider
+from mofa_sdk.persistence import TurnEngine, issue_api_key, quick_agent
 from tests.cli.helpers import Cli, session_id_in
 from tests.llm.fault_server import FaultServer
+from tests.server.support import auth, in_process
 
 REPLY = "tok0 tok1 tok2 "
 
@@ -80,14 +82,31 @@ async def test_cli_then_library_then_engine_then_cli(cli: Cli, fault: FaultServe
         await store.close()
     assert _sent(fault) == [("system", "You are a pirate"), *_rounds("c", "d"), ("user", "e")]
 
-    # mofa serve: when the service opens sessions through TurnEngine (the server's next wave), the same
-    # session continued over HTTP belongs here, asserting the same request.
+    # mofa serve (in this process, its default provider the environment's, as `mofa serve` makes it): the
+    # native API, then the Responses API on the same session as a conversation, told nothing but the session
+    store = await cli.store()
+    provider = default_provider()
+    try:
+        _, key = await issue_api_key(store, cli.tenant, cli.user, "resume")
+        async with in_process(store, provider, cli.db_url) as served:
+            r = await served.client.post(f"/v1/sessions/{sid}/messages", json={"content": "f"}, headers=auth(key))
+            assert r.status_code == 200, r.text
+            assert fault.requests[-1].body["model"] == "my-model"
+            assert _sent(fault) == [("system", "You are a pirate"), *_rounds("d", "e"), ("user", "f")]
+            r = await served.client.post("/v1/responses", headers=auth(key),
+                                         json={"input": "g", "conversation": f"conv_{uuid.UUID(sid).hex}"})
+            assert r.status_code == 200, r.text
+            assert fault.requests[-1].body["model"] == "my-model"
+            assert _sent(fault) == [("system", "You are a pirate"), *_rounds("e", "f"), ("user", "g")]
+    finally:
+        await provider.aclose()
+        await store.close()
 
     # and the CLI again, told nothing but the session
-    again = await cli("chat", "-s", sid, "--base-url", fault.base_url, "f")
+    again = await cli("chat", "-s", sid, "--base-url", fault.base_url, "h")
     assert again.exit_code == 0, again.output
     assert fault.requests[-1].body["model"] == "my-model"
-    assert _sent(fault) == [("system", "You are a pirate"), *_rounds("d", "e"), ("user", "f")]
+    assert _sent(fault) == [("system", "You are a pirate"), *_rounds("f", "g"), ("user", "h")]
     settings, changes = await _settings(cli, sid)
     assert settings == started and changes == []  # every path recorded the same, nothing changed
 
