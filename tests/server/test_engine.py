@@ -93,3 +93,36 @@ async def test_a_turn_that_cannot_start_leaves_nothing_written() -> None:
         assert r.status_code == 200, r.text
         rows = await store.get_session_messages(row.tenant_id, sid)
         assert [m.content for m in rows][:4] == ["kept", "one", "two", "three"] and rows[-1].role == "assistant"
+
+
+async def test_the_engine_writes_a_new_session_with_its_first_turn_and_its_earlier_messages() -> None:
+    """What the service asks of the turn engine: ``create_with_turn`` writes nothing on open; the first turn
+    writes the session, its earlier messages and its user message together, and sends them within the window."""
+    from mofa_sdk.llm import ChatMessage, ScriptedProvider
+    from mofa_sdk.persistence import SettingsRequest, TurnEngine, TurnOptions
+
+    store = InMemoryStore()
+    provider = ScriptedProvider(["one", "two"], delta_delay=0.0)
+    engine = TurnEngine(store, provider=provider)
+    tenant, user = uuid.uuid4(), uuid.uuid4()
+    try:
+        opened = await engine.open(tenant, user, None, SettingsRequest(system_prompt="Be brief.", window=1),
+                                   create_with_turn=True)
+        await _nothing_written(store, tenant, user)
+        earlier = [ChatMessage(role="user", content="a", id=uuid.uuid4()), ChatMessage(role="assistant", content="b"),
+                   ChatMessage(role="user", content="c"), ChatMessage(role="assistant", content="d")]
+        started = opened.start("e", TurnOptions(earlier=earlier))
+        assert await started.stream.text_async() == "one"
+        sent, _ = provider.requests[-1]
+        # the window (one round) over the earlier messages, after the session's system prompt
+        assert [(m.role, m.content) for m in sent] == [("system", "Be brief."), ("user", "c"), ("assistant", "d"),
+                                                        ("user", "e")]
+        rows = await store.get_session_messages(tenant, opened.session_id)
+        assert [(m.role, m.content) for m in rows] == [("user", "a"), ("assistant", "b"), ("user", "c"),
+                                                        ("assistant", "d"), ("user", "e"), ("assistant", "one")]
+        assert rows[0].id == earlier[0].id and rows[-2].id == started.user_message_id
+        session = await store.get_session(tenant, opened.session_id)
+        assert session is not None and session.settings is not None and session.settings.window == 1
+        await opened.aclose()
+    finally:
+        await engine.aclose()
