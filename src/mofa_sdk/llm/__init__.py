@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 from ._agent import LLMAgent, TurnOverrides
 from ._builder import LLMAgentBuilder, default_provider
 from ._hooks import EventHandler, OpenedSession, SessionBackend, SessionInfo, SettingsBackend, Settle
+from ._loop import AgentEvent, StepFinished, ToolResultEvent, ToolStep
 from ._messages import ContentPart, ImagePart, TextPart, ToolCall, ToolResult, check_tool_sequence
 from ._provider import (
     ChatParams,
@@ -36,6 +37,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "LOCAL_MAX_TOKENS",
+    "AgentEvent",
     "ChatMessage",
     "ChatParams",
     "ChatStream",
@@ -56,6 +58,7 @@ __all__ = [
     "SessionInfo",
     "SettingsBackend",
     "Settle",
+    "StepFinished",
     "StreamLimits",
     "StreamStarted",
     "TextDelta",
@@ -67,7 +70,9 @@ __all__ = [
     "ToolCallFinished",
     "ToolCallStarted",
     "ToolResult",
+    "ToolResultEvent",
     "ToolSpec",
+    "ToolStep",
     "Turn",
     "TurnOverrides",
     "TurnResult",
