@@ -241,3 +241,24 @@ async def test_a_replys_api_call_is_read_through_its_index(fresh_pg_url: str) ->
             " ORDER BY create_time DESC, id DESC LIMIT 1", (TENANT, uuid.uuid4())
         ).fetchall())  # fmt: skip
     assert "entity_api_call_response_idx" in plan, plan
+
+
+async def test_0009_old_rows_read_as_text(old_db: OldDatabase) -> None:
+    """Rows stored before messages had tool fields read with none: no calls, no result, no parts. An old
+    ``tool`` row (the role existed, its call id did not) reads with no call id."""
+    old_db.migrate_to("0008_message_protocol_columns")
+    sid = old_db.session({})
+    rows = [("user", "What is 2+2?"), ("assistant", "Let me compute."), ("tool", "4"), ("assistant", "It is 4.")]
+    ids = []
+    for seq, (role, content) in enumerate(rows, 1):
+        ids.append(uuid.uuid4())
+        old_db.insert("entity_message", {"id": ids[-1], "session_id": sid, "tenant_id": TENANT, "user_id": USER,
+                                         "seq": seq, "role": role, "content": content, "metadata": {}})
+    store = await _migrated(old_db)
+    try:
+        assert await store.check_schema() == []
+        found = await store.get_session_messages(TENANT, sid)
+        assert [(m.role, m.content) for m in found] == rows
+        assert all((m.tool_calls, m.tool_call_id, m.is_error, m.parts) == ([], None, False, []) for m in found)
+    finally:
+        await store.close()
