@@ -7,8 +7,13 @@ What is written when (DESIGN §3):
   inserts the assistant row as ``streaming``, later ones update it), so a crash loses at most one interval.
   A checkpoint runs beside the stream, at most one at a time, so a slow or dead database never holds up
   the deltas;
+- when a model call ends in tool calls (``on_tool_calls``): the assistant message making them and that call's
+  api-call record, in one transaction, before any of its tools runs (a checkpoint of its text, written under
+  the reply's id while it streamed, is replaced by it); then each tool result as it arrives
+  (``on_tool_result``), the results of calls that were cancelled or never ran included;
 - when the turn ends (complete, error or cancelled): the assistant reply with its final status and the
-  api-call record, in one transaction.
+  api-call record, in one transaction (a turn that ended while its tools ran has no reply and no call
+  in progress: nothing more is written).
 
 If a finishing write fails, the reply is kept in memory (``pending``), retried before the next turn, by
 ``flush()`` and when the plugin is closed (within ``flush_timeout``), and an :class:`UnsavedReplyError`
@@ -23,7 +28,7 @@ import asyncio
 import logging
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -38,8 +43,20 @@ from ..errors import (
     UnsavedReplyError,
 )
 from ..ids import parse_uuid, uuid7
-from ..llm import ChatMessage, EventHandler, OpenedSession, SessionInfo, Settle, Turn, TurnResult, settings_changes
+from ..llm import (
+    ChatMessage,
+    EventHandler,
+    OpenedSession,
+    SessionInfo,
+    Settle,
+    ToolCall,
+    ToolStep,
+    Turn,
+    TurnResult,
+    settings_changes,
+)
 from ._calls import call_fields
+from ._chat_rows import message_row, stored_tool_calls
 from ._protocols import HistoryReader, PluginStore
 from ._sessions import find_session, open_session
 from ._store import UNSET, Store
@@ -71,6 +88,8 @@ class PendingReply:
     uncertain: bool = False
     #: True when the session was deleted before the reply could be written: it is dropped, not retried
     session_deleted: bool = False
+    #: True when a checkpointed row must be replaced (the reply makes tool calls, which an update cannot add)
+    replace_existing: bool = False
 
     def describe(self) -> str:
         what = f"reply {self.message.id}" if self.message is not None else f"api call {self.call.id}"
@@ -345,6 +364,44 @@ class PersistencePlugin(EventHandler):
             p.checkpoint_failed = True
             checkpoint_log.warning("checkpoint of reply %s failed; the reply keeps streaming: %s", p.reply_id, exc)
 
+    async def on_tool_calls(self, turn: Turn, step: ToolStep) -> None:
+        """The assistant message making calls and its model call's record, in one transaction; raises (and no
+        tool runs) when they cannot be written."""
+        p: _Progress | None = turn.state.get(self._key)
+        if p is None:
+            return
+        if p.checkpoint_task is not None:
+            await asyncio.shield(p.checkpoint_task)  # never raises (see _checkpoint)
+        row = message_row(step.message, session_id=turn.session_id, tenant_id=turn.tenant_id, user_id=turn.user_id,
+                          agent_id=turn.agent_id, parent_message_id=p.user_message_id, status="complete")
+        call = LLMApiCall(
+            id=uuid7(), tenant_id=turn.tenant_id, session_id=turn.session_id, user_id=turn.user_id,
+            agent_id=turn.agent_id, request_message_id=p.user_message_id, response_message_id=row.id,
+            model_name=step.result.model or turn.model, **call_fields(step.result),
+        )
+        store = self._rows
+        async with store.transaction() as tx:
+            if p.checkpointed or p.checkpoint_failed:
+                # the step's text was checkpointed under the final reply's id; that id names the final reply
+                await store.delete_message(turn.tenant_id, p.reply_id, tx=tx)
+            await store.save_message(row, tx=tx)
+            await store.save_api_call(call, tx=tx)
+        # the next model call streams afresh under the reply's id
+        p.checkpointed = p.checkpoint_failed = False
+        p.checkpoint_task = None
+        p.last_checkpoint = time.monotonic()
+        if p.delta_ends is not None:
+            p.delta_ends = []
+
+    async def on_tool_result(self, turn: Turn, message: ChatMessage) -> None:
+        p: _Progress | None = turn.state.get(self._key)
+        if p is None:
+            return
+        await self._rows.save_message(message_row(
+            message, session_id=turn.session_id, tenant_id=turn.tenant_id, user_id=turn.user_id,
+            agent_id=turn.agent_id, parent_message_id=p.user_message_id,
+        ))
+
     async def after_reply(self, turn: Turn, result: TurnResult) -> None:
         await self._finish(turn, result)
 
@@ -361,8 +418,11 @@ class PersistencePlugin(EventHandler):
         if p.checkpoint_task is not None:
             # the final write must know whether the checkpoint's row exists; it never raises (see above)
             await asyncio.shield(p.checkpoint_task)
+        if result.ended_in_tools and not (result.text or p.checkpointed):
+            return  # its steps and results are saved; no model call was in progress
         status = _STATUS.get(result.status, "error")
-        message = _reply_message(turn, p, result.text, status) if (result.text or p.checkpointed) else None
+        keep = result.text or p.checkpointed or result.tool_calls
+        message = _reply_message(turn, p, result.text, status, tool_calls=result.tool_calls) if keep else None
         call = LLMApiCall(
             id=p.call_id,
             tenant_id=turn.tenant_id,
@@ -375,7 +435,8 @@ class PersistencePlugin(EventHandler):
             **call_fields(result),
         )
         pending = PendingReply(turn.tenant_id, turn.session_id, message, p.checkpointed, call,
-                               uncertain=p.checkpoint_failed)
+                               uncertain=p.checkpoint_failed,
+                               replace_existing=bool(result.tool_calls) and p.checkpointed)
         try:
             await self._write(pending)
         except PersistenceError as exc:
@@ -418,7 +479,10 @@ class PersistencePlugin(EventHandler):
                 p.update_existing = await store.get_message(p.tenant_id, p.message.id) is not None
         async with store.transaction() as tx:
             if p.message is not None:
-                if p.update_existing:
+                if p.update_existing and p.replace_existing:
+                    await store.delete_message(p.tenant_id, p.message.id, tx=tx)
+                    await store.save_message(p.message, tx=tx)
+                elif p.update_existing:
                     await store.update_message(
                         p.tenant_id, p.message.id, content=p.message.content, status=p.message.status,
                         delta_ends=UNSET if p.message.delta_ends is None else p.message.delta_ends, tx=tx,
@@ -508,7 +572,8 @@ def _recorded(settings: SessionSettings | None) -> dict[str, Any] | None:
 
 
 def _reply_message(
-    turn: Turn, p: _Progress, text: str, status: MessageStatus, offsets: list[int] | None = None
+    turn: Turn, p: _Progress, text: str, status: MessageStatus, offsets: list[int] | None = None,
+    tool_calls: Sequence[ToolCall] = (),
 ) -> Message:
     return Message(
         id=p.reply_id,
@@ -521,6 +586,7 @@ def _reply_message(
         status=status,
         parent_message_id=p.user_message_id,
         delta_ends=p.offsets() if offsets is None else offsets,
+        tool_calls=stored_tool_calls(tool_calls),
     )
 
 
