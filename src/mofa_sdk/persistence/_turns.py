@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import enum
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -28,6 +28,7 @@ from ..llm import (
     LLMAgentBuilder,
     LLMProvider,
     StreamLimits,
+    Tool,
     Turn,
     TurnOverrides,
     default_provider,
@@ -180,7 +181,8 @@ class TurnEngine:
 
     ``provider``: the default provider (used where no agent row answers); None: :func:`default_provider`
     from the environment, made on first use and shared by every session, so the local model loads once.
-    The plugin options are those of :class:`PersistencePlugin`; ``limits`` bound every turn.
+    The plugin options are those of :class:`PersistencePlugin`; ``limits`` bound every turn; ``tools`` are
+    run by every agent it builds.
     """
 
     def __init__(
@@ -193,8 +195,11 @@ class TurnEngine:
         flush_timeout: float = 5.0,
         record_delta_offsets: bool = False,
         limits: StreamLimits | None = None,
+        tools: Sequence[Callable[..., Any] | Tool] = (),
     ) -> None:
         self.store = store
+        #: the tools every agent the engine builds runs (``LLMAgentBuilder.with_tools``)
+        self.tools = tuple(tools)
         self._default = provider
         self._owns_default = False
         self.plugin_id = plugin_id
@@ -242,6 +247,8 @@ class TurnEngine:
         )
         _apply(builder, req, config)
         builder.with_user(user_id).with_tenant(tenant_id)
+        if self.tools:
+            builder.with_tools(self.tools)
         if self.limits is not None:
             lim = self.limits
             builder.with_idle_timeout(lim.idle_timeout).with_turn_timeout(lim.turn_timeout)
