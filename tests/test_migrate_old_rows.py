@@ -17,9 +17,11 @@ import psycopg
 import pytest
 
 from mofa_sdk.entities import SessionSettings, SettingsChange
+from mofa_sdk.llm import check_tool_sequence
 from mofa_sdk.persistence import PostgresStore, SqliteStore, Store
 from mofa_sdk.persistence._dialect import SqliteDialect
 from mofa_sdk.persistence._migrations import MIGRATIONS_TABLE, POSTGRES_MIGRATIONS_DDL, load_migrations
+from mofa_sdk.persistence._plugin import _load_window
 
 TENANT, USER = uuid.uuid4(), uuid.uuid4()
 
@@ -260,5 +262,9 @@ async def test_0009_old_rows_read_as_text(old_db: OldDatabase) -> None:
         found = await store.get_session_messages(TENANT, sid)
         assert [(m.role, m.content) for m in found] == rows
         assert all((m.tool_calls, m.tool_call_id, m.is_error, m.parts) == ([], None, False, []) for m in found)
+        # the old tool row names no call: it is not sent (an orphan result is a 400 on strict providers)
+        history = await _load_window(store, TENANT, sid, None)
+        check_tool_sequence(history)
+        assert [(m.role, m.content) for m in history] == [rows[0], rows[1], rows[3]]
     finally:
         await store.close()

@@ -55,9 +55,10 @@ from ..llm import (
     TurnResult,
     settings_changes,
 )
+from ..llm._window import settle_tool_messages
 from ._calls import call_fields
-from ._chat_rows import message_row, stored_tool_calls
-from ._protocols import HistoryReader, PluginStore
+from ._chat_rows import chat_message, message_row, stored_tool_calls
+from ._protocols import PluginStore, WindowReader
 from ._sessions import find_session, open_session
 from ._store import UNSET, Store
 
@@ -542,9 +543,11 @@ class PersistencePlugin(EventHandler):
 
 
 async def _load_window(
-    store: HistoryReader, tenant_id: uuid.UUID, session_id: uuid.UUID, window: int | None
+    store: WindowReader, tenant_id: uuid.UUID, session_id: uuid.UUID, window: int | None
 ) -> list[ChatMessage]:
-    """Read only what the window can use: the last few rounds through the (session_id, seq) index."""
+    """Read only what the window can use: the last few rounds through the (session_id, seq) index. A tool
+    call in it with no result is answered: by a recorded ``interrupted`` result when its process is gone,
+    else (a live turn may still be running it, or the write failed) in memory only, with a warning."""
     if window == 0:
         return []
     if window is None:
@@ -557,14 +560,28 @@ async def _load_window(
             if len(rows) < k or rounds >= window + 1:
                 break
             k *= 2
+    # A tool row stored before migration 0009 names no call: it answers nothing that can be sent (a result
+    # must follow the call it names), so it is left out, as the window leaves out any orphan result.
     history = [
-        ChatMessage(role=r.role, content=r.content, status=r.status, id=r.id)
-        for r in rows
-        if r.role != "system"
+        chat_message(r) for r in rows if r.role != "system" and not (r.role == "tool" and r.tool_call_id is None)
     ]
     while history and history[0].role != "user":  # a round cut by the limit is not whole: drop it
         history.pop(0)
-    return history
+    settled, missing = settle_tool_messages(history)
+    if not missing:  # nearly always: one read, nothing more
+        return settled
+    try:
+        recorded = await store.answer_interrupted_tool_calls(tenant_id, session_id)
+    except PersistenceError as exc:
+        recorded = []
+        log.warning("session %s: recording the interrupted tool call(s) %s failed: %s",
+                    session_id, ", ".join(missing), exc)  # fmt: skip
+    # the recorded answers take the place of the in-memory ones (settling puts them after their calls)
+    settled, missing = settle_tool_messages([*history, *(chat_message(r) for r in recorded)])
+    if missing:
+        log.warning("session %s: tool call(s) %s have no result; they are sent as interrupted (not recorded: "
+                    "their turn may still be running)", session_id, ", ".join(missing))
+    return settled
 
 
 def _recorded(settings: SessionSettings | None) -> dict[str, Any] | None:
