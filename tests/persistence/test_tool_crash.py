@@ -5,6 +5,7 @@ succeeds; the unanswered calls read as recorded ``interrupted`` results; no tool
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import subprocess
@@ -75,7 +76,9 @@ async def test_kill_minus_nine_mid_tool_turn(
     assert counter.read_text().split() == ran
 
     store = await connect_store(db_url)
+    store.streaming_lease_seconds = 0.2
     try:
+        await asyncio.sleep(0.3)  # past the lease: the dead process's open calls are no one's any more
         rows = await store.get_session_messages(tenant, session)
         assert [m.role for m in rows][:2] == ["user", "assistant"] and rows[1].tool_calls
         calls = [c.id for c in rows[1].tool_calls]
