@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from ..ids import uuid7
 from ._messages import ToolCall, ToolResult
@@ -148,11 +148,11 @@ class OpenStep:
     saved: bool = False
     run: ToolRun | None = None
     #: call ids whose result went through ``on_tool_result``
-    handed: set[str] | None = None
+    handed: set[str] = field(default_factory=set)
 
     async def settle(self, status: ReplyStatus, why: str) -> tuple[list[ChatMessage], list[ChatMessage]]:
         """Stop its tools; returns (results new to the history, results still to hand to the handlers)."""
-        handed = self.handed or set()
+        handed = self.handed
         new: list[ChatMessage] = []
         if self.run is not None:
             new = await self.run.stop(status, why)

@@ -317,7 +317,7 @@ class ChatStream:
                                                       None, []))
                     self.steps.append(step)
                     new.append(step.message)
-                    open_step = OpenStep(step, handed=set())
+                    open_step = OpenStep(step)
                     for handler in ctx.handlers:
                         hook = getattr(handler, "on_tool_calls", None)
                         if hook is not None:
@@ -340,7 +340,7 @@ class ChatStream:
                                 hook = getattr(handler, "on_tool_result", None)
                                 if hook is not None:
                                     await hook(turn, answer)
-                            open_step.handed.add(call.id)  # type: ignore[union-attr]
+                            open_step.handed.add(call.id)
                             if typed:
                                 yield ToolResultEvent(call, answer)
                     request = [*request, *run.in_call_order()]
