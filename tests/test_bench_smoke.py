@@ -8,7 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from tests.conftest import need_postgres
+from tests.support.postgres import need_postgres
 
 ROOT = Path(__file__).resolve().parents[1]
 

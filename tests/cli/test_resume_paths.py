@@ -10,8 +10,8 @@ import pytest
 
 from mofa_sdk.entities import Agent, Provider, SessionSettings
 from mofa_sdk.persistence import TurnEngine, quick_agent
-from tests.cli.helpers import Cli, session_id_in
-from tests.llm.fault_server import FaultServer
+from tests.support.cli import Cli, session_id_in
+from tests.support.fault_server import FaultServer
 
 REPLY = "tok0 tok1 tok2 "
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from mofa_sdk.entities import Message, MessageRole, MessageStatus, Session
 from mofa_sdk.ids import utc_now
-from tests.cli.helpers import Cli, one_error_line
+from tests.support.cli import Cli, one_error_line
 
 
 async def _session_with_messages(cli: Cli, title: str | None = None) -> uuid.UUID:

@@ -12,7 +12,7 @@ from mofa_sdk.llm import ToolCallFinished, tool
 from mofa_sdk.llm._openai import OpenAICompatibleProvider
 from mofa_sdk.llm._provider import ChatParams, Finish, ProviderEvent, StreamStarted, TextDelta, UsageReport
 from mofa_sdk.llm._types import ChatMessage
-from tests._llama_server import LlamaServer, start_llama_server
+from tests.support.llama_server import LlamaServer, start_llama_server
 
 pytestmark = [pytest.mark.llama_server, pytest.mark.slow]
 

@@ -28,7 +28,7 @@ from mofa_sdk.llm import (
     tool,
 )
 from mofa_sdk.llm._openai import OpenAICompatibleProvider
-from tests.llm.fault_server import FaultServer, Reply, ScriptedCall
+from tests.support.fault_server import FaultServer, Reply, ScriptedCall
 
 
 def get_weather(city: str, days: int = 1) -> str:

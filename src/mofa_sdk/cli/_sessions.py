@@ -17,8 +17,7 @@ from ..entities import Message, Session
 from ..errors import ConfigError, NotFoundError, ValidationError
 from ..ids import parse_uuid
 from ..llm import SessionInfo
-from ..persistence._protocols import SessionFinder, SessionLister
-from ..persistence._sessions import owned_session
+from ..persistence import SessionFinder, SessionLister, owned_session
 from ._common import (
     DbOpt,
     TenantOpt,
@@ -339,7 +338,7 @@ def search(
     """Find messages of your sessions by their words (full-text: FTS5 on SQLite, tsvector on PostgreSQL)."""
 
     async def go() -> None:
-        from ..persistence._store import search_words
+        from ..persistence import search_words
 
         tid, uid = resolve_tenant(tenant), resolve_user(user)
         words = search_words(text)

@@ -13,10 +13,13 @@ import contextlib
 import json
 import time
 from collections import deque
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-__all__ = ["FaultServer", "Recorded", "Reply", "ScriptedCall"]
+import pytest
+
+__all__ = ["FaultServer", "Recorded", "Reply", "ScriptedCall", "fault"]
 
 
 def _tool_sequence_problem(messages: list[dict[str, Any]]) -> str | None:
@@ -403,3 +406,10 @@ class FaultServer:
         head += [f"{k}: {v}" for k, v in headers.items()]
         writer.write(("\r\n".join(head) + "\r\n\r\n").encode() + payload)
         await writer.drain()
+
+
+@pytest.fixture
+async def fault() -> AsyncIterator[FaultServer]:
+    """The loopback fault server, started for one test."""
+    async with FaultServer() as srv:
+        yield srv
