@@ -6,8 +6,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from tests.cli.helpers import Cli, messages_of, one_error_line, session_id_in
-from tests.llm.fault_server import FaultServer, Reply, ScriptedCall
+from tests.support.cli import Cli, messages_of, one_error_line, session_id_in
+from tests.support.fault_server import FaultServer, Reply, ScriptedCall
 
 FUNCTIONS = '''
 import json as _json

@@ -14,7 +14,7 @@ import pytest
 from mofa_sdk.errors import ProviderError
 from mofa_sdk.llm import ChatMessage, ChatParams, LLMAgent, LLMAgentBuilder, ToolCall
 from mofa_sdk.llm._openai import OpenAICompatibleProvider
-from tests.llm.fault_server import FaultServer, Reply, ScriptedCall
+from tests.support.fault_server import FaultServer, Reply, ScriptedCall
 
 
 @pytest.fixture

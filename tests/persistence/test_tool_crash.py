@@ -19,7 +19,7 @@ import pytest
 from mofa_sdk.llm import LLMAgentBuilder
 from mofa_sdk.llm._openai import OpenAICompatibleProvider
 from mofa_sdk.persistence import PersistencePlugin, connect_store
-from tests.llm.fault_server import FaultServer, Reply
+from tests.support.fault_server import FaultServer, Reply
 
 CHILD = Path(__file__).with_name("_tool_crash_child.py")
 

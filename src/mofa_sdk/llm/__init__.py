@@ -29,13 +29,14 @@ from ._stream import ChatStream
 from ._toolcalls import ToolCallAccumulator, ToolCallArgumentsDelta, ToolCallFinished, ToolCallStarted
 from ._tools import Tool, ToolSpec, tool
 from ._types import ChatMessage, StreamLimits, Turn, TurnResult, Usage
-from ._window import select_window, trim_history
+from ._window import INTERRUPTED_TOOL_RESULT, select_window, settle_tool_messages, trim_history
 
 if TYPE_CHECKING:
     from ._local import LOCAL_MAX_TOKENS, LocalProvider, find_default_model
     from ._openai import OpenAICompatibleProvider
 
 __all__ = [
+    "INTERRUPTED_TOOL_RESULT",
     "LOCAL_MAX_TOKENS",
     "AgentEvent",
     "ChatMessage",
@@ -85,6 +86,7 @@ __all__ = [
     "select_window",
     "settings_changes",
     "settle_settings",
+    "settle_tool_messages",
     "tool",
     "trim_history",
 ]

@@ -54,8 +54,8 @@ from ..llm import (
     Turn,
     TurnResult,
     settings_changes,
+    settle_tool_messages,
 )
-from ..llm._window import settle_tool_messages
 from ._calls import call_fields
 from ._chat_rows import chat_message, message_row, stored_tool_calls
 from ._protocols import PluginStore, WindowReader

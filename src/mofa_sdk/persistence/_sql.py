@@ -35,7 +35,7 @@ from ..entities import (
 )
 from ..errors import ConflictError, NotFoundError, TenantMismatchError
 from ..ids import utc_now
-from ..llm._window import INTERRUPTED_TOOL_RESULT
+from ..llm import INTERRUPTED_TOOL_RESULT
 from ._args import agent_code, as_id, as_optional_id, checked, checked_all, count, provider_name
 from ._checks import (
     check_before,
