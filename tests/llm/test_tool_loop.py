@@ -90,6 +90,23 @@ async def test_one_call_runs_and_the_model_gets_its_result() -> None:
     check_tool_sequence(provider.requests[-1][0])
 
 
+@pytest.mark.parametrize("choice", ["required", "get_weather"])
+async def test_a_forced_tool_choice_holds_for_the_first_model_call_only(choice: str) -> None:
+    provider = ScriptedProvider([[WEATHER], "It is sunny."])
+    agent = LLMAgentBuilder().with_provider(provider).with_tools([get_weather]).with_tool_choice(choice).build()
+    assert await agent.chat("weather in Paris?") == "It is sunny."
+    assert [params.tool_choice for _, params in provider.requests] == [choice, "auto"]
+
+
+async def test_tool_choice_auto_and_none_hold_for_every_call() -> None:
+    provider = ScriptedProvider([[WEATHER], "It is sunny."])
+    agent = LLMAgentBuilder().with_provider(provider).with_tools([get_weather]).with_tool_choice("auto").build()
+    await agent.chat("weather in Paris?")
+    assert [params.tool_choice for _, params in provider.requests] == ["auto", "auto"]
+    with pytest.raises(ConfigError, match="tool_choice"):
+        LLMAgentBuilder().with_tool_choice(3)  # type: ignore[arg-type]
+
+
 async def test_the_calls_of_one_message_run_concurrently_and_results_go_in_call_order() -> None:
     first_started, second_started = asyncio.Event(), asyncio.Event()
 

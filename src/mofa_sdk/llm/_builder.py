@@ -118,6 +118,7 @@ class LLMAgentBuilder:
         self._limits = StreamLimits()
         self._tools: list[Tool] = []
         self._max_tool_rounds = DEFAULT_MAX_TOOL_ROUNDS
+        self._tool_choice: str | None = None
 
     def __repr__(self) -> str:
         provider = self._provider.name if self._provider is not None else None
@@ -332,6 +333,15 @@ class LLMAgentBuilder:
         self._tools = made
         return self
 
+    def with_tool_choice(self, choice: str | None) -> LLMAgentBuilder:
+        """What the model is told about calling tools: ``"auto"``, ``"none"``, ``"required"`` or a tool's name
+        (None: the provider's default). ``"required"`` and a name hold for a turn's first model call only;
+        the calls after tool results are ``"auto"``, so a forced call cannot loop until the round limit."""
+        if choice is not None and not isinstance(choice, str):
+            raise ConfigError(f"tool_choice must be 'auto', 'none', 'required', a tool's name or None, got {choice!r}")
+        self._tool_choice = choice
+        return self
+
     def with_max_tool_rounds(self, rounds: int) -> LLMAgentBuilder:
         """How many rounds of tool calls one turn may run (default 8). When the model asks for tools once
         more, those calls are answered with an error result, not run, and the turn ends with
@@ -418,6 +428,7 @@ class LLMAgentBuilder:
             extra=dict(self._custom_params),
             stream=self._stream,
             tools=tuple(self._tools),
+            tool_choice=self._tool_choice,
         )
         return provider.apply_defaults(params) if isinstance(provider, ProviderDefaults) else params
 

@@ -18,7 +18,7 @@ import time
 import uuid
 import weakref
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from types import MappingProxyType, TracebackType
 from typing import Any
 
@@ -248,8 +248,9 @@ class ChatStream:
         open_step: OpenStep | None = None
         try:
             try:
+                params = ctx.params
                 while True:  # one model call per pass
-                    events = ctx.provider.stream(request, ctx.params)
+                    events = ctx.provider.stream(request, params)
                     while True:
                         event = await clock.next(events)
                         if event is None:  # the provider's stream ended
@@ -347,6 +348,8 @@ class ChatStream:
                     open_step = None
                     # the next model call, with the results
                     turn.start_step()
+                    if params.tool_choice not in (None, "auto", "none"):  # forced once, not every round
+                        params = replace(params, tool_choice="auto")
                     clock.saw_text()
                     calls, usage, first, started_calls = [], None, None, 0
                     repair = TextRepair()
