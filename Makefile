@@ -17,10 +17,11 @@ lint: setup
 	$(VENV)/bin/ruff check src tests examples bench scripts
 	$(VENV)/bin/mypy
 	$(VENV)/bin/mypy examples
+	$(VENV)/bin/lint-imports  # the import rules: [tool.importlinter] in pyproject.toml
 
 bench: setup
 	$(PY) -m pip install -q -e '.[bench]'
 	$(PY) bench/run.py
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .import_linter_cache

@@ -17,9 +17,11 @@ import psycopg
 import pytest
 
 from mofa_sdk.entities import SessionSettings, SettingsChange
+from mofa_sdk.llm import check_tool_sequence
 from mofa_sdk.persistence import PostgresStore, SqliteStore, Store
 from mofa_sdk.persistence._dialect import SqliteDialect
 from mofa_sdk.persistence._migrations import MIGRATIONS_TABLE, POSTGRES_MIGRATIONS_DDL, load_migrations
+from mofa_sdk.persistence._plugin import _load_window
 
 TENANT, USER = uuid.uuid4(), uuid.uuid4()
 
@@ -241,3 +243,28 @@ async def test_a_replys_api_call_is_read_through_its_index(fresh_pg_url: str) ->
             " ORDER BY create_time DESC, id DESC LIMIT 1", (TENANT, uuid.uuid4())
         ).fetchall())  # fmt: skip
     assert "entity_api_call_response_idx" in plan, plan
+
+
+async def test_0009_old_rows_read_as_text(old_db: OldDatabase) -> None:
+    """Rows stored before messages had tool fields read with none: no calls, no result, no parts. An old
+    ``tool`` row (the role existed, its call id did not) reads with no call id."""
+    old_db.migrate_to("0008_message_protocol_columns")
+    sid = old_db.session({})
+    rows = [("user", "What is 2+2?"), ("assistant", "Let me compute."), ("tool", "4"), ("assistant", "It is 4.")]
+    ids = []
+    for seq, (role, content) in enumerate(rows, 1):
+        ids.append(uuid.uuid4())
+        old_db.insert("entity_message", {"id": ids[-1], "session_id": sid, "tenant_id": TENANT, "user_id": USER,
+                                         "seq": seq, "role": role, "content": content, "metadata": {}})
+    store = await _migrated(old_db)
+    try:
+        assert await store.check_schema() == []
+        found = await store.get_session_messages(TENANT, sid)
+        assert [(m.role, m.content) for m in found] == rows
+        assert all((m.tool_calls, m.tool_call_id, m.is_error, m.parts) == ([], None, False, []) for m in found)
+        # the old tool row names no call: it is not sent (an orphan result is a 400 on strict providers)
+        history = await _load_window(store, TENANT, sid, None)
+        check_tool_sequence(history)
+        assert [(m.role, m.content) for m in history] == [rows[0], rows[1], rows[3]]
+    finally:
+        await store.close()

@@ -10,10 +10,20 @@ import json
 import uuid
 from collections.abc import Iterator
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import pydantic
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, SecretStr, field_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    SerializerFunctionWrapHandler,
+    field_validator,
+    model_serializer,
+    model_validator,
+)
 
 from ._redact import redact_text, redact_url
 from ._validate import INT32_MAX, INT32_MIN, INT64_MAX, check_json, check_key, check_label, check_text
@@ -29,8 +39,10 @@ __all__ = [
     "ApiKey",
     "LLMApiCall",
     "Message",
+    "MessagePart",
     "MessageRole",
     "MessageStatus",
+    "MessageToolCall",
     "Provider",
     "QueryFilter",
     "Session",
@@ -86,6 +98,61 @@ def _describe(model: str, exc: pydantic.ValidationError) -> str:
     return f"invalid {model}: " + "; ".join(parts)
 
 
+class MessageToolCall(Entity):
+    """One tool call an assistant message makes, as stored: ``arguments`` is the JSON text the model
+    produced, verbatim (a call cut mid-stream keeps its partial text)."""
+
+    id: str = Field(min_length=1)
+    name: str = Field(min_length=1)
+    arguments: str = "{}"
+
+    @field_validator("id", "name")
+    @classmethod
+    def _key(cls, v: str, info: pydantic.ValidationInfo) -> str:
+        # matched in SQL (the repair of unanswered calls reads the ids), where PostgreSQL text refuses NUL
+        return _no_nul(check_text(v, str(info.field_name)), str(info.field_name)) or ""
+
+    @field_validator("arguments")
+    @classmethod
+    def _arguments(cls, v: str) -> str:
+        return check_text(v, "arguments")
+
+
+_IMAGE_SCHEMES = ("http://", "https://", "data:")
+
+
+class MessagePart(Entity):
+    """One input part of a user message that has more than text: a text part (``text``) or an image part
+    (``url``, an ``http(s)://`` or ``data:`` URL kept exactly as given, and OpenAI's ``detail`` hint)."""
+
+    type: Literal["text", "image"]
+    text: str | None = None
+    url: str | None = None
+    detail: Literal["auto", "low", "high"] | None = None
+
+    @field_validator("text", "url")
+    @classmethod
+    def _text(cls, v: str | None, info: pydantic.ValidationInfo) -> str | None:
+        return None if v is None else check_text(v, str(info.field_name))
+
+    @model_validator(mode="after")
+    def _shape(self) -> MessagePart:
+        if self.type == "text":
+            if self.text is None or self.url is not None or self.detail is not None:
+                raise ValueError("a text part has text, and no url or detail")
+        elif self.url is None or self.text is not None:
+            raise ValueError("an image part has a url, and no text")
+        elif not self.url.startswith(_IMAGE_SCHEMES):
+            shown = self.url if len(self.url) <= 40 else self.url[:40] + "…"
+            raise ValueError(f"an image part's url must be an http(s):// or data: URL, got {shown!r}")
+        return self
+
+    @model_serializer(mode="wrap")
+    def _dump(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        # stored as {"type", "text"} or {"type", "url", "detail"?}: no nulls for what a part does not have
+        return {k: v for k, v in handler(self).items() if v is not None}
+
+
 class Message(Entity):
     id: uuid.UUID = Field(default_factory=uuid7)
     session_id: uuid.UUID
@@ -108,6 +175,41 @@ class Message(Entity):
     #: later reads of the response from it); opaque to the library. It may hold U+0000 (a client's metadata
     #: string), as message metadata may: nothing reads inside it with SQL
     request_params: dict[str, Any] | None = None
+    #: on an assistant message: the tool calls it makes (its text may then be empty)
+    tool_calls: list[MessageToolCall] = Field(default_factory=list)
+    #: on a ``tool`` message: the id of the call it answers (None only on rows stored before migration 0009)
+    tool_call_id: str | None = None
+    #: on a ``tool`` message: the result is an error (the tool raised, or was interrupted)
+    is_error: bool = False
+    #: on a user message with non-text input: its ordered parts; ``content`` is their text joined by newlines
+    parts: list[MessagePart] = Field(default_factory=list)
+
+    @field_validator("tool_call_id")
+    @classmethod
+    def _call_id(cls, v: str | None) -> str | None:
+        if v is not None and not v:
+            raise ValueError("must not be empty")
+        return None if v is None else _no_nul(check_text(v, "tool_call_id"), "tool_call_id")
+
+    @model_validator(mode="after")
+    def _tool_fields(self) -> Message:
+        role = self.role
+        if self.tool_calls:
+            if role != "assistant":
+                raise ValueError(f"only an assistant message makes tool calls, not a {role} message")
+            ids = [c.id for c in self.tool_calls]
+            if len(set(ids)) != len(ids):
+                raise ValueError(f"an assistant message's tool call ids must differ, got {ids}")
+        if (self.tool_call_id is not None or self.is_error) and role != "tool":
+            raise ValueError(f"tool_call_id and is_error belong to a tool message, not a {role} message")
+        if self.parts:
+            if role != "user":
+                raise ValueError(f"only a user message has input parts, not a {role} message")
+            text = "\n".join(p.text or "" for p in self.parts if p.type == "text")
+            if self.content != text:
+                raise ValueError("a user message with parts: content must be the text of its text parts "
+                                 "joined by newlines")
+        return self
 
     @field_validator("content")
     @classmethod

@@ -28,7 +28,8 @@
     ├── AgentError                  the agent was used wrongly at run time
     │   ├── StreamConsumedError     a stream iterated twice
     │   ├── SessionBusyError        a second turn on a session that is still streaming
-    │   └── VetoedError             a plugin refused the call
+    │   ├── VetoedError             a plugin refused the call
+    │   └── ToolRoundsExceededError the model still asked for tools after the turn's round limit
     └── ToolArgumentsError          a tool call's arguments are not JSON or do not fit the tool
 """
 
@@ -59,6 +60,7 @@ __all__ = [
     "StreamInterruptedError",
     "TenantMismatchError",
     "ToolArgumentsError",
+    "ToolRoundsExceededError",
     "TurnTimeoutError",
     "UnsavedReplyError",
     "ValidationError",
@@ -204,6 +206,13 @@ class SessionBusyError(AgentError):
 
 class VetoedError(AgentError):
     """A plugin's before-call hook refused the call."""
+
+
+class ToolRoundsExceededError(AgentError):
+    """The model still asked for tools after the turn's limit of tool rounds (``with_max_tool_rounds``): its
+    last calls were answered with an error result, not run, and the turn ended."""
+
+    code = "tool_rounds_exceeded"
 
 
 class ToolArgumentsError(MofaError):

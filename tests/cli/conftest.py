@@ -1,4 +1,4 @@
-"""Fixtures of the CLI tests: a fresh identity per test (db_url and fault come from tests/conftest.py)."""
+"""Fixtures of the CLI tests: a fresh identity per test (db_url and fault: tests/support, via tests/conftest.py)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import uuid
 
 import pytest
 
-from tests.cli.helpers import Cli
+from tests.support.cli import Cli
 
 
 @pytest.fixture

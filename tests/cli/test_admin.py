@@ -5,8 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from mofa_sdk.persistence import connect_store
-from tests.cli.helpers import Cli, one_error_line
-from tests.llm.fault_server import FaultServer
+from tests.support.cli import Cli, one_error_line
+from tests.support.fault_server import FaultServer
 
 KEY = "sk-test-0123456789abcdefWXYZ"
 

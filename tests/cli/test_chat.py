@@ -8,8 +8,8 @@ import uuid
 import pytest
 
 from mofa_sdk.entities import Agent, Provider, QueryFilter
-from tests.cli.helpers import Cli, messages_of, one_error_line, session_id_in
-from tests.llm.fault_server import FaultServer, Reply
+from tests.support.cli import Cli, messages_of, one_error_line, session_id_in
+from tests.support.fault_server import FaultServer, Reply
 
 
 async def test_piped_turns_are_printed_and_saved(cli: Cli, fault: FaultServer) -> None:

@@ -11,8 +11,8 @@ import pytest
 
 from mofa_sdk.entities import QueryFilter, Session
 from mofa_sdk.llm._local import find_default_model
-from tests.cli.helpers import Cli, messages_of, one_error_line, session_id_in
-from tests.llm.fault_server import FaultServer, Reply
+from tests.support.cli import Cli, messages_of, one_error_line, session_id_in
+from tests.support.fault_server import FaultServer, Reply
 
 
 async def _sessions(cli: Cli) -> list[Session]:

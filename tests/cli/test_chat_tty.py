@@ -9,8 +9,8 @@ import sys
 
 import pexpect
 
-from tests.cli.helpers import Cli, messages_of, session_id_in
-from tests.llm.fault_server import FaultServer, Reply
+from tests.support.cli import Cli, messages_of, session_id_in
+from tests.support.fault_server import FaultServer, Reply
 
 UUID_RE = r"session ([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})"
 

@@ -8,8 +8,8 @@ import uuid
 
 import pytest
 
-from tests.cli.helpers import Cli, one_error_line
-from tests.llm.fault_server import FaultServer
+from tests.support.cli import Cli, one_error_line
+from tests.support.fault_server import FaultServer
 
 
 async def test_unreachable_database(cli: Cli) -> None:

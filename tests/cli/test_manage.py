@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from tests.cli.helpers import Cli, one_error_line
-from tests.llm.fault_server import FaultServer
+from tests.support.cli import Cli, one_error_line
+from tests.support.fault_server import FaultServer
 
 KEY = "sk-test-0123456789abcdefWXYZ"
 NEW_KEY = "sk-test-9876543210fedcbaQRST"

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.cli.helpers import Cli, one_error_line
+from tests.support.cli import Cli, one_error_line
 
 KEY = "sk-test-0123456789abcdefWXYZ"
 READERS = [

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from mofa_sdk.entities import Message, MessageRole, MessageStatus, Session
 from mofa_sdk.ids import utc_now
-from tests.cli.helpers import Cli, one_error_line
+from tests.support.cli import Cli, one_error_line
 
 
 async def _session_with_messages(cli: Cli, title: str | None = None) -> uuid.UUID:
@@ -148,3 +148,76 @@ async def test_another_users_session_is_unknown(cli: Cli) -> None:
         assert s is not None and s.title is None  # nothing changed
     finally:
         await store.close()
+
+
+async def _session_with_tools(cli: Cli) -> uuid.UUID:
+    """A round with an image, two tool calls (one failed), the final reply; then a call a crash left,
+    answered by the recorded interrupted result."""
+    from mofa_sdk.entities import MessagePart, MessageToolCall
+
+    store = await cli.store()
+    try:
+        s = await store.create_session(Session(tenant_id=cli.tenant, user_id=cli.user))
+
+        def msg(role: MessageRole, content: str, **kw: object) -> Message:
+            return Message(session_id=s.id, tenant_id=cli.tenant, user_id=cli.user, role=role, content=content,
+                           **kw)  # type: ignore[arg-type]  # fmt: skip
+
+        await store.save_messages([
+            msg("user", "Weather where this was taken?", parts=[
+                MessagePart(type="text", text="Weather where this was taken?"),
+                MessagePart(type="image", url="data:image/png;base64," + "A" * 4000),
+            ]),
+            msg("assistant", "", tool_calls=[
+                MessageToolCall(id="call_geo", name="locate", arguments='{"image": 1}'),
+                MessageToolCall(id="call_wx", name="weather", arguments='{"city": "Pa`ris", "days": 3}'),
+            ]),
+            msg("tool", '{"city": "Paris"}', tool_call_id="call_geo"),
+            msg("tool", "TimeoutError: the weather service did not answer", tool_call_id="call_wx", is_error=True),
+            msg("assistant", "It was taken in Paris; the forecast is unavailable."),
+            msg("user", "Try again"),
+            msg("assistant", "Retrying.", tool_calls=[MessageToolCall(id="call_2", name="weather",
+                                                                      arguments="{}")]),
+            msg("tool", "The tool call was interrupted and did not finish; it has no result.",
+                tool_call_id="call_2", is_error=True, status="interrupted"),
+        ])  # fmt: skip
+        return s.id
+    finally:
+        await store.close()
+
+
+async def test_show_includes_tool_calls_and_results(cli: Cli) -> None:
+    sid = await _session_with_tools(cli)
+    result = await cli("sessions", "show", str(sid))
+    assert result.exit_code == 0, result.output
+    out = result.stdout
+    assert '→ locate({"image": 1})' in out and '→ weather({"city": "Pa`ris", "days": 3})' in out
+    assert "locate · call_geo" in out and '{"city": "Paris"}' in out
+    failed = next(line for line in out.splitlines() if "weather · call_wx" in line)
+    assert "[error]" in failed
+    repaired = next(line for line in out.splitlines() if "weather · call_2" in line)
+    assert "[interrupted]" in repaired and "[error]" in repaired
+    assert "[image: image/png data URL, 4,022 characters]" in out and "AAAA" not in out  # compact
+    assert out.index("→ weather(") < out.index("TimeoutError") < out.index("It was taken in Paris")
+
+
+async def test_export_includes_tool_calls_and_results(cli: Cli, tmp_path: Path) -> None:
+    sid = await _session_with_tools(cli)
+    data = json.loads((await cli("sessions", "export", str(sid))).stdout)
+    messages = data["messages"]
+    assert messages[1]["tool_calls"] == [
+        {"id": "call_geo", "name": "locate", "arguments": '{"image": 1}'},
+        {"id": "call_wx", "name": "weather", "arguments": '{"city": "Pa`ris", "days": 3}'},
+    ]
+    assert [(m["tool_call_id"], m["is_error"]) for m in messages if m["role"] == "tool"] == [
+        ("call_geo", False), ("call_wx", True), ("call_2", True)
+    ]  # fmt: skip
+    assert messages[0]["parts"][1] == {"type": "image", "url": "data:image/png;base64," + "A" * 4000}
+    assert "tool_calls" not in messages[4] and "tool_call_id" not in messages[4]  # text stays compact
+    out = tmp_path / "s.md"
+    assert (await cli("sessions", "export", str(sid), "-f", "md", "-o", str(out))).exit_code == 0
+    md = out.read_text(encoding="utf-8")
+    assert "- tool call `weather` · `call_wx`: ``{\"city\": \"Pa`ris\", \"days\": 3}``" in md
+    assert "## Tool result · `weather` · `call_wx` _(error)_" in md
+    assert "## Tool result · `weather` · `call_2` _(interrupted)_ _(error)_" in md
+    assert "![image 1](data:image/png;base64,AAAA" in md

@@ -8,8 +8,8 @@ from datetime import timedelta
 from mofa_sdk.cli._usage import parse_since, percentile
 from mofa_sdk.entities import LLMApiCall, Session
 from mofa_sdk.ids import utc_now
-from tests.cli.helpers import Cli
-from tests.llm.fault_server import FaultServer
+from tests.support.cli import Cli
+from tests.support.fault_server import FaultServer
 
 
 async def _calls(cli: Cli, *, cancelled: bool = False) -> None:
@@ -98,7 +98,7 @@ async def test_usage_counts_cancellations_apart_from_errors(cli: Cli) -> None:
 
 
 async def test_usage_of_one_session_by_its_short_id(cli: Cli, fault: FaultServer) -> None:
-    from tests.cli.helpers import session_id_in
+    from tests.support.cli import session_id_in
 
     sid = session_id_in((await cli("chat", "--base-url", fault.base_url, "one")).stderr)
     assert (await cli("chat", "--base-url", fault.base_url, "other")).exit_code == 0

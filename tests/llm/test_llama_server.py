@@ -12,7 +12,7 @@ from mofa_sdk.llm import ToolCallFinished, tool
 from mofa_sdk.llm._openai import OpenAICompatibleProvider
 from mofa_sdk.llm._provider import ChatParams, Finish, ProviderEvent, StreamStarted, TextDelta, UsageReport
 from mofa_sdk.llm._types import ChatMessage
-from tests._llama_server import LlamaServer, start_llama_server
+from tests.support.llama_server import LlamaServer, start_llama_server
 
 pytestmark = [pytest.mark.llama_server, pytest.mark.slow]
 
@@ -138,3 +138,56 @@ async def test_real_tool_call_from_the_135m_model(tools_server: LlamaServer, str
     assert finished.call.parse_arguments() == {"city": "Paris"}
     assert isinstance(events[-1], Finish) and events[-1].reason == "tool_calls"
     assert tools_server.requests[0]["tools"][0]["function"]["name"] == "get_weather"
+
+
+async def test_the_agent_runs_a_tool_the_real_model_calls(tools_server: LlamaServer, tmp_path: object) -> None:
+    """The whole loop against the real server, persisted: SmolLM2 calls get_weather (non-streamed, the model
+    free to choose: tool_choice "auto"; without it this server answers in text),
+    the tool runs once, its result goes back in the next request right after the call, and
+    the stored session holds the call, the result and the final reply in order."""
+    from pathlib import Path
+
+    from mofa_sdk.llm import LLMAgentBuilder
+    from mofa_sdk.persistence import PersistencePlugin, SqliteStore
+
+    tools_server.clear()
+    ran: list[str] = []
+
+    def weather(city: str) -> str:
+        """Get the current weather in a city.
+
+        Args:
+            city: The city name.
+        """
+        ran.append(city)
+        return "sunny"
+
+    weather.__name__ = "get_weather"
+    assert isinstance(tmp_path, Path)
+    store = await SqliteStore.connect(f"sqlite:///{tmp_path / 'tools.db'}")
+    provider = OpenAICompatibleProvider(base_url=tools_server.base_url, default_model=tools_server.model_id,
+                                        read_timeout=120.0)
+    plugin = PersistencePlugin("llama-tools", store, None, None, None)
+    agent = await (
+        LLMAgentBuilder().with_provider(provider).with_stream(False).with_temperature(0.0).with_max_tokens(60)
+        .with_tools([weather]).with_tool_choice("auto").with_max_tool_rounds(2).with_persistence_plugin(plugin).build_async()
+    )
+    try:
+        stream = agent.chat_stream("What is the weather in Paris? Use the get_weather tool.")
+        try:
+            await stream.text_async()
+        except Exception as exc:  # the round limit: a model that keeps calling is still a recorded turn
+            assert type(exc).__name__ == "ToolRoundsExceededError", exc
+        assert ran and ran[0] == "Paris"
+        second = tools_server.requests[1]["messages"]
+        calls = [m for m in second if m.get("tool_calls")]
+        assert calls and calls[0]["tool_calls"][0]["function"]["name"] == "get_weather"
+        after = second[second.index(calls[0]) + 1]
+        assert after["role"] == "tool" and after["content"] == "sunny"
+        assert after["tool_call_id"] == calls[0]["tool_calls"][0]["id"]
+        rows = await store.get_session_messages(agent.tenant_id, agent.session_id)
+        assert [r.role for r in rows[:3]] == ["user", "assistant", "tool"]
+        assert rows[1].tool_calls[0].name == "get_weather" and rows[2].tool_call_id == rows[1].tool_calls[0].id
+    finally:
+        await agent.aclose()
+        await store.close()

@@ -28,7 +28,7 @@ from mofa_sdk.llm._openai import OpenAICompatibleProvider
 from mofa_sdk.llm._provider import ChatParams, Finish, ProviderEvent, StreamStarted, TextDelta, UsageReport
 from mofa_sdk.llm._tokens import estimate_tokens
 from mofa_sdk.llm._types import ChatMessage
-from tests.llm.fault_server import FaultServer, Reply
+from tests.support.fault_server import FaultServer, Reply
 
 KEY = "sk-test-SECRET-0123456789abcdef"
 MESSAGES = [ChatMessage("system", "You are terse."), ChatMessage("user", "Say hi")]

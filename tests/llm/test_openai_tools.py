@@ -28,7 +28,7 @@ from mofa_sdk.llm import (
     tool,
 )
 from mofa_sdk.llm._openai import OpenAICompatibleProvider
-from tests.llm.fault_server import FaultServer, Reply, ScriptedCall
+from tests.support.fault_server import FaultServer, Reply, ScriptedCall
 
 
 def get_weather(city: str, days: int = 1) -> str:
@@ -144,7 +144,7 @@ async def test_tool_history_and_image_parts_are_sent_in_openai_format(server: Fa
         {"role": "user", "content": [
             {"type": "text", "text": "What city is this?"},
             {"type": "image_url", "image_url": {"url": "data:image/png;base64,iVBORw0KGgo=", "detail": "low"}}]},
-        {"role": "assistant", "content": None, "tool_calls": [
+        {"role": "assistant", "content": "", "tool_calls": [
             {"id": "call_a", "type": "function", "function": {"name": "get_weather", "arguments": ARGS_B}}]},
         {"role": "tool", "tool_call_id": "call_a", "content": "error: service down"},
         {"role": "assistant", "content": "Oslo; no forecast."},

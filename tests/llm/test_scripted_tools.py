@@ -63,8 +63,12 @@ def test_a_reply_holding_something_else_is_refused() -> None:
         ScriptedProvider([[{"id": "x"}]])  # type: ignore[list-item]
 
 
-async def test_chat_stream_of_today_skips_tool_call_events() -> None:
+async def test_an_agent_without_that_tool_answers_the_call_with_an_error() -> None:
+    # (the stream layer of before passed the calls by; now every call of a windowed turn is answered)
     provider = ScriptedProvider([["Let me check.", A], "Done."])
     agent = LLMAgentBuilder().with_provider(provider).build()
-    assert await asyncio.wait_for(agent.chat("weather?"), 5) == "Let me check."
+    assert await asyncio.wait_for(agent.chat("weather?"), 5) == "Done."
+    tool_message = provider.requests[1][0][-1]
+    assert tool_message.role == "tool" and tool_message.is_error
+    assert "no tool named 'get_weather'" in tool_message.content
     assert await agent.chat("and now?") == "Done."

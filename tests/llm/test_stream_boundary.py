@@ -20,7 +20,7 @@ from mofa_sdk.errors import (
     ValidationError,
 )
 from mofa_sdk.llm import LLMAgentBuilder, ProviderEvent, ScriptedProvider, StreamLimits, TextDelta, Usage
-from tests.llm.test_stream import Recorder, contents
+from tests.support.recorder import Recorder, contents
 
 EMOJI = "\U0001f600"
 

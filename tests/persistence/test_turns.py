@@ -18,7 +18,7 @@ from mofa_sdk.persistence import (
     TurnEngine,
     TurnOptions,
 )
-from tests.llm.fault_server import FaultServer
+from tests.support.fault_server import FaultServer
 
 
 class Counting:

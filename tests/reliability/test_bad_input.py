@@ -14,9 +14,8 @@ from mofa_sdk.entities import Agent, AgentConfig, Message, MessageRole, Provider
 from mofa_sdk.errors import ConfigError, MofaError, NotFoundError, PersistenceError, ValidationError
 from mofa_sdk.llm import LLMAgentBuilder, ScriptedProvider
 from mofa_sdk.persistence import PersistenceContext, PersistencePlugin, Store, connect_store
-from tests.cli.helpers import Cli, one_error_line
-
-from .conftest import AGENT_ID, build_agent
+from tests.support.cli import Cli, one_error_line
+from tests.support.rows import AGENT_ID, build_agent
 
 SQLISH = [
     "'; DROP TABLE entity_message; --",

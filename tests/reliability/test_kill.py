@@ -16,9 +16,9 @@ import pytest
 
 from mofa_sdk.llm import ScriptedProvider
 from mofa_sdk.persistence import PostgresStore, SqliteStore, Store
+from tests.support.rows import assert_consistent, build_agent, calls
 
 from ._killee import AGENT, TENANT, session_ids
-from .conftest import assert_consistent, build_agent, calls
 
 ROOT = Path(__file__).resolve().parents[2]
 KILLS = 20

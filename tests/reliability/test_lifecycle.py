@@ -19,8 +19,7 @@ from mofa_sdk.errors import UnsavedReplyError
 from mofa_sdk.ids import uuid7
 from mofa_sdk.llm import ScriptedProvider
 from mofa_sdk.persistence import PendingReply, PersistencePlugin, Store
-
-from .conftest import AGENT_ID, assert_consistent, build_agent, calls, rows
+from tests.support.rows import AGENT_ID, assert_consistent, build_agent, calls, rows
 
 REPLY = [f"w{i} " for i in range(12)]
 TEXT = "".join(REPLY)

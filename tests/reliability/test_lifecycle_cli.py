@@ -12,9 +12,9 @@ import uuid
 from pathlib import Path
 
 from mofa_sdk.entities import QueryFilter
-from tests._pg_cluster import PgCluster
-from tests.cli.helpers import Cli, messages_of, session_id_in
-from tests.llm.fault_server import FaultServer, Reply
+from tests.support.cli import Cli, messages_of, session_id_in
+from tests.support.fault_server import FaultServer, Reply
+from tests.support.pg_cluster import PgCluster
 
 #: what the chat itself writes to stderr; a line starting otherwise came from somewhere else
 CHAT_LINES = ("session ", "warning: ", "error: ", "note: ", "saved ")

@@ -17,8 +17,7 @@ from mofa_sdk.entities import Message, Session
 from mofa_sdk.llm import ScriptedProvider
 from mofa_sdk.persistence import PostgresStore
 from mofa_sdk.persistence._migrations import load_migrations
-
-from .conftest import assert_consistent, build_agent, calls
+from tests.support.rows import assert_consistent, build_agent, calls
 
 ROOT = Path(__file__).resolve().parents[2]
 

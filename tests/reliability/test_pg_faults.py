@@ -13,9 +13,9 @@ import pytest
 from mofa_sdk.errors import ConfigError, DatabaseUnavailableError, UnsavedReplyError
 from mofa_sdk.llm import ScriptedProvider
 from mofa_sdk.persistence import PostgresStore, quick_agent_with_postgres
-from tests._pg_cluster import PgCluster, free_port
-
-from .conftest import assert_consistent, build_agent, calls, rows
+from tests.support.pg_cluster import PgCluster
+from tests.support.ports import free_port
+from tests.support.rows import assert_consistent, build_agent, calls, rows
 
 REPLY = "one two three four five six seven eight"
 

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from mofa_sdk.persistence import connect_store
-from tests._pgbouncer import PgBouncer
+from tests.support.pgbouncer import PgBouncer
 
 
 @pytest.fixture(scope="session")

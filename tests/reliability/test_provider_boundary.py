@@ -19,9 +19,8 @@ from mofa_sdk.errors import IdleTimeoutError, MalformedResponseError, ReplyTooLa
 from mofa_sdk.llm import LLMAgent, LLMAgentBuilder, OpenAICompatibleProvider
 from mofa_sdk.llm._tokens import estimate_tokens
 from mofa_sdk.persistence import PersistencePlugin, QueryFilter, connect_store
-from tests.llm.fault_server import FaultServer, Reply
-
-from .conftest import AGENT_ID, assert_consistent, build_agent, calls, rows
+from tests.support.fault_server import FaultServer, Reply
+from tests.support.rows import AGENT_ID, assert_consistent, build_agent, calls, rows
 
 ROOT = Path(__file__).resolve().parents[2]
 #: a bound for tests whose failure mode before the fix was to hang forever

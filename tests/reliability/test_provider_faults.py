@@ -16,9 +16,8 @@ from mofa_sdk.errors import (
     StreamInterruptedError,
 )
 from mofa_sdk.llm import OpenAICompatibleProvider
-from tests.llm.fault_server import FaultServer, Reply
-
-from .conftest import assert_consistent, build_agent, calls, rows
+from tests.support.fault_server import FaultServer, Reply
+from tests.support.rows import assert_consistent, build_agent, calls, rows
 
 KEY = "sk-fault-test-key-7f3a9c"
 

@@ -33,10 +33,10 @@ from mofa_sdk.errors import AuthenticationError, ConfigError, MofaError, Provide
 from mofa_sdk.llm import ChatMessage, ChatParams, LLMAgentBuilder, OpenAICompatibleProvider, ScriptedProvider
 from mofa_sdk.persistence import PersistencePlugin, Store, _secrets, connect_store
 from mofa_sdk.persistence._secrets import decrypt_key, encrypt_key
-from tests._pg_cluster import PgCluster
-from tests.cli.helpers import Cli, one_error_line
-from tests.llm.fault_server import FaultServer, Reply
-from tests.reliability.conftest import build_agent
+from tests.support.cli import Cli, one_error_line
+from tests.support.fault_server import FaultServer, Reply
+from tests.support.pg_cluster import PgCluster
+from tests.support.rows import build_agent
 
 KEY = "sk-live-9Qx7TOPSECRET42zz"
 SRC = Path(__file__).resolve().parents[2] / "src"

@@ -82,7 +82,7 @@ async def sqlite_served(shared_launcher: Launcher) -> Served:
 async def fault_pair(shared_launcher: Launcher, pg_url: str) -> AsyncIterator[FaultPair]:
     """Two real `mofa serve` processes on one PostgreSQL, their provider picked from OPENAI_BASE_URL: the
     loopback fault server (push a Reply before a turn to script it)."""
-    from tests.llm.fault_server import FaultServer
+    from tests.support.fault_server import FaultServer
 
     async with FaultServer() as fault:
         env = {"OPENAI_BASE_URL": fault.base_url, "OPENAI_API_KEY": "sk-test-not-a-secret"}

@@ -20,8 +20,8 @@ from pydantic import SecretStr
 from mofa_sdk.entities import Agent, Message, Provider
 from mofa_sdk.persistence import connect_store
 from mofa_sdk.server.runs import find_call
-from tests.llm.fault_server import Reply
 from tests.server.support import FaultPair, auth, make_key
+from tests.support.fault_server import Reply
 
 SESSION = "X-Mofa-Session-Id"
 CONTEXT: list[ChatCompletionMessageParam] = [

@@ -230,8 +230,8 @@ async def test_real_upstream_chain_usage_and_failure(fault_pair: FaultPair) -> N
     """Through `mofa serve` with an OpenAI-compatible upstream (the loopback fault server records each request):
     the second response's upstream request carries the first turn, read from the database; usage is the api-call
     row's; a provider failure mid-stream ends with response.failed, the partial reply saved."""
-    from tests.llm.fault_server import Reply
     from tests.server.support import api_call_of
+    from tests.support.fault_server import Reply
 
     db, (a, b), fault = fault_pair.db, fault_pair.servers, fault_pair.fault
     key, row = await make_key(db)

@@ -10,12 +10,11 @@ import httpx2
 import psycopg
 
 from mofa_sdk.persistence import PostgresStore
-from tests.reliability.test_tenant_isolation import app_role, make_role, secured  # noqa: F401  (fixtures)
 from tests.server.support import Launcher, auth, make_key, read_events, text_of
 
 
 async def test_turns_under_row_level_security(
-    launcher: Launcher, client: httpx2.AsyncClient, fresh_pg_url: str, app_role: str  # noqa: F811
+    launcher: Launcher, client: httpx2.AsyncClient, fresh_pg_url: str, app_role: str
 ) -> None:
     owner = await PostgresStore.connect(fresh_pg_url)  # migrates, as the owner
     await owner.enable_row_level_security()

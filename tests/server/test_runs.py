@@ -14,7 +14,6 @@ import pytest
 from pydantic import SecretStr
 
 from mofa_sdk.persistence import connect_store
-from tests.llm.fault_server import Reply
 from tests.server.support import (
     FaultPair,
     InProcess,
@@ -27,6 +26,7 @@ from tests.server.support import (
     saved_reply,
     text_of,
 )
+from tests.support.fault_server import Reply
 
 pytestmark = pytest.mark.slow
 

@@ -1,7 +1,9 @@
 """The store fixtures. ``store`` is each store of the contract in turn: memory, an SQLite file, PostgreSQL, and
 PostgreSQL through PgBouncer in transaction pooling mode with server-side prepared statements off.
-``local_store`` is each of the two that serialise writes in this process (memory, SQLite). A test directory
-gets them by re-exporting them from its conftest; ``sqlite_path`` and ``pg_url`` come from tests/conftest.py."""
+``local_store`` is each of the two that serialise writes in this process (memory, SQLite). Outside the contract,
+``store`` is :func:`each_store` (memory, SQLite, PostgreSQL), ``db_store`` and ``db_url`` the two real databases.
+A test directory gets them by re-exporting them from its conftest (tests/conftest.py for the whole suite);
+``pg_url`` comes from tests/support/postgres.py."""
 
 from __future__ import annotations
 
@@ -12,9 +14,20 @@ from typing import Literal
 import pytest
 
 from mofa_sdk.persistence import InMemoryStore, SqliteStore, Store, connect_store
-from tests._pgbouncer import PgBouncer
 
-__all__ = ["StoreKind", "contract_pgbouncer", "local_store", "open_store", "store"]
+from .pgbouncer import PgBouncer
+
+__all__ = [
+    "StoreKind",
+    "contract_pgbouncer",
+    "db_store",
+    "db_url",
+    "each_store",
+    "local_store",
+    "open_store",
+    "sqlite_path",
+    "store",
+]
 
 StoreKind = Literal["memory", "sqlite", "postgres", "pgbouncer"]
 
@@ -38,6 +51,11 @@ async def open_store(kind: StoreKind, sqlite_path: Path, pg_url: str | None = No
         opened = await PostgresStore.connect(pg_url)
     await opened.migrate()
     return opened
+
+
+@pytest.fixture
+def sqlite_path(tmp_path: Path) -> Path:
+    return tmp_path / "mofa.db"
 
 
 @pytest.fixture(scope="session")
@@ -74,3 +92,36 @@ async def local_store(request: pytest.FixtureRequest, sqlite_path: Path) -> Asyn
         yield opened
     finally:
         await opened.close()
+
+
+
+@pytest.fixture(name="store", params=["memory", "sqlite", "postgres"])
+async def each_store(request: pytest.FixtureRequest, sqlite_path: Path) -> AsyncIterator[Store]:
+    """``store`` outside the contract suite: each store the library ships, once per test."""
+    kind: StoreKind = request.param
+    url = str(request.getfixturevalue("pg_url")) if kind == "postgres" else None
+    opened = await open_store(kind, sqlite_path, url)
+    try:
+        yield opened
+    finally:
+        await opened.close()
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+async def db_store(request: pytest.FixtureRequest, sqlite_path: Path) -> AsyncIterator[Store]:
+    """The two real databases (for concurrency and transaction tests)."""
+    kind: StoreKind = request.param
+    url = str(request.getfixturevalue("pg_url")) if kind == "postgres" else None
+    opened = await open_store(kind, sqlite_path, url)
+    try:
+        yield opened
+    finally:
+        await opened.close()
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """The URL of each real database: a fresh SQLite file, the run's PostgreSQL schema."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'mofa.db'}"
+    return str(request.getfixturevalue("pg_url"))

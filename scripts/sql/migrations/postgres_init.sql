@@ -374,4 +374,27 @@ $mofa_sql$;
 END
 $mofa_do$;
 
+-- ---- migration 0009_message_tool_columns -----------------------------------------------------------------
+DO $mofa_do$
+BEGIN
+  IF NOT EXISTS (SELECT 1 FROM mofa_migrations WHERE name = '0009_message_tool_columns') THEN
+    EXECUTE $mofa_sql$
+-- Messages with tools (issue 22): beside its text a message may carry
+--   tool_calls    an assistant message's calls, [{"id", "name", "arguments"}] (arguments: the model's JSON text)
+--   tool_call_id  the call a tool message answers
+--   is_error      a tool message's result is an error (the tool raised, or was interrupted)
+--   parts         a user message's input parts, [{"type": "text", "text"} | {"type": "image", "url", "detail"?}]
+-- Rows stored before this read as text: no calls, no parts. A constant default adds the columns without
+-- rewriting the table.
+ALTER TABLE entity_message
+    ADD COLUMN tool_calls json NOT NULL DEFAULT '[]'::json,
+    ADD COLUMN tool_call_id text,
+    ADD COLUMN is_error boolean NOT NULL DEFAULT false,
+    ADD COLUMN parts json NOT NULL DEFAULT '[]'::json;
+$mofa_sql$;
+    INSERT INTO mofa_migrations (name) VALUES ('0009_message_tool_columns') ON CONFLICT DO NOTHING;
+  END IF;
+END
+$mofa_do$;
+
 COMMIT;

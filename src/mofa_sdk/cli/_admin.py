@@ -16,8 +16,7 @@ from .._vocab import LOCAL_PROVIDER_TYPE, OPENAI_PROVIDER_TYPES, is_local_provid
 from ..entities import Agent, Provider
 from ..errors import ConfigError, ConflictError, NotFoundError, PersistenceError
 from ..ids import parse_uuid, utc_now
-from ..persistence import Store
-from ..persistence._secrets import is_encrypted, keys_left_encrypted
+from ..persistence import Store, is_encrypted, keys_left_encrypted
 from ._common import (
     DbOpt,
     TenantOpt,

@@ -37,7 +37,7 @@ from ..errors import (
     ProviderError,
     UnsavedReplyError,
 )
-from ..llm import LOCAL_MAX_TOKENS, ChatStream, LLMAgent, LLMProvider
+from ..llm import LOCAL_MAX_TOKENS, ChatStream, LLMAgent, LLMProvider, StepFinished, TextDelta, Tool, ToolResultEvent
 from ..persistence import (
     KEEP,
     PendingReply,
@@ -60,6 +60,7 @@ from ._common import (
     resolve_user,
     user_errors,
 )
+from ._functions import call_line, load_functions, result_line
 from ._sessions import make_title, render_transcript, resolve_session, sessions_table, short_id
 
 __all__ = ["chat"]
@@ -132,6 +133,8 @@ class ChatOptions:
     temperature: float | None = None
     options: tuple[str, ...] = ()
     resume_last: bool = False
+    #: ``--functions FILE.py``: that file's public functions are the agent's tools
+    functions: str | None = None
 
     def request(self) -> SettingsRequest:
         """The session settings set on the command line (they replace what a resumed session recorded)."""
@@ -191,10 +194,11 @@ class ChatApp:
         o = self.opts
         if o.resume_last and o.session is not None:
             raise ConfigError("give either --continue or --session, not both")
+        tools: list[Tool] = load_functions(o.functions) if o.functions else []  # before anything is opened
         self.store = await connect_store(o.db)
         self.provider = self._base_url_provider()
         self.engine = TurnEngine(self.store, provider=self.provider, plugin_id="mofa-cli",
-                                 flush_timeout=self.flush_timeout)
+                                 flush_timeout=self.flush_timeout, tools=tools)
         session: Session | None = None
         if o.session is not None:
             session = await resolve_session(self.store, self.tenant, self.user, o.session)
@@ -391,24 +395,43 @@ class ChatApp:
             return False
 
     async def _consume(self, stream: ChatStream) -> bool:
-        """Print the reply as it streams; True when it had any text."""
+        """Print the reply as it streams, and each tool call and result as a dim line when they happen (on
+        stderr when not interactive: stdout holds only replies); True when it had any text."""
         status: Status | None = None
         if self.interactive and console.is_terminal:
             status = console.status("thinking…", spinner="dots")
             status.start()
         wrote = False
+        line_open = False  # reply text written since the last newline
+        names: dict[str, str] = {}
         try:
-            async for delta in stream:
+            async for event in stream.events():
                 if status is not None:
                     status.stop()
                     status = None
-                self.out.write(delta)
-                self.out.flush()
-                wrote = wrote or bool(delta)
+                if isinstance(event, TextDelta):
+                    self.out.write(event.text)
+                    self.out.flush()
+                    wrote = wrote or bool(event.text)
+                    line_open = not event.text.endswith("\n")
+                    continue
+                if not isinstance(event, StepFinished | ToolResultEvent):
+                    continue
+                if line_open:
+                    self.out.write("\n")
+                    self.out.flush()
+                    line_open = False
+                if isinstance(event, StepFinished):
+                    for call in event.step.calls:
+                        names[call.id] = call.name
+                        self.info(call_line(call))
+                else:
+                    self.info(result_line(names.get(event.call.id, event.call.name), event.result),
+                              style="dim red" if event.result.is_error else "dim")
         finally:
             if status is not None:
                 status.stop()
-            if wrote:
+            if wrote and (line_open or not names):  # without tools: as always, one newline after the reply
                 self.out.write("\n")
                 self.out.flush()
         return wrote
@@ -679,6 +702,16 @@ def chat(
             show_default=False,
         ),
     ] = None,
+    functions: Annotated[
+        str | None,
+        typer.Option(
+            "--functions",
+            metavar="FILE.py",
+            help="Give the model this file's top-level public functions as tools (it calls them; the chat runs "
+            "them and shows each call and result).",
+            show_default=False,
+        ),
+    ] = None,
     db: DbOpt = None,
     tenant: TenantOpt = None,
     user: UserOpt = None,
@@ -701,6 +734,7 @@ def chat(
         temperature=temperature,
         options=tuple(option or ()),
         resume_last=resume_last,
+        functions=functions,
     )
     tty = sys.stdin.isatty()
     one_shot = prompt is not None or (not tty and not lines)

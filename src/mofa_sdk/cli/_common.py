@@ -178,7 +178,7 @@ def _missing_sqlite_file(url: str) -> str | None:
     """The path of an SQLite URL whose file does not exist (None for any other URL)."""
     if not url.lower().startswith("sqlite:"):
         return None
-    from ..persistence._sqlite import path_from_url
+    from ..persistence import path_from_url
 
     path = path_from_url(url)
     return None if path == ":memory:" or os.path.exists(path) else path

@@ -17,7 +17,7 @@ from .._redact import redact_text, redact_url
 from .._vocab import LOCAL_PROVIDER_TYPE, is_local_provider, is_openai_provider
 from ..entities import Provider
 from ..errors import ConfigError, NotFoundError
-from ..persistence._secrets import is_encrypted, keys_left_encrypted
+from ..persistence import is_encrypted, keys_left_encrypted
 from ._common import DbOpt, TenantOpt, console, open_store, resolve_tenant, run
 
 __all__ = ["models"]
@@ -31,7 +31,7 @@ class _Row:
 
 
 def _local_name(path: str | None) -> list[str]:
-    from ..llm._local import find_default_model
+    from ..llm import find_default_model
 
     return [Path(path).stem if path else find_default_model().stem]
 

@@ -33,8 +33,7 @@ def serve(
     try:
         import uvicorn
 
-        from ..server import ServeConfig
-        from ..server._app import CONFIG_ENV, config_to_env
+        from ..server import CONFIG_ENV, ServeConfig, config_to_env
     except ImportError as exc:
         fail(f"`mofa serve` needs the serve extra: pip install 'mofa-sdk[serve]' ({exc.name} is missing)")
     url = (db or os.environ.get("DATABASE_URL") or default_database_url()).strip()
@@ -57,6 +56,6 @@ def serve(
     banner = f"mofa serve on http://{host}:{port} · database {redact_url(url)} · {workers} worker(s)"
     err_console.print(banner, soft_wrap=True)
     uvicorn.run(
-        "mofa_sdk.server._app:app_from_env", factory=True, host=host, port=port, workers=workers,
+        "mofa_sdk.server:app_from_env", factory=True, host=host, port=port, workers=workers,
         log_level="info", timeout_graceful_shutdown=int(config.shutdown_grace_seconds) + 5,
     )

@@ -17,8 +17,7 @@ from ..entities import Message, Session
 from ..errors import ConfigError, NotFoundError, ValidationError
 from ..ids import parse_uuid
 from ..llm import SessionInfo
-from ..persistence._protocols import SessionFinder, SessionLister
-from ..persistence._sessions import owned_session
+from ..persistence import SessionFinder, SessionLister, owned_session
 from ._common import (
     DbOpt,
     TenantOpt,
@@ -155,18 +154,55 @@ async def sessions_table(
     return table
 
 
+#: how much of a tool's arguments or result, or of a data URL, a transcript on the terminal shows
+_CLIP = 300
+
+
+def _clip(text: str, limit: int = _CLIP) -> str:
+    flat = " ".join(text.split()) if "\n" in text else text
+    return flat if len(flat) <= limit else f"{flat[:limit]}… ({len(flat) - limit:,} more characters)"
+
+
+def _call_names(messages: Sequence[Message]) -> dict[str, str]:
+    """Each tool call id of ``messages`` with its tool's name (a tool row names only the call)."""
+    return {c.id: c.name for m in messages for c in m.tool_calls}
+
+
+def _image_label(url: str, limit: int = 60) -> str:
+    if url.startswith("data:"):  # a data URL is the image itself: its type and size say enough here
+        kind = url[5:].split(";", 1)[0].split(",", 1)[0] or "data"
+        return f"{kind} data URL, {len(url):,} characters"
+    return _clip(url, limit)
+
+
 def render_transcript(messages: Sequence[Message], out: Console = console) -> None:
-    """Print messages with their role and, for a reply that did not finish, a visible mark."""
+    """Print messages with their role and, for a reply that did not finish, a visible mark. Tool calls
+    (name and arguments) and tool results (with an error mark) are shown compact and dim."""
     if not messages:
         out.print("(no messages)", style="dim")
+    names = _call_names(messages)
     for m in messages:
         head = Text(f"{m.role}", style={"user": "bold green", "assistant": "bold cyan"}.get(m.role, "bold"))
         head.append(f"  #{m.seq}  {short_time(m.create_time)}", style="dim")
         mark = _MARKS.get(m.status)
         if mark:
             head.append(f"  [{mark}]", style="bold yellow" if m.status != "error" else "bold red")
+        if m.role == "tool":
+            call = m.tool_call_id or "?"
+            head.append(f"  {names.get(call, 'tool')} · {call}", style="dim")
+            if m.is_error and m.status != "error":
+                head.append("  [error]", style="bold red")
         out.print(head)
-        out.print(Text(m.content), soft_wrap=True)
+        if m.role == "tool":
+            out.print(Text(_clip(m.content), style="dim"), soft_wrap=True)
+        elif m.content or not m.tool_calls:
+            out.print(Text(m.content), soft_wrap=True)
+        for part in m.parts:
+            if part.type == "image":
+                out.print(Text(f"[image: {_image_label(part.url or '')}]", style="dim"), soft_wrap=True)
+        for c in m.tool_calls:
+            out.print(Text(f"→ {c.name}({_clip(c.arguments)})  ", style="dim").append(c.id, style="dim italic"),
+                      soft_wrap=True)  # fmt: skip
         out.print()
 
 
@@ -176,28 +212,40 @@ def _system_prompt(session: Session) -> str | None:
     return prompt or None
 
 
+def _message_json(m: Message) -> dict[str, Any]:
+    """A message for the JSON export: its fields, and its tool fields where it has them."""
+    out = m.model_dump(
+        mode="json",
+        include={"id", "seq", "role", "content", "status", "metadata", "parent_message_id", "create_time",
+                 "update_time"},
+    )  # fmt: skip
+    if m.tool_calls:
+        out["tool_calls"] = [c.model_dump(mode="json") for c in m.tool_calls]
+    if m.role == "tool":
+        out["tool_call_id"], out["is_error"] = m.tool_call_id, m.is_error
+    if m.parts:
+        out["parts"] = [p.model_dump(mode="json") for p in m.parts]
+    return out
+
+
 def _session_json(session: Session, messages: Sequence[Message]) -> dict[str, Any]:
     return {
         "session": session.model_dump(mode="json"),
         "system_prompt": _system_prompt(session),
-        "messages": [
-            m.model_dump(
-                mode="json",
-                include={
-                    "id",
-                    "seq",
-                    "role",
-                    "content",
-                    "status",
-                    "metadata",
-                    "parent_message_id",
-                    "create_time",
-                    "update_time",
-                },
-            )
-            for m in messages
-        ],
+        "messages": [_message_json(m) for m in messages],
     }
+
+
+def _code(text: str) -> str:
+    """``text`` as Markdown inline code, whatever backticks it holds: fenced by one more backtick than its
+    longest run, padded with a space where it starts or ends with one."""
+    longest = current = 0
+    for ch in text:
+        current = current + 1 if ch == "`" else 0
+        longest = max(longest, current)
+    fence = "`" * (longest + 1)
+    pad = " " if text.startswith("`") or text.endswith("`") else ""
+    return f"{fence}{pad}{text}{pad}{fence}"
 
 
 def _session_markdown(session: Session, title: str, messages: Sequence[Message]) -> str:
@@ -212,16 +260,23 @@ def _session_markdown(session: Session, title: str, messages: Sequence[Message])
     system = _system_prompt(session)
     if system is not None:
         lines += ["## System", "", system, ""]
+    names = _call_names(messages)
     for m in messages:
-        mark = f" _({_MARKS[m.status]})_" if m.status in _MARKS else ""
-        lines += [
-            f"## {m.role.capitalize()}{mark}",
-            "",
-            f"<sub>{short_time(m.create_time)}</sub>",
-            "",
-            m.content,
-            "",
-        ]
+        marks = [_MARKS[m.status]] if m.status in _MARKS else []
+        if m.is_error and m.status != "error":
+            marks.append("error")
+        mark = "".join(f" _({k})_" for k in marks)
+        heading = m.role.capitalize()
+        if m.role == "tool":
+            call = m.tool_call_id or "?"
+            heading = f"Tool result · {_code(names.get(call, 'tool'))} · {_code(call)}"
+        lines += [f"## {heading}{mark}", "", f"<sub>{short_time(m.create_time)}</sub>", ""]
+        if m.content or not m.tool_calls:
+            lines += [m.content, ""]
+        images = [p.url or "" for p in m.parts if p.type == "image"]
+        lines += [f"![image {i}]({url})" for i, url in enumerate(images, 1)] + ([""] if images else [])
+        calls = [f"- tool call {_code(c.name)} · {_code(c.id)}: {_code(c.arguments)}" for c in m.tool_calls]
+        lines += calls + ([""] if calls else [])
     return "\n".join(lines)
 
 
@@ -283,7 +338,7 @@ def search(
     """Find messages of your sessions by their words (full-text: FTS5 on SQLite, tsvector on PostgreSQL)."""
 
     async def go() -> None:
-        from ..persistence._store import search_words
+        from ..persistence import search_words
 
         tid, uid = resolve_tenant(tenant), resolve_user(user)
         words = search_words(text)

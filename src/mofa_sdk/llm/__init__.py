@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 from ._agent import LLMAgent, TurnOverrides
 from ._builder import LLMAgentBuilder, default_provider
 from ._hooks import EventHandler, OpenedSession, SessionBackend, SessionInfo, SettingsBackend, Settle
+from ._loop import AgentEvent, StepFinished, ToolResultEvent, ToolStep
 from ._messages import ContentPart, ImagePart, TextPart, ToolCall, ToolResult, check_tool_sequence
 from ._provider import (
     ChatParams,
@@ -28,14 +29,16 @@ from ._stream import ChatStream
 from ._toolcalls import ToolCallAccumulator, ToolCallArgumentsDelta, ToolCallFinished, ToolCallStarted
 from ._tools import Tool, ToolSpec, tool
 from ._types import ChatMessage, StreamLimits, Turn, TurnResult, Usage
-from ._window import select_window, trim_history
+from ._window import INTERRUPTED_TOOL_RESULT, select_window, settle_tool_messages, trim_history
 
 if TYPE_CHECKING:
     from ._local import LOCAL_MAX_TOKENS, LocalProvider, find_default_model
     from ._openai import OpenAICompatibleProvider
 
 __all__ = [
+    "INTERRUPTED_TOOL_RESULT",
     "LOCAL_MAX_TOKENS",
+    "AgentEvent",
     "ChatMessage",
     "ChatParams",
     "ChatStream",
@@ -56,6 +59,7 @@ __all__ = [
     "SessionInfo",
     "SettingsBackend",
     "Settle",
+    "StepFinished",
     "StreamLimits",
     "StreamStarted",
     "TextDelta",
@@ -67,7 +71,9 @@ __all__ = [
     "ToolCallFinished",
     "ToolCallStarted",
     "ToolResult",
+    "ToolResultEvent",
     "ToolSpec",
+    "ToolStep",
     "Turn",
     "TurnOverrides",
     "TurnResult",
@@ -80,6 +86,7 @@ __all__ = [
     "select_window",
     "settings_changes",
     "settle_settings",
+    "settle_tool_messages",
     "tool",
     "trim_history",
 ]

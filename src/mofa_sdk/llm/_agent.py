@@ -6,7 +6,7 @@ import math
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
-from types import TracebackType
+from types import MappingProxyType, TracebackType
 from typing import Any
 
 from ..entities import Session, SessionSettings, check_text
@@ -15,10 +15,14 @@ from ..ids import parse_uuid, uuid7
 from ._hooks import EventHandler, SessionBackend, SessionInfo
 from ._provider import ChatParams, LLMProvider, ProviderDefaults
 from ._stream import ChatStream, SessionState, TurnContext
+from ._tools import Tool
 from ._types import ChatMessage, StreamLimits
 from ._window import select_window, trim_history
 
-__all__ = ["LLMAgent", "TurnOverrides"]
+__all__ = ["DEFAULT_MAX_TOOL_ROUNDS", "LLMAgent", "TurnOverrides"]
+
+#: rounds of tool calls one turn may run (``LLMAgentBuilder.with_max_tool_rounds``)
+DEFAULT_MAX_TOOL_ROUNDS = 8
 
 _HOOKS = ("before_call", "on_delta", "after_reply", "on_error", "on_cancel")
 
@@ -88,6 +92,7 @@ class LLMAgent:
         history: Sequence[ChatMessage] = (),
         limits: StreamLimits | None = None,
         settings: SessionSettings | None = None,
+        max_tool_rounds: int = DEFAULT_MAX_TOOL_ROUNDS,
     ) -> None:
         self._id = agent_id
         self._name = name
@@ -107,6 +112,8 @@ class LLMAgent:
             window=window, token_budget=token_budget, user_id=user_id, tenant_id=tenant_id, agent_id=agent_id,
             load_session=self._load if backend is not None else None,
             limits=limits or StreamLimits(),
+            tools=MappingProxyType({t.name: t for t in params.tools if isinstance(t, Tool)}),
+            max_tool_rounds=max_tool_rounds,
         )
         first = SessionState(session_id, trim_history(history, window))
         self._sessions: dict[uuid.UUID, SessionState] = {session_id: first}
@@ -167,6 +174,15 @@ class LLMAgent:
         return self._token_budget
 
     @property
+    def tools(self) -> tuple[Tool, ...]:
+        """The tools a turn runs when the model calls them (``with_tools``)."""
+        return tuple(self._ctx.tools.values())
+
+    @property
+    def max_tool_rounds(self) -> int:
+        return self._ctx.max_tool_rounds
+
+    @property
     def limits(self) -> StreamLimits:
         """The idle timeout, turn timeout and reply size cap every turn runs under."""
         return self._ctx.limits
@@ -196,7 +212,9 @@ class LLMAgent:
 
         ``messages``: send these (after the agent's system prompt) instead of the window and ``text``, for a
         proxy whose client keeps its own context (OpenAI Chat Completions). ``text`` is still the user
-        message that is saved and joins the history; the window is neither read nor sent.
+        message that is saved and joins the history; the window is neither read nor sent. They may hold
+        tool calls and results (checked as a strict provider would); the model's calls then end the turn
+        (``stream.tool_calls``, saved with the reply) and are not run: the caller runs its tools.
         ``overrides``: this turn's temperature, reply cap, system prompt or request fields.
         ``before`` / ``after``: event handlers of this turn only, run before / after the agent's own (a
         handler before the persistence plugin may name the reply: ``turn.reply_id``).
@@ -224,9 +242,11 @@ class LLMAgent:
             ctx = replace(ctx, params=params, system_prompt=system, handlers=(*before, *self._handlers, *after))
         return ChatStream(ctx, session, text, None if messages is None else tuple(messages))
 
-    async def chat(self, text: str, *, session_id: uuid.UUID | str | None = None) -> str:
+    async def chat(
+        self, text: str, *, session_id: uuid.UUID | str | None = None, messages: Sequence[ChatMessage] | None = None
+    ) -> str:
         """The whole reply at once (the same turn as ``chat_stream``, consumed here)."""
-        return await self.chat_stream(text, session_id=session_id).text_async()
+        return await self.chat_stream(text, session_id=session_id, messages=messages).text_async()
 
     # -- sessions ----------------------------------------------------------------------------------
     def _session(self, sid: uuid.UUID) -> SessionState:

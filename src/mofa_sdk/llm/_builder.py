@@ -6,6 +6,7 @@ import importlib.util
 import math
 import os
 import uuid
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any, cast
 
@@ -14,11 +15,12 @@ from .._vocab import PROVIDER_TYPES, is_local_provider, is_openai_provider
 from ..entities import SessionSettings, check_text
 from ..errors import ConfigError
 from ..ids import NIL_UUID, parse_uuid, uuid7
-from ._agent import LLMAgent
+from ._agent import DEFAULT_MAX_TOOL_ROUNDS, LLMAgent
 from ._hooks import EventHandler, SessionBackend, SettingsBackend
 from ._provider import ChatParams, LLMProvider, ProviderDefaults
 from ._settings import provider_label, settle_settings
 from ._tokens import env_max_tokens
+from ._tools import Tool, ToolSpec, tool
 from ._types import StreamLimits
 
 if TYPE_CHECKING:
@@ -114,6 +116,9 @@ class LLMAgentBuilder:
         self._custom_params: dict[str, Any] = {}
         self._stream = True
         self._limits = StreamLimits()
+        self._tools: list[Tool] = []
+        self._max_tool_rounds = DEFAULT_MAX_TOOL_ROUNDS
+        self._tool_choice: str | None = None
 
     def __repr__(self) -> str:
         provider = self._provider.name if self._provider is not None else None
@@ -305,6 +310,47 @@ class LLMAgentBuilder:
         self._limits = replace(self._limits, max_reply_chars=_positive(chars, "max_reply_chars"))
         return self
 
+    def with_tools(self, tools: Sequence[Callable[..., Any] | Tool]) -> LLMAgentBuilder:
+        """The tools the model may call, run by the agent: plain functions (sync or async; the schema comes
+        from the signature and docstring) or :class:`Tool` values. A turn runs the calls of one message
+        concurrently (a sync function in a worker thread) and calls the model again with the results until
+        it answers without calls. Replaces tools given before; ``[]`` removes them."""
+        if isinstance(tools, str | bytes) or not isinstance(tools, Sequence):
+            raise ConfigError(f"with_tools takes a list of functions or Tools, got {type(tools).__name__}")
+        made: list[Tool] = []
+        for item in tools:
+            if isinstance(item, Tool):
+                made.append(item)
+            elif isinstance(item, ToolSpec):
+                raise ConfigError(f"tool {item.name}: a ToolSpec has no function to run; give the function or "
+                                  "a Tool (a caller running its own tools sends specs in ChatParams.tools)")
+            else:
+                made.append(tool(item))
+        names = [t.name for t in made]
+        twice = sorted({n for n in names if names.count(n) > 1})
+        if twice:
+            raise ConfigError(f"two tools have the same name: {', '.join(twice)} (pass tool(fn, name=...))")
+        self._tools = made
+        return self
+
+    def with_tool_choice(self, choice: str | None) -> LLMAgentBuilder:
+        """What the model is told about calling tools: ``"auto"``, ``"none"``, ``"required"`` or a tool's name
+        (None: the provider's default). ``"required"`` and a name hold for a turn's first model call only;
+        the calls after tool results are ``"auto"``, so a forced call cannot loop until the round limit."""
+        if choice is not None and not isinstance(choice, str):
+            raise ConfigError(f"tool_choice must be 'auto', 'none', 'required', a tool's name or None, got {choice!r}")
+        self._tool_choice = choice
+        return self
+
+    def with_max_tool_rounds(self, rounds: int) -> LLMAgentBuilder:
+        """How many rounds of tool calls one turn may run (default 8). When the model asks for tools once
+        more, those calls are answered with an error result, not run, and the turn ends with
+        ``ToolRoundsExceededError`` (saved as an error)."""
+        if isinstance(rounds, bool) or not isinstance(rounds, int) or rounds <= 0:
+            raise ConfigError(f"max_tool_rounds must be a positive integer, got {rounds!r}")
+        self._max_tool_rounds = rounds
+        return self
+
     @property
     def provider(self) -> LLMProvider | None:
         """The provider given so far (None: :func:`default_provider` picks one when building)."""
@@ -381,6 +427,8 @@ class LLMAgentBuilder:
             response_format=self._response_format,
             extra=dict(self._custom_params),
             stream=self._stream,
+            tools=tuple(self._tools),
+            tool_choice=self._tool_choice,
         )
         return provider.apply_defaults(params) if isinstance(provider, ProviderDefaults) else params
 
@@ -395,6 +443,7 @@ class LLMAgentBuilder:
             token_budget=self._token_budget or _context_budget(provider, params.max_tokens),
             user_id=user, tenant_id=tenant, handlers=self._handlers, backend=self._plugin,
             session_id=session_id, history=history, limits=self._limits, settings=settings,
+            max_tool_rounds=self._max_tool_rounds,
         )
 
 

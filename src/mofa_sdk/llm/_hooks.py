@@ -14,6 +14,7 @@ from datetime import datetime
 from typing import Protocol, runtime_checkable
 
 from ..entities import SessionSettings
+from ._loop import ToolStep
 from ._types import ChatMessage, Turn, TurnResult
 
 __all__ = ["EventHandler", "OpenedSession", "SessionBackend", "SessionInfo", "SettingsBackend", "Settle"]
@@ -30,6 +31,15 @@ class EventHandler:
 
     async def on_delta(self, turn: Turn, delta: str) -> None:
         """After each text delta; ``turn.text`` is the reply so far. Keep it cheap: it is on the token path."""
+
+    async def on_tool_calls(self, turn: Turn, step: ToolStep) -> None:
+        """A model call ended in tool calls (``step.message``); none of them runs before this returns. Raise
+        to end the turn as an error with no tool run (the calls then get error results)."""
+
+    async def on_tool_result(self, turn: Turn, message: ChatMessage) -> None:
+        """One call was answered: ``message`` is the ``tool`` message (with its id), handed on as it arrives.
+        The results of a call that was cancelled or never ran come here too (``is_error``, status
+        ``cancelled`` or ``error``), when the turn ends."""
 
     async def after_reply(self, turn: Turn, result: TurnResult) -> None:
         """The reply finished cleanly (``result.status == "complete"``)."""

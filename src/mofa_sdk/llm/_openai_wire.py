@@ -22,15 +22,14 @@ def wire_messages(messages: Sequence[ChatMessage]) -> list[dict[str, Any]]:
 
 def _wire(message: ChatMessage) -> dict[str, Any]:
     if message.tool_calls:
-        return {
-            "role": "assistant",
-            # OpenAI's own replies carry null content beside calls; some servers reject "" there
-            "content": message.content or None,
-            "tool_calls": [
-                {"id": c.id, "type": "function", "function": {"name": c.name, "arguments": c.arguments}}
-                for c in message.tool_calls
-            ],
-        }
+        # text, even empty: llama_cpp.server refuses a null content and its chat templates read the key;
+        # OpenAI takes "" beside calls
+        wired: dict[str, Any] = {"role": "assistant", "content": message.content}
+        wired["tool_calls"] = [
+            {"id": c.id, "type": "function", "function": {"name": c.name, "arguments": c.arguments}}
+            for c in message.tool_calls
+        ]
+        return wired
     if message.role == "tool":
         return {"role": "tool", "tool_call_id": message.tool_call_id, "content": message.content}
     if message.parts:

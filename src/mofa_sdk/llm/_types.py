@@ -136,6 +136,8 @@ class Turn:
     #: the API request that started this turn (``mofa serve`` sets it in a handler running before the
     #: persistence plugin): saved with the user message, in the same insert; opaque to the library
     request_params: dict[str, Any] | None = None
+    #: which model call of the turn is streaming: 0, then one more after each round of tool results
+    step: int = 0
     _parts: list[str] = field(default_factory=list)
 
     @property
@@ -147,6 +149,11 @@ class Turn:
 
     def append(self, delta: str) -> None:
         self._parts.append(delta)
+
+    def start_step(self) -> None:
+        """A new model call of the turn begins (after tool results): ``text`` is that call's text."""
+        self._parts.clear()
+        self.step += 1
 
 
 @dataclass(slots=True)
@@ -166,6 +173,12 @@ class TurnResult:
     error: BaseException | None = None
     #: what the stream layer repaired or dropped at the provider boundary (surrogates, implausible usage)
     notes: list[str] = field(default_factory=list)
+    #: the calls the final reply makes, when the turn returns them instead of running them (a turn given
+    #: ``messages=``: its caller runs the tools); empty otherwise
+    tool_calls: tuple[ToolCall, ...] = ()
+    #: True when the turn ended while its tools ran (cancelled, a failed hook, the round limit): no model
+    #: call was in progress, so there is no reply and no call record beyond those of its tool steps
+    ended_in_tools: bool = False
 
 
 @dataclass(frozen=True, slots=True)

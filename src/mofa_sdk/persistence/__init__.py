@@ -11,6 +11,8 @@ from ..entities import (
     ApiKey,
     LLMApiCall,
     Message,
+    MessagePart,
+    MessageToolCall,
     Provider,
     QueryFilter,
     Session,
@@ -21,9 +23,12 @@ from ._connect import connect_store, default_database_url
 from ._context import PersistenceContext
 from ._memory import InMemoryStore
 from ._plugin import PendingReply, PersistencePlugin
+from ._protocols import SessionFinder, SessionLister, SessionReader
 from ._quick import quick_agent, quick_agent_with_memory, quick_agent_with_postgres, quick_agent_with_sqlite
-from ._sqlite import SqliteStore
-from ._store import UNSET, Store
+from ._secrets import is_encrypted, keys_left_encrypted
+from ._sessions import owned_session
+from ._sqlite import SqliteStore, path_from_url
+from ._store import MAX_PAGE, UNSET, Store, search_words
 from ._turns import KEEP, Keep, SettingsRequest, StartedTurn, TurnEngine, TurnOptions, TurnSession
 
 if TYPE_CHECKING:
@@ -32,6 +37,7 @@ if TYPE_CHECKING:
 __all__ = [
     "API_KEY_PREFIX",
     "KEEP",
+    "MAX_PAGE",
     "UNSET",
     "Agent",
     "AgentConfig",
@@ -40,6 +46,8 @@ __all__ = [
     "Keep",
     "LLMApiCall",
     "Message",
+    "MessagePart",
+    "MessageToolCall",
     "PendingReply",
     "PersistenceContext",
     "PersistencePlugin",
@@ -47,6 +55,9 @@ __all__ = [
     "Provider",
     "QueryFilter",
     "Session",
+    "SessionFinder",
+    "SessionLister",
+    "SessionReader",
     "SettingsRequest",
     "SqliteStore",
     "StartedTurn",
@@ -59,12 +70,17 @@ __all__ = [
     "connect_store",
     "default_database_url",
     "hash_api_key",
+    "is_encrypted",
     "issue_api_key",
+    "keys_left_encrypted",
     "mask_api_key",
+    "owned_session",
+    "path_from_url",
     "quick_agent",
     "quick_agent_with_memory",
     "quick_agent_with_postgres",
     "quick_agent_with_sqlite",
+    "search_words",
 ]
 
 

@@ -48,6 +48,10 @@ class Dialect:
     #: the current schema's (table, column) pairs and index names, for the schema check
     columns_sql: str
     indexes_sql: str
+    #: the tool calls of message ``m`` as rows ``c`` (a FROM item), a call's id, and the calls' order
+    tool_calls_from = "json_each(m.tool_calls) AS c"
+    tool_call_id = "json_extract(c.value, '$.id')"
+    tool_call_order = "c.key"
     #: one statement can bump the session's ``last_seq`` and insert the message (a data-modifying WITH)
     seq_in_insert = False
     #: aggregates (after a comma) computing p50/p95 of latency and time to first token; empty: Python does it

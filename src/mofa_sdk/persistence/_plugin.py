@@ -7,8 +7,13 @@ What is written when (DESIGN §3):
   inserts the assistant row as ``streaming``, later ones update it), so a crash loses at most one interval.
   A checkpoint runs beside the stream, at most one at a time, so a slow or dead database never holds up
   the deltas;
+- when a model call ends in tool calls (``on_tool_calls``): the assistant message making them and that call's
+  api-call record, in one transaction, before any of its tools runs (a checkpoint of its text, written under
+  the reply's id while it streamed, is replaced by it); then each tool result as it arrives
+  (``on_tool_result``), the results of calls that were cancelled or never ran included;
 - when the turn ends (complete, error or cancelled): the assistant reply with its final status and the
-  api-call record, in one transaction.
+  api-call record, in one transaction (a turn that ended while its tools ran has no reply and no call
+  in progress: nothing more is written).
 
 If a finishing write fails, the reply is kept in memory (``pending``), retried before the next turn, by
 ``flush()`` and when the plugin is closed (within ``flush_timeout``), and an :class:`UnsavedReplyError`
@@ -23,7 +28,7 @@ import asyncio
 import logging
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -38,9 +43,22 @@ from ..errors import (
     UnsavedReplyError,
 )
 from ..ids import parse_uuid, uuid7
-from ..llm import ChatMessage, EventHandler, OpenedSession, SessionInfo, Settle, Turn, TurnResult, settings_changes
+from ..llm import (
+    ChatMessage,
+    EventHandler,
+    OpenedSession,
+    SessionInfo,
+    Settle,
+    ToolCall,
+    ToolStep,
+    Turn,
+    TurnResult,
+    settings_changes,
+    settle_tool_messages,
+)
 from ._calls import call_fields
-from ._protocols import HistoryReader, PluginStore
+from ._chat_rows import chat_message, message_row, stored_tool_calls
+from ._protocols import PluginStore, WindowReader
 from ._sessions import find_session, open_session
 from ._store import UNSET, Store
 
@@ -71,6 +89,8 @@ class PendingReply:
     uncertain: bool = False
     #: True when the session was deleted before the reply could be written: it is dropped, not retried
     session_deleted: bool = False
+    #: True when a checkpointed row must be replaced (the reply makes tool calls, which an update cannot add)
+    replace_existing: bool = False
 
     def describe(self) -> str:
         what = f"reply {self.message.id}" if self.message is not None else f"api call {self.call.id}"
@@ -351,6 +371,44 @@ class PersistencePlugin(EventHandler):
             p.checkpoint_failed = True
             checkpoint_log.warning("checkpoint of reply %s failed; the reply keeps streaming: %s", p.reply_id, exc)
 
+    async def on_tool_calls(self, turn: Turn, step: ToolStep) -> None:
+        """The assistant message making calls and its model call's record, in one transaction; raises (and no
+        tool runs) when they cannot be written."""
+        p: _Progress | None = turn.state.get(self._key)
+        if p is None:
+            return
+        if p.checkpoint_task is not None:
+            await asyncio.shield(p.checkpoint_task)  # never raises (see _checkpoint)
+        row = message_row(step.message, session_id=turn.session_id, tenant_id=turn.tenant_id, user_id=turn.user_id,
+                          agent_id=turn.agent_id, parent_message_id=p.user_message_id, status="complete")
+        call = LLMApiCall(
+            id=uuid7(), tenant_id=turn.tenant_id, session_id=turn.session_id, user_id=turn.user_id,
+            agent_id=turn.agent_id, request_message_id=p.user_message_id, response_message_id=row.id,
+            model_name=step.result.model or turn.model, **call_fields(step.result),
+        )
+        store = self._rows
+        async with store.transaction() as tx:
+            if p.checkpointed or p.checkpoint_failed:
+                # the step's text was checkpointed under the final reply's id; that id names the final reply
+                await store.delete_message(turn.tenant_id, p.reply_id, tx=tx)
+            await store.save_message(row, tx=tx)
+            await store.save_api_call(call, tx=tx)
+        # the next model call streams afresh under the reply's id
+        p.checkpointed = p.checkpoint_failed = False
+        p.checkpoint_task = None
+        p.last_checkpoint = time.monotonic()
+        if p.delta_ends is not None:
+            p.delta_ends = []
+
+    async def on_tool_result(self, turn: Turn, message: ChatMessage) -> None:
+        p: _Progress | None = turn.state.get(self._key)
+        if p is None:
+            return
+        await self._rows.save_message(message_row(
+            message, session_id=turn.session_id, tenant_id=turn.tenant_id, user_id=turn.user_id,
+            agent_id=turn.agent_id, parent_message_id=p.user_message_id,
+        ))
+
     async def after_reply(self, turn: Turn, result: TurnResult) -> None:
         await self._finish(turn, result)
 
@@ -367,8 +425,11 @@ class PersistencePlugin(EventHandler):
         if p.checkpoint_task is not None:
             # the final write must know whether the checkpoint's row exists; it never raises (see above)
             await asyncio.shield(p.checkpoint_task)
+        if result.ended_in_tools and not (result.text or p.checkpointed):
+            return  # its steps and results are saved; no model call was in progress
         status = _STATUS.get(result.status, "error")
-        message = _reply_message(turn, p, result.text, status) if (result.text or p.checkpointed) else None
+        keep = result.text or p.checkpointed or result.tool_calls
+        message = _reply_message(turn, p, result.text, status, tool_calls=result.tool_calls) if keep else None
         call = LLMApiCall(
             id=p.call_id,
             tenant_id=turn.tenant_id,
@@ -381,7 +442,8 @@ class PersistencePlugin(EventHandler):
             **call_fields(result),
         )
         pending = PendingReply(turn.tenant_id, turn.session_id, message, p.checkpointed, call,
-                               uncertain=p.checkpoint_failed)
+                               uncertain=p.checkpoint_failed,
+                               replace_existing=bool(result.tool_calls) and p.checkpointed)
         try:
             await self._write(pending)
         except PersistenceError as exc:
@@ -424,7 +486,10 @@ class PersistencePlugin(EventHandler):
                 p.update_existing = await store.get_message(p.tenant_id, p.message.id) is not None
         async with store.transaction() as tx:
             if p.message is not None:
-                if p.update_existing:
+                if p.update_existing and p.replace_existing:
+                    await store.delete_message(p.tenant_id, p.message.id, tx=tx)
+                    await store.save_message(p.message, tx=tx)
+                elif p.update_existing:
                     await store.update_message(
                         p.tenant_id, p.message.id, content=p.message.content, status=p.message.status,
                         delta_ends=UNSET if p.message.delta_ends is None else p.message.delta_ends, tx=tx,
@@ -484,9 +549,11 @@ class PersistencePlugin(EventHandler):
 
 
 async def _load_window(
-    store: HistoryReader, tenant_id: uuid.UUID, session_id: uuid.UUID, window: int | None
+    store: WindowReader, tenant_id: uuid.UUID, session_id: uuid.UUID, window: int | None
 ) -> list[ChatMessage]:
-    """Read only what the window can use: the last few rounds through the (session_id, seq) index."""
+    """Read only what the window can use: the last few rounds through the (session_id, seq) index. A tool
+    call in it with no result is answered: by a recorded ``interrupted`` result when its process is gone,
+    else (a live turn may still be running it, or the write failed) in memory only, with a warning."""
     if window == 0:
         return []
     if window is None:
@@ -499,14 +566,28 @@ async def _load_window(
             if len(rows) < k or rounds >= window + 1:
                 break
             k *= 2
+    # A tool row stored before migration 0009 names no call: it answers nothing that can be sent (a result
+    # must follow the call it names), so it is left out, as the window leaves out any orphan result.
     history = [
-        ChatMessage(role=r.role, content=r.content, status=r.status, id=r.id)
-        for r in rows
-        if r.role != "system"
+        chat_message(r) for r in rows if r.role != "system" and not (r.role == "tool" and r.tool_call_id is None)
     ]
     while history and history[0].role != "user":  # a round cut by the limit is not whole: drop it
         history.pop(0)
-    return history
+    settled, missing = settle_tool_messages(history)
+    if not missing:  # nearly always: one read, nothing more
+        return settled
+    try:
+        recorded = await store.answer_interrupted_tool_calls(tenant_id, session_id)
+    except PersistenceError as exc:
+        recorded = []
+        log.warning("session %s: recording the interrupted tool call(s) %s failed: %s",
+                    session_id, ", ".join(missing), exc)  # fmt: skip
+    # the recorded answers take the place of the in-memory ones (settling puts them after their calls)
+    settled, missing = settle_tool_messages([*history, *(chat_message(r) for r in recorded)])
+    if missing:
+        log.warning("session %s: tool call(s) %s have no result; they are sent as interrupted (not recorded: "
+                    "their turn may still be running)", session_id, ", ".join(missing))
+    return settled
 
 
 def _recorded(settings: SessionSettings | None) -> dict[str, Any] | None:
@@ -514,7 +595,8 @@ def _recorded(settings: SessionSettings | None) -> dict[str, Any] | None:
 
 
 def _reply_message(
-    turn: Turn, p: _Progress, text: str, status: MessageStatus, offsets: list[int] | None = None
+    turn: Turn, p: _Progress, text: str, status: MessageStatus, offsets: list[int] | None = None,
+    tool_calls: Sequence[ToolCall] = (),
 ) -> Message:
     return Message(
         id=p.reply_id,
@@ -527,6 +609,7 @@ def _reply_message(
         status=status,
         parent_message_id=p.user_message_id,
         delta_ends=p.offsets() if offsets is None else offsets,
+        tool_calls=stored_tool_calls(tool_calls),
     )
 
 

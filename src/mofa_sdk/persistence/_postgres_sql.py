@@ -65,6 +65,9 @@ class PostgresDialect(Dialect):
         " WHERE table_schema = current_schema()"
     )
     indexes_sql = "SELECT indexname::text FROM pg_indexes WHERE schemaname = current_schema()"
+    tool_calls_from = "json_array_elements(m.tool_calls) WITH ORDINALITY AS c (value, n)"
+    tool_call_id = "c.value ->> 'id'"
+    tool_call_order = "c.n"
     percentiles = "".join(
         f", percentile_cont({p}) WITHIN GROUP (ORDER BY {c})"
         for c in ("latency_ms", "time_to_first_token_ms")

@@ -31,6 +31,7 @@ __all__ = [
     "SessionLister",
     "SessionOpener",
     "SessionReader",
+    "WindowReader",
 ]
 
 
@@ -68,6 +69,12 @@ class HistoryReader(Protocol):
     async def get_last_messages(self, tenant_id: uuid.UUID, session_id: uuid.UUID, k: int) -> list[Message]: ...
 
 
+class WindowReader(HistoryReader, Protocol):
+    """What loading a session's window uses: its rows, and the repair of tool calls a crash left open."""
+
+    async def answer_interrupted_tool_calls(self, tenant_id: uuid.UUID, session_id: uuid.UUID) -> list[Message]: ...
+
+
 class MessageWriter(Protocol):
     async def save_message(self, message: Message, *, tx: Transaction | None = None) -> Message: ...
 
@@ -82,7 +89,7 @@ class ContextStore(SessionOpener, HistoryReader, MessageWriter, CallWriter, Prot
     async def get_statistics(self, query: QueryFilter) -> UsageStatistics: ...
 
 
-class PluginStore(SessionOpener, HistoryReader, MessageWriter, CallWriter, Protocol):
+class PluginStore(SessionOpener, WindowReader, MessageWriter, CallWriter, Protocol):
     """What :class:`PersistencePlugin` uses: it checkpoints and finishes replies, in one transaction."""
 
     def transaction(self) -> AbstractAsyncContextManager[Transaction]: ...
@@ -100,6 +107,10 @@ class PluginStore(SessionOpener, HistoryReader, MessageWriter, CallWriter, Proto
     ) -> None: ...
 
     async def get_message(self, tenant_id: uuid.UUID, message_id: uuid.UUID) -> Message | None: ...
+
+    async def delete_message(
+        self, tenant_id: uuid.UUID, message_id: uuid.UUID, *, tx: Transaction | None = None
+    ) -> bool: ...
 
     async def get_api_call(self, tenant_id: uuid.UUID, call_id: uuid.UUID) -> LLMApiCall | None: ...
 

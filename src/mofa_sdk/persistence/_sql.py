@@ -35,6 +35,7 @@ from ..entities import (
 )
 from ..errors import ConflictError, NotFoundError, TenantMismatchError
 from ..ids import utc_now
+from ..llm import INTERRUPTED_TOOL_RESULT
 from ._args import agent_code, as_id, as_optional_id, checked, checked_all, count, provider_name
 from ._checks import (
     check_before,
@@ -93,6 +94,10 @@ _RESERVE_SEQS = (
     "UPDATE entity_session SET last_seq = last_seq + :n, update_time = :now"
     " WHERE id = :session_id AND tenant_id = :tenant_id RETURNING last_seq"
 )
+#: locks the session row (as reserving a seq does) without changing it
+_LOCK_SESSION = (
+    "UPDATE entity_session SET last_seq = last_seq WHERE id = :session_id AND tenant_id = :tenant_id RETURNING id"
+)
 _BY_ID = "id = :id AND tenant_id = :tenant_id"
 _IN_SESSION = "session_id = :session_id AND tenant_id = :tenant_id"
 _SESSION_EXISTS = "EXISTS (SELECT 1 FROM entity_session WHERE id = :session_id AND tenant_id = :tenant_id)"
@@ -108,6 +113,20 @@ def save_message_sql(d: Dialect) -> str:
     return d.sql(
         f"WITH s AS ({_RESERVE_SEQS}) INSERT INTO entity_message ({MESSAGE.cols()})"
         f" SELECT {MESSAGE.values(d, {'seq': 's.last_seq'})} FROM s RETURNING seq"
+    )
+
+
+@functools.cache
+def _unanswered_calls_sql(d: Dialect) -> str:
+    """The session's tool calls with no result after them, whose message was last written before
+    ``:cutoff``: (message id, user id, agent id, call id), in the order they were made."""
+    return (
+        f"SELECT m.id, m.user_id, m.agent_id, {d.tool_call_id} FROM entity_message m, {d.tool_calls_from}"
+        " WHERE m.session_id = :session_id AND m.tenant_id = :tenant_id AND m.role = 'assistant'"
+        " AND m.update_time < :cutoff AND NOT EXISTS (SELECT 1 FROM entity_message r"
+        " WHERE r.session_id = m.session_id AND r.tenant_id = m.tenant_id AND r.role = 'tool'"
+        f" AND r.seq > m.seq AND r.tool_call_id = {d.tool_call_id})"
+        f" ORDER BY m.seq, {d.tool_call_order}"
     )
 
 
@@ -429,6 +448,38 @@ class SqlStore(Store):
             f" WHERE {_IN_SESSION} AND status = 'streaming' AND update_time < :cutoff"
         )
         return await self._change(sql, params, f"marking interrupted replies of session {session_id}", tenant_id)
+
+    async def answer_interrupted_tool_calls(self, tenant_id: uuid.UUID, session_id: uuid.UUID) -> list[Message]:
+        tenant_id, session_id = as_id(tenant_id, "tenant_id"), as_id(session_id, "session_id")
+        d = self._dialect
+        now = utc_now()
+        keys = self._keys(session_id=session_id, tenant_id=tenant_id)
+        cutoff = d.to_db("time", now - timedelta(seconds=self.streaming_lease_seconds))
+        doing = Words(lambda: f"recording the interrupted tool calls of session {session_id}")
+        async with self._writing(doing, None, tenant_id, atomic=True) as conn:
+            # The session row first: every writer of the session's messages locks it for a seq, so two
+            # processes repairing at once take turns, and the second finds the first one's answers.
+            if not await self._rows(conn, _LOCK_SESSION, keys):
+                return []
+            found = await self._rows(conn, _unanswered_calls_sql(d), keys | {"cutoff": cutoff})
+            if not found:
+                return []
+            # After everything stored so far: in the usual case (the process died running the tools) that is
+            # right after the call's message and the results it got; the window puts each result after its
+            # call wherever it was stored (``settle_tool_messages``).
+            (last,) = await self._rows(conn, _RESERVE_SEQS, keys | {"n": len(found), "now": d.to_db("time", now)})
+            first = int(last[0]) - len(found) + 1
+            rows = [
+                Message(
+                    session_id=session_id, tenant_id=tenant_id, user_id=d.from_db("uuid", user),
+                    agent_id=d.from_db("uuid", agent), parent_message_id=d.from_db("uuid", call_message),
+                    seq=first + k, role="tool", content=INTERRUPTED_TOOL_RESULT, status="interrupted",
+                    tool_call_id=call_id, is_error=True, create_time=now, update_time=now,
+                )
+                for k, (call_message, user, agent, call_id) in enumerate(found)
+            ]  # fmt: skip
+            await self._execute_many(conn, insert_sql(MESSAGE, d), [MESSAGE.params(m, d) for m in rows])
+        return rows
 
     # -- sessions --------------------------------------------------------------------------------------
     async def create_session(self, session: Session, *, tx: Transaction | None = None) -> Session:

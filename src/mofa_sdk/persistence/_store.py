@@ -267,6 +267,12 @@ class Store(abc.ABC):
     async def mark_interrupted(self, tenant_id: uuid.UUID, session_id: uuid.UUID) -> int:
         """Persist ``interrupted`` on the session's replies still ``streaming`` past the lease."""
 
+    @abc.abstractmethod
+    async def answer_interrupted_tool_calls(self, tenant_id: uuid.UUID, session_id: uuid.UUID) -> list[Message]:
+        """Record an ``interrupted`` error result for every tool call of the session that has none after it
+        and whose message was last written before the lease (its process is gone); the rows recorded, in
+        seq order. Idempotent, and two processes doing it at once record each answer once."""
+
     # -- sessions ----------------------------------------------------------------------------------
     @abc.abstractmethod
     async def create_session(self, session: Session, *, tx: Transaction | None = None) -> Session:

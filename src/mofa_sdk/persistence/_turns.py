@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import enum
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -41,6 +41,7 @@ from ..llm import (
     ProviderDefaults,
     Settle,
     StreamLimits,
+    Tool,
     Turn,
     TurnOverrides,
     default_provider,
@@ -255,7 +256,8 @@ class TurnEngine:
 
     ``provider``: the default provider (used where no agent row answers); None: :func:`default_provider`
     from the environment, made on first use and shared by every session, so the local model loads once.
-    The plugin options are those of :class:`PersistencePlugin`; ``limits`` bound every turn.
+    The plugin options are those of :class:`PersistencePlugin`; ``limits`` bound every turn; ``tools`` are
+    run by every agent it builds.
     """
 
     def __init__(
@@ -268,8 +270,11 @@ class TurnEngine:
         flush_timeout: float = 5.0,
         record_delta_offsets: bool = False,
         limits: StreamLimits | None = None,
+        tools: Sequence[Callable[..., Any] | Tool] = (),
     ) -> None:
         self.store = store
+        #: the tools every agent the engine builds runs (``LLMAgentBuilder.with_tools``)
+        self.tools = tuple(tools)
         self._default = provider
         self._owns_default = False
         self.plugin_id = plugin_id
@@ -325,6 +330,8 @@ class TurnEngine:
             builder = LLMAgentBuilder.from_env(provider=self.default_provider).with_agent_code(None)
         _apply(builder, req, config)
         builder.with_user(user_id).with_tenant(tenant_id)
+        if self.tools:
+            builder.with_tools(self.tools)
         if self.limits is not None:
             lim = self.limits
             builder.with_idle_timeout(lim.idle_timeout).with_turn_timeout(lim.turn_timeout)

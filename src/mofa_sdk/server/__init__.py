@@ -7,7 +7,7 @@ framework) ← ``http`` (auth, body limit, SSE, typed dependencies, the one erro
 ``api.openai`` (routes and pydantic schemas per API) ← ``create_app`` (the app and its lifespan).
 """
 
-from ._app import create_app
+from ._app import CONFIG_ENV, app_from_env, config_to_env, create_app
 from ._config import ServeConfig
 
-__all__ = ["ServeConfig", "create_app"]
+__all__ = ["CONFIG_ENV", "ServeConfig", "app_from_env", "config_to_env", "create_app"]

@@ -13,7 +13,7 @@ from typing import Any
 
 import httpx2
 
-from tests._llama_server import free_port
+from tests.support.ports import free_port
 
 __all__ = ["ROOT", "FaultPair", "Launcher", "Served", "Server"]
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import socket
 import subprocess
 import sys
 import tempfile
@@ -18,19 +17,18 @@ import threading
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Iterator
 from concurrent.futures import Future
 from pathlib import Path
 from typing import Any
 
-__all__ = ["LlamaServer", "RecordingProxy", "free_port", "start_llama_server"]
+import pytest
+
+from .ports import free_port
+
+__all__ = ["LlamaServer", "RecordingProxy", "llama_server", "start_llama_server"]
 
 _HEAD_END = b"\r\n\r\n"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _set_header(head: bytes, name: str, value: str) -> bytes:
@@ -207,3 +205,14 @@ def start_llama_server(
         process.kill()
         raise
     return LlamaServer(process, proxy, log, model_path, model_id)
+
+
+@pytest.fixture(scope="session")
+def llama_server() -> Iterator[LlamaServer]:
+    """The real OpenAI-compatible server (``python -m llama_cpp.server``, SmolLM2) behind a recording proxy:
+    ``.base_url`` (the proxy's ``/v1``), ``.requests`` (chat request bodies, in order), ``.clear()``."""
+    server = start_llama_server()
+    try:
+        yield server
+    finally:
+        server.stop()

@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
-from ._pg_cluster import free_port
+from .ports import free_port
 
 __all__ = ["PgBouncer", "ensure_pgbouncer"]
 

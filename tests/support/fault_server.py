@@ -13,10 +13,41 @@ import contextlib
 import json
 import time
 from collections import deque
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-__all__ = ["FaultServer", "Recorded", "Reply", "ScriptedCall"]
+import pytest
+
+__all__ = ["FaultServer", "Recorded", "Reply", "ScriptedCall", "fault"]
+
+
+def _tool_sequence_problem(messages: list[dict[str, Any]]) -> str | None:
+    """What OpenAI's Chat Completions refuses in a request's message list, in its words; None when valid.
+    Written from the wire format, independently of the library's own check."""
+    open_ids: list[str] = []
+    for i, message in enumerate(messages):
+        role = message.get("role")
+        if role == "tool":
+            call_id = message.get("tool_call_id")
+            if call_id not in open_ids:
+                return (f"Invalid parameter: messages with role 'tool' must be a response to a preceeding message "
+                        f"with 'tool_calls' (messages.[{i}], tool_call_id {call_id!r})")
+            open_ids.remove(call_id)
+            continue
+        if open_ids:
+            return ("An assistant message with 'tool_calls' must be followed by tool messages responding to each "
+                    f"'tool_call_id'. The following tool_call_ids did not have response messages: "
+                    f"{', '.join(open_ids)} (messages.[{i}])")
+        if role == "assistant":
+            calls = message.get("tool_calls") or []
+            if not message.get("content") and not calls:
+                return f"Invalid value for 'content': expected a string, got null (messages.[{i}])"
+            open_ids = [c.get("id") for c in calls]
+    if open_ids:
+        return ("An assistant message with 'tool_calls' must be followed by tool messages responding to each "
+                f"'tool_call_id'. The following tool_call_ids did not have response messages: {', '.join(open_ids)}")
+    return None
 
 
 @dataclass
@@ -126,8 +157,11 @@ class Recorded:
 class FaultServer:
     """``async with FaultServer() as srv: srv.push(Reply(status=429, ...)); ... srv.base_url``."""
 
-    def __init__(self, default: Reply | None = None) -> None:
+    def __init__(self, default: Reply | None = None, *, strict_tools: bool = False) -> None:
         self.default = default or Reply()
+        #: answer 400 (as OpenAI does) to a request whose messages leave a tool call unanswered, hold a tool
+        #: message answering no call of the assistant message before it, or an empty assistant message
+        self.strict_tools = strict_tools
         self.script: deque[Reply] = deque()
         self.requests: list[Recorded] = []
         self._server: asyncio.Server | None = None
@@ -218,6 +252,11 @@ class FaultServer:
         if rec.client_disconnected:
             return
         body = rec.body
+        problem = _tool_sequence_problem(body.get("messages") or []) if self.strict_tools else None
+        if problem is not None:
+            error = {"error": {"message": problem, "type": "invalid_request_error", "param": "messages"}}
+            await self._send_json(writer, 400, error, {})
+            return
         if reply.reject_stream_options and "stream_options" in body:
             error = {"error": {"message": "Unrecognized request argument supplied: stream_options",
                                "type": "invalid_request_error", "param": "stream_options"}}
@@ -367,3 +406,10 @@ class FaultServer:
         head += [f"{k}: {v}" for k, v in headers.items()]
         writer.write(("\r\n".join(head) + "\r\n\r\n").encode() + payload)
         await writer.drain()
+
+
+@pytest.fixture
+async def fault() -> AsyncIterator[FaultServer]:
+    """The loopback fault server, started for one test."""
+    async with FaultServer() as srv:
+        yield srv

@@ -1,4 +1,4 @@
-"""Helpers of the CLI tests. ``Cli(...)(*args)`` runs the ``mofa`` app through typer's CliRunner in a worker
+"""Running the ``mofa`` app in tests. ``Cli(...)(*args)`` runs it through typer's CliRunner in a worker
 thread, so the servers the tests talk to (the fault server, the llama.cpp proxy) keep running on the test
 loop meanwhile."""
 

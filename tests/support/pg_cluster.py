@@ -11,13 +11,14 @@ import glob
 import os
 import shlex
 import shutil
-import socket
 import subprocess
 import tempfile
 from pathlib import Path
 from urllib.parse import quote
 
-__all__ = ["PgCluster", "free_port", "pg_bin"]
+from .ports import free_port
+
+__all__ = ["PgCluster", "pg_bin"]
 
 
 def pg_bin(name: str) -> str:
@@ -29,12 +30,6 @@ def pg_bin(name: str) -> str:
     if path is None:
         raise RuntimeError(f"PostgreSQL's {name} is not installed")
     return path
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 class PgCluster:
