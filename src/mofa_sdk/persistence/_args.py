@@ -33,7 +33,7 @@ def checked(value: E, kind: type[E], name: str) -> E:
     """``value`` validated again as a ``kind``, as a new object (what is written is what was checked)."""
     if not isinstance(value, kind):
         raise ConfigError(f"{name} must be a {kind.__name__}, got {type(value).__name__}")
-    return kind(**dict(value))
+    return kind(**value.__dict__)  # the fields (a pydantic model's __dict__), without iterating the model
 
 
 def checked_all(values: Sequence[E], kind: type[E], name: str) -> list[E]:
