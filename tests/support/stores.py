@@ -7,6 +7,7 @@ A test directory gets them by re-exporting them from its conftest (tests/conftes
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Literal
@@ -95,9 +96,9 @@ async def local_store(request: pytest.FixtureRequest, sqlite_path: Path) -> Asyn
 
 
 
-@pytest.fixture(name="store", params=["memory", "sqlite", "postgres"])
-async def each_store(request: pytest.FixtureRequest, sqlite_path: Path) -> AsyncIterator[Store]:
-    """``store`` outside the contract suite: each store the library ships, once per test."""
+@contextlib.asynccontextmanager
+async def _param_store(request: pytest.FixtureRequest, sqlite_path: Path) -> AsyncIterator[Store]:
+    """The store the fixture's parameter names, closed afterwards."""
     kind: StoreKind = request.param
     url = str(request.getfixturevalue("pg_url")) if kind == "postgres" else None
     opened = await open_store(kind, sqlite_path, url)
@@ -105,18 +106,20 @@ async def each_store(request: pytest.FixtureRequest, sqlite_path: Path) -> Async
         yield opened
     finally:
         await opened.close()
+
+
+@pytest.fixture(name="store", params=["memory", "sqlite", "postgres"])
+async def each_store(request: pytest.FixtureRequest, sqlite_path: Path) -> AsyncIterator[Store]:
+    """``store`` outside the contract suite: each store the library ships, once per test."""
+    async with _param_store(request, sqlite_path) as opened:
+        yield opened
 
 
 @pytest.fixture(params=["sqlite", "postgres"])
 async def db_store(request: pytest.FixtureRequest, sqlite_path: Path) -> AsyncIterator[Store]:
     """The two real databases (for concurrency and transaction tests)."""
-    kind: StoreKind = request.param
-    url = str(request.getfixturevalue("pg_url")) if kind == "postgres" else None
-    opened = await open_store(kind, sqlite_path, url)
-    try:
+    async with _param_store(request, sqlite_path) as opened:
         yield opened
-    finally:
-        await opened.close()
 
 
 @pytest.fixture(params=["sqlite", "postgres"])
