@@ -33,3 +33,15 @@ def test_the_cli_and_the_sqlite_store_do_not_load_psycopg() -> None:
                           check=False)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "[]"
+
+
+def test_the_run_engine_loads_no_web_framework() -> None:
+    """import-linter checks the static imports; this checks what importing ``mofa_sdk.server.runs`` really loads
+    (the package's ``create_app`` comes on first use, not with the package)."""
+    code = ("import sys, mofa_sdk.server.runs; "
+            "print(sorted(m for m in sys.modules if m.split('.')[0] in ('fastapi', 'starlette', 'uvicorn')))")
+    env = {**os.environ, "PYTHONPATH": f"{ROOT / 'src'}{os.pathsep}{ROOT}"}
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, env=env,
+                          check=False)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]"

@@ -7,7 +7,24 @@ framework) ← ``http`` (auth, body limit, SSE, typed dependencies, the one erro
 ``api.openai`` (routes and pydantic schemas per API) ← ``create_app`` (the app and its lifespan).
 """
 
-from ._app import CONFIG_ENV, app_from_env, config_to_env, create_app
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
 from ._config import ServeConfig
 
+if TYPE_CHECKING:
+    from ._app import CONFIG_ENV, app_from_env, config_to_env, create_app
+
 __all__ = ["CONFIG_ENV", "ServeConfig", "app_from_env", "config_to_env", "create_app"]
+
+_APP = {"CONFIG_ENV", "app_from_env", "config_to_env", "create_app"}
+
+
+def __getattr__(name: str) -> Any:
+    # the app (and FastAPI with it) loads on first use: importing the run engine alone needs no web framework
+    if name in _APP:
+        from . import _app
+
+        return getattr(_app, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -14,10 +14,8 @@ from fastapi.responses import JSONResponse
 
 from ....entities import QueryFilter, Session, UsageStatistics
 from ....errors import MofaError, SessionBusyError
-from ....persistence import SettingsRequest
-from ....persistence._protocols import SessionReader
-from ....persistence._sessions import owned_session
-from ....persistence._store import MAX_PAGE as MAX_PAGE_SIZE
+from ....persistence import MAX_PAGE as MAX_PAGE_SIZE
+from ....persistence import SessionReader, SettingsRequest, owned_session
 from ...http import KEEPALIVE, ApiError, Registry, SSEResponse, StoreDep, Who, event_frame, sse
 from ...runs import (
     FINAL_STATUSES,

@@ -7,8 +7,7 @@ import uuid
 from typing import Any
 
 from ....entities import Message, Session
-from ....persistence import Store
-from ....persistence._sessions import owned_session
+from ....persistence import Store, owned_session
 from ...http import ApiError
 from ...runs import Principal
 from ._shapes import decode_id
