@@ -160,3 +160,38 @@ async def test_calls_returned_to_a_messages_caller_are_saved_with_the_reply(
     rows = await messages(store, tenant, agent.session_id)
     assert [m.role for m in rows] == ["user", "assistant"]
     assert rows[1].content == "Calling. " and [c.id for c in rows[1].tool_calls] == ["c"]
+
+
+async def test_a_tool_running_past_the_lease_is_not_answered_interrupted_by_another_process(
+    tmp_path: Any, tenant: uuid.UUID, user: uuid.UUID
+) -> None:
+    """While a tool runs, its step's row is kept fresh: a second process opening the session (its repair of
+    unanswered calls) sees a live turn and records nothing, and the tool's real result is the one answer."""
+    from mofa_sdk.persistence import SqliteStore
+
+    url = f"sqlite:///{tmp_path / 'lease.db'}"
+    store = await SqliteStore.connect(url, streaming_lease_seconds=0.3)
+    other = await SqliteStore.connect(url, streaming_lease_seconds=0.3)
+    repaired: list[Message] = []
+    holder: dict[str, LLMAgent] = {}
+
+    async def slow(city: str) -> str:
+        """Takes a while."""
+        await asyncio.sleep(0.9)  # three leases
+        repaired.extend(await other.answer_interrupted_tool_calls(tenant, holder["agent"].session_id))
+        await asyncio.sleep(0.3)
+        return f"done for {city}"
+
+    call = ToolCall("call_slow", "slow", '{"city": "Oslo"}')
+    agent = await build(store, tenant, user, ScriptedProvider([[call], "Finished."]), [slow])
+    holder["agent"] = agent
+    try:
+        assert await agent.chat("go") == "Finished."
+        assert repaired == []
+        rows = await messages(store, tenant, agent.session_id)
+        results = [r for r in rows if r.role == "tool"]
+        assert [(r.tool_call_id, r.content, r.is_error) for r in results] == [("call_slow", "done for Oslo", False)]
+    finally:
+        await agent.aclose()
+        await other.close()
+        await store.close()

@@ -111,6 +111,14 @@ class _Progress:
     checkpointed: bool = False
     checkpoint_failed: bool = False
     checkpoint_task: asyncio.Task[None] | None = None
+    #: the calls of the saved step whose results are not saved yet, and the task keeping that step's row fresh
+    open_calls: set[str] = field(default_factory=set)
+    heartbeat: asyncio.Task[None] | None = None
+
+    def stop_heartbeat(self) -> None:
+        if self.heartbeat is not None:
+            self.heartbeat.cancel()
+            self.heartbeat = None
 
     def offsets(self) -> list[int] | None:
         """The offsets as they are now (a copy: the list grows while a checkpoint is written)."""
@@ -393,6 +401,12 @@ class PersistencePlugin(EventHandler):
                 await store.delete_message(turn.tenant_id, p.reply_id, tx=tx)
             await store.save_message(row, tx=tx)
             await store.save_api_call(call, tx=tx)
+        # While its tools run, the step's row is touched well within the store's streaming lease: another
+        # process opening the session then sees a live turn and records no "interrupted" answer for a call
+        # whose tool is still running (it would hide the real result, which is saved too).
+        p.stop_heartbeat()
+        p.open_calls = {c.id for c in step.message.tool_calls}
+        p.heartbeat = asyncio.create_task(self._keep_fresh(turn.tenant_id, row.id))
         # the next model call streams afresh under the reply's id
         p.checkpointed = p.checkpoint_failed = False
         p.checkpoint_task = None
@@ -408,6 +422,21 @@ class PersistencePlugin(EventHandler):
             message, session_id=turn.session_id, tenant_id=turn.tenant_id, user_id=turn.user_id,
             agent_id=turn.agent_id, parent_message_id=p.user_message_id,
         ))
+        if message.tool_call_id is not None:
+            p.open_calls.discard(message.tool_call_id)
+        if not p.open_calls:
+            p.stop_heartbeat()
+
+    async def _keep_fresh(self, tenant_id: uuid.UUID, step_id: uuid.UUID) -> None:
+        """Touch the step's row (its update_time) every third of the lease until its calls are answered."""
+        lease = getattr(self._rows, "streaming_lease_seconds", 5.0)
+        every = max(lease / 3, 0.01)
+        while True:
+            await asyncio.sleep(every)
+            try:
+                await self._rows.update_message(tenant_id, step_id)
+            except Exception as exc:  # a task of its own: the tools and their result writes go on regardless
+                checkpoint_log.warning("keeping tool step %s fresh failed: %s", step_id, exc)
 
     async def after_reply(self, turn: Turn, result: TurnResult) -> None:
         await self._finish(turn, result)
@@ -422,6 +451,7 @@ class PersistencePlugin(EventHandler):
         p: _Progress | None = turn.state.get(self._key)  # set by before_call only
         if p is None:  # before_call never ran for this plugin
             return
+        p.stop_heartbeat()  # the turn is over: its open calls are answered (or it was cut, and then nobody runs them)
         if p.checkpoint_task is not None:
             # the final write must know whether the checkpoint's row exists; it never raises (see above)
             await asyncio.shield(p.checkpoint_task)
