@@ -11,9 +11,9 @@ import pytest
 from mofa_sdk.entities import Agent, Provider, SessionSettings
 from mofa_sdk.llm import default_provider
 from mofa_sdk.persistence import TurnEngine, issue_api_key, quick_agent
-from tests.server.support import auth, in_process
 from tests.support.cli import Cli, session_id_in
 from tests.support.fault_server import FaultServer
+from tests.support.in_process import auth, in_process
 
 REPLY = "tok0 tok1 tok2 "
 

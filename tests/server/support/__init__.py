@@ -1,6 +1,8 @@
 """Helpers of the service tests, as a package (no test imports another test module or a conftest): served
 processes, the in-process app and its client, keys and SSE parsing, the scripted provider of the served app."""
 
+from tests.support.in_process import BASE_URL, InProcess, in_process
+
 from ._http import (
     SSE,
     api_call_of,
@@ -12,7 +14,6 @@ from ._http import (
     saved_reply,
     text_of,
 )
-from ._in_process import BASE_URL, InProcess, in_process
 from ._processes import ROOT, FaultPair, Launcher, Served, Server
 from ._scripted import ByContent, reply_of, stamps
 

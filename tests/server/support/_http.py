@@ -11,6 +11,7 @@ import httpx2
 import openai
 
 from mofa_sdk.persistence import connect_store
+from tests.support.in_process import auth
 
 __all__ = ["SSE", "api_call_of", "auth", "close_openai_clients", "make_key", "openai_client", "read_events",
            "saved_reply", "text_of"]
@@ -46,10 +47,6 @@ async def make_key(db: str, tenant: uuid.UUID | None = None, user: uuid.UUID | N
     finally:
         await store.close()
     return key, row
-
-
-def auth(key: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {key}"}
 
 
 @dataclass

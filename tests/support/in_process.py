@@ -18,7 +18,12 @@ from mofa_sdk.persistence import Store
 from mofa_sdk.server import ServeConfig, create_app
 from mofa_sdk.server.http import ServeApp
 
-__all__ = ["BASE_URL", "InProcess", "in_process"]
+__all__ = ["BASE_URL", "InProcess", "auth", "in_process"]
+
+def auth(key: str) -> dict[str, str]:
+    """The headers of a request made with service key ``key``."""
+    return {"Authorization": f"Bearer {key}"}
+
 
 #: the origin in-process requests are addressed to (nothing listens on it)
 BASE_URL = "http://mofa.test"
