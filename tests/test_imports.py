@@ -25,23 +25,22 @@ def test_every_exported_name_resolves(package: str) -> None:
 
 def test_the_cli_and_the_sqlite_store_do_not_load_psycopg() -> None:
     """psycopg and libpq cost about 10 MB of memory: loaded only when PostgreSQL is used."""
-    code = ("import sys, mofa_sdk.cli._app, mofa_sdk.persistence, mofa_sdk.llm; "
-            "from mofa_sdk.persistence import SqliteStore, connect_store; "
-            "print(sorted(m for m in sys.modules if m.split('.')[0] in ('psycopg', 'psycopg_pool')))")
-    env = {**os.environ, "PYTHONPATH": f"{ROOT / 'src'}{os.pathsep}{ROOT}"}
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, env=env,
-                          check=False)
-    assert done.returncode == 0, done.stderr
-    assert done.stdout.strip() == "[]"
+    imports = ("mofa_sdk.cli._app, mofa_sdk.persistence, mofa_sdk.llm; "
+               "from mofa_sdk.persistence import SqliteStore, connect_store")
+    assert _loaded(imports, ("psycopg", "psycopg_pool")) == "[]"
 
 
 def test_the_run_engine_loads_no_web_framework() -> None:
     """import-linter checks the static imports; this checks what importing ``mofa_sdk.server.runs`` really loads
     (the package's ``create_app`` comes on first use, not with the package)."""
-    code = ("import sys, mofa_sdk.server.runs; "
-            "print(sorted(m for m in sys.modules if m.split('.')[0] in ('fastapi', 'starlette', 'uvicorn')))")
+    assert _loaded("mofa_sdk.server.runs", ("fastapi", "starlette", "uvicorn")) == "[]"
+
+
+def _loaded(imports: str, packages: tuple[str, ...]) -> str:
+    """Which of ``packages`` a fresh interpreter has loaded after ``import sys, <imports>`` (a printed list)."""
+    code = f"import sys, {imports}; print(sorted(m for m in sys.modules if m.split('.')[0] in {packages!r}))"
     env = {**os.environ, "PYTHONPATH": f"{ROOT / 'src'}{os.pathsep}{ROOT}"}
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, env=env,
                           check=False)
     assert done.returncode == 0, done.stderr
-    assert done.stdout.strip() == "[]"
+    return done.stdout.strip()

@@ -15,10 +15,9 @@ from mofa_sdk.errors import (
     RateLimitError,
     TenantMismatchError,
 )
-from mofa_sdk.llm import ChatMessage, ChatParams, LLMAgent, LLMAgentBuilder, ScriptedProvider, Usage
+from mofa_sdk.llm import ChatMessage, ChatParams, LLMAgent, ScriptedProvider, Usage
 from mofa_sdk.persistence import PersistencePlugin, QueryFilter, Store
-
-AGENT = uuid.UUID("019bda9f-0000-7000-8000-00000000a9e0")
+from tests.support.rows import AGENT_ID, build_agent
 
 
 async def build(
@@ -31,17 +30,9 @@ async def build(
     window: int | None = 2,
     checkpoint_interval: float = 1.0,
 ) -> LLMAgent:
-    plugin = PersistencePlugin.from_store(
-        "persistence-plugin", store, user, tenant, AGENT, session_id, checkpoint_interval=checkpoint_interval
-    )
-    return await (
-        LLMAgentBuilder()
-        .with_system_prompt("You are terse.")
-        .with_provider(provider)
-        .with_sliding_window(window)
-        .with_persistence_plugin(plugin)
-        .build_async()
-    )
+    agent, _ = await build_agent(store, tenant, user, provider, session_id=session_id, window=window,
+                                 checkpoint_interval=checkpoint_interval)
+    return agent
 
 
 async def rows(store: Store, tenant: uuid.UUID, session: uuid.UUID) -> list[tuple[str, str, str]]:
@@ -258,7 +249,7 @@ async def test_unknown_session_id_is_created_with_that_id(store: Store, tenant: 
     agent = await build(store, tenant, user, ScriptedProvider(["ok"]), session_id=sid)
     assert agent.session_id == sid
     session = await store.get_session(tenant, sid)
-    assert session is not None and session.user_id == user and session.agent_id == AGENT
+    assert session is not None and session.user_id == user and session.agent_id == AGENT_ID
 
 
 @pytest.mark.parametrize("other", ["tenant", "user"])
@@ -323,7 +314,7 @@ async def test_a_pending_reply_whose_write_did_land_is_not_written_twice(
 ) -> None:
     """The final write may commit and still report a failure (the connection died on the way back):
     flushing it again must neither collide nor duplicate."""
-    from mofa_sdk.persistence import PendingReply, PersistencePlugin
+    from mofa_sdk.persistence import PendingReply
 
     agent = await build(store, tenant, user, ScriptedProvider(["landed"]))
     await agent.chat("q")
