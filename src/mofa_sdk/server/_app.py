@@ -21,6 +21,7 @@ from .api.native import router as native_router
 from .api.openai import router as openai_router
 from .http import AuthMiddleware, BodyLimitMiddleware, ServeApp, Services, install_error_handlers
 from .runs import LocalBus, PgBus, RunRegistry
+from .web import router as web_router
 
 __all__ = ["CONFIG_ENV", "app_from_env", "create_app"]
 
@@ -87,6 +88,7 @@ def create_app(
     install_error_handlers(app)
     app.include_router(native_router)
     app.include_router(openai_router)
+    app.include_router(web_router)
 
     def current_store() -> Store:
         if app.services is None:

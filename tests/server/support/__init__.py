@@ -2,6 +2,7 @@
 processes, the in-process app and its client, keys and SSE parsing, the scripted provider of the served app."""
 
 from tests.support.in_process import BASE_URL, InProcess, in_process
+from tests.support.processes import ROOT, FaultPair, Launcher, Served, Server
 
 from ._http import (
     SSE,
@@ -14,7 +15,6 @@ from ._http import (
     saved_reply,
     text_of,
 )
-from ._processes import ROOT, FaultPair, Launcher, Served, Server
 from ._scripted import ByContent, reply_of, stamps
 
 __all__ = [

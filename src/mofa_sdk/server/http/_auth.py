@@ -22,7 +22,9 @@ from ._errors import ApiError, error_response, status_of
 
 __all__ = ["PUBLIC_PATHS", "AuthMiddleware", "Who", "principal"]
 
-PUBLIC_PATHS = frozenset({"/healthz", "/openapi.json", "/docs", "/docs/oauth2-redirect"})
+#: with the web page's files (server/web): the page itself signs in from the browser
+PUBLIC_PATHS = frozenset({"/healthz", "/openapi.json", "/docs", "/docs/oauth2-redirect",
+                          "/", "/web/app.js", "/web/app.css", "/web/icon.svg"})
 _CHALLENGE = {"WWW-Authenticate": 'Bearer realm="mofa"'}
 
 

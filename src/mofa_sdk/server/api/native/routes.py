@@ -29,7 +29,8 @@ from ...runs import (
     owner_answers,
     terminal_of_row,
 )
-from .schemas import AgentOut, MessageIn, MessageOut, Page, RunOut, SessionIn, SessionOut, SessionPatch
+from ._daily import usage_daily
+from .schemas import AgentOut, MessageIn, MessageOut, Page, RunOut, SessionIn, SessionOut, SessionPatch, UsageDaily
 
 __all__ = ["router"]
 
@@ -173,7 +174,8 @@ async def create_session(body: SessionIn, store: StoreDep, who: Who) -> Any:
             summary="This user's sessions, most recent first")
 async def list_sessions(store: StoreDep, who: Who, offset: Offset = 0, limit: Limit = 50) -> Any:
     found = await store.get_user_sessions(who.tenant_id, who.user_id, offset=offset, limit=limit)
-    return _page([SessionOut.of(s) for s in found], offset, limit)
+    counts = [await store.count_session_messages(who.tenant_id, s.id) for s in found]  # the page's sidebar shows them
+    return _page([SessionOut.of(s, count) for s, count in zip(found, counts, strict=True)], offset, limit)
 
 
 @router.get("/v1/sessions/{session_id}", tags=["sessions"], response_model=SessionOut,
@@ -223,6 +225,18 @@ async def usage(
     query = QueryFilter(tenant_id=who.tenant_id, user_id=who.user_id, session_id=session_id,
                         start_time=start_time, end_time=end_time)
     return await store.get_statistics(query)
+
+
+@router.get("/v1/usage/daily", response_model=UsageDaily, tags=["usage"],
+            summary="This user's LLM usage per UTC day and model: calls by status, tokens, TTFT and latency p50/p95")
+async def usage_by_day(
+    store: StoreDep,
+    who: Who,
+    days: Annotated[int, Query(ge=1, le=90, description="How many days, today included.")] = 14,
+    session_id: uuid.UUID | None = None,
+) -> Any:
+    query = QueryFilter(tenant_id=who.tenant_id, user_id=who.user_id, session_id=session_id)
+    return await usage_daily(store, query, days)
 
 
 @router.get("/v1/agents", response_model=list[AgentOut], tags=["agents"], summary="The tenant's agents")

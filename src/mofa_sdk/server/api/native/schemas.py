@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any, Generic, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
@@ -12,7 +12,8 @@ from ....entities import Agent, Message, Session, check_text
 from ...runs import RunError, Usage
 
 __all__ = [
-    "AgentOut", "MessageIn", "MessageOut", "Page", "RunOut", "SessionIn", "SessionOut", "SessionPatch",
+    "AgentOut", "MessageIn", "MessageOut", "Page", "RunOut", "SessionIn", "SessionOut", "SessionPatch", "UsageDaily",
+    "UsageDay",
 ]
 
 T = TypeVar("T")
@@ -75,11 +76,12 @@ class SessionOut(BaseModel):
     metadata: dict[str, Any]
     create_time: datetime
     update_time: datetime
+    message_count: int | None = Field(None, description="How many messages it holds (in the list of sessions).")
 
     @classmethod
-    def of(cls, s: Session) -> SessionOut:
+    def of(cls, s: Session, message_count: int | None = None) -> SessionOut:
         return cls(id=s.id, title=s.title, agent_id=s.agent_id, metadata=s.metadata, create_time=s.create_time,
-                   update_time=s.update_time)
+                   update_time=s.update_time, message_count=message_count)
 
 
 class MessageOut(BaseModel):
@@ -127,3 +129,26 @@ class RunOut(BaseModel):
     usage: Usage | None = None
     error: RunError | None = None
     events: int = Field(0, description="Number of the last event of the run's log so far.")
+
+
+class UsageDay(BaseModel):
+    """One model's LLM calls on one UTC day."""
+
+    day: date
+    model: str
+    calls: int
+    calls_by_status: dict[str, int]
+    prompt_tokens: int
+    completion_tokens: int
+    total_tokens: int
+    p50_time_to_first_token_ms: float | None
+    p95_time_to_first_token_ms: float | None
+    p50_latency_ms: float | None
+    p95_latency_ms: float | None
+
+
+class UsageDaily(BaseModel):
+    start: date = Field(description="The first UTC day of the window.")
+    end: date = Field(description="The last UTC day of the window (today).")
+    rows: list[UsageDay] = Field(description="One row per day and model that had calls, by day then model.")
+    truncated: bool = Field(False, description="More calls than one answer groups (100,000): the oldest are left out.")

@@ -1,4 +1,5 @@
-"""Real uvicorn processes on loopback ports for the service tests: started with subprocess, always killed."""
+"""Real uvicorn processes on loopback ports for the service and web-page tests: started with subprocess, always
+killed."""
 
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ from tests.support.ports import free_port
 
 __all__ = ["ROOT", "FaultPair", "Launcher", "Served", "Server"]
 
-ROOT = Path(__file__).resolve().parents[3]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @dataclass
