@@ -9,9 +9,11 @@ import uuid
 import httpx2
 from playwright.async_api import BrowserContext, Dialog
 
+from mofa_sdk.entities import Message, MessageToolCall, Session
+from mofa_sdk.persistence import connect_store
 from tests.support.fault_server import Reply
 from tests.support.processes import ROOT
-from tests.web.support import Chat, WebServed, make_key, stored_messages
+from tests.web.support import Chat, WebServed, make_key, make_user, stored_messages
 
 IMAGES = ROOT / "docs" / "images"
 
@@ -178,3 +180,38 @@ async def test_another_tenants_session_is_not_found(chat: Chat, web_served: WebS
     await chat.page.goto(f"{chat.base}/#/sessions/{uuid.uuid4().hex[:8]}")
     await chat.page.wait_for_selector("#view-notfound:not([hidden])")
 
+
+
+async def test_tool_calls_and_results_are_shown_folded(context: BrowserContext, web_served: WebServed) -> None:
+    key, tenant, user = await make_user(web_served.db)
+    store = await connect_store(web_served.db)
+    try:
+        session = await store.create_session(Session(tenant_id=tenant, user_id=user, title="weather"))
+        base = {"tenant_id": tenant, "user_id": user, "session_id": session.id}
+        calls = [MessageToolCall(id="call_1", name="get_weather", arguments='{"city": "Paris"}'),
+                 MessageToolCall(id="call_2", name="get_time", arguments='{"tz": "<b>CET</b>"}')]
+        for message in (
+            Message(**base, role="user", content="Weather and time in Paris?"),
+            Message(**base, role="assistant", content="", tool_calls=calls),
+            Message(**base, role="tool", content="18 °C, clear", tool_call_id="call_1"),
+            Message(**base, role="tool", content="clock unavailable", tool_call_id="call_2", is_error=True),
+            Message(**base, role="assistant", content="It is **18 °C** and clear in Paris."),
+        ):
+            await store.save_message(message)
+    finally:
+        await store.close()
+    chat = Chat(await context.new_page(), web_served.url, key)
+    await chat.sign_in(f"/#/sessions/{session.id}")
+    await chat.wait_for_status("complete")
+    tools = chat.page.locator("#transcript details.tool")
+    assert await tools.count() == 2  # each result folded into its call, not shown again on its own
+    assert await chat.page.locator("#transcript .msg.tool").count() == 0
+    assert await tools.evaluate_all("ds => ds.map(d => d.open)") == [False, False]
+    summaries = await tools.locator("summary").all_text_contents()
+    assert summaries == ["tool call: get_weather · answered", "tool call: get_time · failed"]
+    assert not await tools.first.locator("pre").first.is_visible()  # folded
+    await tools.first.locator("summary").click()
+    assert await tools.first.locator("pre").all_text_contents() == ['{"city": "Paris"}', "18 °C, clear"]
+    assert await tools.nth(1).locator("pre").all_text_contents() == ['{"tz": "<b>CET</b>"}', "clock unavailable"]
+    assert await chat.page.locator("#transcript b").count() == 0
+    assert await chat.reply().locator("strong").text_content() == "18 °C"

@@ -3,15 +3,17 @@
 
 from __future__ import annotations
 
+import asyncio
 import re
 from datetime import UTC, datetime
+from pathlib import Path
 
 import httpx2
 from playwright.async_api import BrowserContext
 
 from mofa_sdk.server.web import ASSETS, CSP
 from tests.support.fault_server import Reply
-from tests.support.processes import ROOT
+from tests.support.processes import ROOT, Launcher
 from tests.web.support import Chat, WebServed, make_key
 
 IMAGES = ROOT / "docs" / "images"
@@ -123,3 +125,17 @@ async def test_streaming_does_not_move_a_reader_who_scrolled_up(chat: Chat, web_
     assert await chat.page.evaluate("document.getElementById('transcript').scrollTop") == 0
     await chat.wait_for_status("complete")
     assert await chat.page.evaluate("document.getElementById('transcript').scrollTop") == 0
+
+
+async def test_mofa_serve_open_opens_the_page_in_the_browser(web_launcher: Launcher, tmp_path: Path) -> None:
+    opened = tmp_path / "opened.txt"
+    browser = tmp_path / "browser.sh"  # what $BROWSER names is what `webbrowser` runs, with the URL
+    browser.write_text(f'#!/bin/sh\nprintf %s "$1" > {opened}\n')
+    browser.chmod(0o755)
+    server = await web_launcher.mofa_serve(f"sqlite:///{tmp_path / 'open.db'}", "--open",
+                                           env={"BROWSER": str(browser), "OPENAI_BASE_URL": "http://127.0.0.1:9/v1"})
+    for _ in range(100):
+        if opened.exists() and opened.read_text():
+            break
+        await asyncio.sleep(0.1)
+    assert opened.read_text() == f"{server.url}/"

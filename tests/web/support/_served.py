@@ -13,7 +13,7 @@ from mofa_sdk.persistence import connect_store, issue_api_key
 from tests.support.fault_server import FaultServer
 from tests.support.processes import Server
 
-__all__ = ["WebServed", "make_key", "stored_messages"]
+__all__ = ["WebServed", "make_key", "make_user", "stored_messages"]
 
 
 @dataclass
@@ -27,14 +27,19 @@ class WebServed:
         return self.server.url
 
 
-async def make_key(db: str) -> str:
-    """A key of a fresh tenant and user, as `mofa keys create` writes it."""
+async def make_user(db: str) -> tuple[str, uuid.UUID, uuid.UUID]:
+    """A key of a fresh tenant and user, as `mofa keys create` writes it: ``(key, tenant, user)``."""
+    tenant, user = uuid.uuid4(), uuid.uuid4()
     store = await connect_store(db)
     try:
-        _, key = await issue_api_key(store, uuid.uuid4(), uuid.uuid4(), "web test")
+        _, key = await issue_api_key(store, tenant, user, "web test")
     finally:
         await store.close()
-    return key
+    return key, tenant, user
+
+
+async def make_key(db: str) -> str:
+    return (await make_user(db))[0]
 
 
 async def stored_messages(served: WebServed, key: str, session_id: str) -> list[dict[str, Any]]:

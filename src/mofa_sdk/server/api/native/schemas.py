@@ -8,7 +8,7 @@ from typing import Any, Generic, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from ....entities import Agent, Message, Session, check_text
+from ....entities import Agent, Message, MessageToolCall, Session, check_text
 from ...runs import RunError, Usage
 
 __all__ = [
@@ -93,11 +93,15 @@ class MessageOut(BaseModel):
     parent_message_id: uuid.UUID | None
     create_time: datetime
     update_time: datetime
+    tool_calls: list[MessageToolCall] = Field(default_factory=list, description="An assistant's tool calls.")
+    tool_call_id: str | None = Field(None, description="On a tool message: the call it answers.")
+    is_error: bool = Field(False, description="On a tool message: the result is an error.")
 
     @classmethod
     def of(cls, m: Message) -> MessageOut:
         return cls(id=m.id, seq=m.seq, role=m.role, content=m.content, status=m.status,
-                   parent_message_id=m.parent_message_id, create_time=m.create_time, update_time=m.update_time)
+                   parent_message_id=m.parent_message_id, create_time=m.create_time, update_time=m.update_time,
+                   tool_calls=m.tool_calls, tool_call_id=m.tool_call_id, is_error=m.is_error)
 
 
 class Page(BaseModel, Generic[T]):
