@@ -215,3 +215,16 @@ async def test_tool_calls_and_results_are_shown_folded(context: BrowserContext, 
     assert await tools.nth(1).locator("pre").all_text_contents() == ['{"tz": "<b>CET</b>"}', "clock unavailable"]
     assert await chat.page.locator("#transcript b").count() == 0
     assert await chat.reply().locator("strong").text_content() == "18 °C"
+
+
+async def test_a_provider_failure_mid_reply_is_shown_in_words(chat: Chat, web_served: WebServed) -> None:
+    web_served.fault.push(Reply(chunks=6, chunk_delay=0.05, cut_after=3))
+    session_id = await chat.new_session()
+    await chat.send("This one breaks")
+    await chat.wait_for_status("error")
+    stored = await _wait_stored(web_served, chat.key, session_id, "error")
+    assert await chat.reply_text() == stored["content"] == "tok0 tok1 tok2 "
+    assert await chat.reply().locator(".badge").text_content() == "error"
+    failure = str(await chat.page.locator("#chat-error").text_content())
+    assert failure.startswith("The reply failed: ") and len(failure) > len("The reply failed: ") + 5
+    assert "sk-test-not-a-secret" not in await chat.page.content()

@@ -10,7 +10,8 @@ const state = {
   key: sessionStorage.getItem(KEY),
   sessions: [], nextOffset: 0,
   session: null, // the open session
-  run: null, // {id, sessionId, lastId, text, node, abort, stopped}
+  run: null, // the reply followed: {id, sessionId, lastId, text, node, abort}
+  sending: false,
 };
 
 // -- the API ----------------------------------------------------------------------------------------------
@@ -387,7 +388,11 @@ async function drive(run, firstResponse) {
     }
     finish(run, terminal);
     pending(run.sessionId, null);
-    if (state.session && state.session.id === run.sessionId) await openSession(run.sessionId, true);
+    if (state.session && state.session.id === run.sessionId) {
+      await openSession(run.sessionId, true);
+      const failed = terminal.event === "error" && terminal.data.error;
+      if (failed) $("chat-error").textContent = "The reply failed: " + (failed.message || failed.code);
+    }
     loadSessions();
   } catch (err) {
     if (run.abort.signal.aborted) return;
@@ -407,19 +412,25 @@ function newRun(sessionId, id, text, lastId) {
 async function send() {
   const input = $("composer-input");
   const content = input.value;
-  if (!content.trim() || state.run || !state.session) return;
+  if (!content.trim() || state.run || state.sending || !state.session) return;
   $("chat-error").textContent = "";
   const sessionId = state.session.id;
   const abort = new AbortController();
   let resp;
+  state.sending = true; // Enter pressed twice sends once
   try {
     resp = await api(`/v1/sessions/${sessionId}/messages`, {
       method: "POST", json: { content, stream: true }, signal: abort.signal });
   } catch (err) {
-    $("chat-error").textContent = err.status === 409
-      ? "A reply is already being written in this session; wait for it or stop it." : "Not sent: " + err.message;
+    if (err.name !== "AbortError") {
+      $("chat-error").textContent = err.status === 409
+        ? "A reply is already being written in this session; wait for it or stop it." : "Not sent: " + err.message;
+    }
     return;
+  } finally {
+    state.sending = false;
   }
+  if (!state.session || state.session.id !== sessionId) { resp.body.cancel().catch(() => {}); return; } // left meanwhile
   input.value = "";
   keepScroll(() => $("transcript").append(messageNode({ role: "user", content, status: "complete" }, new Map())));
   const run = newRun(sessionId, resp.headers.get("Mofa-Run-Id"), "", 0);
@@ -438,7 +449,11 @@ async function resume(sessionId, runId) {
     if (err.status === 404) { pending(sessionId, null); return; }
     throw err;
   }
-  if (saved.status !== "streaming") { pending(sessionId, null); return; }
+  if (saved.status !== "streaming") { // it ended meanwhile (or its process died): show what is stored
+    pending(sessionId, null);
+    await openSession(sessionId, true);
+    return;
+  }
   const shown = $("transcript").querySelector(`.msg[data-id="${runId}"]`);
   if (shown) shown.remove();
   const run = newRun(sessionId, runId, saved.content || "", saved.events || 0);
