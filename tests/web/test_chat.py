@@ -5,11 +5,12 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from typing import Any
 
 import httpx2
 from playwright.async_api import BrowserContext, Dialog
 
-from mofa_sdk.entities import Message, MessageToolCall, Session
+from mofa_sdk.entities import Message, MessageRole, MessageToolCall, Session
 from mofa_sdk.persistence import connect_store
 from tests.support.fault_server import Reply
 from tests.support.processes import ROOT
@@ -187,15 +188,19 @@ async def test_tool_calls_and_results_are_shown_folded(context: BrowserContext, 
     store = await connect_store(web_served.db)
     try:
         session = await store.create_session(Session(tenant_id=tenant, user_id=user, title="weather"))
-        base = {"tenant_id": tenant, "user_id": user, "session_id": session.id}
+
+        def row(role: MessageRole, content: str, **fields: Any) -> Message:
+            return Message(tenant_id=tenant, user_id=user, session_id=session.id, role=role, content=content,
+                           **fields)
+
         calls = [MessageToolCall(id="call_1", name="get_weather", arguments='{"city": "Paris"}'),
                  MessageToolCall(id="call_2", name="get_time", arguments='{"tz": "<b>CET</b>"}')]
         for message in (
-            Message(**base, role="user", content="Weather and time in Paris?"),
-            Message(**base, role="assistant", content="", tool_calls=calls),
-            Message(**base, role="tool", content="18 °C, clear", tool_call_id="call_1"),
-            Message(**base, role="tool", content="clock unavailable", tool_call_id="call_2", is_error=True),
-            Message(**base, role="assistant", content="It is **18 °C** and clear in Paris."),
+            row("user", "Weather and time in Paris?"),
+            row("assistant", "", tool_calls=calls),
+            row("tool", "18 °C, clear", tool_call_id="call_1"),
+            row("tool", "clock unavailable", tool_call_id="call_2", is_error=True),
+            row("assistant", "It is **18 °C** and clear in Paris."),
         ):
             await store.save_message(message)
     finally:
