@@ -63,8 +63,6 @@ async def test_reply_streams_token_by_token_and_ends_as_stored(chat: Chat, web_s
     # the sidebar lists the session with its two messages
     item = chat.page.locator(f'#session-list a[data-id="{session_id}"]')
     await item.locator(".session-meta", has_text="2 messages").wait_for()
-    IMAGES.mkdir(parents=True, exist_ok=True)
-    await chat.page.screenshot(path=str(IMAGES / "web-chat.png"))
 
 
 async def test_shift_enter_breaks_a_line_and_enter_sends(chat: Chat, web_served: WebServed) -> None:
@@ -220,6 +218,8 @@ async def test_tool_calls_and_results_are_shown_folded(context: BrowserContext, 
     assert await tools.nth(1).locator("pre").all_text_contents() == ['{"tz": "<b>CET</b>"}', "clock unavailable"]
     assert await chat.page.locator("#transcript b").count() == 0
     assert await chat.reply().locator("strong").text_content() == "18 °C"
+    IMAGES.mkdir(parents=True, exist_ok=True)
+    await chat.page.screenshot(path=str(IMAGES / "web-chat.png"))
 
 
 async def test_a_provider_failure_mid_reply_is_shown_in_words(chat: Chat, web_served: WebServed) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+import tomllib
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -139,3 +140,12 @@ async def test_mofa_serve_open_opens_the_page_in_the_browser(web_launcher: Launc
             break
         await asyncio.sleep(0.1)
     assert opened.read_text() == f"{server.url}/"
+
+
+def test_the_wheel_ships_every_file_the_page_serves() -> None:
+    config = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    globs = config["tool"]["setuptools"]["package-data"]["mofa_sdk"]
+    package = ROOT / "src" / "mofa_sdk"
+    shipped = {p for g in globs for p in package.glob(g)}
+    served = {package / "server" / "web" / "static" / name for name, _ in ASSETS.values()}
+    assert served <= shipped, served - shipped
