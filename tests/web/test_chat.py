@@ -233,3 +233,16 @@ async def test_a_provider_failure_mid_reply_is_shown_in_words(chat: Chat, web_se
     failure = str(await chat.page.locator("#chat-error").text_content())
     assert failure.startswith("The reply failed: ") and len(failure) > len("The reply failed: ") + 5
     assert "sk-test-not-a-secret" not in await chat.page.content()
+
+
+async def test_reload_before_the_first_token_still_follows_the_reply(chat: Chat, web_served: WebServed) -> None:
+    reply = Reply(chunks=5, first_byte_delay=2.0, chunk_delay=0.05)
+    web_served.fault.push(reply)
+    session_id = await chat.new_session()
+    await chat.send("Think first")
+    await chat.page.wait_for_function("() => !document.querySelector('#stop').hidden")
+    assert [m["role"] for m in await stored_messages(web_served, chat.key, session_id)] == ["user"]  # no reply row yet
+    await chat.page.reload()
+    await chat.wait_for_status("complete")
+    stored = await _wait_stored(web_served, chat.key, session_id, "complete")
+    assert await chat.reply_text() == stored["content"] == reply.expected_text()
