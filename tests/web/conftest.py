@@ -63,3 +63,11 @@ async def chat(context: BrowserContext, web_served: WebServed) -> Chat:
     found = Chat(page, web_served.url, await make_key(web_served.db))
     await found.sign_in()
     return found
+
+
+@pytest.fixture(autouse=True)
+def _fresh_script(request: pytest.FixtureRequest) -> None:
+    """Each test scripts its own turns: what a failed test left unused is dropped."""
+    if "web_served" in request.fixturenames:
+        served: WebServed = request.getfixturevalue("web_served")
+        served.fault.script.clear()
