@@ -36,7 +36,7 @@ def serve(
     db: DbOpt = None,
 ) -> None:
     """Serve the library over HTTP: streamed turns (SSE) that outlive the connection, resumable from any
-    worker; every route needs an API key from `mofa keys create`."""
+    worker; every route needs an API key from `mofa keys create`. A web chat page is at / (--open opens it)."""
     try:
         import uvicorn
 
