@@ -6,16 +6,18 @@ from __future__ import annotations
 import asyncio
 import re
 import tomllib
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import httpx2
 from playwright.async_api import BrowserContext
 
+from mofa_sdk.entities import ApiCallStatus, LLMApiCall, Session
+from mofa_sdk.persistence import connect_store
 from mofa_sdk.server.web import ASSETS, CSP
 from tests.support.fault_server import Reply
 from tests.support.processes import ROOT, Launcher
-from tests.web.support import Chat, WebServed, make_key
+from tests.web.support import Chat, WebServed, make_key, make_user
 
 IMAGES = ROOT / "docs" / "images"
 
@@ -149,3 +151,35 @@ def test_the_wheel_ships_every_file_the_page_serves() -> None:
     shipped = {p for g in globs for p in package.glob(g)}
     served = {package / "server" / "web" / "static" / name for name, _ in ASSETS.values()}
     assert served <= shipped, served - shipped
+
+
+async def test_usage_daily_splits_days_and_models_and_leaves_out_older_days(web_served: WebServed) -> None:
+    key, tenant, user = await make_user(web_served.db)
+    today = datetime.now(UTC).replace(hour=12, minute=0, second=0, microsecond=0)
+    store = await connect_store(web_served.db)
+    try:
+        session = await store.create_session(Session(tenant_id=tenant, user_id=user))
+
+        def call(days_ago: int, model: str, status: ApiCallStatus, ttft: int) -> LLMApiCall:
+            return LLMApiCall(tenant_id=tenant, user_id=user, session_id=session.id, model_name=model, status=status,
+                              prompt_tokens=10, completion_tokens=5, total_tokens=15, time_to_first_token_ms=ttft,
+                              latency_ms=ttft * 2, create_time=today - timedelta(days=days_ago))
+
+        await store.save_api_calls([
+            call(0, "m-a", "success", 100), call(0, "m-a", "success", 300), call(0, "m-b", "failed", 50),
+            call(2, "m-a", "cancelled", 80), call(9, "m-a", "success", 10),  # the last one is before the window
+        ])
+    finally:
+        await store.close()
+    async with httpx2.AsyncClient(base_url=web_served.url, timeout=10,
+                                  headers={"Authorization": f"Bearer {key}"}) as client:
+        daily = (await client.get("/v1/usage/daily", params={"days": 7})).json()
+    day = (today - timedelta(days=2)).date().isoformat()
+    got = [(r["day"], r["model"], r["calls"], r["calls_by_status"], r["total_tokens"], r["p50_time_to_first_token_ms"],
+            r["p95_time_to_first_token_ms"]) for r in daily["rows"]]
+    assert daily["start"] == (today - timedelta(days=6)).date().isoformat()
+    assert got == [
+        (day, "m-a", 1, {"cancelled": 1}, 15, 80.0, 80.0),
+        (today.date().isoformat(), "m-a", 2, {"success": 2}, 30, 200.0, 290.0),  # percentile_cont, as the stores
+        (today.date().isoformat(), "m-b", 1, {"failed": 1}, 15, 50.0, 50.0),
+    ]
