@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import httpx2
-from playwright.async_api import Dialog
+from playwright.async_api import BrowserContext, Dialog
 
-from tests.web.support import Chat, WebServed
+from tests.web.support import Chat, WebServed, make_key
 
 
 async def test_sessions_page_rename_and_delete_with_confirmation(chat: Chat, web_served: WebServed) -> None:
@@ -47,3 +47,26 @@ async def test_sessions_page_rename_and_delete_with_confirmation(chat: Chat, web
     async with httpx2.AsyncClient(base_url=web_served.url, headers=headers, timeout=30) as client:
         assert (await client.get(f"/v1/sessions/{ids[0]}")).status_code == 404
         assert (await client.get(f"/v1/sessions/{ids[1]}")).status_code == 200
+
+
+async def test_a_wrong_key_is_refused_in_words_and_sign_out_forgets_the_key(
+    context: BrowserContext, web_served: WebServed
+) -> None:
+    page = await context.new_page()
+    wrong = Chat(page, web_served.url, "mofa_sk_" + "x" * 43)
+    await page.goto(web_served.url + "/")
+    await page.fill("#signin-key", wrong.key)
+    await page.press("#signin-key", "Enter")
+    await page.locator("#signin-error", has_text="Your key was refused: invalid or revoked API key").wait_for()
+    assert await page.locator("#app").is_hidden()
+    assert wrong.key not in page.url
+
+    right = Chat(page, web_served.url, await make_key(web_served.db))
+    await right.sign_in()
+    assert await page.evaluate("sessionStorage.getItem('mofa.key')") == right.key
+    assert right.key not in page.url
+    await page.click("#signout")
+    await page.wait_for_selector("#signin:not([hidden])")
+    assert await page.evaluate("sessionStorage.getItem('mofa.key')") is None
+    await page.reload()
+    await page.wait_for_selector("#signin:not([hidden])")  # signed out stays signed out
