@@ -379,10 +379,13 @@ async function drive(run, firstResponse) {
         }
         terminal = await consume(run, resp);
         if (terminal) break;
+        failures++; // the stream ended before the reply did: reconnect after the last event seen
       } catch (err) {
         if (err.name === "AbortError" || run.abort.signal.aborted) return; // left the session: the run goes on
-        if (err.status === 404 || ++failures > 5) throw err;
+        if (err.status === 404) throw err;
+        failures++;
       }
+      if (failures > 5) throw new ApiError(0, "network", "the connection kept breaking");
       resp = null;
       await new Promise((r) => setTimeout(r, 500 * failures));
     }
