@@ -81,21 +81,28 @@ def reference_settled(history: list[ChatMessage]) -> list[tuple[str, ChatMessage
 def reference_rounds(history: list[ChatMessage]) -> list[list[str]]:
     """Rounds as lists of labels."""
     rounds: list[list[tuple[str, ChatMessage]]] = []
+    waiting: list[tuple[str, ChatMessage]] = []  # system messages: with the next user message's round
     for item in reference_settled(history):
         if item[1].role == "user":
-            rounds.append([item])
-        elif rounds and item[1].role != "system":
+            rounds.append([*waiting, item])
+            waiting = []
+        elif item[1].role == "system":
+            waiting.append(item)
+        elif rounds:
             rounds[-1].append(item)
     return [[lab for lab, _ in r] for r in rounds if any(m.role == "assistant" for _, m in r)]
 
 
 def chosen_rounds(middle: list[ChatMessage]) -> list[list[str]]:
     rounds: list[list[str]] = []
+    previous: ChatMessage | None = None
     for m in middle:
-        if m.role == "user":
+        # a round opens with its system messages, if any, then its user message
+        if m.role in ("system", "user") and (previous is None or previous.role != "system"):
             rounds.append([])
-        assert rounds, "the window must start with a user message"
+        assert rounds, "the window must start with a user or system message"
         rounds[-1].append(label(m))
+        previous = m
     return rounds
 
 
@@ -115,9 +122,9 @@ def test_window_invariants(history: list[ChatMessage], rounds: int | None, syste
         assert out[0] == ChatMessage(role="system", content=system)
         middle = out[1:-1]
     else:
-        assert all(m.role != "system" for m in out)
         middle = out[:-1]
-    assert all(m.role != "system" for m in middle)
+    # a system message of the history is sent only right before a user message (the round it opens)
+    assert all(middle[i + 1].role in ("system", "user") for i, m in enumerate(middle) if m.role == "system")
     got = chosen_rounds(middle)
     complete = reference_rounds(history)
     expected = complete if rounds is None else complete[len(complete) - rounds :] if rounds else []

@@ -4,8 +4,9 @@ A *round* is a user message and everything after it up to the next user message:
 messages (tool calls, the final reply), the tool results, partial replies. A round is *complete* when it
 holds an assistant message, whole or partial: a cancelled, failed or interrupted reply, or tool calls that
 were interrupted, are what the user saw, so they count. A user message that never got a reply is not a
-complete round and is never sent. Messages before the first user message and system messages inside the
-history belong to no round and are dropped (the system prompt is given separately).
+complete round and is never sent. A system message inside the history (a client's ``system`` or
+``developer`` item) belongs to the round of the user message after it, and is sent with that round, in
+place; one with no user message after it belongs to no round (the system prompt is given separately).
 
 What is sent is always a sequence strict providers accept (:func:`check_tool_sequence`): before rounds are
 chosen, :func:`settle_tool_messages` puts each call's result right after the message that made it, answers
@@ -91,10 +92,14 @@ def settle_tool_messages(history: Sequence[ChatMessage]) -> tuple[list[ChatMessa
 def split_rounds(history: Sequence[ChatMessage]) -> list[Round]:
     """The rounds of ``history`` (settled: :func:`settle_tool_messages`) in order, complete or not."""
     rounds: list[Round] = []
+    opening: Round = []  # system messages waiting for the user message whose round they open
     for message in settle_tool_messages(history)[0]:
         if message.role == "user":
-            rounds.append([message])
-        elif message.role != "system" and rounds:
+            rounds.append([*opening, message])
+            opening = []
+        elif message.role == "system":
+            opening.append(message)
+        elif rounds:
             rounds[-1].append(message)
     return rounds
 

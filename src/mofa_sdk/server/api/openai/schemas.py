@@ -192,9 +192,39 @@ class _TextFormat(_In):
     type: Literal["text"]
 
 
+class _JsonObjectFormat(_In):
+    type: Literal["json_object"]
+
+
+class _JsonSchemaFormat(_In):
+    type: Literal["json_schema"]
+    name: Annotated[StrictStr, StringConstraints(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_-]+$")]
+    schema_: Annotated[dict[str, Any], Field(alias="schema")]
+    description: StrictStr | None = None
+    strict: StrictBool | None = None
+
+
 class _TextConfig(BaseModel):
-    model_config = ConfigDict(extra="allow")
-    format: _TextFormat | None = None
+    model_config = ConfigDict(extra="allow")  # verbosity: accepted and ignored
+    format: Annotated[_TextFormat | _JsonObjectFormat | _JsonSchemaFormat, Field(discriminator="type")] | None = None
+
+    def response_format(self) -> dict[str, Any] | None:
+        """The format as Chat Completions' ``response_format`` (what the provider is sent); None: plain text."""
+        f = self.format
+        if f is None or isinstance(f, _TextFormat):
+            return None
+        if isinstance(f, _JsonObjectFormat):
+            return {"type": "json_object"}
+        spec: dict[str, Any] = {"name": f.name, "schema": f.schema_}
+        if f.description is not None:
+            spec["description"] = f.description
+        if f.strict is not None:
+            spec["strict"] = f.strict
+        return {"type": "json_schema", "json_schema": spec}
+
+    def echoed(self) -> dict[str, Any] | None:
+        """The format as the request gave it (kept with the response; None: plain text)."""
+        return None if self.format is None else self.format.model_dump(by_alias=True, exclude_none=True)
 
 
 def _conversation_id(value: Any) -> Any:
@@ -217,17 +247,24 @@ class ResponseCreate(_In):
     background: StrictBool | None = None
     text: _TextConfig | None = None
     tools: list[Any] | None = None
+    # forwarded to the provider, and reported in the response
+    top_p: Annotated[float, Field(ge=0, le=1, strict=True)] | None = None
+    presence_penalty: Annotated[float, Field(ge=-2, le=2, strict=True)] | None = None
+    frequency_penalty: Annotated[float, Field(ge=-2, le=2, strict=True)] | None = None
+    # echoed in the response
+    top_logprobs: Annotated[StrictInt, Field(ge=0, le=0, description="log probabilities are not returned: 0 only")] \
+        | None = None
+    max_tool_calls: Annotated[StrictInt, Field(ge=1)] | None = None
+    prompt_cache_key: Annotated[StrictStr, StringConstraints(max_length=256)] | None = None
+    safety_identifier: Annotated[StrictStr, StringConstraints(max_length=256)] | None = None
+    user: Annotated[StrictStr, StringConstraints(max_length=256)] | None = None
+    reasoning: dict[str, Any] | None = None
     # accepted and ignored
-    top_p: Any = None
-    user: Any = None
     truncation: Any = None
     parallel_tool_calls: Any = None
     include: Any = None
-    prompt_cache_key: Any = None
-    safety_identifier: Any = None
     service_tier: Any = None
     stream_options: Any = None
-    reasoning: Any = None
     tool_choice: Any = None
 
     @field_validator("tools")
