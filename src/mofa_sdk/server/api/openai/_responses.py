@@ -43,7 +43,7 @@ from ._response_object import spec_fields
 from ._shapes import decode_id, encode_id, item_obj, response_obj
 from .schemas import ResponseCreate
 
-__all__ = ["router"]
+__all__ = ["previous_not_found", "request_meta", "response_events", "router", "start_response"]
 
 router = APIRouter(tags=["openai: responses"])
 PROLOGUE = 3  # sequence numbers 0..3 come before the run log's first event
@@ -54,6 +54,12 @@ def _not_found(raw: str, param: str | None = None) -> ApiError:
     return ApiError(404, f"response {raw[:80]!r} not found", param=param)
 
 
+def previous_not_found(raw: str) -> ApiError:
+    """The 404 of a ``previous_response_id`` that names no response this key may continue."""
+    return ApiError(404, f"previous response {raw[:80]!r} not found", "previous_response_not_found",
+                    param="previous_response_id")
+
+
 async def _session_for(registry: RunRegistry, who: Principal, body: ResponseCreate) -> Session | None:
     """The session the turn runs on, read once with the owner check; None: a new one (the turn engine writes
     it with the user message)."""
@@ -61,18 +67,32 @@ async def _session_for(registry: RunRegistry, who: Principal, body: ResponseCrea
         return await conversation_of(registry.store, who, body.conversation)
     prev = body.previous_response_id
     if prev:
-        row = await reply_row(registry.store, who, decode_id("resp", prev, "response"))
+        try:
+            rid = decode_id("resp", prev, "response")
+        except ApiError:
+            raise previous_not_found(prev) from None
+        row = await reply_row(registry.store, who, rid)
         if row is None:
-            raise _not_found(prev, "previous_response_id")
+            raise previous_not_found(prev)
         found = await registry.store.get_session(who.tenant_id, row.session_id)
         if found is None or found.user_id != who.user_id:
-            raise _not_found(prev, "previous_response_id")
+            raise previous_not_found(prev)
         return found
     return None
 
 
 @router.post("/v1/responses", summary="Create a response: one run (streamed, waited for, or in the background)")
 async def create_response(body: ResponseCreate, registry: Registry, who: Who) -> Any:
+    run = await start_response(registry, who, body)
+    if body.stream:
+        return SSEResponse(_stream(registry, who, run.id, follow_local(run, 0, registry.config), -1))
+    if not body.background:
+        await run.wait_finished()
+    return await _response(registry, who, run.id, encode_id("resp", run.id))
+
+
+async def start_response(registry: RunRegistry, who: Principal, body: ResponseCreate) -> Run:
+    """Start the run of a response (returns once its user message is saved; raises with nothing written)."""
     earlier_pairs, user_text = body.turn()
     session = await _session_for(registry, who, body)
     model = body.model
@@ -93,12 +113,7 @@ async def create_response(body: ResponseCreate, registry: Registry, who: Who) ->
     options = TurnOptions(temperature=body.temperature, max_tokens=body.max_output_tokens,
                           system_prompt=body.instructions, earlier=earlier, request_params=meta,
                           extra=provider_fields(body) or None)
-    run = await registry.start_run(who, session, user_text, asked, options)
-    if body.stream:
-        return SSEResponse(_stream(registry, who, run.id, follow_local(run, 0, registry.config), -1))
-    if not body.background:
-        await run.wait_finished()
-    return await _response(registry, who, run.id, encode_id("resp", run.id))
+    return await registry.start_run(who, session, user_text, asked, options)
 
 
 def _with_own_id(params: dict[str, Any] | None, user_message_id: uuid.UUID | None) -> dict[str, Any]:
@@ -112,6 +127,16 @@ def _with_own_id(params: dict[str, Any] | None, user_message_id: uuid.UUID | Non
 def _run_meta(run: Run) -> dict[str, Any]:
     """A live run's request parameters: the run holds them (nothing is read)."""
     return _with_own_id(run.request_params, run.user_message_id)
+
+
+async def request_meta(registry: RunRegistry, who: Principal, rid: uuid.UUID) -> dict[str, Any] | None:
+    """The request parameters of response ``rid`` (live or finished); None when no such response is this
+    key's."""
+    run = registry.runs.get(rid)
+    if run is not None and run.owned_by(who):
+        return _run_meta(run)
+    row = await reply_row(registry.store, who, rid)
+    return None if row is None else await _meta(registry, who, row.parent_message_id)
 
 
 async def _meta(registry: RunRegistry, who: Principal, user_message_id: uuid.UUID | None) -> dict[str, Any]:
