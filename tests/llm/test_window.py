@@ -93,6 +93,13 @@ def reference_rounds(history: list[ChatMessage]) -> list[list[str]]:
     return [[lab for lab, _ in r] for r in rounds if any(m.role == "assistant" for _, m in r)]
 
 
+def reference_opening(history: list[ChatMessage]) -> list[str]:
+    """The labels of the system messages after the last user message (they open the new message's round)."""
+    settled = reference_settled(history)
+    users = [i for i, (_, m) in enumerate(settled) if m.role == "user"]
+    return [lab for lab, m in settled[users[-1] + 1 if users else 0:] if m.role == "system"]
+
+
 def chosen_rounds(middle: list[ChatMessage]) -> list[list[str]]:
     rounds: list[list[str]] = []
     previous: ChatMessage | None = None
@@ -124,15 +131,17 @@ def test_window_invariants(history: list[ChatMessage], rounds: int | None, syste
     else:
         middle = out[:-1]
     # a system message of the history is sent only right before a user message (the round it opens)
-    assert all(middle[i + 1].role in ("system", "user") for i, m in enumerate(middle) if m.role == "system")
+    assert all(out[i + 1].role in ("system", "user") for i, m in enumerate(out[:-1]) if m.role == "system")
     got = chosen_rounds(middle)
     complete = reference_rounds(history)
     expected = complete if rounds is None else complete[len(complete) - rounds :] if rounds else []
-    # whole rounds, in their original order, the last ones; None keeps every complete round
-    assert got == expected
+    opening = reference_opening(history)
+    # whole rounds, in their original order, the last ones; None keeps every complete round; then the
+    # system messages that open the new message's round
+    assert got == expected + ([opening] if opening else [])
     check_tool_sequence(out)  # what strict providers accept: every call answered, no orphan, no empty reply
     if rounds is not None:
-        assert len(got) <= rounds
+        assert len(got) - (1 if opening else 0) <= rounds
 
 
 @given(
@@ -146,12 +155,13 @@ def test_token_budget(history: list[ChatMessage], rounds: int | None, budget: in
     out = select_window(history, NEW, system_prompt=system, rounds=rounds, token_budget=budget)
     unbudgeted = select_window(history, NEW, system_prompt=system, rounds=rounds)
     cost = sum(message_tokens(m) for m in out)
-    fixed = estimate_tokens(system) + message_tokens(NEW)
+    n_open = len(reference_opening(history))  # the system messages opening the new round: always sent
+    fixed = estimate_tokens(system) + sum(message_tokens(m) for m in out[len(out) - 1 - n_open:])
     assert out[-1] is NEW
     if system:
         assert out[0].role == "system"
-    got = chosen_rounds(out[1:-1] if system else out[:-1])
-    allowed = chosen_rounds(unbudgeted[1:-1] if system else unbudgeted[:-1])
+    got = chosen_rounds(out[1 if system else 0:len(out) - 1 - n_open])
+    allowed = chosen_rounds(unbudgeted[1 if system else 0:len(unbudgeted) - 1 - n_open])
     # the budget only drops the oldest rounds: what is left is a suffix of the unbudgeted window
     assert got == allowed[len(allowed) - len(got) :]
     if fixed <= budget:

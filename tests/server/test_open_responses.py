@@ -12,9 +12,11 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+import httpx2
 import pytest
 
-from tests.server.support import ROOT, FaultPair, make_key
+from tests.server.support import ROOT, FaultPair, auth, make_key, openai_client
+from tests.support.fault_server import Reply
 
 SUITE = ROOT / "tests" / "compliance" / "openresponses"
 #: compliance tests that need work of other branches (issue #23), each with what it waits for; a pending test
@@ -74,3 +76,92 @@ async def test_the_suite_fails_against_a_refusing_service(fault_pair: FaultPair,
     statuses = {r["id"]: r["status"] for r in report["results"]}
     assert statuses["basic-response"] == "failed" and statuses["websocket-response"] == "failed"
     assert report["summary"]["failed"] >= 10
+
+
+# -- the pieces the suite checks, each asserted directly ----------------------------------------------------
+async def test_the_response_object_carries_every_required_field(fault_pair: FaultPair) -> None:
+    """The numbers in effect (what the request set, else the defaults the provider applies), the echoed
+    options, completed_at; the sampling fields and the output format went upstream."""
+    db, server, fault = fault_pair.db, fault_pair.servers[0], fault_pair.fault
+    key, _ = await make_key(db)
+    oa = openai_client(server.url, key)
+    schema = {"type": "object", "properties": {"n": {"type": "integer"}}, "required": ["n"]}
+    fault.push(Reply(chunks=['{"n": ', "4}"]))
+    text: Any = {"format": {"type": "json_schema", "name": "num", "schema": schema, "strict": True}}
+    r = await oa.responses.create(
+        model="fields-model", input="four as JSON", temperature=0.25, top_p=0.5, extra_body={"presence_penalty": 0.5},
+        safety_identifier="user-7", prompt_cache_key="cache-1", max_tool_calls=3,
+        text=text)
+    sent = fault.requests[-1].body
+    assert (sent["temperature"], sent["top_p"], sent["presence_penalty"]) == (0.25, 0.5, 0.5)
+    assert sent["response_format"] == {"type": "json_schema",
+                                       "json_schema": {"name": "num", "schema": schema, "strict": True}}
+    assert r.status == "completed" and r.output_text == '{"n": 4}'
+    got = r.model_dump()  # the penalties are not attributes of the client's Response type
+    assert [got[k] for k in ("temperature", "top_p", "presence_penalty", "frequency_penalty", "top_logprobs")] == [
+        0.25, 0.5, 0.5, 0, 0]
+    assert (r.safety_identifier, r.prompt_cache_key, r.max_tool_calls, r.service_tier) == ("user-7", "cache-1", 3,
+                                                                                           "default")
+    assert r.text is not None and r.text.format is not None and r.text.format.type == "json_schema"
+    assert r.completed_at is not None and r.completed_at >= r.created_at
+    assert r.reasoning is not None and r.reasoning.effort is None
+    again = await oa.responses.retrieve(r.id)  # read back from the rows: the same fields
+    assert (again.temperature, again.top_p, again.prompt_cache_key) == (0.25, 0.5, "cache-1")
+    assert again.completed_at is not None and abs(again.completed_at - r.completed_at) <= 1
+
+    fault.push(Reply(chunks=["x"]))
+    plain = await oa.responses.create(model="fields-model", input="defaults")
+    assert "top_p" not in fault.requests[-1].body and "response_format" not in fault.requests[-1].body
+    assert (plain.temperature, plain.top_p, plain.model_dump()["presence_penalty"]) == (1.0, 1.0, 0)
+    assert plain.text is not None and plain.text.format is not None and plain.text.format.type == "text"
+    assert plain.safety_identifier is None and plain.max_tool_calls is None
+
+
+async def test_a_bad_output_format_is_a_400_naming_the_field(fault_pair: FaultPair) -> None:
+    key, _ = await make_key(fault_pair.db)
+    before = len(fault_pair.fault.requests)
+    async with httpx2.AsyncClient(timeout=20) as http:
+        r = await http.post(f"{fault_pair.url}/v1/responses", headers=auth(key), json={
+            "model": "m", "input": "hi", "text": {"format": {"type": "json_schema", "name": "no schema"}}})
+        logprobs = await http.post(f"{fault_pair.url}/v1/responses", headers=auth(key), json={
+            "model": "m", "input": "hi", "top_logprobs": 3})
+    assert r.status_code == 400 and r.json()["error"]["param"].startswith("text.format")
+    assert logprobs.status_code == 400 and logprobs.json()["error"]["param"] == "top_logprobs"
+    assert len(fault_pair.fault.requests) == before  # nothing went upstream
+
+
+async def test_every_responses_stream_ends_with_done_replays_too(fault_pair: FaultPair) -> None:
+    key, _ = await make_key(fault_pair.db)
+    fault_pair.fault.push(Reply(chunks=["a", "b"]))
+    async with httpx2.AsyncClient(timeout=20) as http:
+        live = await http.post(f"{fault_pair.url}/v1/responses", headers=auth(key),
+                               json={"model": "m", "input": "hi", "stream": True})
+        rid = json.loads(live.text.split("data: ", 2)[1].split("\n", 1)[0])["response"]["id"]
+        replay = await http.get(f"{fault_pair.url}/v1/responses/{rid}", params={"stream": "true"},
+                                headers=auth(key))
+        tail = await http.get(f"{fault_pair.url}/v1/responses/{rid}", params={"stream": "true",
+                                                                              "starting_after": 6},
+                              headers=auth(key))
+    for body in (live.text, replay.text, tail.text):
+        assert body.endswith("data: [DONE]\n\n") and body.count("[DONE]") == 1
+        assert body.index("response.completed") < body.index("[DONE]")
+
+
+async def test_system_and_developer_items_reach_the_model_and_stay(fault_pair: FaultPair) -> None:
+    """In a response's input and in a conversation's items: saved, sent in place, and sent again on the
+    next turn of the conversation (read from the database)."""
+    db, fault = fault_pair.db, fault_pair.fault
+    key, _ = await make_key(db)
+    oa = openai_client(fault_pair.url, key)
+    await oa.responses.create(model="m", input=[
+        {"role": "developer", "content": "Answer in French."}, {"role": "user", "content": "hello"}])
+    assert [(m["role"], m["content"]) for m in fault.requests[-1].body["messages"]] == [
+        ("system", "Answer in French."), ("user", "hello")]
+    conv = await oa.conversations.create(items=[{"type": "message", "role": "system", "content": "Be a pirate."}])
+    await oa.responses.create(model="m", input="first", conversation=conv.id)
+    assert [m["role"] for m in fault.requests[-1].body["messages"]] == ["system", "user"]
+    assert fault.requests[-1].body["messages"][0]["content"] == "Be a pirate."
+    await oa.responses.create(model="m", input="second", conversation=conv.id)
+    assert [m["role"] for m in fault.requests[-1].body["messages"]] == ["system", "user", "assistant", "user"]
+    items = [i async for i in oa.conversations.items.list(conv.id, order="asc")]
+    assert [i.role for i in items][:1] == ["system"]  # type: ignore[union-attr]

@@ -6,7 +6,8 @@ holds an assistant message, whole or partial: a cancelled, failed or interrupted
 were interrupted, are what the user saw, so they count. A user message that never got a reply is not a
 complete round and is never sent. A system message inside the history (a client's ``system`` or
 ``developer`` item) belongs to the round of the user message after it, and is sent with that round, in
-place; one with no user message after it belongs to no round (the system prompt is given separately).
+place; those after the last user message open the new message's round: always sent, right before it (the
+system prompt is given separately).
 
 What is sent is always a sequence strict providers accept (:func:`check_tool_sequence`): before rounds are
 chosen, :func:`settle_tool_messages` puts each call's result right after the message that made it, answers
@@ -104,6 +105,17 @@ def split_rounds(history: Sequence[ChatMessage]) -> list[Round]:
     return rounds
 
 
+def _opening(history: Sequence[ChatMessage]) -> list[ChatMessage]:
+    """The system messages after the last user message of ``history``: they open the next round."""
+    tail: list[ChatMessage] = []
+    for message in reversed(history):
+        if message.role == "user":
+            break
+        if message.role == "system":
+            tail.append(message)
+    return tail[::-1]
+
+
 def _is_complete(round_: Round) -> bool:
     return any(m.role == "assistant" for m in round_)
 
@@ -147,9 +159,10 @@ def select_window(
     if isinstance(new_message, str):
         new_message = ChatMessage(role="user", content=new_message)
     chosen = _last(complete_rounds(history), rounds)
+    opening = _opening(history) if new_message is not None else []
     if token_budget is not None and chosen:
-        fixed = (count_tokens(system_prompt) if system_prompt else 0) + (
-            message_tokens(new_message, count_tokens) if new_message is not None else 0
+        fixed = (count_tokens(system_prompt) if system_prompt else 0) + sum(
+            message_tokens(m, count_tokens) for m in [*opening, *([new_message] if new_message else [])]
         )
         costs = [sum(message_tokens(m, count_tokens) for m in r) for r in chosen]
         total = fixed + sum(costs)
@@ -164,6 +177,7 @@ def select_window(
     for r in chosen:
         out.extend(r)
     if new_message is not None:
+        out.extend(opening)
         out.append(new_message)
     return out
 
@@ -172,7 +186,8 @@ def trim_history(history: Sequence[ChatMessage], rounds: int | None) -> list[Cha
     """Keep only what a future window can use: the last ``rounds`` complete rounds (all with ``None``).
 
     An unanswered user message is dropped: the next turn appends a new user message after it, so that
-    round can never become complete. This keeps an agent's memory per session bounded by its window.
+    round can never become complete. This keeps an agent's memory per session bounded by its window. The
+    system messages that open the next round are kept.
     """
     _check_rounds(rounds)
-    return [m for r in _last(complete_rounds(history), rounds) for m in r]
+    return [*(m for r in _last(complete_rounds(history), rounds) for m in r), *_opening(history)]
