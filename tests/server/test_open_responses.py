@@ -15,6 +15,7 @@ from typing import Any
 import httpx2
 import pytest
 
+from mofa_sdk.persistence import connect_store
 from tests.server.support import ROOT, FaultPair, auth, make_key, openai_client
 from tests.support.fault_server import Reply
 
@@ -26,6 +27,8 @@ PENDING = {
     "compact-response": "POST /v1/responses/compact (issue #23 item 4, the thread branch)",
     "compact-missing-model": "POST /v1/responses/compact (issue #23 item 4, the thread branch)",
     "websocket-compact-new-chain": "POST /v1/responses/compact and compaction input items (the thread branch)",
+    "image-input": "a user message's image parts through the turn engine (TurnOptions.user_parts, the tools "
+                   "branch); until then input_image is refused with a 400 naming the part",
 }
 
 
@@ -165,3 +168,28 @@ async def test_system_and_developer_items_reach_the_model_and_stay(fault_pair: F
     assert [m["role"] for m in fault.requests[-1].body["messages"]] == ["system", "user", "assistant", "user"]
     items = [i async for i in oa.conversations.items.list(conv.id, order="asc")]
     assert [i.role for i in items][:1] == ["system"]  # type: ignore[union-attr]
+
+
+async def test_input_parts_it_cannot_take_are_refused_naming_the_part(fault_pair: FaultPair) -> None:
+    """Never dropped silently: an image or file part is a 400 naming it, with nothing written or sent."""
+    key, row = await make_key(fault_pair.db)
+    before = len(fault_pair.fault.requests)
+    image = {"type": "input_image", "image_url": "data:image/png;base64,iVBORw0KGgo="}
+    by_id = {"type": "input_file", "file_id": "file-123"}
+    async with httpx2.AsyncClient(timeout=20) as http:
+        answers = [await http.post(f"{fault_pair.url}{path}", headers=auth(key), json=body) for path, body in [
+            ("/v1/responses", {"model": "m", "input": [{"role": "user", "content": [
+                {"type": "input_text", "text": "what is it?"}, image]}]}),
+            ("/v1/responses", {"model": "m", "input": [{"role": "user", "content": [by_id]}]}),
+            ("/v1/conversations", {"items": [{"role": "user", "content": [image]}]}),
+        ]]
+    assert [a.status_code for a in answers] == [400, 400, 400]
+    params = [a.json()["error"]["param"] for a in answers]
+    assert params == ["input[0].content[1]", "input[0].content[0].file_id", "items[0].content[0]"]
+    assert "input_image" in answers[0].json()["error"]["message"]
+    assert len(fault_pair.fault.requests) == before
+    store = await connect_store(fault_pair.db)
+    try:
+        assert await store.get_user_sessions(row.tenant_id, row.user_id) == []
+    finally:
+        await store.close()

@@ -151,17 +151,57 @@ class _TextPart(BaseModel):
     text: StrictStr
 
 
-class InputMessage(BaseModel):
-    """A message item (``EasyInputMessage`` or ``type: message``): a string or a list of text parts."""
+class _ImagePart(BaseModel):
+    """``input_image``: by ``image_url`` (an http(s) or data URL) or by ``file_id`` (refused: no Files API)."""
 
-    model_config = ConfigDict(extra="ignore")  # id, status, …
+    model_config = ConfigDict(extra="ignore")
+    type: Literal["input_image"]
+    image_url: StrictStr | None = None
+    file_id: StrictStr | None = None
+    detail: Literal["auto", "low", "high"] | None = None
+
+
+class _FilePart(BaseModel):
+    """``input_file``: inline (``file_data``), by URL (``file_url``) or by ``file_id``."""
+
+    model_config = ConfigDict(extra="ignore")
+    type: Literal["input_file"]
+    file_data: StrictStr | None = None
+    file_url: StrictStr | None = None
+    file_id: StrictStr | None = None
+    filename: StrictStr | None = None
+
+
+_ContentPart = Annotated[_TextPart | _ImagePart | _FilePart, Field(discriminator="type")]
+
+
+class InputMessage(BaseModel):
+    """A message item (``EasyInputMessage`` or ``type: message``): a string or a list of content parts (text,
+    and on a user message ``input_image`` / ``input_file``)."""
+
+    model_config = ConfigDict(extra="ignore")  # id, status, phase, …
     type: Literal["message"] = "message"
     role: Literal["user", "assistant", "system", "developer"]
-    content: Annotated[list[_TextPart], BeforeValidator(_parts)]
+    content: Annotated[list[_ContentPart], BeforeValidator(_parts)]
 
     @property
     def pair(self) -> tuple[Role, str]:
-        return _ROLES[self.role], "".join(p.text for p in self.content)
+        return _ROLES[self.role], "".join(p.text for p in self.content if isinstance(p, _TextPart))
+
+    def check_parts(self, index: int, field: str = "input") -> None:
+        """A 400 naming the part for input this service cannot take. Image and file input need the message
+        model's parts through the turn engine, which Responses does not pass yet: refused, never dropped."""
+        for j, part in enumerate(self.content):
+            where = f"{field}[{index}].content[{j}]"
+            if isinstance(part, _TextPart):
+                continue
+            if self.role != "user":
+                raise ParamError(f"{where}: {part.type} is only taken in a user message", where, "invalid_value")
+            if part.file_id is not None:
+                raise ParamError(f"{where}.file_id: file ids are not supported (mofa serve has no Files API); "
+                                 "send the content inline or by URL", f"{where}.file_id", "unsupported_parameter")
+            raise ParamError(f"{where}: {part.type} is not supported on /v1/responses yet; send text",
+                             where, "unsupported_parameter")
 
 
 Items = Annotated[list[InputMessage], Field(max_length=MAX_ITEMS)]
@@ -280,6 +320,8 @@ class ResponseCreate(_In):
         if self.previous_response_id and self.conversation:
             raise ParamError("previous_response_id and conversation cannot both be given", "previous_response_id",
                              "invalid_value")
+        for i, m in enumerate(self.input):
+            m.check_parts(i)
         pairs = [m.pair for m in self.input]
         role, text = pairs[-1]
         if role != "user" or not text.strip():
