@@ -70,7 +70,7 @@ async def test_errors_keep_the_socket_and_store_false_stays_on_its_socket(fault_
     oa = openai_client(fault_pair.url, key)
     async with oa.responses.connect() as conn:
         bad = await _turn(conn, model="ws-model", input="hi", temperature=7)
-        assert bad[-1].type == "error" and bad[-1].error.param == "temperature"  # type: ignore[union-attr]
+        assert bad[-1].type == "error" and bad[-1].error.param == "temperature"
         fault.push(Reply(chunks=["kept"]))
         unstored = await _turn(conn, model="ws-model", input="one", store=False)
         rid = unstored[-1].response.id
@@ -81,7 +81,7 @@ async def test_errors_keep_the_socket_and_store_false_stays_on_its_socket(fault_
     async with oa.responses.connect() as again:
         missing = await _turn(again, model="ws-model", input="three", previous_response_id=rid)
         assert missing[-1].type == "error"
-        assert missing[-1].error.code == "previous_response_not_found"  # type: ignore[union-attr]
+        assert missing[-1].error.code == "previous_response_not_found"
 
 
 async def test_the_handshake_needs_a_valid_key(fault_pair: FaultPair) -> None:
