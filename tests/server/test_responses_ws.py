@@ -5,10 +5,12 @@ bearer key checked at the handshake; every response's rows are in the database."
 
 from __future__ import annotations
 
+import json
 import uuid
 from typing import Any
 
 import pytest
+from websockets.asyncio.client import connect
 from websockets.exceptions import InvalidStatus
 
 from mofa_sdk.persistence import connect_store
@@ -92,3 +94,26 @@ async def test_the_handshake_needs_a_valid_key(fault_pair: FaultPair) -> None:
             await _turn(conn, model="ws-model", input="hi")
     assert caught.value.response.status_code == 403
     assert len(fault_pair.fault.requests) == before
+
+
+async def test_messages_that_are_not_a_response_create_get_an_error_and_the_socket_goes_on(
+        fault_pair: FaultPair) -> None:
+    """A raw client (the websockets library): not JSON, a binary frame, another message type, then a real
+    request on the same socket."""
+    key, _ = await make_key(fault_pair.db)
+    url = fault_pair.url.replace("http://", "ws://") + "/v1/responses"
+    fault_pair.fault.push(Reply(chunks=["fine"]))
+    async with connect(url, additional_headers={"Authorization": f"Bearer {key}"}) as ws:
+        answers = []
+        frames: list[str | bytes] = ["not json", b"\xff\xfe", json.dumps({"type": "response.cancel"})]
+        for frame in frames:
+            await ws.send(frame)
+            answers.append(json.loads(await ws.recv()))
+        assert [(a["type"], a["status"]) for a in answers] == [("error", 400)] * 3
+        assert answers[2]["error"]["param"] == "type" and "response.cancel" in answers[2]["error"]["message"]
+        await ws.send(json.dumps({"type": "response.create", "model": "ws-model", "input": "hi", "stream": True}))
+        events: list[dict[str, Any]] = []
+        while not events or events[-1]["type"] != "response.completed":
+            events.append(json.loads(await ws.recv()))
+    assert events[-1]["response"]["output"][0]["content"][0]["text"] == "fine"
+    assert [e["sequence_number"] for e in events] == list(range(len(events)))

@@ -105,10 +105,13 @@ async def responses_socket(ws: WebSocket) -> None:
     socket = _Socket(ws, services.registry, who)
     try:
         while True:
-            text = await ws.receive_text()
+            frame = await ws.receive()
+            if frame["type"] == "websocket.disconnect":
+                return
+            data: str | bytes = frame.get("text") or frame.get("bytes") or b""  # a text frame, or a binary one
             try:
-                message = json.loads(text)
-            except json.JSONDecodeError:
+                message = json.loads(data)
+            except (json.JSONDecodeError, UnicodeDecodeError):
                 await socket.send_error(ApiError(400, "a message must be a JSON object", "invalid_json"))
                 continue
             if not isinstance(message, dict) or message.get("type") != "response.create":
