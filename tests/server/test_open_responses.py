@@ -17,7 +17,7 @@ import pytest
 
 from mofa_sdk.persistence import connect_store
 from tests.server.support import ROOT, FaultPair, auth, make_key, openai_client
-from tests.support.fault_server import Reply
+from tests.support.fault_server import Reply, ScriptedCall
 
 SUITE = ROOT / "tests" / "compliance" / "openresponses"
 #: compliance tests that need work of other branches (issue #23), each with what it waits for; a pending test
@@ -61,7 +61,13 @@ async def run_suite(base_url: str, key: str, model: str) -> dict[str, Any]:
 
 async def test_open_responses_compliance_suite(fault_pair: FaultPair) -> None:
     key, _ = await make_key(fault_pair.db)
-    report = await run_suite(fault_pair.url, key, "gpt-4o-mini")
+    # the suite's requests come concurrently: the one that declares a tool is answered with a call of it
+    call = ScriptedCall("call_weather_1", "get_weather", '{"location": "San Francisco, CA"}')
+    fault_pair.fault.with_tools = Reply(chunks=0, tool_calls=[call], finish_reason="tool_calls")
+    try:
+        report = await run_suite(fault_pair.url, key, "gpt-4o-mini")
+    finally:
+        fault_pair.fault.with_tools = None
     results = {r["id"]: r for r in report["results"]}
     assert len(results) == 17, sorted(results)  # the pinned suite has 17 tests: all ran, none was skipped
     assert not [r for r in results.values() if r["status"] == "skipped"]

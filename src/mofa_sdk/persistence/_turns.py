@@ -414,9 +414,8 @@ def _apply(builder: LLMAgentBuilder, req: SettingsRequest, config: AgentConfig |
 
 def _window_with(agent: LLMAgent, earlier: Sequence[ChatMessage], text: str) -> list[ChatMessage]:
     """What a turn with earlier messages sends (after the system prompt): the window over the session's
-    history, then the earlier messages as they came (the client sent them for this turn: none is left out,
-    its system and developer items and user messages without a reply included), then the user message."""
+    history followed by them, then the user message."""
     held = agent.history[1:] if agent.system_prompt else agent.history  # without the system prompt
-    window = select_window(held, None, system_prompt="", rounds=agent.window, token_budget=agent.token_budget,
-                           count_tokens=agent.provider.count_tokens)
-    return [*window, *earlier, ChatMessage(role="user", content=text)]
+    history = [*held, *earlier]  # their system items too: the window sends them with the round they open
+    return select_window(history, ChatMessage(role="user", content=text), system_prompt="", rounds=agent.window,
+                         token_budget=agent.token_budget, count_tokens=agent.provider.count_tokens)
