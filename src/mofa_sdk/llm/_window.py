@@ -4,8 +4,10 @@ A *round* is a user message and everything after it up to the next user message:
 messages (tool calls, the final reply), the tool results, partial replies. A round is *complete* when it
 holds an assistant message, whole or partial: a cancelled, failed or interrupted reply, or tool calls that
 were interrupted, are what the user saw, so they count. A user message that never got a reply is not a
-complete round and is never sent. Messages before the first user message and system messages inside the
-history belong to no round and are dropped (the system prompt is given separately).
+complete round and is never sent. A system message inside the history (a client's ``system`` or
+``developer`` item) belongs to the round of the user message after it, and is sent with that round, in
+place; those after the last user message open the new message's round: always sent, right before it (the
+system prompt is given separately).
 
 What is sent is always a sequence strict providers accept (:func:`check_tool_sequence`): before rounds are
 chosen, :func:`settle_tool_messages` puts each call's result right after the message that made it, answers
@@ -91,12 +93,27 @@ def settle_tool_messages(history: Sequence[ChatMessage]) -> tuple[list[ChatMessa
 def split_rounds(history: Sequence[ChatMessage]) -> list[Round]:
     """The rounds of ``history`` (settled: :func:`settle_tool_messages`) in order, complete or not."""
     rounds: list[Round] = []
+    opening: Round = []  # system messages waiting for the user message whose round they open
     for message in settle_tool_messages(history)[0]:
         if message.role == "user":
-            rounds.append([message])
-        elif message.role != "system" and rounds:
+            rounds.append([*opening, message])
+            opening = []
+        elif message.role == "system":
+            opening.append(message)
+        elif rounds:
             rounds[-1].append(message)
     return rounds
+
+
+def _opening(history: Sequence[ChatMessage]) -> list[ChatMessage]:
+    """The system messages after the last user message of ``history``: they open the next round."""
+    tail: list[ChatMessage] = []
+    for message in reversed(history):
+        if message.role == "user":
+            break
+        if message.role == "system":
+            tail.append(message)
+    return tail[::-1]
 
 
 def _is_complete(round_: Round) -> bool:
@@ -142,9 +159,10 @@ def select_window(
     if isinstance(new_message, str):
         new_message = ChatMessage(role="user", content=new_message)
     chosen = _last(complete_rounds(history), rounds)
+    opening = _opening(history) if new_message is not None else []
     if token_budget is not None and chosen:
-        fixed = (count_tokens(system_prompt) if system_prompt else 0) + (
-            message_tokens(new_message, count_tokens) if new_message is not None else 0
+        fixed = (count_tokens(system_prompt) if system_prompt else 0) + sum(
+            message_tokens(m, count_tokens) for m in [*opening, *([new_message] if new_message else [])]
         )
         costs = [sum(message_tokens(m, count_tokens) for m in r) for r in chosen]
         total = fixed + sum(costs)
@@ -159,6 +177,7 @@ def select_window(
     for r in chosen:
         out.extend(r)
     if new_message is not None:
+        out.extend(opening)
         out.append(new_message)
     return out
 
@@ -167,7 +186,8 @@ def trim_history(history: Sequence[ChatMessage], rounds: int | None) -> list[Cha
     """Keep only what a future window can use: the last ``rounds`` complete rounds (all with ``None``).
 
     An unanswered user message is dropped: the next turn appends a new user message after it, so that
-    round can never become complete. This keeps an agent's memory per session bounded by its window.
+    round can never become complete. This keeps an agent's memory per session bounded by its window. The
+    system messages that open the next round are kept.
     """
     _check_rounds(rounds)
-    return [m for r in _last(complete_rounds(history), rounds) for m in r]
+    return [*(m for r in _last(complete_rounds(history), rounds) for m in r), *_opening(history)]

@@ -598,10 +598,9 @@ async def _load_window(
             k *= 2
     # A tool row stored before migration 0009 names no call: it answers nothing that can be sent (a result
     # must follow the call it names), so it is left out, as the window leaves out any orphan result.
-    history = [
-        chat_message(r) for r in rows if r.role != "system" and not (r.role == "tool" and r.tool_call_id is None)
-    ]
-    while history and history[0].role != "user":  # a round cut by the limit is not whole: drop it
+    history = [chat_message(r) for r in rows if not (r.role == "tool" and r.tool_call_id is None)]
+    # a round cut by the limit is not whole: drop it (a round opens with its system rows, then its user row)
+    while history and history[0].role not in ("user", "system"):
         history.pop(0)
     settled, missing = settle_tool_messages(history)
     if not missing:  # nearly always: one read, nothing more

@@ -416,6 +416,6 @@ def _window_with(agent: LLMAgent, earlier: Sequence[ChatMessage], text: str) -> 
     """What a turn with earlier messages sends (after the system prompt): the window over the session's
     history followed by them, then the user message."""
     held = agent.history[1:] if agent.system_prompt else agent.history  # without the system prompt
-    history = [*held, *(m for m in earlier if m.role != "system")]  # as a stored system row is never sent
+    history = [*held, *earlier]  # their system items too: the window sends them with the round they open
     return select_window(history, ChatMessage(role="user", content=text), system_prompt="", rounds=agent.window,
                          token_budget=agent.token_budget, count_tokens=agent.provider.count_tokens)

@@ -32,6 +32,16 @@ def _unauthorized(path: str, message: str) -> JSONResponse:
     return error_response(path, 401, "unauthorized", message, headers=_CHALLENGE)
 
 
+async def _refuse(scope: Scope, receive: Receive, send: Send, answer: JSONResponse) -> None:
+    """An HTTP request gets ``answer``; a WebSocket handshake is closed before it is accepted (the client
+    sees HTTP 403), with the reason."""
+    if scope["type"] == "http":
+        await answer(scope, receive, send)
+        return
+    await receive()  # websocket.connect
+    await send({"type": "websocket.close", "code": 1008, "reason": "unauthorized: a valid API key is required"})
+
+
 class AuthMiddleware:
     def __init__(self, app: ASGIApp, store: Callable[[], Store]) -> None:
         self.app = app
@@ -39,24 +49,24 @@ class AuthMiddleware:
         self._touched: dict[uuid.UUID, float] = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["path"] in PUBLIC_PATHS:
+        if scope["type"] not in ("http", "websocket") or scope["path"] in PUBLIC_PATHS:
             await self.app(scope, receive, send)
             return
         header = dict(scope["headers"]).get(b"authorization", b"").decode("latin-1")
         scheme, _, key = header.partition(" ")
         if scheme.lower() != "bearer" or not key.strip():
-            await _unauthorized(scope["path"], "missing API key: send Authorization: Bearer <key> (see "
-                                "`mofa keys create`)")(scope, receive, send)
+            await _refuse(scope, receive, send, _unauthorized(scope["path"], "missing API key: send Authorization: "
+                                                              "Bearer <key> (see `mofa keys create`)"))
             return
         try:
             row = await authenticate_api_key(self.store(), key.strip(), touched=self._touched)
         except MofaError as exc:
             status = status_of(exc)
-            await error_response(scope["path"], status if status >= 500 else 503, "unavailable",
-                                 f"cannot check the API key: {exc}")(scope, receive, send)
+            await _refuse(scope, receive, send, error_response(scope["path"], status if status >= 500 else 503,
+                                                               "unavailable", f"cannot check the API key: {exc}"))
             return
         if row is None:
-            await _unauthorized(scope["path"], "invalid or revoked API key")(scope, receive, send)
+            await _refuse(scope, receive, send, _unauthorized(scope["path"], "invalid or revoked API key"))
             return
         scope.setdefault("state", {})["principal"] = Principal(row.tenant_id, row.user_id, row.id)
         await self.app(scope, receive, send)

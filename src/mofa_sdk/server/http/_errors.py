@@ -9,6 +9,7 @@ handlers and the middlewares (auth, body limit) all answer through :func:`error_
 
 from __future__ import annotations
 
+import json
 import logging
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -32,7 +33,8 @@ from ...errors import (
     TenantMismatchError,
 )
 
-__all__ = ["OPENAI_PREFIXES", "ApiError", "api_of", "error_response", "install_error_handlers", "status_of"]
+__all__ = ["OPENAI_PREFIXES", "ApiError", "api_of", "error_payload", "error_response", "install_error_handlers",
+           "status_of"]
 
 log = logging.getLogger("mofa_sdk.server")
 
@@ -141,6 +143,24 @@ def _validation(exc: RequestValidationError) -> _Failure:
         if param is None:
             param, code = where, code or _PYDANTIC_CODES.get(kind, "invalid_request")
     return _Failure(422, code or "invalid_request", "; ".join(parts) or "invalid request", param)
+
+
+def error_payload(path: str, exc: Exception) -> tuple[int, dict[str, Any]]:
+    """A failure's status and body as the handlers below answer it, for a transport with no HTTP response of
+    its own (a WebSocket message): an unexpected exception is logged and reads as an internal error."""
+    if isinstance(exc, ApiError):
+        f = _Failure(exc.status, exc.code, exc.message, exc.param)
+    elif isinstance(exc, RequestValidationError):
+        f = _validation(exc)
+    elif isinstance(exc, MofaError):
+        status = status_of(exc)
+        f = _Failure(status, _code_of(exc, status), str(exc), "model" if isinstance(exc, ModelUnavailableError)
+                     else None)
+    else:
+        log.exception("unexpected error on %s", path, exc_info=exc)
+        f = _Failure(500, "internal", "internal server error")
+    answer = error_response(path, f.status, f.code, f.message, param=f.param)
+    return answer.status_code, json.loads(bytes(answer.body))
 
 
 def install_error_handlers(app: FastAPI) -> None:

@@ -1,11 +1,13 @@
 """The OpenAI views of ``mofa serve``: Chat Completions and Models, Conversations (sessions), Responses (runs).
-Each routes module renders the same runs and rows in OpenAI's shapes; none imports another."""
+Each routes module renders the same runs and rows in OpenAI's shapes; none imports another but WebSocket
+mode (``_responses_ws``), the Responses API over another transport."""
 
 from fastapi import APIRouter
 
 from ._chat import router as _chat
 from ._conversations import router as _conversations
 from ._responses import router as _responses
+from ._responses_ws import router as _responses_ws
 
 __all__ = ["router"]
 
@@ -13,3 +15,4 @@ router = APIRouter()
 router.include_router(_chat)
 router.include_router(_conversations)
 router.include_router(_responses)
+router.include_router(_responses_ws)

@@ -34,6 +34,8 @@ def _busy(registry: RunRegistry, session_id: uuid.UUID) -> None:
 async def create_conversation(store: StoreDep, who: Who, body: ConversationCreate | None = None) -> Any:
     body = body or ConversationCreate()
     session = Session(tenant_id=who.tenant_id, user_id=who.user_id, metadata=body.metadata or {})
+    for i, m in enumerate(body.items or []):
+        m.check_parts(i, "items")
     messages = messages_of(who, session.id, [m.pair for m in body.items or []])
     async with store.transaction() as tx:
         created = await store.create_session(session, tx=tx)
@@ -82,6 +84,8 @@ async def delete_conversation(conversation_id: str, registry: Registry, who: Who
 @router.post("/v1/conversations/{conversation_id}/items", summary="Add items (messages) to a conversation")
 async def create_items(conversation_id: str, body: ItemsCreate, registry: Registry, who: Who) -> Any:
     session = await conversation_of(registry.store, who, conversation_id)
+    for i, m in enumerate(body.items):
+        m.check_parts(i, "items")
     messages = messages_of(who, session.id, [m.pair for m in body.items])
     _busy(registry, session.id)
     saved = await registry.store.save_messages(messages)

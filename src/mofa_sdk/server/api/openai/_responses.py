@@ -38,17 +38,26 @@ from ...runs import (
     owner_answers,
 )
 from ._common import conversation_of, list_page, reply_row
+from ._request_fields import provider_fields, request_fields
+from ._response_object import spec_fields
 from ._shapes import decode_id, encode_id, item_obj, response_obj
 from .schemas import ResponseCreate
 
-__all__ = ["router"]
+__all__ = ["previous_not_found", "request_meta", "response_events", "router", "start_response"]
 
 router = APIRouter(tags=["openai: responses"])
 PROLOGUE = 3  # sequence numbers 0..3 come before the run log's first event
+DONE = b"data: [DONE]\n\n"
 
 
 def _not_found(raw: str, param: str | None = None) -> ApiError:
     return ApiError(404, f"response {raw[:80]!r} not found", param=param)
+
+
+def previous_not_found(raw: str) -> ApiError:
+    """The 404 of a ``previous_response_id`` that names no response this key may continue."""
+    return ApiError(404, f"previous response {raw[:80]!r} not found", "previous_response_not_found",
+                    param="previous_response_id")
 
 
 async def _session_for(registry: RunRegistry, who: Principal, body: ResponseCreate) -> Session | None:
@@ -58,24 +67,38 @@ async def _session_for(registry: RunRegistry, who: Principal, body: ResponseCrea
         return await conversation_of(registry.store, who, body.conversation)
     prev = body.previous_response_id
     if prev:
-        row = await reply_row(registry.store, who, decode_id("resp", prev, "response"))
+        try:
+            rid = decode_id("resp", prev, "response")
+        except ApiError:
+            raise previous_not_found(prev) from None
+        row = await reply_row(registry.store, who, rid)
         if row is None:
-            raise _not_found(prev, "previous_response_id")
+            raise previous_not_found(prev)
         found = await registry.store.get_session(who.tenant_id, row.session_id)
         if found is None or found.user_id != who.user_id:
-            raise _not_found(prev, "previous_response_id")
+            raise previous_not_found(prev)
         return found
     return None
 
 
 @router.post("/v1/responses", summary="Create a response: one run (streamed, waited for, or in the background)")
 async def create_response(body: ResponseCreate, registry: Registry, who: Who) -> Any:
+    run = await start_response(registry, who, body)
+    if body.stream:
+        return SSEResponse(_stream(registry, who, run.id, follow_local(run, 0, registry.config), -1))
+    if not body.background:
+        await run.wait_finished()
+    return await _response(registry, who, run.id, encode_id("resp", run.id))
+
+
+async def start_response(registry: RunRegistry, who: Principal, body: ResponseCreate) -> Run:
+    """Start the run of a response (returns once its user message is saved; raises with nothing written)."""
     earlier_pairs, user_text = body.turn()
     session = await _session_for(registry, who, body)
     model = body.model
     # ``model`` names an agent row of the tenant, else the model of the session's agent (or default provider)
-    is_agent = model is not None and await registry.store.get_agent_by_code_and_tenant(who.tenant_id, model) is not None
-    asked = SettingsRequest(agent=model) if is_agent else SettingsRequest(model=model or KEEP)
+    agent = None if model is None else await registry.store.get_agent_by_code_and_tenant(who.tenant_id, model)
+    asked = SettingsRequest(agent=model) if agent is not None else SettingsRequest(model=model or KEEP)
     # items before the last: rows of the session before the user message, written with it (ids known now)
     earlier = [ChatMessage(role=role, content=text, id=uuid7()) for role, text in earlier_pairs]
     # the request parameters, saved with the (last) user message in its insert; its own id is not in
@@ -84,16 +107,13 @@ async def create_response(body: ResponseCreate, registry: Registry, who: Who) ->
             "previous_response_id": body.previous_response_id, "conversation": body.conversation is not None,
             "metadata": body.metadata or {}, "temperature": body.temperature,
             "max_output_tokens": body.max_output_tokens, "background": bool(body.background),
-            "input_ids": [str(m.id) for m in earlier]}
-    # instructions, temperature and the reply cap are this response's own: not recorded on the session
+            "input_ids": [str(m.id) for m in earlier], **request_fields(body, agent)}
+    # instructions, temperature, the reply cap and the sampling fields are this response's own: not recorded
+    # on the session
     options = TurnOptions(temperature=body.temperature, max_tokens=body.max_output_tokens,
-                          system_prompt=body.instructions, earlier=earlier, request_params=meta)
-    run = await registry.start_run(who, session, user_text, asked, options)
-    if body.stream:
-        return SSEResponse(_stream(registry, who, run.id, follow_local(run, 0, registry.config), -1))
-    if not body.background:
-        await run.wait_finished()
-    return await _response(registry, who, run.id, encode_id("resp", run.id))
+                          system_prompt=body.instructions, earlier=earlier, request_params=meta,
+                          extra=provider_fields(body) or None)
+    return await registry.start_run(who, session, user_text, asked, options)
 
 
 def _with_own_id(params: dict[str, Any] | None, user_message_id: uuid.UUID | None) -> dict[str, Any]:
@@ -107,6 +127,16 @@ def _with_own_id(params: dict[str, Any] | None, user_message_id: uuid.UUID | Non
 def _run_meta(run: Run) -> dict[str, Any]:
     """A live run's request parameters: the run holds them (nothing is read)."""
     return _with_own_id(run.request_params, run.user_message_id)
+
+
+async def request_meta(registry: RunRegistry, who: Principal, rid: uuid.UUID) -> dict[str, Any] | None:
+    """The request parameters of response ``rid`` (live or finished); None when no such response is this
+    key's."""
+    run = registry.runs.get(rid)
+    if run is not None and run.owned_by(who):
+        return _run_meta(run)
+    row = await reply_row(registry.store, who, rid)
+    return None if row is None else await _meta(registry, who, row.parent_message_id)
 
 
 async def _meta(registry: RunRegistry, who: Principal, user_message_id: uuid.UUID | None) -> dict[str, Any]:
@@ -124,10 +154,11 @@ async def _response(registry: RunRegistry, who: Principal, rid: uuid.UUID, raw: 
     if run is not None and run.owned_by(who):
         meta = _run_meta(run)
         t = run.terminal
-        return response_obj(rid, status=force_status or run.status, text="".join(run.parts),
-                            created_at=meta.get("created_at", 0), meta=meta, session_id=run.session_id,
-                            model=run.model,
-                            usage=t.usage if t is not None else None, error=t.error if t is not None else None)
+        obj = response_obj(rid, status=force_status or run.status, text="".join(run.parts),
+                           created_at=meta.get("created_at", 0), meta=meta, session_id=run.session_id,
+                           model=run.model,
+                           usage=t.usage if t is not None else None, error=t.error if t is not None else None)
+        return {**obj, **spec_fields(meta, obj["status"], int(time.time()) if t is not None else None)}
     row = await reply_row(registry.store, who, rid)
     if row is None or run is not None:
         raise _not_found(raw)
@@ -136,20 +167,25 @@ async def _response(registry: RunRegistry, who: Principal, rid: uuid.UUID, raw: 
         status = "streaming" if await owner_answers(registry, who, rid) else "interrupted"
     call = await find_call(registry.store, row) if row.status in FINAL_STATUSES else None
     meta = await _meta(registry, who, row.parent_message_id)
-    return response_obj(rid, status=force_status or status, text=row.content,
-                        created_at=meta.get("created_at", int(row.create_time.timestamp())), meta=meta,
-                        session_id=row.session_id, call=call,
-                        error=RunError("error", call.error_message or "") if call else None)
+    obj = response_obj(rid, status=force_status or status, text=row.content,
+                       created_at=meta.get("created_at", int(row.create_time.timestamp())), meta=meta,
+                       session_id=row.session_id, call=call,
+                       error=RunError("error", call.error_message or "") if call else None)
+    return {**obj, **spec_fields(meta, obj["status"], int(row.update_time.timestamp()))}
 
 
-def _ev(kind: str, seq: int, **fields: Any) -> bytes:
-    return sse(kind, {"type": kind, "sequence_number": seq, **fields}, seq)
+def _ev(kind: str, seq: int, **fields: Any) -> dict[str, Any]:
+    return {"type": kind, "sequence_number": seq, **fields}
 
 
-async def _stream(registry: RunRegistry, who: Principal, rid: uuid.UUID, events: AsyncIterator[list[RunEvent]],
-                  after: int) -> AsyncGenerator[bytes, None]:
-    """The run's log rendered as Responses events, those with a sequence number above ``after``."""
-    raw, item_id = encode_id("resp", rid), encode_id("msg", rid)
+async def response_events(registry: RunRegistry, who: Principal, rid: uuid.UUID,
+                          events: AsyncIterator[list[RunEvent]], after: int
+                          ) -> AsyncGenerator[list[dict[str, Any]] | None, None]:
+    """The run's log as batches of Responses events, those with a sequence number above ``after``; None for
+    a quiet interval (a keepalive). It ends after the terminal event (SSE and WebSocket frame it each their
+    way)."""
+    item_id = encode_id("msg", rid)
+    raw = encode_id("resp", rid)
     where = {"item_id": item_id, "output_index": 0, "content_index": 0}
     try:
         if after < PROLOGUE:
@@ -161,10 +197,10 @@ async def _stream(registry: RunRegistry, who: Principal, rid: uuid.UUID, events:
             head = [_ev("response.created", 0, response=snap), _ev("response.in_progress", 1, response=snap),
                     _ev("response.output_item.added", 2, output_index=0, item=item),
                     _ev("response.content_part.added", 3, part=part, **where)]
-            yield b"".join(head[after + 1:])
+            yield head[after + 1:]
         async for batch in events:
             if not batch:
-                yield KEEPALIVE
+                yield None
                 continue
             out = []
             for e in batch:
@@ -184,15 +220,30 @@ async def _stream(registry: RunRegistry, who: Principal, rid: uuid.UUID, events:
                 closing: list[tuple[str, dict[str, Any]]] = [
                     ("response.output_text.done", {"text": text, "logprobs": [], **where}),
                     ("response.content_part.done", {"part": part, **where}),
-                           ("response.output_item.done", {"output_index": 0, "item": item}),
-                           (end, {"response": final})]
+                    ("response.output_item.done", {"output_index": 0, "item": item}),
+                    (end, {"response": final})]
                 out += [_ev(k, seq + i, **f) for i, (k, f) in enumerate(closing) if seq + i > after]
             if out:
-                yield b"".join(out)
+                yield out
     finally:
         aclose = getattr(events, "aclose", None)
         if aclose is not None:
             await aclose()
+
+
+async def _stream(registry: RunRegistry, who: Principal, rid: uuid.UUID, events: AsyncIterator[list[RunEvent]],
+                  after: int) -> AsyncGenerator[bytes, None]:
+    """The events as SSE, and ``data: [DONE]`` once the response has ended (the official clients stop on it)."""
+    source = response_events(registry, who, rid, events, after)
+    try:
+        async for batch in source:
+            if batch is None:
+                yield KEEPALIVE
+            elif batch:
+                yield b"".join(sse(e["type"], e, e["sequence_number"]) for e in batch)
+        yield DONE
+    finally:
+        await source.aclose()
 
 
 def _rid(raw: str) -> uuid.UUID:

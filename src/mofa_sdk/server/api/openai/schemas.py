@@ -151,17 +151,57 @@ class _TextPart(BaseModel):
     text: StrictStr
 
 
-class InputMessage(BaseModel):
-    """A message item (``EasyInputMessage`` or ``type: message``): a string or a list of text parts."""
+class _ImagePart(BaseModel):
+    """``input_image``: by ``image_url`` (an http(s) or data URL) or by ``file_id`` (refused: no Files API)."""
 
-    model_config = ConfigDict(extra="ignore")  # id, status, …
+    model_config = ConfigDict(extra="ignore")
+    type: Literal["input_image"]
+    image_url: StrictStr | None = None
+    file_id: StrictStr | None = None
+    detail: Literal["auto", "low", "high"] | None = None
+
+
+class _FilePart(BaseModel):
+    """``input_file``: inline (``file_data``), by URL (``file_url``) or by ``file_id``."""
+
+    model_config = ConfigDict(extra="ignore")
+    type: Literal["input_file"]
+    file_data: StrictStr | None = None
+    file_url: StrictStr | None = None
+    file_id: StrictStr | None = None
+    filename: StrictStr | None = None
+
+
+_ContentPart = Annotated[_TextPart | _ImagePart | _FilePart, Field(discriminator="type")]
+
+
+class InputMessage(BaseModel):
+    """A message item (``EasyInputMessage`` or ``type: message``): a string or a list of content parts (text,
+    and on a user message ``input_image`` / ``input_file``)."""
+
+    model_config = ConfigDict(extra="ignore")  # id, status, phase, …
     type: Literal["message"] = "message"
     role: Literal["user", "assistant", "system", "developer"]
-    content: Annotated[list[_TextPart], BeforeValidator(_parts)]
+    content: Annotated[list[_ContentPart], BeforeValidator(_parts)]
 
     @property
     def pair(self) -> tuple[Role, str]:
-        return _ROLES[self.role], "".join(p.text for p in self.content)
+        return _ROLES[self.role], "".join(p.text for p in self.content if isinstance(p, _TextPart))
+
+    def check_parts(self, index: int, field: str = "input") -> None:
+        """A 400 naming the part for input this service cannot take. Image and file input need the message
+        model's parts through the turn engine, which Responses does not pass yet: refused, never dropped."""
+        for j, part in enumerate(self.content):
+            where = f"{field}[{index}].content[{j}]"
+            if isinstance(part, _TextPart):
+                continue
+            if self.role != "user":
+                raise ParamError(f"{where}: {part.type} is only taken in a user message", where, "invalid_value")
+            if part.file_id is not None:
+                raise ParamError(f"{where}.file_id: file ids are not supported (mofa serve has no Files API); "
+                                 "send the content inline or by URL", f"{where}.file_id", "unsupported_parameter")
+            raise ParamError(f"{where}: {part.type} is not supported on /v1/responses yet; send text",
+                             where, "unsupported_parameter")
 
 
 Items = Annotated[list[InputMessage], Field(max_length=MAX_ITEMS)]
@@ -192,9 +232,39 @@ class _TextFormat(_In):
     type: Literal["text"]
 
 
+class _JsonObjectFormat(_In):
+    type: Literal["json_object"]
+
+
+class _JsonSchemaFormat(_In):
+    type: Literal["json_schema"]
+    name: Annotated[StrictStr, StringConstraints(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_-]+$")]
+    schema_: Annotated[dict[str, Any], Field(alias="schema")]
+    description: StrictStr | None = None
+    strict: StrictBool | None = None
+
+
 class _TextConfig(BaseModel):
-    model_config = ConfigDict(extra="allow")
-    format: _TextFormat | None = None
+    model_config = ConfigDict(extra="allow")  # verbosity: accepted and ignored
+    format: Annotated[_TextFormat | _JsonObjectFormat | _JsonSchemaFormat, Field(discriminator="type")] | None = None
+
+    def response_format(self) -> dict[str, Any] | None:
+        """The format as Chat Completions' ``response_format`` (what the provider is sent); None: plain text."""
+        f = self.format
+        if f is None or isinstance(f, _TextFormat):
+            return None
+        if isinstance(f, _JsonObjectFormat):
+            return {"type": "json_object"}
+        spec: dict[str, Any] = {"name": f.name, "schema": f.schema_}
+        if f.description is not None:
+            spec["description"] = f.description
+        if f.strict is not None:
+            spec["strict"] = f.strict
+        return {"type": "json_schema", "json_schema": spec}
+
+    def echoed(self) -> dict[str, Any] | None:
+        """The format as the request gave it (kept with the response; None: plain text)."""
+        return None if self.format is None else self.format.model_dump(by_alias=True, exclude_none=True)
 
 
 def _conversation_id(value: Any) -> Any:
@@ -217,17 +287,24 @@ class ResponseCreate(_In):
     background: StrictBool | None = None
     text: _TextConfig | None = None
     tools: list[Any] | None = None
+    # forwarded to the provider, and reported in the response
+    top_p: Annotated[float, Field(ge=0, le=1, strict=True)] | None = None
+    presence_penalty: Annotated[float, Field(ge=-2, le=2, strict=True)] | None = None
+    frequency_penalty: Annotated[float, Field(ge=-2, le=2, strict=True)] | None = None
+    # echoed in the response
+    top_logprobs: Annotated[StrictInt, Field(ge=0, le=0, description="log probabilities are not returned: 0 only")] \
+        | None = None
+    max_tool_calls: Annotated[StrictInt, Field(ge=1)] | None = None
+    prompt_cache_key: Annotated[StrictStr, StringConstraints(max_length=256)] | None = None
+    safety_identifier: Annotated[StrictStr, StringConstraints(max_length=256)] | None = None
+    user: Annotated[StrictStr, StringConstraints(max_length=256)] | None = None
+    reasoning: dict[str, Any] | None = None
     # accepted and ignored
-    top_p: Any = None
-    user: Any = None
     truncation: Any = None
     parallel_tool_calls: Any = None
     include: Any = None
-    prompt_cache_key: Any = None
-    safety_identifier: Any = None
     service_tier: Any = None
     stream_options: Any = None
-    reasoning: Any = None
     tool_choice: Any = None
 
     @field_validator("tools")
@@ -243,6 +320,8 @@ class ResponseCreate(_In):
         if self.previous_response_id and self.conversation:
             raise ParamError("previous_response_id and conversation cannot both be given", "previous_response_id",
                              "invalid_value")
+        for i, m in enumerate(self.input):
+            m.check_parts(i)
         pairs = [m.pair for m in self.input]
         role, text = pairs[-1]
         if role != "user" or not text.strip():
