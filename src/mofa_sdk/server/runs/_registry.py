@@ -13,6 +13,7 @@ import contextlib
 import logging
 import time
 import uuid
+from collections.abc import AsyncIterator
 from dataclasses import replace
 
 from ...entities import Session
@@ -24,6 +25,7 @@ from ...errors import (
     SessionBusyError,
     UnsavedReplyError,
 )
+from ...ids import uuid7
 from ...llm import LLMProvider, StreamLimits
 from ...persistence import (
     PersistencePlugin,
@@ -80,6 +82,9 @@ class RunRegistry:
         #: sessions whose turn is being opened (not a run yet): busy as well
         self._opening: set[uuid.UUID] = set()
         self._heartbeat: asyncio.Task[None] | None = None
+        #: runs whose claim on their session this process renews (``_renew``), until they release it
+        self._held: dict[uuid.UUID, Run] = {}
+        self._renewing: asyncio.Task[None] | None = None
         #: plugins holding replies whose final write failed (``plugin.pending``): retried until they land
         self.unsaved: list[PersistencePlugin] = []
         self._retrying: asyncio.Task[None] | None = None
@@ -88,10 +93,13 @@ class RunRegistry:
     def start(self) -> None:
         if self.bus.cross_process:
             self._heartbeat = asyncio.create_task(self._beat())
+        self._renewing = asyncio.create_task(self._renew())
 
     async def close(self) -> None:
         if self._heartbeat is not None:
             self._heartbeat.cancel()
+        if self._renewing is not None:
+            self._renewing.cancel()
         if self._retrying is not None:
             self._retrying.cancel()
         live = [r for r in self.runs.values() if r.terminal is None and r.task is not None]
@@ -126,7 +134,7 @@ class RunRegistry:
             self._opening.add(known)
         try:
             if known is not None:
-                await self._check_not_streaming_elsewhere(principal, known)
+                await self._check_not_held(principal, known)
             opened = await self.engine.open(principal.tenant_id, principal.user_id, session, settings,
                                             create_with_turn=True)
         finally:
@@ -135,8 +143,12 @@ class RunRegistry:
         run = Run(principal, opened.session_id)
         o = options or TurnOptions()
         run.request_params = o.request_params
+        # the session is claimed for the run in the transaction of its user message (SessionBusyError,
+        # nothing written, when another turn holds it): the database decides, for every process
+        o = replace(o, reply_id=run.id, handlers=(*o.handlers, RunHooks(run)),
+                    claim_seconds=self.config.streaming_lease_seconds)
         try:
-            started = opened.start(content, replace(o, reply_id=run.id, handlers=(*o.handlers, RunHooks(run))))
+            started = opened.start(content, o)
         except BaseException:
             await opened.aclose()
             raise
@@ -148,15 +160,64 @@ class RunRegistry:
         except BaseException:
             self.runs.pop(run.id, None)
             raise
+        if run.terminal is None:
+            self._held[run.id] = run
         return run
 
-    async def _check_not_streaming_elsewhere(self, principal: Principal, session_id: uuid.UUID) -> None:
-        """Another process may be streaming on this session: its reply row says so (until its lease ends)."""
-        if not self.bus.cross_process:
-            return
-        for m in await self.store.get_last_messages(principal.tenant_id, session_id, 2):
-            if m.role == "assistant" and m.status == "streaming":
-                raise SessionBusyError(f"session {session_id} has a reply streaming (run {m.id})")
+    async def _check_not_held(self, principal: Principal, session_id: uuid.UUID) -> None:
+        """A turn of any process holds the session (its lease is live): refused before anything is opened
+        or written. Only a fast answer: the claim itself, with the user message, is what decides."""
+        holder = await self.store.session_holder(principal.tenant_id, session_id)
+        if holder is not None:
+            raise SessionBusyError(f"session {session_id} has a reply streaming (run {holder})")
+
+    # -- session leases ----------------------------------------------------------------------------------
+    @contextlib.asynccontextmanager
+    async def holding(self, principal: Principal, session_id: uuid.UUID) -> AsyncIterator[None]:
+        """Hold the session for a change that must never meet a live turn (a delete, an insert of items):
+        claimed as a turn claims it (SessionBusyError while a turn of any process holds it), released after.
+        A session that does not exist is no error here: the change finds that out itself."""
+        hold = uuid7()
+        await self.store.claim_session(principal.tenant_id, session_id, hold, self.config.streaming_lease_seconds)
+        try:
+            yield
+        finally:
+            with contextlib.suppress(MofaError):
+                await self.store.release_session(principal.tenant_id, session_id, hold)
+
+    async def _release(self, run: Run) -> None:
+        """The turn is over (its reply written): the session is free for the next one, before any follower
+        hears the end. A failed release is harmless: the lease runs out by itself."""
+        self._held.pop(run.id, None)
+        try:
+            await self.store.release_session(run.tenant_id, run.session_id, run.id)
+        except MofaError as exc:
+            log.warning("releasing session %s failed (its lease runs out by itself): %s", run.session_id, exc)
+
+    async def _renew(self) -> None:
+        """One statement per interval renews the lease of every live run of this process, whatever its
+        provider is doing. A run whose session was claimed by another turn meanwhile (this process could not
+        renew for longer than the lease, e.g. during a database outage) is cancelled: one turn per session."""
+        while True:
+            await asyncio.sleep(self.config.heartbeat_seconds)
+            try:  # whoever notices a dead process's runs marks them, at once (a few rows at most)
+                await self.store.sweep_expired_leases()
+            except MofaError as exc:
+                log.warning("marking the runs of expired leases interrupted failed: %s", exc)
+            held = list(self._held.values())
+            if not held:
+                continue
+            try:
+                renewed = await self.store.renew_session_leases(
+                    [(r.tenant_id, r.id) for r in held], self.config.streaming_lease_seconds)
+            except MofaError as exc:
+                log.warning("renewing %d session leases failed: %s", len(held), exc)
+                continue
+            for run in held:
+                if run.id not in renewed and run.id in self._held and run.terminal is None:
+                    log.warning("run %s lost its session %s to another turn; cancelling it", run.id, run.session_id)
+                    self._held.pop(run.id, None)
+                    run.cancel()
 
     async def _execute(self, run: Run, opened: TurnSession, started: StartedTurn) -> None:
         stream = started.stream
@@ -177,10 +238,15 @@ class RunRegistry:
                 run.started.set_exception(failure or ServiceUnavailableError(
                     "the service stopped this turn before it started"))
                 run.started.exception()  # retrieved: no "never retrieved" warning when nobody awaits
+                if not isinstance(failure, SessionBusyError):  # it may have claimed before it failed
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await self._release(run)
                 self._live_sessions.pop(run.session_id, None)
                 self.runs.pop(run.id, None)
                 run._finished.set()
             else:
+                with contextlib.suppress(asyncio.CancelledError):  # a late cancel must not skip the end
+                    await self._release(run)
                 await self._finish(run, stream.status or "error", failure, started)
             with contextlib.suppress(Exception):  # an agent row's provider is closed; the shared one is not
                 await opened.aclose()

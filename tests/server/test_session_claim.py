@@ -1,0 +1,165 @@
+"""One turn per session, decided by the database (issue 24: items 1, 2, 3, 11): two real processes on one
+PostgreSQL, a short lease (1.5 s) so that a provider silent for 3 s outlives it several times."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator
+from typing import Any
+
+import httpx2
+import psycopg
+import pytest
+
+from mofa_sdk.persistence import connect_store
+from tests.server.support import Launcher, Served, auth, make_key, read_events, saved_reply
+
+pytestmark = pytest.mark.slow
+
+LEASE = 1.5
+#: a reply whose provider says nothing for twice the lease between its two deltas
+SILENT = f"words=2 delay={2 * LEASE}"
+
+
+@pytest.fixture(scope="module")
+async def pair(tmp_path_factory: pytest.TempPathFactory, pg_url: str) -> AsyncIterator[Served]:
+    launch = Launcher(tmp_path_factory.mktemp("claim"))
+    try:
+        a, b = [await launch.scripted(pg_url, "--words", "5", "--lease", str(LEASE)) for _ in range(2)]
+        yield Served(pg_url, [a, b])
+    finally:
+        launch.close()
+
+
+@pytest.fixture
+async def client() -> AsyncIterator[httpx2.AsyncClient]:
+    async with httpx2.AsyncClient(timeout=30) as c:
+        yield c
+
+
+async def _session(client: httpx2.AsyncClient, base: str, key: str) -> str:
+    r = await client.post(f"{base}/v1/sessions", json={}, headers=auth(key))
+    assert r.status_code == 201, r.text
+    return str(r.json()["id"])
+
+
+async def _status(client: httpx2.AsyncClient, method: str, url: str, key: str, **kw: Any) -> int:
+    """The status of a request whose (streamed) body is not read."""
+    async with client.stream(method, url, headers={**auth(key), **kw.pop("headers", {})}, **kw) as r:
+        return r.status_code
+
+
+async def _wait_done(client: httpx2.AsyncClient, base: str, key: str, run_id: str) -> None:
+    r = await client.get(f"{base}/v1/runs/{run_id}/events", headers=auth(key))
+    assert r.status_code == 200 and '"status": "complete"' in r.text.replace('":"', '": "'), r.text[-300:]
+
+
+async def _seqs(db: str, tenant: uuid.UUID, sid: str) -> list[int]:
+    store = await connect_store(db)
+    try:
+        return [m.seq for m in await store.get_session_messages(tenant, uuid.UUID(sid))]
+    finally:
+        await store.close()
+
+
+@pytest.mark.parametrize("route", ["native", "chat", "responses"])
+async def test_concurrent_turns_on_one_session_one_wins(pair: Served, client: httpx2.AsyncClient, route: str) -> None:
+    """10 POSTs at once on one session, spread over both processes: exactly one turn starts; the seqs of the
+    session stay gap-free (the refused ones wrote nothing, item 11's earlier input items included)."""
+    key, row = await make_key(pair.db)
+    sid = await _session(client, pair.url, key)
+    content = "words=4 delay=0.2"
+
+    async def one(i: int) -> int:
+        base = pair.servers[i % 2].url
+        if route == "native":
+            return await _status(client, "POST", f"{base}/v1/sessions/{sid}/messages", key, json={"content": content})
+        if route == "chat":
+            return await _status(client, "POST", f"{base}/v1/chat/completions", key,
+                                 headers={"X-Mofa-Session-Id": sid},
+                                 json={"model": "scripted-model", "stream": True,
+                                       "messages": [{"role": "user", "content": content}]})
+        conv = f"conv_{uuid.UUID(sid).hex}"
+        return await _status(client, "POST", f"{base}/v1/responses", key,
+                             json={"conversation": conv, "stream": True,
+                                   "input": [{"role": "user", "content": "an earlier item"},
+                                             {"role": "user", "content": content}]})
+
+    statuses = await asyncio.gather(*(one(i) for i in range(10)))
+    assert sorted(statuses) == [200] + [409] * 9, statuses
+    await asyncio.sleep(2.5)  # the one turn ends (4 deltas, 0.2 s apart)
+    seqs = await _seqs(pair.db, row.tenant_id, sid)
+    assert seqs == list(range(1, len(seqs) + 1)) and len(seqs) == (3 if route == "responses" else 2), seqs
+
+
+async def test_a_silent_provider_keeps_its_session_everywhere(pair: Served, client: httpx2.AsyncClient) -> None:
+    """A reply whose provider is silent for twice the lease is still live for both processes: its row reads
+    ``streaming``, and every turn, delete and insert on its session is refused (409) from either process;
+    then it completes with every delta."""
+    a, b = pair.servers
+    key, row = await make_key(pair.db)
+    sid = await _session(client, a.url, key)
+    conv = f"conv_{uuid.UUID(sid).hex}"
+    async with client.stream("POST", f"{a.url}/v1/sessions/{sid}/messages", json={"content": SILENT},
+                             headers=auth(key)) as started:
+        assert started.status_code == 200
+        first, _ = await read_events(started, stop_after=2)
+    run_id = first[0].data["run_id"]
+    resp_id = f"resp_{uuid.UUID(run_id).hex}"
+    await asyncio.sleep(LEASE * 1.3)  # the first delta's checkpoint is older than the lease now
+    for server in (a, b):
+        listed = await client.get(f"{server.url}/v1/sessions/{sid}/messages", headers=auth(key))
+        assert [m["status"] for m in listed.json()["data"]][-1] == "streaming", listed.text
+        refused = {
+            "turn": await _status(client, "POST", f"{server.url}/v1/sessions/{sid}/messages", key,
+                                  json={"content": "words=1"}),
+            "delete session": (await client.delete(f"{server.url}/v1/sessions/{sid}", headers=auth(key))).status_code,
+            "delete conversation": (await client.delete(f"{server.url}/v1/conversations/{conv}",
+                                                        headers=auth(key))).status_code,
+            "add items": (await client.post(f"{server.url}/v1/conversations/{conv}/items", headers=auth(key),
+                                            json={"items": [{"role": "user", "content": "x"}]})).status_code,
+            "delete reply item": (await client.delete(
+                f"{server.url}/v1/conversations/{conv}/items/msg_{uuid.UUID(run_id).hex}",
+                headers=auth(key))).status_code,
+            "delete response": (await client.delete(f"{server.url}/v1/responses/{resp_id}",
+                                                    headers=auth(key))).status_code,
+        }
+        assert set(refused.values()) == {409}, (server.port, refused)
+    await _wait_done(client, b.url, key, run_id)
+    reply = await saved_reply(pair.db, row.tenant_id, run_id)
+    assert reply is not None and reply.status == "complete" and reply.content.count("w") == 2
+    seqs = await _seqs(pair.db, row.tenant_id, sid)
+    assert seqs == [1, 2], seqs  # nothing the refused requests carried was written
+    # the session is free again, on either process
+    assert await _status(client, "POST", f"{b.url}/v1/sessions/{sid}/messages", key, json={"content": "words=1"}) == 200
+
+
+async def test_a_killed_owner_frees_the_session_within_the_lease(
+    tmp_path_factory: pytest.TempPathFactory, pair: Served, client: httpx2.AsyncClient
+) -> None:
+    """A process killed mid-reply renews nothing: within the lease and one heartbeat the surviving processes
+    mark its reply ``interrupted`` in SQL (no next turn needed) and free the session for another turn."""
+    launch = Launcher(tmp_path_factory.mktemp("victim"))
+    try:
+        victim = await launch.scripted(pair.db, "--lease", str(LEASE))
+        key, _ = await make_key(pair.db)
+        sid = await _session(client, victim.url, key)
+        async with client.stream("POST", f"{victim.url}/v1/sessions/{sid}/messages",
+                                 json={"content": "words=50 delay=0.2"}, headers=auth(key)) as started:
+            events, _ = await read_events(started, stop_after=3)
+        run_id = uuid.UUID(events[0].data["run_id"])
+        assert await _status(client, "POST", f"{pair.url}/v1/sessions/{sid}/messages", key,
+                             json={"content": "words=1"}) == 409
+        victim.kill()
+        async with await psycopg.AsyncConnection.connect(pair.db, autocommit=True) as conn:
+            sql = "SELECT status FROM entity_message WHERE id = %s"
+            assert await (await conn.execute(sql, (run_id,))).fetchone() == ("streaming",)
+            await asyncio.sleep(LEASE + 1.5)  # the lease, and a heartbeat (0.5 s) of a surviving process
+            assert await (await conn.execute(sql, (run_id,))).fetchone() == ("interrupted",)
+            sql = "SELECT active_run_id FROM entity_session WHERE id = %s"
+            assert await (await conn.execute(sql, (uuid.UUID(sid),))).fetchone() == (None,)
+        assert await _status(client, "POST", f"{pair.url}/v1/sessions/{sid}/messages", key,
+                             json={"content": "words=1"}) == 200
+    finally:
+        launch.close()
