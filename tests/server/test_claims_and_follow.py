@@ -163,3 +163,56 @@ async def test_a_killed_owner_frees_the_session_within_the_lease(
                              json={"content": "words=1"}) == 200
     finally:
         launch.close()
+
+
+async def test_last_event_id_past_the_end_is_answered_alike_on_both_processes(
+    pair: Served, client: httpx2.AsyncClient
+) -> None:
+    """Item 13: a Last-Event-ID beyond the run's end gets no event, from the owner and from the other
+    process alike (never a terminal event numbered below the id asked for)."""
+    key, _ = await make_key(pair.db)
+    sid = await _session(client, pair.url, key)
+    async with client.stream("POST", f"{pair.url}/v1/sessions/{sid}/messages",
+                             json={"content": "words=6 delay=0.3"}, headers=auth(key)) as started:
+        events, _ = await read_events(started, stop_after=2)
+    run_id = events[0].data["run_id"]
+
+    async def follow(base: str, after: int) -> list[Any]:
+        headers = {**auth(key), "Last-Event-ID": str(after)}
+        async with client.stream("GET", f"{base}/v1/runs/{run_id}/events", headers=headers) as r:
+            assert r.status_code == 200
+            got, _ = await read_events(r)
+        return [(e.id, e.event) for e in got]
+
+    live = await asyncio.gather(*(follow(s.url, 21) for s in pair.servers))
+    assert live == [[], []], live
+    # and once it is over, from the rows and from memory alike; the last event seen gets nothing more
+    end = (await follow(pair.servers[1].url, 0))[-1]
+    assert end[1] == "done" and end[0] < 21
+    done = await asyncio.gather(*(follow(s.url, n) for s in pair.servers for n in (end[0], 21)))
+    assert done == [[], [], [], []], done
+    assert await follow(pair.servers[1].url, end[0] - 1) == [end]
+
+
+async def test_another_tenants_run_is_not_found_like_a_missing_one(pair: Served, client: httpx2.AsyncClient) -> None:
+    """Item 10: following or cancelling another tenant's run held by this very process takes the path of a
+    missing id (the same lookups, the same wait for an owner), so it is not answered sooner than one."""
+    owner_key, _ = await make_key(pair.db)
+    other_key, _ = await make_key(pair.db)
+    a = pair.servers[0]
+    sid = await _session(client, a.url, owner_key)
+    async with client.stream("POST", f"{a.url}/v1/sessions/{sid}/messages",
+                             json={"content": "words=20 delay=0.3"}, headers=auth(owner_key)) as started:
+        events, _ = await read_events(started, stop_after=1)
+    run_id = events[0].data["run_id"]
+    loop = asyncio.get_running_loop()
+    for rid in (run_id, str(uuid.uuid4())):
+        for method, path in (("GET", f"/v1/runs/{rid}/events"), ("POST", f"/v1/runs/{rid}/cancel")):
+            t0 = loop.time()
+            r = await client.request(method, f"{a.url}{path}", headers=auth(other_key))
+            took = loop.time() - t0
+            assert r.status_code == 404 and r.json()["error"]["code"] == "not_found", r.text
+            # a lower bound only: the owner probe (probe_seconds = 1.0 in tests/server/_app.py) was waited for
+            assert took >= 0.9, (rid, path, took)
+    r = await client.get(f"{a.url}/v1/runs/{run_id}", headers=auth(owner_key))
+    assert r.json()["status"] == "streaming"  # untouched by the other tenant's cancel
