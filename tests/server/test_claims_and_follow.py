@@ -216,3 +216,30 @@ async def test_another_tenants_run_is_not_found_like_a_missing_one(pair: Served,
             assert took >= 0.9, (rid, path, took)
     r = await client.get(f"{a.url}/v1/runs/{run_id}", headers=auth(owner_key))
     assert r.json()["status"] == "streaming"  # untouched by the other tenant's cancel
+
+
+@pytest.mark.parametrize("content", ["words=3 delay=0.3 fail=20000", "failfirst=20000"])
+async def test_a_terminal_event_over_one_notify_payload_reaches_the_other_process(
+    pair: Served, client: httpx2.AsyncClient, content: str
+) -> None:
+    """Item 4: a 20,000-character provider error, followed from the other process, ends its stream at once
+    (by reference: from the reply row when there is one, else cut to fit), with no loop of asks and resyncs."""
+    a, b = pair.servers
+    key, _ = await make_key(pair.db)
+    sid = await _session(client, a.url, key)
+    lines_before = b.log.read_text().count("\n")
+    async with client.stream("POST", f"{a.url}/v1/sessions/{sid}/messages", json={"content": content},
+                             headers=auth(key)) as started:
+        first, _ = await read_events(started, stop_after=1)
+        run_id = first[0].data["run_id"]
+        async with client.stream("GET", f"{b.url}/v1/runs/{run_id}/events", headers=auth(key)) as r:
+            events, _ = await read_events(r)
+    end = events[-1]
+    assert end.event == "error" and end.data["status"] == "error", end
+    message = end.data["error"]["message"]
+    assert message.startswith("upstream said: eee") and len(message) > 1000
+    if content.startswith("words"):
+        assert len(message) >= 20_000  # read from the row, whole
+    assert [e.id for e in events] == list(range(1, len(events) + 1))
+    # no storm: the other process wrote (almost) nothing to its log meanwhile
+    assert b.log.read_text().count("\n") - lines_before < 5
