@@ -26,10 +26,12 @@ def main() -> None:
     p.add_argument("--checkpoint", type=float, default=1.0)
     p.add_argument("--lease", type=float, default=5.0)
     p.add_argument("--rls", action="store_true")
+    p.add_argument("--grace", type=float, default=10.0)
     a = p.parse_args()
     config = ServeConfig(database_url=a.db, keepalive_seconds=a.keepalive, checkpoint_interval=a.checkpoint,
                          heartbeat_seconds=0.5, owner_timeout_seconds=2.0, probe_seconds=1.0,
                          streaming_lease_seconds=a.lease, row_level_security=a.rls,
+                         shutdown_grace_seconds=a.grace,
                          max_reply_chars=None)  # some runs stream 10 MB on purpose
     app = create_app(config, provider=ByContent(a.words, a.delay))
     uvicorn.run(app, host="127.0.0.1", port=a.port, log_level="warning")

@@ -17,9 +17,17 @@ from ..errors import ServiceUnavailableError
 from ..llm import LLMProvider
 from ..persistence import Store, connect_store
 from ._config import ServeConfig
+from ._signals import forwarding_termination
 from .api.native import router as native_router
 from .api.openai import router as openai_router
-from .http import AuthMiddleware, BodyLimitMiddleware, ServeApp, Services, install_error_handlers
+from .http import (
+    AuthMiddleware,
+    BodyLimitMiddleware,
+    ServeApp,
+    Services,
+    install_access_log_filter,
+    install_error_handlers,
+)
 from .runs import LocalBus, PgBus, RunRegistry
 
 __all__ = ["CONFIG_ENV", "app_from_env", "create_app"]
@@ -64,10 +72,12 @@ def create_app(
             bus = LocalBus()
         registry = RunRegistry(the_store, bus, provider, cfg)
         app.services = Services(the_store, registry)
+        install_access_log_filter()  # after uvicorn configured its loggers
         try:
             await bus.start()
             registry.start()
-            yield
+            with forwarding_termination(registry.begin_shutdown):
+                yield
         finally:
             app.services = None
             try:

@@ -85,6 +85,11 @@ class RunRegistry:
         #: runs whose claim on their session this process renews (``_renew``), until they release it
         self._held: dict[uuid.UUID, Run] = {}
         self._renewing: asyncio.Task[None] | None = None
+        #: set when the process is told to stop (SIGTERM): new turns are refused, live runs get the grace
+        self.stopping = asyncio.Event()
+        #: set once every run of this process has ended after ``stopping`` (followers then end too)
+        self.drained = asyncio.Event()
+        self._draining: asyncio.Task[None] | None = None
         #: plugins holding replies whose final write failed (``plugin.pending``): retried until they land
         self.unsaved: list[PersistencePlugin] = []
         self._retrying: asyncio.Task[None] | None = None
@@ -95,19 +100,33 @@ class RunRegistry:
             self._heartbeat = asyncio.create_task(self._beat())
         self._renewing = asyncio.create_task(self._renew())
 
-    async def close(self) -> None:
-        if self._heartbeat is not None:
-            self._heartbeat.cancel()
-        if self._renewing is not None:
-            self._renewing.cancel()
-        if self._retrying is not None:
-            self._retrying.cancel()
+    def begin_shutdown(self) -> None:
+        """The process is told to stop (SIGTERM, before the server waits for its connections): new turns
+        are refused (503), live runs get ``shutdown_grace_seconds`` to finish, then are cancelled (saved as
+        such), so that every follower of this process gets its terminal event before its stream closes."""
+        if self._draining is None:
+            self.stopping.set()
+            self._draining = asyncio.create_task(self._drain())
+
+    async def _drain(self) -> None:
         live = [r for r in self.runs.values() if r.terminal is None and r.task is not None]
         if live:
             await asyncio.wait([r.task for r in live if r.task], timeout=self.config.shutdown_grace_seconds)
             for r in live:
                 r.cancel()
             await asyncio.gather(*(r.task for r in live if r.task), return_exceptions=True)
+        self.drained.set()
+
+    async def close(self) -> None:
+        self.begin_shutdown()
+        assert self._draining is not None
+        await self._draining
+        if self._heartbeat is not None:
+            self._heartbeat.cancel()
+        if self._renewing is not None:
+            self._renewing.cancel()
+        if self._retrying is not None:
+            self._retrying.cancel()
         await self.flush_unsaved()
         if self.unsaved:
             log.error("%d replies could not be saved before shutdown", sum(len(p.pending) for p in self.unsaved))
@@ -125,6 +144,9 @@ class RunRegistry:
         new session under it), or None for a new session. A new session is written with the user message,
         in one transaction. ``settings``: what the session is asked to run with (recorded on it);
         ``options``: this turn's own (its earlier messages, request parameters, overrides)."""
+        if self.stopping.is_set():
+            raise ServiceUnavailableError("this process is stopping; send the turn to another",
+                                          code="shutting_down")
         known = session.id if isinstance(session, Session) else session
         if known is not None:
             busy = self._live_sessions.get(known)
