@@ -104,7 +104,7 @@ def create_app(
         return app.services.store
 
     # the last added runs first: a request is authenticated before its body is read
-    app.add_middleware(BodyLimitMiddleware, max_bytes=cfg.max_body_bytes)
+    app.add_middleware(BodyLimitMiddleware, max_bytes=cfg.max_body_bytes, timeout=cfg.body_timeout_seconds)
     app.add_middleware(AuthMiddleware, store=current_store)
     return app
 
@@ -112,7 +112,11 @@ def create_app(
 def app_from_env() -> FastAPI:
     """The factory uvicorn's workers call (``mofa serve``): the settings come in :data:`CONFIG_ENV`."""
     raw = os.environ.get(CONFIG_ENV)
-    return create_app(ServeConfig(**json.loads(raw)) if raw else ServeConfig())
+    config = ServeConfig(**json.loads(raw)) if raw else ServeConfig()
+    from .http._protocol import GuardedH11Protocol  # uvicorn's: only where uvicorn runs the app
+
+    GuardedH11Protocol.configure(config)  # this worker's connection limits
+    return create_app(config)
 
 
 def config_to_env(config: ServeConfig) -> str:
