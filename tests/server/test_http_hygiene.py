@@ -9,7 +9,7 @@ import asyncio
 import httpx2
 import pytest
 
-from tests.server.support import Launcher, auth, make_key
+from tests.server.support import InProcess, Launcher, auth, make_key
 
 pytestmark = pytest.mark.slow
 
@@ -53,3 +53,28 @@ async def test_query_string_keys_stay_out_of_the_access_log_and_every_body_is_li
     log = server.log.read_text()
     assert "api_key=***&limit=5&x_token=***" in log, log[-2000:]
     assert key not in log and "tok-123" not in log
+
+
+DEEP = "[" * 100_000 + "]" * 100_000
+
+
+@pytest.mark.parametrize("path", ["/v1/chat/completions", "/v1/responses", "/v1/conversations", "conv-items",
+                                  "conv-update"])
+async def test_deep_json_and_unencodable_text_are_400_on_the_openai_views(in_app: InProcess, path: str) -> None:
+    """Items 8 and 12: a body nested 100,000 deep, and a lone surrogate in a field, answer 400 (never 500 or
+    422) on Chat Completions, Responses and the Conversations write routes."""
+    client, base = in_app.client, in_app.url
+    key, _ = await make_key(in_app.db)
+    h = {**auth(key), "content-type": "application/json"}
+    conv = (await client.post(f"{base}/v1/conversations", json={}, headers=auth(key))).json()["id"]
+    target, text_body = {
+        "/v1/chat/completions": (path, '{"model": "m", "messages": [{"role": "user", "content": "a\\ud800"}]}'),
+        "/v1/responses": (path, '{"input": "a\\ud800b"}'),
+        "/v1/conversations": (path, '{"metadata": {"k": "\\udc00"}}'),
+        "conv-items": (f"/v1/conversations/{conv}/items", '{"items": [{"role": "user", "content": "\\ud800"}]}'),
+        "conv-update": (f"/v1/conversations/{conv}", '{"metadata": {"k": "\\ud800"}}'),
+    }[path]
+    for body in (DEEP, text_body):
+        r = await client.post(f"{base}{target}", content=body.encode(), headers=h)
+        assert r.status_code == 400, (target, r.text[:300])
+        assert r.json()["error"]["type"] == "invalid_request_error"
