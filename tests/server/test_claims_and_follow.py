@@ -138,8 +138,9 @@ async def test_a_silent_provider_keeps_its_session_everywhere(pair: Served, clie
 async def test_a_killed_owner_frees_the_session_within_the_lease(
     tmp_path_factory: pytest.TempPathFactory, pair: Served, client: httpx2.AsyncClient
 ) -> None:
-    """A process killed mid-reply renews nothing: within the lease and one heartbeat the surviving processes
-    mark its reply ``interrupted`` in SQL (no next turn needed) and free the session for another turn."""
+    """A process killed mid-reply renews nothing: its session can be claimed once the lease ran out, and
+    within one more lease and a heartbeat the surviving processes mark its reply ``interrupted`` in SQL (no
+    next turn needed) and free the session."""
     launch = Launcher(tmp_path_factory.mktemp("victim"))
     try:
         victim = await launch.scripted(pair.db, "--lease", str(LEASE))
@@ -155,7 +156,7 @@ async def test_a_killed_owner_frees_the_session_within_the_lease(
         async with await psycopg.AsyncConnection.connect(pair.db, autocommit=True) as conn:
             sql = "SELECT status FROM entity_message WHERE id = %s"
             assert await (await conn.execute(sql, (run_id,))).fetchone() == ("streaming",)
-            await asyncio.sleep(LEASE + 1.5)  # the lease, and a heartbeat (0.5 s) of a surviving process
+            await asyncio.sleep(2 * LEASE + 1.5)  # the lease, one more, and a heartbeat (0.5 s) of a survivor
             assert await (await conn.execute(sql, (run_id,))).fetchone() == ("interrupted",)
             sql = "SELECT active_run_id FROM entity_session WHERE id = %s"
             assert await (await conn.execute(sql, (uuid.UUID(sid),))).fetchone() == (None,)

@@ -45,12 +45,12 @@ RUN_HOLDER_SQL = (
 #: the replies left ``streaming`` on sessions whose lease ran out (their process is gone) become ``interrupted``
 SWEEP_REPLIES_SQL = (
     "UPDATE entity_message SET status = 'interrupted', update_time = :now WHERE status = 'streaming'"
-    " AND session_id IN (SELECT id FROM entity_session WHERE active_run_id IS NOT NULL AND active_until < :now)"
+    " AND session_id IN (SELECT id FROM entity_session WHERE active_run_id IS NOT NULL AND active_until < :cutoff)"
 )
 #: ... and those sessions are free (in the same transaction)
 SWEEP_SESSIONS_SQL = (
     "UPDATE entity_session SET active_run_id = NULL, active_until = NULL"
-    " WHERE active_run_id IS NOT NULL AND active_until < :now"
+    " WHERE active_run_id IS NOT NULL AND active_until < :cutoff"
 )
 
 

@@ -553,8 +553,10 @@ class SqlStore(Store):
             renewed |= {d.from_db("uuid", r[0]) for r in rows}
         return renewed
 
-    async def sweep_expired_leases(self) -> int:
-        params = {"now": self._now()}
+    async def sweep_expired_leases(self, older_than: float = 0.0) -> int:
+        now = utc_now()
+        params = {"now": self._dialect.to_db("time", now),
+                  "cutoff": self._dialect.to_db("time", now - timedelta(seconds=older_than))}
         async with self._writing("marking the replies of expired leases interrupted", None, None, atomic=True) as conn:
             swept = await self._execute(conn, driver_sql(self._dialect, SWEEP_REPLIES_SQL), params)
             await self._execute(conn, driver_sql(self._dialect, SWEEP_SESSIONS_SQL), params)

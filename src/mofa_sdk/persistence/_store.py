@@ -294,10 +294,10 @@ class Store(abc.ABC):
         row-level security); the run ids that still hold their session."""
 
     @abc.abstractmethod
-    async def sweep_expired_leases(self) -> int:
-        """Mark ``interrupted`` the replies still ``streaming`` on sessions whose lease ran out (their process
-        is gone) and free those sessions; how many replies. Sees every tenant's rows only without row-level
-        security (with it, the next turn or read of the session does it)."""
+    async def sweep_expired_leases(self, older_than: float = 0.0) -> int:
+        """Mark ``interrupted`` the replies still ``streaming`` on sessions whose lease ran out more than
+        ``older_than`` seconds ago (their process is gone) and free those sessions; how many replies. Sees
+        every tenant's rows only without row-level security (with it, the next turn or read does it)."""
 
     @abc.abstractmethod
     async def session_holder(self, tenant_id: uuid.UUID, session_id: uuid.UUID) -> uuid.UUID | None:

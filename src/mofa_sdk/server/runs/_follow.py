@@ -16,13 +16,14 @@ when a keepalive comment is due.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 import uuid
 from collections.abc import AsyncIterator
 
 from ...entities import Message
-from ...errors import NotFoundError
+from ...errors import DatabaseUnavailableError, NotFoundError
 from ...persistence import Store
 from .._config import ServeConfig
 from ._bus import Subscription
@@ -58,6 +59,17 @@ async def _row(store: Store, principal: Principal, run_id: uuid.UUID) -> Message
     if row is None or row.role != "assistant" or row.user_id != principal.user_id:
         return None  # another user's reply is not found, exactly like a missing one
     return row
+
+
+class _DatabaseAway(Exception):
+    """The row could not be read: the database is away (the follower waits for it, never ends for it)."""
+
+
+async def _patient_row(store: Store, principal: Principal, run_id: uuid.UUID) -> Message | None:
+    try:
+        return await _row(store, principal, run_id)
+    except DatabaseUnavailableError as exc:
+        raise _DatabaseAway() from exc
 
 
 async def open_follower(
@@ -167,9 +179,15 @@ async def _follow_remote(
             if sub.overflowed:
                 # messages were dropped: what they held is in the row (checkpoints) or with the owner
                 log.warning("a follower of run %s fell behind after event %d; resuming from the log", run_id, sent)
-                sub.overflowed = False
                 pending.clear()
-                fresh = await _row(store, principal, run_id)
+                try:
+                    fresh = await _patient_row(store, principal, run_id)
+                except _DatabaseAway:
+                    # the database is away (its restart also cut the LISTEN connection): wait, then resync
+                    yield []
+                    await asyncio.sleep(1.0)
+                    continue
+                sub.overflowed = False
                 if fresh is not None and fresh.status in FINAL_STATUSES:
                     # the run is over and its row holds everything (a terminal message too large for the
                     # bus comes this way): the rest and the end from the row, never by asking again
@@ -186,7 +204,13 @@ async def _follow_remote(
             now = time.monotonic()
             if message is None:
                 if end is None and now - last_heard > config.owner_timeout_seconds:
-                    fresh = await _row(store, principal, run_id)
+                    try:
+                        fresh = await _patient_row(store, principal, run_id)
+                    except _DatabaseAway:
+                        # an outage silences the owner too (its bus is cut): not a sign that it died
+                        last_heard = last_sent = time.monotonic()
+                        yield []
+                        continue
                     if fresh is not None and fresh.status in FINAL_STATUSES:
                         async for replayed in _replay(store, fresh, sent):
                             yield replayed

@@ -207,30 +207,47 @@ class RunRegistry:
         except MofaError as exc:
             log.warning("releasing session %s failed (its lease runs out by itself): %s", run.session_id, exc)
 
+    async def _reclaim(self, run: Run) -> None:
+        """A live run whose lease was not renewed: this process could not renew it for longer than the lease
+        (a database outage) and the session was freed meanwhile. It claims it again; if another turn holds
+        it now (or the session is gone), the run is cancelled: one turn per session."""
+        try:
+            if await self.store.claim_session(run.tenant_id, run.session_id, run.id,
+                                              self.config.streaming_lease_seconds):
+                log.warning("run %s claimed its session %s again after its lease ran out", run.id, run.session_id)
+                return
+        except SessionBusyError:
+            pass
+        except MofaError as exc:
+            log.warning("claiming session %s again failed: %s", run.session_id, exc)
+            return  # the next heartbeat tries again
+        log.warning("run %s lost its session %s to another turn; cancelling it", run.id, run.session_id)
+        self._held.pop(run.id, None)
+        run.cancel()
+
     async def _renew(self) -> None:
         """One statement per interval renews the lease of every live run of this process, whatever its
-        provider is doing. A run whose session was claimed by another turn meanwhile (this process could not
-        renew for longer than the lease, e.g. during a database outage) is cancelled: one turn per session."""
+        provider is doing (a run not renewed is claimed again, see ``_reclaim``); then the replies of leases
+        that ran out elsewhere are marked ``interrupted``."""
         while True:
             await asyncio.sleep(self.config.heartbeat_seconds)
-            try:  # whoever notices a dead process's runs marks them, at once (a few rows at most)
-                await self.store.sweep_expired_leases()
+            held = list(self._held.values())
+            if held:
+                try:
+                    renewed = await self.store.renew_session_leases(
+                        [(r.tenant_id, r.id) for r in held], self.config.streaming_lease_seconds)
+                except MofaError as exc:
+                    log.warning("renewing %d session leases failed: %s", len(held), exc)
+                    continue
+                for run in held:
+                    if run.id not in renewed and run.id in self._held and run.terminal is None:
+                        await self._reclaim(run)
+            try:
+                # whoever notices a dead process's runs marks them (a few rows at most): a lease expired one
+                # more lease ago, so that an owner back from a database outage renews its own first
+                await self.store.sweep_expired_leases(older_than=self.config.streaming_lease_seconds)
             except MofaError as exc:
                 log.warning("marking the runs of expired leases interrupted failed: %s", exc)
-            held = list(self._held.values())
-            if not held:
-                continue
-            try:
-                renewed = await self.store.renew_session_leases(
-                    [(r.tenant_id, r.id) for r in held], self.config.streaming_lease_seconds)
-            except MofaError as exc:
-                log.warning("renewing %d session leases failed: %s", len(held), exc)
-                continue
-            for run in held:
-                if run.id not in renewed and run.id in self._held and run.terminal is None:
-                    log.warning("run %s lost its session %s to another turn; cancelling it", run.id, run.session_id)
-                    self._held.pop(run.id, None)
-                    run.cancel()
 
     async def _execute(self, run: Run, opened: TurnSession, started: StartedTurn) -> None:
         stream = started.stream
