@@ -111,6 +111,8 @@ async def open_follower(
 async def owner_answers(registry: RunRegistry, principal: Principal, run_id: uuid.UUID) -> bool:
     """Whether a process holds run ``run_id`` (for this tenant and user): its session's lease is live, which
     its owner renews whatever its provider does (one read, no waiting on the owner)."""
+    if not registry.bus.cross_process:
+        return False  # one process, and it does not hold the run: whoever held it is gone (a restart)
     return await registry.store.run_holds_session(principal.tenant_id, principal.user_id, run_id)
 
 
