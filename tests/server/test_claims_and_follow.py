@@ -1,5 +1,6 @@
 """Issue 24 on two real processes on one PostgreSQL: one turn per session decided by the database (items 1, 2,
-3, 11), a dead owner (7), the bus (4), following (10, 13); a short lease (3 s) so that a provider silent for 6 s outlives it twice."""
+3, 11), a dead owner (7), the bus (4), following (10, 13); a short lease (3 s) so that a provider silent for 6 s
+outlives it twice."""
 
 from __future__ import annotations
 
