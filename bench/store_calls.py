@@ -32,7 +32,9 @@ from mofa_sdk.server import create_app
 from mofa_sdk.server.http import ServeApp
 
 #: store methods that are plumbing, not reads or writes
-_SKIP = {"close", "transaction", "dialect", "migrate", "migration_status", "check_schema", "schema_error"}
+_SKIP = {"close", "transaction", "dialect", "migrate", "migration_status", "check_schema", "schema_error",
+         # one statement per process per heartbeat for all its runs, not a call of any turn (issue 24)
+         "renew_session_leases", "sweep_expired_leases"}
 
 
 class Trace:

@@ -1,6 +1,7 @@
 """The store calls of one ``POST /v1/responses`` chain turn (``previous_response_id``, ``stream: true``), traced by
-``bench/store_calls.py``: at most 11 in all (the key's check included), and none made by a route once the turn
-is handed to the run engine (issue 21)."""
+``bench/store_calls.py``: at most 13 in all (the key's check included), and none made by a route once the turn
+is handed to the run engine (issue 21). Issue 24 added two: the session's claim (in the transaction of the user
+message) and its release when the turn ends, which make "one turn per session" the database's decision."""
 
 from __future__ import annotations
 
@@ -10,10 +11,10 @@ import sys
 
 from tests.server.support import ROOT
 
-LIMIT = 11
+LIMIT = 13
 
 
-def test_a_chain_turn_makes_at_most_11_store_calls_and_the_route_none_after_the_run_starts() -> None:
+def test_a_chain_turn_makes_at_most_13_store_calls_and_the_route_none_after_the_run_starts() -> None:
     done = subprocess.run([sys.executable, str(ROOT / "bench" / "store_calls.py"), "--json"], cwd=ROOT,
                           capture_output=True, text=True, timeout=120, check=False)
     assert done.returncode == 0, done.stderr

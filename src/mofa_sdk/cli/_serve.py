@@ -30,6 +30,9 @@ def serve(
     max_body_bytes: Annotated[
         int, typer.Option("--max-body-bytes", min=1024, help="Refuse request bodies larger than this.")
     ] = 1_000_000,
+    max_connections: Annotated[
+        int, typer.Option("--max-connections", min=1, help="Open connections per worker; one more gets a 503.")
+    ] = 1000,
     db: DbOpt = None,
 ) -> None:
     """Serve the library over HTTP: streamed turns (SSE) that outlive the connection, resumable from any
@@ -38,6 +41,7 @@ def serve(
         import uvicorn
 
         from ..server import CONFIG_ENV, ServeConfig, config_to_env
+        from ..server.http._protocol import GuardedH11Protocol
     except ImportError as exc:
         fail(f"`mofa serve` needs the serve extra: pip install 'mofa-sdk[serve]' ({exc.name} is missing)")
     url = (db or os.environ.get("DATABASE_URL") or default_database_url()).strip()
@@ -55,13 +59,17 @@ def serve(
             pass
 
     run(check())
-    config = ServeConfig(database_url=url, row_level_security=row_level_security, max_body_bytes=max_body_bytes)
+    config = ServeConfig(database_url=url, row_level_security=row_level_security, max_body_bytes=max_body_bytes,
+                         max_connections=max_connections)
     os.environ[CONFIG_ENV] = config_to_env(config)
     banner = f"mofa serve on http://{host}:{port} · database {redact_url(url)} · {workers} worker(s)"
     err_console.print(banner, soft_wrap=True)
     if open_page:
         open_when_up(host, port)
+    # the guarded protocol adds what uvicorn lacks: a deadline for a request's headers, a connection cap
+    # (each worker configures it from the settings, in app_from_env); idle kept-alive connections close at 5 s
     uvicorn.run(
         "mofa_sdk.server:app_from_env", factory=True, host=host, port=port, workers=workers,
         log_level="info", timeout_graceful_shutdown=int(config.shutdown_grace_seconds) + 5,
+        http=GuardedH11Protocol, timeout_keep_alive=5,
     )

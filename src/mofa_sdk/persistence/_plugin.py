@@ -110,6 +110,8 @@ class _Progress:
     #: True once a checkpoint inserted the reply row (later ones update it)
     checkpointed: bool = False
     checkpoint_failed: bool = False
+    #: updates of the checkpointed row that failed (retried at the next interval; the first is logged)
+    update_failures: int = 0
     checkpoint_task: asyncio.Task[None] | None = None
     #: the calls of the saved step whose results are not saved yet, and the task keeping that step's row fresh
     open_calls: set[str] = field(default_factory=set)
@@ -375,7 +377,17 @@ class PersistencePlugin(EventHandler):
                 p.checkpointed = True
         except Exception as exc:  # a task of its own: nobody else would see the error
             # A checkpoint is insurance against a crash; losing the database must not cut the reply the
-            # user is reading. Stop checkpointing this turn; the final write (or `pending`) carries it.
+            # user is reading.
+            if p.checkpointed:
+                # an update of a row that exists is idempotent: the next interval tries again, so a pool
+                # busy for a moment (300 runs checkpointing) does not end the turn's checkpoints for good
+                p.update_failures += 1
+                if p.update_failures == 1:
+                    checkpoint_log.warning("checkpoint of reply %s failed; retried at the next interval: %s",
+                                           p.reply_id, exc)
+                return
+            # the insert may have landed or not: stop checkpointing this turn; the final write (or `pending`),
+            # which then checks what landed, carries it
             p.checkpoint_failed = True
             checkpoint_log.warning("checkpoint of reply %s failed; the reply keeps streaming: %s", p.reply_id, exc)
 

@@ -33,7 +33,7 @@ from ..entities import (
     SettingsChange,
     UsageStatistics,
 )
-from ..errors import ConflictError, NotFoundError, TenantMismatchError
+from ..errors import ConflictError, NotFoundError, SessionBusyError, TenantMismatchError
 from ..ids import utc_now
 from ..llm import INTERRUPTED_TOOL_RESULT
 from ._args import agent_code, as_id, as_optional_id, checked, checked_all, count, provider_name
@@ -45,6 +45,17 @@ from ._checks import (
     check_session_update,
 )
 from ._dialect import Dialect
+from ._leases import (
+    CLAIM_SQL,
+    HOLDER_SQL,
+    RELEASE_SQL,
+    RUN_HOLDER_SQL,
+    SWEEP_REPLIES_SQL,
+    SWEEP_SESSIONS_SQL,
+    in_list,
+    live_sessions_sql,
+    renew_sql,
+)
 from ._migrations import MIGRATIONS_TABLE, load_migrations, schema_problems, shape_of
 from ._store import (
     UNSET,
@@ -378,14 +389,14 @@ class SqlStore(Store):
     async def get_message(self, tenant_id: uuid.UUID, message_id: uuid.UUID) -> Message | None:
         tenant_id, message_id = as_id(tenant_id, "tenant_id"), as_id(message_id, "message_id")
         found = _one(await self._of_tenant(MESSAGE, tenant_id, id=message_id))
-        return None if found is None else self._settle(found)
+        return None if found is None else (await self._settled(tenant_id, [found]))[0]
 
     async def _session_messages(
         self, tenant_id: uuid.UUID, session_id: uuid.UUID, tail: str, **page: int
     ) -> list[Message]:
         params = self._keys(session_id=session_id, tenant_id=tenant_id) | page
         doing = Words(lambda: f"reading the messages of session {session_id}")
-        return [self._settle(m) for m in await self._select(MESSAGE, _IN_SESSION, params, doing, tenant_id, tail)]
+        return await self._settled(tenant_id, await self._select(MESSAGE, _IN_SESSION, params, doing, tenant_id, tail))
 
     async def get_session_messages(self, tenant_id: uuid.UUID, session_id: uuid.UUID) -> list[Message]:
         tenant_id, session_id = as_id(tenant_id, "tenant_id"), as_id(session_id, "session_id")
@@ -446,6 +457,9 @@ class SqlStore(Store):
         sql = (
             "UPDATE entity_message SET status = 'interrupted', update_time = :now"
             f" WHERE {_IN_SESSION} AND status = 'streaming' AND update_time < :cutoff"
+            # a live lease: the owner is alive, its provider is only silent (0014)
+            " AND NOT EXISTS (SELECT 1 FROM entity_session WHERE id = :session_id AND tenant_id = :tenant_id"
+            " AND active_until >= :now)"
         )
         return await self._change(sql, params, f"marking interrupted replies of session {session_id}", tenant_id)
 
@@ -461,6 +475,8 @@ class SqlStore(Store):
             # processes repairing at once take turns, and the second finds the first one's answers.
             if not await self._rows(conn, _LOCK_SESSION, keys):
                 return []
+            if await self._rows(conn, HOLDER_SQL, keys | {"now": d.to_db("time", now)}):
+                return []  # a live turn holds the session: its tools may still be running (0014)
             found = await self._rows(conn, _unanswered_calls_sql(d), keys | {"cutoff": cutoff})
             if not found:
                 return []
@@ -480,6 +496,82 @@ class SqlStore(Store):
             ]  # fmt: skip
             await self._execute_many(conn, insert_sql(MESSAGE, d), [MESSAGE.params(m, d) for m in rows])
         return rows
+
+    # -- session leases (_leases) -----------------------------------------------------------------------
+    async def _settled(self, tenant_id: uuid.UUID, found: list[Message]) -> list[Message]:
+        """Messages as read: a ``streaming`` reply past the lease reads ``interrupted`` unless its session's
+        lease is live (one more read, only when such a reply is among them)."""
+        settled = [self._settle(m) for m in found]
+        stale = sorted({m.session_id for m, s in zip(found, settled, strict=True) if m.status != s.status})
+        if not stale:
+            return settled
+        d = self._dialect
+        ids, params = in_list("s", [d.to_db("uuid", i) for i in stale])
+        async with self._reading("reading the leases of sessions", tenant_id) as conn:
+            rows = await self._rows(conn, live_sessions_sql(ids),
+                                    params | self._keys(tenant_id=tenant_id) | {"now": self._now()})
+        live = {d.from_db("uuid", r[0]) for r in rows}
+        return [m if m.session_id in live else s for m, s in zip(found, settled, strict=True)]
+
+    async def claim_session(
+        self, tenant_id: uuid.UUID, session_id: uuid.UUID, run_id: uuid.UUID, lease_seconds: float,
+        *, tx: Transaction | None = None,
+    ) -> bool:
+        tenant_id, session_id = as_id(tenant_id, "tenant_id"), as_id(session_id, "session_id")
+        d, now = self._dialect, utc_now()
+        params = self._keys(tenant_id=tenant_id, session_id=session_id, run_id=as_id(run_id, "run_id")) | {
+            "now": d.to_db("time", now), "until": d.to_db("time", now + timedelta(seconds=lease_seconds))}
+        async with self._writing(f"claiming session {session_id}", tx, tenant_id) as conn:
+            if await self._rows(conn, CLAIM_SQL, params):
+                return True
+            held = await self._rows(conn, HOLDER_SQL, params)
+        if not held:
+            return False  # no such session (a holder whose lease ran out is claimed over above)
+        raise SessionBusyError(f"session {session_id} has a reply streaming (run {d.from_db('uuid', held[0][0])})")
+
+    async def release_session(self, tenant_id: uuid.UUID, session_id: uuid.UUID, run_id: uuid.UUID) -> bool:
+        params = self._keys(tenant_id=tenant_id, session_id=session_id, run_id=run_id)
+        return await self._change(RELEASE_SQL, params, f"releasing session {session_id}", tenant_id) > 0
+
+    async def renew_session_leases(
+        self, runs: Sequence[tuple[uuid.UUID, uuid.UUID]], lease_seconds: float
+    ) -> set[uuid.UUID]:
+        d, now = self._dialect, utc_now()
+        until = d.to_db("time", now + timedelta(seconds=lease_seconds))
+        groups: dict[uuid.UUID | None, list[uuid.UUID]] = {}
+        for tenant_id, run_id in runs:
+            # row-level security shows a statement one tenant's rows: one statement per tenant then
+            groups.setdefault(tenant_id if self._hides_other_tenants else None, []).append(run_id)
+        renewed: set[uuid.UUID] = set()
+        for tenant, ids in groups.items():
+            listed, params = in_list("r", [d.to_db("uuid", i) for i in ids])
+            if tenant is not None:
+                params |= self._keys(tenant_id=tenant)
+            async with self._writing(f"renewing {len(ids)} session leases", None, tenant) as conn:
+                rows = await self._rows(conn, renew_sql(listed, per_tenant=tenant is not None),
+                                        params | {"until": until})
+            renewed |= {d.from_db("uuid", r[0]) for r in rows}
+        return renewed
+
+    async def sweep_expired_leases(self, older_than: float = 0.0) -> int:
+        now = utc_now()
+        params = {"now": self._dialect.to_db("time", now),
+                  "cutoff": self._dialect.to_db("time", now - timedelta(seconds=older_than))}
+        async with self._writing("marking the replies of expired leases interrupted", None, None, atomic=True) as conn:
+            swept = await self._execute(conn, driver_sql(self._dialect, SWEEP_REPLIES_SQL), params)
+            await self._execute(conn, driver_sql(self._dialect, SWEEP_SESSIONS_SQL), params)
+        return swept
+
+    async def session_holder(self, tenant_id: uuid.UUID, session_id: uuid.UUID) -> uuid.UUID | None:
+        params = self._keys(tenant_id=tenant_id, session_id=session_id) | {"now": self._now()}
+        async with self._reading(f"reading the lease of session {session_id}", tenant_id) as conn:
+            rows = await self._rows(conn, HOLDER_SQL, params)
+        return self._dialect.from_db("uuid", rows[0][0]) if rows else None
+
+    async def run_holds_session(self, tenant_id: uuid.UUID, user_id: uuid.UUID, run_id: uuid.UUID) -> bool:
+        params = self._keys(tenant_id=tenant_id, user_id=user_id, run_id=run_id) | {"now": self._now()}
+        async with self._reading(f"looking for run {run_id}", tenant_id) as conn:
+            return bool(await self._rows(conn, RUN_HOLDER_SQL, params))
 
     # -- sessions --------------------------------------------------------------------------------------
     async def create_session(self, session: Session, *, tx: Transaction | None = None) -> Session:

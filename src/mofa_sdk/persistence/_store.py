@@ -273,6 +273,40 @@ class Store(abc.ABC):
         and whose message was last written before the lease (its process is gone); the rows recorded, in
         seq order. Idempotent, and two processes doing it at once record each answer once."""
 
+    # -- session leases (one turn per session; migration 0014) --------------------------------------
+    @abc.abstractmethod
+    async def claim_session(
+        self, tenant_id: uuid.UUID, session_id: uuid.UUID, run_id: uuid.UUID, lease_seconds: float,
+        *, tx: Transaction | None = None,
+    ) -> bool:
+        """Make ``run_id`` the session's one live turn for ``lease_seconds``, in one conditional statement:
+        False when there is no such session; SessionBusyError when another run's lease is live."""
+
+    @abc.abstractmethod
+    async def release_session(self, tenant_id: uuid.UUID, session_id: uuid.UUID, run_id: uuid.UUID) -> bool:
+        """End ``run_id``'s claim on the session (nothing when another run holds it now)."""
+
+    @abc.abstractmethod
+    async def renew_session_leases(
+        self, runs: Sequence[tuple[uuid.UUID, uuid.UUID]], lease_seconds: float
+    ) -> set[uuid.UUID]:
+        """Extend the leases of ``runs`` (tenant id, run id) in one statement (one per tenant under
+        row-level security); the run ids that still hold their session."""
+
+    @abc.abstractmethod
+    async def sweep_expired_leases(self, older_than: float = 0.0) -> int:
+        """Mark ``interrupted`` the replies still ``streaming`` on sessions whose lease ran out more than
+        ``older_than`` seconds ago (their process is gone) and free those sessions; how many replies. Sees
+        every tenant's rows only without row-level security (with it, the next turn or read does it)."""
+
+    @abc.abstractmethod
+    async def session_holder(self, tenant_id: uuid.UUID, session_id: uuid.UUID) -> uuid.UUID | None:
+        """The run whose lease on the session is live, if any."""
+
+    @abc.abstractmethod
+    async def run_holds_session(self, tenant_id: uuid.UUID, user_id: uuid.UUID, run_id: uuid.UUID) -> bool:
+        """Whether run ``run_id`` of this tenant and user holds a session with a live lease."""
+
     # -- sessions ----------------------------------------------------------------------------------
     @abc.abstractmethod
     async def create_session(self, session: Session, *, tx: Transaction | None = None) -> Session:

@@ -104,6 +104,10 @@ class TurnOptions:
     #: written with the user message in one transaction, and sent before it within the window (an ``id``
     #: given is the row's id). A TurnSession kept for later turns holds them once opened again.
     earlier: Sequence[ChatMessage] = ()
+    #: claim the session for this turn (``Store.claim_session``, the reply's id as the run) for this many
+    #: seconds, in the transaction of its user message: a session another turn holds is SessionBusyError,
+    #: with nothing written. None: no claim (the library alone); ``mofa serve`` claims and renews
+    claim_seconds: float | None = None
 
 
 class _EnginePlugin(PersistencePlugin):
@@ -117,6 +121,8 @@ class _EnginePlugin(PersistencePlugin):
         self._unwritten: Session | None = None
         #: the earlier messages of a turn (by turn id), written with its user message
         self._earlier: dict[uuid.UUID, list[Message]] = {}
+        #: the session claims of turns (by turn id: run id, lease seconds), taken with the user message
+        self._claims: dict[uuid.UUID, tuple[uuid.UUID, float]] = {}
 
     async def open_with_settings(
         self, session_id: uuid.UUID | None, *, settle: Settle, user_id: uuid.UUID, tenant_id: uuid.UUID,
@@ -135,16 +141,23 @@ class _EnginePlugin(PersistencePlugin):
     def write_with_user_message(self, turn: Turn, rows: list[Message]) -> None:
         self._earlier[turn.id] = rows
 
+    def claim_with_user_message(self, turn: Turn, run_id: uuid.UUID, seconds: float) -> None:
+        self._claims[turn.id] = (run_id, seconds)
+
     async def _save_user_message(self, turn: Turn, message: Message) -> Message:
         earlier = self._earlier.pop(turn.id, [])
+        claim = self._claims.pop(turn.id, None)
         new = self._unwritten if self._unwritten is not None and self._unwritten.id == turn.session_id else None
-        if new is None and not earlier:
+        if new is None and not earlier and claim is None:
             return await super()._save_user_message(turn, message)
         store = self.store
         async with store.transaction() as tx:
             if new is not None:
                 # refused (TenantMismatchError) for an id another tenant holds: nothing is written
                 await store.create_session(new, tx=tx)
+            if claim is not None:
+                # first, before any seq is taken: a busy session is refused with nothing written
+                await store.claim_session(turn.tenant_id, turn.session_id, claim[0], claim[1], tx=tx)
             if earlier:
                 await store.save_messages(earlier, tx=tx)
             saved = await store.save_message(message, tx=tx)
@@ -157,11 +170,12 @@ class _Ids(EventHandler):
     messages to save with the user message, and keeps the turn, whose ids the plugin fills."""
 
     def __init__(self, reply_id: uuid.UUID, request_params: dict[str, Any] | None, plugin: _EnginePlugin,
-                 earlier: list[Message]) -> None:
+                 earlier: list[Message], claim_seconds: float | None = None) -> None:
         self.reply_id = reply_id
         self.request_params = request_params
         self.plugin = plugin
         self.earlier = earlier
+        self.claim_seconds = claim_seconds
         self.turn: Turn | None = None
 
     async def before_call(self, turn: Turn) -> None:
@@ -169,6 +183,8 @@ class _Ids(EventHandler):
         turn.request_params = self.request_params
         if self.earlier:
             self.plugin.write_with_user_message(turn, self.earlier)
+        if self.claim_seconds is not None:
+            self.plugin.claim_with_user_message(turn, self.reply_id, self.claim_seconds)
         self.turn = turn
 
 
@@ -229,7 +245,7 @@ class TurnSession:
         agent = self.agent
         rows = [Message(id=m.id or uuid7(), session_id=self.session_id, tenant_id=agent.tenant_id,
                         user_id=agent.user_id, role=m.role, content=m.content) for m in o.earlier]
-        ids = _Ids(o.reply_id or uuid7(), o.request_params, self.plugin, rows)
+        ids = _Ids(o.reply_id or uuid7(), o.request_params, self.plugin, rows, o.claim_seconds)
         overrides = None
         if (o.temperature, o.max_tokens, o.system_prompt, o.extra) != (None, None, None, None):
             overrides = TurnOverrides(o.temperature, o.max_tokens, o.system_prompt, o.extra)

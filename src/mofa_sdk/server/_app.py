@@ -17,9 +17,17 @@ from ..errors import ServiceUnavailableError
 from ..llm import LLMProvider
 from ..persistence import Store, connect_store
 from ._config import ServeConfig
+from ._signals import forwarding_termination
 from .api.native import router as native_router
 from .api.openai import router as openai_router
-from .http import AuthMiddleware, BodyLimitMiddleware, ServeApp, Services, install_error_handlers
+from .http import (
+    AuthMiddleware,
+    BodyLimitMiddleware,
+    ServeApp,
+    Services,
+    install_access_log_filter,
+    install_error_handlers,
+)
 from .runs import LocalBus, PgBus, RunRegistry
 from .web import router as web_router
 
@@ -65,10 +73,12 @@ def create_app(
             bus = LocalBus()
         registry = RunRegistry(the_store, bus, provider, cfg)
         app.services = Services(the_store, registry)
+        install_access_log_filter()  # after uvicorn configured its loggers
         try:
             await bus.start()
             registry.start()
-            yield
+            with forwarding_termination(registry.begin_shutdown):
+                yield
         finally:
             app.services = None
             try:
@@ -96,7 +106,7 @@ def create_app(
         return app.services.store
 
     # the last added runs first: a request is authenticated before its body is read
-    app.add_middleware(BodyLimitMiddleware, max_bytes=cfg.max_body_bytes)
+    app.add_middleware(BodyLimitMiddleware, max_bytes=cfg.max_body_bytes, timeout=cfg.body_timeout_seconds)
     app.add_middleware(AuthMiddleware, store=current_store)
     return app
 
@@ -104,7 +114,11 @@ def create_app(
 def app_from_env() -> FastAPI:
     """The factory uvicorn's workers call (``mofa serve``): the settings come in :data:`CONFIG_ENV`."""
     raw = os.environ.get(CONFIG_ENV)
-    return create_app(ServeConfig(**json.loads(raw)) if raw else ServeConfig())
+    config = ServeConfig(**json.loads(raw)) if raw else ServeConfig()
+    from .http._protocol import GuardedH11Protocol  # uvicorn's: only where uvicorn runs the app
+
+    GuardedH11Protocol.configure(config)  # this worker's connection limits
+    return create_app(config)
 
 
 def config_to_env(config: ServeConfig) -> str:

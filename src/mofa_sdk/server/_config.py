@@ -42,6 +42,13 @@ class ServeConfig:
     shutdown_grace_seconds: float = 10.0
     #: a reply is cut (saved as ``error``, code ``reply_too_large``) at this many characters; None: no cap
     max_reply_chars: int | None = 1_000_000
+    #: a request's line and headers must arrive within this long of its connection (or of the previous
+    #: response on a kept-alive one), else 408 and the connection is closed (``mofa serve``'s protocol)
+    header_timeout_seconds: float = 10.0
+    #: a request's body must arrive within this long of its headers, else 408
+    body_timeout_seconds: float = 30.0
+    #: open client connections per process (capped below its file-descriptor limit); one more gets a 503
+    max_connections: int = 1000
 
     def __post_init__(self) -> None:
         if not isinstance(self.pool_size, int) or not 1 <= self.pool_size <= 1000:
@@ -54,9 +61,12 @@ class ServeConfig:
         for name in (
             "keepalive_seconds", "checkpoint_interval", "heartbeat_seconds", "owner_timeout_seconds",
             "probe_seconds", "finished_run_seconds", "streaming_lease_seconds", "unsaved_retry_seconds",
+            "header_timeout_seconds", "body_timeout_seconds",
         ):
             value = getattr(self, name)
             if not isinstance(value, int | float) or not value > 0:
                 raise ConfigError(f"{name} must be a number of seconds > 0, got {value!r}")
+        if not isinstance(self.max_connections, int) or self.max_connections < 1:
+            raise ConfigError(f"max_connections must be a positive integer, got {self.max_connections!r}")
         if self.owner_timeout_seconds <= self.heartbeat_seconds:
             raise ConfigError("owner_timeout_seconds must be longer than heartbeat_seconds")

@@ -4,7 +4,9 @@ A user message may say ``words=N`` (the reply has N words, one delta each), ``de
 deltas), ``big=N`` (one more delta of N characters), ``pad=N`` (every delta N characters longer), ``stamps=N``
 (N deltas that each hold the time they were made, for the benchmark's latency per delta), ``echo`` (the reply
 is what the provider was sent: one ``role: content`` line per message, the recording upstream of the
-OpenAI-view tests), ``echoparams`` (the reply is the model, temperature and max tokens it was given).
+OpenAI-view tests), ``echoparams`` (the reply is the model, temperature and max tokens it was given),
+``fail=N`` (after its deltas the provider fails with an error message of N characters; ``failfirst=N``: before
+any).
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import re
 import time
 from collections.abc import AsyncIterator, Sequence
 
+from mofa_sdk.errors import ProviderError
 from mofa_sdk.llm import ChatMessage, ChatParams, Finish, ProviderEvent, ScriptedProvider, StreamStarted, TextDelta
 from mofa_sdk.llm._scripted import split_words
 
@@ -25,6 +28,7 @@ _BIG = re.compile(r"\bbig=(\d+)")
 _STAMPS = re.compile(r"\bstamps=(\d+)")
 _PAD = re.compile(r"\bpad=(\d+)")
 _ECHO = re.compile(r"\becho\b")
+_FAIL = re.compile(r"\bfail(first)?=(\d+)")
 
 
 async def stamps(n: int, delay: float) -> AsyncIterator[ProviderEvent]:
@@ -71,6 +75,11 @@ class ByContent:
             pieces.insert(len(pieces) // 2, " " + "é" * int(big.group(1)))
         if pad is not None:
             pieces = [p + "x" * int(pad.group(1)) for p in pieces]
+        fail = _FAIL.search(last)
+        if fail is not None:
+            error = ProviderError("upstream said: " + "e" * int(fail.group(2)))
+            return ScriptedProvider([pieces], delta_delay=pace, fail=error,
+                                    fail_after=0 if fail.group(1) else len(pieces)).stream(messages, params)
         return ScriptedProvider([pieces], delta_delay=pace).stream(messages, params)
 
     async def aclose(self) -> None:

@@ -13,6 +13,7 @@ from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
 from ..runs import RunEvent, event_json
+from ._errors import api_of
 
 __all__ = ["KEEPALIVE", "SSEResponse", "event_frame", "sse"]
 
@@ -20,6 +21,13 @@ log = logging.getLogger("mofa_sdk.server")
 
 #: a comment line: ignored by clients, keeps proxies and the connection from timing out
 KEEPALIVE = b": keepalive\n\n"
+#: after its runs ended, a stopping process gives a stream this long to send its terminal event
+SETTLE_SECONDS = 1.0
+#: what a stream still open then gets (it follows a run of another process): reconnect, with Last-Event-ID,
+#: to a process that is not stopping. OpenAI's formats get the ``retry`` field only (their clients would
+#: take any ``data`` for a chunk); the native API a ``retry`` event too.
+_RETRY = "the process serving this stream is stopping; reconnect with Last-Event-ID to resume on another"
+RETRY_OPENAI = b"retry: 1000\n: " + _RETRY.encode() + b"\n\n"
 
 
 def sse(event: str, data: Any, event_id: int | None = None) -> bytes:
@@ -28,6 +36,9 @@ def sse(event: str, data: Any, event_id: int | None = None) -> bytes:
     head = f"id: {event_id}\n" if event_id is not None else ""
     body = json.dumps(data, ensure_ascii=False, separators=(",", ":"))
     return f"{head}event: {event}\ndata: {body}\n\n".encode()
+
+
+RETRY_NATIVE = b"retry: 1000\n" + sse("retry", {"reason": "shutdown", "message": _RETRY})
 
 
 def event_frame(event: RunEvent) -> bytes:
@@ -74,9 +85,32 @@ class SSEResponse(Response):
             while (await receive())["type"] != "http.disconnect":
                 pass
 
-        tasks = [asyncio.create_task(pump()), asyncio.create_task(watch())]
+        async def stop(pumping: asyncio.Task[None], drained: asyncio.Event) -> None:
+            """The process stops: once its runs ended (their terminal events on the way), a stream still
+            open is told to reconnect elsewhere, then closed."""
+            nonlocal finished
+            await drained.wait()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(asyncio.shield(pumping), SETTLE_SECONDS)
+            if pumping.done():
+                return
+            pumping.cancel()
+            with contextlib.suppress(BaseException):
+                await pumping
+            retry = RETRY_OPENAI if api_of(scope.get("path", "")) == "openai" else RETRY_NATIVE
+            await send({"type": "http.response.body", "body": retry, "more_body": True})
+            await send({"type": "http.response.body", "body": b"", "more_body": False})
+            finished = True
+
+        pumping = asyncio.create_task(pump())
+        tasks = [pumping, asyncio.create_task(watch())]
+        drained = _drained_of(scope)
+        if drained is not None:
+            tasks.append(asyncio.create_task(stop(pumping, drained)))
         try:
             await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+            if pumping.cancelled() and len(tasks) == 3:  # stopped by ``stop``: let it say so
+                await tasks[2]
         finally:
             for task in tasks:
                 task.cancel()
@@ -87,3 +121,12 @@ class SSEResponse(Response):
                 await self.frames.aclose()
             if not finished and self.on_disconnect is not None:
                 self.on_disconnect()
+
+
+def _drained_of(scope: Scope) -> asyncio.Event | None:
+    """The run registry's ``drained`` event, when the app is the service's (its registry says when a stopping
+    process has no run left)."""
+    services = getattr(scope.get("app"), "services", None)
+    registry = getattr(services, "registry", None)
+    drained = getattr(registry, "drained", None)
+    return drained if isinstance(drained, asyncio.Event) else None

@@ -3,7 +3,8 @@
 Each process holds two dedicated connections (outside the store's pool): one that LISTENs, from start-up
 on, to the events channel and the control channel, and one that publishes. Publishing never waits on the
 caller's path: messages are queued and sent in batches, one statement per batch. A NOTIFY payload must stay
-under 8,000 bytes: long texts are cut into fragments, each message is kept under :data:`PAYLOAD_LIMIT`.
+under 8,000 bytes: long texts are cut into fragments, each message is kept under :data:`PAYLOAD_LIMIT`;
+a terminal message over it goes by reference (:func:`_by_reference`).
 
 Events of run R go to the events channel as ``R.hex`` + a typed message of ``_messages`` (its one codec);
 every process receives them and hands them to its subscriptions for R (bounded; one that falls behind is
@@ -19,9 +20,22 @@ import logging
 import uuid
 from collections import deque
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
-from ._messages import PAYLOAD_LIMIT, BusMessage, Control, Resync, decode, decode_control, encode, encode_control
+from ._events import RunError
+from ._messages import (
+    FRAGMENT_CHARS,
+    PAYLOAD_LIMIT,
+    BusMessage,
+    Control,
+    Ended,
+    Resync,
+    decode,
+    decode_control,
+    encode,
+    encode_control,
+)
 
 __all__ = ["CONTROL_CHANNEL", "EVENTS_CHANNEL", "SUBSCRIPTION_LIMIT", "LocalBus", "PgBus", "Subscription"]
 
@@ -203,11 +217,24 @@ class PgBus(LocalBus):
         self._seq += 1
         payload = run_id.hex + encode(message, self._seq)
         if len(payload.encode()) > PAYLOAD_LIMIT:
-            # only a terminal message can get here (deltas are cut into fragments): followers learn the run
-            # changed and read the rest from the database
-            payload = run_id.hex + encode(Resync(), self._seq)
+            payload = run_id.hex + encode(_by_reference(message), self._seq)
         self._outbox.put_nowait((EVENTS_CHANNEL, payload))
 
     def control(self, message: Control) -> None:
         self._seq += 1
         self._outbox.put_nowait((CONTROL_CHANNEL, encode_control(message, self._seq)))
+
+
+def _by_reference(message: BusMessage) -> BusMessage:
+    """What goes on the bus instead of a message over one NOTIFY payload. Only a terminal message can be
+    one (deltas are cut into fragments), and the run's rows hold it whole: with a reply row, a ``Resync``
+    sends followers to it (they end from the row, never by asking the owner again, which would publish the
+    same oversized message); without one, the error's message is cut to fit (the api-call row keeps it)."""
+    if not isinstance(message, Ended) or message.event.assistant_message_id is not None:
+        return Resync()
+    event = message.event
+    if event.error is None:
+        return Resync()
+    text = event.error.message
+    cut = text[:FRAGMENT_CHARS] + f" … ({len(text) - FRAGMENT_CHARS} more characters)"
+    return Ended(replace(event, error=RunError(event.error.code, cut)))

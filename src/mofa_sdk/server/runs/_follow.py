@@ -16,13 +16,14 @@ when a keepalive comment is due.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 import uuid
 from collections.abc import AsyncIterator
 
 from ...entities import Message
-from ...errors import NotFoundError
+from ...errors import DatabaseUnavailableError, NotFoundError
 from ...persistence import Store
 from .._config import ServeConfig
 from ._bus import Subscription
@@ -60,16 +61,27 @@ async def _row(store: Store, principal: Principal, run_id: uuid.UUID) -> Message
     return row
 
 
+class _DatabaseAway(Exception):
+    """The row could not be read: the database is away (the follower waits for it, never ends for it)."""
+
+
+async def _patient_row(store: Store, principal: Principal, run_id: uuid.UUID) -> Message | None:
+    try:
+        return await _row(store, principal, run_id)
+    except DatabaseUnavailableError as exc:
+        raise _DatabaseAway() from exc
+
+
 async def open_follower(
     registry: RunRegistry, principal: Principal, run_id: uuid.UUID, after: int
 ) -> AsyncIterator[list[RunEvent]]:
     """The events of run ``run_id`` after number ``after``. Raises NotFoundError before anything is sent
     when the run is unknown to this tenant and user."""
     run = registry.runs.get(run_id)
-    if run is not None:
-        if not run.owned_by(principal):
-            raise _not_found(run_id)
+    if run is not None and run.owned_by(principal):
         return follow_local(run, after, registry.config)
+    # another tenant's (or user's) run held here takes the path of a missing id, with the same work: its
+    # answer must not reveal, by its timing, that the id exists
     bus, store = registry.bus, registry.store
     if not bus.cross_process:
         row = await _row(store, principal, run_id)
@@ -97,15 +109,11 @@ async def open_follower(
 
 
 async def owner_answers(registry: RunRegistry, principal: Principal, run_id: uuid.UUID) -> bool:
-    """Whether a process holds run ``run_id`` (for this tenant and user) and says so within ``probe_seconds``."""
+    """Whether a process holds run ``run_id`` (for this tenant and user): its session's lease is live, which
+    its owner renews whatever its provider does (one read, no waiting on the owner)."""
     if not registry.bus.cross_process:
-        return False  # one process, and it does not hold the run
-    sub = registry.bus.subscribe(run_id)
-    try:
-        registry.bus.control(_watch(principal, run_id, 2**31))  # after everything: only its heartbeat comes
-        return await sub.get(registry.config.probe_seconds) is not None or sub.overflowed
-    finally:
-        sub.close()
+        return False  # one process, and it does not hold the run: whoever held it is gone (a restart)
+    return await registry.store.run_holds_session(principal.tenant_id, principal.user_id, run_id)
 
 
 async def follow_local(run: Run, after: int, config: ServeConfig) -> AsyncIterator[list[RunEvent]]:
@@ -173,9 +181,21 @@ async def _follow_remote(
             if sub.overflowed:
                 # messages were dropped: what they held is in the row (checkpoints) or with the owner
                 log.warning("a follower of run %s fell behind after event %d; resuming from the log", run_id, sent)
-                sub.overflowed = False
                 pending.clear()
-                fresh = await _row(store, principal, run_id)
+                try:
+                    fresh = await _patient_row(store, principal, run_id)
+                except _DatabaseAway:
+                    # the database is away (its restart also cut the LISTEN connection): wait, then resync
+                    yield []
+                    await asyncio.sleep(1.0)
+                    continue
+                sub.overflowed = False
+                if fresh is not None and fresh.status in FINAL_STATUSES:
+                    # the run is over and its row holds everything (a terminal message too large for the
+                    # bus comes this way): the rest and the end from the row, never by asking again
+                    async for replayed in _replay(store, fresh, sent):
+                        yield replayed
+                    return
                 if fresh is not None:
                     for batch in _batches([*deltas_of_row(fresh, sent)]):
                         yield batch
@@ -186,7 +206,13 @@ async def _follow_remote(
             now = time.monotonic()
             if message is None:
                 if end is None and now - last_heard > config.owner_timeout_seconds:
-                    fresh = await _row(store, principal, run_id)
+                    try:
+                        fresh = await _patient_row(store, principal, run_id)
+                    except _DatabaseAway:
+                        # an outage silences the owner too (its bus is cut): not a sign that it died
+                        last_heard = last_sent = time.monotonic()
+                        yield []
+                        continue
                     if fresh is not None and fresh.status in FINAL_STATUSES:
                         async for replayed in _replay(store, fresh, sent):
                             yield replayed
@@ -208,7 +234,8 @@ async def _follow_remote(
                 if end is not None and now - last_progress > config.owner_timeout_seconds:
                     # the end is known and nobody fills the gap before it (the owner forgot the run, its final
                     # write failed): what the row holds, then the end; never a hang
-                    yield [end]
+                    if end.n > sent:
+                        yield [end]
                     return
                 if held or end is not None:
                     if now - last_heard > config.probe_seconds:  # a gap nothing filled: ask again
@@ -237,7 +264,8 @@ async def _follow_remote(
                 last_sent = last_progress = now
             if end is not None:
                 if sent >= end.n - 1:
-                    yield [end]
+                    if end.n > sent:  # a Last-Event-ID past the end gets nothing, as on the owner's process
+                        yield [end]
                     return
                 # the end came before some deltas: the final write has landed, the row holds them all
                 fresh = await _row(store, principal, run_id)
@@ -248,7 +276,8 @@ async def _follow_remote(
                     if batch:
                         yield batch
                     if sent >= end.n - 1:
-                        yield [end]
+                        if end.n > sent:
+                            yield [end]
                         return
     finally:
         sub.close()

@@ -13,6 +13,7 @@ import contextlib
 import logging
 import time
 import uuid
+from collections.abc import AsyncIterator
 from dataclasses import replace
 
 from ...entities import Session
@@ -24,6 +25,7 @@ from ...errors import (
     SessionBusyError,
     UnsavedReplyError,
 )
+from ...ids import uuid7
 from ...llm import LLMProvider, StreamLimits
 from ...persistence import (
     PersistencePlugin,
@@ -80,6 +82,14 @@ class RunRegistry:
         #: sessions whose turn is being opened (not a run yet): busy as well
         self._opening: set[uuid.UUID] = set()
         self._heartbeat: asyncio.Task[None] | None = None
+        #: runs whose claim on their session this process renews (``_renew``), until they release it
+        self._held: dict[uuid.UUID, Run] = {}
+        self._renewing: asyncio.Task[None] | None = None
+        #: set when the process is told to stop (SIGTERM): new turns are refused, live runs get the grace
+        self.stopping = asyncio.Event()
+        #: set once every run of this process has ended after ``stopping`` (followers then end too)
+        self.drained = asyncio.Event()
+        self._draining: asyncio.Task[None] | None = None
         #: plugins holding replies whose final write failed (``plugin.pending``): retried until they land
         self.unsaved: list[PersistencePlugin] = []
         self._retrying: asyncio.Task[None] | None = None
@@ -88,18 +98,35 @@ class RunRegistry:
     def start(self) -> None:
         if self.bus.cross_process:
             self._heartbeat = asyncio.create_task(self._beat())
+        self._renewing = asyncio.create_task(self._renew())
 
-    async def close(self) -> None:
-        if self._heartbeat is not None:
-            self._heartbeat.cancel()
-        if self._retrying is not None:
-            self._retrying.cancel()
+    def begin_shutdown(self) -> None:
+        """The process is told to stop (SIGTERM, before the server waits for its connections): new turns
+        are refused (503), live runs get ``shutdown_grace_seconds`` to finish, then are cancelled (saved as
+        such), so that every follower of this process gets its terminal event before its stream closes."""
+        if self._draining is None:
+            self.stopping.set()
+            self._draining = asyncio.create_task(self._drain())
+
+    async def _drain(self) -> None:
         live = [r for r in self.runs.values() if r.terminal is None and r.task is not None]
         if live:
             await asyncio.wait([r.task for r in live if r.task], timeout=self.config.shutdown_grace_seconds)
             for r in live:
                 r.cancel()
             await asyncio.gather(*(r.task for r in live if r.task), return_exceptions=True)
+        self.drained.set()
+
+    async def close(self) -> None:
+        self.begin_shutdown()
+        assert self._draining is not None
+        await self._draining
+        if self._heartbeat is not None:
+            self._heartbeat.cancel()
+        if self._renewing is not None:
+            self._renewing.cancel()
+        if self._retrying is not None:
+            self._retrying.cancel()
         await self.flush_unsaved()
         if self.unsaved:
             log.error("%d replies could not be saved before shutdown", sum(len(p.pending) for p in self.unsaved))
@@ -117,6 +144,9 @@ class RunRegistry:
         new session under it), or None for a new session. A new session is written with the user message,
         in one transaction. ``settings``: what the session is asked to run with (recorded on it);
         ``options``: this turn's own (its earlier messages, request parameters, overrides)."""
+        if self.stopping.is_set():
+            raise ServiceUnavailableError("this process is stopping; send the turn to another",
+                                          code="shutting_down")
         known = session.id if isinstance(session, Session) else session
         if known is not None:
             busy = self._live_sessions.get(known)
@@ -125,8 +155,6 @@ class RunRegistry:
                 raise SessionBusyError(f"session {known} has a reply streaming{what}")
             self._opening.add(known)
         try:
-            if known is not None:
-                await self._check_not_streaming_elsewhere(principal, known)
             opened = await self.engine.open(principal.tenant_id, principal.user_id, session, settings,
                                             create_with_turn=True)
         finally:
@@ -135,8 +163,12 @@ class RunRegistry:
         run = Run(principal, opened.session_id)
         o = options or TurnOptions()
         run.request_params = o.request_params
+        # the session is claimed for the run in the transaction of its user message (SessionBusyError,
+        # nothing written, when another turn holds it): the database decides, for every process
+        o = replace(o, reply_id=run.id, handlers=(*o.handlers, RunHooks(run)),
+                    claim_seconds=self.config.streaming_lease_seconds)
         try:
-            started = opened.start(content, replace(o, reply_id=run.id, handlers=(*o.handlers, RunHooks(run))))
+            started = opened.start(content, o)
         except BaseException:
             await opened.aclose()
             raise
@@ -148,15 +180,74 @@ class RunRegistry:
         except BaseException:
             self.runs.pop(run.id, None)
             raise
+        if run.terminal is None:
+            self._held[run.id] = run
         return run
 
-    async def _check_not_streaming_elsewhere(self, principal: Principal, session_id: uuid.UUID) -> None:
-        """Another process may be streaming on this session: its reply row says so (until its lease ends)."""
-        if not self.bus.cross_process:
-            return
-        for m in await self.store.get_last_messages(principal.tenant_id, session_id, 2):
-            if m.role == "assistant" and m.status == "streaming":
-                raise SessionBusyError(f"session {session_id} has a reply streaming (run {m.id})")
+    # -- session leases ----------------------------------------------------------------------------------
+    @contextlib.asynccontextmanager
+    async def holding(self, principal: Principal, session_id: uuid.UUID) -> AsyncIterator[None]:
+        """Hold the session for a change that must never meet a live turn (a delete, an insert of items):
+        claimed as a turn claims it (SessionBusyError while a turn of any process holds it), released after.
+        A session that does not exist is no error here: the change finds that out itself."""
+        hold = uuid7()
+        await self.store.claim_session(principal.tenant_id, session_id, hold, self.config.streaming_lease_seconds)
+        try:
+            yield
+        finally:
+            with contextlib.suppress(MofaError):
+                await self.store.release_session(principal.tenant_id, session_id, hold)
+
+    async def _release(self, run: Run) -> None:
+        """The turn is over (its reply written): the session is free for the next one, before any follower
+        hears the end. A failed release is harmless: the lease runs out by itself."""
+        self._held.pop(run.id, None)
+        try:
+            await self.store.release_session(run.tenant_id, run.session_id, run.id)
+        except MofaError as exc:
+            log.warning("releasing session %s failed (its lease runs out by itself): %s", run.session_id, exc)
+
+    async def _reclaim(self, run: Run) -> None:
+        """A live run whose lease was not renewed: this process could not renew it for longer than the lease
+        (a database outage) and the session was freed meanwhile. It claims it again; if another turn holds
+        it now (or the session is gone), the run is cancelled: one turn per session."""
+        try:
+            if await self.store.claim_session(run.tenant_id, run.session_id, run.id,
+                                              self.config.streaming_lease_seconds):
+                log.warning("run %s claimed its session %s again after its lease ran out", run.id, run.session_id)
+                return
+        except SessionBusyError:
+            pass
+        except MofaError as exc:
+            log.warning("claiming session %s again failed: %s", run.session_id, exc)
+            return  # the next heartbeat tries again
+        log.warning("run %s lost its session %s to another turn; cancelling it", run.id, run.session_id)
+        self._held.pop(run.id, None)
+        run.cancel()
+
+    async def _renew(self) -> None:
+        """One statement per interval renews the lease of every live run of this process, whatever its
+        provider is doing (a run not renewed is claimed again, see ``_reclaim``); then the replies of leases
+        that ran out elsewhere are marked ``interrupted``."""
+        while True:
+            await asyncio.sleep(self.config.heartbeat_seconds)
+            held = list(self._held.values())
+            if held:
+                try:
+                    renewed = await self.store.renew_session_leases(
+                        [(r.tenant_id, r.id) for r in held], self.config.streaming_lease_seconds)
+                except MofaError as exc:
+                    log.warning("renewing %d session leases failed: %s", len(held), exc)
+                    continue
+                for run in held:
+                    if run.id not in renewed and run.id in self._held and run.terminal is None:
+                        await self._reclaim(run)
+            try:
+                # whoever notices a dead process's runs marks them (a few rows at most): a lease expired one
+                # more lease ago, so that an owner back from a database outage renews its own first
+                await self.store.sweep_expired_leases(older_than=self.config.streaming_lease_seconds)
+            except MofaError as exc:
+                log.warning("marking the runs of expired leases interrupted failed: %s", exc)
 
     async def _execute(self, run: Run, opened: TurnSession, started: StartedTurn) -> None:
         stream = started.stream
@@ -177,10 +268,15 @@ class RunRegistry:
                 run.started.set_exception(failure or ServiceUnavailableError(
                     "the service stopped this turn before it started"))
                 run.started.exception()  # retrieved: no "never retrieved" warning when nobody awaits
+                if not isinstance(failure, SessionBusyError):  # it may have claimed before it failed
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await self._release(run)
                 self._live_sessions.pop(run.session_id, None)
                 self.runs.pop(run.id, None)
                 run._finished.set()
             else:
+                with contextlib.suppress(asyncio.CancelledError):  # a late cancel must not skip the end
+                    await self._release(run)
                 await self._finish(run, stream.status or "error", failure, started)
             with contextlib.suppress(Exception):  # an agent row's provider is closed; the shared one is not
                 await opened.aclose()
@@ -281,9 +377,8 @@ async def cancel_run(registry: RunRegistry, principal: Principal, run_id: uuid.U
     """Stop run ``run_id`` wherever it runs; returns its status once it ended and whether this call stopped
     it, or None when this tenant and user have no such run."""
     run = registry.runs.get(run_id)
-    if run is not None:
-        if not run.owned_by(principal):
-            return None
+    # another tenant's (or user's) run held here takes the path of a missing id, with the same work
+    if run is not None and run.owned_by(principal):
         was_live = run.terminal is None
         run.cancel()
         await run.wait_finished(registry.config.shutdown_grace_seconds)

@@ -197,9 +197,11 @@ async def rename_session(session_id: uuid.UUID, body: SessionPatch, store: Store
                summary="Delete a session, its messages and its api-call records")
 async def delete_session(session_id: uuid.UUID, registry: Registry, who: Who) -> Response:
     await _session_of(registry.store, who, session_id)
-    if any(r.session_id == session_id and r.terminal is None for r in registry.runs.values()):
-        raise SessionBusyError(f"session {session_id} has a reply streaming; cancel its run first")
-    await registry.store.delete_session(who.tenant_id, session_id)
+    try:
+        async with registry.holding(who, session_id):  # refused while a turn of any process holds it
+            await registry.store.delete_session(who.tenant_id, session_id)
+    except SessionBusyError:
+        raise SessionBusyError(f"session {session_id} has a reply streaming; cancel its run first") from None
     return Response(status_code=204)
 
 

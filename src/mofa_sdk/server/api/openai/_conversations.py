@@ -4,7 +4,9 @@ the store as the native routes' do; a failed request leaves nothing written (one
 
 from __future__ import annotations
 
+import contextlib
 import uuid
+from collections.abc import AsyncIterator
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query
@@ -25,9 +27,14 @@ Limit = Annotated[int, Query(ge=1, le=100)]
 Order = Annotated[Literal["asc", "desc"], Query()]
 
 
-def _busy(registry: RunRegistry, session_id: uuid.UUID) -> None:
-    if any(r.session_id == session_id and r.terminal is None for r in registry.runs.values()):
-        raise SessionBusyError(f"conversation {encode_id('conv', session_id)} has a response in progress")
+@contextlib.asynccontextmanager
+async def _held(registry: RunRegistry, who: Principal, session_id: uuid.UUID) -> AsyncIterator[None]:
+    """The conversation held for a change (refused while a response of any process is in progress)."""
+    try:
+        async with registry.holding(who, session_id):
+            yield
+    except SessionBusyError:
+        raise SessionBusyError(f"conversation {encode_id('conv', session_id)} has a response in progress") from None
 
 
 @router.post("/v1/conversations", summary="Create a conversation (a session), with up to 20 items")
@@ -76,8 +83,8 @@ async def update_conversation(conversation_id: str, body: ConversationUpdate, st
 @router.delete("/v1/conversations/{conversation_id}", summary="Delete a conversation, its items and api calls")
 async def delete_conversation(conversation_id: str, registry: Registry, who: Who) -> Any:
     session = await conversation_of(registry.store, who, conversation_id)
-    _busy(registry, session.id)
-    await registry.store.delete_session(who.tenant_id, session.id)
+    async with _held(registry, who, session.id):
+        await registry.store.delete_session(who.tenant_id, session.id)
     return {"id": encode_id("conv", session.id), "object": "conversation.deleted", "deleted": True}
 
 
@@ -87,8 +94,8 @@ async def create_items(conversation_id: str, body: ItemsCreate, registry: Regist
     for i, m in enumerate(body.items):
         m.check_parts(i, "items")
     messages = messages_of(who, session.id, [m.pair for m in body.items])
-    _busy(registry, session.id)
-    saved = await registry.store.save_messages(messages)
+    async with _held(registry, who, session.id):
+        saved = await registry.store.save_messages(messages)
     return list_page([item_obj(m) for m in saved], False)
 
 
@@ -123,10 +130,12 @@ async def get_item(conversation_id: str, item_id: str, store: StoreDep, who: Who
 
 
 @router.delete("/v1/conversations/{conversation_id}/items/{item_id}", summary="Delete one item")
-async def delete_item(conversation_id: str, item_id: str, store: StoreDep, who: Who) -> Any:
+async def delete_item(conversation_id: str, item_id: str, registry: Registry, who: Who) -> Any:
+    store = registry.store
     session = await conversation_of(store, who, conversation_id)
     found = await _item(store, who, session, item_id)
     if found.status == "streaming":
         raise SessionBusyError(f"item {item_id[:80]!r} is being written by a response in progress")
-    await store.delete_message(who.tenant_id, found.id)
+    async with _held(registry, who, session.id):
+        await store.delete_message(who.tenant_id, found.id)
     return conversation_obj(await store.update_session(who.tenant_id, session.id))

@@ -290,9 +290,13 @@ async def delete_response(response_id: str, registry: Registry, who: Who) -> Any
     ids = [uuid.UUID(i) for i in (await _meta(registry, who, row.parent_message_id)).get("input_ids", [])]
     if not ids and row.parent_message_id is not None:
         ids = [row.parent_message_id]
-    async with registry.store.transaction() as tx:
-        for mid in [*ids, row.id]:
-            await registry.store.delete_message(who.tenant_id, mid, tx=tx)
+    try:
+        # never while a turn of any process holds the session
+        async with registry.holding(who, row.session_id), registry.store.transaction() as tx:
+            for mid in [*ids, row.id]:
+                await registry.store.delete_message(who.tenant_id, mid, tx=tx)
+    except SessionBusyError:
+        raise SessionBusyError(f"response {response_id[:80]!r} is in progress; cancel it first") from None
     registry.runs.pop(rid, None)  # a finished run kept for late followers is gone with its rows
     return {"id": encode_id("resp", rid), "object": "response", "deleted": True}
 
