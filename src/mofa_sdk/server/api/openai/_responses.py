@@ -31,6 +31,7 @@ from ...runs import (
     RunEvent,
     RunRegistry,
     TerminalEvent,
+    TextDeltaEvent,
     cancel_run,
     find_call,
     follow_local,
@@ -169,9 +170,11 @@ async def _stream(registry: RunRegistry, who: Principal, rid: uuid.UUID, events:
             out = []
             for e in batch:
                 seq = PROLOGUE + e.n
-                if not isinstance(e, TerminalEvent):
+                if isinstance(e, TextDeltaEvent):
                     if seq > after:
                         out.append(_ev("response.output_text.delta", seq, delta=e.text, logprobs=[], **where))
+                    continue
+                if not isinstance(e, TerminalEvent):
                     continue
                 final = await _response(registry, who, rid, raw)
                 text = final["output"][0]["content"][0]["text"] if final["output"] else ""

@@ -12,12 +12,13 @@ import uuid
 from typing import Any
 
 from ....entities import LLMApiCall, Message, Session
+from ....llm import ToolCall
 from ...http import ApiError
 from ...runs import RunError, Usage
 
 __all__ = [
     "chunk", "completion", "conversation_obj", "decode_id", "encode_id", "finish_reason", "item_obj", "openai_error",
-    "response_obj", "response_status", "usage_chunk",
+    "response_obj", "response_status", "tool_call_delta", "usage_chunk",
 ]
 
 #: the response status a reply row's (or run's) status reads as
@@ -144,8 +145,33 @@ def usage_chunk(cid: str, model: str, created: int, usage: Usage | None) -> dict
             "usage": _usage(usage)}
 
 
-def completion(cid: str, model: str, text: str, finish: str, usage: Usage | None) -> dict[str, Any]:
+def tool_call_delta(index: int, *, call_id: str | None = None, name: str | None = None,
+                    arguments: str | None = None) -> dict[str, Any]:
+    """A chunk's ``delta`` for tool call ``index``: id, type and name when given (a call's first chunk), and
+    an arguments fragment."""
+    entry: dict[str, Any] = {"index": index}
+    if call_id is not None:
+        entry["id"] = call_id
+        entry["type"] = "function"
+    function: dict[str, Any] = {}
+    if name is not None:
+        function["name"] = name
+    if arguments is not None:
+        function["arguments"] = arguments
+    if function:
+        entry["function"] = function
+    return {"tool_calls": [entry]}
+
+
+def completion(cid: str, model: str, text: str, finish: str, usage: Usage | None,
+               tool_calls: tuple[ToolCall, ...] = ()) -> dict[str, Any]:
+    """A ``chat.completion``; a reply making calls has ``content`` null when it has no text."""
+    message: dict[str, Any] = {"role": "assistant", "content": text, "refusal": None}
+    if tool_calls:
+        message["content"] = text or None
+        message["tool_calls"] = [{"id": c.id, "type": "function", "function": {"name": c.name,
+                                                                              "arguments": c.arguments}}
+                                 for c in tool_calls]
     return {"id": cid, "object": "chat.completion", "created": int(time.time()), "model": model,
-            "choices": [{"index": 0, "message": {"role": "assistant", "content": text, "refusal": None},
-                         "finish_reason": finish, "logprobs": None}],
+            "choices": [{"index": 0, "message": message, "finish_reason": finish, "logprobs": None}],
             "usage": _usage(usage)}
