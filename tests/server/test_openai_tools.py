@@ -16,6 +16,8 @@ from typing import Any
 import httpx2
 import openai
 import pytest
+from agents import Agent, OpenAIChatCompletionsModel, RunConfig, Runner, function_tool
+from agents.result import RunResultBase
 from openai.types.chat import ChatCompletionMessageParam, ChatCompletionToolParam
 
 from mofa_sdk.entities import LLMApiCall, Message, QueryFilter
@@ -155,8 +157,9 @@ async def test_parallel_calls_not_streamed_without_a_session_header(served: Tool
         first = raw.parse()
         message = first.choices[0].message
         assert first.choices[0].finish_reason == "tool_calls" and message.content is None
-        assert [(c.id, c.function.name, c.function.arguments) for c in message.tool_calls or ()] == [
-            ("call_a", "get_weather", paris), ("call_b", "get_weather", oslo)]
+        assert [(c.id, c.model_dump()["function"]) for c in message.tool_calls or ()] == [
+            ("call_a", {"name": "get_weather", "arguments": paris}),
+            ("call_b", {"name": "get_weather", "arguments": oslo})]
         sent = served.fault.requests[-1].body
         assert sent["parallel_tool_calls"] is True and sent["tool_choice"] == "auto"
         first_session = uuid.UUID(raw.headers[SESSION.lower()])
@@ -251,11 +254,10 @@ async def test_results_that_answer_no_stored_call_are_refused_with_nothing_writt
 
 
 async def test_agents_sdk_function_tool_agent_over_chat_completions(served: ToolServed) -> None:
-    agents = pytest.importorskip("agents")
     key, row = await make_key(served.db)
     seen: list[str] = []
 
-    @agents.function_tool
+    @function_tool
     def get_weather(city: str) -> str:
         """The weather in a city."""
         seen.append(city)
@@ -268,15 +270,17 @@ async def test_agents_sdk_function_tool_agent_over_chat_completions(served: Tool
                   tool_calls=[ScriptedCall(f"call_{streamed}", "get_weather", '{"city":"Lima"}', pieces=3)]),
             Reply(chunks=["It is ", "sunny in Lima."]))
         client = client_of(served, key, sid)
-        model = agents.OpenAIChatCompletionsModel(model="m", openai_client=client)
-        agent = agents.Agent(name="weather", instructions="Use the tools.", model=model, tools=[get_weather])
-        config = agents.RunConfig(tracing_disabled=True)
+        model = OpenAIChatCompletionsModel(model="m", openai_client=client)
+        agent = Agent(name="weather", instructions="Use the tools.", model=model, tools=[get_weather])
+        config = RunConfig(tracing_disabled=True)
+        result: RunResultBase
         if streamed:
-            result = agents.Runner.run_streamed(agent, "Weather in Lima?", run_config=config)
-            async for _ in result.stream_events():
+            live = Runner.run_streamed(agent, "Weather in Lima?", run_config=config)
+            async for _ in live.stream_events():
                 pass
+            result = live
         else:
-            result = await agents.Runner.run(agent, "Weather in Lima?", run_config=config)
+            result = await Runner.run(agent, "Weather in Lima?", run_config=config)
         await client.close()
         assert result.final_output == "It is sunny in Lima."
         rows, calls = await rows_of(served.db, row.tenant_id, sid)
