@@ -24,6 +24,7 @@ from mofa_sdk.entities import LLMApiCall, Message, QueryFilter
 from mofa_sdk.persistence import connect_store
 from tests.server.support import Launcher, Server, auth, make_key, read_events
 from tests.support.fault_server import FaultServer, Reply, ScriptedCall
+from tests.support.llama_server import start_llama_server
 
 SESSION = "X-Mofa-Session-Id"
 WEATHER: ChatCompletionToolParam = {"type": "function", "function": {
@@ -83,8 +84,8 @@ async def stream_calls(client: openai.AsyncOpenAI, messages: list[ChatCompletion
     deltas: list[dict[str, Any]] = []
     finish = None
     text = ""
-    stream = await client.chat.completions.create(model="m", messages=messages, tools=[WEATHER], stream=True,
-                                                  **kwargs)
+    kwargs.setdefault("model", "m")
+    stream = await client.chat.completions.create(messages=messages, tools=[WEATHER], stream=True, **kwargs)
     async for chunk in stream:
         for choice in chunk.choices:
             text += choice.delta.content or ""
@@ -290,3 +291,41 @@ async def test_agents_sdk_function_tool_agent_over_chat_completions(served: Tool
                                ("assistant", "It is sunny in Lima.", [], None)]
         assert len(calls) == 2  # one api-call row per model call
     assert seen == ["Lima", "Lima"]
+
+
+# -- the real llama.cpp server (chatml-function-calling), SmolLM2 forced to call the tool ---------------------
+@pytest.fixture(scope="module")
+async def llama_served(shared_launcher: Launcher) -> AsyncIterator[tuple[str, Server, str]]:
+    server = start_llama_server(chat_format="chatml-function-calling")
+    db = f"sqlite:///{shared_launcher.tmp / f'llama-tools-{uuid.uuid4().hex[:8]}.db'}"
+    try:
+        env = {"OPENAI_BASE_URL": server.base_url, "OPENAI_API_KEY": "sk-test-not-a-secret"}
+        served = await shared_launcher.mofa_serve(db, env=env)
+        try:
+            yield db, served, server.model_id
+        finally:
+            served.stop()
+    finally:
+        server.stop()
+
+
+async def test_real_model_makes_a_forced_call_through_chat_completions(
+    llama_served: tuple[str, Server, str],
+) -> None:
+    db, server, model = llama_served
+    key, row = await make_key(db)
+    sid = uuid.uuid4()
+    question: list[ChatCompletionMessageParam] = [
+        {"role": "user", "content": "What is the weather in Paris? Use the get_weather tool."}]
+    async with openai.AsyncOpenAI(base_url=f"{server.url}/v1", api_key=key, max_retries=0, timeout=180,
+                                  default_headers={SESSION: str(sid)}) as client:
+        deltas, finish, _ = await stream_calls(
+            client, question, model=model, max_tokens=60, temperature=0.0,
+            tool_choice={"type": "function", "function": {"name": "get_weather"}})
+    assert finish == "tool_calls"
+    [call] = joined(deltas).values()
+    assert call["name"] == "get_weather" and call["id"] and json.loads(call["arguments"]) == {"city": "Paris"}
+    rows, calls = await rows_of(db, row.tenant_id, sid)
+    assert shape(rows) == [("user", question[0]["content"], [], None), ("assistant", rows[1].content, [call["id"]],
+                                                                         None)]
+    assert rows[1].tool_calls[0].arguments == call["arguments"] and len(calls) == 1
