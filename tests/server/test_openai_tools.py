@@ -16,9 +16,10 @@ from typing import Any
 import httpx2
 import openai
 import pytest
-from agents import Agent, OpenAIChatCompletionsModel, RunConfig, Runner, function_tool
+from agents import Agent, OpenAIChatCompletionsModel, OpenAIResponsesModel, RunConfig, Runner, function_tool
 from agents.result import RunResultBase
 from openai.types.chat import ChatCompletionMessageParam, ChatCompletionToolParam
+from openai.types.responses import FunctionToolParam
 
 from mofa_sdk.entities import LLMApiCall, Message, QueryFilter
 from mofa_sdk.persistence import connect_store
@@ -329,3 +330,128 @@ async def test_real_model_makes_a_forced_call_through_chat_completions(
     assert shape(rows) == [("user", question[0]["content"], [], None), ("assistant", rows[1].content, [call["id"]],
                                                                          None)]
     assert rows[1].tool_calls[0].arguments == call["arguments"] and len(calls) == 1
+
+
+# -- Responses and Conversations --------------------------------------------------------------------------------
+RESPONSES_WEATHER: FunctionToolParam = {"type": "function", "name": "get_weather", "description": "The weather.",
+                                     "parameters": WEATHER["function"]["parameters"], "strict": False}
+
+
+async def test_responses_function_call_round_trip_and_conversation_items(served: ToolServed) -> None:
+    key, row = await make_key(served.db)
+    args = '{"city": "Paris"}'
+    served.fault.push(Reply(chunks=[], finish_reason="tool_calls",
+                            tool_calls=[ScriptedCall("call_r", "get_weather", args, pieces=4)]),
+                      Reply(chunks=["Sunny ", "in Paris."]))
+    async with client_of(served, key) as client:
+        stream = await client.responses.create(model="m", input="Weather in Paris?",
+                                               tools=[RESPONSES_WEATHER], stream=True)
+        events: list[dict[str, Any]] = [e.model_dump() async for e in stream]
+        kinds = [e["type"] for e in events]
+        assert kinds.count("response.function_call_arguments.delta") == 4
+        added = next(e for e in events if e["type"] == "response.output_item.added"
+                     and e["item"]["type"] == "function_call")
+        assert {k: added["item"][k] for k in ("call_id", "name", "arguments")} == {
+            "call_id": "call_r", "name": "get_weather", "arguments": ""}
+        done = next(e for e in events if e["type"] == "response.function_call_arguments.done")
+        assert done["arguments"] == args and done["item_id"] == added["item"]["id"]
+        assert [e["sequence_number"] for e in events] == sorted({e["sequence_number"] for e in events})
+        assert kinds[-1] == "response.completed"
+        first = events[-1]["response"]
+        assert first["status"] == "completed" and first["tools"][0]["name"] == "get_weather"
+        [item] = first["output"]
+        assert {k: item[k] for k in ("type", "call_id", "name", "arguments", "status")} == {
+            "type": "function_call", "call_id": "call_r", "name": "get_weather", "arguments": args,
+            "status": "completed"}
+        second = await client.responses.create(
+            model="m", previous_response_id=first["id"], tools=[RESPONSES_WEATHER],
+            input=[{"type": "function_call_output", "call_id": "call_r", "output": "sunny, 21 C"}])
+        assert second.output_text == "Sunny in Paris."
+        sent = served.fault.requests[-1].body["messages"]
+        assert [m["role"] for m in sent] == ["user", "assistant", "tool"]
+        assert sent[1]["tool_calls"][0]["id"] == "call_r" and sent[2]["content"] == "sunny, 21 C"
+        # the response's id is its reply row's: the row names the session
+        [reply] = await rows_of_any(served.db, row.tenant_id, uuid.UUID(first["id"].removeprefix("resp_")))
+        sid = reply.session_id
+        rows, calls = await rows_of(served.db, row.tenant_id, sid)
+        assert shape(rows) == [("user", "Weather in Paris?", [], None), ("assistant", "", ["call_r"], None),
+                               ("tool", "sunny, 21 C", [], "call_r"), ("assistant", "Sunny in Paris.", [], None)]
+        assert len(calls) == 2 and rows[1].id == reply.id and second.id == f"resp_{rows[3].id.hex}"
+        # the conversation's items: the message, the call, its output, the answer
+        page = await client.conversations.items.list(f"conv_{sid.hex}", order="asc")
+        assert [(i.type, getattr(i, "call_id", None)) for i in page.data] == [
+            ("message", None), ("function_call", "call_r"), ("function_call_output", "call_r"), ("message", None)]
+        fc = await client.conversations.items.retrieve(str(page.data[1].id), conversation_id=f"conv_{sid.hex}")
+        assert fc.model_dump(include={"type", "arguments"}) == {"type": "function_call", "arguments": args}
+        conv = await client.conversations.create(items=[
+            {"type": "message", "role": "user", "content": "Weather?"},
+            {"type": "function_call", "call_id": "c1", "name": "get_weather", "arguments": "{}"},
+            {"type": "function_call_output", "call_id": "c1", "output": "rain"}])
+        listed = await client.conversations.items.list(conv.id, order="asc")
+        assert [i.type for i in listed.data] == ["message", "function_call", "function_call_output"]
+
+
+async def rows_of_any(db: str, tenant: uuid.UUID, message_id: uuid.UUID) -> list[Message]:
+    store = await connect_store(db)
+    try:
+        found = await store.get_message(tenant, message_id)
+        return [] if found is None else [found]
+    finally:
+        await store.close()
+
+
+async def test_responses_output_for_an_unknown_call_is_refused(served: ToolServed) -> None:
+    key, row = await make_key(served.db)
+    served.fault.push(Reply(chunks=[], finish_reason="tool_calls",
+                            tool_calls=[ScriptedCall("call_k", "get_weather", "{}")]))
+    async with client_of(served, key) as client:
+        first = await client.responses.create(model="m", input="Weather?", tools=[RESPONSES_WEATHER])
+        before = len(served.fault.requests)
+        with pytest.raises(openai.BadRequestError) as bad:
+            await client.responses.create(model="m", previous_response_id=first.id, input=[
+                {"type": "function_call_output", "call_id": "call_other", "output": "?"}])
+        assert "call_other" in bad.value.message and "call_k" in bad.value.message
+    assert len(served.fault.requests) == before
+    [reply] = await rows_of_any(served.db, row.tenant_id, uuid.UUID(first.id.removeprefix("resp_")))
+    rows, _ = await rows_of(served.db, row.tenant_id, reply.session_id)
+    assert [r.role for r in rows] == ["user", "assistant"]
+
+
+async def test_agents_sdk_function_tool_agent_over_responses(served: ToolServed) -> None:
+    key, row = await make_key(served.db)
+    seen: list[str] = []
+
+    @function_tool
+    def get_weather(city: str) -> str:
+        """The weather in a city."""
+        seen.append(city)
+        return f"sunny in {city}"
+
+    for streamed in (False, True):
+        served.fault.push(
+            Reply(chunks=[], finish_reason="tool_calls",
+                  tool_calls=[ScriptedCall(f"rc_{streamed}", "get_weather", '{"city":"Quito"}', pieces=3)]),
+            Reply(chunks=["It is ", "sunny in Quito."]))
+        client = client_of(served, key)
+        model = OpenAIResponsesModel(model="m", openai_client=client)
+        agent = Agent(name="weather", instructions="Use the tools.", model=model, tools=[get_weather])
+        config = RunConfig(tracing_disabled=True)
+        result: RunResultBase
+        if streamed:
+            live = Runner.run_streamed(agent, "Weather in Quito?", run_config=config)
+            async for _ in live.stream_events():
+                pass
+            result = live
+        else:
+            result = await Runner.run(agent, "Weather in Quito?", run_config=config)
+        await client.close()
+        assert result.final_output == "It is sunny in Quito."
+        last_id = str(result.raw_responses[-1].response_id)
+        [last] = await rows_of_any(served.db, row.tenant_id, uuid.UUID(last_id.removeprefix("resp_")))
+        rows, calls = await rows_of(served.db, row.tenant_id, last.session_id)
+        # the SDK resends its whole input: the second call's session holds the round with its call
+        assert shape(rows) == [("user", "Weather in Quito?", [], None), ("assistant", "", [f"rc_{streamed}"], None),
+                               ("tool", "sunny in Quito", [], f"rc_{streamed}"),
+                               ("assistant", "It is sunny in Quito.", [], None)]
+        assert len(calls) == 1
+    assert seen == ["Quito", "Quito"]

@@ -74,16 +74,19 @@ def response_obj(
     usage: Usage | None = None,
     error: RunError | None = None,
     model: str | None = None,
+    calls: list[dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
     """A Response object: ``status`` is a run status (streaming, complete, …), ``meta`` what the request set;
-    its model the one that answered (``model``, else the api-call row's), else the one asked for."""
+    its model the one that answered (``model``, else the api-call row's), else the one asked for. ``calls``:
+    the ``function_call`` items of a reply that made calls (then a message item only when it has text)."""
     st = response_status(status)
     output: list[dict[str, Any]] = []
-    if text or st != "in_progress":
+    if text or (st != "in_progress" and not calls):
         output.append({"id": encode_id("msg", rid), "type": "message", "role": "assistant",
                        "status": "completed" if st == "completed" else ("in_progress" if st == "in_progress"
                                                                          else "incomplete"),
                        "content": [{"type": "output_text", "text": text, "annotations": []}]})
+    output += calls or []
     if call is not None:
         usage = Usage(call.prompt_tokens, call.completion_tokens, call.total_tokens)
     out_usage = None
@@ -100,10 +103,12 @@ def response_obj(
         "incomplete_details": {"reason": "interrupted"} if st == "incomplete" else None,
         "instructions": meta.get("instructions"), "max_output_tokens": meta.get("max_output_tokens"),
         "model": model or (call.model_name if call is not None else None) or meta.get("model") or "",
-        "output": output, "parallel_tool_calls": False, "previous_response_id": meta.get("previous_response_id"),
+        "output": output, "parallel_tool_calls": meta.get("parallel_tool_calls", True),
+        "previous_response_id": meta.get("previous_response_id"),
         "conversation": {"id": encode_id("conv", session_id)} if meta.get("conversation") else None,
         "metadata": meta.get("metadata") or {}, "store": True, "temperature": meta.get("temperature"),
-        "text": {"format": {"type": "text"}}, "tool_choice": "auto", "tools": [], "top_p": None,
+        "text": {"format": {"type": "text"}}, "tool_choice": meta.get("tool_choice") or "auto",
+        "tools": meta.get("tools") or [], "max_tool_calls": meta.get("max_tool_calls"), "top_p": None,
         "truncation": "disabled", "usage": out_usage, "user": None,
     }
 

@@ -29,8 +29,8 @@ from ....llm import ChatMessage, ContentPart, ImagePart, TextPart, ToolCall, Too
 from ...http import ApiError
 
 __all__ = [
-    "MAX_ITEMS", "ChatRequest", "ConversationCreate", "ConversationUpdate", "InputMessage", "ItemsCreate",
-    "ParamError", "ResponseCreate", "Role",
+    "MAX_ITEMS", "ChatRequest", "ConversationCreate", "ConversationUpdate", "FunctionCallItem",
+    "FunctionCallOutputItem", "InputItem", "InputMessage", "ItemsCreate", "ParamError", "ResponseCreate", "Role",
 ]
 
 #: OpenAI's limit of items in one create
@@ -272,8 +272,40 @@ class InputMessage(BaseModel):
     def pair(self) -> tuple[Role, str]:
         return _ROLES[self.role], "".join(p.text for p in self.content)
 
+    def chat_message(self) -> ChatMessage:
+        role, text = self.pair
+        return ChatMessage(role=role, content=text)
 
-Items = Annotated[list[InputMessage], Field(max_length=MAX_ITEMS)]
+
+class FunctionCallItem(BaseModel):
+    """A ``function_call`` item: a call the model made (sent back by a client that keeps its context)."""
+
+    model_config = ConfigDict(extra="ignore")  # id, status
+    type: Literal["function_call"]
+    call_id: Annotated[StrictStr, Field(min_length=1)]
+    name: Annotated[StrictStr, Field(min_length=1)]
+    arguments: StrictStr
+
+    def chat_message(self) -> ChatMessage:
+        return ChatMessage(role="assistant", content="", tool_calls=(ToolCall(self.call_id, self.name,
+                                                                              self.arguments),))
+
+
+class FunctionCallOutputItem(BaseModel):
+    """A ``function_call_output`` item: the client's result for a call."""
+
+    model_config = ConfigDict(extra="ignore")  # id, status
+    type: Literal["function_call_output"]
+    call_id: Annotated[StrictStr, Field(min_length=1)]
+    output: StrictStr | list[_TextPart]
+
+    def chat_message(self) -> ChatMessage:
+        text = self.output if isinstance(self.output, str) else "".join(p.text for p in self.output)
+        return ChatMessage(role="tool", content=text, tool_call_id=self.call_id)
+
+
+InputItem = InputMessage | FunctionCallItem | FunctionCallOutputItem
+Items = Annotated[list[InputItem], Field(max_length=MAX_ITEMS)]
 Metadata = Annotated[
     dict[Annotated[str, StringConstraints(max_length=64)], Annotated[StrictStr, StringConstraints(max_length=512)]],
     Field(max_length=16, description="At most 16 string keys (<= 64 chars) and string values (<= 512 chars)."),
@@ -294,7 +326,7 @@ class ConversationUpdate(_In):
 
 
 class ItemsCreate(_In):
-    items: Annotated[list[InputMessage], Field(min_length=1, max_length=MAX_ITEMS)]
+    items: Annotated[list[InputItem], Field(min_length=1, max_length=MAX_ITEMS)]
 
 
 class _TextFormat(_In):
@@ -313,7 +345,7 @@ def _conversation_id(value: Any) -> Any:
 class ResponseCreate(_In):
     """``POST /v1/responses``: the parameters read, and those accepted and ignored (docs/openai-compatibility.md)."""
 
-    input: Annotated[list[InputMessage], BeforeValidator(_items), Field(min_length=1)]
+    input: Annotated[list[InputItem], BeforeValidator(_items), Field(min_length=1)]
     instructions: StrictStr | None = None
     model: StrictStr | None = None
     stream: StrictBool | None = None
@@ -325,35 +357,34 @@ class ResponseCreate(_In):
     temperature: Annotated[float, Field(ge=0, le=2, strict=True)] | None = None
     background: StrictBool | None = None
     text: _TextConfig | None = None
-    tools: list[Any] | None = None
+    #: function tools (``{"type": "function", "name", "parameters", …}``): sent, never run here
+    tools: list[dict[str, Any]] | None = None
+    tool_choice: StrictStr | dict[str, Any] | None = None
+    parallel_tool_calls: StrictBool | None = None
+    #: 0: no calls (tool_choice "none"); 1: one call per response (no parallel calls)
+    max_tool_calls: Annotated[StrictInt, Field(ge=0)] | None = None
     # accepted and ignored
     top_p: Any = None
     user: Any = None
     truncation: Any = None
-    parallel_tool_calls: Any = None
     include: Any = None
     prompt_cache_key: Any = None
     safety_identifier: Any = None
     service_tier: Any = None
     stream_options: Any = None
     reasoning: Any = None
-    tool_choice: Any = None
 
-    @field_validator("tools")
-    @classmethod
-    def _no_tools(cls, value: list[Any] | None) -> list[Any] | None:
-        if value:
-            raise ValueError("tools are not supported by mofa serve")
-        return value
-
-    def turn(self) -> tuple[list[tuple[Role, str]], str]:
-        """The input items before the last (saved as they are), and the last one's text (the turn's user
-        message); a 400 for what the schema alone cannot refuse."""
+    def turn(self) -> tuple[list[InputItem], str | None]:
+        """The input items saved before the turn's user message, and its text; None when the input ends with
+        ``function_call_output`` items (the client's results: every item is saved, no user message). A 400
+        for what the schema alone cannot refuse."""
         if self.previous_response_id and self.conversation:
             raise ParamError("previous_response_id and conversation cannot both be given", "previous_response_id",
                              "invalid_value")
-        pairs = [m.pair for m in self.input]
-        role, text = pairs[-1]
-        if role != "user" or not text.strip():
-            raise ParamError("the last input item must be a user message with text", "input", "invalid_value")
-        return pairs[:-1], text
+        last = self.input[-1]
+        if isinstance(last, FunctionCallOutputItem):
+            return list(self.input), None
+        if not isinstance(last, InputMessage) or last.pair[0] != "user" or not last.pair[1].strip():
+            raise ParamError("the last input item must be a user message with text, or function_call_output "
+                             "items", "input", "invalid_value")
+        return list(self.input[:-1]), last.pair[1]
