@@ -455,3 +455,22 @@ async def test_agents_sdk_function_tool_agent_over_responses(served: ToolServed)
                                ("assistant", "It is sunny in Quito.", [], None)]
         assert len(calls) == 1
     assert seen == ["Quito", "Quito"]
+
+
+async def test_image_parts_are_sent_and_stored_as_parts(served: ToolServed) -> None:
+    key, row = await make_key(served.db)
+    sid = uuid.uuid4()
+    image = "data:image/png;base64,iVBORw0KGgo="
+    served.fault.push(Reply(chunks=["A dot."]))
+    async with client_of(served, key, sid) as client:
+        reply = await client.chat.completions.create(model="m", messages=[{"role": "user", "content": [
+            {"type": "text", "text": "What is "}, {"type": "text", "text": "this?"},
+            {"type": "image_url", "image_url": {"url": image, "detail": "low"}}]}])
+    assert reply.choices[0].message.content == "A dot."
+    sent = served.fault.requests[-1].body["messages"][-1]["content"]
+    assert {"type": "image_url", "image_url": {"url": image, "detail": "low"}} in sent
+    assert "".join(p.get("text", "") for p in sent) == "What is this?"
+    rows, _ = await rows_of(served.db, row.tenant_id, sid)
+    assert rows[0].content == "What is this?"
+    assert [(p.type, p.text, p.url, p.detail) for p in rows[0].parts] == [
+        ("text", "What is this?", None, None), ("image", None, image, "low")]
