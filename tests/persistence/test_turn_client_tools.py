@@ -27,7 +27,7 @@ async def test_client_tools_end_the_turn_and_results_continue_it(tmp_path: Path)
     # a lease far shorter than the client takes to answer: its calls must still not read as interrupted
     store = await SqliteStore.connect(f"sqlite:///{tmp_path / 'tools.db'}", streaming_lease_seconds=0.05)
     provider = ScriptedProvider([[CALL], "Rain in Oslo."])
-    engine = TurnEngine(store, provider=provider)
+    engine = TurnEngine(store, provider=provider, client_answers_calls=True)
     tenant, user = uuid.uuid4(), uuid.uuid4()
     try:
         opened = await engine.open(tenant, user, None)

@@ -128,13 +128,13 @@ class TurnOptions:
 
 class _EnginePlugin(PersistencePlugin):
     """The engine's persistence plugin: a session opened to be created with its first turn is written with
-    that turn's user message, and a turn's earlier messages with its user message, in one transaction. The
-    calls of a session's last reply are the client's to answer: they are not recorded as interrupted."""
+    that turn's user message, and a turn's earlier messages with its user message, in one transaction.
+    ``client_answers_calls``: see :class:`TurnEngine`."""
 
-    client_answers_calls = True
-
-    def __init__(self, *args: Any, create_with_turn: bool = False, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, create_with_turn: bool = False, client_answers_calls: bool = False,
+                 **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
+        self.client_answers_calls = client_answers_calls
         self._create_with_turn = create_with_turn
         #: the new session, settled but not written yet
         self._unwritten: Session | None = None
@@ -319,7 +319,9 @@ class TurnEngine:
     ``provider``: the default provider (used where no agent row answers); None: :func:`default_provider`
     from the environment, made on first use and shared by every session, so the local model loads once.
     The plugin options are those of :class:`PersistencePlugin`; ``limits`` bound every turn; ``tools`` are
-    run by every agent it builds.
+    run by every agent it builds. ``client_answers_calls``: the calls of a session's last reply may be the
+    client's to answer in a later turn (``mofa serve``), so opening the session never records them as
+    interrupted (a process that died running its own tools leaves them answered in memory only).
     """
 
     def __init__(
@@ -333,8 +335,10 @@ class TurnEngine:
         record_delta_offsets: bool = False,
         limits: StreamLimits | None = None,
         tools: Sequence[Callable[..., Any] | Tool] = (),
+        client_answers_calls: bool = False,
     ) -> None:
         self.store = store
+        self.client_answers_calls = client_answers_calls
         #: the tools every agent the engine builds runs (``LLMAgentBuilder.with_tools``)
         self.tools = tuple(tools)
         self._default = provider
@@ -406,6 +410,7 @@ class TurnEngine:
             self.plugin_id, self.store, user_id, tenant_id, config.agent.id if config is not None else None, sid,
             checkpoint_interval=self.checkpoint_interval, flush_timeout=self.flush_timeout,
             record_delta_offsets=self.record_delta_offsets, create_with_turn=deferred,
+            client_answers_calls=self.client_answers_calls,
         )
         if row is not None:
             plugin.adopt(row)  # the plugin opens it without reading it again

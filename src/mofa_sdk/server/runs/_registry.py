@@ -93,6 +93,7 @@ class RunRegistry:
         self.engine: TurnEngine = _ServiceEngine(
             store, provider=provider, plugin_id="mofa-serve", checkpoint_interval=config.checkpoint_interval,
             record_delta_offsets=True, limits=StreamLimits(max_reply_chars=config.max_reply_chars),
+            client_answers_calls=True,  # a reply's calls are the API client's to answer, in its next request
         )
         self.runs: dict[uuid.UUID, Run] = {}
         self._live_sessions: dict[uuid.UUID, Run] = {}
