@@ -270,7 +270,9 @@ class TurnSession:
 
         Tool results are checked against the calls they answer (the session's last reply's, or an assistant
         message's among ``earlier``): a result for an unknown call, a call left unanswered, or a turn with
-        no text and no results is a :class:`ValidationError`, with nothing written."""
+        no text and no results is a :class:`ValidationError`, with nothing written. After a turn with
+        earlier messages or without a user message, open the session again for the next one (the agent's
+        memory of it holds neither; the database does)."""
         o = options or TurnOptions()
         agent = self.agent
         if text is None and (not o.earlier or o.earlier[-1].role != "tool"):
