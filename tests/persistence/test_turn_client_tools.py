@@ -27,9 +27,10 @@ async def test_client_tools_end_the_turn_and_results_continue_it(tmp_path: Path)
     # a lease far shorter than the client takes to answer: its calls must still not read as interrupted
     store = await SqliteStore.connect(f"sqlite:///{tmp_path / 'tools.db'}", streaming_lease_seconds=0.05)
     provider = ScriptedProvider([[CALL], "Rain in Oslo."])
-    engine = TurnEngine(store, provider=provider, client_answers_calls=True)
     tenant, user = uuid.uuid4(), uuid.uuid4()
+    engine = None
     try:
+        engine = TurnEngine(store, provider=provider, client_answers_calls=True)
         opened = await engine.open(tenant, user, None)
         started = opened.start("Weather in Oslo?", TurnOptions(tools=[WEATHER], tool_choice="get_weather"))
         assert [t async for t in started.stream] == []
@@ -56,7 +57,8 @@ async def test_client_tools_end_the_turn_and_results_continue_it(tmp_path: Path)
             ("assistant", "Rain in Oslo.", "complete")]  # no "interrupted" answer was recorded for call_1
         assert rows[1].tool_calls[0].id == "call_1" and rows[3].parent_message_id == rows[2].id
     finally:
-        await engine.aclose()
+        if engine is not None:
+            await engine.aclose()
         await store.close()
 
 
@@ -66,9 +68,9 @@ async def test_the_local_model_refuses_tools_and_images_before_anything_is_writt
 
     store = await SqliteStore.connect(f"sqlite:///{tmp_path / 'local.db'}")
     local = LocalProvider()
-    engine = TurnEngine(store, provider=local)
     tenant, user = uuid.uuid4(), uuid.uuid4()
     try:
+        engine = TurnEngine(store, provider=local)
         opened = await engine.open(tenant, user, None, create_with_turn=True)
         for options in (TurnOptions(tools=[WEATHER]),
                         TurnOptions(user_parts=[TextPart("hi"), ImagePart("https://example.com/x.png")])):

@@ -367,6 +367,8 @@ async def test_responses_function_call_round_trip_and_conversation_items(served:
             model="m", previous_response_id=first["id"], tools=[RESPONSES_WEATHER],
             input=[{"type": "function_call_output", "call_id": "call_r", "output": "sunny, 21 C"}])
         assert second.output_text == "Sunny in Paris."
+        inputs = await client.responses.input_items.list(second.id)
+        assert [(i.type, getattr(i, "call_id", None)) for i in inputs.data] == [("function_call_output", "call_r")]
         sent = served.fault.requests[-1].body["messages"]
         assert [m["role"] for m in sent] == ["user", "assistant", "tool"]
         assert sent[1]["tool_calls"][0]["id"] == "call_r" and sent[2]["content"] == "sunny, 21 C"

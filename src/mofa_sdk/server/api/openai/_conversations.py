@@ -16,8 +16,8 @@ from ....persistence import Store
 from ...http import ApiError, Registry, StoreDep, Who
 from ...runs import Principal, RunRegistry
 from ._common import conversation_of, list_page
-from ._shapes import conversation_obj, decode_id, encode_id, item_obj
-from ._tool_items import call_items, decode_item_id, input_messages, output_item, rows_of
+from ._shapes import conversation_obj, decode_id, encode_id
+from ._tool_items import call_items, decode_item_id, input_messages, items_of_row, rows_of
 from .schemas import ConversationCreate, ConversationUpdate, ItemsCreate
 
 __all__ = ["router"]
@@ -25,15 +25,6 @@ __all__ = ["router"]
 router = APIRouter(tags=["openai: conversations"])
 Limit = Annotated[int, Query(ge=1, le=100)]
 Order = Annotated[Literal["asc", "desc"], Query()]
-
-
-def _items(row: Message) -> list[dict[str, Any]]:
-    """A row's items: a message (with text), its calls, or a tool result."""
-    if row.role == "tool":
-        return [output_item(row)]
-    if row.tool_calls:
-        return [*([item_obj(row)] if row.content else []), *call_items(row)]
-    return [item_obj(row)]
 
 
 def _busy(registry: RunRegistry, session_id: uuid.UUID) -> None:
@@ -96,7 +87,7 @@ async def create_items(conversation_id: str, body: ItemsCreate, registry: Regist
     messages = rows_of(who, session.id, input_messages(body.items))
     _busy(registry, session.id)
     saved = await registry.store.save_messages(messages)
-    return list_page([i for m in saved for i in _items(m)], False)
+    return list_page([i for m in saved for i in items_of_row(m)], False)
 
 
 @router.get("/v1/conversations/{conversation_id}/items", summary="A conversation's items, by cursor")
@@ -106,7 +97,7 @@ async def list_items(conversation_id: str, store: StoreDep, who: Who, limit: Lim
     rows = await store.get_session_messages(who.tenant_id, session.id)
     if order == "desc":
         rows.reverse()
-    items = [i for m in rows for i in (_items(m) if order == "asc" else reversed(_items(m)))]
+    items = [i for m in rows for i in (items_of_row(m) if order == "asc" else reversed(items_of_row(m)))]
     if after is not None:
         at = next((k for k, i in enumerate(items) if i["id"] == after), None)
         if at is None:
@@ -136,7 +127,7 @@ async def get_item(conversation_id: str, item_id: str, store: StoreDep, who: Who
         if index >= len(calls):
             raise ApiError(404, f"item {item_id[:80]!r} not found in this conversation", param="item_id")
         return calls[index]
-    return _items(row)[0]
+    return items_of_row(row)[0]
 
 
 @router.delete("/v1/conversations/{conversation_id}/items/{item_id}", summary="Delete one item")

@@ -42,8 +42,8 @@ from ...runs import (
     owner_answers,
 )
 from ._common import conversation_of, list_page, reply_row
-from ._shapes import decode_id, encode_id, item_obj, response_obj
-from ._tool_items import call_item, call_items, input_messages, tool_choice, tool_event, tool_specs
+from ._shapes import decode_id, encode_id, response_obj
+from ._tool_items import call_item, call_items, input_messages, items_of_row, tool_choice, tool_event, tool_specs
 from .schemas import ResponseCreate
 
 __all__ = ["router"]
@@ -290,5 +290,5 @@ async def input_items(response_id: str, registry: Registry, who: Who,
         target = decode_id("msg", after, "item")
         at = next((i for i, m in enumerate(rows) if m.id == target), None)
         rows = rows[at + 1:] if at is not None else []
-    return list_page([item_obj(m) for m in rows[:limit]], len(rows) > limit)
+    return list_page([i for m in rows[:limit] for i in items_of_row(m)], len(rows) > limit)
 

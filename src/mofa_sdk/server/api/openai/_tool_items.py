@@ -17,12 +17,12 @@ from ....errors import ConfigError
 from ....llm import ChatMessage, ToolSpec
 from ...http import ApiError
 from ...runs import Principal, ToolArgumentsEvent, ToolCallDoneEvent, ToolCallStartedEvent, ToolEvent
-from ._shapes import decode_id, encode_id
+from ._shapes import decode_id, encode_id, item_obj
 from .schemas import InputItem, ParamError
 
 __all__ = [
-    "call_item", "call_items", "decode_item_id", "input_messages", "output_item", "rows_of", "tool_choice",
-    "tool_event", "tool_specs",
+    "call_item", "call_items", "decode_item_id", "input_messages", "items_of_row", "output_item", "rows_of",
+    "tool_choice", "tool_event", "tool_specs",
 ]
 
 
@@ -103,6 +103,15 @@ def output_item(row: Message) -> dict[str, Any]:
     """A ``tool`` row as its ``function_call_output`` item."""
     return {"id": encode_id("fco", row.id), "type": "function_call_output", "call_id": row.tool_call_id or "",
             "output": row.content, "status": "completed"}
+
+
+def items_of_row(row: Message) -> list[dict[str, Any]]:
+    """A row's items: a message (a reply making calls: only when it has text), its calls, or a tool result."""
+    if row.role == "tool":
+        return [output_item(row)]
+    if row.tool_calls:
+        return [*([item_obj(row)] if row.content else []), *call_items(row)]
+    return [item_obj(row)]
 
 
 def decode_item_id(raw: str) -> tuple[uuid.UUID, int | None]:
