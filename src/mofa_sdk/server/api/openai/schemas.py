@@ -14,11 +14,13 @@ from pydantic import (
     BaseModel,
     BeforeValidator,
     ConfigDict,
+    Discriminator,
     Field,
     StrictBool,
     StrictInt,
     StrictStr,
     StringConstraints,
+    Tag,
     field_validator,
 )
 from pydantic_core import PydanticCustomError
@@ -304,7 +306,18 @@ class FunctionCallOutputItem(BaseModel):
         return ChatMessage(role="tool", content=text, tool_call_id=self.call_id)
 
 
-InputItem = InputMessage | FunctionCallItem | FunctionCallOutputItem
+def _item_kind(value: Any) -> str:
+    kind = value.get("type") if isinstance(value, dict) else getattr(value, "type", None)
+    return f"<{kind}>" if kind in ("function_call", "function_call_output") else "<message>"
+
+
+#: an input item, chosen by its ``type`` (none: a message); a bad one is named by its own field (the HTTP
+#: layer leaves the "<tag>" out of ``param``)
+InputItem = Annotated[
+    Annotated[InputMessage, Tag("<message>")] | Annotated[FunctionCallItem, Tag("<function_call>")]
+    | Annotated[FunctionCallOutputItem, Tag("<function_call_output>")],
+    Discriminator(_item_kind),
+]
 Items = Annotated[list[InputItem], Field(max_length=MAX_ITEMS)]
 Metadata = Annotated[
     dict[Annotated[str, StringConstraints(max_length=64)], Annotated[StrictStr, StringConstraints(max_length=512)]],
