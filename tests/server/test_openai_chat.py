@@ -222,19 +222,28 @@ async def test_errors_take_openai_shape_and_write_nothing(fault_pair: FaultPair)
         with pytest.raises(openai.BadRequestError) as bad:
             await client.chat.completions.create(model="m", messages=user, temperature=5)
         assert _shape(bad.value)["param"] == "temperature"
+        with pytest.raises(openai.BadRequestError) as bad:  # the legacy form: refused, naming tools instead
+            await client.chat.completions.create(
+                model="m", messages=user, functions=[{"name": "f", "parameters": {"type": "object"}}])
+        assert _shape(bad.value)["param"] == "functions" and bad.value.code == "unsupported_parameter"
+        assert "tools" in _shape(bad.value)["message"]
         with pytest.raises(openai.BadRequestError) as bad:
             await client.chat.completions.create(
-                model="m", messages=user,
-                tools=[{"type": "function", "function": {"name": "f", "parameters": {}}}])
-        assert _shape(bad.value)["param"] == "tools" and bad.value.code == "unsupported_parameter"
+                model="m", messages=user, tools=[{"type": "function", "function": {"name": "bad name!"}}])
+        assert _shape(bad.value)["param"] == "tools[0]"
         with pytest.raises(openai.BadRequestError) as bad:
+            await client.chat.completions.create(
+                model="m", messages=user, tools=[{"type": "function", "function": {"name": "f"}}],
+                tool_choice={"type": "function", "function": {"name": "g"}})
+        assert _shape(bad.value)["param"] == "tool_choice"
+        with pytest.raises(openai.BadRequestError) as bad:  # a result that answers no call
             await client.chat.completions.create(
                 model="m", messages=[{"role": "tool", "content": "x", "tool_call_id": "t"}])
-        assert _shape(bad.value)["param"] == "messages[0].role"
+        assert _shape(bad.value)["param"] == "messages[0]" and "'t'" in _shape(bad.value)["message"]
         with pytest.raises(openai.BadRequestError) as bad:
             await client.chat.completions.create(model="m", messages=[{"role": "user", "content": [
                 {"type": "image_url", "image_url": {"url": "http://127.0.0.1:9/x.png"}}]}])
-        assert _shape(bad.value)["param"] == "messages[0].content"
+        assert _shape(bad.value)["param"] == "messages[0].content"  # an image needs text beside it
         with pytest.raises(openai.BadRequestError) as bad:
             await client.chat.completions.create(model="m", messages=user, n=2)
         assert _shape(bad.value)["param"] == "n"

@@ -115,7 +115,7 @@ async def test_conversation_errors_openai_shape_nothing_written(in_app: InProces
         assert isinstance(err, dict) and {"message", "type", "param", "code"} <= set(err)
 
     bad_items = [
-        [{"type": "function_call", "name": "f", "arguments": "{}", "call_id": "c"}],
+        [{"type": "function_call", "name": "f", "arguments": "{}"}],  # no call_id
         [{"role": "user", "content": [{"type": "input_image", "image_url": "http://x"}]}],
         [{"role": "robot", "content": "hi"}],
         [{"role": "user", "content": f"m{i}"} for i in range(21)],

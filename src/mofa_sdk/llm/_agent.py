@@ -15,7 +15,7 @@ from ..ids import parse_uuid, uuid7
 from ._hooks import EventHandler, SessionBackend, SessionInfo
 from ._provider import ChatParams, LLMProvider, ProviderDefaults
 from ._stream import ChatStream, SessionState, TurnContext
-from ._tools import Tool
+from ._tools import Tool, ToolSpec
 from ._types import ChatMessage, StreamLimits
 from ._window import select_window, trim_history
 
@@ -38,6 +38,10 @@ class TurnOverrides:
     system_prompt: str | None = None
     #: provider request fields, over the agent's own
     extra: Mapping[str, Any] | None = None
+    #: the tools this turn declares (a caller that runs them itself: ``messages=``), instead of the agent's
+    tools: Sequence[ToolSpec] | None = None
+    tool_choice: str | None = None
+    parallel_tool_calls: bool | None = None
 
     def __post_init__(self) -> None:
         t = self.temperature
@@ -62,7 +66,13 @@ class TurnOverrides:
             changes["max_tokens"] = self.max_tokens
         if self.extra:
             changes["extra"] = {**params.extra, **self.extra}
-        return replace(params, **changes) if changes else params
+        if self.tools is not None:
+            changes["tools"] = tuple(self.tools)
+        if self.tool_choice is not None:
+            changes["tool_choice"] = self.tool_choice
+        if self.parallel_tool_calls is not None:
+            changes["parallel_tool_calls"] = self.parallel_tool_calls
+        return replace(params, **changes) if changes else params  # ChatParams checks the tools (ConfigError)
 
 
 class LLMAgent:

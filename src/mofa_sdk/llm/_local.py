@@ -136,6 +136,9 @@ class LocalProvider:
     ``load``), and a byte-based estimate before that.
     """
 
+    #: tools, tool messages and image input are refused (``_refuse_tools``); ``mofa serve`` refuses them
+    #: with a 400 before anything is written
+    takes_tools_and_images = False
     name = "local"
 
     def __init__(

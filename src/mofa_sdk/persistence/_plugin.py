@@ -241,6 +241,10 @@ class PersistencePlugin(EventHandler):
                 self._store = None
 
     # -- sessions (SessionBackend) ---------------------------------------------------------------------
+    #: True where a reply's calls may be answered by the client in a later request (``mofa serve``): the
+    #: calls of the session's last message are then never recorded as interrupted when it is opened
+    client_answers_calls = False
+
     def adopt(self, session: Session) -> None:
         """Hand the plugin a session row the caller has just read with the owner check (the turn engine
         does): the next open of that session uses it instead of reading it again."""
@@ -306,8 +310,9 @@ class PersistencePlugin(EventHandler):
                 tenant_id, found.id, settings, settings_changes(found.settings, settings)
             )
         await store.mark_interrupted(tenant_id, found.id)
-        return OpenedSession(found.id, await _load_window(store, tenant_id, found.id, settings.window), settings,
-                             created=False)
+        window = await _load_window(store, tenant_id, found.id, settings.window,
+                                    keep_last_open=self.client_answers_calls)
+        return OpenedSession(found.id, window, settings, created=False)
 
     async def list_sessions(
         self, *, user_id: uuid.UUID, tenant_id: uuid.UUID, limit: int = 50
@@ -591,11 +596,14 @@ class PersistencePlugin(EventHandler):
 
 
 async def _load_window(
-    store: WindowReader, tenant_id: uuid.UUID, session_id: uuid.UUID, window: int | None
+    store: WindowReader, tenant_id: uuid.UUID, session_id: uuid.UUID, window: int | None, *,
+    keep_last_open: bool = False,
 ) -> list[ChatMessage]:
     """Read only what the window can use: the last few rounds through the (session_id, seq) index. A tool
     call in it with no result is answered: by a recorded ``interrupted`` result when its process is gone,
-    else (a live turn may still be running it, or the write failed) in memory only, with a warning."""
+    else (a live turn may still be running it, or the write failed) in memory only, with a warning.
+    ``keep_last_open``: the calls of the session's last message (a reply whose calls its client runs) are
+    answered in memory only, and never recorded: the client's results may still come."""
     if window == 0:
         return []
     if window is None:
@@ -616,6 +624,8 @@ async def _load_window(
         history.pop(0)
     settled, missing = settle_tool_messages(history)
     if not missing:  # nearly always: one read, nothing more
+        return settled
+    if keep_last_open and rows and set(missing) <= {c.id for c in rows[-1].tool_calls}:
         return settled
     try:
         recorded = await store.answer_interrupted_tool_calls(tenant_id, session_id)

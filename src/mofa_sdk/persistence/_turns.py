@@ -10,6 +10,12 @@ of ``settle_settings`` and recorded with what changed, in one write, or with the
 
 ``mofa serve`` opens with ``create_with_turn=True``: a new session is then written with its first user
 message (and the turn's earlier messages, an API request's input items), in one transaction, or not at all.
+
+Tools a client declares (``TurnOptions.tools``) are sent to the provider and never run here: the model's
+calls end the turn (saved on the reply, finish reason ``tool_calls``). The client answers them in a turn
+whose new input is tool results and no user message (``start(None, TurnOptions(earlier=[tool messages]))``):
+the results are checked against the calls of the session's last reply and written before the provider is
+called, in one transaction.
 """
 
 from __future__ import annotations
@@ -27,12 +33,14 @@ from ..errors import (
     ModelUnavailableError,
     NotFoundError,
     TenantMismatchError,
+    ValidationError,
 )
 from ..ids import uuid7
 from ..llm import (
     ChatMessage,
     ChatParams,
     ChatStream,
+    ContentPart,
     EventHandler,
     LLMAgent,
     LLMAgentBuilder,
@@ -42,12 +50,15 @@ from ..llm import (
     Settle,
     StreamLimits,
     Tool,
+    ToolSpec,
     Turn,
     TurnOverrides,
+    check_tool_sequence,
     default_provider,
     provider_label,
     select_window,
 )
+from ._chat_rows import message_row, stored_parts
 from ._plugin import PersistencePlugin
 from ._sessions import find_session
 from ._store import Store
@@ -102,20 +113,32 @@ class TurnOptions:
     handlers: Sequence[EventHandler] = ()
     #: messages of the session before this turn's user message (an API request's earlier input items):
     #: written with the user message in one transaction, and sent before it within the window (an ``id``
-    #: given is the row's id). A TurnSession kept for later turns holds them once opened again.
+    #: given is the row's id). A TurnSession kept for later turns holds them once opened again. Tool
+    #: results among them must answer the calls of the session's last reply (or of an assistant message
+    #: before them here); a turn with no user message (``start(None, …)``) ends with them.
     earlier: Sequence[ChatMessage] = ()
     #: claim the session for this turn (``Store.claim_session``, the reply's id as the run) for this many
     #: seconds, in the transaction of its user message: a session another turn holds is SessionBusyError,
     #: with nothing written. None: no claim (the library alone); ``mofa serve`` claims and renews
     claim_seconds: float | None = None
+    #: the user message's input parts beside its text (images), saved on its row and sent
+    user_parts: Sequence[ContentPart] = ()
+    #: tools the client declares: sent to the provider, never run here; a reply making calls ends the turn
+    tools: Sequence[ToolSpec] = ()
+    #: "auto", "none", "required" or the name of one of ``tools``; None sends none
+    tool_choice: str | None = None
+    parallel_tool_calls: bool | None = None
 
 
 class _EnginePlugin(PersistencePlugin):
     """The engine's persistence plugin: a session opened to be created with its first turn is written with
-    that turn's user message, and a turn's earlier messages with its user message, in one transaction."""
+    that turn's user message, and a turn's earlier messages with its user message, in one transaction.
+    ``client_answers_calls``: see :class:`TurnEngine`."""
 
-    def __init__(self, *args: Any, create_with_turn: bool = False, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, create_with_turn: bool = False, client_answers_calls: bool = False,
+                 **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
+        self.client_answers_calls = client_answers_calls
         self._create_with_turn = create_with_turn
         #: the new session, settled but not written yet
         self._unwritten: Session | None = None
@@ -123,6 +146,10 @@ class _EnginePlugin(PersistencePlugin):
         self._earlier: dict[uuid.UUID, list[Message]] = {}
         #: the session claims of turns (by turn id: run id, lease seconds), taken with the user message
         self._claims: dict[uuid.UUID, tuple[uuid.UUID, float]] = {}
+        #: turns whose new input is tool results: no user message is written (the last result stands in)
+        self._no_user_message: set[uuid.UUID] = set()
+        #: the input parts of a turn's user message (by turn id)
+        self._user_parts: dict[uuid.UUID, Sequence[ContentPart]] = {}
 
     async def open_with_settings(
         self, session_id: uuid.UUID | None, *, settle: Settle, user_id: uuid.UUID, tenant_id: uuid.UUID,
@@ -138,8 +165,13 @@ class _EnginePlugin(PersistencePlugin):
                                   agent_id=agent_id, settings=settings)
         return OpenedSession(self._unwritten.id, [], settings, created=True)
 
-    def write_with_user_message(self, turn: Turn, rows: list[Message]) -> None:
+    def write_with_user_message(self, turn: Turn, rows: list[Message], *, user_message: bool = True,
+                                parts: Sequence[ContentPart] = ()) -> None:
         self._earlier[turn.id] = rows
+        if not user_message:
+            self._no_user_message.add(turn.id)
+        if parts:
+            self._user_parts[turn.id] = parts
 
     def claim_with_user_message(self, turn: Turn, run_id: uuid.UUID, seconds: float) -> None:
         self._claims[turn.id] = (run_id, seconds)
@@ -147,9 +179,16 @@ class _EnginePlugin(PersistencePlugin):
     async def _save_user_message(self, turn: Turn, message: Message) -> Message:
         earlier = self._earlier.pop(turn.id, [])
         claim = self._claims.pop(turn.id, None)
+        parts = self._user_parts.pop(turn.id, ())
+        if parts:
+            message = message.model_copy(update={"parts": stored_parts(parts)})
+        skip_user = turn.id in self._no_user_message
+        self._no_user_message.discard(turn.id)
         new = self._unwritten if self._unwritten is not None and self._unwritten.id == turn.session_id else None
         if new is None and not earlier and claim is None:
             return await super()._save_user_message(turn, message)
+        if skip_user:  # the last tool result stands in for the user message: it carries the request
+            earlier[-1] = earlier[-1].model_copy(update={"request_params": message.request_params})
         store = self.store
         async with store.transaction() as tx:
             if new is not None:
@@ -158,9 +197,8 @@ class _EnginePlugin(PersistencePlugin):
             if claim is not None:
                 # first, before any seq is taken: a busy session is refused with nothing written
                 await store.claim_session(turn.tenant_id, turn.session_id, claim[0], claim[1], tx=tx)
-            if earlier:
-                await store.save_messages(earlier, tx=tx)
-            saved = await store.save_message(message, tx=tx)
+            written = await store.save_messages(earlier, tx=tx) if earlier else []
+            saved = written[-1] if skip_user and written else await store.save_message(message, tx=tx)
         self._unwritten = None if new is not None else self._unwritten
         return saved
 
@@ -170,19 +208,23 @@ class _Ids(EventHandler):
     messages to save with the user message, and keeps the turn, whose ids the plugin fills."""
 
     def __init__(self, reply_id: uuid.UUID, request_params: dict[str, Any] | None, plugin: _EnginePlugin,
-                 earlier: list[Message], claim_seconds: float | None = None) -> None:
+                 earlier: list[Message], *, user_message: bool = True, parts: Sequence[ContentPart] = (),
+                 claim_seconds: float | None = None) -> None:
         self.reply_id = reply_id
         self.request_params = request_params
         self.plugin = plugin
         self.earlier = earlier
         self.claim_seconds = claim_seconds
+        self.user_message = user_message
+        self.parts = parts
         self.turn: Turn | None = None
 
     async def before_call(self, turn: Turn) -> None:
         turn.reply_id = self.reply_id
         turn.request_params = self.request_params
-        if self.earlier:
-            self.plugin.write_with_user_message(turn, self.earlier)
+        if self.earlier or self.parts:
+            self.plugin.write_with_user_message(turn, self.earlier, user_message=self.user_message,
+                                                parts=self.parts)
         if self.claim_seconds is not None:
             self.plugin.claim_with_user_message(turn, self.reply_id, self.claim_seconds)
         self.turn = turn
@@ -239,22 +281,45 @@ class TurnSession:
     def provider_label(self) -> str:
         return self.settings.provider or provider_label(self.agent.provider)
 
-    def start(self, text: str, options: TurnOptions | None = None) -> StartedTurn:
-        """Start a turn (nothing is sent or saved until ``stream`` is iterated)."""
+    def start(self, text: str | None, options: TurnOptions | None = None) -> StartedTurn:
+        """Start a turn (nothing is sent or saved until ``stream`` is iterated). ``text`` None: the turn's
+        new input is the tool results that end ``options.earlier`` (no user message is written).
+
+        Tool results are checked against the calls they answer (the session's last reply's, or an assistant
+        message's among ``earlier``): a result for an unknown call, a call left unanswered, or a turn with
+        no text and no results is a :class:`ValidationError`, with nothing written. After a turn with
+        earlier messages or without a user message, open the session again for the next one (the agent's
+        memory of it holds neither; the database does)."""
         o = options or TurnOptions()
         agent = self.agent
-        rows = [Message(id=m.id or uuid7(), session_id=self.session_id, tenant_id=agent.tenant_id,
-                        user_id=agent.user_id, role=m.role, content=m.content) for m in o.earlier]
-        ids = _Ids(o.reply_id or uuid7(), o.request_params, self.plugin, rows, o.claim_seconds)
+        if text is None and (not o.earlier or o.earlier[-1].role != "tool"):
+            raise ValidationError("a turn without a user message must end with tool results (the answers to "
+                                  "the calls of the session's last reply)")
+        tail = [m for m in o.earlier if m.role != "system"]
+        if (o.tools or o.user_parts or any(m.tool_calls or m.role == "tool" or m.parts for m in tail)) and not getattr(
+                agent.provider, "takes_tools_and_images", True):
+            raise ValidationError(f"the model {agent.model!r} runs in-process and cannot take tools, tool calls "
+                                  "or image input; answer with an agent whose provider can (an OpenAI-compatible "
+                                  "server with function calling)")
+        if any(m.role == "tool" for m in tail):
+            _check_results(self.session_id, _held(agent), tail, text)
+        rows = [message_row(m, session_id=self.session_id, tenant_id=agent.tenant_id, user_id=agent.user_id,
+                            id=m.id or uuid7()) for m in o.earlier]
+        ids = _Ids(o.reply_id or uuid7(), o.request_params, self.plugin, rows, user_message=text is not None,
+                   parts=o.user_parts, claim_seconds=o.claim_seconds)
         overrides = None
-        if (o.temperature, o.max_tokens, o.system_prompt, o.extra) != (None, None, None, None):
-            overrides = TurnOverrides(o.temperature, o.max_tokens, o.system_prompt, o.extra)
+        tools = tuple(o.tools) or None
+        if (o.temperature, o.max_tokens, o.system_prompt, o.extra, tools, o.tool_choice,
+                o.parallel_tool_calls) != (None, None, None, None, None, None, None):
+            overrides = TurnOverrides(o.temperature, o.max_tokens, o.system_prompt, o.extra, tools, o.tool_choice,
+                                      o.parallel_tool_calls)
         messages = o.messages
-        if messages is None and o.earlier:
-            messages = _window_with(agent, o.earlier, text)
+        # the client's tools are never run here: a turn given ``messages=`` ends with the model's calls
+        if messages is None and (o.earlier or tools or text is None or o.user_parts):
+            messages = _window_with(agent, o.earlier, _user_message(text, o.user_parts))
         stream = agent.chat_stream(
-            text, session_id=self.session_id, messages=messages, overrides=overrides, before=(ids,),
-            after=tuple(o.handlers),
+            text or _RESULTS_TURN, session_id=self.session_id, messages=messages, overrides=overrides,
+            before=(ids,), after=tuple(o.handlers),
         )
         return StartedTurn(stream, self.session_id, ids.reply_id, ids)
 
@@ -273,7 +338,9 @@ class TurnEngine:
     ``provider``: the default provider (used where no agent row answers); None: :func:`default_provider`
     from the environment, made on first use and shared by every session, so the local model loads once.
     The plugin options are those of :class:`PersistencePlugin`; ``limits`` bound every turn; ``tools`` are
-    run by every agent it builds.
+    run by every agent it builds. ``client_answers_calls``: the calls of a session's last reply may be the
+    client's to answer in a later turn (``mofa serve``), so opening the session never records them as
+    interrupted (a process that died running its own tools leaves them answered in memory only).
     """
 
     def __init__(
@@ -287,8 +354,10 @@ class TurnEngine:
         record_delta_offsets: bool = False,
         limits: StreamLimits | None = None,
         tools: Sequence[Callable[..., Any] | Tool] = (),
+        client_answers_calls: bool = False,
     ) -> None:
         self.store = store
+        self.client_answers_calls = client_answers_calls
         #: the tools every agent the engine builds runs (``LLMAgentBuilder.with_tools``)
         self.tools = tuple(tools)
         self._default = provider
@@ -360,6 +429,7 @@ class TurnEngine:
             self.plugin_id, self.store, user_id, tenant_id, config.agent.id if config is not None else None, sid,
             checkpoint_interval=self.checkpoint_interval, flush_timeout=self.flush_timeout,
             record_delta_offsets=self.record_delta_offsets, create_with_turn=deferred,
+            client_answers_calls=self.client_answers_calls,
         )
         if row is not None:
             plugin.adopt(row)  # the plugin opens it without reading it again
@@ -428,10 +498,60 @@ def _apply(builder: LLMAgentBuilder, req: SettingsRequest, config: AgentConfig |
         builder.with_max_tokens(req.max_tokens)
 
 
-def _window_with(agent: LLMAgent, earlier: Sequence[ChatMessage], text: str) -> list[ChatMessage]:
+#: the text a turn without a user message hands the agent (never saved: the tool results stand in)
+_RESULTS_TURN = "(tool results)"
+
+
+def _held(agent: LLMAgent) -> list[ChatMessage]:
+    """The session's history as the agent holds it, without the system prompt and without the answers the
+    window made up in memory (never stored, no id) for the calls of a reply the client has not answered yet."""
+    held = agent.history[1:] if agent.system_prompt else list(agent.history)
+    end = len(held)
+    while end and held[end - 1].role == "tool" and held[end - 1].id is None:
+        end -= 1
+    return held[:end]
+
+
+def _user_message(text: str | None, parts: Sequence[ContentPart]) -> ChatMessage | None:
+    if text is None:
+        return None
+    if not parts:
+        return ChatMessage(role="user", content=text)
+    user = ChatMessage(role="user", content="", parts=tuple(parts))
+    if user.content != text:
+        raise ValidationError("a user message with input parts: its text must be its text parts joined by newlines")
+    return user
+
+
+def _check_results(session_id: uuid.UUID, held: Sequence[ChatMessage], tail: Sequence[ChatMessage],
+                   text: str | None) -> None:
+    """Tool results in a turn's new input must answer the calls before them: those of the session's last
+    reply (when it made calls; ``held`` is the history of :func:`_held`) or of an assistant message in the
+    input."""
+    start = len(held)
+    while start and held[start - 1].role == "tool":
+        start -= 1
+    last = list(held[start - 1 :]) if start and held[start - 1].tool_calls else []
+    sequence = [*last, *tail] + ([ChatMessage(role="user", content=text)] if text is not None else [])
+    try:
+        check_tool_sequence(sequence)
+    except ValidationError as exc:
+        made = ", ".join(repr(c.id) for c in last[0].tool_calls) if last else "none"
+        raise ValidationError(f"session {session_id}: the tool results do not fit the calls they answer (the "
+                              f"calls of its last reply: {made}): {exc}; nothing was written") from None
+
+
+def _window_with(agent: LLMAgent, earlier: Sequence[ChatMessage], user: ChatMessage | None) -> list[ChatMessage]:
     """What a turn with earlier messages sends (after the system prompt): the window over the session's
-    history followed by them, then the user message."""
-    held = agent.history[1:] if agent.system_prompt else agent.history  # without the system prompt
+    history followed by them, then the user message (None: the turn ends with tool results, and the round
+    they belong to is sent whole after the window of the rounds before it)."""
+    held = _held(agent)
     history = [*held, *earlier]  # their system items too: the window sends them with the round they open
-    return select_window(history, ChatMessage(role="user", content=text), system_prompt="", rounds=agent.window,
-                         token_budget=agent.token_budget, count_tokens=agent.provider.count_tokens)
+    count = agent.provider.count_tokens
+    if user is not None:
+        return select_window(history, user, system_prompt="", rounds=agent.window, token_budget=agent.token_budget,
+                             count_tokens=count)
+    last_user = max((i for i, m in enumerate(history) if m.role == "user"), default=0)
+    before = select_window(history[:last_user], None, system_prompt="", rounds=agent.window,
+                           token_budget=agent.token_budget, count_tokens=count)
+    return [*before, *history[last_user:]]

@@ -19,6 +19,6 @@ from ._sse import KEEPALIVE, SSEResponse, event_frame, sse
 __all__ = [
     "KEEPALIVE", "OPENAI_PREFIXES", "PUBLIC_PATHS", "ApiError", "AuthMiddleware", "BodyLimitMiddleware",
     "QuerySecretsFilter", "Registry", "SSEResponse", "ServeApp", "Services", "StoreDep", "Who", "api_of",
-    "error_payload", "error_response", "event_frame", "install_access_log_filter", "install_error_handlers", "mask_query",
-    "principal", "services", "sse", "status_of",
+    "error_payload", "error_response", "event_frame", "install_access_log_filter", "install_error_handlers",
+    "mask_query", "principal", "services", "sse", "status_of",
 ]

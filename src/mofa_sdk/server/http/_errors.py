@@ -116,6 +116,8 @@ def _code_of(exc: MofaError, status: int) -> str:
 def _loc(parts: tuple[int | str, ...]) -> str:
     out = ""
     for p in parts:
+        if isinstance(p, str) and p.startswith("<"):  # a tagged union's member (its tag "<name>"), not a field
+            continue
         out += f"[{p}]" if isinstance(p, int) else (f".{p}" if out else str(p))
     return out
 

@@ -1,22 +1,24 @@
 """The events of a run's log: numbered, frozen values, and the one place they become JSON.
 
-A run's log is its deltas numbered from 1, then one terminal event numbered after the last delta. Each kind
-is its own dataclass; a new kind (a tool call started, its arguments streaming, its result) is a new class
-here and a new case in :func:`event_json`, never a new dict key read elsewhere. The native SSE API and the
+A run's log is its events numbered from 1 (text deltas and, between them, the tool-call events: a call
+started, its argument fragments, the call complete, and for a tool the server ran its result), then one
+terminal event numbered after the last. Each kind is its own dataclass; a new kind is a new class here and a
+new case in :func:`event_json`, never a new dict key read elsewhere. The native SSE API and the
 NOTIFY bus both encode events through :func:`event_json` / :func:`event_of_json`.
 """
 
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, ClassVar, Literal
 
 from ...entities import LLMApiCall
 
 __all__ = [
-    "DONE_STATUSES", "ApiCallFacts", "RunError", "RunEvent", "TerminalEvent", "TextDeltaEvent", "Usage",
-    "event_json", "event_of_json", "terminal_event",
+    "DONE_STATUSES", "TOOL_KINDS", "ApiCallFacts", "RunError", "RunEvent", "TerminalEvent", "TextDeltaEvent",
+    "ToolArgumentsEvent", "ToolCallDoneEvent", "ToolCallStartedEvent", "ToolEvent", "ToolResultEvent", "Usage",
+    "event_json", "event_of_json", "renumber", "terminal_event",
 ]
 
 #: statuses whose terminal event is ``done``; any other (error, interrupted) ends the log with ``error``
@@ -56,6 +58,69 @@ class TextDeltaEvent:
 
 
 @dataclass(frozen=True, slots=True)
+class ToolCallStartedEvent:
+    """The model began tool call ``index`` (0-based within its model call): its id (None when the provider
+    sends it later: :class:`ToolCallDoneEvent` has it) and the function's name."""
+
+    n: int
+    index: int
+    call_id: str | None
+    name: str
+
+    kind: ClassVar[Literal["tool_call.started"]] = "tool_call.started"
+    terminal: ClassVar[bool] = False
+
+
+@dataclass(frozen=True, slots=True)
+class ToolArgumentsEvent:
+    """A fragment of call ``index``'s arguments (JSON text, in order)."""
+
+    n: int
+    index: int
+    text: str
+
+    kind: ClassVar[Literal["tool_call.arguments"]] = "tool_call.arguments"
+    terminal: ClassVar[bool] = False
+
+
+@dataclass(frozen=True, slots=True)
+class ToolCallDoneEvent:
+    """Call ``index`` is complete: its id, name and whole arguments, as saved on the reply."""
+
+    n: int
+    index: int
+    call_id: str
+    name: str
+    arguments: str
+
+    kind: ClassVar[Literal["tool_call.done"]] = "tool_call.done"
+    terminal: ClassVar[bool] = False
+
+
+@dataclass(frozen=True, slots=True)
+class ToolResultEvent:
+    """A tool the server runs answered call ``call_id`` (saved as a ``tool`` row)."""
+
+    n: int
+    call_id: str
+    content: str
+    is_error: bool = False
+
+    kind: ClassVar[Literal["tool_result"]] = "tool_result"
+    terminal: ClassVar[bool] = False
+
+
+ToolEvent = ToolCallStartedEvent | ToolArgumentsEvent | ToolCallDoneEvent | ToolResultEvent
+#: the event kinds of :data:`ToolEvent`
+TOOL_KINDS = frozenset({"tool_call.started", "tool_call.arguments", "tool_call.done", "tool_result"})
+
+
+def renumber(event: ToolEvent, n: int) -> ToolEvent:
+    """``event`` as event number ``n`` of a log."""
+    return event if event.n == n else replace(event, n=n)
+
+
+@dataclass(frozen=True, slots=True)
 class TerminalEvent:
     """The end of a run: its status, the ids of its rows, its usage, and what failed (statuses other than
     complete and cancelled). ``saved_events``: how many deltas the saved reply holds, when a follower may
@@ -77,7 +142,7 @@ class TerminalEvent:
         return "done" if self.status in DONE_STATUSES else "error"
 
 
-RunEvent = TextDeltaEvent | TerminalEvent
+RunEvent = TextDeltaEvent | ToolEvent | TerminalEvent
 
 
 def terminal_event(
@@ -119,6 +184,8 @@ def event_json(event: RunEvent) -> dict[str, Any]:
     """The event's JSON object (the ``data`` of a native SSE event): the wire format of every API view."""
     if isinstance(event, TextDeltaEvent):
         return {"text": event.text}
+    if not isinstance(event, TerminalEvent):
+        return _tool_json(event)
     data: dict[str, Any] = {"status": event.status, "message_ids": {
         "user": _s(event.user_message_id), "assistant": _s(event.assistant_message_id)}}
     if event.api_call is not None:
@@ -142,6 +209,8 @@ def event_of_json(n: int, kind: str, data: dict[str, Any]) -> RunEvent:
     ``KeyError`` for anything else."""
     if kind == "delta":
         return TextDeltaEvent(n, str(data["text"]))
+    if kind in TOOL_KINDS:
+        return _tool_of_json(n, kind, data)
     if kind not in ("done", "error"):
         raise ValueError(f"unknown event kind {kind!r}")
     ids = data.get("message_ids") or {}
@@ -156,3 +225,25 @@ def event_of_json(n: int, kind: str, data: dict[str, Any]) -> RunEvent:
     error = None if e is None else RunError(str(e["code"]), str(e["message"]))
     return TerminalEvent(n, str(data["status"]), _uuid(ids.get("user")), _uuid(ids.get("assistant")), call, usage,
                          error, data.get("saved_events"))
+
+
+def _tool_json(event: ToolEvent) -> dict[str, Any]:
+    if isinstance(event, ToolCallStartedEvent):
+        return {"index": event.index, "id": event.call_id, "name": event.name}
+    if isinstance(event, ToolArgumentsEvent):
+        return {"index": event.index, "arguments": event.text}
+    if isinstance(event, ToolCallDoneEvent):
+        return {"index": event.index, "id": event.call_id, "name": event.name, "arguments": event.arguments}
+    return {"tool_call_id": event.call_id, "content": event.content, "is_error": event.is_error}
+
+
+def _tool_of_json(n: int, kind: str, data: dict[str, Any]) -> ToolEvent:
+    if kind == "tool_call.started":
+        call_id = data.get("id")
+        return ToolCallStartedEvent(n, int(data["index"]), None if call_id is None else str(call_id),
+                                    str(data["name"]))
+    if kind == "tool_call.arguments":
+        return ToolArgumentsEvent(n, int(data["index"]), str(data["arguments"]))
+    if kind == "tool_call.done":
+        return ToolCallDoneEvent(n, int(data["index"]), str(data["id"]), str(data["name"]), str(data["arguments"]))
+    return ToolResultEvent(n, str(data["tool_call_id"]), str(data["content"]), bool(data.get("is_error", False)))

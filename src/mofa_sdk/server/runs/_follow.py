@@ -27,9 +27,9 @@ from ...errors import DatabaseUnavailableError, NotFoundError
 from ...persistence import Store
 from .._config import ServeConfig
 from ._bus import Subscription
-from ._events import RunEvent, TerminalEvent, TextDeltaEvent, terminal_event
-from ._log import FINAL_STATUSES, delta_count, deltas_of_row, terminal_of_row
-from ._messages import BusMessage, Control, Deltas, Ended, Resync
+from ._events import RunEvent, TerminalEvent, TextDeltaEvent, ToolEvent, terminal_event
+from ._log import FINAL_STATUSES, delta_count, events_of_row, terminal_of_row
+from ._messages import BusMessage, Control, Deltas, Ended, Resync, event_of_fragment
 from ._registry import RunRegistry
 from ._run import Principal, Run
 
@@ -135,7 +135,7 @@ async def follow_local(run: Run, after: int, config: ServeConfig) -> AsyncIterat
 
 
 async def _replay(store: Store, row: Message, after: int) -> AsyncIterator[list[RunEvent]]:
-    events: list[RunEvent] = [*deltas_of_row(row, after)]
+    events: list[RunEvent] = [*events_of_row(row, after)]
     terminal = await terminal_of_row(store, row, after=after)
     if after < terminal.n:
         events.append(terminal)
@@ -154,27 +154,27 @@ async def _follow_remote(
 ) -> AsyncIterator[list[RunEvent]]:
     store, bus, config = registry.store, registry.bus, registry.config
     sent = after
-    held: dict[int, str] = {}  # numbered events that arrived ahead of a gap
+    held: dict[int, TextDeltaEvent | ToolEvent] = {}  # numbered events that arrived ahead of a gap
     fragments: dict[int, list[str]] = {}
     end: TerminalEvent | None = None
     pending: list[BusMessage] = [first] if first is not None else []
     last_heard = last_sent = last_progress = time.monotonic()
 
-    def take(n: int, text: str) -> None:
-        if n > sent:
-            held[n] = text
+    def take(event: TextDeltaEvent | ToolEvent) -> None:
+        if event.n > sent:
+            held[event.n] = event
 
     def ready() -> list[RunEvent]:
         nonlocal sent
         out: list[RunEvent] = []
         while sent + 1 in held:
             sent += 1
-            out.append(TextDeltaEvent(sent, held.pop(sent)))
+            out.append(held.pop(sent))
         return out
 
     try:
         if row is not None:
-            for batch in _batches([*deltas_of_row(row, sent)]):
+            for batch in _batches([*events_of_row(row, sent)]):
                 yield batch
                 sent = batch[-1].n
         while True:
@@ -197,7 +197,7 @@ async def _follow_remote(
                         yield replayed
                     return
                 if fresh is not None:
-                    for batch in _batches([*deltas_of_row(fresh, sent)]):
+                    for batch in _batches([*events_of_row(fresh, sent)]):
                         yield batch
                         sent = batch[-1].n
                 bus.control(_watch(principal, run_id, sent))
@@ -251,7 +251,7 @@ async def _follow_remote(
                     if f.more:
                         fragments.setdefault(f.n, []).append(f.text)
                         continue
-                    take(f.n, "".join([*fragments.pop(f.n, []), f.text]))
+                    take(event_of_fragment(f.n, f.kind, "".join([*fragments.pop(f.n, []), f.text])))
             elif isinstance(message, Ended):
                 end = message.event
             elif isinstance(message, Resync):
@@ -270,8 +270,8 @@ async def _follow_remote(
                 # the end came before some deltas: the final write has landed, the row holds them all
                 fresh = await _row(store, principal, run_id)
                 if fresh is not None:
-                    for event in deltas_of_row(fresh, sent):
-                        held.setdefault(event.n, event.text)
+                    for event in events_of_row(fresh, sent):
+                        held.setdefault(event.n, event)
                     batch = ready()
                     if batch:
                         yield batch

@@ -2,23 +2,35 @@
 
 The database form is the reply row: its text, and ``delta_ends`` (the cumulative end offset of
 each delta, written by ``PersistencePlugin(record_delta_offsets=True)``), so that delta ``n`` is
-``text[ends[n-2]:ends[n-1]]``. The terminal event is rebuilt from the reply's status and its api-call row.
+``text[ends[n-2]:ends[n-1]]``; then, for a reply that ends in tool calls (saved with the final write), each
+call as three events: started, its whole arguments as one fragment, done. A live log streams a call's
+arguments in many fragments, so a replay from the row numbers the events after a reply's text its own way;
+a follower that saw part of a call live is given the rest of the row's events after the number it had. The
+terminal event is rebuilt from the reply's status and its api-call row.
 """
 
 from __future__ import annotations
 
 from ...entities import LLMApiCall, Message
 from ...persistence import Store
-from ._events import TerminalEvent, TextDeltaEvent, terminal_event
+from ._events import (
+    TerminalEvent,
+    TextDeltaEvent,
+    ToolArgumentsEvent,
+    ToolCallDoneEvent,
+    ToolCallStartedEvent,
+    ToolEvent,
+    terminal_event,
+)
 
-__all__ = ["FINAL_STATUSES", "delta_count", "deltas_of_row", "find_call", "terminal_of_row"]
+__all__ = ["FINAL_STATUSES", "delta_count", "deltas_of_row", "events_of_row", "find_call", "terminal_of_row"]
 
 #: reply statuses after which nothing more will be written
 FINAL_STATUSES = frozenset({"complete", "cancelled", "error"})
 
 
 def deltas_of_row(row: Message, after: int) -> list[TextDeltaEvent]:
-    """The delta events after number ``after`` that the row's checkpointed text holds."""
+    """The text delta events after number ``after`` that the row's checkpointed text holds."""
     ends = row.delta_ends
     if ends is None:
         # a reply written without offsets (by the library directly): the whole text is one event
@@ -30,8 +42,24 @@ def deltas_of_row(row: Message, after: int) -> list[TextDeltaEvent]:
     return out
 
 
+def events_of_row(row: Message, after: int) -> list[TextDeltaEvent | ToolEvent]:
+    """The events after number ``after`` that the row holds: its checkpointed text's deltas, then its calls."""
+    out: list[TextDeltaEvent | ToolEvent] = [*deltas_of_row(row, after)]
+    n = len(row.delta_ends) if row.delta_ends is not None else (1 if row.content else 0)
+    for index, call in enumerate(row.tool_calls):
+        for event in (ToolCallStartedEvent(n + 1, index, call.id, call.name),
+                      ToolArgumentsEvent(n + 2, index, call.arguments),
+                      ToolCallDoneEvent(n + 3, index, call.id, call.name, call.arguments)):
+            if event.n > after:
+                out.append(event)
+        n += 3
+    return out
+
+
 def delta_count(row: Message) -> int:
-    return len(row.delta_ends) if row.delta_ends is not None else (1 if row.content else 0)
+    """How many events (deltas, then three per tool call) the row holds."""
+    text = len(row.delta_ends) if row.delta_ends is not None else (1 if row.content else 0)
+    return text + 3 * len(row.tool_calls)
 
 
 async def find_call(store: Store, row: Message) -> LLMApiCall | None:

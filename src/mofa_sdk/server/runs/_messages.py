@@ -1,6 +1,7 @@
 """What crosses the bus between processes, as typed messages, and their one NOTIFY codec.
 
-On the events channel of run R: :class:`Deltas` (delta events cut into fragments that fit a payload),
+On the events channel of run R: :class:`Deltas` (delta and tool-call events cut into fragments that fit a
+payload; a tool event's fragments are pieces of its JSON),
 :class:`Heartbeat` (the owner is alive; ``n`` deltas so far), :class:`Ended` (the terminal event) and
 :class:`Resync` (something did not fit: read the row). On the control channel: :class:`Control` (watch or
 cancel a run, for a tenant and user). The payloads are compact JSON (one-letter keys keep them under
@@ -11,14 +12,15 @@ from __future__ import annotations
 
 import json
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from ._events import RunEvent, TerminalEvent, TextDeltaEvent, event_json, event_of_json
+from ._events import RunEvent, TerminalEvent, TextDeltaEvent, ToolEvent, event_json, event_of_json
 
 __all__ = [
     "FRAGMENT_CHARS", "PAYLOAD_LIMIT", "BusMessage", "Control", "Deltas", "Ended", "Fragment", "Heartbeat",
-    "Resync", "decode", "decode_control", "delta_messages", "encode", "encode_control",
+    "Resync", "decode", "decode_control", "delta_messages", "encode", "encode_control", "event_of_fragment",
 ]
 
 #: bytes of one NOTIFY payload (the server's limit is 8,000)
@@ -29,11 +31,23 @@ FRAGMENT_CHARS = 1_000
 
 @dataclass(frozen=True, slots=True)
 class Fragment:
-    """A piece of delta ``n``; ``more``: another piece of the same delta follows."""
+    """A piece of event ``n``; ``more``: another piece of the same event follows. ``kind``: "delta" (the
+    pieces are its text) or a tool event's kind (the pieces are its JSON)."""
 
     n: int
     text: str
     more: bool = False
+    kind: str = "delta"
+
+
+def event_of_fragment(n: int, kind: str, text: str) -> TextDeltaEvent | ToolEvent:
+    """The event whose joined fragments are ``text``; ``ValueError`` (or ``KeyError``) when malformed."""
+    if kind == "delta":
+        return TextDeltaEvent(n, text)
+    event = event_of_json(n, kind, json.loads(text))
+    if isinstance(event, TerminalEvent | TextDeltaEvent):
+        raise ValueError(f"a fragment cannot carry a {kind!r} event")
+    return event
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,17 +85,21 @@ class Control:
     after: int = 0
 
 
-def delta_messages(events: list[TextDeltaEvent]) -> list[Deltas]:
-    """Delta events as messages that each fit a payload (a long text is cut into fragments)."""
+def delta_messages(events: Sequence[TextDeltaEvent | ToolEvent]) -> list[Deltas]:
+    """Delta and tool events as messages that each fit a payload (a long text is cut into fragments)."""
     fragments: list[Fragment] = []
     for e in events:
-        pieces = [e.text[i : i + FRAGMENT_CHARS] for i in range(0, len(e.text), FRAGMENT_CHARS)] or [""]
-        fragments += [Fragment(e.n, piece, i < len(pieces) - 1) for i, piece in enumerate(pieces)]
+        if isinstance(e, TextDeltaEvent):
+            text, kind = e.text, "delta"
+        else:
+            text, kind = _json(event_json(e)), e.kind
+        pieces = [text[i : i + FRAGMENT_CHARS] for i in range(0, len(text), FRAGMENT_CHARS)] or [""]
+        fragments += [Fragment(e.n, piece, i < len(pieces) - 1, kind) for i, piece in enumerate(pieces)]
     out: list[Deltas] = []
     batch: list[Fragment] = []
     size = 0
     for f in fragments:
-        entry_size = len(json.dumps([f.n, f.text, 1], ensure_ascii=False).encode()) + 1
+        entry_size = len(json.dumps([f.n, f.text, 1, f.kind], ensure_ascii=False).encode()) + 1
         if batch and size + entry_size > PAYLOAD_LIMIT - 64:
             out.append(Deltas(tuple(batch)))
             batch, size = [], 0
@@ -101,7 +119,8 @@ def encode(message: BusMessage, seq: int) -> str:
     identical payloads of one transaction once, and fragments of a run of one character would collapse."""
     obj: dict[str, Any]
     if isinstance(message, Deltas):
-        obj = {"k": "ev", "e": [[f.n, f.text, int(f.more)] for f in message.fragments]}
+        obj = {"k": "ev", "e": [[f.n, f.text, int(f.more)] if f.kind == "delta" else [f.n, f.text, int(f.more), f.kind]
+                                for f in message.fragments]}
     elif isinstance(message, Heartbeat):
         obj = {"k": "hb", "n": message.n}
     elif isinstance(message, Ended):
@@ -116,7 +135,8 @@ def decode(payload: str) -> BusMessage:
     obj = json.loads(payload)
     kind = obj["k"]
     if kind == "ev":
-        return Deltas(tuple(Fragment(int(n), str(text), bool(more)) for n, text, more in obj["e"]))
+        return Deltas(tuple(Fragment(int(e[0]), str(e[1]), bool(e[2]), str(e[3]) if len(e) > 3 else "delta")
+                            for e in obj["e"]))
     if kind == "hb":
         return Heartbeat(int(obj["n"]))
     if kind == "end":

@@ -26,7 +26,15 @@ from ...errors import (
     UnsavedReplyError,
 )
 from ...ids import uuid7
-from ...llm import LLMProvider, StreamLimits
+from ...llm import (
+    LLMProvider,
+    StreamLimits,
+    TextDelta,
+    ToolCallArgumentsDelta,
+    ToolCallFinished,
+    ToolCallStarted,
+)
+from ...llm import ToolResultEvent as ToolAnswered
 from ...persistence import (
     PersistencePlugin,
     SettingsRequest,
@@ -38,7 +46,18 @@ from ...persistence import (
 )
 from .._config import ServeConfig
 from ._bus import LocalBus
-from ._events import ApiCallFacts, TextDeltaEvent, Usage, terminal_event
+from ._events import (
+    ApiCallFacts,
+    TerminalEvent,
+    TextDeltaEvent,
+    ToolArgumentsEvent,
+    ToolCallDoneEvent,
+    ToolCallStartedEvent,
+    ToolEvent,
+    ToolResultEvent,
+    Usage,
+    terminal_event,
+)
 from ._log import FINAL_STATUSES
 from ._messages import Control, Ended, Heartbeat, delta_messages
 from ._run import Principal, Run, RunHooks
@@ -76,6 +95,7 @@ class RunRegistry:
         self.engine: TurnEngine = _ServiceEngine(
             store, provider=provider, plugin_id="mofa-serve", checkpoint_interval=config.checkpoint_interval,
             record_delta_offsets=True, limits=StreamLimits(max_reply_chars=config.max_reply_chars),
+            client_answers_calls=True,  # a reply's calls are the API client's to answer, in its next request
         )
         self.runs: dict[uuid.UUID, Run] = {}
         self._live_sessions: dict[uuid.UUID, Run] = {}
@@ -134,7 +154,7 @@ class RunRegistry:
 
     # -- starting --------------------------------------------------------------------------------------
     async def start_run(
-        self, principal: Principal, session: Session | uuid.UUID | None, content: str,
+        self, principal: Principal, session: Session | uuid.UUID | None, content: str | None,
         settings: SettingsRequest | None = None, options: TurnOptions | None = None,
     ) -> Run:
         """Start a turn through the turn engine; returns once the user message is saved (or raises, with
@@ -143,7 +163,8 @@ class RunRegistry:
         ``session``: a row the caller read with the owner check, an id (read here; one nobody holds is a
         new session under it), or None for a new session. A new session is written with the user message,
         in one transaction. ``settings``: what the session is asked to run with (recorded on it);
-        ``options``: this turn's own (its earlier messages, request parameters, overrides)."""
+        ``options``: this turn's own (its earlier messages, request parameters, overrides). ``content``
+        None: the turn's new input is the tool results ending ``options.earlier``."""
         if self.stopping.is_set():
             raise ServiceUnavailableError("this process is stopping; send the turn to another",
                                           code="shutting_down")
@@ -253,8 +274,13 @@ class RunRegistry:
         stream = started.stream
         failure: BaseException | None = None
         try:
-            async for delta in stream:
-                self._push(run, delta)
+            async for event in stream.events():
+                if type(event) is TextDelta:  # nearly every event: nothing more is made of it
+                    self._push(run, event.text)
+                    continue
+                tool = _tool_event(event)
+                if tool is not None:
+                    self._push_tool(run, tool)
         except asyncio.CancelledError:
             pass  # saved as cancelled by the plugin; the stream's status says so
         except Exception as exc:
@@ -314,12 +340,20 @@ class RunRegistry:
                 self.bus.publish(run.id, message)
         run._signal()
 
+    def _push_tool(self, run: Run, event: ToolEvent) -> None:
+        numbered = run.add_tool_event(event)
+        if run.watched:
+            for message in delta_messages([numbered]):
+                self.bus.publish(run.id, message)
+        run._signal()
+
     async def _finish(self, run: Run, status: str, failure: BaseException | None, started: StartedTurn) -> None:
         """The terminal event, from what the turn itself measured: the same facts its api-call row was just
         written with (nothing is read back)."""
         stream = started.stream
         n = len(run.parts) + 1
         reply_id = run.id if run.parts else None
+        run.tool_calls = stream.tool_calls
         u = stream.usage
         usage = None if u is None else Usage(u.prompt_tokens, u.completion_tokens, u.total_tokens, u.estimated)
         facts = None
@@ -358,7 +392,7 @@ class RunRegistry:
             run.cancel()
             after = len(run.parts)
         run.watched = True
-        events = [TextDeltaEvent(i + 1, t) for i, t in enumerate(run.parts[after:], start=after)]
+        events = [e for e in run.events_after(after) if not isinstance(e, TerminalEvent)]
         for m in delta_messages(events):
             self.bus.publish(run.id, m)
         self.bus.publish(run.id, Heartbeat(len(run.parts)))
@@ -371,6 +405,21 @@ class RunRegistry:
             for run in list(self.runs.values()):
                 if run.watched and run.terminal is None:
                     self.bus.publish(run.id, Heartbeat(len(run.parts)))
+
+
+def _tool_event(event: object) -> ToolEvent | None:
+    """The run log's event for a tool event of the turn (numbered when appended), None for the others."""
+    if type(event) is ToolCallArgumentsDelta:
+        return ToolArgumentsEvent(0, event.index, event.text)
+    if type(event) is ToolCallStarted:
+        return ToolCallStartedEvent(0, event.index, event.id, event.name)
+    if type(event) is ToolCallFinished:
+        c = event.call
+        return ToolCallDoneEvent(0, event.index, c.id, c.name, c.arguments)
+    if type(event) is ToolAnswered:
+        m = event.message
+        return ToolResultEvent(0, event.call.id, m.content, m.is_error)
+    return None
 
 
 async def cancel_run(registry: RunRegistry, principal: Principal, run_id: uuid.UUID) -> tuple[str, bool] | None:

@@ -4,6 +4,10 @@ A run is an asyncio task holding one ``LLMAgent`` turn with its ``PersistencePlu
 follow it. Its id is the id of the reply row it writes (a handler that runs before the plugin names the
 reply), so any process can find what it saved. While it lives, its deltas are kept here (they are the reply
 being written anyway); the database has them once it is checkpointed or done.
+
+The log is ``parts``: event ``n`` is ``parts[n-1]``, a text delta's text, or ``""`` for a tool-call event
+kept in ``tools`` by its number (a text delta is never empty). Text-only runs so pay nothing for tools,
+and the reply's text is ``"".join(parts)``.
 """
 
 from __future__ import annotations
@@ -15,8 +19,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from ...ids import uuid7
-from ...llm import EventHandler, Turn
-from ._events import RunEvent, TerminalEvent, TextDeltaEvent
+from ...llm import EventHandler, ToolCall, Turn
+from ._events import RunEvent, TerminalEvent, TextDeltaEvent, ToolEvent, renumber
 
 __all__ = ["Principal", "Run", "RunHooks"]
 
@@ -39,7 +43,12 @@ class Run:
         self.user_id = principal.user_id
         self.session_id = session_id
         self.user_message_id: uuid.UUID | None = None
+        #: the log: a text delta's text, or "" where a tool event (in ``tools``) is
         self.parts: list[str] = []
+        #: the tool-call events of the log, by number
+        self.tools: dict[int, ToolEvent] = {}
+        #: the calls the reply makes (the client runs them), once the run ended
+        self.tool_calls: tuple[ToolCall, ...] = ()
         self.terminal: TerminalEvent | None = None
         #: True once a follower on another process asked for this run's events
         self.watched = False
@@ -65,8 +74,22 @@ class Run:
     def owned_by(self, principal: Principal) -> bool:
         return self.tenant_id == principal.tenant_id and self.user_id == principal.user_id
 
+    @property
+    def text(self) -> str:
+        return "".join(self.parts)
+
+    def add_tool_event(self, event: ToolEvent) -> ToolEvent:
+        """Append a tool event to the log; returns it numbered."""
+        self.parts.append("")
+        numbered = renumber(event, len(self.parts))
+        self.tools[numbered.n] = numbered
+        return numbered
+
     def events_after(self, after: int) -> list[RunEvent]:
-        out: list[RunEvent] = [TextDeltaEvent(i + 1, t) for i, t in enumerate(self.parts[after:], start=after)]
+        tools = self.tools
+        out: list[RunEvent] = [
+            (TextDeltaEvent(i + 1, t) if t else tools[i + 1]) for i, t in enumerate(self.parts[after:], start=after)
+        ]
         if self.terminal is not None and after < self.terminal.n:
             out.append(self.terminal)
         return out

@@ -2,9 +2,12 @@
 
 A chat completion is a run (``RunRegistry.start_run``, through the turn engine): the client's messages are what
 is sent, for this turn only (the client keeps its context, the window is not read), and the engine saves the
-request's last user message and the reply to the session named by ``X-Mofa-Session-Id`` (created if new, with
-the user message) or to a new one. ``model`` is an agent code of the tenant, else a model name for the
-default provider (recorded on the session). Its events are rendered as ``chat.completion.chunk`` objects.
+request's new tail (:func:`request_tail`: the user message, or the tool results answering the last reply's
+calls) and the reply to the session named by ``X-Mofa-Session-Id`` (created if new, with the tail) or to a new
+one. ``model`` is an agent code of the tenant, else a model name for the default provider (recorded on the
+session). The client's ``tools`` are sent to the provider and never run here: a reply making calls ends the
+turn (saved with its calls, ``finish_reason: tool_calls``). Its events are rendered as
+``chat.completion.chunk`` objects, a tool call's in OpenAI's ``delta.tool_calls`` shape.
 """
 
 from __future__ import annotations
@@ -19,14 +22,25 @@ from fastapi import APIRouter, Header
 from fastapi.responses import JSONResponse
 
 from ....errors import ServiceUnavailableError, TenantMismatchError
-from ....llm import ChatMessage
+from ....llm import ChatMessage, ContentPart
 from ....persistence import SettingsRequest, TurnOptions
 from ...http import KEEPALIVE, ApiError, Registry, SSEResponse, Who
-from ...runs import Principal, Run, RunEvent, RunRegistry, TerminalEvent, follow_local
-from ._shapes import chunk, completion, finish_reason, openai_error, usage_chunk
+from ...runs import (
+    Principal,
+    Run,
+    RunEvent,
+    RunRegistry,
+    TerminalEvent,
+    TextDeltaEvent,
+    ToolArgumentsEvent,
+    ToolCallDoneEvent,
+    ToolCallStartedEvent,
+    follow_local,
+)
+from ._shapes import chunk, completion, finish_reason, openai_error, tool_call_delta, usage_chunk
 from .schemas import ChatRequest, ParamError
 
-__all__ = ["SESSION_HEADER", "router"]
+__all__ = ["SESSION_HEADER", "request_tail", "router"]
 
 router = APIRouter(tags=["openai"])
 
@@ -50,14 +64,40 @@ def _session_id(header: str | None) -> uuid.UUID | None:
         raise ParamError(f"{SESSION_HEADER} must be a UUID, got {header[:60]!r}", SESSION_HEADER) from None
 
 
-def _turn(req: ChatRequest, messages: list[ChatMessage]) -> TurnOptions:
-    """The client's messages and sampling fields, for this turn only, over the agent row's (or the default
-    provider's)."""
+def request_tail(messages: list[ChatMessage], *, with_calls: bool) -> tuple[list[ChatMessage], ChatMessage | None]:
+    """What of a request is new, and saved: the messages after its last assistant message (system and
+    developer messages are sent, not saved), split into the earlier ones and the user message (None: the
+    tail ends with tool results, the client answering the last reply's calls). ``with_calls``: the tail
+    starts at the assistant message whose calls its results answer (a session that does not hold that
+    message yet). A 400 when the request ends with neither."""
+    start = len(messages)
+    while start and messages[start - 1].role != "assistant":
+        start -= 1
+    if with_calls and start and messages[start - 1].tool_calls and any(m.role == "tool" for m in messages[start:]):
+        start -= 1
+    tail = [m for m in messages[start:] if m.role != "system"]
+    if tail and tail[-1].role == "user":
+        if not tail[-1].content.strip():
+            raise ParamError("messages: the last user message must have text (it is what is saved)", "messages")
+        return tail[:-1], tail[-1]
+    if tail and tail[-1].role == "tool":
+        return tail, None
+    raise ParamError("messages: the last message must be a user message or the tool results answering the "
+                     "calls of the assistant message before it", "messages")
+
+
+def _turn(req: ChatRequest, messages: list[ChatMessage], earlier: list[ChatMessage],
+          user: ChatMessage | None) -> TurnOptions:
+    """The client's messages, tools and sampling fields, for this turn only, over the agent row's (or the
+    default provider's); the tail to save."""
     extra = req.forwarded()
     if req.response_format is not None:
         extra["response_format"] = req.response_format
+    specs = req.tool_specs()
+    parts: tuple[ContentPart, ...] = user.parts if user is not None else ()
     return TurnOptions(temperature=req.temperature, max_tokens=req.max_completion_tokens or req.max_tokens,
-                       extra=extra or None, messages=messages)
+                       extra=extra or None, messages=messages, earlier=earlier, user_parts=parts, tools=specs,
+                       tool_choice=req.choice(specs), parallel_tool_calls=req.parallel_tool_calls)
 
 
 @router.post("/v1/chat/completions", summary="OpenAI Chat Completions: a run, streamed as chunks or answered whole")
@@ -67,14 +107,18 @@ async def chat_completions(
     who: Who,
     session_header: Annotated[str | None, Header(alias=SESSION_HEADER)] = None,
 ) -> Any:
-    messages, user_text = req.conversation()
+    messages = req.conversation()
     sid = _session_id(session_header)
+    # a session named by the header holds the last reply (and its calls); a new one gets the message making
+    # them with their results, so its rows read user -> assistant (calls) -> tool results -> assistant
+    earlier, user = request_tail(messages, with_calls=sid is None)
+    options = _turn(req, messages, earlier, user)
     # an agent code answers with that agent; a plain model name with the default provider, never the
     # session's own agent row
     is_agent = await registry.store.get_agent_by_code_and_tenant(who.tenant_id, req.model) is not None
     asked = SettingsRequest(agent=req.model) if is_agent else SettingsRequest(agent=None, model=req.model)
     try:
-        run = await registry.start_run(who, sid, user_text, asked, _turn(req, messages))
+        run = await registry.start_run(who, sid, None if user is None else user.content, asked, options)
     except TenantMismatchError as exc:  # another user's (or tenant's) id: exactly like one that does not exist
         raise ApiError(404, f"session {sid} not found") from exc
     headers = {SESSION_HEADER.lower(): str(run.session_id), "mofa-run-id": str(run.id)}
@@ -89,7 +133,8 @@ async def chat_completions(
         message = term.error.message if term is not None and term.error is not None else "the provider failed"
         raise ApiError(502, message, term.error.code if term is not None and term.error is not None else None,
                        headers=headers)
-    body = completion(cid, req.model, "".join(run.parts), finish_reason(run.finish_reason), term.usage)
+    reason = "tool_calls" if run.tool_calls else finish_reason(run.finish_reason)
+    body = completion(cid, req.model, run.text, reason, term.usage, run.tool_calls)
     return JSONResponse(body, headers=headers)
 
 
@@ -97,6 +142,7 @@ async def _chunks(
     run: Run, events: AsyncIterator[list[RunEvent]], cid: str, model: str, include_usage: bool
 ) -> AsyncGenerator[bytes, None]:
     created = int(time.time())
+    unnamed: set[int] = set()  # calls whose id the provider had not sent when they started
     try:
         yield _data(chunk(cid, model, created, {"role": "assistant", "content": ""}, usage=include_usage))
         async for batch in events:
@@ -105,11 +151,15 @@ async def _chunks(
                 continue
             out: list[bytes] = []
             for e in batch:
-                if not isinstance(e, TerminalEvent):
+                if isinstance(e, TextDeltaEvent):
                     out.append(_data(chunk(cid, model, created, {"content": e.text}, usage=include_usage)))
+                elif not isinstance(e, TerminalEvent):
+                    delta = _tool_delta(e, unnamed)
+                    if delta is not None:
+                        out.append(_data(chunk(cid, model, created, delta, usage=include_usage)))
                 elif e.error is None:
-                    out.append(_data(chunk(cid, model, created, {}, finish_reason(run.finish_reason),
-                                           usage=include_usage)))
+                    reason = "tool_calls" if run.tool_calls else finish_reason(run.finish_reason)
+                    out.append(_data(chunk(cid, model, created, {}, reason, usage=include_usage)))
                     if include_usage:
                         out.append(_data(usage_chunk(cid, model, created, e.usage)))
                 else:  # what OpenAI sends when a stream fails: an error object (the client raises it)
@@ -120,6 +170,22 @@ async def _chunks(
         aclose = getattr(events, "aclose", None)
         if aclose is not None:
             await aclose()
+
+
+def _tool_delta(event: RunEvent, unnamed: set[int]) -> dict[str, Any] | None:
+    """A tool event as OpenAI streams it: the id, type and name on a call's first chunk, then argument
+    fragments (an id the provider sent late goes out when the call is done); None for what Chat Completions
+    does not show (the result of a tool the server ran)."""
+    if isinstance(event, ToolCallStartedEvent):
+        if event.call_id is None:
+            unnamed.add(event.index)
+        return tool_call_delta(event.index, call_id=event.call_id, name=event.name, arguments="")
+    if isinstance(event, ToolArgumentsEvent):
+        return tool_call_delta(event.index, arguments=event.text)
+    if isinstance(event, ToolCallDoneEvent) and event.index in unnamed:
+        unnamed.discard(event.index)
+        return tool_call_delta(event.index, call_id=event.call_id)
+    return None
 
 
 def _model(model_id: str, created: float, owned_by: str) -> dict[str, Any]:

@@ -1,6 +1,7 @@
 """The Conversations API (OpenAI's ``/v1/conversations``) as a view of sessions: a conversation is a session
-of the key's user, its items are the session's messages (ids stable, ``msg_<uuid hex>``). Writes go through
-the store as the native routes' do; a failed request leaves nothing written (one transaction)."""
+of the key's user, its items are the session's messages (ids stable, ``msg_<uuid hex>``; a reply's tool calls
+are ``function_call`` items and a tool row a ``function_call_output`` item, see ``_tool_items``). Writes go
+through the store as the native routes' do; a failed request leaves nothing written (one transaction)."""
 
 from __future__ import annotations
 
@@ -16,9 +17,10 @@ from ....errors import SessionBusyError
 from ....persistence import Store
 from ...http import ApiError, Registry, StoreDep, Who
 from ...runs import Principal, RunRegistry
-from ._common import conversation_of, list_page, messages_of
-from ._shapes import conversation_obj, decode_id, encode_id, item_obj
-from .schemas import ConversationCreate, ConversationUpdate, ItemsCreate
+from ._common import conversation_of, list_page
+from ._shapes import conversation_obj, decode_id, encode_id
+from ._tool_items import call_items, decode_item_id, input_messages, items_of_row, rows_of
+from .schemas import ConversationCreate, ConversationUpdate, InputMessage, ItemsCreate
 
 __all__ = ["router"]
 
@@ -42,8 +44,9 @@ async def create_conversation(store: StoreDep, who: Who, body: ConversationCreat
     body = body or ConversationCreate()
     session = Session(tenant_id=who.tenant_id, user_id=who.user_id, metadata=body.metadata or {})
     for i, m in enumerate(body.items or []):
-        m.check_parts(i, "items")
-    messages = messages_of(who, session.id, [m.pair for m in body.items or []])
+        if isinstance(m, InputMessage):
+            m.check_parts(i, "items")
+    messages = rows_of(who, session.id, input_messages(body.items or []))
     async with store.transaction() as tx:
         created = await store.create_session(session, tx=tx)
         if messages:
@@ -92,11 +95,12 @@ async def delete_conversation(conversation_id: str, registry: Registry, who: Who
 async def create_items(conversation_id: str, body: ItemsCreate, registry: Registry, who: Who) -> Any:
     session = await conversation_of(registry.store, who, conversation_id)
     for i, m in enumerate(body.items):
-        m.check_parts(i, "items")
-    messages = messages_of(who, session.id, [m.pair for m in body.items])
+        if isinstance(m, InputMessage):
+            m.check_parts(i, "items")
+    messages = rows_of(who, session.id, input_messages(body.items))
     async with _held(registry, who, session.id):
         saved = await registry.store.save_messages(messages)
-    return list_page([item_obj(m) for m in saved], False)
+    return list_page([i for m in saved for i in items_of_row(m)], False)
 
 
 @router.get("/v1/conversations/{conversation_id}/items", summary="A conversation's items, by cursor")
@@ -106,17 +110,20 @@ async def list_items(conversation_id: str, store: StoreDep, who: Who, limit: Lim
     rows = await store.get_session_messages(who.tenant_id, session.id)
     if order == "desc":
         rows.reverse()
+    items = [i for m in rows for i in (items_of_row(m) if order == "asc" else reversed(items_of_row(m)))]
     if after is not None:
-        target = decode_id("msg", after, "item")
-        at = next((i for i, m in enumerate(rows) if m.id == target), None)
+        at = next((k for k, i in enumerate(items) if i["id"] == after), None)
+        if at is None:
+            target, _ = decode_item_id(after)
+            at = next((k for k, i in enumerate(items) if decode_item_id(i["id"])[0] == target), None)
         if at is None:
             raise ApiError(404, f"item {after[:80]!r} not found in this conversation", param="after")
-        rows = rows[at + 1:]
-    return list_page([item_obj(m) for m in rows[:limit]], len(rows) > limit)
+        items = items[at + 1:]
+    return list_page(items[:limit], len(items) > limit)
 
 
 async def _item(store: Store, who: Principal, session: Session, item_id: str) -> Message:
-    mid = decode_id("msg", item_id, "item")
+    mid, _ = decode_item_id(item_id)
     found = await store.get_message(who.tenant_id, mid)
     if found is None or found.session_id != session.id:
         raise ApiError(404, f"item {item_id[:80]!r} not found in this conversation", param="item_id")
@@ -126,7 +133,14 @@ async def _item(store: Store, who: Principal, session: Session, item_id: str) ->
 @router.get("/v1/conversations/{conversation_id}/items/{item_id}", summary="One item")
 async def get_item(conversation_id: str, item_id: str, store: StoreDep, who: Who) -> Any:
     session = await conversation_of(store, who, conversation_id)
-    return item_obj(await _item(store, who, session, item_id))
+    row = await _item(store, who, session, item_id)
+    _, index = decode_item_id(item_id)
+    calls = call_items(row)
+    if index is not None:
+        if index >= len(calls):
+            raise ApiError(404, f"item {item_id[:80]!r} not found in this conversation", param="item_id")
+        return calls[index]
+    return items_of_row(row)[0]
 
 
 @router.delete("/v1/conversations/{conversation_id}/items/{item_id}", summary="Delete one item")

@@ -5,7 +5,10 @@ session, and the agent reads its context from the database through the session's
 
 Event numbering: ``sequence_number`` 0-3 are the prologue (created, in_progress, output_item.added,
 content_part.added), delta *n* of the run log is ``3 + n``, and the run's terminal event *T* opens the four
-closing events ``3 + T`` … ``6 + T``. So ``starting_after=S`` resumes the run log after event ``S - 3``.
+closing events ``3 + T`` … ``6 + T`` (and one ``response.output_item.done`` per function call before the last).
+So ``starting_after=S`` resumes the run log after event ``S - 3``. A function call of the run log (started,
+argument fragments, done) is one event each: ``output_item.added``, ``function_call_arguments.delta`` and
+``.done`` (``_tool_items``); function tools are the client's: a response making calls ends with them.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ from __future__ import annotations
 import time
 import uuid
 from collections.abc import AsyncGenerator, AsyncIterator
+from dataclasses import replace
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query
@@ -20,7 +24,6 @@ from fastapi import APIRouter, Query
 from ....entities import Session
 from ....errors import NotFoundError, SessionBusyError
 from ....ids import uuid7
-from ....llm import ChatMessage
 from ....persistence import KEEP, SettingsRequest, TurnOptions
 from ...http import KEEPALIVE, ApiError, Registry, SSEResponse, Who, sse
 from ...runs import (
@@ -31,6 +34,7 @@ from ...runs import (
     RunEvent,
     RunRegistry,
     TerminalEvent,
+    TextDeltaEvent,
     cancel_run,
     find_call,
     follow_local,
@@ -40,7 +44,8 @@ from ...runs import (
 from ._common import conversation_of, list_page, reply_row
 from ._request_fields import provider_fields, request_fields
 from ._response_object import spec_fields
-from ._shapes import decode_id, encode_id, item_obj, response_obj
+from ._shapes import decode_id, encode_id, response_obj
+from ._tool_items import call_item, call_items, input_messages, items_of_row, tool_choice, tool_event, tool_specs
 from .schemas import ResponseCreate
 
 __all__ = ["previous_not_found", "request_meta", "response_events", "router", "start_response"]
@@ -48,6 +53,8 @@ __all__ = ["previous_not_found", "request_meta", "response_events", "router", "s
 router = APIRouter(tags=["openai: responses"])
 PROLOGUE = 3  # sequence numbers 0..3 come before the run log's first event
 DONE = b"data: [DONE]\n\n"
+#: function calls whose closing events a resume within the closing events still finds
+_CALLS_CLOSED = 64
 
 
 def _not_found(raw: str, param: str | None = None) -> ApiError:
@@ -93,26 +100,32 @@ async def create_response(body: ResponseCreate, registry: Registry, who: Who) ->
 
 async def start_response(registry: RunRegistry, who: Principal, body: ResponseCreate) -> Run:
     """Start the run of a response (returns once its user message is saved; raises with nothing written)."""
-    earlier_pairs, user_text = body.turn()
+    earlier_items, user_text = body.turn()
+    specs = tool_specs(body.tools)
+    choice = tool_choice(body.tool_choice, specs, body.max_tool_calls)
+    parallel = False if body.max_tool_calls == 1 else body.parallel_tool_calls
     session = await _session_for(registry, who, body)
     model = body.model
     # ``model`` names an agent row of the tenant, else the model of the session's agent (or default provider)
     agent = None if model is None else await registry.store.get_agent_by_code_and_tenant(who.tenant_id, model)
     asked = SettingsRequest(agent=model) if agent is not None else SettingsRequest(model=model or KEEP)
     # items before the last: rows of the session before the user message, written with it (ids known now)
-    earlier = [ChatMessage(role=role, content=text, id=uuid7()) for role, text in earlier_pairs]
+    earlier = [replace(m, id=uuid7()) for m in input_messages(earlier_items)]
     # the request parameters, saved with the (last) user message in its insert; its own id is not in
     # input_ids (it is not known yet): _meta adds it
     meta = {"created_at": int(time.time()), "model": model or "", "instructions": body.instructions,
             "previous_response_id": body.previous_response_id, "conversation": body.conversation is not None,
             "metadata": body.metadata or {}, "temperature": body.temperature,
             "max_output_tokens": body.max_output_tokens, "background": bool(body.background),
-            "input_ids": [str(m.id) for m in earlier], **request_fields(body, agent)}
+            "input_ids": [str(m.id) for m in earlier], **request_fields(body, agent),
+            "tools": body.tools or [], "tool_choice": body.tool_choice,
+            "parallel_tool_calls": True if parallel is None else parallel}
     # instructions, temperature, the reply cap and the sampling fields are this response's own: not recorded
     # on the session
     options = TurnOptions(temperature=body.temperature, max_tokens=body.max_output_tokens,
                           system_prompt=body.instructions, earlier=earlier, request_params=meta,
-                          extra=provider_fields(body) or None)
+                          extra=provider_fields(body) or None, tools=specs, tool_choice=choice,
+                          parallel_tool_calls=parallel)
     return await registry.start_run(who, session, user_text, asked, options)
 
 
@@ -154,9 +167,10 @@ async def _response(registry: RunRegistry, who: Principal, rid: uuid.UUID, raw: 
     if run is not None and run.owned_by(who):
         meta = _run_meta(run)
         t = run.terminal
-        obj = response_obj(rid, status=force_status or run.status, text="".join(run.parts),
+        calls = [call_item(rid, i, c.id, c.name, c.arguments, "completed") for i, c in enumerate(run.tool_calls)]
+        obj = response_obj(rid, status=force_status or run.status, text=run.text,
                            created_at=meta.get("created_at", 0), meta=meta, session_id=run.session_id,
-                           model=run.model,
+                           model=run.model, calls=calls,
                            usage=t.usage if t is not None else None, error=t.error if t is not None else None)
         return {**obj, **spec_fields(meta, obj["status"], int(time.time()) if t is not None else None)}
     row = await reply_row(registry.store, who, rid)
@@ -169,7 +183,7 @@ async def _response(registry: RunRegistry, who: Principal, rid: uuid.UUID, raw: 
     meta = await _meta(registry, who, row.parent_message_id)
     obj = response_obj(rid, status=force_status or status, text=row.content,
                        created_at=meta.get("created_at", int(row.create_time.timestamp())), meta=meta,
-                       session_id=row.session_id, call=call,
+                       session_id=row.session_id, call=call, calls=call_items(row),
                        error=RunError("error", call.error_message or "") if call else None)
     return {**obj, **spec_fields(meta, obj["status"], int(row.update_time.timestamp()))}
 
@@ -205,12 +219,18 @@ async def response_events(registry: RunRegistry, who: Principal, rid: uuid.UUID,
             out = []
             for e in batch:
                 seq = PROLOGUE + e.n
-                if not isinstance(e, TerminalEvent):
+                if isinstance(e, TextDeltaEvent):
                     if seq > after:
                         out.append(_ev("response.output_text.delta", seq, delta=e.text, logprobs=[], **where))
                     continue
+                if not isinstance(e, TerminalEvent):
+                    shown = tool_event(e, rid)
+                    if shown is not None and seq > after:
+                        out.append(_ev(shown[0], seq, **shown[1]))
+                    continue
                 final = await _response(registry, who, rid, raw)
-                text = final["output"][0]["content"][0]["text"] if final["output"] else ""
+                message = next((o for o in final["output"] if o["type"] == "message"), None)
+                text = message["content"][0]["text"] if message is not None else ""
                 part = {"type": "output_text", "text": text, "annotations": []}
                 item = {"id": item_id, "type": "message", "role": "assistant",
                         "status": "completed" if final["status"] == "completed" else "incomplete",
@@ -221,6 +241,8 @@ async def response_events(registry: RunRegistry, who: Principal, rid: uuid.UUID,
                     ("response.output_text.done", {"text": text, "logprobs": [], **where}),
                     ("response.content_part.done", {"part": part, **where}),
                     ("response.output_item.done", {"output_index": 0, "item": item}),
+                    *(("response.output_item.done", {"output_index": 1 + i, "item": c})
+                      for i, c in enumerate(o for o in final["output"] if o["type"] == "function_call")),
                     (end, {"response": final})]
                 out += [_ev(k, seq + i, **f) for i, (k, f) in enumerate(closing) if seq + i > after]
             if out:
@@ -262,7 +284,7 @@ async def get_response(
     try:
         # from three events earlier: a resume inside the closing events still gets the terminal one (those at or
         # before ``after`` are not sent)
-        events = await open_follower(registry, who, rid, max(0, after - PROLOGUE - 3))
+        events = await open_follower(registry, who, rid, max(0, after - PROLOGUE - 3 - _CALLS_CLOSED))
     except NotFoundError as exc:
         raise _not_found(response_id) from exc
     return SSEResponse(_stream(registry, who, rid, events, after))
@@ -324,5 +346,5 @@ async def input_items(response_id: str, registry: Registry, who: Who,
         target = decode_id("msg", after, "item")
         at = next((i for i, m in enumerate(rows) if m.id == target), None)
         rows = rows[at + 1:] if at is not None else []
-    return list_page([item_obj(m) for m in rows[:limit]], len(rows) > limit)
+    return list_page([i for m in rows[:limit] for i in items_of_row(m)], len(rows) > limit)
 

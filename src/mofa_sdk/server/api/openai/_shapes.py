@@ -12,12 +12,13 @@ import uuid
 from typing import Any
 
 from ....entities import LLMApiCall, Message, Session
+from ....llm import ToolCall
 from ...http import ApiError
 from ...runs import RunError, Usage
 
 __all__ = [
     "chunk", "completion", "conversation_obj", "decode_id", "encode_id", "finish_reason", "item_obj", "openai_error",
-    "response_obj", "response_status", "usage_chunk",
+    "response_obj", "response_status", "tool_call_delta", "usage_chunk",
 ]
 
 #: the response status a reply row's (or run's) status reads as
@@ -73,16 +74,19 @@ def response_obj(
     usage: Usage | None = None,
     error: RunError | None = None,
     model: str | None = None,
+    calls: list[dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
     """A Response object: ``status`` is a run status (streaming, complete, …), ``meta`` what the request set;
-    its model the one that answered (``model``, else the api-call row's), else the one asked for."""
+    its model the one that answered (``model``, else the api-call row's), else the one asked for. ``calls``:
+    the ``function_call`` items of a reply that made calls (then a message item only when it has text)."""
     st = response_status(status)
     output: list[dict[str, Any]] = []
-    if text or st != "in_progress":
+    if text or (st != "in_progress" and not calls):
         output.append({"id": encode_id("msg", rid), "type": "message", "role": "assistant",
                        "status": "completed" if st == "completed" else ("in_progress" if st == "in_progress"
                                                                          else "incomplete"),
                        "content": [{"type": "output_text", "text": text, "annotations": []}]})
+    output += calls or []
     if call is not None:
         usage = Usage(call.prompt_tokens, call.completion_tokens, call.total_tokens)
     out_usage = None
@@ -99,10 +103,12 @@ def response_obj(
         "incomplete_details": {"reason": "interrupted"} if st == "incomplete" else None,
         "instructions": meta.get("instructions"), "max_output_tokens": meta.get("max_output_tokens"),
         "model": model or (call.model_name if call is not None else None) or meta.get("model") or "",
-        "output": output, "parallel_tool_calls": False, "previous_response_id": meta.get("previous_response_id"),
+        "output": output, "parallel_tool_calls": meta.get("parallel_tool_calls", True),
+        "previous_response_id": meta.get("previous_response_id"),
         "conversation": {"id": encode_id("conv", session_id)} if meta.get("conversation") else None,
         "metadata": meta.get("metadata") or {}, "store": True, "temperature": meta.get("temperature"),
-        "text": {"format": {"type": "text"}}, "tool_choice": "auto", "tools": [], "top_p": None,
+        "text": {"format": {"type": "text"}}, "tool_choice": meta.get("tool_choice") or "auto",
+        "tools": meta.get("tools") or [], "max_tool_calls": meta.get("max_tool_calls"), "top_p": None,
         "truncation": "disabled", "usage": out_usage, "user": None,
     }
 
@@ -144,8 +150,33 @@ def usage_chunk(cid: str, model: str, created: int, usage: Usage | None) -> dict
             "usage": _usage(usage)}
 
 
-def completion(cid: str, model: str, text: str, finish: str, usage: Usage | None) -> dict[str, Any]:
+def tool_call_delta(index: int, *, call_id: str | None = None, name: str | None = None,
+                    arguments: str | None = None) -> dict[str, Any]:
+    """A chunk's ``delta`` for tool call ``index``: id, type and name when given (a call's first chunk), and
+    an arguments fragment."""
+    entry: dict[str, Any] = {"index": index}
+    if call_id is not None:
+        entry["id"] = call_id
+        entry["type"] = "function"
+    function: dict[str, Any] = {}
+    if name is not None:
+        function["name"] = name
+    if arguments is not None:
+        function["arguments"] = arguments
+    if function:
+        entry["function"] = function
+    return {"tool_calls": [entry]}
+
+
+def completion(cid: str, model: str, text: str, finish: str, usage: Usage | None,
+               tool_calls: tuple[ToolCall, ...] = ()) -> dict[str, Any]:
+    """A ``chat.completion``; a reply making calls has ``content`` null when it has no text."""
+    message: dict[str, Any] = {"role": "assistant", "content": text, "refusal": None}
+    if tool_calls:
+        message["content"] = text or None
+        message["tool_calls"] = [{"id": c.id, "type": "function", "function": {"name": c.name,
+                                                                              "arguments": c.arguments}}
+                                 for c in tool_calls]
     return {"id": cid, "object": "chat.completion", "created": int(time.time()), "model": model,
-            "choices": [{"index": 0, "message": {"role": "assistant", "content": text, "refusal": None},
-                         "finish_reason": finish, "logprobs": None}],
+            "choices": [{"index": 0, "message": message, "finish_reason": finish, "logprobs": None}],
             "usage": _usage(usage)}

@@ -7,36 +7,39 @@ by the model's own method and raised as an ``ApiError`` naming the field, before
 
 from __future__ import annotations
 
+import re
 from typing import Annotated, Any, Literal
 
 from pydantic import (
     BaseModel,
     BeforeValidator,
     ConfigDict,
+    Discriminator,
     Field,
     StrictBool,
     StrictInt,
     StrictStr,
     StringConstraints,
+    Tag,
     field_validator,
 )
 from pydantic_core import PydanticCustomError
 
 from ....entities import check_text
-from ....errors import MofaError
-from ....llm import ChatMessage
+from ....errors import ConfigError, MofaError
+from ....llm import ChatMessage, ContentPart, ImagePart, TextPart, ToolCall, ToolSpec, check_tool_sequence
 from ...http import ApiError
 
 __all__ = [
-    "MAX_ITEMS", "ChatRequest", "ConversationCreate", "ConversationUpdate", "InputMessage", "ItemsCreate",
-    "ParamError", "ResponseCreate", "Role",
+    "MAX_ITEMS", "ChatRequest", "ConversationCreate", "ConversationUpdate", "FunctionCallItem",
+    "FunctionCallOutputItem", "InputItem", "InputMessage", "ItemsCreate", "ParamError", "ResponseCreate", "Role",
 ]
 
 #: OpenAI's limit of items in one create
 MAX_ITEMS = 20
-#: refused with 400 (the run machinery has no tool calls, no n > 1 and no log probabilities)
-REFUSED = ("tools", "tool_choice", "functions", "function_call", "audio", "logprobs", "top_logprobs",
-           "prediction", "web_search_options")
+#: refused with 400 (no n > 1, no audio, no log probabilities; the legacy ``functions``/``function_call``:
+#: send ``tools``/``tool_choice``, which every current client does)
+REFUSED = ("functions", "function_call", "audio", "logprobs", "top_logprobs", "prediction", "web_search_options")
 #: forwarded to the provider as request fields, when given
 FORWARDED = ("top_p", "stop", "seed", "presence_penalty", "frequency_penalty", "logit_bias")
 
@@ -52,25 +55,103 @@ class ParamError(ApiError):
 
 
 # -- chat completions --------------------------------------------------------------------------------------
+class _ImageUrl(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    url: StrictStr
+    detail: Literal["auto", "low", "high"] | None = None
+
+
 class _Part(BaseModel):
     model_config = ConfigDict(extra="allow")
     type: str
     text: str | None = None
+    image_url: _ImageUrl | None = None
+
+
+class _Function(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    name: StrictStr
+    arguments: StrictStr = "{}"
+
+
+class _ToolCallIn(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    id: StrictStr
+    type: Literal["function"] = "function"
+    function: _Function
 
 
 class _ChatMessage(BaseModel):
     model_config = ConfigDict(extra="allow")  # name, refusal, …: ignored
-    role: Literal["system", "developer", "user", "assistant"]
+    role: Literal["system", "developer", "user", "assistant", "tool"]
     content: str | list[_Part] | None = None
+    tool_calls: list[_ToolCallIn] | None = None
+    tool_call_id: StrictStr | None = None
 
-    def text(self, index: int) -> str:
+    def parts(self, index: int) -> list[ContentPart]:
+        """The content as parts: text (a string is one) and, in a user message, images."""
         if self.content is None or isinstance(self.content, str):
-            return self.content or ""
-        for part in self.content:
-            if part.type != "text" or part.text is None:
-                raise ParamError(f"messages[{index}].content: only text parts are supported, got {part.type!r}",
-                                 f"messages[{index}].content", code="unsupported_parameter")
-        return "".join(p.text or "" for p in self.content)
+            return [TextPart(self.content or "")]
+        out: list[ContentPart] = []
+        for k, part in enumerate(self.content):
+            where = f"messages[{index}].content[{k}]"
+            if part.type in ("text", "input_text", "output_text") and part.text is not None:
+                out.append(TextPart(part.text))
+            elif part.type == "image_url" and part.image_url is not None and self.role == "user":
+                try:
+                    out.append(ImagePart(part.image_url.url, part.image_url.detail))
+                except MofaError as exc:
+                    raise ParamError(str(exc), where) from None
+            else:
+                raise ParamError(f"{where}: only text parts (and image_url parts in a user message) are "
+                                 f"supported, got {part.type!r}", where, code="unsupported_parameter")
+        return out
+
+    def chat_message(self, index: int) -> ChatMessage:
+        """The message as the llm layer's (checked: a 400 naming it)."""
+        parts = self.parts(index)
+        text = "".join(p.text for p in parts if isinstance(p, TextPart))
+        try:  # before anything is written: the run would create the session before the turn refuses it
+            check_text(text, f"messages[{index}].content")
+        except MofaError as exc:
+            raise ParamError(str(exc), f"messages[{index}].content") from None
+        try:
+            if self.role == "tool":
+                if not self.tool_call_id:
+                    raise ParamError(f"messages[{index}]: a tool message needs the tool_call_id of the call it "
+                                     "answers", f"messages[{index}].tool_call_id")
+                return ChatMessage(role="tool", content=text, tool_call_id=self.tool_call_id)
+            if self.tool_call_id is not None:
+                raise ParamError(f"messages[{index}]: tool_call_id belongs to a tool message",
+                                 f"messages[{index}].tool_call_id")
+            if self.tool_calls:
+                if self.role != "assistant":
+                    raise ParamError(f"messages[{index}]: only an assistant message makes tool calls",
+                                     f"messages[{index}].tool_calls")
+                calls = tuple(ToolCall(c.id, c.function.name, c.function.arguments) for c in self.tool_calls)
+                return ChatMessage(role="assistant", content=text, tool_calls=calls)
+            if any(isinstance(p, ImagePart) for p in parts):
+                if not text.strip():
+                    raise ParamError(f"messages[{index}].content: a user message with images needs text too",
+                                     f"messages[{index}].content")
+                return ChatMessage(role="user", content="", parts=_joined(parts))
+            return ChatMessage(role=_ROLES[self.role], content=text)
+        except ParamError:
+            raise
+        except MofaError as exc:
+            raise ParamError(str(exc), f"messages[{index}]") from None
+
+
+def _joined(parts: list[ContentPart]) -> tuple[ContentPart, ...]:
+    """Adjacent text parts as one (OpenAI joins them with nothing between), so the message's text is the
+    request's text exactly."""
+    out: list[ContentPart] = []
+    for p in parts:
+        if isinstance(p, TextPart) and out and isinstance(out[-1], TextPart):
+            out[-1] = TextPart(out[-1].text + p.text)
+        else:
+            out.append(p)
+    return tuple(out)
 
 
 class _StreamOptions(BaseModel):
@@ -92,8 +173,9 @@ class ChatRequest(BaseModel):
     max_completion_tokens: Annotated[int, Field(gt=0, le=2**31 - 1)] | None = None
     n: Literal[1] | None = None
     response_format: dict[str, Any] | None = None
-    tools: Any = None
-    tool_choice: Any = None
+    tools: list[dict[str, Any]] | None = None
+    tool_choice: StrictStr | dict[str, Any] | None = None
+    parallel_tool_calls: StrictBool | None = None
     functions: Any = None
     function_call: Any = None
     audio: Any = None
@@ -106,8 +188,9 @@ class ChatRequest(BaseModel):
     @classmethod
     def _refused(cls, value: Any) -> Any:
         if value is not None and value is not False and value != []:
-            raise PydanticCustomError("unsupported_parameter", "this service does not support it (no tool calls, "
-                                      "audio or log probabilities)")
+            raise PydanticCustomError("unsupported_parameter", "this service does not support it (no audio or log "
+                                      "probabilities; send tools and tool_choice instead of the legacy functions "
+                                      "and function_call)")
         return value
 
     def forwarded(self) -> dict[str, Any]:
@@ -115,25 +198,53 @@ class ChatRequest(BaseModel):
         extra = self.model_extra or {}
         return {k: extra[k] for k in FORWARDED if extra.get(k) is not None}
 
-    def conversation(self) -> tuple[list[ChatMessage], str]:
-        """The messages to forward, and the last user message (what is saved); a 400 naming the field for
-        what this service cannot send."""
-        forwarded: list[ChatMessage] = []
-        last_user: str | None = None
-        for i, m in enumerate(self.messages):
-            text = m.text(i)
-            try:  # before anything is written: the run would create the session before the turn refuses it
-                check_text(text, f"messages[{i}].content")
+    def tool_specs(self) -> tuple[ToolSpec, ...]:
+        """``tools`` as specs (each a function tool); a 400 naming the entry otherwise."""
+        specs: list[ToolSpec] = []
+        for i, entry in enumerate(self.tools or ()):
+            function = entry.get("function")
+            if isinstance(function, dict) and function.get("parameters") == {}:  # what OpenAI reads as none
+                entry = {**entry, "function": {**function, "parameters": {"type": "object", "properties": {}}}}
+            try:
+                specs.append(ToolSpec.from_openai(entry))
+            except ConfigError as exc:
+                raise ParamError(f"tools[{i}]: {exc}", f"tools[{i}]") from None
+        names = [t.name for t in specs]
+        if len(set(names)) != len(names):
+            raise ParamError(f"tools: two tools have the same name ({sorted(names)})", "tools")
+        return tuple(specs)
+
+    def choice(self, specs: tuple[ToolSpec, ...]) -> str | None:
+        """``tool_choice`` as the llm layer's: "auto", "none", "required" or a tool's name."""
+        c = self.tool_choice
+        if isinstance(c, dict):
+            function = c.get("function") if c.get("type") == "function" else None
+            name = function.get("name") if isinstance(function, dict) else None
+            if not isinstance(name, str):
+                raise ParamError('tool_choice must be "auto", "none", "required" or {"type": "function", '
+                                 '"function": {"name": ...}}', "tool_choice")
+            c = name
+            if name not in {t.name for t in specs}:
+                raise ParamError(f"tool_choice names the function {name!r}, which is not among tools",
+                                 "tool_choice")
+        elif c is not None and c not in ("auto", "none", "required"):
+            raise ParamError(f'tool_choice must be "auto", "none" or "required", got {c!r}', "tool_choice")
+        if c == "required" and not specs:
+            raise ParamError('tool_choice "required" needs tools', "tool_choice")
+        return c
+
+    def conversation(self) -> list[ChatMessage]:
+        """The messages to forward, as the llm layer's; a 400 naming the message for what this service cannot
+        send, and for tool calls and results that do not fit (a strict provider would refuse them)."""
+        forwarded = [m.chat_message(i) for i, m in enumerate(self.messages)]
+        if any(m.tool_calls or m.role == "tool" for m in forwarded):
+            try:
+                check_tool_sequence(forwarded)
             except MofaError as exc:
-                raise ParamError(str(exc), f"messages[{i}].content") from None
-            role = _ROLES[m.role]
-            forwarded.append(ChatMessage(role=role, content=text))
-            if role == "user":
-                last_user = text
-        if last_user is None or not last_user.strip():
-            raise ParamError("messages: the last user message must be non-empty text (it is what is saved)",
-                             "messages")
-        return forwarded, last_user
+                found = re.search(r"request message (\d+)", str(exc))
+                where = f"messages[{found.group(1)}]" if found else "messages"
+                raise ParamError(re.sub(r"request message (\d+)", r"messages[\1]", str(exc)), where) from None
+        return forwarded
 
 
 # -- conversations and responses ---------------------------------------------------------------------------
@@ -203,8 +314,51 @@ class InputMessage(BaseModel):
             raise ParamError(f"{where}: {part.type} is not supported on /v1/responses yet; send text",
                              where, "unsupported_parameter")
 
+    def chat_message(self) -> ChatMessage:
+        role, text = self.pair
+        return ChatMessage(role=role, content=text)
 
-Items = Annotated[list[InputMessage], Field(max_length=MAX_ITEMS)]
+
+class FunctionCallItem(BaseModel):
+    """A ``function_call`` item: a call the model made (sent back by a client that keeps its context)."""
+
+    model_config = ConfigDict(extra="ignore")  # id, status
+    type: Literal["function_call"]
+    call_id: Annotated[StrictStr, Field(min_length=1)]
+    name: Annotated[StrictStr, Field(min_length=1)]
+    arguments: StrictStr
+
+    def chat_message(self) -> ChatMessage:
+        return ChatMessage(role="assistant", content="", tool_calls=(ToolCall(self.call_id, self.name,
+                                                                              self.arguments),))
+
+
+class FunctionCallOutputItem(BaseModel):
+    """A ``function_call_output`` item: the client's result for a call."""
+
+    model_config = ConfigDict(extra="ignore")  # id, status
+    type: Literal["function_call_output"]
+    call_id: Annotated[StrictStr, Field(min_length=1)]
+    output: StrictStr | list[_TextPart]
+
+    def chat_message(self) -> ChatMessage:
+        text = self.output if isinstance(self.output, str) else "".join(p.text for p in self.output)
+        return ChatMessage(role="tool", content=text, tool_call_id=self.call_id)
+
+
+def _item_kind(value: Any) -> str:
+    kind = value.get("type") if isinstance(value, dict) else getattr(value, "type", None)
+    return f"<{kind}>" if kind in ("function_call", "function_call_output") else "<message>"
+
+
+#: an input item, chosen by its ``type`` (none: a message); a bad one is named by its own field (the HTTP
+#: layer leaves the "<tag>" out of ``param``)
+InputItem = Annotated[
+    Annotated[InputMessage, Tag("<message>")] | Annotated[FunctionCallItem, Tag("<function_call>")]
+    | Annotated[FunctionCallOutputItem, Tag("<function_call_output>")],
+    Discriminator(_item_kind),
+]
+Items = Annotated[list[InputItem], Field(max_length=MAX_ITEMS)]
 Metadata = Annotated[
     dict[Annotated[str, StringConstraints(max_length=64)], Annotated[StrictStr, StringConstraints(max_length=512)]],
     Field(max_length=16, description="At most 16 string keys (<= 64 chars) and string values (<= 512 chars)."),
@@ -225,7 +379,7 @@ class ConversationUpdate(_In):
 
 
 class ItemsCreate(_In):
-    items: Annotated[list[InputMessage], Field(min_length=1, max_length=MAX_ITEMS)]
+    items: Annotated[list[InputItem], Field(min_length=1, max_length=MAX_ITEMS)]
 
 
 class _TextFormat(_In):
@@ -274,7 +428,7 @@ def _conversation_id(value: Any) -> Any:
 class ResponseCreate(_In):
     """``POST /v1/responses``: the parameters read, and those accepted and ignored (docs/openai-compatibility.md)."""
 
-    input: Annotated[list[InputMessage], BeforeValidator(_items), Field(min_length=1)]
+    input: Annotated[list[InputItem], BeforeValidator(_items), Field(min_length=1)]
     instructions: StrictStr | None = None
     model: StrictStr | None = None
     stream: StrictBool | None = None
@@ -286,7 +440,12 @@ class ResponseCreate(_In):
     temperature: Annotated[float, Field(ge=0, le=2, strict=True)] | None = None
     background: StrictBool | None = None
     text: _TextConfig | None = None
-    tools: list[Any] | None = None
+    #: function tools (``{"type": "function", "name", "parameters", …}``): sent, never run here
+    tools: list[dict[str, Any]] | None = None
+    tool_choice: StrictStr | dict[str, Any] | None = None
+    parallel_tool_calls: StrictBool | None = None
+    #: 0: no calls (tool_choice "none"); 1: one call per response (no parallel calls)
+    max_tool_calls: Annotated[StrictInt, Field(ge=0)] | None = None
     # forwarded to the provider, and reported in the response
     top_p: Annotated[float, Field(ge=0, le=1, strict=True)] | None = None
     presence_penalty: Annotated[float, Field(ge=-2, le=2, strict=True)] | None = None
@@ -294,36 +453,30 @@ class ResponseCreate(_In):
     # echoed in the response
     top_logprobs: Annotated[StrictInt, Field(ge=0, le=0, description="log probabilities are not returned: 0 only")] \
         | None = None
-    max_tool_calls: Annotated[StrictInt, Field(ge=1)] | None = None
     prompt_cache_key: Annotated[StrictStr, StringConstraints(max_length=256)] | None = None
     safety_identifier: Annotated[StrictStr, StringConstraints(max_length=256)] | None = None
     user: Annotated[StrictStr, StringConstraints(max_length=256)] | None = None
     reasoning: dict[str, Any] | None = None
     # accepted and ignored
     truncation: Any = None
-    parallel_tool_calls: Any = None
     include: Any = None
     service_tier: Any = None
     stream_options: Any = None
-    tool_choice: Any = None
 
-    @field_validator("tools")
-    @classmethod
-    def _no_tools(cls, value: list[Any] | None) -> list[Any] | None:
-        if value:
-            raise ValueError("tools are not supported by mofa serve")
-        return value
-
-    def turn(self) -> tuple[list[tuple[Role, str]], str]:
-        """The input items before the last (saved as they are), and the last one's text (the turn's user
-        message); a 400 for what the schema alone cannot refuse."""
+    def turn(self) -> tuple[list[InputItem], str | None]:
+        """The input items saved before the turn's user message, and its text; None when the input ends with
+        ``function_call_output`` items (the client's results: every item is saved, no user message). A 400
+        for what the schema alone cannot refuse."""
         if self.previous_response_id and self.conversation:
             raise ParamError("previous_response_id and conversation cannot both be given", "previous_response_id",
                              "invalid_value")
         for i, m in enumerate(self.input):
-            m.check_parts(i)
-        pairs = [m.pair for m in self.input]
-        role, text = pairs[-1]
-        if role != "user" or not text.strip():
-            raise ParamError("the last input item must be a user message with text", "input", "invalid_value")
-        return pairs[:-1], text
+            if isinstance(m, InputMessage):
+                m.check_parts(i)
+        last = self.input[-1]
+        if isinstance(last, FunctionCallOutputItem):
+            return list(self.input), None
+        if not isinstance(last, InputMessage) or last.pair[0] != "user" or not last.pair[1].strip():
+            raise ParamError("the last input item must be a user message with text, or function_call_output "
+                             "items", "input", "invalid_value")
+        return list(self.input[:-1]), last.pair[1]
