@@ -40,8 +40,7 @@ def serve(
     try:
         import uvicorn
 
-        from ..server import CONFIG_ENV, ServeConfig, config_to_env
-        from ..server.http._protocol import GuardedH11Protocol
+        from ..server import CONFIG_ENV, GuardedH11Protocol, ServeConfig, config_to_env
     except ImportError as exc:
         fail(f"`mofa serve` needs the serve extra: pip install 'mofa-sdk[serve]' ({exc.name} is missing)")
     url = (db or os.environ.get("DATABASE_URL") or default_database_url()).strip()

@@ -15,8 +15,9 @@ from ._config import ServeConfig
 
 if TYPE_CHECKING:
     from ._app import CONFIG_ENV, app_from_env, config_to_env, create_app
+    from .http import GuardedH11Protocol
 
-__all__ = ["CONFIG_ENV", "ServeConfig", "app_from_env", "config_to_env", "create_app"]
+__all__ = ["CONFIG_ENV", "GuardedH11Protocol", "ServeConfig", "app_from_env", "config_to_env", "create_app"]
 
 _APP = {"CONFIG_ENV", "app_from_env", "config_to_env", "create_app"}
 
@@ -27,4 +28,8 @@ def __getattr__(name: str) -> Any:
         from . import _app
 
         return getattr(_app, name)
+    if name == "GuardedH11Protocol":  # uvicorn's protocol, for ``mofa serve``
+        from . import http
+
+        return http.GuardedH11Protocol
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

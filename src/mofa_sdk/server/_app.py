@@ -115,7 +115,7 @@ def app_from_env() -> FastAPI:
     """The factory uvicorn's workers call (``mofa serve``): the settings come in :data:`CONFIG_ENV`."""
     raw = os.environ.get(CONFIG_ENV)
     config = ServeConfig(**json.loads(raw)) if raw else ServeConfig()
-    from .http._protocol import GuardedH11Protocol  # uvicorn's: only where uvicorn runs the app
+    from .http import GuardedH11Protocol  # uvicorn's: only where uvicorn runs the app
 
     GuardedH11Protocol.configure(config)  # this worker's connection limits
     return create_app(config)

@@ -1,6 +1,8 @@
 """The HTTP layer of ``mofa serve``: authentication, the body limit, SSE framing, typed dependencies and the
 one mapping of errors to responses. The API packages build on it; it knows no route."""
 
+from typing import TYPE_CHECKING, Any
+
 from ._access_log import QuerySecretsFilter, install_access_log_filter, mask_query
 from ._auth import PUBLIC_PATHS, AuthMiddleware, Who, principal
 from ._deps import Registry, ServeApp, Services, StoreDep, services
@@ -16,9 +18,21 @@ from ._errors import (
 from ._limits import BodyLimitMiddleware
 from ._sse import KEEPALIVE, SSEResponse, event_frame, sse
 
+if TYPE_CHECKING:
+    from ._protocol import GuardedH11Protocol
+
 __all__ = [
     "KEEPALIVE", "OPENAI_PREFIXES", "PUBLIC_PATHS", "ApiError", "AuthMiddleware", "BodyLimitMiddleware",
-    "QuerySecretsFilter", "Registry", "SSEResponse", "ServeApp", "Services", "StoreDep", "Who", "api_of",
-    "error_payload", "error_response", "event_frame", "install_access_log_filter", "install_error_handlers",
-    "mask_query", "principal", "services", "sse", "status_of",
+    "GuardedH11Protocol", "QuerySecretsFilter", "Registry", "SSEResponse", "ServeApp", "Services", "StoreDep",
+    "Who", "api_of", "error_payload", "error_response", "event_frame", "install_access_log_filter",
+    "install_error_handlers", "mask_query", "principal", "services", "sse", "status_of",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    # uvicorn's protocol class: loaded only where uvicorn runs the app (``mofa serve``), not by the app itself
+    if name == "GuardedH11Protocol":
+        from ._protocol import GuardedH11Protocol
+
+        return GuardedH11Protocol
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
