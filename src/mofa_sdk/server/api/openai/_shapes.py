@@ -108,7 +108,8 @@ def response_obj(
         "conversation": {"id": encode_id("conv", session_id)} if meta.get("conversation") else None,
         "metadata": meta.get("metadata") or {}, "store": True, "temperature": meta.get("temperature"),
         "text": {"format": {"type": "text"}}, "tool_choice": meta.get("tool_choice") or "auto",
-        "tools": meta.get("tools") or [], "max_tool_calls": meta.get("max_tool_calls"), "top_p": None,
+        "tools": [_tool_obj(t) for t in meta.get("tools") or []], "max_tool_calls": meta.get("max_tool_calls"),
+        "top_p": None,
         "truncation": "disabled", "usage": out_usage, "user": None,
     }
 
@@ -180,3 +181,10 @@ def completion(cid: str, model: str, text: str, finish: str, usage: Usage | None
     return {"id": cid, "object": "chat.completion", "created": int(time.time()), "model": model,
             "choices": [{"index": 0, "message": message, "finish_reason": finish, "logprobs": None}],
             "usage": _usage(usage)}
+
+
+def _tool_obj(tool: dict[str, Any]) -> dict[str, Any]:
+    """A request's function tool as the response object echoes it: every field of the spec's FunctionTool,
+    null where the request left it out."""
+    return {"type": "function", "name": tool.get("name"), "description": tool.get("description"),
+            "parameters": tool.get("parameters"), "strict": tool.get("strict")}
