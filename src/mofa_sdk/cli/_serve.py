@@ -26,6 +26,13 @@ def serve(
     max_body_bytes: Annotated[
         int, typer.Option("--max-body-bytes", min=1024, help="Refuse request bodies larger than this.")
     ] = 1_000_000,
+    thread_history: Annotated[
+        bool, typer.Option(
+            "--thread-history/--no-thread-history",
+            help="Continue the stored session whose messages a stateless request resends (Chat Completions, "
+                 "Responses input lists), saving only what is new; off: each request is saved on its own.",
+        ),
+    ] = True,
     db: DbOpt = None,
 ) -> None:
     """Serve the library over HTTP: streamed turns (SSE) that outlive the connection, resumable from any
@@ -51,7 +58,8 @@ def serve(
             pass
 
     run(check())
-    config = ServeConfig(database_url=url, row_level_security=row_level_security, max_body_bytes=max_body_bytes)
+    config = ServeConfig(database_url=url, row_level_security=row_level_security, max_body_bytes=max_body_bytes,
+                         thread_history=thread_history)
     os.environ[CONFIG_ENV] = config_to_env(config)
     banner = f"mofa serve on http://{host}:{port} · database {redact_url(url)} · {workers} worker(s)"
     err_console.print(banner, soft_wrap=True)

@@ -42,6 +42,9 @@ class ServeConfig:
     shutdown_grace_seconds: float = 10.0
     #: a reply is cut (saved as ``error``, code ``reply_too_large``) at this many characters; None: no cap
     max_reply_chars: int | None = 1_000_000
+    #: a Chat Completions (or Responses ``input`` list) request whose earlier messages equal a stored session
+    #: of the same user continues it, saving only what is new (``--no-thread-history`` turns it off)
+    thread_history: bool = True
 
     def __post_init__(self) -> None:
         if not isinstance(self.pool_size, int) or not 1 <= self.pool_size <= 1000:

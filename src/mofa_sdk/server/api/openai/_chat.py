@@ -24,6 +24,7 @@ from ....persistence import SettingsRequest, TurnOptions
 from ...http import KEEPALIVE, ApiError, Registry, SSEResponse, Who
 from ...runs import Principal, Run, RunEvent, RunRegistry, TerminalEvent, follow_local
 from ._shapes import chunk, completion, finish_reason, openai_error, usage_chunk
+from ._threading import thread_request
 from .schemas import ChatRequest, ParamError
 
 __all__ = ["SESSION_HEADER", "router"]
@@ -50,14 +51,14 @@ def _session_id(header: str | None) -> uuid.UUID | None:
         raise ParamError(f"{SESSION_HEADER} must be a UUID, got {header[:60]!r}", SESSION_HEADER) from None
 
 
-def _turn(req: ChatRequest, messages: list[ChatMessage]) -> TurnOptions:
+def _turn(req: ChatRequest, messages: list[ChatMessage], earlier: list[ChatMessage]) -> TurnOptions:
     """The client's messages and sampling fields, for this turn only, over the agent row's (or the default
     provider's)."""
     extra = req.forwarded()
     if req.response_format is not None:
         extra["response_format"] = req.response_format
     return TurnOptions(temperature=req.temperature, max_tokens=req.max_completion_tokens or req.max_tokens,
-                       extra=extra or None, messages=messages)
+                       extra=extra or None, messages=messages, earlier=earlier)
 
 
 @router.post("/v1/chat/completions", summary="OpenAI Chat Completions: a run, streamed as chunks or answered whole")
@@ -69,12 +70,17 @@ async def chat_completions(
 ) -> Any:
     messages, user_text = req.conversation()
     sid = _session_id(session_header)
+    earlier: list[ChatMessage] = []
+    if registry.config.thread_history:  # a resent history continues its session; only what is new is saved
+        threaded = await thread_request(registry.store, who, messages, sid)
+        if threaded is not None:
+            sid, user_text, earlier = threaded.session_id, threaded.new[-1].content, list(threaded.new[:-1])
     # an agent code answers with that agent; a plain model name with the default provider, never the
     # session's own agent row
     is_agent = await registry.store.get_agent_by_code_and_tenant(who.tenant_id, req.model) is not None
     asked = SettingsRequest(agent=req.model) if is_agent else SettingsRequest(agent=None, model=req.model)
     try:
-        run = await registry.start_run(who, sid, user_text, asked, _turn(req, messages))
+        run = await registry.start_run(who, sid, user_text, asked, _turn(req, messages, earlier))
     except TenantMismatchError as exc:  # another user's (or tenant's) id: exactly like one that does not exist
         raise ApiError(404, f"session {sid} not found") from exc
     headers = {SESSION_HEADER.lower(): str(run.session_id), "mofa-run-id": str(run.id)}

@@ -39,6 +39,7 @@ from ...runs import (
 )
 from ._common import conversation_of, list_page, reply_row
 from ._shapes import decode_id, encode_id, item_obj, response_obj
+from ._threading import thread_request
 from .schemas import ResponseCreate
 
 __all__ = ["router"]
@@ -71,7 +72,14 @@ async def _session_for(registry: RunRegistry, who: Principal, body: ResponseCrea
 @router.post("/v1/responses", summary="Create a response: one run (streamed, waited for, or in the background)")
 async def create_response(body: ResponseCreate, registry: Registry, who: Who) -> Any:
     earlier_pairs, user_text = body.turn()
-    session = await _session_for(registry, who, body)
+    session: Session | uuid.UUID | None = await _session_for(registry, who, body)
+    if session is None and earlier_pairs and registry.config.thread_history:
+        # an input list that resends a stored conversation continues it (see _threading); only what is new is saved
+        sent = [ChatMessage(role=role, content=text) for role, text in [*earlier_pairs, ("user", user_text)]]
+        threaded = await thread_request(registry.store, who, sent, None)
+        if threaded is not None and threaded.session_id is not None:
+            # what is new is a tail of what was sent: the items before the last that the session lacks
+            session, earlier_pairs = threaded.session_id, earlier_pairs[len(sent) - len(threaded.new):]
     model = body.model
     # ``model`` names an agent row of the tenant, else the model of the session's agent (or default provider)
     is_agent = model is not None and await registry.store.get_agent_by_code_and_tenant(who.tenant_id, model) is not None
