@@ -1,9 +1,11 @@
-"""The OpenAI views of ``mofa serve``: Chat Completions and Models, Conversations (sessions), Responses (runs).
+"""The OpenAI views of ``mofa serve``: Chat Completions and Models, legacy Completions, Conversations (sessions),
+Responses (runs).
 Each routes module renders the same runs and rows in OpenAI's shapes; none imports another."""
 
 from fastapi import APIRouter
 
 from ._chat import router as _chat
+from ._completions import router as _completions
 from ._conversations import router as _conversations
 from ._responses import router as _responses
 
@@ -11,5 +13,6 @@ __all__ = ["router"]
 
 router = APIRouter()
 router.include_router(_chat)
+router.include_router(_completions)
 router.include_router(_conversations)
 router.include_router(_responses)
