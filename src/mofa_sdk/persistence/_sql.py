@@ -108,8 +108,15 @@ _NEWEST_FIRST = " ORDER BY create_time DESC, id DESC"
 _RECENT_FIRST = " ORDER BY update_time DESC, id DESC"
 
 
-#: a message's link of the history chain (``_chain``); not its update time: the row did not change
-_SET_LINK = "UPDATE entity_message SET chain_hash = :link WHERE id = :id AND tenant_id = :tenant_id"
+#: messages' links of the history chain (``_chain``), a batch at a time; not their update time: the rows did
+#: not change. VALUES columns are column1, column2 on both databases
+_SET_LINKS = (
+    "UPDATE entity_message SET chain_hash = v.column2 FROM (VALUES {values}) AS v"
+    " WHERE entity_message.id = v.column1 AND entity_message.tenant_id = :tenant_id"
+)
+_LINKS_PER_WRITE = 400
+#: where a row read with ``MESSAGE.cols()`` holds its session id
+_MESSAGE_SESSION = list(MESSAGE.columns).index("session_id")
 #: deleting a message unsets the links after it in its session (an edit unsets the row's own: sealing
 #: relinks every row from the first unlinked one on)
 _UNLINK_AFTER = (
@@ -670,45 +677,57 @@ class SqlStore(Store):
         return best
 
     async def _seal_chains(self, tenant_id: uuid.UUID, user_id: uuid.UUID, session_id: uuid.UUID | None) -> None:
-        """Give the user's messages without a link theirs, session by session, from the first such row on
-        (an edited or deleted row unsets the links from it on). A reply still streaming stops its session."""
+        """Give the user's messages without a link theirs, each session from its first such row on (an edited
+        or deleted row unsets the links from it on). A reply still streaming stops its session. Two reads and
+        one batched write however many sessions are open."""
         d = self._dialect
         keys = self._keys(tenant_id=tenant_id, user_id=user_id)
         only = ""
         if session_id is not None:
             keys |= self._keys(session_id=session_id)
             only = " AND session_id = :session_id"
+        opened = (  # each session with unlinked rows, and its first one
+            "SELECT session_id, min(seq) AS first FROM entity_message WHERE tenant_id = :tenant_id"
+            f" AND user_id = :user_id AND chain_hash IS NULL{only} GROUP BY session_id"
+        )
         doing = Words(lambda: f"linking the history chain of user {user_id}")
         async with self._reading(doing, tenant_id) as conn:
-            open_rows = await self._rows(
-                conn, "SELECT session_id, min(seq) FROM entity_message WHERE tenant_id = :tenant_id"
-                f" AND user_id = :user_id AND chain_hash IS NULL{only} GROUP BY session_id", keys,
+            before = await self._rows(
+                conn, f"SELECT p.session_id, p.chain_hash FROM entity_message p JOIN ({opened}) o"
+                " ON p.session_id = o.session_id WHERE p.tenant_id = :tenant_id AND p.seq = (SELECT max(q.seq)"
+                " FROM entity_message q WHERE q.session_id = o.session_id AND q.tenant_id = :tenant_id"
+                " AND q.seq < o.first)", keys,
             )  # fmt: skip
-        for sid, first in open_rows:
-            params = {"tenant_id": keys["tenant_id"], "session_id": sid, "first": first}
-            async with self._reading(doing, tenant_id) as conn:
-                before = await self._rows(
-                    conn, f"SELECT chain_hash FROM entity_message WHERE {_IN_SESSION} AND seq < :first"
-                    " ORDER BY seq DESC LIMIT 1", params,
-                )  # fmt: skip
-                rows = await self._rows(
-                    conn, f"SELECT {MESSAGE.cols()} FROM entity_message WHERE {_IN_SESSION} AND seq >= :first"
-                    " ORDER BY seq", params,
-                )  # fmt: skip
-            previous = before[0][0] if before and before[0][0] is not None else GENESIS
-            links: list[tuple[Any, str]] = []
-            for raw in rows:
-                row = self._settle(MESSAGE.load(raw, d))
-                if row.status == "streaming":
-                    break
-                previous = row_link(previous, row, row.tool_calls, row.parts)
-                links.append((d.to_db("uuid", row.id), previous))
-            if not links:
+            rows = await self._rows(
+                conn, f"SELECT {MESSAGE.cols('m.')} FROM entity_message m JOIN ({opened}) o"
+                " ON m.session_id = o.session_id WHERE m.tenant_id = :tenant_id AND m.seq >= o.first"
+                " ORDER BY m.session_id, m.seq", keys,
+            )  # fmt: skip
+        previous = {sid: link for sid, link in before if link is not None}
+        stopped: set[uuid.UUID] = set()
+        links: list[tuple[Any, str]] = []
+        for raw in rows:
+            row = self._settle(MESSAGE.load(raw, d))
+            if row.session_id in stopped:
                 continue
-            async with self._writing(doing, None, tenant_id, atomic=True) as conn:
-                for mid, link in links:
-                    await self._execute(conn, driver_sql(d, _SET_LINK), {"id": mid, "tenant_id": keys["tenant_id"],
-                                                                         "link": link})
+            if row.status == "streaming":
+                stopped.add(row.session_id)
+                continue
+            key = raw[_MESSAGE_SESSION]
+            link = row_link(previous.get(key, GENESIS), row, row.tool_calls, row.parts)
+            previous[key] = link
+            links.append((d.to_db("uuid", row.id), link))
+        if not links:
+            return
+        async with self._writing(doing, None, tenant_id, atomic=True) as conn:
+            for at in range(0, len(links), _LINKS_PER_WRITE):
+                batch = links[at : at + _LINKS_PER_WRITE]
+                values = ", ".join(f"({d.placeholder(f'i{n}', 'uuid')}, {d.placeholder(f'h{n}', 'text')})"
+                                   for n in range(len(batch)))
+                params: dict[str, Any] = {"tenant_id": keys["tenant_id"]}
+                for n, (mid, link) in enumerate(batch):
+                    params[f"i{n}"], params[f"h{n}"] = mid, link
+                await self._execute(conn, driver_sql(d, _SET_LINKS.format(values=values)), params)
 
     # -- api calls -------------------------------------------------------------------------------------
     async def _insert_calls(self, calls: Sequence[LLMApiCall], tx: Transaction | None) -> list[LLMApiCall]:
