@@ -136,3 +136,18 @@ async def test_a_responses_input_list_is_threaded_too(in_app: InProcess) -> None
     assert [(m.role, m.content) for m in rows][:5] == [
         ("user", "hello words=2"), ("assistant", "earlier answer"), ("user", "r1 words=2"), ("assistant", text),
         ("user", "r2 words=1")] and len(rows) == 6
+
+
+def test_the_switch_reaches_every_worker_and_the_cli_names_it() -> None:
+    import json
+
+    from typer.testing import CliRunner
+
+    from mofa_sdk.cli import app as cli
+    from mofa_sdk.server import config_to_env
+
+    # `mofa serve` hands its settings to uvicorn's workers as JSON: the switch survives the trip
+    assert ServeConfig(**json.loads(config_to_env(ServeConfig(thread_history=False)))).thread_history is False
+    assert ServeConfig().thread_history is True
+    shown = CliRunner().invoke(cli, ["serve", "--help"], env={"COLUMNS": "200"}).output
+    assert "--no-thread-history" in shown
