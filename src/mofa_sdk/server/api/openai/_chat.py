@@ -1,10 +1,11 @@
 """OpenAI Chat Completions and Models: a view of the same runs the native API starts and follows.
 
 A chat completion is a run (``RunRegistry.start_run``, through the turn engine): the client's messages are what
-is sent, for this turn only (the client keeps its context, the window is not read), and the engine saves the
-request's last user message and the reply to the session named by ``X-Mofa-Session-Id`` (created if new, with
-the user message) or to a new one. ``model`` is an agent code of the tenant, else a model name for the
-default provider (recorded on the session). Its events are rendered as ``chat.completion.chunk`` objects.
+is sent, for this turn only (the client keeps its context, the window is not read). The engine saves what the
+session lacks (``_threading``: the session a resent history continues, or the one ``X-Mofa-Session-Id`` names, or
+a new one holding the whole request; with threading off, the last user message) and the reply. ``model`` is an
+agent code of the tenant, else a model name for the default provider (recorded on the session). Its events are
+rendered as ``chat.completion.chunk`` objects.
 """
 
 from __future__ import annotations
