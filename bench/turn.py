@@ -57,7 +57,7 @@ class PgFloor:
             "metadata": psycopg.types.json.Jsonb({}), "nul_escaped": False, "parent_message_id": parent,
             "create_time": now, "update_time": now, "delta_ends": None, "request_params": None,
             "tool_calls": psycopg.types.json.Jsonb([]), "tool_call_id": None, "is_error": False,
-            "parts": psycopg.types.json.Jsonb([]), "now": now, "n": 1,
+            "parts": psycopg.types.json.Jsonb([]), "compaction": False, "now": now, "n": 1,
         }  # fmt: skip
 
     async def turn(self) -> None:
@@ -98,7 +98,7 @@ class SqliteFloor:
         mid = str(uuid.uuid4())
         await self.conn.execute(self.MSG, (
             mid, self.sid, str(TENANT), str(USER), str(AGENT), seq, role, content, "complete", "{}", 0,
-            parent, now, now, None, None, "[]", None, 0, "[]",
+            parent, now, now, None, None, "[]", None, 0, "[]", 0,
         ))  # fmt: skip
         return mid
 

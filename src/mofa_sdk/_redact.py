@@ -23,6 +23,7 @@ __all__ = [
     "redact_text",
     "redact_url",
     "scrub_chain",
+    "upstream_names",
     "url_secrets",
 ]
 
@@ -135,6 +136,21 @@ def url_secrets(url: str | None) -> tuple[str, ...]:
     return tuple(out)
 
 
+def upstream_names(url: str | None) -> tuple[str, ...]:
+    """Where an upstream lives, as text may show it: its base URL (as written and without a trailing ``/``),
+    its ``host:port`` and its host name. A service hides these like secrets, so no client learns an internal
+    address from a provider's error (httpx names the URL it failed on; a proxy's error page echoes it)."""
+    if not url:
+        return ()
+    _, _, after = _split(url.strip())
+    authority = re.split(r"[/?#]", after.lstrip("@"), maxsplit=1)[0]
+    host = authority
+    if m := _HOST_PORT.fullmatch(authority):
+        host = m.group(1).strip("[]")
+    names = [url.strip(), url.strip().rstrip("/"), authority, host]
+    return tuple(dict.fromkeys(n for n in names if n))
+
+
 def redact_text(text: str, secrets: Iterable[str | None] = ()) -> str:
     """``text`` with each of ``secrets`` (a key, a password) replaced, then every URL in it redacted.
 
@@ -192,21 +208,43 @@ def scrub_chain(err: BaseException, secrets: Iterable[str | None] = ()) -> BaseE
     return err
 
 
+#: a URL's scheme and authority (user-info, host, port): what a log of upstream requests hides
+_AUTHORITY = re.compile(r"([A-Za-z][A-Za-z0-9+.\-]*://)[^/\s'\"<>`]+")
+
+
+#: how httpcore's connection trace names the host it connects to (at DEBUG): ``host='10.0.0.5'``
+_HOST_FIELD = re.compile(r"""(\bhost=)(?:'[^']*'|"[^"]*"|[^\s,)]+)""")
+
+
+def _hide_hosts(text: str) -> str:
+    return _HOST_FIELD.sub(lambda m: m.group(1) + repr(REDACTED), _AUTHORITY.sub(lambda m: m.group(1) + REDACTED, text))
+
+
 class _RedactingFilter(logging.Filter):
-    """Redacts the URLs in a record's message: httpx logs every request's full URL at INFO."""
+    """Redacts the URLs in a record's message: httpx logs every request's full URL at INFO. With
+    ``hide_hosts`` every URL's authority is hidden as well (an upstream's internal address)."""
+
+    def __init__(self, hide_hosts: bool = False) -> None:
+        super().__init__()
+        self.hide_hosts = hide_hosts
 
     def filter(self, record: logging.LogRecord) -> bool:
         message = record.getMessage()
         redacted = redact_text(message)
+        if self.hide_hosts:
+            redacted = _hide_hosts(redacted)
         if redacted != message:
             record.msg, record.args = redacted, None
         return True
 
 
-def redact_logs(*names: str) -> None:
+def redact_logs(*names: str, hide_hosts: bool = False) -> None:
     """Make the loggers ``names`` (a third-party library's own, records are filtered where they are made)
-    redact URLs; idempotent."""
+    redact URLs, with ``hide_hosts`` down to ``scheme://***/path``; idempotent."""
     for name in names:
         logger = logging.getLogger(name)
-        if not any(isinstance(f, _RedactingFilter) for f in logger.filters):
-            logger.addFilter(_RedactingFilter())
+        found = [f for f in logger.filters if isinstance(f, _RedactingFilter)]
+        if found:
+            found[0].hide_hosts = found[0].hide_hosts or hide_hosts
+        else:
+            logger.addFilter(_RedactingFilter(hide_hosts))

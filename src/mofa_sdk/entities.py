@@ -183,6 +183,10 @@ class Message(Entity):
     is_error: bool = False
     #: on a user message with non-text input: its ordered parts; ``content`` is their text joined by newlines
     parts: list[MessagePart] = Field(default_factory=list)
+    #: a system message summarising every message of its session before it (``POST /v1/responses/compact``):
+    #: the window starts at the last one, sending its text (as a round of its own) instead of the messages it
+    #: summarises
+    compaction: bool = False
 
     @field_validator("tool_call_id")
     @classmethod
@@ -200,6 +204,8 @@ class Message(Entity):
             ids = [c.id for c in self.tool_calls]
             if len(set(ids)) != len(ids):
                 raise ValueError(f"an assistant message's tool call ids must differ, got {ids}")
+        if self.compaction and role != "system":
+            raise ValueError(f"a compaction is a system message, not a {role} message")
         if (self.tool_call_id is not None or self.is_error) and role != "tool":
             raise ValueError(f"tool_call_id and is_error belong to a tool message, not a {role} message")
         if self.parts:

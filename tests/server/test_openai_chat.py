@@ -65,8 +65,8 @@ async def call_of(db: str, reply: Message) -> Any:
 
 
 async def test_streamed_with_include_usage_sync_client(fault_pair: FaultPair) -> None:
-    """The sync client streams; the client's messages are what went upstream; only the last user message and
-    the reply are saved, byte for byte what the client saw; the usage chunk and the api-call row hold the
+    """The sync client streams; the client's messages are what went upstream; they and the reply are saved,
+    byte for byte what the client saw; the usage chunk and the api-call row hold the
     provider's real counts."""
     db, server, fault = fault_pair.db, fault_pair.servers[0], fault_pair.fault
     key, row = await make_key(db)
@@ -95,10 +95,11 @@ async def test_streamed_with_include_usage_sync_client(fault_pair: FaultPair) ->
 
     sid = uuid.UUID(headers["x-mofa-session-id"])
     rows = await stored(db, row.tenant_id, sid)
+    # a history no session holds starts one holding all of it (so that its next turn continues it)
     assert [(m.role, m.content, m.status) for m in rows] == [
-        ("user", CONTEXT[-1]["content"], "complete"), ("assistant", text, "complete")]
-    assert chunks[0].id == f"chatcmpl-{rows[1].id}"
-    call = await call_of(db, rows[1])
+        *((m["role"], m["content"], "complete") for m in CONTEXT), ("assistant", text, "complete")]
+    assert chunks[0].id == f"chatcmpl-{rows[-1].id}"
+    call = await call_of(db, rows[-1])
     assert (call.prompt_tokens, call.completion_tokens, call.total_tokens) == (11, 4, 15)
     assert call.status == "success" and call.tokens_estimated is False
 

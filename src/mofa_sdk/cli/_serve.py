@@ -33,6 +33,13 @@ def serve(
     max_connections: Annotated[
         int, typer.Option("--max-connections", min=1, help="Open connections per worker; one more gets a 503.")
     ] = 1000,
+    thread_history: Annotated[
+        bool, typer.Option(
+            "--thread-history/--no-thread-history",
+            help="Continue the stored session whose messages a stateless request resends (Chat Completions, "
+                 "Responses input lists), saving only what is new; off: each request is saved on its own.",
+        ),
+    ] = True,
     db: DbOpt = None,
 ) -> None:
     """Serve the library over HTTP: streamed turns (SSE) that outlive the connection, resumable from any
@@ -59,7 +66,7 @@ def serve(
 
     run(check())
     config = ServeConfig(database_url=url, row_level_security=row_level_security, max_body_bytes=max_body_bytes,
-                         max_connections=max_connections)
+                         max_connections=max_connections, thread_history=thread_history)
     os.environ[CONFIG_ENV] = config_to_env(config)
     banner = f"mofa serve on http://{host}:{port} · database {redact_url(url)} · {workers} worker(s)"
     err_console.print(banner, soft_wrap=True)

@@ -17,7 +17,7 @@ import httpx2
 import openai
 from openai.types.chat import ChatCompletion, ChatCompletionChunk
 
-from .._redact import redact_logs, redact_text, redact_url, scrub_chain, url_secrets
+from .._redact import redact_logs, redact_text, redact_url, scrub_chain, upstream_names, url_secrets
 from ..errors import (
     AuthenticationError,
     ConfigError,
@@ -49,8 +49,9 @@ Sleep = Callable[[float], Awaitable[None]]
 #: one streamed piece of a tool call: index, id, function name, argument fragment
 _CallDelta = tuple[int, str | None, str | None, str | None]
 
-# the HTTP client logs each request's URL (at INFO), credentials in base_url and all
-redact_logs("httpx2", "httpx", "openai._base_client")
+# the HTTP client logs each request's URL (at INFO), credentials in base_url and all; the upstream's address
+# is internal to the deployment, so its host is hidden too (the path still says which call it was)
+redact_logs("httpx2", "httpx", "openai._base_client", "httpcore2.connection", "httpcore.connection", hide_hosts=True)
 
 
 class _Client(openai.AsyncOpenAI):
@@ -125,8 +126,9 @@ class OpenAICompatibleProvider:
             raise ConfigError("default_model must be a non-empty model name")
         self.default_model = default_model
         self._key = api_key or ""
-        #: what no message may show: the key, and credentials in base_url (http://u:pw@…, ?key=…)
-        self._secrets = (self._key, *url_secrets(base_url))
+        #: what no message may show: the key, credentials in base_url (http://u:pw@…, ?key=…), and where the
+        #: upstream lives (a service's clients must not learn an internal address from an error)
+        self._secrets = (self._key, *url_secrets(base_url), *upstream_names(base_url))
         self._connect_timeout = connect_timeout
         self._read_timeout = read_timeout
         self._include_usage = include_usage
@@ -139,7 +141,8 @@ class OpenAICompatibleProvider:
         except (httpx2.InvalidURL, ValueError, TypeError) as exc:
             problem = f"{type(exc).__name__}: {self._scrub(str(exc))}"
         if problem is not None:  # raised outside the except: the original must not ride along as context
-            raise ConfigError(f"bad base_url {redact_url(base_url or '')!r} ({problem})")
+            # the URL itself is not shown: this can be an agent row's api_base answered to a service's client
+            raise ConfigError(f"bad base_url ({problem})")
         self._client = _Client(
             sleep=sleep,
             max_retry_delay=max_retry_delay,
@@ -149,8 +152,9 @@ class OpenAICompatibleProvider:
             max_retries=max_retries,
             http_client=http_client,
         )
-        #: where requests go, as messages and reprs show it: credentials redacted
+        #: where requests go, as reprs show it: credentials redacted (error messages never name it)
         self.base_url = redact_url(str(self._client.base_url))
+        self._secrets += upstream_names(str(self._client.base_url))
 
     def __repr__(self) -> str:
         return f"OpenAICompatibleProvider(base_url={self.base_url!r}, default_model={self.default_model!r})"
@@ -432,7 +436,8 @@ class OpenAICompatibleProvider:
     # -- errors ---------------------------------------------------------------------------------------
 
     def _where(self) -> str:
-        return f"provider at {self.base_url}"
+        # not the base URL: an error reaches a service's clients, and the upstream's address is internal
+        return f"{self.name} provider"
 
     def _scrub(self, text: str) -> str:
         return redact_text(text, self._secrets)

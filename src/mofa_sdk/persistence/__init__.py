@@ -19,6 +19,7 @@ from ..entities import (
     UsageStatistics,
 )
 from ._api_keys import API_KEY_PREFIX, authenticate_api_key, hash_api_key, issue_api_key, mask_api_key
+from ._chain import ThreadMatch, chain_of, in_chain
 from ._connect import connect_store, default_database_url
 from ._context import PersistenceContext
 from ._memory import InMemoryStore
@@ -62,14 +63,17 @@ __all__ = [
     "SqliteStore",
     "StartedTurn",
     "Store",
+    "ThreadMatch",
     "TurnEngine",
     "TurnOptions",
     "TurnSession",
     "UsageStatistics",
     "authenticate_api_key",
+    "chain_of",
     "connect_store",
     "default_database_url",
     "hash_api_key",
+    "in_chain",
     "is_encrypted",
     "issue_api_key",
     "keys_left_encrypted",

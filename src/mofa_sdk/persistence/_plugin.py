@@ -595,6 +595,10 @@ class PersistencePlugin(EventHandler):
             self._written += 1
 
 
+#: the question a compaction answers, as the window sends it before the summary
+COMPACTION_ASK = "Summarise our conversation so far."
+
+
 async def _load_window(
     store: WindowReader, tenant_id: uuid.UUID, session_id: uuid.UUID, window: int | None, *,
     keep_last_open: bool = False,
@@ -616,6 +620,15 @@ async def _load_window(
             if len(rows) < k or rounds >= window + 1:
                 break
             k *= 2
+    # The last compaction stands for every row before it (POST /v1/responses/compact), which are not sent. It
+    # goes first as a round of its own, the summary as the model's answer to being asked for it: a system
+    # message after the first would be dropped by the window and refused by many chat templates
+    summary: list[ChatMessage] = []
+    cut = max((i for i, r in enumerate(rows) if r.compaction), default=None)
+    if cut is not None:
+        summary = [ChatMessage(role="user", content=COMPACTION_ASK),
+                   ChatMessage(role="assistant", content=rows[cut].content, id=rows[cut].id)]
+        rows = rows[cut + 1 :]
     # A tool row stored before migration 0009 names no call: it answers nothing that can be sent (a result
     # must follow the call it names), so it is left out, as the window leaves out any orphan result.
     history = [chat_message(r) for r in rows if not (r.role == "tool" and r.tool_call_id is None)]
@@ -624,9 +637,9 @@ async def _load_window(
         history.pop(0)
     settled, missing = settle_tool_messages(history)
     if not missing:  # nearly always: one read, nothing more
-        return settled
+        return [*summary, *settled]
     if keep_last_open and rows and set(missing) <= {c.id for c in rows[-1].tool_calls}:
-        return settled
+        return [*summary, *settled]
     try:
         recorded = await store.answer_interrupted_tool_calls(tenant_id, session_id)
     except PersistenceError as exc:
@@ -638,7 +651,7 @@ async def _load_window(
     if missing:
         log.warning("session %s: tool call(s) %s have no result; they are sent as interrupted (not recorded: "
                     "their turn may still be running)", session_id, ", ".join(missing))
-    return settled
+    return [*summary, *settled]
 
 
 def _recorded(settings: SessionSettings | None) -> dict[str, Any] | None:

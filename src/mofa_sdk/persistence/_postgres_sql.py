@@ -130,7 +130,8 @@ LOCK_MESSAGE_SQL = (
 )
 REWRITE_MESSAGE_SQL = (
     "UPDATE entity_message SET content = %s, metadata = %s, nul_escaped = %s, status = coalesce(%s, status),"
-    " delta_ends = CASE WHEN %s THEN %s::json ELSE delta_ends END, update_time = %s WHERE id = %s AND tenant_id = %s"
+    " delta_ends = CASE WHEN %s THEN %s::json ELSE delta_ends END, update_time = %s, chain_hash = NULL"
+    " WHERE id = %s AND tenant_id = %s"
 )
 
 

@@ -33,10 +33,11 @@ from ..entities import (
     SettingsChange,
     UsageStatistics,
 )
-from ..errors import ConflictError, NotFoundError, SessionBusyError, TenantMismatchError
+from ..errors import ConfigError, ConflictError, NotFoundError, SessionBusyError, TenantMismatchError
 from ..ids import utc_now
 from ..llm import INTERRUPTED_TOOL_RESULT
 from ._args import agent_code, as_id, as_optional_id, checked, checked_all, count, provider_name
+from ._chain import GENESIS, ThreadMatch, row_link
 from ._checks import (
     check_before,
     check_delta_ends,
@@ -116,6 +117,30 @@ _SESSION_EXISTS = "EXISTS (SELECT 1 FROM entity_session WHERE id = :session_id A
 _PROVIDER_IN_TENANT = "EXISTS (SELECT 1 FROM entity_provider WHERE id = :provider_id AND tenant_id = :tenant_id)"
 _NEWEST_FIRST = " ORDER BY create_time DESC, id DESC"
 _RECENT_FIRST = " ORDER BY update_time DESC, id DESC"
+
+
+#: messages' links of the history chain (``_chain``), a batch at a time; not their update time: the rows did
+#: not change. VALUES columns are column1, column2 on both databases
+_SET_LINKS = (
+    "UPDATE entity_message SET chain_hash = v.column2 FROM (VALUES {values}) AS v"
+    " WHERE entity_message.id = v.column1 AND entity_message.tenant_id = :tenant_id"
+)
+_LINKS_PER_WRITE = 400
+#: where a row read with ``MESSAGE.cols()`` holds its session id
+_MESSAGE_SESSION = list(MESSAGE.columns).index("session_id")
+#: deleting a message unsets the links after it in its session (an edit unsets the row's own: sealing
+#: relinks every row from the first unlinked one on)
+_UNLINK_AFTER = (
+    "UPDATE entity_message SET chain_hash = NULL WHERE tenant_id = :tenant_id AND session_id ="
+    " (SELECT session_id FROM entity_message WHERE id = :id AND tenant_id = :tenant_id) AND seq >"
+    " (SELECT seq FROM entity_message WHERE id = :id AND tenant_id = :tenant_id)"
+)
+
+
+def _checked_links(links: Sequence[str]) -> list[str]:
+    if isinstance(links, str) or not all(isinstance(h, str) and len(h) == 64 for h in links):
+        raise ConfigError("links must be a sequence of 64-digit chain hashes (see _chain.chain_of)")
+    return list(links)
 
 
 @functools.cache
@@ -376,6 +401,8 @@ class SqlStore(Store):
                 clause, values = d.message_set(column, kind, value)
                 sets.append(clause)
                 params.update(values)
+        if not isinstance(content, Unset):
+            sets.append("chain_hash = NULL")  # relinked (with the rows after it) when next threaded
         if not isinstance(status, Unset):
             sets.append("status = :status")
             params["status"] = status
@@ -425,7 +452,9 @@ class SqlStore(Store):
     ) -> bool:
         tenant_id, message_id = as_id(tenant_id, "tenant_id"), as_id(message_id, "message_id")
         sql, params = f"DELETE FROM entity_message WHERE {_BY_ID}", self._keys(id=message_id, tenant_id=tenant_id)
-        return await self._change(sql, params, f"deleting message {message_id}", tenant_id, tx) > 0
+        async with self._writing(f"deleting message {message_id}", tx, tenant_id, atomic=True) as conn:
+            await self._execute(conn, driver_sql(self._dialect, _UNLINK_AFTER), params)
+            return await self._execute(conn, driver_sql(self._dialect, sql), params) > 0
 
     async def delete_session_messages(
         self, tenant_id: uuid.UUID, session_id: uuid.UUID, *, tx: Transaction | None = None
@@ -704,6 +733,93 @@ class SqlStore(Store):
         async with self._reading(f"searching the messages of user {user_id}", tenant_id) as conn:
             rows = await self._rows(conn, sql, params)
         return [self._settle(MESSAGE.load(r, d)) for r in rows]
+
+    # -- history threading (migration 0010, ``_chain``) ------------------------------------------------
+    async def find_thread(
+        self, tenant_id: uuid.UUID, user_id: uuid.UUID, links: Sequence[str], *,
+        session_id: uuid.UUID | None = None,
+    ) -> ThreadMatch | None:
+        tenant_id, user_id = as_id(tenant_id, "tenant_id"), as_id(user_id, "user_id")
+        session_id = as_optional_id(session_id, "session_id")
+        links = _checked_links(links)
+        if not links:
+            return None
+        await self._seal_chains(tenant_id, user_id, session_id)
+        named = {f"l{i}": h for i, h in enumerate(links)}
+        only = " AND m.session_id = :session_id" if session_id is not None else ""
+        sql = (
+            "SELECT m.session_id, m.chain_hash FROM entity_message m WHERE m.tenant_id = :tenant_id"
+            f" AND m.user_id = :user_id AND m.chain_hash IN ({', '.join(':' + k for k in named)}){only}"
+            " AND NOT EXISTS (SELECT 1 FROM entity_message n WHERE n.session_id = m.session_id"
+            " AND n.tenant_id = m.tenant_id AND n.seq > m.seq)"
+            " AND EXISTS (SELECT 1 FROM entity_session s WHERE s.id = m.session_id AND s.tenant_id = m.tenant_id"
+            " AND s.user_id = :user_id) ORDER BY m.update_time DESC, m.id DESC"
+        )
+        keys = self._keys(tenant_id=tenant_id, user_id=user_id)
+        if session_id is not None:
+            keys |= self._keys(session_id=session_id)
+        async with self._reading(f"finding the session of a history of user {user_id}", tenant_id) as conn:
+            rows = await self._rows(conn, sql, keys | named)
+        position = {h: i for i, h in enumerate(links)}
+        best: ThreadMatch | None = None
+        for sid, link in rows:  # newest first: of equal matches the first found wins
+            matched = position[link] + 1
+            if best is None or matched > best.matched:
+                best = ThreadMatch(self._dialect.from_db("uuid", sid), matched)
+        return best
+
+    async def _seal_chains(self, tenant_id: uuid.UUID, user_id: uuid.UUID, session_id: uuid.UUID | None) -> None:
+        """Give the user's messages without a link theirs, each session from its first such row on (an edited
+        or deleted row unsets the links from it on). A reply still streaming stops its session. Two reads and
+        one batched write however many sessions are open."""
+        d = self._dialect
+        keys = self._keys(tenant_id=tenant_id, user_id=user_id)
+        only = ""
+        if session_id is not None:
+            keys |= self._keys(session_id=session_id)
+            only = " AND session_id = :session_id"
+        opened = (  # each session with unlinked rows, and its first one
+            "SELECT session_id, min(seq) AS first FROM entity_message WHERE tenant_id = :tenant_id"
+            f" AND user_id = :user_id AND chain_hash IS NULL{only} GROUP BY session_id"
+        )
+        doing = Words(lambda: f"linking the history chain of user {user_id}")
+        async with self._reading(doing, tenant_id) as conn:
+            before = await self._rows(
+                conn, f"SELECT p.session_id, p.chain_hash FROM entity_message p JOIN ({opened}) o"
+                " ON p.session_id = o.session_id WHERE p.tenant_id = :tenant_id AND p.seq = (SELECT max(q.seq)"
+                " FROM entity_message q WHERE q.session_id = o.session_id AND q.tenant_id = :tenant_id"
+                " AND q.seq < o.first)", keys,
+            )  # fmt: skip
+            rows = await self._rows(
+                conn, f"SELECT {MESSAGE.cols('m.')} FROM entity_message m JOIN ({opened}) o"
+                " ON m.session_id = o.session_id WHERE m.tenant_id = :tenant_id AND m.seq >= o.first"
+                " ORDER BY m.session_id, m.seq", keys,
+            )  # fmt: skip
+        previous = {sid: link for sid, link in before if link is not None}
+        stopped: set[uuid.UUID] = set()
+        links: list[tuple[Any, str]] = []
+        for raw in rows:
+            row = self._settle(MESSAGE.load(raw, d))
+            if row.session_id in stopped:
+                continue
+            if row.status == "streaming":
+                stopped.add(row.session_id)
+                continue
+            key = raw[_MESSAGE_SESSION]
+            link = row_link(previous.get(key, GENESIS), row, row.tool_calls, row.parts)
+            previous[key] = link
+            links.append((d.to_db("uuid", row.id), link))
+        if not links:
+            return
+        async with self._writing(doing, None, tenant_id, atomic=True) as conn:
+            for at in range(0, len(links), _LINKS_PER_WRITE):
+                batch = links[at : at + _LINKS_PER_WRITE]
+                values = ", ".join(f"({d.placeholder(f'i{n}', 'uuid')}, {d.placeholder(f'h{n}', 'text')})"
+                                   for n in range(len(batch)))
+                params: dict[str, Any] = {"tenant_id": keys["tenant_id"]}
+                for n, (mid, link) in enumerate(batch):
+                    params[f"i{n}"], params[f"h{n}"] = mid, link
+                await self._execute(conn, driver_sql(d, _SET_LINKS.format(values=values)), params)
 
     # -- api calls -------------------------------------------------------------------------------------
     async def _insert_calls(self, calls: Sequence[LLMApiCall], tx: Transaction | None) -> list[LLMApiCall]:

@@ -39,6 +39,7 @@ from ..entities import (
 )
 from ..errors import ConfigError, MofaError, PersistenceError, ValidationError
 from ..ids import parse_uuid
+from ._chain import ThreadMatch
 from ._local_tx import LocalTransaction
 
 if TYPE_CHECKING:
@@ -475,6 +476,17 @@ class Store(abc.ABC):
         (see :func:`check_id_fragment`), most recently active first, at most ``limit``. Ids are uuid7:
         their start is the creation time, so sessions of one day share a long prefix while their end is
         random (what lists show as the short id)."""
+
+    @abc.abstractmethod
+    async def find_thread(
+        self, tenant_id: uuid.UUID, user_id: uuid.UUID, links: Sequence[str], *,
+        session_id: uuid.UUID | None = None,
+    ) -> ThreadMatch | None:
+        """The user's session (in this tenant; ``session_id``: only that one) whose last message has the
+        latest of ``links`` (the request's history chain, ``_chain.chain_of``), and how many of the links it
+        matched; None when no session ends with any of them. Ties (equal histories) go to the session written
+        last. The user's messages without a link yet (new rows, rows from before migration 0010) get theirs
+        first; a reply still streaming gets none, so its session matches nothing."""
 
     @abc.abstractmethod
     async def search_messages(

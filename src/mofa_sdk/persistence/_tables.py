@@ -136,7 +136,7 @@ MESSAGE = Table("entity_message", Message, {
     "id": "uuid", "session_id": "uuid", "tenant_id": "uuid", "user_id": "uuid", "agent_id": "uuid", "seq": "int",
     "role": "text", "content": "text", "status": "text", "metadata": "json", "nul_escaped": "bool",
     "parent_message_id": "uuid", **_TIMES, "delta_ends": "json", "request_params": "json", "tool_calls": "json",
-    "tool_call_id": "text", "is_error": "bool", "parts": "json",
+    "tool_call_id": "text", "is_error": "bool", "parts": "json", "compaction": "bool",
 })  # fmt: skip
 SESSION = Table("entity_session", Session, {
     **_IDS, "user_id": "uuid", "agent_id": "uuid", "title": "text", "metadata": "json", **_TIMES,

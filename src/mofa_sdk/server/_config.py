@@ -49,6 +49,9 @@ class ServeConfig:
     body_timeout_seconds: float = 30.0
     #: open client connections per process (capped below its file-descriptor limit); one more gets a 503
     max_connections: int = 1000
+    #: a Chat Completions (or Responses ``input`` list) request whose earlier messages equal a stored session
+    #: of the same user continues it, saving only what is new (``--no-thread-history`` turns it off)
+    thread_history: bool = True
 
     def __post_init__(self) -> None:
         if not isinstance(self.pool_size, int) or not 1 <= self.pool_size <= 1000:

@@ -2,7 +2,7 @@
 
 Every failure answers a JSON body with a 4xx or 5xx, never an HTML page or a traceback. The shape is the API's
 the path belongs to: the native API answers ``{"error": {"code", "message", "type", "param"}}``; the OpenAI
-views (chat completions, models, conversations, responses) answer OpenAI's ``{"error": {"message", "type",
+views (chat completions, completions, models, conversations, responses) answer OpenAI's ``{"error": {"message", "type",
 "param", "code"}}``, where a validation error is a 400 and a bad key is ``invalid_api_key``. The exception
 handlers and the middlewares (auth, body limit) all answer through :func:`error_response`.
 """
@@ -39,7 +39,7 @@ __all__ = ["OPENAI_PREFIXES", "ApiError", "api_of", "error_payload", "error_resp
 log = logging.getLogger("mofa_sdk.server")
 
 #: path prefixes of the OpenAI views: their errors take OpenAI's shape
-OPENAI_PREFIXES = ("/v1/chat/", "/v1/models", "/v1/conversations", "/v1/responses")
+OPENAI_PREFIXES = ("/v1/chat/", "/v1/completions", "/v1/models", "/v1/conversations", "/v1/responses")
 
 _CODES = {400: "bad_request", 401: "unauthorized", 404: "not_found", 405: "method_not_allowed",
           409: "conflict", 413: "body_too_large", 415: "unsupported_media_type", 422: "invalid_request",

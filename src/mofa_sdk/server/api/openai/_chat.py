@@ -1,13 +1,13 @@
 """OpenAI Chat Completions and Models: a view of the same runs the native API starts and follows.
 
 A chat completion is a run (``RunRegistry.start_run``, through the turn engine): the client's messages are what
-is sent, for this turn only (the client keeps its context, the window is not read), and the engine saves the
-request's new tail (:func:`request_tail`: the user message, or the tool results answering the last reply's
-calls) and the reply to the session named by ``X-Mofa-Session-Id`` (created if new, with the tail) or to a new
-one. ``model`` is an agent code of the tenant, else a model name for the default provider (recorded on the
-session). The client's ``tools`` are sent to the provider and never run here: a reply making calls ends the
-turn (saved with its calls, ``finish_reason: tool_calls``). Its events are rendered as
-``chat.completion.chunk`` objects, a tool call's in OpenAI's ``delta.tool_calls`` shape.
+is sent, for this turn only (the client keeps its context, the window is not read). The engine saves what the
+session lacks (``_threading``: the session a resent history continues, or the one ``X-Mofa-Session-Id`` names, or
+a new one holding the whole request; with threading off, :func:`request_tail`: the user message, or the tool
+results answering the last reply's calls) and the reply. ``model`` is an agent code of the tenant, else a model
+name for the default provider (recorded on the session). The client's ``tools`` are sent to the provider and never
+run here: a reply making calls ends the turn (saved with its calls, ``finish_reason: tool_calls``). Its events are
+rendered as ``chat.completion.chunk`` objects, a tool call's in OpenAI's ``delta.tool_calls`` shape.
 """
 
 from __future__ import annotations
@@ -38,6 +38,7 @@ from ...runs import (
     follow_local,
 )
 from ._shapes import chunk, completion, finish_reason, openai_error, tool_call_delta, usage_chunk
+from ._threading import thread_request
 from .schemas import ChatRequest, ParamError
 
 __all__ = ["SESSION_HEADER", "request_tail", "router"]
@@ -109,9 +110,17 @@ async def chat_completions(
 ) -> Any:
     messages = req.conversation()
     sid = _session_id(session_header)
-    # a session named by the header holds the last reply (and its calls); a new one gets the message making
-    # them with their results, so its rows read user -> assistant (calls) -> tool results -> assistant
-    earlier, user = request_tail(messages, with_calls=sid is None)
+    if registry.config.thread_history:  # a resent history continues its session; only what is new is saved
+        threaded = await thread_request(registry.store, who, messages, sid)
+    else:
+        threaded = None
+    if threaded is not None:
+        sid, new = threaded.session_id, list(threaded.new)
+        earlier, user = (new[:-1], new[-1]) if new[-1].role == "user" else (new, None)
+    else:
+        # a session named by the header holds the last reply (and its calls); a new one gets the message making
+        # them with their results, so its rows read user -> assistant (calls) -> tool results -> assistant
+        earlier, user = request_tail(messages, with_calls=sid is None)
     options = _turn(req, messages, earlier, user)
     # an agent code answers with that agent; a plain model name with the default provider, never the
     # session's own agent row

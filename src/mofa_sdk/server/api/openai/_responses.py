@@ -24,6 +24,7 @@ from fastapi import APIRouter, Query
 from ....entities import Session
 from ....errors import NotFoundError, SessionBusyError
 from ....ids import uuid7
+from ....llm import ChatMessage
 from ....persistence import KEEP, SettingsRequest, TurnOptions
 from ...http import KEEPALIVE, ApiError, Registry, SSEResponse, Who, sse
 from ...runs import (
@@ -45,6 +46,7 @@ from ._common import conversation_of, list_page, reply_row
 from ._request_fields import provider_fields, request_fields
 from ._response_object import spec_fields
 from ._shapes import decode_id, encode_id, response_obj
+from ._threading import thread_request
 from ._tool_items import call_item, call_items, input_messages, items_of_row, tool_choice, tool_event, tool_specs
 from .schemas import ResponseCreate
 
@@ -104,13 +106,21 @@ async def start_response(registry: RunRegistry, who: Principal, body: ResponseCr
     specs = tool_specs(body.tools)
     choice = tool_choice(body.tool_choice, specs, body.max_tool_calls)
     parallel = False if body.max_tool_calls == 1 else body.parallel_tool_calls
-    session = await _session_for(registry, who, body)
+    session: Session | uuid.UUID | None = await _session_for(registry, who, body)
+    given = input_messages(earlier_items)
+    if session is None and given and registry.config.thread_history:
+        # an input list that resends a stored conversation continues it (see _threading); only what is new is saved
+        sent = [*given, *([ChatMessage(role="user", content=user_text)] if user_text is not None else [])]
+        threaded = await thread_request(registry.store, who, sent, None)
+        if threaded is not None and threaded.session_id is not None:
+            # what is new is a tail of what was sent: the items before the last that the session lacks
+            session, given = threaded.session_id, given[len(sent) - len(threaded.new):]
     model = body.model
     # ``model`` names an agent row of the tenant, else the model of the session's agent (or default provider)
     agent = None if model is None else await registry.store.get_agent_by_code_and_tenant(who.tenant_id, model)
     asked = SettingsRequest(agent=model) if agent is not None else SettingsRequest(model=model or KEEP)
     # items before the last: rows of the session before the user message, written with it (ids known now)
-    earlier = [replace(m, id=uuid7()) for m in input_messages(earlier_items)]
+    earlier = [replace(m, id=uuid7()) for m in given]
     # the request parameters, saved with the (last) user message in its insert; its own id is not in
     # input_ids (it is not known yet): _meta adds it
     meta = {"created_at": int(time.time()), "model": model or "", "instructions": body.instructions,
