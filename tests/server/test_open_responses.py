@@ -23,7 +23,6 @@ SUITE = ROOT / "tests" / "compliance" / "openresponses"
 #: compliance tests that need work of other branches (issue #23), each with what it waits for; a pending test
 #: that passes fails this test, so the list only shrinks
 PENDING = {
-    "compact-response": "POST /v1/responses/compact (issue #23 item 4, the thread branch)",
     "compact-missing-model": "POST /v1/responses/compact (issue #23 item 4, the thread branch)",
     "websocket-compact-new-chain": "POST /v1/responses/compact and compaction input items (the thread branch)",
     "image-input": "a user message's image parts through the turn engine (TurnOptions.user_parts, the tools "
