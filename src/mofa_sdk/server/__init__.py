@@ -12,11 +12,15 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from ._config import ServeConfig
+from ._settings import CONFIG_FILE_ENV, KEYS, Key, ServeSettings, default_config_path, load_settings
 
 if TYPE_CHECKING:
     from ._app import CONFIG_ENV, app_from_env, config_to_env, create_app
 
-__all__ = ["CONFIG_ENV", "ServeConfig", "app_from_env", "config_to_env", "create_app"]
+__all__ = [
+    "CONFIG_ENV", "CONFIG_FILE_ENV", "KEYS", "Key", "ServeConfig", "ServeSettings", "app_from_env", "config_to_env",
+    "create_app", "default_config_path", "load_settings",
+]
 
 _APP = {"CONFIG_ENV", "app_from_env", "config_to_env", "create_app"}
 

@@ -42,6 +42,14 @@ class ServeConfig:
     shutdown_grace_seconds: float = 10.0
     #: a reply is cut (saved as ``error``, code ``reply_too_large``) at this many characters; None: no cap
     max_reply_chars: int | None = 1_000_000
+    #: OpenTelemetry: start the SDK at start-up (OTLP exporter, configured by the ``OTEL_*`` variables)
+    otel: bool = False
+    #: record prompt and reply text on the LLM spans (off by default: they may hold personal data)
+    otel_capture_content: bool = False
+    #: serve ``GET /metrics`` (Prometheus text format) on the service's port
+    metrics: bool = False
+    #: when set, ``/metrics`` needs ``Authorization: Bearer <token>``; kept out of the repr
+    metrics_token: str | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
         if not isinstance(self.pool_size, int) or not 1 <= self.pool_size <= 1000:
@@ -58,5 +66,11 @@ class ServeConfig:
             value = getattr(self, name)
             if not isinstance(value, int | float) or not value > 0:
                 raise ConfigError(f"{name} must be a number of seconds > 0, got {value!r}")
+        for name in ("row_level_security", "otel", "otel_capture_content", "metrics"):
+            if not isinstance(getattr(self, name), bool):
+                raise ConfigError(f"{name} must be true or false, got {getattr(self, name)!r}")
+        if self.metrics_token is not None and (not isinstance(self.metrics_token, str)
+                                               or len(self.metrics_token.strip()) < 16):
+            raise ConfigError("metrics_token must be a string of at least 16 characters (it guards /metrics)")
         if self.owner_timeout_seconds <= self.heartbeat_seconds:
             raise ConfigError("owner_timeout_seconds must be longer than heartbeat_seconds")
