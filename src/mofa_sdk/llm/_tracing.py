@@ -36,7 +36,6 @@ __all__ = [
 #: the standard switch of GenAI instrumentations for recording message content
 CONTENT_ENV = "OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT"
 
-_tracer = trace.get_tracer("mofa_sdk")
 _capture: bool | None = None
 
 #: ``gen_ai.provider.name`` of each provider kind (the conventions' names where one exists)
@@ -47,6 +46,11 @@ def tracing_enabled() -> bool:
     """True once a real tracer provider (an SDK) is set: the one check a turn pays without one."""
     provider = trace.get_tracer_provider()
     return not isinstance(provider, trace.ProxyTracerProvider | trace.NoOpTracerProvider)
+
+
+def _tracer() -> trace.Tracer:
+    # looked up per turn, not once at import: a provider set (or replaced, as tests do) later is used
+    return trace.get_tracer("mofa_sdk")
 
 
 def capture_content(value: bool | None = None) -> bool:
@@ -71,7 +75,7 @@ def traced(name: str, **attributes: Any) -> Iterator[Span | None]:
     if not tracing_enabled():
         yield None
         return
-    with _tracer.start_as_current_span(name, kind=SpanKind.CLIENT, attributes=_clean(attributes)) as span:
+    with _tracer().start_as_current_span(name, kind=SpanKind.CLIENT, attributes=_clean(attributes)) as span:
         yield span
 
 
@@ -83,7 +87,8 @@ class TurnSpans:
         self._system = _PROVIDER_NAMES.get(provider.name, provider.name)
         self._content = capture_content()
         name = f"invoke_agent {agent_name}" if agent_name else "invoke_agent"
-        self.turn = _tracer.start_span(name, kind=SpanKind.INTERNAL, attributes=_clean({
+        self._tracer = _tracer()
+        self.turn = self._tracer.start_span(name, kind=SpanKind.INTERNAL, attributes=_clean({
             "gen_ai.operation.name": "invoke_agent",
             "gen_ai.provider.name": self._system,
             "gen_ai.agent.id": str(turn.agent_id),
@@ -102,7 +107,7 @@ class TurnSpans:
         """A model call begins (a turn with tool calls makes several)."""
         self.end_call(None)
         local = self._provider.name == "local"
-        self.call = _tracer.start_span(
+        self.call = self._tracer.start_span(
             f"chat {params.model}", context=self._turn_context,
             kind=SpanKind.INTERNAL if local else SpanKind.CLIENT,
             attributes=_clean({

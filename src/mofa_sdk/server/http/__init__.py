@@ -1,14 +1,53 @@
 """The HTTP layer of ``mofa serve``: authentication, the body limit, SSE framing, typed dependencies and the
 one mapping of errors to responses. The API packages build on it; it knows no route."""
 
+from typing import TYPE_CHECKING, Any
+
 from ._auth import PUBLIC_PATHS, AuthMiddleware, Who, principal
 from ._deps import Registry, ServeApp, Services, StoreDep, services
 from ._errors import OPENAI_PREFIXES, ApiError, api_of, error_response, install_error_handlers, status_of
 from ._limits import BodyLimitMiddleware
 from ._sse import KEEPALIVE, SSEResponse, event_frame, sse
+from ._tracing import TracingMiddleware, start_otel_sdk
+
+if TYPE_CHECKING:
+    from ._metrics import METRICS_PATH, MetricsMiddleware, ServiceMetrics
 
 __all__ = [
-    "KEEPALIVE", "OPENAI_PREFIXES", "PUBLIC_PATHS", "ApiError", "AuthMiddleware", "BodyLimitMiddleware", "Registry",
-    "SSEResponse", "ServeApp", "Services", "StoreDep", "Who", "api_of", "error_response", "event_frame",
-    "install_error_handlers", "principal", "services", "sse", "status_of",
+    "KEEPALIVE",
+    "METRICS_PATH",
+    "OPENAI_PREFIXES",
+    "PUBLIC_PATHS",
+    "ApiError",
+    "AuthMiddleware",
+    "BodyLimitMiddleware",
+    "MetricsMiddleware",
+    "Registry",
+    "SSEResponse",
+    "ServeApp",
+    "ServiceMetrics",
+    "Services",
+    "StoreDep",
+    "TracingMiddleware",
+    "Who",
+    "api_of",
+    "error_response",
+    "event_frame",
+    "install_error_handlers",
+    "principal",
+    "services",
+    "sse",
+    "start_otel_sdk",
+    "status_of",
 ]
+
+_METRICS = {"METRICS_PATH", "MetricsMiddleware", "ServiceMetrics"}
+
+
+def __getattr__(name: str) -> Any:
+    # prometheus_client (the metrics extra) loads only when metrics are turned on
+    if name in _METRICS:
+        from . import _metrics
+
+        return getattr(_metrics, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

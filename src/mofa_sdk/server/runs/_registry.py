@@ -24,7 +24,7 @@ from ...errors import (
     SessionBusyError,
     UnsavedReplyError,
 )
-from ...llm import LLMProvider, StreamLimits
+from ...llm import EventHandler, LLMProvider, StreamLimits
 from ...persistence import (
     PersistencePlugin,
     SettingsRequest,
@@ -83,6 +83,8 @@ class RunRegistry:
         #: plugins holding replies whose final write failed (``plugin.pending``): retried until they land
         self.unsaved: list[PersistencePlugin] = []
         self._retrying: asyncio.Task[None] | None = None
+        #: handlers every run carries after its own (the service's metrics)
+        self.handlers: tuple[EventHandler, ...] = ()
         bus.on_control = self._on_control
 
     def start(self) -> None:
@@ -136,7 +138,8 @@ class RunRegistry:
         o = options or TurnOptions()
         run.request_params = o.request_params
         try:
-            started = opened.start(content, replace(o, reply_id=run.id, handlers=(*o.handlers, RunHooks(run))))
+            handlers = (*o.handlers, RunHooks(run), *self.handlers)
+            started = opened.start(content, replace(o, reply_id=run.id, handlers=handlers))
         except BaseException:
             await opened.aclose()
             raise
