@@ -115,6 +115,8 @@ def serve(
     uvicorn.run(
         "mofa_sdk.server:app_from_env", factory=True, host=settings.host, port=settings.port,
         workers=settings.workers, log_level=settings.log_level,
+        # a request uvicorn cannot parse gets the JSON error shape too
+        http="mofa_sdk.server._protocol:JsonErrorsProtocol",
         log_config=log_config(settings.log_level, settings.log_format),
         timeout_graceful_shutdown=int(config.shutdown_grace_seconds) + 5,
     )
