@@ -148,3 +148,35 @@ async def test_the_fallback_middleware_continues_the_callers_trace() -> None:
     a = dict(span.attributes or {})
     assert a["http.route"] == "/v1/things/{id}" and a["http.response.status_code"] == 503
     assert a["error.type"] == "503" and not span.status.is_ok
+
+
+def test_otel_starts_the_sdk_with_the_exporter_the_environment_names(monkeypatch: pytest.MonkeyPatch) -> None:
+    import importlib
+
+    from opentelemetry import trace
+
+    from mofa_sdk.errors import ConfigError
+    from mofa_sdk.server.http import start_otel_sdk
+    from tests.support.otel import reset_tracing
+
+    module = importlib.import_module("mofa_sdk.server.http._tracing")
+    monkeypatch.setenv("OTEL_SERVICE_NAME", "mofa-test")
+    for protocol, exporter_module in (("grpc", "grpc"), ("http/protobuf", "http")):
+        monkeypatch.setenv("OTEL_EXPORTER_OTLP_PROTOCOL", protocol)
+        monkeypatch.setattr(module, "_started", False)
+        try:
+            assert start_otel_sdk() and tracing_enabled()
+            provider: Any = trace.get_tracer_provider()
+            assert provider.resource.attributes["service.name"] == "mofa-test"
+            (processor,) = provider._active_span_processor._span_processors
+            exporter = processor.span_exporter
+            assert f".proto.{exporter_module}." in type(exporter).__module__, type(exporter).__module__
+            assert not start_otel_sdk()  # once per process: an SDK set already is kept
+        finally:
+            reset_tracing()
+            provider.shutdown()
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_PROTOCOL", "carrier-pigeon")
+    monkeypatch.setattr(module, "_started", False)
+    with pytest.raises(ConfigError, match="http/protobuf or grpc"):
+        start_otel_sdk()
+    assert not tracing_enabled()

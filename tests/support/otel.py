@@ -12,7 +12,7 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.util._once import Once
 
-__all__ = ["Spans", "recording_spans"]
+__all__ = ["Spans", "recording_spans", "reset_tracing"]
 
 
 class Spans:
@@ -26,6 +26,11 @@ class Spans:
 
     def named(self, prefix: str) -> list[ReadableSpan]:
         return [s for s in self.all() if s.name.startswith(prefix)]
+
+
+def reset_tracing() -> None:
+    """No tracer provider set, as at the start of a process."""
+    _reset()
 
 
 def _reset() -> None:
