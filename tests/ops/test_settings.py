@@ -128,3 +128,22 @@ def test_config_show_hides_secrets_and_loads_back(tmp_path: Path) -> None:
 def test_serve_refuses_a_bad_setting_before_starting(tmp_path: Path) -> None:
     r = run_cli(["serve", "--config", str(_file(tmp_path, "[server]\nworkers = 0\n"))])
     assert r.exit_code == 1 and "setting `server.workers`" in r.output, r.output
+
+
+def test_json_logs_are_one_object_a_line() -> None:
+    import json
+    import logging
+
+    from mofa_sdk.server import JsonFormatter, log_config
+
+    record = logging.LogRecord("mofa_sdk.server", logging.WARNING, __file__, 1, "run %s failed\nbadly", ("r1",), None)
+    line = JsonFormatter().format(record)
+    assert "\n" not in line
+    data = json.loads(line)
+    assert data["level"] == "warning" and data["logger"] == "mofa_sdk.server"
+    assert data["message"] == "run r1 failed\nbadly"
+    assert data["time"].endswith("+00:00")
+    config = log_config("debug", "json")
+    assert config["formatters"]["main"] == {"()": "mofa_sdk.server._logs.JsonFormatter"}
+    assert config["loggers"]["mofa_sdk"]["level"] == "DEBUG" and config["loggers"]["uvicorn.access"]["level"] == "DEBUG"
+    assert "format" in log_config("info", "text")["formatters"]["main"]
