@@ -111,7 +111,7 @@ class SqliteFloor:
         reply = await self._insert("assistant", REPLY, user, now)
         await self.conn.execute(self.CALL, (
             str(uuid.uuid4()), str(TENANT), self.sid, str(USER), str(AGENT), user, reply, "scripted-model",
-            "success", None, None, 30, 20, 50, None, None, 1, None, None, 0, 0, None, None, now,
+            "success", None, None, 30, 20, 50, None, None, 1, None, None, 0, 0, None, None, now, None,
             self.sid, str(TENANT),
         ))  # fmt: skip
         await self.conn.execute("COMMIT")

@@ -435,6 +435,8 @@ class LLMApiCall(Entity):
     tokens_per_second: float | None = Field(default=None, ge=0, allow_inf_nan=False)
     provider_response_id: str | None = None
     create_time: UtcTime = Field(default_factory=utc_now)
+    #: the OpenTelemetry trace the call ran in (32 hex digits); None when no tracing SDK was configured
+    trace_id: str | None = Field(default=None, pattern="^[0-9a-f]{32}$")
 
     @field_validator("error_message", "error_code", "model_name", "provider_response_id")
     @classmethod

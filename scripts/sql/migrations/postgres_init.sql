@@ -443,4 +443,19 @@ $mofa_sql$;
 END
 $mofa_do$;
 
+-- ---- migration 0015_api_call_trace -----------------------------------------------------------------------
+DO $mofa_do$
+BEGIN
+  IF NOT EXISTS (SELECT 1 FROM mofa_migrations WHERE name = '0015_api_call_trace') THEN
+    EXECUTE $mofa_sql$
+-- Tracing (issue 25): the OpenTelemetry trace an LLM call ran in (32 lowercase hex digits), so that a row
+-- read in `mofa usage` or a dashboard leads to its spans in the tracing backend. NULL when no tracing SDK
+-- was configured. Rows stored before this have none.
+ALTER TABLE entity_api_call ADD COLUMN trace_id TEXT;
+$mofa_sql$;
+    INSERT INTO mofa_migrations (name) VALUES ('0015_api_call_trace') ON CONFLICT DO NOTHING;
+  END IF;
+END
+$mofa_do$;
+
 COMMIT;

@@ -445,9 +445,18 @@ def agents_edit(
                 raise ConfigError("nothing to change: give at least one option (see `mofa agents edit -h`)")
             changed = Agent.model_validate({**row.model_dump(), **update, "update_time": utc_now()})
             await store.update_agent(changed)
-        console.print(f"updated agent {code}: {', '.join(update)}")
+        changed_options = ", ".join(f"--{_EDIT_OPTIONS.get(k, k)}" for k in update)
+        console.print(f"updated agent {code}: {changed_options}")
 
     run(go())
+
+
+#: the option of `agents edit` that sets each column, for what it reports (the user never typed column names)
+_EDIT_OPTIONS = {
+    "provider_id": "provider", "model_name": "model", "agent_name": "name", "system_prompt": "system",
+    "temperature": "temperature", "max_completion_tokens": "max-tokens", "agent_order": "order",
+    "context_limit": "window",
+}
 
 
 @agents_app.command("remove")

@@ -10,6 +10,7 @@ from .. import __version__
 from ._admin import agents_app, db_app, providers_app
 from ._chat import chat
 from ._common import configure_logging, flag, log_summary, state
+from ._config import config_app
 from ._keys import keys_app
 from ._models import models
 from ._serve import serve
@@ -60,6 +61,7 @@ app.add_typer(providers_app, name="providers")
 app.add_typer(agents_app, name="agents")
 app.add_typer(db_app, name="db")
 app.add_typer(keys_app, name="keys")
+app.add_typer(config_app, name="config")
 
 
 def main() -> None:

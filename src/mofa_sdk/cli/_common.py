@@ -43,6 +43,7 @@ __all__ = [
     "short_time",
     "state",
     "user_errors",
+    "uses_default_database",
 ]
 
 T = TypeVar("T")
@@ -174,6 +175,17 @@ def database_url(db: str | None) -> str:
     return url.strip()
 
 
+def uses_default_database(db: str | None) -> bool:
+    """True when neither ``--db`` nor DATABASE_URL names a database: the SQLite file in the user data folder."""
+    return not db and not os.environ.get("DATABASE_URL")
+
+
+def _say_default_database(url: str) -> None:
+    # the trap: a key or an agent written here is invisible to a `mofa serve --db postgresql://…`
+    err_console.print(Text(f"database: {redact_url(url)} (the default SQLite file; --db or DATABASE_URL "
+                           "names another)", style="dim"), soft_wrap=True)
+
+
 def _missing_sqlite_file(url: str) -> str | None:
     """The path of an SQLite URL whose file does not exist (None for any other URL)."""
     if not url.lower().startswith("sqlite:"):
@@ -194,6 +206,8 @@ async def open_store(
     file is NotFoundError, and a database with pending migrations is an error that says how to migrate
     (unless ``pending_ok``, for ``db status``, which shows them)."""
     url = database_url(db)
+    if uses_default_database(db):
+        _say_default_database(url)
     if read_only:
         missing = _missing_sqlite_file(url)
         if missing is not None:

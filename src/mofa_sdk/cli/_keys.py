@@ -11,7 +11,19 @@ from rich.table import Table
 from ..errors import NotFoundError
 from ..ids import parse_uuid
 from ..persistence import issue_api_key, mask_api_key
-from ._common import DbOpt, TenantOpt, UserOpt, console, open_store, resolve_tenant, resolve_user, run, short_time
+from ._common import (
+    DbOpt,
+    TenantOpt,
+    UserOpt,
+    console,
+    err_console,
+    open_store,
+    resolve_tenant,
+    resolve_user,
+    run,
+    short_time,
+    uses_default_database,
+)
 
 __all__ = ["keys_app"]
 
@@ -35,6 +47,12 @@ def keys_create(
         typer.echo(f"key {row.id} for tenant {tid}, user {uid}{f' ({name})' if name else ''}")
         typer.echo("it is shown this once and cannot be read back; send it as `Authorization: Bearer <key>`:")
         typer.echo(key)
+        if uses_default_database(db):
+            err_console.print(
+                "warning: the key was written to the default SQLite file: a `mofa serve` on another database "
+                "(--db, DATABASE_URL) answers 401 to it; create keys with the --db the service uses",
+                style="yellow", soft_wrap=True,
+            )
 
     run(go())
 

@@ -442,9 +442,17 @@ def delete(
         async with open_store(db) as store:
             session = await resolve_session(store, resolve_tenant(tenant), resolve_user(user), session_id)
             count = await store.count_session_messages(session.tenant_id, session.id)
-            if not yes and not typer.confirm(f"delete session {session.id} and its {count} messages?"):
-                console.print("nothing deleted")
-                return
+            if not yes:
+                try:
+                    confirmed = typer.confirm(f"delete session {session.id} and its {count} messages?")
+                except typer.Abort:  # no answer: stdin is closed or not a terminal (a script, a pipe)
+                    raise ConfigError(
+                        f"not deleted: deleting session {session.id} needs a confirmation and none could be read "
+                        "(no terminal?); pass --yes to delete without asking"
+                    ) from None
+                if not confirmed:
+                    console.print("nothing deleted")
+                    return
             await store.delete_session(session.tenant_id, session.id)
             console.print(f"deleted session {session.id} ({count} messages)")
 

@@ -28,6 +28,7 @@ from ._settings import provider_label, settings_changes, settle_settings
 from ._stream import ChatStream
 from ._toolcalls import ToolCallAccumulator, ToolCallArgumentsDelta, ToolCallFinished, ToolCallStarted
 from ._tools import Tool, ToolSpec, tool
+from ._tracing import capture_content, current_trace_id, traced, tracing_enabled
 from ._types import ChatMessage, StreamLimits, Turn, TurnResult, Usage
 from ._window import INTERRUPTED_TOOL_RESULT, select_window, settle_tool_messages, trim_history
 
@@ -79,7 +80,9 @@ __all__ = [
     "TurnResult",
     "Usage",
     "UsageReport",
+    "capture_content",
     "check_tool_sequence",
+    "current_trace_id",
     "default_provider",
     "find_default_model",
     "provider_label",
@@ -88,6 +91,8 @@ __all__ = [
     "settle_settings",
     "settle_tool_messages",
     "tool",
+    "traced",
+    "tracing_enabled",
     "trim_history",
 ]
 

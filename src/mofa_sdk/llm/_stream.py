@@ -33,6 +33,7 @@ from ._provider import ChatParams, Finish, LLMProvider, StreamStarted, TextDelta
 from ._tokens import estimate_usage
 from ._toolcalls import ToolCallArgumentsDelta, ToolCallFinished, ToolCallStarted
 from ._tools import Tool
+from ._tracing import TurnSpans, active, start_turn_spans
 from ._types import ChatMessage, ReplyStatus, StreamLimits, Turn, TurnResult, Usage
 from ._window import select_window, trim_history
 
@@ -194,6 +195,7 @@ class ChatStream:
         ctx, session = self._ctx, self._session
         self._started = True
         handed_over = False  # True once the finishing task owns the lock and the done flag
+        spans: TurnSpans | None = None  # None without a tracing SDK: then no span is made at all
         try:
             await session.lock.acquire()
         except BaseException as exc:
@@ -218,9 +220,13 @@ class ChatStream:
                 session_id=session.id, user_id=ctx.user_id, tenant_id=ctx.tenant_id, agent_id=ctx.agent_id,
                 user_text=self._user_text, model=ctx.params.model, request=request,
             )
-            for handler in ctx.handlers:
-                await handler.before_call(turn)
+            spans = start_turn_spans(ctx.provider, turn)
+            with active(spans):  # the user message's write is a child of the turn's span
+                for handler in ctx.handlers:
+                    await handler.before_call(turn)
         except BaseException as exc:
+            if spans is not None:
+                spans.end(None, exc)
             session.lock.release()
             self._end_without_turn("cancelled" if isinstance(exc, asyncio.CancelledError) else "error", exc)
             raise
@@ -250,6 +256,8 @@ class ChatStream:
             try:
                 params = ctx.params
                 while True:  # one model call per pass
+                    if spans is not None:
+                        spans.start_call(params, request)
                     events = ctx.provider.stream(request, params)
                     while True:
                         event = await clock.next(events)
@@ -298,8 +306,13 @@ class ChatStream:
                             size += len(text)
                             turn.append(text)
                             yield TextDelta(text) if typed else text
-                            for handler in on_delta:
-                                await handler.on_delta(turn, text)
+                            if spans is None:
+                                for handler in on_delta:
+                                    await handler.on_delta(turn, text)
+                            else:
+                                with spans.active():  # a checkpoint's write is a child of the turn's span
+                                    for handler in on_delta:
+                                        await handler.on_delta(turn, text)
                         if too_large:
                             raise ReplyTooLargeError(
                                 f"the reply reached its cap of {cap:,} characters; the rest was not read",
@@ -319,10 +332,13 @@ class ChatStream:
                     self.steps.append(step)
                     new.append(step.message)
                     open_step = OpenStep(step)
-                    for handler in ctx.handlers:
-                        hook = getattr(handler, "on_tool_calls", None)
-                        if hook is not None:
-                            await hook(turn, step)
+                    if spans is not None:
+                        spans.end_call(step.result)
+                    with active(spans):
+                        for handler in ctx.handlers:
+                            hook = getattr(handler, "on_tool_calls", None)
+                            if hook is not None:
+                                await hook(turn, step)
                     open_step.saved = True
                     request = [*request, step.message]
                     if typed:
@@ -337,10 +353,11 @@ class ChatStream:
                     while run.running:
                         for call, answer in await run.next():
                             new.append(answer)
-                            for handler in ctx.handlers:
-                                hook = getattr(handler, "on_tool_result", None)
-                                if hook is not None:
-                                    await hook(turn, answer)
+                            with active(spans):
+                                for handler in ctx.handlers:
+                                    hook = getattr(handler, "on_tool_result", None)
+                                    if hook is not None:
+                                        await hook(turn, answer)
                             open_step.handed.add(call.id)
                             if typed:
                                 yield ToolResultEvent(call, answer)
@@ -377,7 +394,13 @@ class ChatStream:
             result = self._result(turn, request, status, usage, t0, first, end, outcome, notes, final_calls,
                                   ended_in_tools)
             hook = {"complete": "after_reply", "error": "on_error"}.get(status, "on_cancel")
-            finish = asyncio.ensure_future(self._finish(hook, turn, result, new, open_step))
+            if spans is not None:
+                spans.end_call(result)
+            with active(spans):  # the final write runs as a child of the turn's span, and records its trace
+                finish = asyncio.ensure_future(self._finish(hook, turn, result, new, open_step))
+            if spans is not None:
+                turn_spans = spans
+                finish.add_done_callback(lambda _: turn_spans.end(result))
             handed_over = True
             # shielded: a second cancellation must not lose the persistence write
             hook_error = await asyncio.shield(finish)

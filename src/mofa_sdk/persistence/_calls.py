@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from typing import Any, Protocol, cast, get_args
 
 from .._vocab import ApiCallStatus, MessageStatus
-from ..llm import Usage
+from ..llm import Usage, current_trace_id
 
 __all__ = ["TurnOutcome", "call_fields", "call_status"]
 
@@ -66,6 +66,8 @@ def call_fields(outcome: TurnOutcome) -> dict[str, Any]:
         "time_to_first_token_ms": outcome.time_to_first_token_ms,
         "tokens_per_second": outcome.tokens_per_second,
         "provider_response_id": outcome.response_id,
+        # the trace the call ran in (the turn's span is current where its rows are written)
+        "trace_id": current_trace_id(),
     }
     if outcome.latency_ms is not None:
         fields["latency_ms"] = max(0, outcome.latency_ms)

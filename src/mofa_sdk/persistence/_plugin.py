@@ -29,6 +29,7 @@ import logging
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -55,6 +56,7 @@ from ..llm import (
     TurnResult,
     settings_changes,
     settle_tool_messages,
+    traced,
 )
 from ._calls import call_fields
 from ._chat_rows import chat_message, message_row, stored_tool_calls
@@ -70,6 +72,8 @@ checkpoint_log = logging.getLogger("mofa_sdk.persistence.checkpoint")
 
 #: the reply row's final status: a turn ends complete, cancelled or in error
 _STATUS: dict[str, MessageStatus] = {"complete": "complete", "cancelled": "cancelled", "error": "error"}
+#: ``db.system.name`` of the OpenTelemetry conventions, by store dialect
+_DB_SYSTEMS = {"postgres": "postgresql", "sqlite": "sqlite"}
 #: seconds between two tries of a bounded flush while the database is unavailable
 _RETRY_PAUSE = 0.25
 
@@ -323,18 +327,19 @@ class PersistencePlugin(EventHandler):
     # -- turn hooks ----------------------------------------------------------------------------------
     async def before_call(self, turn: Turn) -> None:
         await self.flush()
-        saved = await self._save_user_message(
-            turn,
-            Message(
-                session_id=turn.session_id,
-                tenant_id=turn.tenant_id,
-                user_id=turn.user_id,
-                agent_id=turn.agent_id,
-                role="user",
-                content=turn.user_text,
-                request_params=turn.request_params,
-            ),
-        )
+        with self._span("save user_message"):
+            saved = await self._save_user_message(
+                turn,
+                Message(
+                    session_id=turn.session_id,
+                    tenant_id=turn.tenant_id,
+                    user_id=turn.user_id,
+                    agent_id=turn.agent_id,
+                    role="user",
+                    content=turn.user_text,
+                    request_params=turn.request_params,
+                ),
+            )
         turn.user_message_id = saved.id
         # a handler that ran first may have named the reply (``mofa serve`` names a run after it)
         if turn.reply_id is None:
@@ -371,15 +376,21 @@ class PersistencePlugin(EventHandler):
         # The text and its offsets as they are now: the task may run after more deltas came.
         p.checkpoint_task = asyncio.create_task(self._checkpoint(turn, p, turn.text, p.offsets()))
 
+    def _span(self, what: str) -> AbstractContextManager[Any]:
+        """A span around one of the turn's writes (a child of the turn's span); nothing without a tracing SDK."""
+        system = _DB_SYSTEMS.get(getattr(self._rows, "dialect", ""), "other_sql")
+        return traced(f"mofa.persist {what}", **{"db.system.name": system, "db.operation.name": what})
+
     async def _checkpoint(self, turn: Turn, p: _Progress, text: str, offsets: list[int] | None) -> None:
         try:
-            if p.checkpointed:
-                await self._rows.update_message(
-                    turn.tenant_id, p.reply_id, content=text, delta_ends=UNSET if offsets is None else offsets
-                )
-            else:
-                await self._rows.save_message(_reply_message(turn, p, text, "streaming", offsets))
-                p.checkpointed = True
+            with self._span("checkpoint"):
+                if p.checkpointed:
+                    await self._rows.update_message(
+                        turn.tenant_id, p.reply_id, content=text, delta_ends=UNSET if offsets is None else offsets
+                    )
+                else:
+                    await self._rows.save_message(_reply_message(turn, p, text, "streaming", offsets))
+                    p.checkpointed = True
         except Exception as exc:  # a task of its own: nobody else would see the error
             # A checkpoint is insurance against a crash; losing the database must not cut the reply the
             # user is reading.
@@ -412,12 +423,13 @@ class PersistencePlugin(EventHandler):
             model_name=step.result.model or turn.model, **call_fields(step.result),
         )
         store = self._rows
-        async with store.transaction() as tx:
-            if p.checkpointed or p.checkpoint_failed:
-                # the step's text was checkpointed under the final reply's id; that id names the final reply
-                await store.delete_message(turn.tenant_id, p.reply_id, tx=tx)
-            await store.save_message(row, tx=tx)
-            await store.save_api_call(call, tx=tx)
+        with self._span("save tool_step"):
+            async with store.transaction() as tx:
+                if p.checkpointed or p.checkpoint_failed:
+                    # the step's text was checkpointed under the final reply's id; that id names the final reply
+                    await store.delete_message(turn.tenant_id, p.reply_id, tx=tx)
+                await store.save_message(row, tx=tx)
+                await store.save_api_call(call, tx=tx)
         # While its tools run, the step's row is touched well within the store's streaming lease: another
         # process opening the session then sees a live turn and records no "interrupted" answer for a call
         # whose tool is still running (it would hide the real result, which is saved too).
@@ -435,10 +447,11 @@ class PersistencePlugin(EventHandler):
         p: _Progress | None = turn.state.get(self._key)
         if p is None:
             return
-        await self._rows.save_message(message_row(
-            message, session_id=turn.session_id, tenant_id=turn.tenant_id, user_id=turn.user_id,
-            agent_id=turn.agent_id, parent_message_id=p.user_message_id,
-        ))
+        with self._span("save tool_result"):
+            await self._rows.save_message(message_row(
+                message, session_id=turn.session_id, tenant_id=turn.tenant_id, user_id=turn.user_id,
+                agent_id=turn.agent_id, parent_message_id=p.user_message_id,
+            ))
         if message.tool_call_id is not None:
             p.open_calls.discard(message.tool_call_id)
         if not p.open_calls:
@@ -492,7 +505,8 @@ class PersistencePlugin(EventHandler):
                                uncertain=p.checkpoint_failed,
                                replace_existing=bool(result.tool_calls) and p.checkpointed)
         try:
-            await self._write(pending)
+            with self._span("save reply"):
+                await self._write(pending)
         except PersistenceError as exc:
             pending.errors.append(str(exc))
             pending.uncertain = True

@@ -148,7 +148,7 @@ CALL = Table("entity_api_call", LLMApiCall, {
     "error_code": "text", "prompt_tokens": "int", "completion_tokens": "int", "total_tokens": "int",
     "prompt_tokens_details": "json", "completion_tokens_details": "json", "tokens_estimated": "bool",
     "price": "numeric", "price_details": "json", "latency_ms": "int", "time_to_first_token_ms": "int",
-    "tokens_per_second": "float", "provider_response_id": "text", "create_time": "time",
+    "tokens_per_second": "float", "provider_response_id": "text", "create_time": "time", "trace_id": "text",
 })  # fmt: skip
 PROVIDER = Table("entity_provider", Provider, {
     **_IDS, "provider_name": "text", "provider_type": "text", "api_base": "text", "api_key": "secret",

@@ -12,12 +12,18 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from ._config import ServeConfig
+from ._logs import JsonFormatter, log_config
+from ._settings import CONFIG_FILE_ENV, KEYS, Key, ServeSettings, default_config_path, load_settings
 
 if TYPE_CHECKING:
     from ._app import CONFIG_ENV, app_from_env, config_to_env, create_app
     from .http import GuardedH11Protocol
 
-__all__ = ["CONFIG_ENV", "GuardedH11Protocol", "ServeConfig", "app_from_env", "config_to_env", "create_app"]
+__all__ = [
+    "CONFIG_ENV", "CONFIG_FILE_ENV", "KEYS", "GuardedH11Protocol", "JsonFormatter", "Key", "ServeConfig",
+    "ServeSettings", "app_from_env", "config_to_env", "create_app", "default_config_path", "load_settings",
+    "log_config",
+]
 
 _APP = {"CONFIG_ENV", "app_from_env", "config_to_env", "create_app"}
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import json
 import logging
 import os
@@ -13,8 +14,8 @@ from typing import Any
 from fastapi import FastAPI
 
 from .. import __version__
-from ..errors import ServiceUnavailableError
-from ..llm import LLMProvider
+from ..errors import ConfigError, ServiceUnavailableError
+from ..llm import LLMProvider, capture_content
 from ..persistence import Store, connect_store
 from ._config import ServeConfig
 from ._signals import forwarding_termination
@@ -25,8 +26,10 @@ from .http import (
     BodyLimitMiddleware,
     ServeApp,
     Services,
+    TracingMiddleware,
     install_access_log_filter,
     install_error_handlers,
+    start_otel_sdk,
 )
 from .runs import LocalBus, PgBus, RunRegistry
 from .web import router as web_router
@@ -53,6 +56,10 @@ def create_app(
     through PostgreSQL LISTEN/NOTIFY when the database is PostgreSQL and its URL is known.
     """
     cfg = config or ServeConfig()
+    if cfg.otel:
+        start_otel_sdk()
+    if cfg.otel_capture_content:
+        capture_content(True)
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -72,6 +79,8 @@ def create_app(
                 log.warning("no database URL given with the store: runs are followed in this process only")
             bus = LocalBus()
         registry = RunRegistry(the_store, bus, provider, cfg)
+        if metrics is not None:
+            registry.handlers = (metrics.handler,)
         app.services = Services(the_store, registry)
         install_access_log_filter()  # after uvicorn configured its loggers
         try:
@@ -89,6 +98,7 @@ def create_app(
                     await the_store.close()
 
     app = ServeApp(
+        **_telemetry_options(),
         title="mofa serve",
         version=__version__,
         summary="Streaming LLM conversations over HTTP: runs that outlive the connection, resumable SSE.",
@@ -96,6 +106,15 @@ def create_app(
         redoc_url=None,
     )
     install_error_handlers(app)
+    metrics = None
+    if cfg.metrics:
+        try:
+            from .http import ServiceMetrics
+        except ImportError as exc:
+            raise ConfigError(
+                f"--metrics needs the metrics extra: pip install 'mofa-sdk[metrics]' ({exc.name} is missing)"
+            ) from None
+        metrics = ServiceMetrics(lambda: app.services)
     app.include_router(native_router)
     app.include_router(openai_router)
     app.include_router(web_router)
@@ -108,7 +127,24 @@ def create_app(
     # the last added runs first: a request is authenticated before its body is read
     app.add_middleware(BodyLimitMiddleware, max_bytes=cfg.max_body_bytes, timeout=cfg.body_timeout_seconds)
     app.add_middleware(AuthMiddleware, store=current_store)
+    if not _NATIVE_TELEMETRY:
+        # outside authentication: a request's span covers its 401 too
+        app.add_middleware(TracingMiddleware)
+    if metrics is not None:
+        from .http import MetricsMiddleware
+
+        app.add_middleware(MetricsMiddleware, metrics=metrics, token=cfg.metrics_token)
     return app
+
+
+#: FastAPI makes the HTTP request spans itself (continuing ``traceparent``) from version 0.165 on; before,
+#: ``TracingMiddleware`` makes them
+_NATIVE_TELEMETRY = "telemetry" in inspect.signature(FastAPI.__init__).parameters
+
+
+def _telemetry_options() -> dict[str, Any]:
+    # the request's span and the turn under it; not a span per dependency and serialization as well
+    return {"telemetry": {"operation_spans": False}} if _NATIVE_TELEMETRY else {}
 
 
 def app_from_env() -> FastAPI:

@@ -52,6 +52,14 @@ class ServeConfig:
     #: a Chat Completions (or Responses ``input`` list) request whose earlier messages equal a stored session
     #: of the same user continues it, saving only what is new (``--no-thread-history`` turns it off)
     thread_history: bool = True
+    #: OpenTelemetry: start the SDK at start-up (OTLP exporter, configured by the ``OTEL_*`` variables)
+    otel: bool = False
+    #: record prompt and reply text on the LLM spans (off by default: they may hold personal data)
+    otel_capture_content: bool = False
+    #: serve ``GET /metrics`` (Prometheus text format) on the service's port
+    metrics: bool = False
+    #: when set, ``/metrics`` needs ``Authorization: Bearer <token>``; kept out of the repr
+    metrics_token: str | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
         if not isinstance(self.pool_size, int) or not 1 <= self.pool_size <= 1000:
@@ -71,5 +79,11 @@ class ServeConfig:
                 raise ConfigError(f"{name} must be a number of seconds > 0, got {value!r}")
         if not isinstance(self.max_connections, int) or self.max_connections < 1:
             raise ConfigError(f"max_connections must be a positive integer, got {self.max_connections!r}")
+        for name in ("row_level_security", "otel", "otel_capture_content", "metrics"):
+            if not isinstance(getattr(self, name), bool):
+                raise ConfigError(f"{name} must be true or false, got {getattr(self, name)!r}")
+        if self.metrics_token is not None and (not isinstance(self.metrics_token, str)
+                                               or len(self.metrics_token.strip()) < 16):
+            raise ConfigError("metrics_token must be a string of at least 16 characters (it guards /metrics)")
         if self.owner_timeout_seconds <= self.heartbeat_seconds:
             raise ConfigError("owner_timeout_seconds must be longer than heartbeat_seconds")

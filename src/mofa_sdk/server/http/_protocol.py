@@ -1,5 +1,6 @@
 """uvicorn's HTTP/1.1 protocol with the limits it lacks: a deadline for a request's headers, and a cap on
-open connections answered with a clean 503 (issue 24, slowloris).
+open connections answered with a clean 503 (issue 24, slowloris); and the JSON error shape for a request it
+cannot parse (a malformed ``Content-Length``, a bad request line), which never reaches the app.
 
 uvicorn holds a connection that sends part of a request line or of its headers for as long as the client
 likes, and accepts connections until the process runs out of file descriptors (then its accept loop logs
@@ -91,6 +92,13 @@ class GuardedH11Protocol(H11Protocol):
             self._answer_and_close(_BUSY)
             return
         self._arm()
+
+    def send_400_response(self, msg: str) -> None:
+        # a request uvicorn cannot parse (a malformed Content-Length, a bad request line) never reaches the app:
+        # it gets the service's JSON error shape here, not uvicorn's plain-text line
+        detail = msg.rstrip(".") or "invalid request"
+        self._answer_and_close(_raw_response(400, "Bad Request", "bad_request",
+                                             f"the HTTP request could not be parsed: {detail}"))
 
     def _answer_and_close(self, response: bytes) -> None:
         """Send ``response``, end our side, and close shortly after: closing with the client's bytes unread

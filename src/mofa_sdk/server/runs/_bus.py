@@ -94,6 +94,11 @@ class LocalBus:
     async def close(self) -> None:
         return None
 
+    @property
+    def backlog(self) -> int:
+        """Messages waiting to be sent to other processes (none in one process)."""
+        return 0
+
     def subscribe(self, run_id: uuid.UUID) -> Subscription:
         sub = Subscription(self, run_id)
         self._subs.setdefault(run_id, set()).add(sub)
@@ -212,6 +217,10 @@ class PgBus(LocalBus):
                         await conn.close()
                     conn = None
                     await asyncio.sleep(0.2 * (attempt + 1))
+
+    @property
+    def backlog(self) -> int:
+        return self._outbox.qsize()
 
     def publish(self, run_id: uuid.UUID, message: BusMessage) -> None:
         self._seq += 1

@@ -27,6 +27,7 @@ from ...errors import (
 )
 from ...ids import uuid7
 from ...llm import (
+    EventHandler,
     LLMProvider,
     StreamLimits,
     TextDelta,
@@ -113,6 +114,8 @@ class RunRegistry:
         #: plugins holding replies whose final write failed (``plugin.pending``): retried until they land
         self.unsaved: list[PersistencePlugin] = []
         self._retrying: asyncio.Task[None] | None = None
+        #: handlers every run carries after its own (the service's metrics)
+        self.handlers: tuple[EventHandler, ...] = ()
         bus.on_control = self._on_control
 
     def start(self) -> None:
@@ -189,7 +192,7 @@ class RunRegistry:
         o = replace(o, reply_id=run.id, handlers=(*o.handlers, RunHooks(run)),
                     claim_seconds=self.config.streaming_lease_seconds)
         try:
-            started = opened.start(content, o)
+            started = opened.start(content, replace(o, handlers=(*o.handlers, *self.handlers)))
         except BaseException:
             await opened.aclose()
             raise
