@@ -22,6 +22,7 @@ from ._api_keys import API_KEY_PREFIX, authenticate_api_key, hash_api_key, issue
 from ._connect import connect_store, default_database_url
 from ._context import PersistenceContext
 from ._memory import InMemoryStore
+from ._pages import Cursor, Page
 from ._plugin import PendingReply, PersistencePlugin
 from ._protocols import SessionFinder, SessionLister, SessionReader
 from ._quick import quick_agent, quick_agent_with_memory, quick_agent_with_postgres, quick_agent_with_sqlite
@@ -30,6 +31,7 @@ from ._sessions import owned_session
 from ._sqlite import SqliteStore, path_from_url
 from ._store import MAX_PAGE, UNSET, Store, search_words
 from ._turns import KEEP, Keep, SettingsRequest, StartedTurn, TurnEngine, TurnOptions, TurnSession
+from ._usage import UsageGroup, UsageKey
 
 if TYPE_CHECKING:
     from ._postgres import PostgresStore
@@ -42,12 +44,14 @@ __all__ = [
     "Agent",
     "AgentConfig",
     "ApiKey",
+    "Cursor",
     "InMemoryStore",
     "Keep",
     "LLMApiCall",
     "Message",
     "MessagePart",
     "MessageToolCall",
+    "Page",
     "PendingReply",
     "PersistenceContext",
     "PersistencePlugin",
@@ -65,6 +69,8 @@ __all__ = [
     "TurnEngine",
     "TurnOptions",
     "TurnSession",
+    "UsageGroup",
+    "UsageKey",
     "UsageStatistics",
     "authenticate_api_key",
     "connect_store",
