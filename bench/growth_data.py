@@ -188,17 +188,21 @@ async def drop(admin_url: str, messages: int) -> None:
         await conn.execute(f'DROP DATABASE IF EXISTS "{dbname}" WITH (FORCE)')
 
 
-async def build(admin_url: str, messages: int, *, seed: int = 28, reuse: bool = True) -> Built:
-    """The database of ``messages`` messages (reused when a complete one exists and ``reuse``)."""
+async def build(
+    admin_url: str, messages: int, *, seed: int = 28, reuse: bool = True, dbname: str | None = None
+) -> Built:
+    """The database of ``messages`` messages (reused when a complete one exists and ``reuse``), named
+    ``dbname`` (default :func:`database_name`)."""
     from mofa_sdk.persistence import PostgresStore
 
-    dbname = database_name(messages)
+    dbname = dbname or database_name(messages)
     url = _url_of(admin_url, dbname)
     sessions, tenants, big = _shape(messages)
     if reuse and await _exists(admin_url, dbname):
         return Built(url, sessions * PER_SESSION, sessions, tenants, big, None)
     t0 = time.perf_counter()
-    await drop(admin_url, messages)
+    async with await psycopg.AsyncConnection.connect(admin_url, autocommit=True) as conn:
+        await conn.execute(f'DROP DATABASE IF EXISTS "{dbname}" WITH (FORCE)')
     async with await psycopg.AsyncConnection.connect(admin_url, autocommit=True) as conn:
         await conn.execute(f'CREATE DATABASE "{dbname}"')
     store = await PostgresStore.connect(url)  # the library's own migrations make the schema
@@ -225,7 +229,7 @@ async def build(admin_url: str, messages: int, *, seed: int = 28, reuse: bool = 
     return Built(url, sessions * PER_SESSION, sessions, tenants, big, round(time.perf_counter() - t0, 1))
 
 
-if __name__ == "__main__":  # python bench/growth_data.py ADMIN_URL MESSAGES: build (or reuse) one database
+if __name__ == "__main__":  # python bench/growth_data.py ADMIN_URL MESSAGES [DBNAME]: build (or reuse) one
     import sys
 
-    print(asyncio.run(build(sys.argv[1], int(sys.argv[2]))))
+    print(asyncio.run(build(sys.argv[1], int(sys.argv[2]), dbname=sys.argv[3] if len(sys.argv) > 3 else None)))

@@ -28,7 +28,7 @@ sys.path.insert(0, str(HERE))
 from _common import Mode  # noqa: E402
 from report import write_docs, write_plot  # noqa: E402
 
-MEASUREMENTS = ("turn", "resume", "streaming", "load", "peers", "serve")
+MEASUREMENTS = ("turn", "resume", "streaming", "load", "peers", "serve", "growth")
 
 
 def database_url() -> str:
