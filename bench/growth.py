@@ -73,29 +73,38 @@ def _ops(probe: dict[str, Any], deep: int) -> dict[str, Op]:
     }  # fmt: skip
 
 
-async def _time(store: PostgresStore, op: Op, n: int, warmup: int) -> float:
-    for _ in range(warmup):
-        await op(store)
-    samples = []
-    for _ in range(n):
-        t0 = time.perf_counter()
-        await op(store)
-        samples.append(time.perf_counter() - t0)
-    return round(statistics.median(samples) * 1000, 3)
+async def _stores(url: str) -> dict[str, PostgresStore]:
+    return {
+        # fresh: never prepared (prepare_threshold=None), so every call is planned for its own values
+        "fresh_ms": await PostgresStore.connect(url, migrate=False, prepare_threshold=None, max_connections=1),
+        # warm: one connection with psycopg's default threshold (5), timed after 20 calls
+        "warm_ms": await PostgresStore.connect(url, migrate=False, max_connections=1),
+    }
 
 
-async def _measure(db: Built, ops: dict[str, Op], n: int) -> dict[str, dict[str, float]]:
-    out: dict[str, dict[str, float]] = {}
-    # fresh: never prepared (prepare_threshold=None), so every call is planned for its own values
-    fresh = await PostgresStore.connect(db.url, migrate=False, prepare_threshold=None, max_connections=1)
-    # warm: one connection with psycopg's default threshold (5), timed after 20 calls
-    warm = await PostgresStore.connect(db.url, migrate=False, max_connections=1)
+async def _measure(dbs: dict[str, Built], ops: dict[str, dict[str, Op]], n: int) -> dict[str, dict[str, Any]]:
+    """Median ms of each op on each database in each plan mode. The two databases are sampled alternately,
+    call by call, so that the machine's drift (other work on it) hits both alike."""
+    stores = {label: await _stores(db.url) for label, db in dbs.items()}
+    out: dict[str, dict[str, Any]] = {label: {} for label in dbs}
     try:
-        for name, op in ops.items():
-            out[name] = {"fresh_ms": await _time(fresh, op, n, 1), "warm_ms": await _time(warm, op, n, 20)}
+        for name in ops["small"]:
+            for mode in ("fresh_ms", "warm_ms"):
+                samples: dict[str, list[float]] = {label: [] for label in dbs}
+                for label in dbs:
+                    for _ in range(20 if mode == "warm_ms" else 1):
+                        await ops[label][name](stores[label][mode])
+                for _ in range(n):
+                    for label in dbs:
+                        t0 = time.perf_counter()
+                        await ops[label][name](stores[label][mode])
+                        samples[label].append(time.perf_counter() - t0)
+                for label in dbs:
+                    out[label].setdefault(name, {})[mode] = round(statistics.median(samples[label]) * 1000, 3)
     finally:
-        await fresh.close()
-        await warm.close()
+        for pair in stores.values():
+            for store in pair.values():
+                await store.close()
     return out
 
 
@@ -169,18 +178,23 @@ async def _retention(db: Built, n_turns_before: int) -> dict[str, Any]:
 async def run(url: str, mode: Mode) -> dict[str, Any]:
     small_n = mode.n(20_000, 2_000)
     large_n = int(os.environ.get("MOFA_BENCH_MESSAGES") or mode.n(200_000, 20_000))
-    n = mode.n(15, 3)
+    n = mode.n(25, 3)
     small, large = await build(url, small_n), await build(url, large_n)
-    result: dict[str, Any] = {"small": {}, "large": {}, "samples": n}
-    for label, db in (("small", small), ("large", large)):
+    dbs = {"small": small, "large": large}
+    result: dict[str, Any] = {"samples": n}
+    ops = {}
+    for label, db in dbs.items():
         deep = min(10_000, db.big_user_sessions // 2)  # half way down the big user's list
-        ops = _ops(await _probe(db.url, deep), deep)
+        ops[label] = _ops(await _probe(db.url, deep), deep)
         result[label] = {
             "deep_page": deep, "messages": db.messages, "sessions": db.sessions, "tenants": db.tenants,
             "big_user_sessions": db.big_user_sessions, "build_seconds": db.build_seconds,
-            "sizes": await _sizes(db.url), "ops": await _measure(db, ops, n),
-            "retention": await _retention(db, n),
+            "sizes": await _sizes(db.url),
         }  # fmt: skip
+    timed = await _measure(dbs, ops, n)
+    for label, db in dbs.items():
+        result[label]["ops"] = timed[label]
+        result[label]["retention"] = await _retention(db, n)
     ratios: dict[str, dict[str, Any]] = {}
     for name, big in result["large"]["ops"].items():
         base = result["small"]["ops"][name]

@@ -664,14 +664,14 @@ class SqlStore(Store):
         d = self._dialect
         query = d.search_query(search_words(text))
         check_page(0, limit)
-        # m.user_id (the library writes a session's messages with its user) lets the plan start from the
-        # user's messages newest first (entity_message_user_recent_idx, 0011) and stop at the limit when the
-        # word is common, or from the full-text index when it is rare; the session check keeps the scope.
+        # Scoped by the message's own tenant and user (the library writes a session's messages with the
+        # session's user, and a session never changes user): the plan can start from the user's messages newest
+        # first (entity_message_user_recent_idx, 0011) and stop at the limit when the word is common, or from
+        # the full-text index when it is rare. A join to the session (as before 0011) made PostgreSQL expect
+        # two rows, so it read every match of the word in the database, then sorted.
         sql = (
             f"SELECT {MESSAGE.cols('m.')} FROM {d.search_from} WHERE {d.search_match} AND m.tenant_id = :tenant_id"
-            " AND m.user_id = :user_id AND EXISTS (SELECT 1 FROM entity_session s WHERE s.id = m.session_id"
-            " AND s.tenant_id = m.tenant_id AND s.user_id = :user_id) ORDER BY m.create_time DESC, m.id DESC"
-            " LIMIT :limit"
+            " AND m.user_id = :user_id ORDER BY m.create_time DESC, m.id DESC LIMIT :limit"
         )
         params = self._keys(tenant_id=tenant_id, user_id=user_id) | {"query": query, "limit": limit}
         async with self._reading(f"searching the messages of user {user_id}", tenant_id) as conn:

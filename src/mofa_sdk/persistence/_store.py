@@ -479,6 +479,8 @@ class Store(abc.ABC):
     async def search_messages(
         self, tenant_id: uuid.UUID, user_id: uuid.UUID, text: str, *, limit: int = 20
     ) -> list[Message]:
-        """Messages of the user's sessions in this tenant holding every word of ``text`` (whole words, any
-        case; see :func:`search_words`), most recent first, at most ``limit``. Full-text indexed: FTS5 on
-        SQLite, a GIN index on ``to_tsvector('simple', content)`` on PostgreSQL."""
+        """The user's messages in this tenant (their ``tenant_id`` and ``user_id``, which the library writes as
+        their session's) holding every word of ``text`` (whole words, any case; see :func:`search_words`), most
+        recent first, at most ``limit``. Full-text indexed: FTS5 on SQLite, a GIN index on
+        ``to_tsvector('simple', content)`` on PostgreSQL; a common word walks the user's messages newest first
+        (index of 0011) and stops at ``limit``."""
