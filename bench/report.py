@@ -143,6 +143,7 @@ def write_docs(results: dict[str, Any], path: Path, plot: Path | None) -> Path:
         out[-1:] = [f"Only some measurements were re-run then (`--merge`); the others are those of the run of "
                     f"{results['merged_into']['generated']}.", ""]
     out += _absolute(m, plot, path)
+    out += growth_section(m.get("growth"))
     missed = [g for *_, g in rows if g]
     out += ["## Gaps", ""]
     if missed:
@@ -158,6 +159,48 @@ def write_docs(results: dict[str, Any], path: Path, plot: Path | None) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("\n".join(out) + "\n")
     return path
+
+
+def growth_section(g: dict[str, Any] | None) -> list[str]:
+    """### 7. Growth: every read path on the large database against the small one (bench/growth.py)."""
+    if not g or "ratios" not in g:
+        return []
+    small, large = g["small"], g["large"]
+    met = sum(1 for r in g["ratios"].values() if r["within_target"])
+    out = [f"### 7. Growth: read paths at {large['messages']:,} messages against {small['messages']:,}", "",
+           f"Skewed many-tenant databases built by COPY (`bench/growth_data.py`): {large['tenants']:,} tenants, the "
+           f"big one with a tenth of the {large['sessions']:,} sessions and a user of it with "
+           f"{large['big_user_sessions']:,} (small: {small['tenants']} tenants, {small['sessions']:,} sessions, the "
+           f"big user {small['big_user_sessions']:,}). Median of {g['samples']} calls, the two databases sampled "
+           "alternately. *fresh*: nothing prepared (planned for its values every call); *after 20 calls*: one "
+           "connection with psycopg's default prepare threshold, timed after 20 calls (a generic plan may be in "
+           "use). Target: large / small <= 1.5, or <= 5 ms. Deep pages start half way down the big user's list "
+           f"({small['deep_page']:,} / {large['deep_page']:,} sessions). {met} of {len(g['ratios'])} operations "
+           "within target.", "",
+           "| operation | small fresh | large fresh | ratio | small after 20 | large after 20 | ratio | target |",
+           "|---|---|---|---|---|---|---|---|"]
+    for name, r in g["ratios"].items():
+        a, b = small["ops"][name], large["ops"][name]
+        out.append(f"| {name} | {a['fresh_ms']:.2f} | {b['fresh_ms']:.2f} | {r['fresh_ms']}x | {a['warm_ms']:.2f} | "
+                   f"{b['warm_ms']:.2f} | {r['warm_ms']}x | {'met' if r['within_target'] else '**missed**'} |")
+    out += ["", "| database | size on disk | sessions | messages | api calls | build (COPY + indexes) |",
+            "|---|---|---|---|---|---|"]
+    for label, d in (("small", small), ("large", large)):
+        z = d["sizes"]
+        built = "reused" if d["build_seconds"] is None else f"{d['build_seconds']:,.0f} s"
+        out.append(f"| {label} ({d['messages']:,} messages) | {z['database_mb']:,.0f} MB | {z['sessions_mb']:,.0f} MB |"
+                   f" {z['messages_mb']:,.0f} MB | {z['api_calls_mb']:,.0f} MB | {built} |")
+    out += ["", "Retention: the oldest 10 % of api calls deleted by `cleanup_old_records` (batches of 5,000, each "
+            "its own transaction) while a turn loop (two messages and an api call) ran beside it:", "",
+            "| database | deleted | seconds | batches | turn before (median) | turns during | during: median / max |",
+            "|---|---|---|---|---|---|---|"]
+    for label, d in (("small", small), ("large", large)):
+        t = d["retention"]
+        during = "-" if t["turn_during_median_ms"] is None else (
+            f"{t['turn_during_median_ms']:.1f} / {t['turn_during_max_ms']:.1f} ms")
+        out.append(f"| {label} | {t['deleted']:,} of {t['of']:,} | {t['seconds']:.2f} | {t['batches']} | "
+                   f"{t['turn_before_median_ms']:.1f} ms | {t['turns_during']} | {during} |")
+    return [*out, ""]
 
 
 def _absolute(m: dict[str, Any], plot: Path | None, doc: Path) -> list[str]:

@@ -1,6 +1,6 @@
 -- 0011: indexes that keep the read paths flat as the database grows (issue 28; docs/benchmarks.md, "Growth").
 -- Every index is created IF NOT EXISTS: on a large live database, build them first by hand with
--- CREATE INDEX CONCURRENTLY (docs/operations.md, "Migrating a large database"), then migrate: this migration
+-- CREATE INDEX CONCURRENTLY (docs/architecture.md, "Migrating a large database"), then migrate: this migration
 -- then only drops the indexes the new ones replace.
 --
 -- Listing orders by (update_time DESC, id DESC); the old index lacked id, so every page re-sorted the user's
