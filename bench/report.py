@@ -200,6 +200,13 @@ def growth_section(g: dict[str, Any] | None) -> list[str]:
             f"{t['turn_during_median_ms']:.1f} / {t['turn_during_max_ms']:.1f} ms")
         out.append(f"| {label} | {t['deleted']:,} of {t['of']:,} | {t['seconds']:.2f} | {t['batches']} | "
                    f"{t['turn_before_median_ms']:.1f} ms | {t['turns_during']} | {during} |")
+    out += ["", "What is still linear, and why: statistics and `mofa usage` read every api call of the period asked "
+            "for (index-only scans of the covering usage indexes, one pass, no JIT), so a month of the big tenant "
+            "costs in proportion to that month's calls, not to the database; a daily rollup would make it flat but "
+            "could not give exact p50/p95 and is not built. Search for a word of middling frequency reads either "
+            "the user's messages newest first until the limit is met or the word's whole posting list, whichever "
+            "the planner expects to be cheaper: both grow with the user's history. The OFFSET page is O(offset) by "
+            "nature and kept only for existing callers."]
     return [*out, ""]
 
 
