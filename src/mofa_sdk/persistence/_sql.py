@@ -652,10 +652,15 @@ class SqlStore(Store):
             matches.append(f"({d.id_suffix_match})")
         if not matches:
             return []
-        return await self._select(
-            SESSION, f"tenant_id = :tenant_id AND user_id = :user_id AND ({' OR '.join(matches)})",
-            params, f"finding the sessions of user {user_id} by id", tenant_id, _RECENT_FIRST + " LIMIT :limit",
-        )  # fmt: skip
+        sql = (
+            f"SELECT {SESSION.cols()} FROM entity_session WHERE tenant_id = :tenant_id AND user_id = :user_id"
+            f" AND ({' OR '.join(matches)}){_RECENT_FIRST} LIMIT :limit"
+        )
+        async with self._reading(f"finding the sessions of user {user_id} by id", tenant_id) as conn:
+            # planned for its values: a generic plan cannot tell how few ids a range holds, and may walk the
+            # user's whole list filtering each id instead
+            rows = await self._fetch_planned(conn, driver_sql(d, sql), params)
+        return [SESSION.load(r, d) for r in rows]
 
     async def search_messages(
         self, tenant_id: uuid.UUID, user_id: uuid.UUID, text: str, *, limit: int = 20
