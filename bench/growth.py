@@ -100,7 +100,10 @@ async def _measure(dbs: dict[str, Built], ops: dict[str, dict[str, Op]], n: int)
                         await ops[label][name](stores[label][mode])
                         samples[label].append(time.perf_counter() - t0)
                 for label in dbs:
-                    out[label].setdefault(name, {})[mode] = round(statistics.median(samples[label]) * 1000, 3)
+                    row = out[label].setdefault(name, {})
+                    row[mode] = round(statistics.median(samples[label]) * 1000, 3)
+                    # the fastest call: what the plan costs when the (shared) machine does not get in the way
+                    row[mode.replace("_ms", "_min_ms")] = round(min(samples[label]) * 1000, 3)
     finally:
         for pair in stores.values():
             for store in pair.values():
@@ -198,7 +201,8 @@ async def run(url: str, mode: Mode) -> dict[str, Any]:
     ratios: dict[str, dict[str, Any]] = {}
     for name, big in result["large"]["ops"].items():
         base = result["small"]["ops"][name]
-        r = {k: round(big[k] / base[k], 2) if base[k] else None for k in ("fresh_ms", "warm_ms")}
+        r = {k: round(big[k] / base[k], 2) if base[k] else None
+             for k in ("fresh_ms", "warm_ms", "fresh_min_ms", "warm_min_ms")}
         r["within_target"] = all(
             (ratio is not None and ratio <= TARGET_RATIO) or big[k] <= TARGET_MS
             for k, ratio in r.items() if k in ("fresh_ms", "warm_ms")
