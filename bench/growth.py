@@ -191,7 +191,7 @@ async def run(url: str, mode: Mode) -> dict[str, Any]:
         ops[label] = _ops(await _probe(db.url, deep), deep)
         result[label] = {
             "deep_page": deep, "messages": db.messages, "sessions": db.sessions, "tenants": db.tenants,
-            "big_user_sessions": db.big_user_sessions, "build_seconds": db.build_seconds,
+            "big_user_sessions": db.big_user_sessions, "build_seconds": db.build_seconds, "reused": db.reused,
             "sizes": await _sizes(db.url),
         }  # fmt: skip
     timed = await _measure(dbs, ops, n)

@@ -52,7 +52,8 @@ class Built:
     sessions: int
     tenants: int
     big_user_sessions: int
-    build_seconds: float | None  # None: reused from an earlier run
+    build_seconds: float | None  # None: not recorded (a database built by an older generator)
+    reused: bool = False  # built by an earlier run
 
 
 def database_name(messages: int) -> str:
@@ -171,15 +172,22 @@ async def _loader(url: str) -> psycopg.AsyncConnection[object]:
     return conn
 
 
-async def _exists(admin_url: str, dbname: str) -> bool:
+async def _built_before(admin_url: str, dbname: str) -> float | None:
+    """How long the complete database ``dbname`` took to build (seconds; 0 when not recorded), or None when
+    there is none."""
     async with await psycopg.AsyncConnection.connect(admin_url, autocommit=True) as conn:
         cur = await conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (dbname,))
         if await cur.fetchone() is None:
-            return False
+            return None
     async with await psycopg.AsyncConnection.connect(_url_of(admin_url, dbname), autocommit=True) as conn:
         cur = await conn.execute("SELECT to_regclass('mofa_bench_built') IS NOT NULL")
         row = await cur.fetchone()
-        return bool(row and row[0])
+        if not (row and row[0]):
+            return None
+        cur = await conn.execute("SELECT * FROM mofa_bench_built")
+        names = [c.name for c in cur.description or []]
+        found = await cur.fetchone()
+        return float(found[names.index("build_seconds")] or 0) if found and "build_seconds" in names else 0.0
 
 
 async def drop(admin_url: str, messages: int) -> None:
@@ -198,8 +206,9 @@ async def build(
     dbname = dbname or database_name(messages)
     url = _url_of(admin_url, dbname)
     sessions, tenants, big = _shape(messages)
-    if reuse and await _exists(admin_url, dbname):
-        return Built(url, sessions * PER_SESSION, sessions, tenants, big, None)
+    before = await _built_before(admin_url, dbname) if reuse else None
+    if before is not None:
+        return Built(url, sessions * PER_SESSION, sessions, tenants, big, before or None, reused=True)
     t0 = time.perf_counter()
     async with await psycopg.AsyncConnection.connect(admin_url, autocommit=True) as conn:
         await conn.execute(f'DROP DATABASE IF EXISTS "{dbname}" WITH (FORCE)')
@@ -224,9 +233,12 @@ async def build(
         for _, definition in indexes:
             await conn.execute(definition)
         await conn.execute("VACUUM (ANALYZE) entity_session, entity_message, entity_api_call")
-        await conn.execute("CREATE TABLE mofa_bench_built (messages bigint, built_at timestamptz DEFAULT now())")
-        await conn.execute("INSERT INTO mofa_bench_built (messages) VALUES (%s)", (sessions * PER_SESSION,))
-    return Built(url, sessions * PER_SESSION, sessions, tenants, big, round(time.perf_counter() - t0, 1))
+        seconds = round(time.perf_counter() - t0, 1)
+        await conn.execute("CREATE TABLE mofa_bench_built (messages bigint, build_seconds double precision,"
+                           " built_at timestamptz DEFAULT now())")
+        await conn.execute("INSERT INTO mofa_bench_built (messages, build_seconds) VALUES (%s, %s)",
+                           (sessions * PER_SESSION, seconds))
+    return Built(url, sessions * PER_SESSION, sessions, tenants, big, seconds)
 
 
 if __name__ == "__main__":  # python bench/growth_data.py ADMIN_URL MESSAGES [DBNAME]: build (or reuse) one

@@ -192,7 +192,8 @@ def growth_section(g: dict[str, Any] | None) -> list[str]:
             "|---|---|---|---|---|---|"]
     for label, d in (("small", small), ("large", large)):
         z = d["sizes"]
-        built = "reused" if d["build_seconds"] is None else f"{d['build_seconds']:,.0f} s"
+        built = "-" if d["build_seconds"] is None else f"{d['build_seconds']:,.0f} s"
+        built += " (built by an earlier run)" if d.get("reused", d["build_seconds"] is None) else ""
         out.append(f"| {label} ({d['messages']:,} messages) | {z['database_mb']:,.0f} MB | {z['sessions_mb']:,.0f} MB |"
                    f" {z['messages_mb']:,.0f} MB | {z['api_calls_mb']:,.0f} MB | {built} |")
     out += ["", "Retention: the oldest 10 % of api calls deleted by `cleanup_old_records` (batches of 5,000, each "
