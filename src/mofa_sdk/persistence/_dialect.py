@@ -61,6 +61,8 @@ class Dialect:
     id_suffix_match = "id LIKE :suffix"
     #: run first in the transaction of a statement that aggregates many rows (statistics); empty: none
     analytics_setup = ""
+    #: run first in the transaction of a message search; empty: none
+    search_setup = ""
     #: how each kind is written and read, where it is not passed as it is
     to_db_of: ClassVar[dict[str, Callable[[Any], Any]]] = {}
     from_db_of: ClassVar[dict[str, Callable[[Any], Any]]] = {}

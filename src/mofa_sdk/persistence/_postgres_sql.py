@@ -69,6 +69,10 @@ class PostgresDialect(Dialect):
     id_suffix_match = "reverse(id::text) COLLATE \"C\" >= :rlo AND reverse(id::text) COLLATE \"C\" < :rhi"
     # JIT compiling took a third of a month's statistics (issue 28) and pays only for hours-long queries
     analytics_setup = "SET LOCAL jit = off"
+    # A word that is neither common nor rare is answered by ANDing two bitmaps (the user's messages, the word's);
+    # in the default 4 MB they turn lossy and every row of a lossy page is re-checked with to_tsvector: 813 ms
+    # instead of 137 ms on 10 M messages (docs/benchmarks.md, "Growth"). Only for this transaction.
+    search_setup = "SET LOCAL work_mem = '64MB'"
     tool_calls_from = "json_array_elements(m.tool_calls) WITH ORDINALITY AS c (value, n)"
     tool_call_id = "c.value ->> 'id'"
     tool_call_order = "c.n"

@@ -679,7 +679,7 @@ class SqlStore(Store):
             " AND m.user_id = :user_id ORDER BY m.create_time DESC, m.id DESC LIMIT :limit"
         )
         params = self._keys(tenant_id=tenant_id, user_id=user_id) | {"query": query, "limit": limit}
-        async with self._reading(f"searching the messages of user {user_id}", tenant_id) as conn:
+        async with self._analysing(f"searching the messages of user {user_id}", tenant_id, d.search_setup) as conn:
             # which of the two plans is right depends on the word: planned for it every time (a cached
             # generic plan looped over every session of the user, 3 to 10 s on 10 M messages)
             rows = await self._fetch_planned(conn, driver_sql(d, sql), params)
@@ -759,16 +759,16 @@ class SqlStore(Store):
         return _keyset(found, query.limit, lambda c: Cursor(c.create_time, c.id))
 
     @asynccontextmanager
-    async def _analysing(self, doing: Doing, tenant: uuid.UUID) -> AsyncIterator[Any]:
-        """A connection for a statement aggregating many rows: in a transaction with the dialect's
-        ``analytics_setup`` where it has one."""
-        d = self._dialect
-        if not d.analytics_setup:
+    async def _analysing(self, doing: Doing, tenant: uuid.UUID, setup: str | None = None) -> AsyncIterator[Any]:
+        """A connection for a statement reading many rows: in a transaction that first runs ``setup`` (default:
+        the dialect's ``analytics_setup``) where there is one."""
+        setup = self._dialect.analytics_setup if setup is None else setup
+        if not setup:
             async with self._reading(doing, tenant) as conn:
                 yield conn
             return
         async with self._writing(doing, None, tenant, atomic=True) as conn:
-            await self._execute(conn, d.analytics_setup, {})
+            await self._execute(conn, setup, {})
             yield conn
 
     async def usage_breakdown(self, query: QueryFilter, by: UsageKey) -> list[UsageGroup]:
