@@ -28,7 +28,7 @@ sys.path.insert(0, str(HERE))
 from _common import Mode  # noqa: E402
 from report import write_docs, write_plot  # noqa: E402
 
-MEASUREMENTS = ("turn", "resume", "streaming", "load", "peers", "serve")
+MEASUREMENTS = ("turn", "resume", "streaming", "load", "peers", "serve", "growth")
 
 
 def database_url() -> str:
@@ -131,7 +131,9 @@ def main(argv: list[str] | None = None) -> int:
     args.out.write_text(json.dumps(results, indent=2) + "\n")
     print(f"bench: wrote {args.out}", file=sys.stderr)
     if not args.no_docs:
-        plot = write_plot(results, HERE / "results" / "resume.png")
+        existing = HERE / "results" / "resume.png"
+        # without matplotlib (the bench extra) a merged run keeps the plot of the resume results it kept
+        plot = write_plot(results, existing) or (existing if args.merge and existing.exists() else None)
         doc = write_docs(results, ROOT / "docs" / "benchmarks.md", plot)
         print(f"bench: wrote {doc}" + (f" and {plot}" if plot else ""), file=sys.stderr)
     failed = [n for n, r in results["measurements"].items() if "error" in r]

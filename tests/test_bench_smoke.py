@@ -40,3 +40,35 @@ def test_bench_quick_resume_writes_results(tmp_path: Path) -> None:
             "SELECT count(*) FROM pg_namespace WHERE nspname LIKE 'mofa_bench_resume_%'"
         ).fetchone()
     assert left == (0,)
+
+
+def test_growth_generator_builds_a_skewed_database() -> None:
+    """bench/growth_data.py at a tiny size: the rows, the skew and the library's indexes are there."""
+    import uuid
+
+    import psycopg
+
+    url = need_postgres()
+    name = f"mofa_t_growth_{uuid.uuid4().hex[:10]}"
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "bench" / "growth_data.py"), url, "1000", name],
+        env={**os.environ, "PYTHONPATH": str(ROOT / "src")}, capture_output=True, text=True, timeout=120,
+    )
+    try:
+        assert proc.returncode == 0, proc.stderr
+        db_url = url.rsplit("/", 1)[0] + "/" + name
+        with psycopg.connect(db_url) as conn:
+            counts = conn.execute(
+                "SELECT (SELECT count(*) FROM entity_message), (SELECT count(*) FROM entity_api_call),"
+                " (SELECT count(DISTINCT tenant_id) FROM entity_session),"
+                " (SELECT count(*) FROM entity_session WHERE user_id = '00000000-0000-4000-8000-0000000b1701'),"
+                " (SELECT count(*) FROM pg_indexes WHERE indexname = 'entity_session_user_recent_id_idx'),"
+                " (SELECT count(*) FROM mofa_migrations WHERE name = '0011_read_path_indexes')"
+            ).fetchone()
+        assert counts is not None
+        # ten messages a session, an api call per reply, the big user a fiftieth of the sessions; the schema
+        # made by the library's own migrations, indexes rebuilt after the load
+        assert counts == (1000, 500, 3, 2, 1, 1)
+    finally:
+        with psycopg.connect(url, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')

@@ -237,6 +237,16 @@ async def test_a_replys_api_call_is_read_through_its_index(fresh_pg_url: str) ->
     store = await PostgresStore.connect(fresh_pg_url)
     await store.close()
     with psycopg.connect(fresh_pg_url, autocommit=True) as conn:
+        # a tenant with some calls, analysed: on an empty table every index costs the same and the planner
+        # picks any (the covering usage index of 0011, say)
+        sid = uuid.uuid4()
+        conn.execute("INSERT INTO entity_session (id, tenant_id, user_id) VALUES (%s, %s, %s)", (sid, TENANT, USER))
+        conn.execute(
+            "INSERT INTO entity_api_call (id, tenant_id, session_id, user_id, response_message_id, model_name, status)"
+            " SELECT gen_random_uuid(), %s, %s, %s, gen_random_uuid(), 'm', 'success' FROM generate_series(1, 2000)",
+            (TENANT, sid, USER),
+        )
+        conn.execute("ANALYZE entity_api_call")
         conn.execute("SET enable_seqscan = off")
         plan = "\n".join(r[0] for r in conn.execute(
             "EXPLAIN SELECT id FROM entity_api_call WHERE tenant_id = %s AND response_message_id = %s"

@@ -65,6 +65,22 @@ async def test_list_shows_derived_title_and_counts(cli: Cli) -> None:
     assert as_json[1]["messages"] == 6 and as_json[1]["title"] is None
 
 
+async def test_list_pages_with_a_cursor(cli: Cli) -> None:
+    made = [await _session_with_messages(cli, title=f"page {i}") for i in range(3)]
+    first = await cli("sessions", "list", "--limit", "2", "--json")
+    assert first.exit_code == 0, first.output
+    assert [r["id"] for r in json.loads(first.stdout)] == [str(made[2]), str(made[1])]
+    # the next page's command is on stderr, so stdout stays the page (JSON here)
+    hint = next(line for line in first.stderr.splitlines() if line.startswith("more: "))
+    cursor = hint.split("--after ", 1)[1].strip()
+    second = await cli("sessions", "list", "--limit", "2", "--json", "--after", cursor)
+    assert second.exit_code == 0, second.output
+    assert [r["id"] for r in json.loads(second.stdout)] == [str(made[0])]
+    assert "more: " not in second.stderr
+    bad = await cli("sessions", "list", "--after", "junk")
+    assert bad.exit_code == 1 and "cursor" in one_error_line(bad)
+
+
 async def test_list_is_per_user_and_tenant(cli: Cli) -> None:
     await _session_with_messages(cli)
     other = await cli("sessions", "list", "--user", str(uuid.uuid4()))

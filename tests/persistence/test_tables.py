@@ -13,7 +13,7 @@ from mofa_sdk.persistence._tables import AGENT, API_KEY, CALL, MESSAGE, PROVIDER
 
 TABLES = [MESSAGE, SESSION, CALL, PROVIDER, AGENT, API_KEY]
 #: columns a table has that no entity field maps to: the store reads and writes them itself
-_STORE_ONLY = {"entity_session": {"last_seq", "active_run_id", "active_until"},  # 0014: the lease
+_STORE_ONLY = {"entity_session": {"last_seq", "active_run_id", "active_until"},  # 0012: the lease
                "entity_message": {"chain_hash"}}
 
 

@@ -123,6 +123,12 @@ async def test_sessions_messages_usage_agents(in_app: InProcess) -> None:
     assert [s["id"] for s in page["data"]] == [chosen, made[2]["id"]] and page["next_offset"] == 2  # newest first
     last = (await client.get(f"{base}/v1/sessions?limit=2&offset=2", headers=h)).json()
     assert [s["id"] for s in last["data"]] == [made[1]["id"], made[0]["id"]]
+    # keyset pages (issue 28): the same order, continued by next_cursor
+    keyset = (await client.get(f"{base}/v1/sessions?limit=2&cursor={page['next_cursor']}", headers=h)).json()
+    assert [s["id"] for s in keyset["data"]] == [made[1]["id"], made[0]["id"]] and keyset["next_offset"] is None
+    assert keyset["next_cursor"] is None  # the store read one row past the page: it knows this is the last
+    _is_error(await client.get(f"{base}/v1/sessions?cursor=junk", headers=h), 422, "cursor")
+    _is_error(await client.get(f"{base}/v1/sessions?cursor={page['next_cursor']}&offset=2", headers=h), 400, "both")
     sid = made[0]["id"]
     r = await client.patch(f"{base}/v1/sessions/{sid}", json={"title": "renamed"}, headers=h)
     assert r.status_code == 200 and r.json()["title"] == "renamed"
@@ -133,7 +139,9 @@ async def test_sessions_messages_usage_agents(in_app: InProcess) -> None:
     msgs = (await client.get(f"{base}/v1/sessions/{sid}/messages?limit=3", headers=h)).json()
     assert [(m["seq"], m["role"], m["status"]) for m in msgs["data"]] == [
         (1, "user", "complete"), (2, "assistant", "complete"), (3, "user", "complete")]
-    assert msgs["next_offset"] == 3
+    assert msgs["next_offset"] == 3 and msgs["next_after_seq"] == 3
+    rest = (await client.get(f"{base}/v1/sessions/{sid}/messages?after_seq=3", headers=h)).json()
+    assert [m["seq"] for m in rest["data"]] == [4] and rest["next_after_seq"] is None
     usage = (await client.get(f"{base}/v1/usage", headers=h)).json()
     assert usage["total_calls"] == 2 and usage["calls_by_status"] == {"success": 2}
     assert (await client.get(f"{base}/v1/usage?session_id={made[1]['id']}", headers=h)).json()["total_calls"] == 0

@@ -17,12 +17,13 @@ from ..entities import Message, Session
 from ..errors import ConfigError, NotFoundError, ValidationError
 from ..ids import parse_uuid
 from ..llm import SessionInfo
-from ..persistence import SessionFinder, SessionLister, owned_session
+from ..persistence import Cursor, SessionFinder, SessionLister, owned_session
 from ._common import (
     DbOpt,
     TenantOpt,
     UserOpt,
     console,
+    err_console,
     flag,
     open_store,
     resolve_tenant,
@@ -284,17 +285,30 @@ def _session_markdown(session: Session, title: str, messages: Sequence[Message])
 @sessions_app.command("list")
 def list_(
     limit: Annotated[int, typer.Option("--limit", "-n", min=1, max=1000, help="How many sessions.")] = 20,
+    after: Annotated[
+        str | None,
+        typer.Option("--after", metavar="CURSOR", show_default=False,
+                     help="The next page: the cursor the previous page printed."),
+    ] = None,
     as_json: Annotated[bool, flag("--json", help="Print JSON instead of a table.")] = False,
     db: DbOpt = None,
     tenant: TenantOpt = None,
     user: UserOpt = None,
 ) -> None:
-    """The user's sessions, most recently active first."""
+    """The user's sessions, most recently active first, a page at a time (the next page's command is
+    printed on stderr; every page costs what the first does)."""
 
     async def go() -> None:
         tid, uid = resolve_tenant(tenant), resolve_user(user)
+        cursor = None if after is None else Cursor.parse(after.strip())
         async with open_store(db, read_only=True) as store:
-            sessions = await store.get_user_sessions(tid, uid, limit=limit)
+            page = await store.list_user_sessions(tid, uid, after=cursor, limit=limit)
+            sessions = page.items
+            if page.next is not None:
+                err_console.print(
+                    Text(f"more: mofa sessions list --limit {limit} --after {page.next.token()}", style="dim"),
+                    soft_wrap=True,
+                )
             if as_json:
                 rows = []
                 for s in sessions:

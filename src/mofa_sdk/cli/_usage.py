@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import re
 import uuid
-from collections import Counter, defaultdict
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Annotated
@@ -14,17 +13,14 @@ from rich.table import Table
 from rich.text import Text
 
 from .._stats import percentile_cont as percentile
-from ..entities import LLMApiCall, QueryFilter, UsageStatistics
+from ..entities import QueryFilter, UsageStatistics
 from ..errors import ConfigError
 from ..ids import parse_uuid, utc_now
-from ..persistence import Store
+from ..persistence import UsageGroup, UsageKey
 from ._common import DbOpt, TenantOpt, console, flag, open_store, resolve_tenant, resolve_user, run
 
 __all__ = ["parse_since", "percentile", "usage"]
 
-_PAGE = 10_000
-#: records read for the breakdown and the chart; totals come from the store's own aggregate
-_MAX_RECORDS = 200_000
 _DURATION = re.compile(r"^(\d+)\s*([mhdw])$")
 _UNITS = {"m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
 _BAR = 40
@@ -58,18 +54,6 @@ def _ms(value: float | None) -> str:
     return f"{value:,.0f} ms" if value < 10_000 else f"{value / 1000:,.1f} s"
 
 
-async def _records(store: Store, query: QueryFilter) -> tuple[list[LLMApiCall], bool]:
-    out: list[LLMApiCall] = []
-    offset = 0
-    while len(out) < _MAX_RECORDS:
-        page = await store.query_api_calls(query.model_copy(update={"offset": offset, "limit": _PAGE}))
-        out.extend(page)
-        if len(page) < _PAGE:
-            return out, False
-        offset += _PAGE
-    return out, True
-
-
 def _summary(stats: UsageStatistics) -> Table:
     table = Table(show_header=False, show_edge=False, pad_edge=False)
     table.add_column(style="bold", no_wrap=True)
@@ -99,37 +83,28 @@ def _summary(stats: UsageStatistics) -> Table:
     return table
 
 
-def _breakdown(records: Sequence[LLMApiCall], by: str, names: dict[uuid.UUID, str]) -> Table:
-    groups: dict[str, list[LLMApiCall]] = defaultdict(list)
-    for r in records:
-        if by == "model":
-            key = r.model_name
-        else:
-            key = (
-                "-" if r.agent_id is None else names.get(r.agent_id, f"{str(r.agent_id)[:8]} (no agent row)")
-            )
-        groups[key].append(r)
+def _breakdown(groups: Sequence[UsageGroup], by: str, names: dict[uuid.UUID, str]) -> Table:
     table = Table(show_edge=False, pad_edge=False)
     for col in (by, "calls", "errors", "cancelled", "tokens", "latency p50/p95", "ttft p50/p95"):
         table.add_column(col, justify="left" if col == by else "right", no_wrap=True)
-    for key, rows in sorted(groups.items(), key=lambda kv: -len(kv[1])):
-        lat = [float(r.latency_ms) for r in rows if r.latency_ms is not None]
-        ttft = [float(r.time_to_first_token_ms) for r in rows if r.time_to_first_token_ms is not None]
-        errors = sum(1 for r in rows if r.status not in ("success", "cancelled"))
-        cancelled = sum(1 for r in rows if r.status == "cancelled")
+    for g in groups:  # the store's order: most calls first
+        if by == "model":
+            key = g.model_name or "-"
+        else:
+            key = "-" if g.agent_id is None else names.get(g.agent_id, f"{str(g.agent_id)[:8]} (no agent row)")
         table.add_row(
             key,
-            f"{len(rows):,}",
-            Text(f"{errors:,}", style="red" if errors else ""),
-            Text(f"{cancelled:,}", style="yellow" if cancelled else ""),
-            f"{sum(r.total_tokens for r in rows):,}",
-            f"{_ms(percentile(lat, 0.5))} / {_ms(percentile(lat, 0.95))}",
-            f"{_ms(percentile(ttft, 0.5))} / {_ms(percentile(ttft, 0.95))}",
+            f"{g.calls:,}",
+            Text(f"{g.errors:,}", style="red" if g.errors else ""),
+            Text(f"{g.cancelled:,}", style="yellow" if g.cancelled else ""),
+            f"{g.total_tokens:,}",
+            f"{_ms(g.p50_latency_ms)} / {_ms(g.p95_latency_ms)}",
+            f"{_ms(g.p50_time_to_first_token_ms)} / {_ms(g.p95_time_to_first_token_ms)}",
         )
     return table
 
 
-def _bucket(span: timedelta) -> tuple[str, timedelta]:
+def _bucket(span: timedelta) -> tuple[UsageKey, timedelta]:
     if span <= timedelta(days=2):
         return "hour", timedelta(hours=1)
     if span <= timedelta(days=45):
@@ -145,32 +120,26 @@ def _floor(when: datetime, unit: str) -> datetime:
     return day - timedelta(days=day.weekday()) if unit == "week" else day
 
 
-def _chart(records: Sequence[LLMApiCall], start: datetime | None, end: datetime) -> Table:
+def _chart(groups: Sequence[UsageGroup], unit: str, first: datetime, end: datetime) -> Table:
     """Calls per hour, day or week as horizontal bars; the red part is calls that failed (a cancelled
     reply is not a failure: it counts as a call)."""
-    first = start or min(r.create_time for r in records)
-    unit, step = _bucket(end - first)
-    calls: Counter[datetime] = Counter()
-    bad: Counter[datetime] = Counter()
-    for r in records:
-        b = _floor(r.create_time, unit)
-        calls[b] += 1
-        if r.status not in ("success", "cancelled"):
-            bad[b] += 1
+    step = {"hour": timedelta(hours=1), "day": timedelta(days=1), "week": timedelta(weeks=1)}[unit]
+    calls = {g.start: g.calls for g in groups if g.start is not None}
+    bad = {g.start: g.errors for g in groups if g.start is not None}
     slots: list[datetime] = []
     t = _floor(first, unit)
     while t <= end and len(slots) < 400:
         slots.append(t)
         t += step
     slots = slots[-40:]  # the most recent buckets fit a terminal
-    peak = max((calls[s] for s in slots), default=0) or 1
+    peak = max((calls.get(s, 0) for s in slots), default=0) or 1
     fmt = {"hour": "%m-%d %H:00", "day": "%Y-%m-%d", "week": "%Y-%m-%d"}[unit]
     table = Table(show_header=False, show_edge=False, pad_edge=False, box=None)
     table.add_column(no_wrap=True, style="dim")
     table.add_column(no_wrap=True)
     table.add_column(justify="right", no_wrap=True)
     for s in slots:
-        total, errors = calls[s], bad[s]
+        total, errors = calls.get(s, 0), bad.get(s, 0)
         width = round(_BAR * total / peak)
         red = min(width, round(_BAR * errors / peak)) if errors else 0
         bar = Text("█" * (width - red), style="green")
@@ -237,8 +206,17 @@ def usage(
                 session_id=session_id,
                 user_id=parse_uuid(user, "--user") if user else None,
             )
+            # everything aggregated in the database: a busy month is a few dozen rows, not every call
             stats = await store.get_statistics(query)
-            records, truncated = await _records(store, query) if stats.total_calls else ([], False)
+            groups = await store.usage_breakdown(query, "model" if by == "model" else "agent")
+            timeline: list[UsageGroup] = []
+            first = start
+            if chart and stats.total_calls:
+                if first is None:  # all time: the span starts at the oldest call
+                    oldest = await store.usage_breakdown(query, "week")
+                    first = oldest[0].start if oldest and oldest[0].start else now
+                unit, _ = _bucket(now - first)
+                timeline = await store.usage_breakdown(query, unit)
         period = "all time" if start is None else f"since {start.strftime('%Y-%m-%d %H:%M UTC')}"
         console.print(Text(f"LLM usage · tenant {tid} · {period}", style="bold"))
         if not stats.total_calls:
@@ -246,11 +224,9 @@ def usage(
             return
         console.print(_summary(stats))
         console.print()
-        console.print(_breakdown(records, by, names))
-        if truncated:
-            console.print(f"(breakdown and chart use the newest {len(records):,} calls)", style="dim")
-        if chart and records:
+        console.print(_breakdown(groups, by, names))
+        if timeline and first is not None:
             console.print()
-            console.print(_chart(records, start, now))
+            console.print(_chart(timeline, _bucket(now - first)[0], first, now))
 
     run(go())

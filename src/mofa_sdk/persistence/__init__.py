@@ -23,6 +23,7 @@ from ._chain import ThreadMatch, chain_of, in_chain
 from ._connect import connect_store, default_database_url
 from ._context import PersistenceContext
 from ._memory import InMemoryStore
+from ._pages import Cursor, Page
 from ._plugin import PendingReply, PersistencePlugin
 from ._protocols import SessionFinder, SessionLister, SessionReader
 from ._quick import quick_agent, quick_agent_with_memory, quick_agent_with_postgres, quick_agent_with_sqlite
@@ -31,6 +32,7 @@ from ._sessions import owned_session
 from ._sqlite import SqliteStore, path_from_url
 from ._store import MAX_PAGE, UNSET, Store, search_words
 from ._turns import KEEP, Keep, SettingsRequest, StartedTurn, TurnEngine, TurnOptions, TurnSession
+from ._usage import UsageGroup, UsageKey
 
 if TYPE_CHECKING:
     from ._postgres import PostgresStore
@@ -43,12 +45,14 @@ __all__ = [
     "Agent",
     "AgentConfig",
     "ApiKey",
+    "Cursor",
     "InMemoryStore",
     "Keep",
     "LLMApiCall",
     "Message",
     "MessagePart",
     "MessageToolCall",
+    "Page",
     "PendingReply",
     "PersistenceContext",
     "PersistencePlugin",
@@ -67,6 +71,8 @@ __all__ = [
     "TurnEngine",
     "TurnOptions",
     "TurnSession",
+    "UsageGroup",
+    "UsageKey",
     "UsageStatistics",
     "authenticate_api_key",
     "chain_of",

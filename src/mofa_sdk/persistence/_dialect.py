@@ -56,6 +56,13 @@ class Dialect:
     seq_in_insert = False
     #: aggregates (after a comma) computing p50/p95 of latency and time to first token; empty: Python does it
     percentiles = ""
+    #: the condition matching sessions whose id ends with a fragment: ``:suffix`` is ``%`` + fragment, ``:rlo`` /
+    #: ``:rhi`` bound the fragment reversed (for a dialect that indexes the reversed id)
+    id_suffix_match = "id LIKE :suffix"
+    #: run first in the transaction of a statement that aggregates many rows (statistics); empty: none
+    analytics_setup = ""
+    #: run first in the transaction of a message search; empty: none
+    search_setup = ""
     #: how each kind is written and read, where it is not passed as it is
     to_db_of: ClassVar[dict[str, Callable[[Any], Any]]] = {}
     from_db_of: ClassVar[dict[str, Callable[[Any], Any]]] = {}
@@ -71,6 +78,11 @@ class Dialect:
     def id_text(self, column: str) -> str:
         """An id column as its canonical text (with dashes), to match fragments against."""
         return column
+
+    def time_bucket(self, unit: str) -> str:
+        """The start of the ``unit`` ("hour", "day" or "week", UTC; weeks start on Monday) holding ``create_time``,
+        as a time column."""
+        raise NotImplementedError
 
     def search_query(self, words: list[str]) -> str:
         """The ``:query`` parameter finding messages with every one of ``words``."""
@@ -133,6 +145,16 @@ class SqliteDialect(Dialect):
         "bool": bool,
         "numeric": float,
     }
+
+    def time_bucket(self, unit: str) -> str:
+        # the stored text is fixed-width UTC: the bucket is written back in that same form
+        day = "strftime('%Y-%m-%dT00:00:00.000000Z', create_time{})"
+        return {
+            "hour": "strftime('%Y-%m-%dT%H:00:00.000000Z', create_time)",
+            "day": day.format(""),
+            # the Sunday ending the week, less six days: its Monday
+            "week": day.format(", 'weekday 0', '-6 days'"),
+        }[unit]
 
     def json_append(self, column: str, items: list[Any]) -> tuple[str, dict[str, Any]]:
         # '$[#]' is the end of the array as it is when that pair is applied: the items land in order

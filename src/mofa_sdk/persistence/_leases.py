@@ -1,5 +1,5 @@
 # ruff: noqa: S608  (only fixed fragments and generated placeholder names are interpolated; values are bound)
-"""Session leases: one turn per session, decided by the database (migration 0014).
+"""Session leases: one turn per session, decided by the database (migration 0012).
 
 A session row names the run that holds it (``active_run_id``, the id of the reply it writes) and until when
 (``active_until``). A turn claims its session with one conditional UPDATE: it wins when the session is free,

@@ -401,6 +401,13 @@ class PostgresStore(SqlStore):
             await cur.execute(sql, params)
             return await cur.fetchall()
 
+    async def _fetch_planned(self, conn: Conn, sql: str, params: Mapping[str, Any]) -> list[Row]:
+        # prepare=False: never a cached generic plan (psycopg prepares from the 5th run, and PostgreSQL may
+        # keep a generic plan from the 11th); the planner sees this run's values
+        async with conn.cursor() as cur:
+            await cur.execute(sql, params, prepare=False)
+            return await cur.fetchall()
+
     async def _execute(self, conn: Conn, sql: str, params: Mapping[str, Any]) -> int:
         async with conn.cursor() as cur:
             await cur.execute(sql, params)

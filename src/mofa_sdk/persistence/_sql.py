@@ -13,14 +13,15 @@ from __future__ import annotations
 import abc
 import functools
 import uuid
-from collections.abc import Callable, Mapping, Sequence
-from contextlib import AbstractAsyncContextManager
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from datetime import datetime, timedelta
-from typing import Any, ClassVar, TypeVar
+from typing import Any, ClassVar, TypeVar, get_args
 
 from .._stats import percentile_cont
 from ..entities import (
     Agent,
+    ApiCallStatus,
     ApiKey,
     Entity,
     LLMApiCall,
@@ -33,7 +34,7 @@ from ..entities import (
     SettingsChange,
     UsageStatistics,
 )
-from ..errors import ConfigError, ConflictError, NotFoundError, SessionBusyError, TenantMismatchError
+from ..errors import ConfigError, ConflictError, NotFoundError, SessionBusyError, TenantMismatchError, ValidationError
 from ..ids import utc_now
 from ..llm import INTERRUPTED_TOOL_RESULT
 from ._args import agent_code, as_id, as_optional_id, checked, checked_all, count, provider_name
@@ -58,6 +59,7 @@ from ._leases import (
     renew_sql,
 )
 from ._migrations import MIGRATIONS_TABLE, load_migrations, schema_problems, shape_of
+from ._pages import Cursor, Page
 from ._store import (
     UNSET,
     Store,
@@ -70,6 +72,7 @@ from ._store import (
     settle_status,
 )
 from ._tables import AGENT, API_KEY, CALL, MESSAGE, PROVIDER, SESSION, Kind, Table, json_value
+from ._usage import USAGE_KEYS, UsageGroup, UsageKey
 
 __all__ = ["Doing", "KeyConflict", "Row", "SqlStore", "Words"]
 
@@ -117,6 +120,17 @@ _SESSION_EXISTS = "EXISTS (SELECT 1 FROM entity_session WHERE id = :session_id A
 _PROVIDER_IN_TENANT = "EXISTS (SELECT 1 FROM entity_provider WHERE id = :provider_id AND tenant_id = :tenant_id)"
 _NEWEST_FIRST = " ORDER BY create_time DESC, id DESC"
 _RECENT_FIRST = " ORDER BY update_time DESC, id DESC"
+# keyset conditions: row values, which an index on (…, time DESC, id DESC) answers as one range
+_AFTER_RECENT = " AND (update_time, id) < (:after_time, :after_id)"
+_AFTER_NEWEST = " AND (create_time, id) < (:after_time, :after_id)"
+_STATUSES: tuple[str, ...] = get_args(ApiCallStatus)
+#: a canonical uuid's text with every hex digit 0 / f: an id prefix padded with them bounds the ids it starts
+_LOWEST_ID, _HIGHEST_ID = "00000000-0000-0000-0000-000000000000", "ffffffff-ffff-ffff-ffff-ffffffffffff"
+
+
+def _fits_id(fragment: str, at: int) -> bool:
+    """``fragment`` can be the part of a canonical id starting at ``at`` (its dashes where an id has them)."""
+    return all((c == "-") == (_LOWEST_ID[at + i] == "-") for i, c in enumerate(fragment))
 
 
 #: messages' links of the history chain (``_chain``), a batch at a time; not their update time: the rows did
@@ -208,6 +222,12 @@ class SqlStore(Store):
     @abc.abstractmethod
     async def _fetch(self, conn: Any, sql: str, params: Mapping[str, Any]) -> list[Row]:
         """Run ``sql`` (in the driver's form); every row, columns in the order selected."""
+
+    async def _fetch_planned(self, conn: Any, sql: str, params: Mapping[str, Any]) -> list[Row]:
+        """Like :meth:`_fetch`, for a statement whose best plan depends on its values (a word's frequency, a
+        tenant's size): a driver that prepares statements runs this one unprepared, planned for its values
+        every time (a generic plan, cached after a few runs, assumes an average tenant and word)."""
+        return await self._fetch(conn, sql, params)
 
     @abc.abstractmethod
     async def _execute(self, conn: Any, sql: str, params: Mapping[str, Any]) -> int:
@@ -437,6 +457,15 @@ class SqlStore(Store):
         tail = " ORDER BY seq LIMIT :limit OFFSET :offset"
         return await self._session_messages(tenant_id, session_id, tail, limit=limit, offset=offset)
 
+    async def get_session_messages_after(
+        self, tenant_id: uuid.UUID, session_id: uuid.UUID, *, after_seq: int = 0, limit: int = 100
+    ) -> list[Message]:
+        tenant_id, session_id = as_id(tenant_id, "tenant_id"), as_id(session_id, "session_id")
+        check_page(count(after_seq, "after_seq"), limit)
+        # a range of entity_message_session_seq_key: the same plan for every value, so preparing it is right
+        tail = " AND seq > :after_seq ORDER BY seq LIMIT :limit"
+        return await self._session_messages(tenant_id, session_id, tail, after_seq=after_seq, limit=limit)
+
     async def get_last_messages(self, tenant_id: uuid.UUID, session_id: uuid.UUID, k: int) -> list[Message]:
         tenant_id, session_id = as_id(tenant_id, "tenant_id"), as_id(session_id, "session_id")
         k = count(k, "k")
@@ -486,7 +515,7 @@ class SqlStore(Store):
         sql = (
             "UPDATE entity_message SET status = 'interrupted', update_time = :now"
             f" WHERE {_IN_SESSION} AND status = 'streaming' AND update_time < :cutoff"
-            # a live lease: the owner is alive, its provider is only silent (0014)
+            # a live lease: the owner is alive, its provider is only silent (0012)
             " AND NOT EXISTS (SELECT 1 FROM entity_session WHERE id = :session_id AND tenant_id = :tenant_id"
             " AND active_until >= :now)"
         )
@@ -505,7 +534,7 @@ class SqlStore(Store):
             if not await self._rows(conn, _LOCK_SESSION, keys):
                 return []
             if await self._rows(conn, HOLDER_SQL, keys | {"now": d.to_db("time", now)}):
-                return []  # a live turn holds the session: its tools may still be running (0014)
+                return []  # a live turn holds the session: its tools may still be running (0012)
             found = await self._rows(conn, _unanswered_calls_sql(d), keys | {"cutoff": cutoff})
             if not found:
                 return []
@@ -643,6 +672,27 @@ class SqlStore(Store):
             f"listing the sessions of user {user_id}", tenant_id, _RECENT_FIRST + " LIMIT :limit OFFSET :offset",
         )  # fmt: skip
 
+    async def list_user_sessions(
+        self, tenant_id: uuid.UUID, user_id: uuid.UUID, *, after: Cursor | None = None, limit: int = 50
+    ) -> Page[Session]:
+        tenant_id, user_id = as_id(tenant_id, "tenant_id"), as_id(user_id, "user_id")
+        check_page(0, limit)
+        after = checked_cursor(after)
+        where = "tenant_id = :tenant_id AND user_id = :user_id"
+        params = self._keys(tenant_id=tenant_id, user_id=user_id) | {"limit": limit + 1}
+        if after is not None:
+            where += _AFTER_RECENT
+            params |= self._after(after)
+        # entity_session_user_recent_id_idx (0011) matches the ORDER BY: every plan, generic or not, is a
+        # short range scan, so the statement may be prepared
+        found = await self._select(SESSION, where, params, f"listing the sessions of user {user_id}", tenant_id,
+                                   _RECENT_FIRST + " LIMIT :limit")  # fmt: skip
+        return _keyset(found, limit, lambda s: Cursor(s.update_time, s.id))
+
+    def _after(self, after: Cursor) -> dict[str, Any]:
+        d = self._dialect
+        return {"after_time": d.to_db("time", after.time), "after_id": d.to_db("uuid", after.id)}
+
     async def update_session(
         self,
         tenant_id: uuid.UUID,
@@ -707,15 +757,31 @@ class SqlStore(Store):
         tenant_id, user_id = as_id(tenant_id, "tenant_id"), as_id(user_id, "user_id")
         frag = check_id_fragment(fragment)
         check_page(0, limit)
-        id_text = self._dialect.id_text("id")
+        d = self._dialect
+        # By index, never by the id's text: a prefix is a range of ids (the fragment padded with 0s, then fs)
+        # in entity_session_user_id_idx; a suffix is d.id_suffix_match (a range of the reversed text where
+        # the dialect indexes it). A fragment whose dashes are not where an id has them matches nothing there.
         params = self._keys(tenant_id=tenant_id, user_id=user_id) | {
-            "prefix": frag + "%", "suffix": "%" + frag, "limit": limit,
+            "suffix": "%" + frag, "rlo": frag[::-1], "rhi": frag[::-1] + "~", "limit": limit,
         }  # fmt: skip
-        return await self._select(
-            SESSION,
-            f"tenant_id = :tenant_id AND user_id = :user_id AND ({id_text} LIKE :prefix OR {id_text} LIKE :suffix)",
-            params, f"finding the sessions of user {user_id} by id", tenant_id, _RECENT_FIRST + " LIMIT :limit",
-        )  # fmt: skip
+        matches = []
+        if _fits_id(frag, 0):
+            matches.append("id BETWEEN :lo AND :hi")
+            lo, hi = frag + _LOWEST_ID[len(frag) :], frag + _HIGHEST_ID[len(frag) :]
+            params |= {"lo": d.to_db("uuid", uuid.UUID(lo)), "hi": d.to_db("uuid", uuid.UUID(hi))}
+        if _fits_id(frag, 36 - len(frag)):
+            matches.append(f"({d.id_suffix_match})")
+        if not matches:
+            return []
+        sql = (
+            f"SELECT {SESSION.cols()} FROM entity_session WHERE tenant_id = :tenant_id AND user_id = :user_id"
+            f" AND ({' OR '.join(matches)}){_RECENT_FIRST} LIMIT :limit"
+        )
+        async with self._reading(f"finding the sessions of user {user_id} by id", tenant_id) as conn:
+            # planned for its values: a generic plan cannot tell how few ids a range holds, and may walk the
+            # user's whole list filtering each id instead
+            rows = await self._fetch_planned(conn, driver_sql(d, sql), params)
+        return [SESSION.load(r, d) for r in rows]
 
     async def search_messages(
         self, tenant_id: uuid.UUID, user_id: uuid.UUID, text: str, *, limit: int = 20
@@ -724,14 +790,20 @@ class SqlStore(Store):
         d = self._dialect
         query = d.search_query(search_words(text))
         check_page(0, limit)
+        # Scoped by the message's own tenant and user (the library writes a session's messages with the
+        # session's user, and a session never changes user): the plan can start from the user's messages newest
+        # first (entity_message_user_recent_idx, 0011) and stop at the limit when the word is common, or from
+        # the full-text index when it is rare. A join to the session (as before 0011) made PostgreSQL expect
+        # two rows, so it read every match of the word in the database, then sorted.
         sql = (
             f"SELECT {MESSAGE.cols('m.')} FROM {d.search_from} WHERE {d.search_match} AND m.tenant_id = :tenant_id"
-            " AND EXISTS (SELECT 1 FROM entity_session s WHERE s.id = m.session_id AND s.tenant_id = m.tenant_id"
-            " AND s.user_id = :user_id) ORDER BY m.create_time DESC, m.id DESC LIMIT :limit"
+            " AND m.user_id = :user_id ORDER BY m.create_time DESC, m.id DESC LIMIT :limit"
         )
         params = self._keys(tenant_id=tenant_id, user_id=user_id) | {"query": query, "limit": limit}
-        async with self._reading(f"searching the messages of user {user_id}", tenant_id) as conn:
-            rows = await self._rows(conn, sql, params)
+        async with self._analysing(f"searching the messages of user {user_id}", tenant_id, d.search_setup) as conn:
+            # which of the two plans is right depends on the word: planned for it every time (a cached
+            # generic plan looped over every session of the user, 3 to 10 s on 10 M messages)
+            rows = await self._fetch_planned(conn, driver_sql(d, sql), params)
         return [self._settle(MESSAGE.load(r, d)) for r in rows]
 
     # -- history threading (migration 0010, ``_chain``) ------------------------------------------------
@@ -879,25 +951,104 @@ class SqlStore(Store):
         tail = _NEWEST_FIRST + " LIMIT :limit OFFSET :offset"
         return await self._select(CALL, where, params, "querying api calls", query.tenant_id, tail)
 
+    async def list_api_calls(self, query: QueryFilter, *, after: Cursor | None = None) -> Page[LLMApiCall]:
+        query = checked(query, QueryFilter, "query")
+        if query.offset:
+            raise ValidationError("a keyset page starts after a cursor: query.offset must be 0 here")
+        after = checked_cursor(after)
+        where, params = self._api_filter(query)
+        params["limit"] = query.limit + 1
+        if after is not None:
+            where += _AFTER_NEWEST
+            params |= self._after(after)
+        # (tenant_id, create_time) leads the usage indexes: a range scan whatever the cursor
+        found = await self._select(CALL, where, params, "listing api calls", query.tenant_id,
+                                   _NEWEST_FIRST + " LIMIT :limit")  # fmt: skip
+        return _keyset(found, query.limit, lambda c: Cursor(c.create_time, c.id))
+
+    @asynccontextmanager
+    async def _analysing(self, doing: Doing, tenant: uuid.UUID, setup: str | None = None) -> AsyncIterator[Any]:
+        """A connection for a statement reading many rows: in a transaction that first runs ``setup`` (default:
+        the dialect's ``analytics_setup``) where there is one."""
+        setup = self._dialect.analytics_setup if setup is None else setup
+        if not setup:
+            async with self._reading(doing, tenant) as conn:
+                yield conn
+            return
+        async with self._writing(doing, None, tenant, atomic=True) as conn:
+            await self._execute(conn, setup, {})
+            yield conn
+
+    async def usage_breakdown(self, query: QueryFilter, by: UsageKey) -> list[UsageGroup]:
+        query = checked(query, QueryFilter, "query")
+        if by not in USAGE_KEYS:
+            raise ValidationError(f"usage is grouped by one of {', '.join(USAGE_KEYS)}, got {by!r}")
+        d = self._dialect
+        where, params = self._api_filter(query)
+        key = {"agent": "agent_id", "model": "model_name"}.get(by) or d.time_bucket(by)
+        order = " ORDER BY 1" if by in ("hour", "day", "week") else " ORDER BY 2 DESC, 1"
+        sql = (
+            f"SELECT {key}, count(*), count(*) FILTER (WHERE status NOT IN ('success', 'cancelled')),"
+            " count(*) FILTER (WHERE status = 'cancelled'), coalesce(sum(total_tokens), 0)"
+            f"{d.percentiles} FROM entity_api_call WHERE {where} GROUP BY {key}{order}"
+        )
+        async with self._analysing("aggregating usage", query.tenant_id) as conn:
+            # planned for its values: a month of a big tenant and a day of a small one want different plans
+            rows = await self._fetch_planned(conn, driver_sql(d, sql), params)
+            if d.percentiles:
+                percentiles = {r[0]: [None if v is None else float(v) for v in r[5:9]] for r in rows}
+            else:  # in Python over two columns, as get_statistics does
+                times = await self._rows(
+                    conn, f"SELECT {key}, latency_ms, time_to_first_token_ms FROM entity_api_call WHERE {where}",
+                    params,
+                )  # fmt: skip
+                per: dict[Any, tuple[list[float], list[float]]] = {}
+                for k, lat, ttft in times:
+                    lists = per.setdefault(k, ([], []))
+                    if lat is not None:
+                        lists[0].append(float(lat))
+                    if ttft is not None:
+                        lists[1].append(float(ttft))
+                percentiles = {
+                    k: [percentile_cont(v, p) for v in lists for p in (0.5, 0.95)] for k, lists in per.items()
+                }
+        out = []
+        for r in rows:
+            p = percentiles.get(r[0]) or [None] * 4
+            named: dict[str, Any] = (
+                {"agent_id": d.from_db("uuid", r[0])} if by == "agent"
+                else {"model_name": r[0]} if by == "model"
+                else {"start": d.from_db("time", r[0])}
+            )  # fmt: skip
+            out.append(UsageGroup(
+                calls=int(r[1]), errors=int(r[2]), cancelled=int(r[3]), total_tokens=int(r[4]),
+                p50_latency_ms=p[0], p95_latency_ms=p[1], p50_time_to_first_token_ms=p[2],
+                p95_time_to_first_token_ms=p[3], **named,
+            ))  # fmt: skip
+        return out
+
     async def get_statistics(self, query: QueryFilter) -> UsageStatistics:
         where, params = self._api_filter(query)
         d = self._dialect
-        async with self._reading("computing usage statistics", query.tenant_id) as conn:
-            groups = await self._rows(
+        # One pass over the period's rows (a status is one of five: counted with FILTER, not a second GROUP BY
+        # pass), read from the covering usage indexes (0011), without JIT (d.analytics_setup).
+        per_status = "".join(
+            f", count(*) FILTER (WHERE status = '{s}')" for s in _STATUSES
+        )  # fixed values from the entity's Literal
+        async with self._analysing("computing usage statistics", query.tenant_id) as conn:
+            (overall,) = await self._fetch_planned(
                 conn,
-                "SELECT status, count(*), coalesce(sum(prompt_tokens), 0), coalesce(sum(completion_tokens), 0),"
-                " coalesce(sum(total_tokens), 0), coalesce(sum(price), 0)"
-                f" FROM entity_api_call WHERE {where} GROUP BY status",
+                driver_sql(d,
+                    "SELECT CAST(avg(latency_ms) AS DOUBLE PRECISION),"
+                    " CAST(avg(tokens_per_second) AS DOUBLE PRECISION),"
+                    " coalesce(sum(prompt_tokens), 0), coalesce(sum(completion_tokens), 0),"
+                    f" coalesce(sum(total_tokens), 0), coalesce(sum(price), 0){per_status}{d.percentiles}"
+                    f" FROM entity_api_call WHERE {where}"),
                 params,
-            )
-            (overall,) = await self._rows(
-                conn,
-                "SELECT CAST(avg(latency_ms) AS DOUBLE PRECISION), CAST(avg(tokens_per_second) AS DOUBLE PRECISION)"
-                f"{d.percentiles} FROM entity_api_call WHERE {where}",
-                params,
-            )
+            )  # fmt: skip
+            counts = dict(zip(_STATUSES, (int(c) for c in overall[6 : 6 + len(_STATUSES)]), strict=True))
             if d.percentiles:
-                percentiles = list(overall[2:6])
+                percentiles = [None if v is None else float(v) for v in overall[6 + len(_STATUSES) :]]
             else:  # in Python, over just two columns, interpolated as PostgreSQL's percentile_cont does
                 times = await self._rows(
                     conn,
@@ -909,12 +1060,12 @@ class SqlStore(Store):
                 ttfts = [float(t[1]) for t in times if t[1] is not None]
                 percentiles = [percentile_cont(v, p) for v in (latencies, ttfts) for p in (0.5, 0.95)]
         return UsageStatistics(
-            total_calls=sum(int(g[1]) for g in groups),
-            calls_by_status={g[0]: int(g[1]) for g in groups},
-            prompt_tokens=sum(int(g[2]) for g in groups),
-            completion_tokens=sum(int(g[3]) for g in groups),
-            total_tokens=sum(int(g[4]) for g in groups),
-            total_price=float(sum(float(g[5]) for g in groups)),
+            total_calls=sum(counts.values()),
+            calls_by_status={s: n for s, n in counts.items() if n},
+            prompt_tokens=int(overall[2]),
+            completion_tokens=int(overall[3]),
+            total_tokens=int(overall[4]),
+            total_price=float(overall[5]),
             avg_latency_ms=overall[0],
             p50_latency_ms=percentiles[0],
             p95_latency_ms=percentiles[1],
@@ -923,14 +1074,26 @@ class SqlStore(Store):
             avg_tokens_per_second=overall[1],
         )
 
-    async def cleanup_old_records(self, before: datetime, *, tenant_id: uuid.UUID | None = None) -> int:
+    async def cleanup_old_records(
+        self, before: datetime, *, tenant_id: uuid.UUID | None = None, batch_size: int = 5_000
+    ) -> int:
         tenant_id = as_optional_id(tenant_id, "tenant_id")
-        sql = "DELETE FROM entity_api_call WHERE create_time < :before"
-        params = {"before": self._dialect.to_db("time", check_before(before))}
+        if not isinstance(batch_size, int) or isinstance(batch_size, bool) or not 1 <= batch_size <= 1_000_000:
+            raise ConfigError(f"batch_size must be an integer from 1 to 1000000, got {batch_size!r}")
+        old = "create_time < :before"
+        params: dict[str, Any] = {"before": self._dialect.to_db("time", check_before(before)), "batch": batch_size}
         if tenant_id is not None:
-            sql += " AND tenant_id = :tenant_id"
+            old += " AND tenant_id = :tenant_id"
             params |= self._keys(tenant_id=tenant_id)
-        return await self._change(sql, params, "deleting old api call records", tenant_id)
+        # Bounded batches, each its own short transaction, found by an index on the time (entity_api_call_age_idx,
+        # or the tenant's usage index): no lock is held long, and turns (which never touch old rows) go on.
+        sql = f"DELETE FROM entity_api_call WHERE id IN (SELECT id FROM entity_api_call WHERE {old} LIMIT :batch)"
+        deleted = 0
+        while True:
+            n = await self._change(sql, params, "deleting old api call records", tenant_id)
+            deleted += n
+            if n < batch_size:
+                return deleted
 
     # -- providers -------------------------------------------------------------------------------------
     async def create_provider(self, provider: Provider) -> Provider:
@@ -1084,6 +1247,19 @@ class _reworded:  # lower case: it reads as a with-statement helper, like contex
     def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: object) -> None:
         if isinstance(exc, KeyConflict):
             raise ConflictError(str(self.text)) from exc.__cause__
+
+
+def checked_cursor(after: Cursor | None) -> Cursor | None:
+    if after is not None and not isinstance(after, Cursor):
+        raise ConfigError(f"after must be a Cursor (a page's next) or None, got {type(after).__name__}")
+    return after
+
+
+def _keyset(found: list[E], limit: int, cursor: Callable[[E], Cursor]) -> Page[E]:
+    """A page from ``limit + 1`` rows read: the extra row only says that there is a next page."""
+    if len(found) > limit:
+        return Page(found[:limit], cursor(found[limit - 1]))
+    return Page(found, None)
 
 
 def _one(found: list[E]) -> E | None:

@@ -41,6 +41,8 @@ from ..errors import ConfigError, MofaError, PersistenceError, ValidationError
 from ..ids import parse_uuid
 from ._chain import ThreadMatch
 from ._local_tx import LocalTransaction
+from ._pages import Cursor, Page
+from ._usage import UsageGroup, UsageKey
 
 if TYPE_CHECKING:
     import aiosqlite
@@ -248,6 +250,13 @@ class Store(abc.ABC):
     ) -> list[Message]: ...
 
     @abc.abstractmethod
+    async def get_session_messages_after(
+        self, tenant_id: uuid.UUID, session_id: uuid.UUID, *, after_seq: int = 0, limit: int = 100
+    ) -> list[Message]:
+        """A keyset page of the transcript: up to ``limit`` messages with ``seq > after_seq``, by seq (the next
+        page starts after the last one's seq). A range scan of (session_id, seq): any page costs the same."""
+
+    @abc.abstractmethod
     async def get_last_messages(self, tenant_id: uuid.UUID, session_id: uuid.UUID, k: int) -> list[Message]:
         """The last ``k`` messages by ``seq``, oldest first, read through the (session_id, seq) index."""
 
@@ -274,7 +283,7 @@ class Store(abc.ABC):
         and whose message was last written before the lease (its process is gone); the rows recorded, in
         seq order. Idempotent, and two processes doing it at once record each answer once."""
 
-    # -- session leases (one turn per session; migration 0014) --------------------------------------
+    # -- session leases (one turn per session; migration 0012) --------------------------------------
     @abc.abstractmethod
     async def claim_session(
         self, tenant_id: uuid.UUID, session_id: uuid.UUID, run_id: uuid.UUID, lease_seconds: float,
@@ -322,6 +331,15 @@ class Store(abc.ABC):
         self, tenant_id: uuid.UUID, user_id: uuid.UUID, *, offset: int = 0, limit: int = 50
     ) -> list[Session]:
         """Most recently active first."""
+
+    @abc.abstractmethod
+    async def list_user_sessions(
+        self, tenant_id: uuid.UUID, user_id: uuid.UUID, *, after: Cursor | None = None, limit: int = 50
+    ) -> Page[Session]:
+        """A keyset page of the user's sessions, most recently active first (by ``update_time``, then id):
+        those after ``after`` (a previous page's ``next``). Every page costs what the first does, unlike
+        :meth:`get_user_sessions`' ``offset`` (the database walks every row before it: O(offset)). A session
+        active again after the first page was read moves to the front, and a later page does not show it."""
 
     @abc.abstractmethod
     async def update_session(
@@ -378,12 +396,27 @@ class Store(abc.ABC):
         """Newest first, paginated by the filter's offset and limit."""
 
     @abc.abstractmethod
+    async def list_api_calls(self, query: QueryFilter, *, after: Cursor | None = None) -> Page[LLMApiCall]:
+        """A keyset page of ``query``'s calls, newest first (by ``create_time``, then id), ``query.limit`` of
+        them, after ``after`` (a previous page's ``next``). ``query.offset`` must be 0 here."""
+
+    @abc.abstractmethod
+    async def usage_breakdown(self, query: QueryFilter, by: UsageKey) -> list[UsageGroup]:
+        """``query``'s calls aggregated per agent, model, or hour/day/week (UTC; weeks start on Monday), in the
+        database: one row a group, whatever the number of calls. Groups by time come oldest first, the
+        others with the most calls first."""
+
+    @abc.abstractmethod
     async def get_statistics(self, query: QueryFilter) -> UsageStatistics:
         """Aggregates over every matching record (offset and limit are ignored)."""
 
     @abc.abstractmethod
-    async def cleanup_old_records(self, before: datetime, *, tenant_id: uuid.UUID | None = None) -> int:
-        """Delete api-call records created before ``before``; return how many."""
+    async def cleanup_old_records(
+        self, before: datetime, *, tenant_id: uuid.UUID | None = None, batch_size: int = 5_000
+    ) -> int:
+        """Delete api-call records created before ``before``; return how many. The oldest go first, in
+        transactions of at most ``batch_size`` rows found through an index on the time, so a large cleanup
+        never holds locks long nor blocks turns (a failure keeps the batches already deleted)."""
 
     # -- providers ---------------------------------------------------------------------------------
     @abc.abstractmethod
@@ -492,6 +525,8 @@ class Store(abc.ABC):
     async def search_messages(
         self, tenant_id: uuid.UUID, user_id: uuid.UUID, text: str, *, limit: int = 20
     ) -> list[Message]:
-        """Messages of the user's sessions in this tenant holding every word of ``text`` (whole words, any
-        case; see :func:`search_words`), most recent first, at most ``limit``. Full-text indexed: FTS5 on
-        SQLite, a GIN index on ``to_tsvector('simple', content)`` on PostgreSQL."""
+        """The user's messages in this tenant (their ``tenant_id`` and ``user_id``, which the library writes as
+        their session's) holding every word of ``text`` (whole words, any case; see :func:`search_words`), most
+        recent first, at most ``limit``. Full-text indexed: FTS5 on SQLite, a GIN index on
+        ``to_tsvector('simple', content)`` on PostgreSQL; a common word walks the user's messages newest first
+        (index of 0011) and stops at ``limit``."""

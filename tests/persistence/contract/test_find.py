@@ -38,3 +38,17 @@ async def test_prefix_and_short_id_match_only_this_users_sessions(
 async def test_a_bad_fragment_is_refused(store: Store, tenant: uuid.UUID, user: uuid.UUID, bad: str) -> None:
     with pytest.raises(ValidationError):
         await store.find_sessions_by_id(tenant, user, bad)
+
+
+async def test_fragments_with_dashes_match_where_an_id_has_them(
+    store: Store, tenant: uuid.UUID, user: uuid.UUID
+) -> None:
+    # issue 28: the lookup is an index range, not a text match, so dashes must sit where the id has them
+    a = await store.create_session(Session(id=_sid("0193cccc", "0000abcd1234"), tenant_id=tenant, user_id=user))
+    assert [s.id for s in await store.find_sessions_by_id(tenant, user, "0193cccc-")] == [a.id]
+    assert [s.id for s in await store.find_sessions_by_id(tenant, user, str(a.id)[:14])] == [a.id]
+    assert [s.id for s in await store.find_sessions_by_id(tenant, user, "8000-0000abcd1234")] == [a.id]
+    assert [s.id for s in await store.find_sessions_by_id(tenant, user, "d1234")] == [a.id]
+    # a dash where no id has one: no match, and no error
+    assert await store.find_sessions_by_id(tenant, user, "0193-ccc") == []
+    assert await store.find_sessions_by_id(tenant, user, "abcd-1234") == []

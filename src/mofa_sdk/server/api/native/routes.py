@@ -15,7 +15,7 @@ from fastapi.responses import JSONResponse
 from ....entities import QueryFilter, Session, UsageStatistics
 from ....errors import MofaError, SessionBusyError
 from ....persistence import MAX_PAGE as MAX_PAGE_SIZE
-from ....persistence import SessionReader, SettingsRequest, owned_session
+from ....persistence import Cursor, SessionReader, SettingsRequest, owned_session
 from ...http import KEEPALIVE, ApiError, Registry, SSEResponse, StoreDep, Who, event_frame, sse
 from ...runs import (
     FINAL_STATUSES,
@@ -172,10 +172,27 @@ async def create_session(body: SessionIn, store: StoreDep, who: Who) -> Any:
 
 @router.get("/v1/sessions", tags=["sessions"], response_model=Page[SessionOut],
             summary="This user's sessions, most recent first")
-async def list_sessions(store: StoreDep, who: Who, offset: Offset = 0, limit: Limit = 50) -> Any:
-    found = await store.get_user_sessions(who.tenant_id, who.user_id, offset=offset, limit=limit)
+async def list_sessions(
+    store: StoreDep, who: Who, offset: Offset = 0, limit: Limit = 50,
+    cursor: Annotated[str | None, Query(max_length=200, description=(
+        "The next page: a previous page's next_cursor (costs what the first page does). `offset` is kept for "
+        "compatibility and walks every row before it (O(offset))."))] = None,
+) -> Any:  # fmt: skip
+    if cursor is not None and offset:
+        raise ApiError(400, "give either cursor or offset, not both")
+    if offset:
+        found = await store.get_user_sessions(who.tenant_id, who.user_id, offset=offset, limit=limit)
+        nxt = Cursor(found[-1].update_time, found[-1].id) if len(found) == limit else None
+    else:
+        after = None if cursor is None else Cursor.parse(cursor)
+        page = await store.list_user_sessions(who.tenant_id, who.user_id, after=after, limit=limit)
+        found, nxt = page.items, page.next
     counts = [await store.count_session_messages(who.tenant_id, s.id) for s in found]  # the page's sidebar shows them
-    return _page([SessionOut.of(s, count) for s, count in zip(found, counts, strict=True)], offset, limit)
+    out = _page([SessionOut.of(s, count) for s, count in zip(found, counts, strict=True)], offset, limit)
+    if cursor is not None:  # a keyset page has no offset to continue from
+        out["next_offset"] = None
+    out["next_cursor"] = None if nxt is None else nxt.token()
+    return out
 
 
 @router.get("/v1/sessions/{session_id}", tags=["sessions"], response_model=SessionOut,
@@ -207,11 +224,24 @@ async def delete_session(session_id: uuid.UUID, registry: Registry, who: Who) ->
 
 @router.get("/v1/sessions/{session_id}/messages", tags=["sessions"], response_model=Page[MessageOut],
             responses={404: {"description": "Not found"}}, summary="A session's messages by seq, statuses shown")
-async def list_messages(session_id: uuid.UUID, store: StoreDep, who: Who, offset: Offset = 0,
-                        limit: Limit = 100) -> Any:
+async def list_messages(
+    session_id: uuid.UUID, store: StoreDep, who: Who, offset: Offset = 0, limit: Limit = 100,
+    after_seq: Annotated[int | None, Query(ge=0, le=2**62, description=(
+        "The next page: the messages after this seq (a previous page's next_after_seq); `offset` walks every "
+        "message before it (O(offset))."))] = None,
+) -> Any:  # fmt: skip
     await _session_of(store, who, session_id)
-    found = await store.get_session_messages_paginated(who.tenant_id, session_id, offset, limit)
-    return _page([MessageOut.of(m) for m in found], offset, limit)
+    if after_seq is not None and offset:
+        raise ApiError(400, "give either after_seq or offset, not both")
+    if after_seq is None:
+        found = await store.get_session_messages_paginated(who.tenant_id, session_id, offset, limit)
+    else:
+        found = await store.get_session_messages_after(who.tenant_id, session_id, after_seq=after_seq, limit=limit)
+    out = _page([MessageOut.of(m) for m in found], offset, limit)
+    if after_seq is not None:
+        out["next_offset"] = None
+    out["next_after_seq"] = found[-1].seq if len(found) == limit else None
+    return out
 
 
 # -- usage, agents, health ------------------------------------------------------------------------------

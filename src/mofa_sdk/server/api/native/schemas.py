@@ -110,6 +110,10 @@ class Page(BaseModel, Generic[T]):
     limit: int
     #: where the next page starts; null on the last page
     next_offset: int | None
+    #: the next page by keyset (``?cursor=`` on session lists, ``?after_seq=`` on transcripts): every page costs
+    #: what the first does, where an offset walks every row before it; null on the last page
+    next_cursor: str | None = None
+    next_after_seq: int | None = None
 
 
 class AgentOut(BaseModel):

@@ -14,7 +14,7 @@ from fastapi import APIRouter, Query
 
 from ....entities import Message, Session
 from ....errors import SessionBusyError
-from ....persistence import Store
+from ....persistence import Cursor, Store
 from ...http import ApiError, Registry, StoreDep, Who
 from ...runs import Principal, RunRegistry
 from ._common import conversation_of, list_page
@@ -56,20 +56,15 @@ async def create_conversation(store: StoreDep, who: Who, body: ConversationCreat
 
 @router.get("/v1/conversations", summary="This user's conversations, most recently active first (mofa only)")
 async def list_conversations(store: StoreDep, who: Who, limit: Limit = 20, after: str | None = None) -> Any:
-    offset = 0
-    if after is not None:  # a cursor: the page after that conversation (found by scanning the user's list)
+    cursor = None
+    if after is not None:  # the page after that conversation: a keyset page from where it stands in the list
         target = decode_id("conv", after, "conversation")
-        while True:
-            page = await store.get_user_sessions(who.tenant_id, who.user_id, offset=offset, limit=100)
-            hit = next((i for i, s in enumerate(page) if s.id == target), None)
-            if hit is not None:
-                offset += hit + 1
-                break
-            if len(page) < 100:
-                raise ApiError(404, f"conversation {after[:80]!r} not found", param="after")
-            offset += 100
-    found = await store.get_user_sessions(who.tenant_id, who.user_id, offset=offset, limit=limit + 1)
-    return list_page([conversation_obj(s) for s in found[:limit]], len(found) > limit)
+        found_one = await store.get_session(who.tenant_id, target)
+        if found_one is None or found_one.user_id != who.user_id:
+            raise ApiError(404, f"conversation {after[:80]!r} not found", param="after")
+        cursor = Cursor(found_one.update_time, found_one.id)
+    page = await store.list_user_sessions(who.tenant_id, who.user_id, after=cursor, limit=limit)
+    return list_page([conversation_obj(s) for s in page.items], page.next is not None)
 
 
 @router.get("/v1/conversations/{conversation_id}", summary="A conversation")
