@@ -68,7 +68,7 @@ def _mofa(*args: str) -> str:
 
 def test_the_readme_has_the_blocks_this_test_knows() -> None:
     blocks = python_blocks()
-    assert len(blocks) == 6, [b.splitlines()[0] for b in blocks]
+    assert len(blocks) == 7, [b.splitlines()[0] for b in blocks]
 
 
 @pytest.mark.postgres
@@ -135,8 +135,26 @@ async def test_every_python_block_of_the_readme_runs(
             monkeypatch.setenv("KEY", key)
             source = blocks[5].replace("http://localhost:8000", url)
             ns = await asyncio.to_thread(_run_block, source, 6)
-        assert ns["first"].output_text == "Hello from the model."
-        assert ns["conv"].id.startswith("conv_")
+            assert ns["first"].output_text == "Hello from the model."
+            assert ns["conv"].id.startswith("conv_")
+
+            # 7. an Agents SDK agent with a tool, pointed at `mofa serve`: the rows the README shows
+            capsys.readouterr()
+            fault.push(Reply(chunks=[], tool_calls=[ScriptedCall("call_7", "get_weather", '{"city": "Lima"}')],
+                             finish_reason="tool_calls"),
+                       Reply(chunks=["It is sunny in Lima."]))
+            await asyncio.to_thread(_run_block, blocks[6].replace("http://localhost:8000", url), 7)
+        printed = capsys.readouterr().out.split()
+        assert " ".join(printed[:-1]).endswith("It is sunny in Lima."), printed
+        store = await _store(fresh_pg_url)
+        try:
+            rows = await store.get_session_messages(tenant, uuid.UUID(printed[-1]))
+        finally:
+            await store.close()
+        assert [(r.role, r.content, r.tool_call_id) for r in rows] == [
+            ("system", "Use the tools.", None), ("user", "Weather in Lima?", None), ("assistant", "", None),
+            ("tool", "sunny in Lima", "call_7"), ("assistant", "It is sunny in Lima.", None)]
+        assert rows[2].tool_calls[0].name == "get_weather"
 
 
 @asynccontextmanager

@@ -135,15 +135,16 @@ async def test_single_call_streamed_round_trip(served: ToolServed) -> None:
     assert [m["role"] for m in sent] == ["system", "user", "assistant", "tool"]
     assert sent[2]["tool_calls"][0]["function"]["arguments"] == args and sent[3]["tool_call_id"] == "call_p"
     rows, calls = await rows_of(served.db, row.tenant_id, sid)
-    assert shape(rows) == [
+    assert shape(rows) == [  # the client's system message is stored once, with its first request (threading)
+        ("system", "Use the tools.", [], None),
         ("user", "Weather in Paris and in Oslo?", [], None),
         ("assistant", "", ["call_p"], None),
         ("tool", "sunny, 21 C", [], "call_p"),
         ("assistant", "Sunny in Paris.", [], None),
     ]
-    assert rows[1].tool_calls[0].arguments == args and rows[1].status == "complete"
-    assert rows[3].parent_message_id == rows[2].id  # the reply answers the results
-    assert len(calls) == 2 and {c.response_message_id for c in calls} == {rows[1].id, rows[3].id}
+    assert rows[2].tool_calls[0].arguments == args and rows[2].status == "complete"
+    assert rows[4].parent_message_id == rows[3].id  # the reply answers the results
+    assert len(calls) == 2 and {c.response_message_id for c in calls} == {rows[2].id, rows[4].id}
     assert {c.status for c in calls} == {"success"}
 
 
@@ -173,14 +174,13 @@ async def test_parallel_calls_not_streamed_without_a_session_header(served: Tool
         raw = await client.chat.completions.with_raw_response.create(model="m", messages=answer, tools=[WEATHER])
         assert raw.parse().choices[0].message.content == "Both sunny."
         second_session = uuid.UUID(raw.headers[SESSION.lower()])
+    # no header: the resent history is threaded into the first request's session, which gets only the results
+    assert second_session == first_session
     rows, calls = await rows_of(served.db, row.tenant_id, first_session)
-    assert shape(rows) == [("user", "Weather in Paris and in Oslo?", [], None),
-                           ("assistant", "", ["call_a", "call_b"], None)]
-    # no header: a new session, which gets the message making the calls with their results
-    rows, calls = await rows_of(served.db, row.tenant_id, second_session)
-    assert shape(rows) == [("assistant", "", ["call_a", "call_b"], None), ("tool", "sunny", [], "call_a"),
+    assert shape(rows) == [("system", "Use the tools.", [], None), ("user", "Weather in Paris and in Oslo?", [], None),
+                           ("assistant", "", ["call_a", "call_b"], None), ("tool", "sunny", [], "call_a"),
                            ("tool", "sunny too", [], "call_b"), ("assistant", "Both sunny.", [], None)]
-    assert len(calls) == 1 and calls[0].response_message_id == rows[3].id
+    assert len(calls) == 2 and {c.response_message_id for c in calls} == {rows[2].id, rows[5].id}
 
 
 async def test_arguments_split_over_many_chunks_are_kept_verbatim(served: ToolServed) -> None:
@@ -252,7 +252,7 @@ async def test_results_that_answer_no_stored_call_are_refused_with_nothing_writt
         assert bad.value.body["param"] == "messages[3]"  # type: ignore[index]
     assert len(served.fault.requests) == before
     rows, calls = await rows_of(served.db, row.tenant_id, sid)
-    assert [r.role for r in rows] == ["user", "assistant"] and len(calls) == 1
+    assert [r.role for r in rows] == ["system", "user", "assistant"] and len(calls) == 1
 
 
 async def test_agents_sdk_function_tool_agent_over_chat_completions(served: ToolServed) -> None:
@@ -286,7 +286,7 @@ async def test_agents_sdk_function_tool_agent_over_chat_completions(served: Tool
         await client.close()
         assert result.final_output == "It is sunny in Lima."
         rows, calls = await rows_of(served.db, row.tenant_id, sid)
-        assert shape(rows) == [("user", "Weather in Lima?", [], None),
+        assert shape(rows) == [("system", "Use the tools.", [], None), ("user", "Weather in Lima?", [], None),
                                ("assistant", "", [f"call_{streamed}"], None),
                                ("tool", "sunny in Lima", [], f"call_{streamed}"),
                                ("assistant", "It is sunny in Lima.", [], None)]
@@ -451,11 +451,11 @@ async def test_agents_sdk_function_tool_agent_over_responses(served: ToolServed)
         last_id = str(result.raw_responses[-1].response_id)
         [last] = await rows_of_any(served.db, row.tenant_id, uuid.UUID(last_id.removeprefix("resp_")))
         rows, calls = await rows_of(served.db, row.tenant_id, last.session_id)
-        # the SDK resends its whole input: the second call's session holds the round with its call
+        # the SDK resends its whole input: threaded into the first call's session, which holds the round once
         assert shape(rows) == [("user", "Weather in Quito?", [], None), ("assistant", "", [f"rc_{streamed}"], None),
                                ("tool", "sunny in Quito", [], f"rc_{streamed}"),
                                ("assistant", "It is sunny in Quito.", [], None)]
-        assert len(calls) == 1
+        assert len(calls) == 2  # one api-call row per model call
     assert seen == ["Quito", "Quito"]
 
 
