@@ -55,7 +55,18 @@ def item_obj(m: Message) -> dict[str, Any]:
         content["annotations"] = []
     status = "completed" if m.status == "complete" else ("in_progress" if m.status == "streaming" else "incomplete")
     return {"id": encode_id("msg", m.id), "type": "message", "role": m.role, "status": status,
-            "content": [content]}
+            "content": _input_parts(m) if m.parts else [content]}
+
+
+def _input_parts(m: Message) -> list[dict[str, Any]]:
+    """A user row's stored input parts as Responses content parts (text and images, as given)."""
+    out: list[dict[str, Any]] = []
+    for p in m.parts:
+        if p.type == "text":
+            out.append({"type": "input_text", "text": p.text or ""})
+        else:
+            out.append({"type": "input_image", "image_url": p.url, "detail": p.detail or "auto"})
+    return out
 
 
 def response_status(status: str) -> str:
