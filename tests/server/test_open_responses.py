@@ -206,7 +206,7 @@ async def test_input_images_are_sent_and_stored_as_parts(fault_pair: FaultPair) 
     assert sent[0]["content"] == [{"type": "text", "text": "a"}, {"type": "image_url", "image_url": {"url": first}}]
     assert sent[-1]["content"] == [{"type": "text", "text": "and this?"},
                                    {"type": "image_url", "image_url": {"url": second, "detail": "low"}}]
-    items = [i.model_dump() async for i in oa.responses.input_items.list(r.id, order="asc")]
+    items = [i.model_dump(exclude_none=True) async for i in oa.responses.input_items.list(r.id, order="asc")]
     assert [i["content"][-1] for i in items if i["role"] == "user"] == [
         {"type": "input_image", "image_url": first, "detail": "auto"},
         {"type": "input_image", "image_url": second, "detail": "low"}]
