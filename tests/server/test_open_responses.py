@@ -196,11 +196,12 @@ async def test_input_images_are_sent_and_stored_as_parts(fault_pair: FaultPair) 
     oa = openai_client(fault_pair.url, key)
     first = "data:image/png;base64,iVBORw0KGgo="
     second = "https://example.com/cat.png"
-    r = await oa.responses.create(model="m", input=[
+    given: list[Any] = [
         {"role": "user", "content": [{"type": "input_text", "text": "a"}, {"type": "input_image", "image_url": first}]},
         {"role": "assistant", "content": "seen"},
         {"role": "user", "content": [{"type": "input_text", "text": "and this?"},
-                                     {"type": "input_image", "image_url": second, "detail": "low"}]}])
+                                     {"type": "input_image", "image_url": second, "detail": "low"}]}]
+    r = await oa.responses.create(model="m", input=given)
     assert r.status == "completed"
     sent = fault_pair.fault.requests[-1].body["messages"]
     assert sent[0]["content"] == [{"type": "text", "text": "a"}, {"type": "image_url", "image_url": {"url": first}}]
@@ -217,5 +218,33 @@ async def test_input_images_are_sent_and_stored_as_parts(fault_pair: FaultPair) 
         assert [(m.role, m.content, [p.url for p in m.parts if p.type == "image"]) for m in rows] == [
             ("user", "a", [first]), ("assistant", "seen", []), ("user", "and this?", [second]),
             ("assistant", rows[-1].content, [])]
+    finally:
+        await store.close()
+
+
+async def test_input_files_are_sent_inline_and_stored_as_file_parts(fault_pair: FaultPair) -> None:
+    """``input_file`` with ``file_data`` reaches the provider as Chat Completions' ``file`` part and is stored
+    as a file part; by URL it is a 400 naming ``file_url`` (the provider takes content; nothing is fetched)."""
+    key, row = await make_key(fault_pair.db)
+    pdf = "data:application/pdf;base64,JVBERi0xLjQK"
+    doc = {"type": "input_file", "filename": "a.pdf", "file_data": pdf}
+    async with httpx2.AsyncClient(timeout=20) as http:
+        ok = await http.post(f"{fault_pair.url}/v1/responses", headers=auth(key), json={"model": "m", "input": [
+            {"role": "user", "content": [{"type": "input_text", "text": "summarise"}, doc]}]})
+        by_url = await http.post(f"{fault_pair.url}/v1/responses", headers=auth(key), json={"model": "m", "input": [
+            {"role": "user", "content": [{"type": "input_text", "text": "summarise"},
+                                         {"type": "input_file", "file_url": "https://example.com/a.pdf"}]}]})
+        listed = await http.get(f"{fault_pair.url}/v1/responses/{ok.json()['id']}/input_items", headers=auth(key))
+    assert ok.status_code == 200 and ok.json()["status"] == "completed"
+    assert fault_pair.fault.requests[-1].body["messages"][-1]["content"] == [
+        {"type": "text", "text": "summarise"}, {"type": "file", "file": {"filename": "a.pdf", "file_data": pdf}}]
+    assert by_url.status_code == 400 and by_url.json()["error"]["param"] == "input[0].content[1].file_url"
+    assert listed.json()["data"][0]["content"][1] == doc
+    store = await connect_store(fault_pair.db)
+    try:
+        (session,) = await store.get_user_sessions(row.tenant_id, row.user_id)
+        (user, _) = await store.get_session_messages(row.tenant_id, session.id)
+        assert [p.model_dump() for p in user.parts] == [{"type": "text", "text": "summarise"},
+                                                       {"type": "file", "filename": "a.pdf", "url": pdf}]
     finally:
         await store.close()

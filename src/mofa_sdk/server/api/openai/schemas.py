@@ -27,7 +27,7 @@ from pydantic_core import PydanticCustomError
 
 from ....entities import check_text
 from ....errors import ConfigError, MofaError
-from ....llm import ChatMessage, ContentPart, ImagePart, TextPart, ToolCall, ToolSpec, check_tool_sequence
+from ....llm import ChatMessage, ContentPart, FilePart, ImagePart, TextPart, ToolCall, ToolSpec, check_tool_sequence
 from ....persistence import COMPACTION_ASK
 from ...http import ApiError
 
@@ -323,9 +323,11 @@ class InputMessage(BaseModel):
             if isinstance(part, _ImagePart):
                 raise ParamError(f"{where}: an input_image needs image_url", f"{where}.image_url",
                                  "missing_required_parameter")
-            raise ParamError(f"{where}: {part.type} is not supported on /v1/responses yet; send text",
-                             where, "unsupported_parameter")
+            out.append(_file(part, where))
         return out
+
+    def has_parts(self) -> bool:
+        return any(not isinstance(p, _TextPart) for p in self.content)
 
     def check_parts(self, index: int, field: str = "input") -> None:
         """A 400 naming the part for input this service cannot take."""
@@ -335,10 +337,27 @@ class InputMessage(BaseModel):
         """The message as the llm layer's: a user message with images carries them as parts (its text is its
         text parts joined by newlines, as the message model has it)."""
         role, text = self.pair
-        parts = self.parts(0)
-        if not any(isinstance(p, ImagePart) for p in parts):
+        if not self.has_parts():
             return ChatMessage(role=role, content=text)
+        parts = self.parts(0)
         return ChatMessage(role="user", content="", parts=_joined(parts))
+
+
+def _file(part: _FilePart, where: str) -> FilePart:
+    """An ``input_file`` as the message model's file part: inline only (the provider's Chat Completions takes
+    a file's data, not its URL, and this service fetches nothing)."""
+    if part.file_url is not None:
+        raise ParamError(f"{where}.file_url: files by URL are not supported (the provider takes a file's "
+                         "content, and mofa serve fetches nothing); send file_data", f"{where}.file_url",
+                         "unsupported_parameter")
+    if part.file_data is None or part.filename is None:
+        missing = "file_data" if part.file_data is None else "filename"
+        raise ParamError(f"{where}: an input_file needs file_data and filename", f"{where}.{missing}",
+                         "missing_required_parameter")
+    try:
+        return FilePart(part.filename, part.file_data)
+    except MofaError as exc:
+        raise ParamError(f"{where}.file_data: {exc}", f"{where}.file_data") from None
 
 
 class FunctionCallItem(BaseModel):
