@@ -122,15 +122,17 @@ _IMAGE_SCHEMES = ("http://", "https://", "data:")
 
 
 class MessagePart(Entity):
-    """One input part of a user message that has more than text: a text part (``text``) or an image part
-    (``url``, an ``http(s)://`` or ``data:`` URL kept exactly as given, and OpenAI's ``detail`` hint)."""
+    """One input part of a user message that has more than text: a text part (``text``), an image part
+    (``url``, an ``http(s)://`` or ``data:`` URL kept exactly as given, and OpenAI's ``detail`` hint) or a file
+    part (``filename`` and its content as a ``data:`` URL in ``url``)."""
 
-    type: Literal["text", "image"]
+    type: Literal["text", "image", "file"]
     text: str | None = None
     url: str | None = None
     detail: Literal["auto", "low", "high"] | None = None
+    filename: str | None = None
 
-    @field_validator("text", "url")
+    @field_validator("text", "url", "filename")
     @classmethod
     def _text(cls, v: str | None, info: pydantic.ValidationInfo) -> str | None:
         return None if v is None else check_text(v, str(info.field_name))
@@ -140,8 +142,12 @@ class MessagePart(Entity):
         if self.type == "text":
             if self.text is None or self.url is not None or self.detail is not None:
                 raise ValueError("a text part has text, and no url or detail")
-        elif self.url is None or self.text is not None:
-            raise ValueError("an image part has a url, and no text")
+        elif self.type == "file":
+            if self.filename is None or self.url is None or not self.url.startswith("data:") or self.text is not None \
+                    or self.detail is not None:
+                raise ValueError("a file part has a filename and a data: URL, and no text or detail")
+        elif self.url is None or self.text is not None or self.filename is not None:
+            raise ValueError("an image part has a url, and no text or filename")
         elif not self.url.startswith(_IMAGE_SCHEMES):
             shown = self.url if len(self.url) <= 40 else self.url[:40] + "…"
             raise ValueError(f"an image part's url must be an http(s):// or data: URL, got {shown!r}")
@@ -149,7 +155,8 @@ class MessagePart(Entity):
 
     @model_serializer(mode="wrap")
     def _dump(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
-        # stored as {"type", "text"} or {"type", "url", "detail"?}: no nulls for what a part does not have
+        # stored as {"type", "text"}, {"type", "url", "detail"?} or {"type", "filename", "url"}: no nulls for
+        # what a part does not have
         return {k: v for k, v in handler(self).items() if v is not None}
 
 

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from mofa_sdk.errors import ConfigError
-from mofa_sdk.llm import ImagePart, TextPart, ToolCall, ToolSpec
+from mofa_sdk.llm import FilePart, ImagePart, TextPart, ToolCall, ToolSpec
 from mofa_sdk.llm._local import LocalProvider, find_default_model
 from mofa_sdk.llm._provider import ChatParams, Finish, ProviderEvent, StreamStarted, TextDelta, UsageReport
 from mofa_sdk.llm._types import ChatMessage
@@ -210,6 +210,8 @@ def test_package_imports_without_llama_cpp() -> None:
           ChatMessage("tool", "42", tool_call_id="c")], ChatParams(model="m"), "a history with tool calls"),
         ([ChatMessage("user", "", parts=(ImagePart("https://example.com/a.png"), TextPart("what?")))],
          ChatParams(model="m"), "image input"),
+        ([ChatMessage("user", "", parts=(TextPart("what?"), FilePart("a.pdf", "data:application/pdf;base64,JVBE")))],
+         ChatParams(model="m"), "file input"),
     ],
 )
 async def test_tools_are_refused_with_the_fix_never_ignored(

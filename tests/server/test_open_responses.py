@@ -1,7 +1,6 @@
 """The Open Responses compliance suite (tests/compliance/openresponses, a pinned copy of the spec's own tests)
 run with Node against a real ``mofa serve`` on PostgreSQL whose provider is the scripted fault server: every
-compliance test must pass, HTTP and WebSocket alike, except those listed in :data:`PENDING` with the part of
-the service they wait for."""
+compliance test must pass, HTTP and WebSocket alike."""
 
 from __future__ import annotations
 
@@ -20,14 +19,6 @@ from tests.server.support import ROOT, FaultPair, auth, make_key, openai_client
 from tests.support.fault_server import Reply, ScriptedCall
 
 SUITE = ROOT / "tests" / "compliance" / "openresponses"
-#: compliance tests that need work of other branches (issue #23), each with what it waits for; a pending test
-#: that passes fails this test, so the list only shrinks
-PENDING = {
-    "compact-missing-model": "POST /v1/responses/compact (issue #23 item 4, the thread branch)",
-    "websocket-compact-new-chain": "POST /v1/responses/compact and compaction input items (the thread branch)",
-    "image-input": "a user message's image parts through the turn engine (TurnOptions.user_parts, the tools "
-                   "branch); until then input_image is refused with a 400 naming the part",
-}
 
 
 def _node() -> str:
@@ -69,11 +60,9 @@ async def test_open_responses_compliance_suite(fault_pair: FaultPair) -> None:
     results = {r["id"]: r for r in report["results"]}
     assert len(results) == 17, sorted(results)  # the pinned suite has 17 tests: all ran, none was skipped
     assert not [r for r in results.values() if r["status"] == "skipped"]
-    failed = {i: r.get("errors") for i, r in results.items() if r["status"] != "passed" and i not in PENDING}
-    passed_pending = sorted(i for i in PENDING if results.get(i, {}).get("status") == "passed")
+    failed = {i: r.get("errors") for i, r in results.items() if r["status"] != "passed"}
     print("compliance:", {i: r["status"] for i, r in sorted(results.items())})
     assert not failed, "compliance tests failed:\n" + "\n".join(f"- {i}: {e}" for i, e in sorted(failed.items()))
-    assert not passed_pending, f"these pass now: remove them from PENDING: {passed_pending}"
 
 
 @pytest.mark.parametrize("bad_key", ["sk-not-a-key"])
@@ -175,25 +164,87 @@ async def test_system_and_developer_items_reach_the_model_and_stay(fault_pair: F
 
 
 async def test_input_parts_it_cannot_take_are_refused_naming_the_part(fault_pair: FaultPair) -> None:
-    """Never dropped silently: an image or file part is a 400 naming it, with nothing written or sent."""
+    """Never dropped silently: a part by file id, or an image outside a user message, is a 400 naming it, with
+    nothing written or sent."""
     key, row = await make_key(fault_pair.db)
     before = len(fault_pair.fault.requests)
     image = {"type": "input_image", "image_url": "data:image/png;base64,iVBORw0KGgo="}
     by_id = {"type": "input_file", "file_id": "file-123"}
     async with httpx2.AsyncClient(timeout=20) as http:
         answers = [await http.post(f"{fault_pair.url}{path}", headers=auth(key), json=body) for path, body in [
-            ("/v1/responses", {"model": "m", "input": [{"role": "user", "content": [
-                {"type": "input_text", "text": "what is it?"}, image]}]}),
+            ("/v1/responses", {"model": "m", "input": [{"role": "assistant", "content": [image]},
+                                                       {"role": "user", "content": "what was it?"}]}),
             ("/v1/responses", {"model": "m", "input": [{"role": "user", "content": [by_id]}]}),
-            ("/v1/conversations", {"items": [{"role": "user", "content": [image]}]}),
+            ("/v1/conversations", {"items": [{"role": "user", "content": [{**image, "image_url": "ftp://x"}]}]}),
         ]]
     assert [a.status_code for a in answers] == [400, 400, 400]
     params = [a.json()["error"]["param"] for a in answers]
-    assert params == ["input[0].content[1]", "input[0].content[0].file_id", "items[0].content[0]"]
+    assert params == ["input[0].content[0]", "input[0].content[0].file_id", "items[0].content[0].image_url"]
     assert "input_image" in answers[0].json()["error"]["message"]
     assert len(fault_pair.fault.requests) == before
     store = await connect_store(fault_pair.db)
     try:
         assert await store.get_user_sessions(row.tenant_id, row.user_id) == []
+    finally:
+        await store.close()
+
+
+async def test_input_images_are_sent_and_stored_as_parts(fault_pair: FaultPair) -> None:
+    """``input_image`` parts of the last user message and of earlier items reach the provider as Chat
+    Completions image parts, are stored as the rows' parts, and list back as ``input_image`` items."""
+    key, row = await make_key(fault_pair.db)
+    oa = openai_client(fault_pair.url, key)
+    first = "data:image/png;base64,iVBORw0KGgo="
+    second = "https://example.com/cat.png"
+    given: list[Any] = [
+        {"role": "user", "content": [{"type": "input_text", "text": "a"}, {"type": "input_image", "image_url": first}]},
+        {"role": "assistant", "content": "seen"},
+        {"role": "user", "content": [{"type": "input_text", "text": "and this?"},
+                                     {"type": "input_image", "image_url": second, "detail": "low"}]}]
+    r = await oa.responses.create(model="m", input=given)
+    assert r.status == "completed"
+    sent = fault_pair.fault.requests[-1].body["messages"]
+    assert sent[0]["content"] == [{"type": "text", "text": "a"}, {"type": "image_url", "image_url": {"url": first}}]
+    assert sent[-1]["content"] == [{"type": "text", "text": "and this?"},
+                                   {"type": "image_url", "image_url": {"url": second, "detail": "low"}}]
+    items = [i.model_dump(exclude_none=True) async for i in oa.responses.input_items.list(r.id, order="asc")]
+    assert [i["content"][-1] for i in items if i["role"] == "user"] == [
+        {"type": "input_image", "image_url": first, "detail": "auto"},
+        {"type": "input_image", "image_url": second, "detail": "low"}]
+    store = await connect_store(fault_pair.db)
+    try:
+        (session,) = await store.get_user_sessions(row.tenant_id, row.user_id)
+        rows = await store.get_session_messages(row.tenant_id, session.id)
+        assert [(m.role, m.content, [p.url for p in m.parts if p.type == "image"]) for m in rows] == [
+            ("user", "a", [first]), ("assistant", "seen", []), ("user", "and this?", [second]),
+            ("assistant", rows[-1].content, [])]
+    finally:
+        await store.close()
+
+
+async def test_input_files_are_sent_inline_and_stored_as_file_parts(fault_pair: FaultPair) -> None:
+    """``input_file`` with ``file_data`` reaches the provider as Chat Completions' ``file`` part and is stored
+    as a file part; by URL it is a 400 naming ``file_url`` (the provider takes content; nothing is fetched)."""
+    key, row = await make_key(fault_pair.db)
+    pdf = "data:application/pdf;base64,JVBERi0xLjQK"
+    doc = {"type": "input_file", "filename": "a.pdf", "file_data": pdf}
+    async with httpx2.AsyncClient(timeout=20) as http:
+        ok = await http.post(f"{fault_pair.url}/v1/responses", headers=auth(key), json={"model": "m", "input": [
+            {"role": "user", "content": [{"type": "input_text", "text": "summarise"}, doc]}]})
+        by_url = await http.post(f"{fault_pair.url}/v1/responses", headers=auth(key), json={"model": "m", "input": [
+            {"role": "user", "content": [{"type": "input_text", "text": "summarise"},
+                                         {"type": "input_file", "file_url": "https://example.com/a.pdf"}]}]})
+        listed = await http.get(f"{fault_pair.url}/v1/responses/{ok.json()['id']}/input_items", headers=auth(key))
+    assert ok.status_code == 200 and ok.json()["status"] == "completed"
+    assert fault_pair.fault.requests[-1].body["messages"][-1]["content"] == [
+        {"type": "text", "text": "summarise"}, {"type": "file", "file": {"filename": "a.pdf", "file_data": pdf}}]
+    assert by_url.status_code == 400 and by_url.json()["error"]["param"] == "input[0].content[1].file_url"
+    assert listed.json()["data"][0]["content"][1] == doc
+    store = await connect_store(fault_pair.db)
+    try:
+        (session,) = await store.get_user_sessions(row.tenant_id, row.user_id)
+        (user, _) = await store.get_session_messages(row.tenant_id, session.id)
+        assert [p.model_dump() for p in user.parts] == [{"type": "text", "text": "summarise"},
+                                                       {"type": "file", "filename": "a.pdf", "url": pdf}]
     finally:
         await store.close()

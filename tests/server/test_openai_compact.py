@@ -8,8 +8,7 @@ import uuid
 import openai
 import pytest
 
-from mofa_sdk.persistence import connect_store
-from mofa_sdk.persistence._plugin import COMPACTION_ASK
+from mofa_sdk.persistence import COMPACTION_ASK, connect_store
 from tests.server.support import InProcess, auth, make_key, openai_client
 
 
@@ -73,3 +72,27 @@ async def test_nothing_to_compact_is_a_400_and_writes_nothing(in_app: InProcess)
         assert await store.get_user_sessions(row.tenant_id, row.user_id) == []
     finally:
         await store.close()
+
+
+async def test_a_compaction_output_given_back_as_input_starts_a_new_chain(in_app: InProcess) -> None:
+    """A stateless client passes /v1/responses/compact's output back as ``input``: the compaction item is sent
+    as the window sends a stored one (the ask, the summary as the answer); the user messages before it, which
+    it summarises and which no reply answers, are saved but not sent (the window leaves unanswered ones out)."""
+    key, _ = await make_key(in_app.db)
+    oa = openai_client(in_app.url, key, in_app.transport)
+    compacted = await in_app.client.post(f"{in_app.url}/v1/responses/compact", headers=auth(key), json={
+        "model": "m", "instructions": "echo", "input": [
+            {"role": "user", "content": "code word: slate"}, {"role": "assistant", "content": "OK."},
+            {"role": "user", "content": "compress"}]})
+    items = compacted.json()["output"]  # as the client got them, given back as they are
+    summary = items[-1]["encrypted_content"]
+    r = await oa.responses.create(model="m", input=[*items, {"role": "user", "content": "echo"}])
+    assert r.output_text == f"user: {COMPACTION_ASK}\nassistant: {summary}\nuser: echo\n"
+    assert "code word: slate" in summary
+
+
+async def test_compact_without_a_model_is_refused_naming_it(in_app: InProcess) -> None:
+    key, _ = await make_key(in_app.db)
+    r = await in_app.client.post(f"{in_app.url}/v1/responses/compact", headers=auth(key),
+                                 json={"input": [{"role": "user", "content": "Compact this conversation."}]})
+    assert r.status_code == 400 and r.json()["error"]["param"] == "model"

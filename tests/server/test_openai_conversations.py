@@ -116,7 +116,7 @@ async def test_conversation_errors_openai_shape_nothing_written(in_app: InProces
 
     bad_items = [
         [{"type": "function_call", "name": "f", "arguments": "{}"}],  # no call_id
-        [{"role": "user", "content": [{"type": "input_image", "image_url": "http://x"}]}],
+        [{"role": "user", "content": [{"type": "input_image", "file_id": "file-1"}]}],  # no Files API
         [{"role": "robot", "content": "hi"}],
         [{"role": "user", "content": f"m{i}"} for i in range(21)],
     ]

@@ -12,7 +12,7 @@ from ._agent import LLMAgent, TurnOverrides
 from ._builder import LLMAgentBuilder, default_provider
 from ._hooks import EventHandler, OpenedSession, SessionBackend, SessionInfo, SettingsBackend, Settle
 from ._loop import AgentEvent, StepFinished, ToolResultEvent, ToolStep
-from ._messages import ContentPart, ImagePart, TextPart, ToolCall, ToolResult, check_tool_sequence
+from ._messages import ContentPart, FilePart, ImagePart, TextPart, ToolCall, ToolResult, check_tool_sequence
 from ._provider import (
     ChatParams,
     Finish,
@@ -45,6 +45,7 @@ __all__ = [
     "ChatStream",
     "ContentPart",
     "EventHandler",
+    "FilePart",
     "Finish",
     "ImagePart",
     "LLMAgent",

@@ -12,7 +12,7 @@ import re
 from collections.abc import Sequence
 
 from ..entities import check_text
-from ._messages import ImagePart
+from ._messages import FilePart, ImagePart
 from ._types import ChatMessage, Usage
 
 __all__ = ["MAX_TOKEN_COUNT", "TextRepair", "check_request", "implausible_usage"]
@@ -112,3 +112,6 @@ def _check_extras(message: ChatMessage, what: str) -> None:
     for part in message.parts:
         if isinstance(part, ImagePart):
             check_text(part.url, f"an image URL of {what}")
+        elif isinstance(part, FilePart):
+            check_text(part.filename, f"a file name of {what}")
+            check_text(part.data, f"a file's data of {what}")

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ConfigError, ProviderError
+from ._messages import FilePart
 from ._probe import check_llama_build
 from ._provider import ChatParams, Finish, ProviderEvent, StreamStarted, TextDelta, UsageReport
 from ._tokens import env_max_tokens, estimate_tokens, estimate_usage
@@ -318,6 +319,8 @@ def _refuse_tools(messages: Sequence[ChatMessage], params: ChatParams, model: st
         what = "tools"
     elif any(m.tool_calls or m.role == "tool" for m in messages):
         what = "a history with tool calls or tool results"
+    elif any(isinstance(p, FilePart) for m in messages for p in m.parts):
+        what = "file input"
     elif any(m.parts for m in messages):
         what = "image input"
     if what is not None:

@@ -16,6 +16,7 @@ from ..errors import ToolArgumentsError, ValidationError
 
 __all__ = [
     "ContentPart",
+    "FilePart",
     "ImagePart",
     "TextPart",
     "ToolCall",
@@ -118,7 +119,29 @@ class ImagePart:
             raise ValidationError(f"ImagePart.detail must be 'auto', 'low', 'high' or None, got {self.detail!r}")
 
 
-ContentPart = TextPart | ImagePart
+@dataclass(frozen=True, slots=True)
+class FilePart:
+    """A file input (a PDF, …) sent inline: its name and its content as a ``data:`` URL
+    (``data:application/pdf;base64,…``), kept exactly as given. Sent as Chat Completions' ``file`` part."""
+
+    filename: str
+    data: str
+
+    def __post_init__(self) -> None:
+        _need_str(self.filename, "FilePart.filename", empty=False)
+        _need_str(self.data, "FilePart.data", empty=False)
+        if not self.data.startswith("data:"):
+            raise ValidationError(f"FilePart.data must be a data: URL (data:<media type>;base64,…), got "
+                                  f"{_clip(self.data, 40)}")
+
+    @property
+    def media_type(self) -> str:
+        """The media type the data URL names (``application/octet-stream`` when it names none)."""
+        head = self.data[5:].split(",", 1)[0].split(";", 1)[0]
+        return head or "application/octet-stream"
+
+
+ContentPart = TextPart | ImagePart | FilePart
 
 
 # -- JSON for a stored row's columns: exact round trips, so the store needs no schema of its own ---------------
@@ -140,11 +163,14 @@ def tool_calls_from_json(text: str) -> tuple[ToolCall, ...]:
 
 
 def parts_to_json(parts: Sequence[ContentPart]) -> str:
-    """``[{"type": "text", "text"} | {"type": "image", "url", "detail"?}, ...]``."""
+    """``[{"type": "text", "text"} | {"type": "image", "url", "detail"?} | {"type": "file", "filename",
+    "data"}, ...]``."""
     out: list[dict[str, Any]] = []
     for part in parts:
         if isinstance(part, TextPart):
             out.append({"type": "text", "text": part.text})
+        elif isinstance(part, FilePart):
+            out.append({"type": "file", "filename": part.filename, "data": part.data})
         else:
             image: dict[str, Any] = {"type": "image", "url": part.url}
             if part.detail is not None:
@@ -162,6 +188,8 @@ def parts_from_json(text: str) -> tuple[ContentPart, ...]:
             out.append(TextPart(item["text"]))
         elif kind == "image" and "url" in item:
             out.append(ImagePart(item["url"], item.get("detail")))
+        elif kind == "file" and "filename" in item and "data" in item:
+            out.append(FilePart(item["filename"], item["data"]))
         else:
             raise ValidationError(f"stored input parts hold an unknown part: {_clip(json.dumps(item))}")
     return tuple(out)

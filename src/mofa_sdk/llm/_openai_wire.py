@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from ._messages import ImagePart, TextPart
+from ._messages import FilePart, ImagePart, TextPart
 from ._provider import ChatParams
 from ._types import ChatMessage
 
@@ -42,6 +42,8 @@ def _wire(message: ChatMessage) -> dict[str, Any]:
                 if part.detail is not None:
                     image["detail"] = part.detail
                 content.append({"type": "image_url", "image_url": image})
+            elif isinstance(part, FilePart):
+                content.append({"type": "file", "file": {"filename": part.filename, "file_data": part.data}})
         return {"role": message.role, "content": content}
     return {"role": message.role, "content": message.content}
 

@@ -10,7 +10,7 @@ from typing import Any
 
 from .._vocab import MessageRole, MessageStatus
 from ..errors import ValidationError
-from ._messages import ContentPart, ImagePart, TextPart, ToolCall, ToolResult
+from ._messages import ContentPart, FilePart, ImagePart, TextPart, ToolCall, ToolResult
 
 __all__ = ["ChatMessage", "StreamLimits", "Turn", "TurnResult", "Usage"]
 
@@ -64,7 +64,7 @@ class ChatMessage:
             ToolResult(self.tool_call_id, self.content, self.is_error)  # the same checks as a result's
         elif self.tool_call_id is not None or self.is_error:
             raise ValidationError(f"tool_call_id and is_error belong to a tool message, not a {role} message")
-        parts = self._tuple(self.parts, "parts", TextPart, ImagePart)
+        parts = self._tuple(self.parts, "parts", TextPart, ImagePart, FilePart)
         if parts:
             if role != "user":
                 raise ValidationError(f"only a user message has input parts, not a {role} message")

@@ -20,11 +20,12 @@ from ..entities import (
 )
 from ._api_keys import API_KEY_PREFIX, authenticate_api_key, hash_api_key, issue_api_key, mask_api_key
 from ._chain import ThreadMatch, chain_of, in_chain
+from ._chat_rows import stored_parts
 from ._connect import connect_store, default_database_url
 from ._context import PersistenceContext
 from ._memory import InMemoryStore
 from ._pages import Cursor, Page
-from ._plugin import PendingReply, PersistencePlugin
+from ._plugin import COMPACTION_ASK, PendingReply, PersistencePlugin
 from ._protocols import SessionFinder, SessionLister, SessionReader
 from ._quick import quick_agent, quick_agent_with_memory, quick_agent_with_postgres, quick_agent_with_sqlite
 from ._secrets import is_encrypted, keys_left_encrypted
@@ -39,6 +40,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "API_KEY_PREFIX",
+    "COMPACTION_ASK",
     "KEEP",
     "MAX_PAGE",
     "UNSET",
@@ -91,6 +93,7 @@ __all__ = [
     "quick_agent_with_postgres",
     "quick_agent_with_sqlite",
     "search_words",
+    "stored_parts",
 ]
 
 

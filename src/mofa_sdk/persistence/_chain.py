@@ -71,7 +71,8 @@ def link(
         form.append([[c.id, c.name, c.arguments] for c in tool_calls])
         form.append(tool_call_id)
     if parts:
-        form.append([[p.type, p.text, p.url, p.detail] for p in parts])
+        # a file part's name as well (after the fields every part has, so text and image links are unchanged)
+        form.append([[p.type, p.text, p.url, p.detail, *([p.filename] if p.type == "file" else [])] for p in parts])
     canonical = json.dumps(form, ensure_ascii=False, separators=(",", ":"))
     # surrogatepass: a stored text is valid Unicode, but a hash must never be the thing that fails
     return hashlib.sha256(canonical.encode("utf-8", "surrogatepass")).hexdigest()

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 
 from ..entities import Message, MessagePart, MessageStatus, MessageToolCall
 from ..ids import uuid7
-from ..llm import ChatMessage, ContentPart, ImagePart, TextPart, ToolCall
+from ..llm import ChatMessage, ContentPart, FilePart, ImagePart, TextPart, ToolCall
 
 __all__ = ["chat_message", "message_row", "stored_parts", "stored_tool_calls", "tool_calls_of"]
 
@@ -27,6 +27,7 @@ def stored_parts(parts: Sequence[ContentPart]) -> list[MessagePart]:
     """A user message's input parts as its row keeps them."""
     return [
         MessagePart(type="text", text=p.text) if isinstance(p, TextPart)
+        else MessagePart(type="file", filename=p.filename, url=p.data) if isinstance(p, FilePart)
         else MessagePart(type="image", url=p.url, detail=p.detail)
         for p in parts
     ]  # fmt: skip
@@ -34,8 +35,11 @@ def stored_parts(parts: Sequence[ContentPart]) -> list[MessagePart]:
 
 def _chat_parts(parts: Sequence[MessagePart]) -> tuple[ContentPart, ...]:
     return tuple(
-        TextPart(p.text or "") if p.type == "text" else ImagePart(p.url or "", p.detail) for p in parts
-    )
+        TextPart(p.text or "") if p.type == "text"
+        else FilePart(p.filename or "", p.url or "") if p.type == "file"
+        else ImagePart(p.url or "", p.detail)
+        for p in parts
+    )  # fmt: skip
 
 
 def chat_message(row: Message) -> ChatMessage:

@@ -299,8 +299,8 @@ class TurnSession:
         if (o.tools or o.user_parts or any(m.tool_calls or m.role == "tool" or m.parts for m in tail)) and not getattr(
                 agent.provider, "takes_tools_and_images", True):
             raise ValidationError(f"the model {agent.model!r} runs in-process and cannot take tools, tool calls "
-                                  "or image input; answer with an agent whose provider can (an OpenAI-compatible "
-                                  "server with function calling)")
+                                  "or image or file input; answer with an agent whose provider can (an "
+                                  "OpenAI-compatible server with function calling)")
         if any(m.role == "tool" for m in tail):
             _check_results(self.session_id, _held(agent), tail, text)
         rows = [message_row(m, session_id=self.session_id, tenant_id=agent.tenant_id, user_id=agent.user_id,

@@ -9,7 +9,7 @@ import pytest
 
 from mofa_sdk.entities import MessageToolCall, Session
 from mofa_sdk.errors import ConfigError
-from mofa_sdk.llm import ChatMessage, ToolCall
+from mofa_sdk.llm import ChatMessage, FilePart, ImagePart, TextPart, ToolCall
 from mofa_sdk.persistence import Store
 from mofa_sdk.persistence._chain import chain_of
 from tests.support.builders import msg, new_session
@@ -109,3 +109,12 @@ async def test_tool_calls_are_part_of_a_link(store: Store, tenant: uuid.UUID, us
 async def test_bad_links_are_refused(store: Store, tenant: uuid.UUID, user: uuid.UUID, bad: object) -> None:
     with pytest.raises(ConfigError, match="links"):
         await store.find_thread(tenant, user, bad)  # type: ignore[arg-type]
+
+
+def test_a_file_parts_name_is_part_of_a_link() -> None:
+    """Two files with the same content but other names are other messages; text and image links keep their form."""
+    data = "data:application/pdf;base64,JVBE"
+    a, b = (ChatMessage(role="user", content="", parts=(TextPart("read"), FilePart(name, data))) for name in "ab")
+    assert chain_of([a]) != chain_of([b])
+    image = ChatMessage(role="user", content="", parts=(TextPart("see"), ImagePart("https://example.com/a.png")))
+    assert chain_of([image]) == chain_of([image]) != chain_of([ChatMessage(role="user", content="see")])

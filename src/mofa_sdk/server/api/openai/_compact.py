@@ -23,7 +23,7 @@ from ....entities import Message, Session
 from ....errors import ProviderError
 from ....ids import uuid7
 from ....llm import ChatMessage, ChatParams, LLMProvider, TextDelta, Usage, UsageReport
-from ....persistence import KEEP, SettingsRequest, Store
+from ....persistence import SettingsRequest, Store
 from ...http import ApiError, Registry, Who
 from ...runs import Principal
 from ._common import conversation_of, reply_row
@@ -53,7 +53,8 @@ class CompactRequest(BaseModel):
     """The fields read; the SDK's other ones (prompt caching, service tier …) are accepted and ignored."""
 
     model_config = ConfigDict(extra="allow")
-    model: StrictStr | None = None
+    #: required, as the spec has it (a missing model is a 400 naming it); an agent row's code or a model name
+    model: Annotated[StrictStr, Field(min_length=1)]
     input: Annotated[list[InputMessage], BeforeValidator(_items), Field(max_length=1000)] | None = None
     instructions: StrictStr | None = None
     previous_response_id: StrictStr | None = None
@@ -119,7 +120,7 @@ async def compact(body: CompactRequest, registry: Registry, who: Who) -> Any:
     if not any(m.role != "system" for m in history):
         raise ApiError(400, "nothing to compact: the conversation has no messages since its last compaction",
                        "invalid_value", param="input")
-    asked = SettingsRequest(model=body.model) if body.model else SettingsRequest(model=KEEP)
+    asked = SettingsRequest(model=body.model)
     opened = await registry.engine.open(who.tenant_id, who.user_id, session, asked)
     try:
         agent = opened.agent

@@ -102,7 +102,7 @@ async def create_response(body: ResponseCreate, registry: Registry, who: Who) ->
 
 async def start_response(registry: RunRegistry, who: Principal, body: ResponseCreate) -> Run:
     """Start the run of a response (returns once its user message is saved; raises with nothing written)."""
-    earlier_items, user_text = body.turn()
+    earlier_items, user_text, user_parts = body.turn()
     specs = tool_specs(body.tools)
     choice = tool_choice(body.tool_choice, specs, body.max_tool_calls)
     parallel = False if body.max_tool_calls == 1 else body.parallel_tool_calls
@@ -110,7 +110,8 @@ async def start_response(registry: RunRegistry, who: Principal, body: ResponseCr
     given = input_messages(earlier_items)
     if session is None and given and registry.config.thread_history:
         # an input list that resends a stored conversation continues it (see _threading); only what is new is saved
-        sent = [*given, *([ChatMessage(role="user", content=user_text)] if user_text is not None else [])]
+        sent = [*given, *([ChatMessage(role="user", content="", parts=user_parts) if user_parts
+                           else ChatMessage(role="user", content=user_text)] if user_text is not None else [])]
         threaded = await thread_request(registry.store, who, sent, None)
         if threaded is not None and threaded.session_id is not None:
             # what is new is a tail of what was sent: the items before the last that the session lacks
@@ -134,7 +135,8 @@ async def start_response(registry: RunRegistry, who: Principal, body: ResponseCr
     # on the session
     options = TurnOptions(temperature=body.temperature, max_tokens=body.max_output_tokens,
                           system_prompt=body.instructions, earlier=earlier, request_params=meta,
-                          extra=provider_fields(body) or None, tools=specs, tool_choice=choice,
+                          extra=provider_fields(body) or None, user_parts=user_parts, tools=specs,
+                          tool_choice=choice,
                           parallel_tool_calls=parallel)
     return await registry.start_run(who, session, user_text, asked, options)
 

@@ -55,7 +55,20 @@ def item_obj(m: Message) -> dict[str, Any]:
         content["annotations"] = []
     status = "completed" if m.status == "complete" else ("in_progress" if m.status == "streaming" else "incomplete")
     return {"id": encode_id("msg", m.id), "type": "message", "role": m.role, "status": status,
-            "content": [content]}
+            "content": _input_parts(m) if m.parts else [content]}
+
+
+def _input_parts(m: Message) -> list[dict[str, Any]]:
+    """A user row's stored input parts as Responses content parts (text, images and files, as given)."""
+    out: list[dict[str, Any]] = []
+    for p in m.parts:
+        if p.type == "text":
+            out.append({"type": "input_text", "text": p.text or ""})
+        elif p.type == "file":
+            out.append({"type": "input_file", "filename": p.filename, "file_data": p.url})
+        else:
+            out.append({"type": "input_image", "image_url": p.url, "detail": p.detail or "auto"})
+    return out
 
 
 def response_status(status: str) -> str:

@@ -15,10 +15,11 @@ from typing import Any
 from ....entities import Message, MessageToolCall
 from ....errors import ConfigError
 from ....llm import ChatMessage, ToolSpec
+from ....persistence import stored_parts
 from ...http import ApiError
 from ...runs import Principal, ToolArgumentsEvent, ToolCallDoneEvent, ToolCallStartedEvent, ToolEvent
 from ._shapes import decode_id, encode_id, item_obj
-from .schemas import InputItem, ParamError
+from .schemas import CompactionItem, InputItem, ParamError
 
 __all__ = [
     "call_item", "call_items", "decode_item_id", "input_messages", "items_of_row", "output_item", "rows_of",
@@ -70,6 +71,9 @@ def input_messages(items: Sequence[InputItem]) -> list[ChatMessage]:
     them) are one assistant message making those calls, as the model made them."""
     out: list[ChatMessage] = []
     for item in items:
+        if isinstance(item, CompactionItem):
+            out += item.chat_messages()
+            continue
         m = item.chat_message()
         prev = out[-1] if out else None
         if m.tool_calls and prev is not None and prev.role == "assistant":
@@ -83,7 +87,7 @@ def input_messages(items: Sequence[InputItem]) -> list[ChatMessage]:
 def rows_of(who: Principal, session_id: uuid.UUID, messages: Sequence[ChatMessage]) -> list[Message]:
     """Rows of ``session_id`` for input messages (tool calls and results included), as the key's user."""
     return [Message(session_id=session_id, tenant_id=who.tenant_id, user_id=who.user_id, role=m.role,
-                    content=m.content, tool_call_id=m.tool_call_id,
+                    content=m.content, tool_call_id=m.tool_call_id, parts=stored_parts(m.parts),
                     tool_calls=[MessageToolCall(id=c.id, name=c.name, arguments=c.arguments) for c in m.tool_calls])
             for m in messages]
 

@@ -27,11 +27,12 @@ from pydantic_core import PydanticCustomError
 
 from ....entities import check_text
 from ....errors import ConfigError, MofaError
-from ....llm import ChatMessage, ContentPart, ImagePart, TextPart, ToolCall, ToolSpec, check_tool_sequence
+from ....llm import ChatMessage, ContentPart, FilePart, ImagePart, TextPart, ToolCall, ToolSpec, check_tool_sequence
+from ....persistence import COMPACTION_ASK
 from ...http import ApiError
 
 __all__ = [
-    "MAX_ITEMS", "ChatRequest", "ConversationCreate", "ConversationUpdate", "FunctionCallItem",
+    "MAX_ITEMS", "ChatRequest", "CompactionItem", "ConversationCreate", "ConversationUpdate", "FunctionCallItem",
     "FunctionCallOutputItem", "InputItem", "InputMessage", "ItemsCreate", "ParamError", "ResponseCreate", "Role",
 ]
 
@@ -299,24 +300,64 @@ class InputMessage(BaseModel):
     def pair(self) -> tuple[Role, str]:
         return _ROLES[self.role], "".join(p.text for p in self.content if isinstance(p, _TextPart))
 
-    def check_parts(self, index: int, field: str = "input") -> None:
-        """A 400 naming the part for input this service cannot take. Image and file input need the message
-        model's parts through the turn engine, which Responses does not pass yet: refused, never dropped."""
+    def parts(self, index: int, field: str = "input") -> list[ContentPart]:
+        """The content as the llm layer's parts (text, and on a user message images); a 400 naming the part for
+        input this service cannot take: refused, never dropped."""
+        out: list[ContentPart] = []
         for j, part in enumerate(self.content):
             where = f"{field}[{index}].content[{j}]"
             if isinstance(part, _TextPart):
+                out.append(TextPart(part.text))
                 continue
             if self.role != "user":
                 raise ParamError(f"{where}: {part.type} is only taken in a user message", where, "invalid_value")
             if part.file_id is not None:
                 raise ParamError(f"{where}.file_id: file ids are not supported (mofa serve has no Files API); "
                                  "send the content inline or by URL", f"{where}.file_id", "unsupported_parameter")
-            raise ParamError(f"{where}: {part.type} is not supported on /v1/responses yet; send text",
-                             where, "unsupported_parameter")
+            if isinstance(part, _ImagePart) and part.image_url is not None:
+                try:
+                    out.append(ImagePart(part.image_url, part.detail))
+                except MofaError as exc:
+                    raise ParamError(f"{where}.image_url: {exc}", f"{where}.image_url") from None
+                continue
+            if isinstance(part, _ImagePart):
+                raise ParamError(f"{where}: an input_image needs image_url", f"{where}.image_url",
+                                 "missing_required_parameter")
+            out.append(_file(part, where))
+        return out
+
+    def has_parts(self) -> bool:
+        return any(not isinstance(p, _TextPart) for p in self.content)
+
+    def check_parts(self, index: int, field: str = "input") -> None:
+        """A 400 naming the part for input this service cannot take."""
+        self.parts(index, field)
 
     def chat_message(self) -> ChatMessage:
+        """The message as the llm layer's: a user message with images carries them as parts (its text is its
+        text parts joined by newlines, as the message model has it)."""
         role, text = self.pair
-        return ChatMessage(role=role, content=text)
+        if not self.has_parts():
+            return ChatMessage(role=role, content=text)
+        parts = self.parts(0)
+        return ChatMessage(role="user", content="", parts=_joined(parts))
+
+
+def _file(part: _FilePart, where: str) -> FilePart:
+    """An ``input_file`` as the message model's file part: inline only (the provider's Chat Completions takes
+    a file's data, not its URL, and this service fetches nothing)."""
+    if part.file_url is not None:
+        raise ParamError(f"{where}.file_url: files by URL are not supported (the provider takes a file's "
+                         "content, and mofa serve fetches nothing); send file_data", f"{where}.file_url",
+                         "unsupported_parameter")
+    if part.file_data is None or part.filename is None:
+        missing = "file_data" if part.file_data is None else "filename"
+        raise ParamError(f"{where}: an input_file needs file_data and filename", f"{where}.{missing}",
+                         "missing_required_parameter")
+    try:
+        return FilePart(part.filename, part.file_data)
+    except MofaError as exc:
+        raise ParamError(f"{where}.file_data: {exc}", f"{where}.file_data") from None
 
 
 class FunctionCallItem(BaseModel):
@@ -346,16 +387,32 @@ class FunctionCallOutputItem(BaseModel):
         return ChatMessage(role="tool", content=text, tool_call_id=self.call_id)
 
 
+class CompactionItem(BaseModel):
+    """A ``compaction`` item (``/v1/responses/compact``'s output, given back as input): it stands for the
+    conversation before it, and is sent (and saved) as the window sends a stored compaction, a round of its own:
+    the question a compaction answers and the summary as the model's answer. Its ``encrypted_content`` is this
+    service's plain summary (a compaction of another service cannot be read: it is sent as it came)."""
+
+    model_config = ConfigDict(extra="ignore")  # id, created_by
+    type: Literal["compaction"]
+    encrypted_content: Annotated[StrictStr, Field(min_length=1)]
+
+    def chat_messages(self) -> list[ChatMessage]:
+        return [ChatMessage(role="user", content=COMPACTION_ASK),
+                ChatMessage(role="assistant", content=self.encrypted_content)]
+
+
 def _item_kind(value: Any) -> str:
     kind = value.get("type") if isinstance(value, dict) else getattr(value, "type", None)
-    return f"<{kind}>" if kind in ("function_call", "function_call_output") else "<message>"
+    return f"<{kind}>" if kind in ("function_call", "function_call_output", "compaction") else "<message>"
 
 
 #: an input item, chosen by its ``type`` (none: a message); a bad one is named by its own field (the HTTP
 #: layer leaves the "<tag>" out of ``param``)
 InputItem = Annotated[
     Annotated[InputMessage, Tag("<message>")] | Annotated[FunctionCallItem, Tag("<function_call>")]
-    | Annotated[FunctionCallOutputItem, Tag("<function_call_output>")],
+    | Annotated[FunctionCallOutputItem, Tag("<function_call_output>")]
+    | Annotated[CompactionItem, Tag("<compaction>")],
     Discriminator(_item_kind),
 ]
 Items = Annotated[list[InputItem], Field(max_length=MAX_ITEMS)]
@@ -463,10 +520,10 @@ class ResponseCreate(_In):
     service_tier: Any = None
     stream_options: Any = None
 
-    def turn(self) -> tuple[list[InputItem], str | None]:
-        """The input items saved before the turn's user message, and its text; None when the input ends with
-        ``function_call_output`` items (the client's results: every item is saved, no user message). A 400
-        for what the schema alone cannot refuse."""
+    def turn(self) -> tuple[list[InputItem], str | None, tuple[ContentPart, ...]]:
+        """The input items saved before the turn's user message, its text and its input parts (images; none for
+        text alone); None when the input ends with ``function_call_output`` items (the client's results: every
+        item is saved, no user message). A 400 for what the schema alone cannot refuse."""
         if self.previous_response_id and self.conversation:
             raise ParamError("previous_response_id and conversation cannot both be given", "previous_response_id",
                              "invalid_value")
@@ -475,8 +532,9 @@ class ResponseCreate(_In):
                 m.check_parts(i)
         last = self.input[-1]
         if isinstance(last, FunctionCallOutputItem):
-            return list(self.input), None
+            return list(self.input), None, ()
         if not isinstance(last, InputMessage) or last.pair[0] != "user" or not last.pair[1].strip():
             raise ParamError("the last input item must be a user message with text, or function_call_output "
                              "items", "input", "invalid_value")
-        return list(self.input[:-1]), last.pair[1]
+        user = last.chat_message()
+        return list(self.input[:-1]), user.content, user.parts
