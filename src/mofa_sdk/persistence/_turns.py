@@ -199,6 +199,9 @@ class _EnginePlugin(PersistencePlugin):
                 await store.claim_session(turn.tenant_id, turn.session_id, claim[0], claim[1], tx=tx)
             written = await store.save_messages(earlier, tx=tx) if earlier else []
             saved = written[-1] if skip_user and written else await store.save_message(message, tx=tx)
+            reply = self._opening_reply(turn, saved.id)
+            if reply is not None:  # the reply's row before any of its deltas reaches a client
+                await store.save_message(reply, tx=tx)
         self._unwritten = None if new is not None else self._unwritten
         return saved
 
