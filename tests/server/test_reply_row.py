@@ -38,9 +38,9 @@ async def test_the_reply_row_is_written_with_the_user_message(pg_pair: Served, c
     finally:
         done = await post
     assert done.status_code == 200, done.text
-    rows = (await client.get(f"{a.url}/v1/sessions/{sid}/messages", headers=auth(key))).json()["data"]
-    assert [(m["role"], m["status"]) for m in rows] == [("user", "complete"), ("assistant", "complete")]
-    assert rows[1]["content"], rows  # the checkpoints and the final write filled the row in
+    listed = (await client.get(f"{a.url}/v1/sessions/{sid}/messages", headers=auth(key))).json()["data"]
+    assert [(m["role"], m["status"]) for m in listed] == [("user", "complete"), ("assistant", "complete")]
+    assert listed[1]["content"], listed  # the checkpoints and the final write filled the row in
 
 
 async def test_a_provider_failing_before_its_first_token_leaves_an_empty_error_reply(
