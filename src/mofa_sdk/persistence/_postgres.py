@@ -134,6 +134,8 @@ def _scrubbed(fn: _F) -> _F:
 _READ_WAIT_SECONDS = 1.0
 #: how long that direct question may take (a stopped server refuses at once)
 _PROBE_SECONDS = 2.0
+#: what a server shutting down, crashed or starting up answers a connect with: down, not busy
+_DOWN_SQLSTATES = frozenset({"57P01", "57P02", "57P03"})
 
 
 # -- the store ---------------------------------------------------------------------------------------
@@ -383,11 +385,15 @@ class PostgresStore(SqlStore):
             psycopg.AsyncConnection.connect(self._target.url, **self._connect_kwargs), _PROBE_SECONDS
         )
 
-    async def _probe(self, doing: Doing) -> Conn:
-        """A direct connection, or DatabaseUnavailableError (and the store marked down) at once."""
+    async def _probe(self, doing: Doing) -> Conn | None:
+        """A direct connection; None when the server answered but refused one (too many clients, say: it is
+        up, the pool is the place to wait); DatabaseUnavailableError (and the store marked down) at once
+        when it cannot be reached or is shutting down or starting up."""
         try:
             conn = await self._direct()
         except (TimeoutError, OSError, psycopg.Error) as exc:
+            if isinstance(exc, psycopg.Error) and exc.sqlstate and exc.sqlstate not in _DOWN_SQLSTATES:
+                return None
             self._down = True
             detail = self._target.clean(str(exc).strip()) if isinstance(exc, psycopg.Error) else ""
             raise DatabaseUnavailableError(
@@ -426,19 +432,20 @@ class PostgresStore(SqlStore):
         direct: Conn | None = None
         if self._down:
             direct = await self._probe(doing)
-        else:
+        if direct is None:
             try:
                 conn = await pool.getconn(timeout=min(_READ_WAIT_SECONDS, self._connect_timeout))
             except PoolTimeout:
                 probe = await self._probe(doing)
-                if pool.get_stats().get("connections_errors", 0) > 0 and pool is self._pool:
+                if probe is not None and pool is self._pool and pool.get_stats().get("connections_errors", 0):
                     # the server is up but the pool failed to connect: it is backing off after an
                     # outage nobody read through, not busy
                     self._renew_pool()
-                if pool is not self._pool:
+                if probe is not None and pool is not self._pool:
                     direct = probe  # the server came back: this read goes first, on the probe
                 else:
-                    await probe.close()
+                    if probe is not None:
+                        await probe.close()
                     conn = await pool.getconn(timeout=max(0.1, self._connect_timeout - _READ_WAIT_SECONDS))
             if direct is None:
                 try:
