@@ -12,6 +12,7 @@ import functools
 import math
 import os
 import select
+import time
 import uuid
 import weakref
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
@@ -182,6 +183,8 @@ class PostgresStore(SqlStore):
         #: set when a read found the server unreachable, cleared by the first connect that succeeds
         self._down = False
         self._old_pools: set[asyncio.Task[None]] = set()
+        self._probing = asyncio.Lock()
+        self._answered_at = -math.inf  # when a probe last found the server up (time.monotonic())
         self._row_level_security = row_level_security
         self._hides_other_tenants = row_level_security
         self._target = target
@@ -405,6 +408,16 @@ class PostgresStore(SqlStore):
             self._renew_pool()
         return conn
 
+    async def _probe_once(self, doing: Doing) -> Conn | None:
+        """``_probe``, by one read at a time and at most once per _PROBE_SECONDS while the server answers:
+        under load many reads wait on a busy pool, and a connect each would only slow the database down."""
+        async with self._probing:
+            if time.monotonic() - self._answered_at < _PROBE_SECONDS:
+                return None  # it answered a moment ago: the pool is busy, not the server down
+            conn = await self._probe(doing)
+            self._answered_at = time.monotonic()
+            return conn
+
     def _renew_pool(self) -> None:
         """After an outage, a fresh pool: the old one's reconnect attempts back off (1, 2, 4, 8 … s) and
         would keep requests waiting long after the server is back; its connections in use close on return."""
@@ -436,7 +449,7 @@ class PostgresStore(SqlStore):
             try:
                 conn = await pool.getconn(timeout=min(_READ_WAIT_SECONDS, self._connect_timeout))
             except PoolTimeout:
-                probe = await self._probe(doing)
+                probe = await self._probe_once(doing)
                 if probe is not None and pool is self._pool and pool.get_stats().get("connections_errors", 0):
                     # the server is up but the pool failed to connect: it is backing off after an
                     # outage nobody read through, not busy
@@ -446,6 +459,7 @@ class PostgresStore(SqlStore):
                 else:
                     if probe is not None:
                         await probe.close()
+                    pool = self._pool  # renewed meanwhile by another read, perhaps
                     conn = await pool.getconn(timeout=max(0.1, self._connect_timeout - _READ_WAIT_SECONDS))
             if direct is None:
                 try:
