@@ -5,6 +5,7 @@ written (the engine writes a new session and the earlier input items with the us
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from typing import Any
 
 import pytest
@@ -62,6 +63,12 @@ class RefusesUserMessages(InMemoryStore):
         if message.role == "user" and "refuse me" in message.content:
             raise DatabaseUnavailableError("saving the message: the database went away")
         return await super().save_message(message, tx=tx)
+
+    async def save_messages(self, messages: Sequence[Message], *, tx: Any = None) -> list[Message]:
+        # the served turn writes its user message and its reply's row in one batch
+        if any(m.role == "user" and "refuse me" in m.content for m in messages):
+            raise DatabaseUnavailableError("saving the messages: the database went away")
+        return await super().save_messages(messages, tx=tx)
 
 
 async def test_a_turn_that_cannot_start_leaves_nothing_written() -> None:

@@ -224,9 +224,11 @@ async def test_a_stream_cut_mid_call_saves_no_call(served: ToolServed) -> None:
     # what streamed before the cut: the call's start and two fragments; the call is not complete
     assert [d["index"] for d in deltas] == [0, 0, 0] and deltas[0]["id"] == "call_c"
     rows, calls = await rows_of(served.db, row.tenant_id, sid)
-    # the user message is saved; a call cut mid-arguments is neither run nor saved (nothing to answer)
-    assert shape(rows) == [("user", "Weather in Paris and in Oslo?", [], None)]
-    assert len(calls) == 1 and calls[0].status == "failed" and calls[0].response_message_id is None
+    # the user message is saved, and the reply's row (written with it, before the stream) ends an empty `error`;
+    # a call cut mid-arguments is neither run nor saved (nothing to answer)
+    assert shape(rows) == [("user", "Weather in Paris and in Oslo?", [], None), ("assistant", "", [], None)]
+    assert rows[1].status == "error"
+    assert len(calls) == 1 and calls[0].status == "failed" and calls[0].response_message_id == rows[1].id
 
 
 async def test_results_that_answer_no_stored_call_are_refused_with_nothing_written(served: ToolServed) -> None:

@@ -52,3 +52,37 @@ async def test_a_follower_on_the_other_process_outlives_a_database_outage(
         # reads work again from the first request after the restart (the pool recovered)
         r2 = await client.get(f"{b.url}/v1/sessions/{sid}/messages", headers=auth(key))
         assert r2.status_code == 200, r2.text
+
+
+async def test_reads_fail_fast_during_an_outage_and_recover_on_the_first_request(
+    launcher: Launcher, cluster: PgCluster
+) -> None:
+    url = cluster.url()
+    a = await launcher.scripted(url)
+    key, _ = await make_key(url)
+    async with httpx2.AsyncClient(timeout=60) as client:
+        sid = (await client.post(f"{a.url}/v1/sessions", json={}, headers=auth(key))).json()["id"]
+        assert (await client.get(f"{a.url}/v1/sessions/{sid}/messages", headers=auth(key))).status_code == 200
+        # a run streaming through the outage: its checkpoints and lease keep the pool busy failing
+        other = (await client.post(f"{a.url}/v1/sessions", json={}, headers=auth(key))).json()["id"]
+        async with client.stream("POST", f"{a.url}/v1/sessions/{other}/messages",
+                                 json={"content": "words=60 delay=0.5"}, headers=auth(key)) as started:
+            await read_events(started, stop_after=1)
+        await asyncio.to_thread(cluster.stop, "fast")
+        loop = asyncio.get_running_loop()
+        # a client polling through an outage of ~18 s: the pool's own reconnect attempts back off
+        # (1, 2, 4, 8, 16 s apart), so the restart falls in the middle of a long pause of theirs
+        end = loop.time() + 18
+        while loop.time() < end:
+            t0 = loop.time()
+            down = await client.get(f"{a.url}/v1/sessions/{sid}/messages", headers=auth(key))
+            waited = loop.time() - t0
+            assert down.status_code == 503, down.text
+            assert down.json()["error"]["code"] == "unavailable"
+            # not the pool's 10 s wait for a connection (a loose bound: the point is "not 10 s")
+            assert waited < 6, waited
+            await asyncio.sleep(1)
+        await asyncio.to_thread(cluster.start)
+        for _ in range(3):  # the very first read after the restart, and the ones after it
+            up = await client.get(f"{a.url}/v1/sessions/{sid}/messages", headers=auth(key))
+            assert up.status_code == 200, up.text

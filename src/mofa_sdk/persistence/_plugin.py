@@ -327,6 +327,11 @@ class PersistencePlugin(EventHandler):
     # -- turn hooks ----------------------------------------------------------------------------------
     async def before_call(self, turn: Turn) -> None:
         await self.flush()
+        # a handler that ran first may have named the reply (``mofa serve`` names a run after it)
+        if turn.reply_id is None:
+            turn.reply_id = uuid7()
+        if turn.api_call_id is None:
+            turn.api_call_id = uuid7()
         with self._span("save user_message"):
             saved = await self._save_user_message(
                 turn,
@@ -341,19 +346,36 @@ class PersistencePlugin(EventHandler):
                 ),
             )
         turn.user_message_id = saved.id
-        # a handler that ran first may have named the reply (``mofa serve`` names a run after it)
-        if turn.reply_id is None:
-            turn.reply_id = uuid7()
-        if turn.api_call_id is None:
-            turn.api_call_id = uuid7()
         turn.state[self._key] = _Progress(
-            saved.id, turn.reply_id, turn.api_call_id, time.monotonic(), [] if self.record_delta_offsets else None
+            saved.id, turn.reply_id, turn.api_call_id, time.monotonic(), [] if self.record_delta_offsets else None,
+            # with offsets recorded (``mofa serve``) the reply row was written with the user message
+            checkpointed=self.record_delta_offsets,
+        )
+
+    def _opening_reply(self, turn: Turn, user_message_id: uuid.UUID) -> Message | None:
+        """With offsets recorded (``mofa serve``): the reply's row, ``streaming`` and empty, to be written in
+        the user message's transaction, so that it exists before any delta reaches a client (a kill -9 then
+        leaves a reply to resume or mark interrupted, never a run with no row). Later checkpoints update it;
+        a provider that fails before its first token leaves it an empty ``error`` reply."""
+        if not self.record_delta_offsets or turn.reply_id is None:
+            return None
+        return Message(
+            id=turn.reply_id, session_id=turn.session_id, tenant_id=turn.tenant_id, user_id=turn.user_id,
+            agent_id=turn.agent_id, role="assistant", content="", status="streaming",
+            parent_message_id=user_message_id, delta_ends=[],
         )
 
     async def _save_user_message(self, turn: Turn, message: Message) -> Message:
         """Write the turn's user message (the turn engine's plugin writes a session that is not written yet
         and the turn's earlier messages with it, in one transaction)."""
-        return await self._rows.save_message(message)
+        reply = self._opening_reply(turn, message.id)
+        if reply is None:
+            return await self._rows.save_message(message)
+        store = self._rows
+        async with store.transaction() as tx:
+            saved = await store.save_message(message, tx=tx)
+            await store.save_message(reply.model_copy(update={"parent_message_id": saved.id}), tx=tx)
+        return saved
 
     async def on_delta(self, turn: Turn, delta: str) -> None:
         p: _Progress | None = turn.state.get(self._key)  # set by before_call only
@@ -362,7 +384,7 @@ class PersistencePlugin(EventHandler):
         first = False
         if p.delta_ends is not None:
             p.delta_ends.append((p.delta_ends[-1] if p.delta_ends else 0) + len(delta))
-            first = not p.checkpointed
+            first = len(p.delta_ends) == 1
         if p.checkpoint_failed:
             return
         if p.checkpoint_task is not None and not p.checkpoint_task.done():

@@ -12,6 +12,7 @@ import functools
 import math
 import os
 import select
+import time
 import uuid
 import weakref
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
@@ -130,6 +131,14 @@ def _scrubbed(fn: _F) -> _F:
     return cast("_F", wrapper)
 
 
+#: how long a read waits on the pool before asking the server directly whether it is up
+_READ_WAIT_SECONDS = 1.0
+#: how long that direct question may take (a stopped server refuses at once)
+_PROBE_SECONDS = 2.0
+#: what a server shutting down, crashed or starting up answers a connect with: down, not busy
+_DOWN_SQLSTATES = frozenset({"57P01", "57P02", "57P03"})
+
+
 # -- the store ---------------------------------------------------------------------------------------
 _shared: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[str, PostgresStore]] = (
     weakref.WeakKeyDictionary()
@@ -165,8 +174,17 @@ class PostgresStore(SqlStore):
         connect_timeout: float,
         streaming_lease_seconds: float,
         row_level_security: bool = False,
+        new_pool: Callable[[], AsyncConnectionPool[Conn]] | None = None,
+        connect_kwargs: Mapping[str, Any] | None = None,
     ) -> None:
         self._pool = pool
+        self._new_pool = new_pool
+        self._connect_kwargs = dict(connect_kwargs or {"autocommit": True})
+        #: set when a read found the server unreachable, cleared by the first connect that succeeds
+        self._down = False
+        self._old_pools: set[asyncio.Task[None]] = set()
+        self._probing = asyncio.Lock()
+        self._answered_at = -math.inf  # when a probe last found the server up (time.monotonic())
         self._row_level_security = row_level_security
         self._hides_other_tenants = row_level_security
         self._target = target
@@ -252,18 +270,21 @@ class PostgresStore(SqlStore):
                 ) from None
             raise DatabaseUnavailableError(f"cannot connect to PostgreSQL at {target}: {detail}") from exc
         await probe.close()
-        pool: AsyncConnectionPool[Conn] = AsyncConnectionPool(
-            url,
-            min_size=min_connections,
-            max_size=max_connections,
-            kwargs=kwargs,
-            timeout=connect_timeout,
-            open=False,
-            name=f"mofa {target.host}:{target.port}/{target.dbname}",
-            # a connection killed by a server restart is noticed (and replaced) when it is handed out,
-            # not by the next statement
-            check=_check_connection,
-        )
+        def new_pool() -> AsyncConnectionPool[Conn]:
+            return AsyncConnectionPool(
+                url,
+                min_size=min_connections,
+                max_size=max_connections,
+                kwargs=kwargs,
+                timeout=connect_timeout,
+                open=False,
+                name=f"mofa {target.host}:{target.port}/{target.dbname}",
+                # a connection killed by a server restart is noticed (and replaced) when it is handed
+                # out, not by the next statement
+                check=_check_connection,
+            )
+
+        pool = new_pool()
         try:
             await pool.open(wait=min_connections > 0, timeout=connect_timeout)
         except PoolTimeout:
@@ -275,6 +296,8 @@ class PostgresStore(SqlStore):
             pool,
             target,
             connect_timeout=connect_timeout,
+            new_pool=new_pool,
+            connect_kwargs=kwargs,
             streaming_lease_seconds=streaming_lease_seconds,
             row_level_security=bool(row_level_security),
         )
@@ -317,6 +340,8 @@ class PostgresStore(SqlStore):
         if not self._closed:
             self._closed = True
             await self._pool.close()
+            for task in list(self._old_pools):
+                await asyncio.gather(task, return_exceptions=True)
 
     def pool_stats(self) -> dict[str, int]:
         """The pool's counters (``pool_size``, ``pool_available``, ``requests_waiting`` …)."""
@@ -326,6 +351,8 @@ class PostgresStore(SqlStore):
     def _wrap(self, exc: psycopg.Error, doing: Doing) -> MofaError:
         detail = self._target.clean(str(exc).strip()) or type(exc).__name__
         if isinstance(exc, PoolClosed):
+            if not self._closed:  # a pool replaced after an outage, not a closed store: try again
+                return DatabaseUnavailableError(f"{doing}: the connection pool was renewed; try again")
             return PersistenceError(f"{doing}: the store is closed")
         if isinstance(exc, PoolTimeout):
             return DatabaseUnavailableError(
@@ -353,9 +380,106 @@ class PostgresStore(SqlStore):
             )
         return PersistenceError(f"{doing}: {detail}")
 
+    # -- outages: reads fail fast and recover at once ------------------------------------------------
+    async def _direct(self) -> Conn:
+        """One connection outside the pool, given up after _PROBE_SECONDS (refused at once when the
+        server is down)."""
+        return await asyncio.wait_for(
+            psycopg.AsyncConnection.connect(self._target.url, **self._connect_kwargs), _PROBE_SECONDS
+        )
+
+    async def _probe(self, doing: Doing) -> Conn | None:
+        """A direct connection; None when the server answered but refused one (too many clients, say: it is
+        up, the pool is the place to wait); DatabaseUnavailableError (and the store marked down) at once
+        when it cannot be reached or is shutting down or starting up."""
+        try:
+            conn = await self._direct()
+        except (TimeoutError, OSError, psycopg.Error) as exc:
+            if isinstance(exc, psycopg.Error) and exc.sqlstate and exc.sqlstate not in _DOWN_SQLSTATES:
+                return None
+            self._down = True
+            detail = self._target.clean(str(exc).strip()) if isinstance(exc, psycopg.Error) else ""
+            raise DatabaseUnavailableError(
+                f"{doing}: PostgreSQL at {self._target} is unavailable"
+                + (f" ({detail})" if detail else f" (no answer within {_PROBE_SECONDS:g}s)")
+            ) from None
+        if self._down:
+            self._down = False
+            self._renew_pool()
+        return conn
+
+    async def _probe_once(self, doing: Doing) -> Conn | None:
+        """``_probe``, by one read at a time and at most once per _PROBE_SECONDS while the server answers:
+        under load many reads wait on a busy pool, and a connect each would only slow the database down."""
+        async with self._probing:
+            if time.monotonic() - self._answered_at < _PROBE_SECONDS:
+                return None  # it answered a moment ago: the pool is busy, not the server down
+            conn = await self._probe(doing)
+            self._answered_at = time.monotonic()
+            return conn
+
+    def _renew_pool(self) -> None:
+        """After an outage, a fresh pool: the old one's reconnect attempts back off (1, 2, 4, 8 … s) and
+        would keep requests waiting long after the server is back; its connections in use close on return."""
+        if self._new_pool is None or self._closed:
+            return
+        old, self._pool = self._pool, self._new_pool()
+
+        async def swap() -> None:
+            try:
+                await self._pool.open(wait=False)
+            finally:
+                await old.close(timeout=self._connect_timeout)
+
+        task = asyncio.get_running_loop().create_task(swap())
+        self._old_pools.add(task)
+        task.add_done_callback(self._old_pools.discard)
+
+    @asynccontextmanager
+    async def _read_conn(self, doing: Doing) -> AsyncIterator[Conn]:
+        """A connection for a read that fails fast during an outage: while the store is marked down, or
+        when the pool has none within _READ_WAIT_SECONDS, the server is asked directly; a refusal is a
+        DatabaseUnavailableError (503) at once, an answer serves the read (the first one after an outage)
+        or, when the pool is merely busy, the read waits on the pool for the rest of connect_timeout."""
+        pool = self._pool
+        direct: Conn | None = None
+        if self._down:
+            direct = await self._probe(doing)
+        if direct is None:
+            try:
+                conn = await pool.getconn(timeout=min(_READ_WAIT_SECONDS, self._connect_timeout))
+            except PoolTimeout:
+                probe = await self._probe_once(doing)
+                if probe is not None and pool is self._pool and pool.get_stats().get("connections_errors", 0):
+                    # the server is up but the pool failed to connect: it is backing off after an
+                    # outage nobody read through, not busy
+                    self._renew_pool()
+                if probe is not None and pool is not self._pool:
+                    direct = probe  # the server came back: this read goes first, on the probe
+                else:
+                    if probe is not None:
+                        await probe.close()
+                    pool = self._pool  # renewed meanwhile by another read, perhaps
+                    conn = await pool.getconn(timeout=max(0.1, self._connect_timeout - _READ_WAIT_SECONDS))
+            if direct is None:
+                try:
+                    yield conn
+                except psycopg.OperationalError:
+                    if conn.closed or conn.broken:
+                        self._down = True  # the next read asks the server directly
+                    raise
+                finally:
+                    await pool.putconn(conn)
+                return
+        try:
+            yield direct
+        finally:
+            await direct.close()
+
     @asynccontextmanager
     async def _conn(
-        self, tx: Transaction | None, doing: Doing, *, atomic: bool = False, tenant: uuid.UUID | None = None
+        self, tx: Transaction | None, doing: Doing, *, atomic: bool = False, tenant: uuid.UUID | None = None,
+        read: bool = False,
     ) -> AsyncIterator[Conn]:
         """A connection for one operation: ``tx`` when given, else one from the pool (autocommit).
         Every driver error raised inside becomes a mofa error saying what was being done.
@@ -373,7 +497,8 @@ class PostgresStore(SqlStore):
                 else:
                     yield conn
             else:
-                async with self._pool.connection() as conn:
+                pooled = self._read_conn(doing) if read and not atomic else self._pool.connection()
+                async with pooled as conn:
                     if atomic or scoped:
                         async with conn.transaction():
                             if scoped:
@@ -389,7 +514,7 @@ class PostgresStore(SqlStore):
             raise self._wrap(exc, doing) from exc
 
     def _reading(self, doing: Doing, tenant: uuid.UUID | None) -> AbstractAsyncContextManager[Conn]:
-        return self._conn(None, doing, tenant=tenant)
+        return self._conn(None, doing, tenant=tenant, read=True)
 
     def _writing(
         self, doing: Doing, tx: Transaction | None, tenant: uuid.UUID | None, *, atomic: bool = False

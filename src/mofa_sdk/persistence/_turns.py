@@ -197,8 +197,14 @@ class _EnginePlugin(PersistencePlugin):
             if claim is not None:
                 # first, before any seq is taken: a busy session is refused with nothing written
                 await store.claim_session(turn.tenant_id, turn.session_id, claim[0], claim[1], tx=tx)
-            written = await store.save_messages(earlier, tx=tx) if earlier else []
-            saved = written[-1] if skip_user and written else await store.save_message(message, tx=tx)
+            with_user = not (skip_user and earlier)
+            rows = [*earlier, message] if with_user else list(earlier)
+            # the reply's row before any of its deltas reaches a client, in the same batch
+            reply = self._opening_reply(turn, rows[-1].id)
+            batch = [*rows, reply] if reply is not None else rows
+            written = await store.save_messages(batch, tx=tx) if len(batch) > 1 else [
+                await store.save_message(batch[0], tx=tx)]
+            saved = written[len(rows) - 1]
         self._unwritten = None if new is not None else self._unwritten
         return saved
 

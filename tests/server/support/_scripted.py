@@ -6,7 +6,7 @@ deltas), ``big=N`` (one more delta of N characters), ``pad=N`` (every delta N ch
 is what the provider was sent: one ``role: content`` line per message, the recording upstream of the
 OpenAI-view tests), ``echoparams`` (the reply is the model, temperature and max tokens it was given),
 ``fail=N`` (after its deltas the provider fails with an error message of N characters; ``failfirst=N``: before
-any).
+any), ``wait=S`` (seconds before the first token).
 """
 
 from __future__ import annotations
@@ -22,11 +22,19 @@ from mofa_sdk.llm._scripted import split_words
 
 __all__ = ["ByContent", "reply_of", "stamps"]
 
+
+async def _after(seconds: float, events: AsyncIterator[ProviderEvent]) -> AsyncIterator[ProviderEvent]:
+    """``events``, the first of them ``seconds`` late (a provider slow to its first token)."""
+    await asyncio.sleep(seconds)
+    async for event in events:
+        yield event
+
 _WORDS = re.compile(r"\bwords=(\d+)")
 _DELAY = re.compile(r"\bdelay=([0-9.]+)")
 _BIG = re.compile(r"\bbig=(\d+)")
 _STAMPS = re.compile(r"\bstamps=(\d+)")
 _PAD = re.compile(r"\bpad=(\d+)")
+_WAIT = re.compile(r"\bwait=([0-9.]+)")
 _ECHO = re.compile(r"\becho\b")
 _FAIL = re.compile(r"\bfail(first)?=(\d+)")
 
@@ -60,6 +68,13 @@ class ByContent:
 
     def stream(self, messages: Sequence[ChatMessage], params: ChatParams) -> AsyncIterator[ProviderEvent]:
         last = messages[-1].content if messages else ""
+        wait = _WAIT.search(last)
+        if wait is not None:
+            return _after(float(wait.group(1)), self._stream(messages, params, last))
+        return self._stream(messages, params, last)
+
+    def _stream(self, messages: Sequence[ChatMessage], params: ChatParams, last: str
+                ) -> AsyncIterator[ProviderEvent]:
         words, delay, big, n, pad = (r.search(last) for r in (_WORDS, _DELAY, _BIG, _STAMPS, _PAD))
         pace = float(delay.group(1)) if delay else self.delay
         if n is not None:

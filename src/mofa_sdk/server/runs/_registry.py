@@ -355,7 +355,10 @@ class RunRegistry:
         written with (nothing is read back)."""
         stream = started.stream
         n = len(run.parts) + 1
-        reply_id = run.id if run.parts else None
+        # the reply row is written with the user message (PersistencePlugin(record_delta_offsets=True)), so it
+        # exists also for a turn that ended before its first delta; a tool step replaced it, and only text
+        # after the step writes it again
+        reply_id = run.id if run.parts or (run.user_message_id is not None and not stream.steps) else None
         run.tool_calls = stream.tool_calls
         u = stream.usage
         usage = None if u is None else Usage(u.prompt_tokens, u.completion_tokens, u.total_tokens, u.estimated)
