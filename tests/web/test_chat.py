@@ -241,7 +241,9 @@ async def test_reload_before_the_first_token_still_follows_the_reply(chat: Chat,
     session_id = await chat.new_session()
     await chat.send("Think first")
     await chat.page.wait_for_function("() => !document.querySelector('#stop').hidden")
-    assert [m["role"] for m in await stored_messages(web_served, chat.key, session_id)] == ["user"]  # no reply row yet
+    rows = await stored_messages(web_served, chat.key, session_id)
+    # the reply's row is written with the user message (streaming, still empty) before the first token
+    assert [m["role"] for m in rows] == ["user", "assistant"] and rows[1]["content"] == ""
     await chat.page.reload()
     await chat.wait_for_status("complete")
     stored = await _wait_stored(web_served, chat.key, session_id, "complete")
